@@ -1,0 +1,3 @@
+"""advgrad: adversarial examples and robustness evaluation for trained PyTorch classifiers."""
+
+__version__ = "0.1.0"

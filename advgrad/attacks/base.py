@@ -1,0 +1,119 @@
+"""What every attack shares: its parameter dataclass, its registry entry and the call contract.
+
+An attack is a function ``attack(model, x, y, *, threat, params, target=None, generator=None,
+early_stop=False) -> x_adv``. The device comes from ``x``; randomness only from ``generator``;
+the model's mode and its parameters' ``requires_grad`` are restored before it returns.
+:func:`run_attack` is the one way the rest of advgrad calls an attack: it fills defaults,
+validates the threat model and clips the result into the ε-ball and the box, so no attack can
+exceed its budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from advgrad.errors import UsageError
+from advgrad.threat import Norm, ThreatModel
+
+
+@dataclass
+class AttackParams:
+    """Base of every attack's parameters. Fields set to ``None`` take a default that may depend
+    on the threat model (see :meth:`resolve`)."""
+
+    def resolve(self, threat: ThreatModel) -> AttackParams:
+        """A copy with every ``None`` default filled in for ``threat``."""
+        return dataclasses.replace(self)
+
+    def validate(self) -> None:
+        """Raise :class:`UsageError` for values that make no sense (negative steps...)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise UsageError(f"{f.name.replace('_', '-')} must be ≥ 0, got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class AttackFunction(Protocol):
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        *,
+        threat: ThreatModel,
+        params: Any = None,
+        target: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        early_stop: bool = False,
+    ) -> Tensor: ...
+
+
+AttackKind = Literal["gradient", "minimal", "score"]
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """A registry entry: how to call an attack and how to describe it."""
+
+    name: str
+    function: AttackFunction
+    params_type: type[AttackParams]
+    norms: tuple[Norm, ...]
+    kind: AttackKind
+    summary: str
+    reference: str
+    aliases: tuple[str, ...] = field(default=())
+
+    def make_params(self, **options: Any) -> AttackParams:
+        """Parameters from keyword options; ``None`` values and options this attack does not take
+        are dropped (so one set of CLI options can serve several attacks)."""
+        names = {f.name for f in fields(self.params_type)}
+        given = {k: v for k, v in options.items() if v is not None and k in names}
+        params = self.params_type(**given)
+        params.validate()
+        return params
+
+    def ignored_options(self, **options: Any) -> list[str]:
+        """Names of the options that were given but that this attack does not take."""
+        names = {f.name for f in fields(self.params_type)}
+        return sorted(k for k, v in options.items() if v is not None and k not in names)
+
+
+def run_attack(
+    spec: AttackSpec,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    threat: ThreatModel,
+    params: AttackParams | None = None,
+    target: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    early_stop: bool = False,
+) -> Tensor:
+    """Call an attack through its registry entry and guarantee the budget.
+
+    Returns ``x_adv`` with the shape and dtype of ``x``, inside the ε-ball and the box.
+    """
+    if threat.norm not in spec.norms:
+        supported = ", ".join(spec.norms)
+        raise UsageError(f"{spec.name} does not support the L{threat.norm} threat model (it supports: {supported})")
+    if params is None:
+        params = spec.params_type()
+    params = params.resolve(threat)
+    if threat.eps == 0 and spec.kind != "minimal":
+        return x.detach().clone()
+    x_adv = spec.function(
+        model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
+    )
+    return threat.clip(x_adv.detach().to(x.dtype), x.detach())
+
+

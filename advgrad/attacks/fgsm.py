@@ -1,0 +1,63 @@
+"""FGSM: the fast gradient sign method, the one-step case of the shared loop."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.attacks.iterative import LoopConfig, gradient_attack
+from advgrad.threat import ThreatModel
+
+
+@dataclass
+class FGSMParams(AttackParams):
+    """``step_size`` defaults to ε; ``random_start`` draws the start uniformly from the ε-ball
+    (R+FGSM, Tramèr et al. 2018); ``loss`` is ce, margin or dlr."""
+
+    step_size: float | None = None
+    random_start: bool = False
+    loss: str = "ce"
+
+    def resolve(self, threat: ThreatModel) -> FGSMParams:
+        step = self.step_size if self.step_size is not None else threat.eps
+        return dataclasses.replace(self, step_size=step)
+
+
+def fgsm(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    threat: ThreatModel,
+    params: FGSMParams | None = None,
+    target: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    early_stop: bool = False,
+) -> Tensor:
+    """Fast Gradient Sign Method (Goodfellow, Shlens & Szegedy, 2015, "Explaining and Harnessing
+    Adversarial Examples").
+
+    Threat model: L∞ (x' = x + ε·sign(∇ₓJ)) or L2 (the fast gradient method, x' = x + ε·∇ₓJ/‖∇ₓJ‖₂),
+    then clipped to [0, 1]. Targeted: x' = x − ε·sign(∇ₓJ(x, t)). Shapes: x (N, C, H, W) in [0, 1],
+    y (N,) int64.
+
+    >>> x_adv = fgsm(model, x, y, threat=ThreatModel("inf", 8 / 255))
+    """
+    params = (params or FGSMParams()).resolve(threat)
+    config = LoopConfig(steps=1, step_size=params.step_size, random_start=params.random_start, loss=params.loss)
+    return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv
+
+
+SPEC = AttackSpec(
+    name="fgsm",
+    function=fgsm,
+    params_type=FGSMParams,
+    norms=("inf", "2"),
+    kind="gradient",
+    summary="one gradient step of size ε (sign of ∇ₓJ for L∞, normalised ∇ₓJ for L2)",
+    reference="Goodfellow, Shlens & Szegedy, ICLR 2015",
+)

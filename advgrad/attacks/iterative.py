@@ -1,0 +1,217 @@
+"""The one gradient loop behind FGSM, BIM, PGD and MI-FGSM.
+
+Every attack here iterates x_{t+1} = Π(x_t + α · d(g_t)), where g_t = ∇ₓJ(x_t) (or a momentum
+average of it), d is the steepest-ascent direction of the threat model's norm (sign(g) for L∞,
+g/‖g‖₂ for L2, a sparse signed top-k for L1) and Π projects onto the ε-ball around x and the box.
+An attack supplies only its configuration: number of steps, step size, start and momentum.
+
+With ``early_stop`` a sample leaves the batch as soon as an iterate reaches the goal
+(misclassified, or classified as the target); the iterate that reached it is returned. Without
+it the full step budget is spent on every sample and the loop never synchronises with the host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from advgrad.gradient import frozen
+from advgrad.losses import get_loss, is_successful
+from advgrad.threat import ThreatModel
+
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """How the shared loop runs: ``steps`` gradient steps of size ``step_size`` from a random or
+    zero start, ``restarts`` times (best result per sample kept), with optional momentum μ."""
+
+    steps: int
+    step_size: float
+    random_start: bool = True
+    restarts: int = 1
+    momentum: float | None = None
+    loss: str = "ce"
+    l1_sparsity: float = 0.99
+
+
+@dataclass
+class LoopResult:
+    """Adversarial inputs and whether each reached the goal (None when it was not evaluated)."""
+
+    x_adv: Tensor
+    success: Tensor | None
+
+
+def fresh_generator(device: torch.device) -> torch.Generator:
+    """A generator seeded from the OS, so an attack without one never touches the global RNG."""
+    gen = torch.Generator(device=device)
+    gen.seed()
+    return gen
+
+
+def random_start(
+    shape: torch.Size, threat: ThreatModel, generator: torch.Generator, dtype: torch.dtype
+) -> Tensor:
+    """A perturbation drawn uniformly from the ε-ball of the threat model's norm.
+
+    L∞: U(−ε, ε) per coordinate. L2: a Gaussian direction scaled to radius ε·u^{1/d}, u ~ U(0,1),
+    which is uniform in the ball. L1: ε·u^{1/d}·(e₁…e_d)/Σe with e_k ~ Exp(1) and random signs,
+    uniform on the simplex scaled to a uniform radius.
+    """
+    device = generator.device
+    n, d = shape[0], int(torch.Size(shape[1:]).numel())
+    eps = threat.eps
+    if threat.norm == "inf":
+        return (torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2 - 1) * eps
+    radius = eps * torch.rand(n, generator=generator, device=device, dtype=dtype) ** (1.0 / max(d, 1))
+    if threat.norm == "2":
+        direction = torch.randn(n, d, generator=generator, device=device, dtype=dtype)
+        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(_TINY)
+    else:
+        exps = -torch.log(torch.rand(n, d + 1, generator=generator, device=device, dtype=dtype).clamp_min(_TINY))
+        direction = exps[:, :d] / exps.sum(dim=1, keepdim=True)
+        signs = torch.randint(0, 2, (n, d), generator=generator, device=device).to(dtype) * 2 - 1
+        direction = direction * signs
+    return (direction * radius[:, None]).reshape(shape)
+
+
+def steepest_direction(grad: Tensor, threat: ThreatModel, sparsity: float = 0.99) -> Tensor:
+    """The unit-norm direction of steepest ascent of a linear function with gradient ``grad``.
+
+    L∞: sign(g). L2: g/‖g‖₂. L1: the exact answer puts all mass on the largest |g_k|, which makes
+    slow progress; like Tramèr & Boneh (2019) we spread it over the top (1 − ``sparsity``)
+    fraction of coordinates: sign(g_k)/k on those, 0 elsewhere.
+    """
+    if threat.norm == "inf":
+        return grad.sign()
+    flat = grad.reshape(grad.shape[0], -1)
+    if threat.norm == "2":
+        return (flat / flat.norm(dim=1, keepdim=True).clamp_min(_TINY)).reshape(grad.shape)
+    d = flat.shape[1]
+    k = max(1, int(round((1.0 - sparsity) * d)))
+    threshold = flat.abs().topk(k, dim=1).values[:, -1:]
+    mask = (flat.abs() >= threshold) & (flat != 0)
+    direction = flat.sign() * mask
+    direction = direction / mask.sum(dim=1, keepdim=True).clamp_min(1)
+    return direction.reshape(grad.shape)
+
+
+def _gradient(model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, loss: str):
+    objective = get_loss(loss)
+    x_var = x_adv.detach().requires_grad_(True)
+    logits = model(x_var)
+    value = objective(logits.float(), y, target)
+    (grad,) = torch.autograd.grad(value.sum(), x_var)
+    return grad, logits.detach(), value.detach()
+
+
+class _Batch:
+    """The samples still in play, compacted as they reach the goal (early stop)."""
+
+    def __init__(self, x: Tensor, y: Tensor, target: Tensor | None, x_adv: Tensor):
+        self.index = torch.arange(x.shape[0], device=x.device)
+        self.x, self.y, self.target, self.x_adv = x, y, target, x_adv
+        self.velocity = torch.zeros_like(x)
+
+    def keep(self, mask: Tensor) -> None:
+        self.index, self.x, self.y, self.x_adv = (t[mask] for t in (self.index, self.x, self.y, self.x_adv))
+        self.velocity = self.velocity[mask]
+        if self.target is not None:
+            self.target = self.target[mask]
+
+
+def _one_run(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    threat: ThreatModel,
+    config: LoopConfig,
+    target: Tensor | None,
+    generator: torch.Generator,
+    early_stop: bool,
+    score: bool,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """One start of the loop. Returns (x_adv, success, objective at x_adv); the last two only when
+    ``score`` or ``early_stop`` asks for a final evaluation."""
+    start = torch.zeros_like(x)
+    if config.random_start and threat.eps > 0:
+        start = random_start(x.shape, threat, generator, x.dtype).to(x.device)
+    batch = _Batch(x, y, target, threat.clip(x + start, x))
+    out = batch.x_adv.clone()
+    success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    value_out = torch.full((x.shape[0],), float("-inf"), device=x.device)
+    for _ in range(config.steps):
+        if batch.index.numel() == 0:
+            break
+        grad, logits, _ = _gradient(model, batch.x_adv, batch.y, batch.target, config.loss)
+        if early_stop:
+            done = is_successful(logits, batch.y, batch.target)
+            if bool(done.any()):
+                out[batch.index[done]] = batch.x_adv[done]
+                success[batch.index[done]] = True
+                batch.keep(~done)
+                grad = grad[~done]
+                if batch.index.numel() == 0:
+                    break
+        if config.momentum is not None:
+            l1 = grad.abs().reshape(grad.shape[0], -1).sum(dim=1).clamp_min(_TINY)
+            batch.velocity = config.momentum * batch.velocity + grad / l1.reshape((-1,) + (1,) * (grad.dim() - 1))
+            grad = batch.velocity
+        step = steepest_direction(grad, threat, config.l1_sparsity)
+        batch.x_adv = threat.clip(batch.x_adv + config.step_size * step, batch.x)
+    out[batch.index] = batch.x_adv
+    if not (score or early_stop):
+        return out, None, None
+    if batch.index.numel():
+        objective = get_loss(config.loss)
+        with torch.no_grad():
+            logits = model(batch.x_adv).float()
+            value_out[batch.index] = objective(logits, batch.y, batch.target)
+            success[batch.index] = is_successful(logits, batch.y, batch.target)
+    value_out[success] = float("inf")
+    return out, success, value_out
+
+
+def gradient_attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    threat: ThreatModel,
+    config: LoopConfig,
+    *,
+    target: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    early_stop: bool = False,
+) -> LoopResult:
+    """Run the loop with ``config.restarts`` starts and keep, per sample, the best result: one that
+    reaches the goal if any start does, else the one with the highest objective.
+
+    With ``early_stop`` later restarts only run on samples no earlier start has broken.
+    The model runs in eval mode with frozen parameters; both are restored afterwards.
+    """
+    if generator is None:
+        generator = fresh_generator(x.device)
+    x = x.detach()
+    restarts = max(1, config.restarts)
+    with frozen(model), torch.enable_grad():
+        best, success, best_value = _one_run(
+            model, x, y, threat, config, target, generator, early_stop, score=restarts > 1
+        )
+        for _ in range(restarts - 1):
+            todo = ~success if early_stop else torch.ones_like(success)
+            if early_stop and not bool(todo.any()):
+                break
+            idx = todo.nonzero().squeeze(1)
+            sub_target = None if target is None else target[idx]
+            cand, cand_success, cand_value = _one_run(
+                model, x[idx], y[idx], threat, config, sub_target, generator, early_stop, score=True
+            )
+            better = cand_value > best_value[idx]
+            best[idx[better]] = cand[better]
+            best_value[idx[better]] = cand_value[better]
+            success[idx] = success[idx] | cand_success
+    return LoopResult(best, success)

@@ -1,0 +1,84 @@
+"""PGD: projected gradient descent on the loss, the standard first-order adversary."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.attacks.iterative import LoopConfig, gradient_attack
+from advgrad.errors import UsageError
+from advgrad.threat import ThreatModel
+
+
+@dataclass
+class PGDParams(AttackParams):
+    """``steps`` gradient steps of size ``step_size`` (default 2.5·ε/steps, so the iterates can
+    cross the whole ball, as in Madry et al.), from a uniform random start in the ball
+    (``random_start``), repeated ``restarts`` times keeping the best result per sample."""
+
+    steps: int = 20
+    step_size: float | None = None
+    random_start: bool = True
+    restarts: int = 1
+    loss: str = "ce"
+
+    def resolve(self, threat: ThreatModel) -> PGDParams:
+        step = self.step_size if self.step_size is not None else 2.5 * threat.eps / max(self.steps, 1)
+        return dataclasses.replace(self, step_size=step)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.steps < 1:
+            raise UsageError(f"steps must be ≥ 1, got {self.steps}")
+        if self.restarts < 1:
+            raise UsageError(f"restarts must be ≥ 1, got {self.restarts}")
+
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    threat: ThreatModel,
+    params: PGDParams | None = None,
+    target: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    early_stop: bool = False,
+) -> Tensor:
+    """Projected Gradient Descent (Madry et al., 2018, "Towards Deep Learning Models Resistant to
+    Adversarial Attacks").
+
+    Threat model: L∞ or L2 ball of radius ε intersected with [0, 1]. Update:
+    x_{t+1} = Π(x_t + α·d(∇ₓJ(x_t))) with d = sign (L∞) or g/‖g‖₂ (L2), Π the projection onto the
+    ball and the box, x_0 uniform in the ball (or x). Targeted at t: J = −CE(f(x), t). With
+    ``restarts`` > 1 the best of several random starts is kept per sample.
+    Shapes: x (N, C, H, W) in [0, 1], y (N,) int64.
+
+    >>> params = PGDParams(steps=40, restarts=5)
+    >>> x_adv = pgd(model, x, y, threat=ThreatModel("2", 0.5), params=params)
+    """
+    params = (params or PGDParams()).resolve(threat)
+    params.validate()
+    config = LoopConfig(
+        steps=params.steps,
+        step_size=params.step_size,
+        random_start=params.random_start,
+        restarts=params.restarts,
+        loss=params.loss,
+    )
+    return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv
+
+
+SPEC = AttackSpec(
+    name="pgd",
+    function=pgd,
+    params_type=PGDParams,
+    norms=("inf", "2"),
+    kind="gradient",
+    summary="projected gradient ascent on the loss from a random start, with restarts",
+    reference="Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018",
+)

@@ -1,0 +1,52 @@
+"""The ``advgrad`` command line: one Typer app, one module per command."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from advgrad import __version__
+from advgrad.cli.attack import attack
+from advgrad.cli.console import set_debug
+from advgrad.cli.evaluate import eval_command
+from advgrad.cli.grad import grad
+
+app = typer.Typer(
+    name="advgrad",
+    help=(
+        "Adversarial examples and robustness evaluation for trained PyTorch classifiers.\n\n"
+        "Every command runs on the embedded digits model and data when --model and --data are not given. "
+        "Results go to stdout, messages to stderr. Exit codes: 0 success, 1 a gate or check failed, "
+        "2 bad usage or input."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"advgrad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+) -> None:
+    """Adversarial examples and robustness evaluation for trained PyTorch classifiers."""
+    set_debug(debug)
+
+
+app.command("attack")(attack)
+app.command("eval")(eval_command)
+app.command("grad")(grad)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="advgrad")

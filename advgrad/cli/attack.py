@@ -1,0 +1,79 @@
+"""``advgrad attack``: adversarial examples for a model and data, with a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from advgrad.attacks import get_attack
+from advgrad.cli import options as o
+from advgrad.cli.common import emit_json, open_and_describe, warn_ignored
+from advgrad.cli.console import handle_errors, info, out, progress
+from advgrad.generate import generate
+from advgrad.io.files import write_tensors
+from advgrad.report.images import adversarial_grid
+from advgrad.report.table import summary_table
+from advgrad.targets import parse_target
+from advgrad.threat import ThreatModel, parse_eps, parse_norm
+
+
+@handle_errors
+def attack(
+    method: Annotated[str, typer.Option("--method", "-a", help="Attack to run (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "pgd",
+    eps: Annotated[str, typer.Option("--eps", "-e", help="Budget ε: a number or a fraction such as 8/255.", rich_help_panel=o.ATTACK_PANEL)] = "0.1",
+    norm: o.NormOpt = "inf",
+    steps: o.StepsOpt = None,
+    step_size: o.StepSizeOpt = None,
+    restarts: o.RestartsOpt = None,
+    random_start: o.RandomStartOpt = None,
+    loss: o.LossOpt = None,
+    target: o.TargetOpt = None,
+    early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (default: spend the full step budget).", rich_help_panel=o.ATTACK_PANEL)] = False,
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
+    images: o.ImagesOpt = None,
+    json_out: o.JsonOpt = None,
+    model: o.ModelOpt = None,
+    data: o.DataOpt = None,
+    split: o.SplitOpt = "test",
+    limit: o.LimitOpt = None,
+    batch_size: o.BatchOpt = 256,
+    seed: o.SeedOpt = 0,
+    device: o.DeviceOpt = "auto",
+) -> None:
+    """Run one attack and report how many samples it fools.
+
+    Example: advgrad attack --method pgd --eps 8/255 --steps 40 --out adv.pt --images adv/
+    """
+    spec = get_attack(method)
+    threat = ThreatModel(parse_norm(norm), parse_eps(eps))
+    given = o.attack_options(steps, step_size, restarts, random_start, loss)
+    warn_ignored(spec, given)
+    params = spec.make_params(**given)
+    goal = parse_target(target)
+    inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
+    with progress(f"{spec.name} ε={eps}", inputs.n_samples) as tick:
+        result, summary = generate(
+            inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=seed,
+            early_stop=early_stop, device=inputs.device, progress=tick,
+        )
+    resolved = params.resolve(threat).to_dict()
+    if out_file is not None:
+        write_tensors(out_file, {
+            **result.to_dict(),
+            "attack": spec.name,
+            "params": resolved,
+            "threat": threat.to_dict(),
+            "target": result.target if result.target is not None else None,
+            "seed": seed,
+            "early_stop": early_stop,
+        })
+        info(f"wrote {out_file}")
+    if images is not None:
+        path = adversarial_grid(result.x, result.x_adv, result.y, result.pred_clean, result.pred_adv,
+                                Path(images) / "adversarial.png")
+        info(f"wrote {path}")
+    report = {**summary.to_dict(), "params": resolved, "seed": seed, "early_stop": early_stop}
+    if not emit_json(json_out, report):
+        out.print(summary_table(summary))

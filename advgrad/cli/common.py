@@ -1,0 +1,55 @@
+"""Steps several commands share: opening inputs with a message, writing JSON, choosing attacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from advgrad.attacks import AttackSpec, get_attack
+from advgrad.cli.console import info, print_json, warn
+from advgrad.errors import UsageError
+from advgrad.io.files import write_json
+from advgrad.io.inputs import InputOptions, RunInputs, open_inputs
+
+
+def open_and_describe(options: InputOptions) -> RunInputs:
+    """Open model and data and say on stderr what was loaded."""
+    inputs = open_inputs(options)
+    shape = "×".join(str(s) for s in inputs.probe.input_shape)
+    info(
+        f"model: {inputs.model.description} · data: {inputs.data.description} · "
+        f"{inputs.n_samples} samples of {shape}, {inputs.probe.num_classes} classes · device: {inputs.device}"
+    )
+    return inputs
+
+
+def emit_json(path: Path | None, data: Any) -> bool:
+    """Write JSON to ``path``; ``-`` prints it on stdout. Returns True when stdout was used."""
+    if path is None:
+        return False
+    if str(path) == "-":
+        print_json(data)
+        return True
+    write_json(path, data)
+    info(f"wrote {path}")
+    return False
+
+
+def attacks_from(names: str) -> list[AttackSpec]:
+    """``fgsm,pgd`` → registry entries, in the given order, each once."""
+    specs: list[AttackSpec] = []
+    for name in names.split(","):
+        if name.strip():
+            spec = get_attack(name)
+            if spec not in specs:
+                specs.append(spec)
+    if not specs:
+        raise UsageError("give at least one attack, e.g. --attack pgd (see `advgrad attacks`)")
+    return specs
+
+
+def warn_ignored(spec: AttackSpec, options: dict[str, Any]) -> None:
+    ignored = spec.ignored_options(**options)
+    if ignored:
+        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        warn(f"{spec.name} does not use {flags}; ignored")

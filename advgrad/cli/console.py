@@ -1,0 +1,107 @@
+"""Where output goes: results to stdout, messages and progress to stderr; errors to exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from advgrad.errors import AdvgradError, ExitCode
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+_state = {"debug": os.environ.get("ADVGRAD_DEBUG", "") not in ("", "0")}
+
+
+def set_debug(flag: bool) -> None:
+    _state["debug"] = _state["debug"] or flag
+
+
+def info(message: str) -> None:
+    """A message for people, on stderr."""
+    err.print(message, markup=False)
+
+
+def warn(message: str) -> None:
+    err.print(f"warning: {message}", style="yellow", markup=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output on stdout, nothing else mixed in."""
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    warn(text)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn advgrad's errors into one line on stderr and the documented exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = warnings.showwarning
+        warnings.showwarning = _one_line_warning
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except AdvgradError as exc:
+            if _state["debug"]:
+                raise
+            err.print(f"error: {exc}", style="red", markup=False)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", markup=False)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except MemoryError:
+            err.print("error: out of memory; lower --batch-size", style="red", markup=False)
+            raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            if type(exc).__name__ == "OutOfMemoryError":
+                err.print("error: the device ran out of memory; lower --batch-size", style="red", markup=False)
+                raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            err.print(
+                f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback "
+                "and please report it)",
+                style="red",
+                markup=False,
+            )
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
+        finally:
+            warnings.showwarning = previous
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; otherwise a silent callback."""
+    if not err.is_terminal:
+        yield lambda done: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+        yield lambda done: bar.update(task, completed=done)

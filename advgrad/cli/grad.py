@@ -1,0 +1,82 @@
+"""``advgrad grad``: the input gradient ∇ₓJ, its norms, saliency maps and a finite-difference check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.text import Text
+
+from advgrad.cli import options as o
+from advgrad.cli.common import emit_json, open_and_describe
+from advgrad.cli.console import handle_errors, info, out
+from advgrad.errors import ExitCode, UsageError
+from advgrad.gradient import finite_difference_check, gradients
+from advgrad.io.files import write_tensors
+from advgrad.losses import get_loss
+from advgrad.report.images import saliency_grid
+from advgrad.report.table import gradient_table
+
+
+@handle_errors
+def grad(
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, y, grad, loss and pred to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
+    images: o.ImagesOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="Compare autograd with central finite differences on sampled coordinates.")] = False,
+    coordinates: Annotated[int, typer.Option("--coordinates", help="Coordinates per sample that --check compares.")] = 16,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Largest relative error --check accepts; above it the exit code is 1. [default: 1e-4 in float64, 1e-2 in float32]", show_default=False)] = None,
+    loss: Annotated[str, typer.Option("--loss", help="J: ce, margin or dlr.")] = "ce",
+    show: Annotated[int, typer.Option("--show", help="Samples listed in the table.")] = 10,
+    json_out: o.JsonOpt = None,
+    model: o.ModelOpt = None,
+    data: o.DataOpt = None,
+    split: o.SplitOpt = "test",
+    limit: o.LimitOpt = None,
+    batch_size: o.BatchOpt = 256,
+    seed: o.SeedOpt = 0,
+    device: o.DeviceOpt = "auto",
+) -> None:
+    """Compute ∇ₓJ, the gradient of the loss with respect to the input, for every sample.
+
+    Example: advgrad grad --limit 16 --out grad.pt --images saliency/ --check
+    """
+    get_loss(loss)
+    if coordinates < 1:
+        raise UsageError(f"--coordinates must be at least 1, got {coordinates}")
+    inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
+    result = gradients(inputs.model.module, inputs.batches(), loss=loss, device=inputs.device)
+    norms = result.norms()
+    rows = [
+        {"index": i, "label": int(result.y[i]), "pred": int(result.pred[i]), "loss": float(result.loss[i]),
+         "l1": float(norms["l1"][i]), "l2": float(norms["l2"][i]), "linf": float(norms["linf"][i])}
+        for i in range(result.y.shape[0])
+    ]
+    if out_file is not None:
+        write_tensors(out_file, {**result.to_dict(), "loss_name": loss})
+        info(f"wrote {out_file}")
+    if images is not None:
+        path = saliency_grid(result.x, result.grad, result.y, result.pred, Path(images) / "saliency.png")
+        info(f"wrote {path}")
+    report: dict = {"loss": loss, "n_samples": len(rows), "samples": rows}
+    failed = False
+    if check:
+        x, y = next(iter(inputs.data.batches(min(batch_size, 32), limit=limit, seed=seed)))
+        result_check = finite_difference_check(
+            inputs.model.module, x.to(inputs.device), y.to(inputs.device), loss=loss, coordinates=coordinates
+        )
+        tolerance = result_check.default_tolerance if tolerance is None else tolerance
+        failed = result_check.max_relative_error > tolerance
+        report["check"] = {**result_check.to_dict(), "tolerance": tolerance, "passed": not failed}
+    if not emit_json(json_out, report):
+        out.print(gradient_table(rows, limit=show))
+        if check:
+            c = report["check"]
+            verdict = "FAILED" if failed else "ok"
+            out.print(Text(
+                f"finite-difference check ({c['n_coordinates']} coordinates, {c['dtype']}, h={c['step']:g}): "
+                f"largest relative error {c['max_relative_error']:.2e}, largest absolute error "
+                f"{c['max_absolute_error']:.2e} — {verdict} (tolerance {tolerance:g})"
+            ))
+    if failed:
+        raise typer.Exit(int(ExitCode.GATE_FAILED))

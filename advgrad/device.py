@@ -1,0 +1,27 @@
+"""Choosing the device a run uses."""
+
+from __future__ import annotations
+
+import torch
+
+from advgrad.errors import UsageError
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cpu``; ``cuda`` or ``cuda:N`` (must exist)."""
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for but no CUDA GPU is available; use --device cpu or auto")
+        try:
+            device = torch.device(text)
+        except RuntimeError:
+            raise UsageError(f"bad device {name!r}: use auto, cpu, cuda or cuda:N") from None
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"{name} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    raise UsageError(f"bad device {name!r}: use auto, cpu, cuda or cuda:N")

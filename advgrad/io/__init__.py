@@ -1,0 +1,1 @@
+"""Loading models and data, and writing results to disk."""

@@ -1,0 +1,74 @@
+"""Attack objectives: per-sample quantities that an attack *maximises*.
+
+Untargeted attacks maximise a loss of the true class ``y``; targeted attacks maximise the negated
+loss of the target class ``t`` (that is, they descend towards ``t``). Every function returns a
+tensor of shape (N,), so ``objective.sum()`` has per-sample gradients ∂J_i/∂x_i.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from advgrad.errors import UsageError
+
+Objective = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
+
+
+def _other_max(logits: Tensor, cls: Tensor) -> Tensor:
+    """max_{j ≠ cls} z_j for each row."""
+    masked = logits.masked_fill(F.one_hot(cls, logits.shape[1]).bool(), float("-inf"))
+    return masked.amax(dim=1)
+
+
+def cross_entropy(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    """J = CE(z, y) = −log softmax(z)_y; targeted: −CE(z, t)."""
+    if target is None:
+        return F.cross_entropy(logits, y, reduction="none")
+    return -F.cross_entropy(logits, target, reduction="none")
+
+
+def margin(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    """Carlini–Wagner margin: max_{j≠y} z_j − z_y (> 0 iff misclassified); targeted: z_t − max_{j≠t} z_j."""
+    if target is None:
+        return _other_max(logits, y) - logits.gather(1, y[:, None]).squeeze(1)
+    return logits.gather(1, target[:, None]).squeeze(1) - _other_max(logits, target)
+
+
+def dlr(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    """Difference of logits ratio (Croce & Hein, 2020), invariant to shifting and scaling logits.
+
+    Untargeted: −(z_y − max_{j≠y} z_j) / (z_π1 − z_π3); targeted: −(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2),
+    where z_π1 ≥ z_π2 ≥ … are the sorted logits. Needs at least 3 classes (4 when targeted).
+    """
+    sorted_logits, _ = logits.sort(dim=1, descending=True)
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    if target is None:
+        if logits.shape[1] < 3:
+            raise UsageError("the DLR loss needs at least 3 classes; use --loss ce or margin")
+        denom = sorted_logits[:, 0] - sorted_logits[:, 2] + 1e-12
+        return -(z_y - _other_max(logits, y)) / denom
+    if logits.shape[1] < 4:
+        raise UsageError("the targeted DLR loss needs at least 4 classes; use --loss ce or margin")
+    z_t = logits.gather(1, target[:, None]).squeeze(1)
+    denom = sorted_logits[:, 0] - 0.5 * (sorted_logits[:, 2] + sorted_logits[:, 3]) + 1e-12
+    return -(z_y - z_t) / denom
+
+
+LOSSES: dict[str, Objective] = {"ce": cross_entropy, "margin": margin, "dlr": dlr}
+
+
+def get_loss(name: str) -> Objective:
+    """The objective registered under ``name`` (``ce``, ``margin``, ``dlr``)."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise UsageError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}") from None
+
+
+def is_successful(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    """Per-sample success: misclassified (untargeted) or classified as the target (targeted)."""
+    pred = logits.argmax(dim=1)
+    return pred != y if target is None else pred == target

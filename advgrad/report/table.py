@@ -1,0 +1,84 @@
+"""Terminal tables (Rich) for reports, attack summaries and gradients."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from advgrad.generate import AttackSummary
+from advgrad.report.fmt import eps_label, num, pct
+from advgrad.results import RobustnessReport
+
+
+def norm_symbol(norm: str) -> str:
+    return "L∞" if norm == "inf" else f"L{norm}"
+
+
+def report_heading(report: RobustnessReport) -> str:
+    """One line of context printed above the table."""
+    return (
+        f"clean accuracy {pct(report.clean_accuracy)} ({report.clean_correct}/{report.n_samples}) · "
+        f"threat model {norm_symbol(report.norm)} · accuracy under attack:"
+    )
+
+
+def report_table(report: RobustnessReport) -> Table:
+    """Accuracy under each attack (columns) at each ε (rows)."""
+    table = Table()
+    table.add_column("ε", justify="right")
+    for name in report.attacks:
+        table.add_column(name, justify="right")
+    for j, eps in enumerate(report.eps):
+        row = [eps_label(eps)]
+        for curve in report.attacks.values():
+            row.append(pct(curve.points[j].accuracy))
+        table.add_row(*row)
+    return table
+
+
+def cost_table(report: RobustnessReport) -> Table:
+    """Time and model evaluations per attack."""
+    table = Table()
+    for col in ("attack", "parameters", "seconds", "forward passes (samples)"):
+        table.add_column(col, justify="left" if col in ("attack", "params") else "right")
+    for name, curve in report.attacks.items():
+        params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
+        table.add_row(name, params, f"{curve.seconds:.2f}", f"{curve.forward_samples:,}")
+    return table
+
+
+def summary_table(summary: AttackSummary) -> Table:
+    """The one-attack summary printed by ``advgrad attack``."""
+    table = Table(show_header=False)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps)}")
+    table.add_row("samples", f"{summary.n_samples}")
+    table.add_row("clean accuracy", pct(summary.clean_accuracy))
+    table.add_row("accuracy under attack", pct(summary.adversarial_accuracy))
+    what = "reached target" if summary.target is not None else "fooled"
+    table.add_row(f"success rate ({what})", f"{pct(summary.success_rate)} ({summary.successes}/{summary.attacked})")
+    table.add_row(f"mean ‖δ‖{_sub(summary.norm)}", num(summary.mean_norm))
+    table.add_row(f"max ‖δ‖{_sub(summary.norm)}", num(summary.max_norm))
+    if summary.target is not None:
+        table.add_row("target", summary.target)
+    table.add_row("seconds", f"{summary.seconds:.2f}")
+    return table
+
+
+def _sub(norm: str) -> str:
+    return {"inf": "∞", "2": "₂", "1": "₁"}[norm]
+
+
+def gradient_table(rows: list[dict], limit: int = 20) -> Table:
+    """Per-sample gradient norms; ``rows`` hold index, label, pred, loss, l1, l2, linf."""
+    table = Table()
+    for col in ("#", "label", "pred", "loss", "‖∇ₓJ‖₁", "‖∇ₓJ‖₂", "‖∇ₓJ‖∞"):
+        table.add_column(col, justify="right")
+    for row in rows[:limit]:
+        table.add_row(
+            str(row["index"]), str(row["label"]), str(row["pred"]), num(row["loss"]),
+            num(row["l1"]), num(row["l2"]), num(row["linf"]),
+        )
+    if len(rows) > limit:
+        table.caption = f"first {limit} of {len(rows)} samples; all are in the output file"
+    return table

@@ -1,0 +1,180 @@
+"""Threat models: per-sample norms, projections onto ε-balls and the valid input box.
+
+An adversary may replace ``x`` by any ``x'`` with ``‖x' − x‖_p ≤ ε`` and ``lower ≤ x' ≤ upper``
+(pixels in [0, 1] by default). Norms are taken per sample over every dimension but the first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from advgrad.errors import UsageError
+
+Norm = Literal["inf", "2", "1"]
+NORMS: tuple[Norm, ...] = ("inf", "2", "1")
+
+# Relative slack used when checking that a result lies inside its ball: projections computed in
+# float32 can overshoot ε by a few ulps.
+NORM_TOLERANCE = 1e-5
+
+
+def parse_norm(value: str | int | float) -> Norm:
+    """Accept ``inf``/``linf``/``Linf``, ``2``/``l2`` and ``1``/``l1``; return the canonical name."""
+    text = str(value).strip().lower().lstrip("l")
+    if text in ("inf", "infinity", "∞"):
+        return "inf"
+    if text in ("2", "2.0"):
+        return "2"
+    if text in ("1", "1.0"):
+        return "1"
+    raise UsageError(f"unknown norm {value!r}: use one of inf, 2, 1")
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def _expand(per_sample: Tensor, like: Tensor) -> Tensor:
+    """Shape a per-sample vector (N,) so that it broadcasts against ``like`` (N, ...)."""
+    return per_sample.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+def per_sample_norm(t: Tensor, norm: Norm) -> Tensor:
+    """‖t_i‖_p for every sample i: a tensor of shape (N,)."""
+    flat = _flat(t)
+    if norm == "inf":
+        return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
+    if norm == "2":
+        return flat.norm(p=2, dim=1)
+    if norm == "1":
+        return flat.abs().sum(dim=1)
+    raise UsageError(f"unknown norm {norm!r}")
+
+
+def project_linf(delta: Tensor, eps: float | Tensor) -> Tensor:
+    """Euclidean projection onto the L∞ ball: clip every coordinate to [−ε, ε]."""
+    if isinstance(eps, Tensor):
+        eps = _expand(eps, delta)
+        return torch.maximum(torch.minimum(delta, eps), -eps)
+    return delta.clamp(-eps, eps)
+
+
+def project_l2(delta: Tensor, eps: float | Tensor) -> Tensor:
+    """Euclidean projection onto the L2 ball: δ · min(1, ε / ‖δ‖₂)."""
+    norms = per_sample_norm(delta, "2")
+    eps_t = eps if isinstance(eps, Tensor) else torch.full_like(norms, float(eps))
+    factor = torch.where(norms > eps_t, eps_t / norms.clamp_min(1e-30), torch.ones_like(norms))
+    return delta * _expand(factor, delta)
+
+
+def project_l1(delta: Tensor, eps: float | Tensor) -> Tensor:
+    """Euclidean projection onto the L1 ball (Duchi et al., 2008, sort-based, exact).
+
+    For ‖δ‖₁ > ε the projection is sign(δ)·max(|δ| − θ, 0) with θ ≥ 0 chosen so the result has
+    L1 norm exactly ε; θ is found from the sorted magnitudes u₁ ≥ u₂ ≥ …:
+    ρ = max{j : u_j − (Σ_{r≤j} u_r − ε)/j > 0}, θ = (Σ_{r≤ρ} u_r − ε)/ρ.
+    """
+    flat = _flat(delta)
+    n, d = flat.shape
+    eps_t = eps if isinstance(eps, Tensor) else torch.full((n,), float(eps), device=delta.device)
+    eps_t = eps_t.to(flat.dtype)
+    mags = flat.abs()
+    inside = mags.sum(dim=1) <= eps_t
+    u, _ = torch.sort(mags, dim=1, descending=True)
+    cumsum = u.cumsum(dim=1) - eps_t[:, None]
+    ranks = torch.arange(1, d + 1, device=delta.device, dtype=flat.dtype)
+    positive = (u - cumsum / ranks) > 0
+    rho = (positive * ranks).amax(dim=1).clamp_min(1)
+    theta = cumsum.gather(1, (rho - 1).long()[:, None]).squeeze(1) / rho
+    theta = torch.where(inside, torch.zeros_like(theta), theta.clamp_min(0))
+    projected = flat.sign() * (mags - theta[:, None]).clamp_min(0)
+    return projected.reshape(delta.shape)
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What the adversary may do: move each input by at most ``eps`` in the ``norm`` ball, staying
+    inside the box [``lower``, ``upper``].
+
+    >>> threat = ThreatModel("inf", 8 / 255)
+    >>> x_adv = threat.clip(x_adv, x)      # back inside the ball and the box
+    """
+
+    norm: Norm
+    eps: float
+    lower: float = 0.0
+    upper: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "norm", parse_norm(self.norm))
+        if not math.isfinite(self.eps) or self.eps < 0:
+            raise UsageError(f"ε must be a finite number ≥ 0, got {self.eps}")
+        if not self.lower < self.upper:
+            raise UsageError(f"the input box needs lower < upper, got [{self.lower}, {self.upper}]")
+
+    def project(self, delta: Tensor) -> Tensor:
+        """Project a perturbation onto the ε-ball of this norm (not the box)."""
+        if self.norm == "inf":
+            return project_linf(delta, self.eps)
+        if self.norm == "2":
+            return project_l2(delta, self.eps)
+        return project_l1(delta, self.eps)
+
+    def clip(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """Bring ``x_adv`` inside the ε-ball around ``x`` and inside the box.
+
+        Projecting onto the ball and then clamping into the box keeps both constraints: the box
+        clamp only moves coordinates towards ``x`` (which lies in the box), so it cannot leave the
+        ball. For L∞ the result is the exact projection onto the intersection.
+        """
+        delta = self.project(x_adv - x)
+        return (x + delta).clamp(self.lower, self.upper)
+
+    def norm_of(self, delta: Tensor) -> Tensor:
+        """Per-sample norm of ``delta`` in this threat model's norm."""
+        return per_sample_norm(delta, self.norm)
+
+    def contains(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """Per-sample check that ``x_adv`` is inside the ball (with float slack) and the box."""
+        slack = NORM_TOLERANCE * max(self.eps, 1.0)
+        in_ball = self.norm_of(x_adv - x) <= self.eps + slack
+        flat = _flat(x_adv)
+        in_box = (flat >= self.lower - 1e-6).all(dim=1) & (flat <= self.upper + 1e-6).all(dim=1)
+        return in_ball & in_box
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_eps(text: str | float, what: str = "ε") -> float:
+    """One ε: a decimal (``0.03``) or a fraction (``8/255``); must be finite and ≥ 0.
+
+    ``what`` names the quantity in error messages (ε, step size...)."""
+    raw = str(text).strip()
+    try:
+        if "/" in raw:
+            num, den = raw.split("/", 1)
+            value = float(num) / float(den)
+        else:
+            value = float(raw)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"bad {what} {raw!r}: write a number such as 0.03 or a fraction such as 8/255") from None
+    if not math.isfinite(value):
+        raise UsageError(f"bad {what} {raw!r}: it must be finite")
+    if value < 0:
+        raise UsageError(f"bad {what} {raw!r}: it must be ≥ 0")
+    return value
+
+
+def parse_eps_list(text: str | list[str]) -> list[float]:
+    """A comma-separated list of ε values (``0,1/255,2/255``), or several such strings."""
+    parts = [text] if isinstance(text, str) else list(text)
+    values = [parse_eps(p) for chunk in parts for p in str(chunk).split(",") if p.strip()]
+    if not values:
+        raise UsageError("give at least one ε value, e.g. --eps 8/255")
+    return values
