@@ -115,11 +115,12 @@ class _Batch:
     def __init__(self, x: Tensor, y: Tensor, target: Tensor | None, x_adv: Tensor):
         self.index = torch.arange(x.shape[0], device=x.device)
         self.x, self.y, self.target, self.x_adv = x, y, target, x_adv
-        self.velocity = torch.zeros_like(x)
+        self.velocity: Tensor | None = None  # momentum buffer, created on first use
 
     def keep(self, mask: Tensor) -> None:
         self.index, self.x, self.y, self.x_adv = (t[mask] for t in (self.index, self.x, self.y, self.x_adv))
-        self.velocity = self.velocity[mask]
+        if self.velocity is not None:
+            self.velocity = self.velocity[mask]
         if self.target is not None:
             self.target = self.target[mask]
 
@@ -159,7 +160,8 @@ def _one_run(
                     break
         if config.momentum is not None:
             l1 = grad.abs().reshape(grad.shape[0], -1).sum(dim=1).clamp_min(_TINY)
-            batch.velocity = config.momentum * batch.velocity + grad / l1.reshape((-1,) + (1,) * (grad.dim() - 1))
+            normalised = grad / l1.reshape((-1,) + (1,) * (grad.dim() - 1))
+            batch.velocity = normalised if batch.velocity is None else config.momentum * batch.velocity + normalised
             grad = batch.velocity
         step = steepest_direction(grad, threat, config.l1_sparsity)
         batch.x_adv = threat.clip(batch.x_adv + config.step_size * step, batch.x)

@@ -72,7 +72,7 @@ def attack(
         info(f"wrote {out_file}")
     if images is not None:
         path = adversarial_grid(result.x, result.x_adv, result.y, result.pred_clean, result.pred_adv,
-                                Path(images) / "adversarial.png")
+                                Path(images) / "adversarial.png", norm=threat.norm)
         info(f"wrote {path}")
     report = {**summary.to_dict(), "params": resolved, "seed": seed, "early_stop": early_stop}
     if not emit_json(json_out, report):

@@ -9,6 +9,9 @@ from torch import Tensor
 
 from advgrad.io.files import atomic_path
 from advgrad.report.plot import _pyplot
+from advgrad.threat import per_sample_norm
+
+_NORM_SUB = {"inf": "∞", "2": "₂", "1": "₁"}
 
 
 def _to_display(img: Tensor):
@@ -36,7 +39,7 @@ def _save(fig, path: str | os.PathLike) -> None:
 
 def adversarial_grid(
     x: Tensor, x_adv: Tensor, y: Tensor, pred_clean: Tensor, pred_adv: Tensor, path: str | os.PathLike,
-    *, count: int = 8, class_names: list[str] | None = None,
+    *, count: int = 8, class_names: list[str] | None = None, norm: str = "inf",
 ) -> Path:
     """Three rows: originals, perturbations (scaled to be visible) and adversarial examples,
     each labelled with the model's prediction (and the true label on the originals)."""
@@ -48,7 +51,7 @@ def adversarial_grid(
         delta = x_adv[i] - x[i]
         panels = [
             (x[i], f"y={name(int(y[i]))} pred={name(int(pred_clean[i]))}"),
-            (_visible(delta), f"‖δ‖∞={float(delta.abs().max()):.3f}"),
+            (_visible(delta), f"‖δ‖{_NORM_SUB[norm]}={float(per_sample_norm(delta[None], norm)[0]):.3f}"),
             (x_adv[i], f"pred={name(int(pred_adv[i]))}"),
         ]
         for row, (img, label) in enumerate(panels):
