@@ -118,9 +118,11 @@ def finite_difference_check(
         inward = torch.where(x > 0.5, -1.0, 1.0).to(torch.float64)
         x = x.double() + jitter * noise * inward
     try:
-        work = copy.deepcopy(model).double()
-        xd = x.detach().double()
+        # Converted under no_grad so the copy's parameters are leaves (a TorchScript module's
+        # .double() otherwise records the cast and `frozen` cannot switch requires_grad off).
         with torch.no_grad():
+            work = copy.deepcopy(model).double()
+            xd = x.detach().double()
             work.eval()(xd[:1])
         dtype, h = torch.float64, 1e-6
     except Exception:  # the model cannot run in float64 (e.g. hard-coded float32 constants)

@@ -36,7 +36,8 @@ def parse_norm(value: str | int | float) -> Norm:
 
 
 def _flat(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1)
+    # An explicit width, not -1: a batch of zero samples (nothing fooled at this ε) has to work too.
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
 
 def _expand(per_sample: Tensor, like: Tensor) -> Tensor:
@@ -81,7 +82,7 @@ def project_l1(delta: Tensor, eps: float | Tensor) -> Tensor:
     """
     flat = _flat(delta)
     n, d = flat.shape
-    eps_t = eps if isinstance(eps, Tensor) else torch.full((n,), float(eps), device=delta.device)
+    eps_t = eps if isinstance(eps, Tensor) else torch.full((n,), float(eps), device=delta.device, dtype=flat.dtype)
     eps_t = eps_t.to(flat.dtype)
     mags = flat.abs()
     inside = mags.sum(dim=1) <= eps_t

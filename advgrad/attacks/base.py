@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.errors import UsageError
+from advgrad.losses import get_loss
 from advgrad.threat import Norm, ThreatModel
 
 
@@ -36,6 +37,10 @@ class AttackParams:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise UsageError(f"{f.name.replace('_', '-')} must be ≥ 0, got {value}")
+
+        loss = getattr(self, "loss", None)
+        if isinstance(loss, str):
+            get_loss(loss)  # an unknown objective is refused before any work starts
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +86,12 @@ class AttackSpec:
         params.validate()
         return params
 
+    def check_norm(self, norm: Norm) -> None:
+        """Raise :class:`UsageError` unless this attack supports the threat model's norm."""
+        if norm not in self.norms:
+            supported = ", ".join(self.norms)
+            raise UsageError(f"{self.name} does not support the L{norm} threat model (it supports: {supported})")
+
     def ignored_options(self, **options: Any) -> list[str]:
         """Names of the options that were given but that this attack does not take."""
         names = {f.name for f in fields(self.params_type)}
@@ -103,9 +114,7 @@ def run_attack(
 
     Returns ``x_adv`` with the shape and dtype of ``x``, inside the ε-ball and the box.
     """
-    if threat.norm not in spec.norms:
-        supported = ", ".join(spec.norms)
-        raise UsageError(f"{spec.name} does not support the L{threat.norm} threat model (it supports: {supported})")
+    spec.check_norm(threat.norm)
     if params is None:
         params = spec.params_type()
     params = params.resolve(threat)

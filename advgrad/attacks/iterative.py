@@ -100,11 +100,17 @@ def steepest_direction(grad: Tensor, threat: ThreatModel, sparsity: float = 0.99
     return direction.reshape(grad.shape)
 
 
+def _at_least_float32(logits: Tensor) -> Tensor:
+    """Half-precision logits are lifted to float32 for the loss; float64 stays float64 (a float32
+    softmax underflows on confident samples and the gradient vanishes)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def _gradient(model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, loss: str):
     objective = get_loss(loss)
     x_var = x_adv.detach().requires_grad_(True)
     logits = model(x_var)
-    value = objective(logits.float(), y, target)
+    value = objective(_at_least_float32(logits), y, target)
     (grad,) = torch.autograd.grad(value.sum(), x_var)
     return grad, logits.detach(), value.detach()
 
@@ -144,7 +150,7 @@ def _one_run(
     batch = _Batch(x, y, target, threat.clip(x + start, x))
     out = batch.x_adv.clone()
     success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-    value_out = torch.full((x.shape[0],), float("-inf"), device=x.device)
+    value_out = torch.full((x.shape[0],), float("-inf"), device=x.device, dtype=torch.float64)
     for _ in range(config.steps):
         if batch.index.numel() == 0:
             break
@@ -171,8 +177,8 @@ def _one_run(
     if batch.index.numel():
         objective = get_loss(config.loss)
         with torch.no_grad():
-            logits = model(batch.x_adv).float()
-            value_out[batch.index] = objective(logits, batch.y, batch.target)
+            logits = _at_least_float32(model(batch.x_adv))
+            value_out[batch.index] = objective(logits, batch.y, batch.target).double()
             success[batch.index] = is_successful(logits, batch.y, batch.target)
     value_out[success] = float("inf")
     return out, success, value_out

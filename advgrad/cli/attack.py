@@ -48,6 +48,7 @@ def attack(
     """
     spec = get_attack(method)
     threat = ThreatModel(parse_norm(norm), parse_eps(eps))
+    spec.check_norm(threat.norm)
     given = o.attack_options(steps, step_size, restarts, random_start, loss)
     warn_ignored(spec, given)
     params = spec.make_params(**given)

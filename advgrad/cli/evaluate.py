@@ -10,7 +10,6 @@ import typer
 from advgrad.cli import options as o
 from advgrad.cli.common import attacks_from, emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, info, out, progress
-from advgrad.errors import UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.report.plot import plot_curves
 from advgrad.report.table import cost_table, report_heading, report_table
@@ -54,8 +53,7 @@ def eval_command(
     given = o.attack_options(steps, step_size, restarts, random_start, loss)
     specs = attacks_from(attack)
     for spec in specs:
-        if threat_norm not in spec.norms:
-            raise UsageError(f"{spec.name} does not support the L{threat_norm} threat model (it supports: {', '.join(spec.norms)})")
+        spec.check_norm(threat_norm)
     attacks = [EvalAttack(spec, spec.make_params(**given)) for spec in specs]
     config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=seed, early_stop=early_stop)
     inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
@@ -69,7 +67,7 @@ def eval_command(
         plot_curves(report, plot)
         info(f"wrote {plot}")
     if not emit_json(json_out, report.to_dict()):
-        out.print(report_heading(report), markup=False)
+        out.print(report_heading(report), markup=False, soft_wrap=True)
         out.print(report_table(report))
         out.print("cost:", markup=False)
         out.print(cost_table(report))

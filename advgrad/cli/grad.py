@@ -77,6 +77,6 @@ def grad(
                 f"finite-difference check ({c['n_coordinates']} coordinates, {c['dtype']}, h={c['step']:g}): "
                 f"largest relative error {c['max_relative_error']:.2e}, largest absolute error "
                 f"{c['max_absolute_error']:.2e} — {verdict} (tolerance {tolerance:g})"
-            ))
+            ), soft_wrap=True)
     if failed:
         raise typer.Exit(int(ExitCode.GATE_FAILED))

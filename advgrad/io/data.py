@@ -217,8 +217,6 @@ def load_data(spec: str | None = None, options: DataOptions | None = None) -> Da
     for fmt in FORMATS:
         if fmt.matches(spec):
             return fmt.load(spec, options)
-    path = Path(spec)
-    if not path.exists():
-        raise DataError(f"{spec}: no such file")
+    _check_file(Path(spec))  # a missing file or a directory gets its own message
     accepted = ", ".join(f.name for f in FORMATS if f.name != "default")
     raise DataError(f"{spec}: unrecognised data format; accepted: {accepted} (x: N×C×H×W, y: N labels)")

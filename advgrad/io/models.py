@@ -8,6 +8,7 @@ New forms of ``--model`` are a new :class:`ModelFormat` in ``FORMATS``.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +88,9 @@ def load_torchscript(spec: str, options: ModelOptions) -> LoadedModel:
     if not zipfile.is_zipfile(path):
         raise ModelError(f"{spec}: not a TorchScript archive (truncated, or not written by torch.jit.save)")
     try:
-        module = torch.jit.load(str(path), map_location=options.device)
+        with warnings.catch_warnings():  # TorchScript is the documented input; torch's notice is noise here
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
+            module = torch.jit.load(str(path), map_location=options.device)
     except Exception as exc:
         raise ModelError(
             f"{spec}: cannot load as TorchScript ({_first_line(exc)}); "

@@ -1,0 +1,99 @@
+"""`advgrad grad` through Typer's CliRunner: ∇ₓJ to a file, norms, saliency maps and --check."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import INPUT_ERRORS, assert_bad_input, invoke, is_png, listing
+
+
+def test_check_prints_the_largest_relative_error_and_passes_on_the_default_model():
+    result = invoke(["grad", "--limit", "8", "--check"])
+    assert result.exit_code == 0, result.stderr
+    match = re.search(r"largest relative error ([0-9.e+-]+)", result.stdout)
+    assert match is not None, result.stdout
+    assert float(match.group(1)) < 1e-4
+    assert "ok" in result.stdout
+
+
+def test_check_as_json():
+    result = invoke(["grad", "--limit", "4", "--check", "--coordinates", "8", "--json", "-"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    check = report["check"]
+    assert check["passed"] is True and check["max_relative_error"] < check["tolerance"] == 1e-4
+    assert check["n_coordinates"] == 32 and check["dtype"] == "float64"
+    assert report["n_samples"] == 4 and len(report["samples"]) == 4
+    assert {"index", "label", "pred", "loss", "l1", "l2", "linf"} <= set(report["samples"][0])
+
+
+def test_check_that_fails_its_tolerance_exits_1():
+    result = invoke(["grad", "--limit", "4", "--check", "--tolerance", "0"])
+    assert result.exit_code == 1
+    assert "FAILED" in result.stdout
+
+
+def test_out_file_holds_the_autograd_gradient(tmp_path, digits_model, digits_test):
+    result = invoke(["grad", "--limit", "10", "--batch-size", "4", "--out", tmp_path / "g.pt"])
+    assert result.exit_code == 0, result.stderr
+    data = torch.load(tmp_path / "g.pt", weights_only=True)
+    assert {"x", "y", "grad", "loss", "pred"} <= set(data)
+    x, y = digits_test.x[:10], digits_test.y[:10]
+    assert torch.equal(data["x"], x) and torch.equal(data["y"], y)
+    x_var = x.clone().requires_grad_(True)
+    logits = digits_model(x_var)
+    loss = F.cross_entropy(logits, y, reduction="none")
+    (expected,) = torch.autograd.grad(loss.sum(), x_var)
+    assert torch.allclose(data["grad"], expected, rtol=1e-4, atol=1e-7)
+    assert torch.allclose(data["loss"], loss.detach(), rtol=1e-5, atol=1e-7)
+    assert torch.equal(data["pred"], logits.argmax(1))
+    assert all(p.grad is None for p in digits_model.parameters())
+
+
+def test_per_sample_norms_in_the_json(digits_model, digits_test):
+    result = invoke(["grad", "--limit", "5", "--loss", "margin", "--json", "-"])
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["loss"] == "margin"
+    x, y = digits_test.x[:5].clone().requires_grad_(True), digits_test.y[:5]
+    logits = digits_model(x)
+    other = logits.masked_fill(F.one_hot(y, 10).bool(), float("-inf")).amax(1)
+    (grad,) = torch.autograd.grad((other - logits.gather(1, y[:, None]).squeeze(1)).sum(), x)
+    l2 = grad.flatten(1).norm(dim=1)
+    assert [s["l2"] for s in report["samples"]] == pytest.approx(l2.tolist(), rel=1e-4)
+
+
+def test_table_and_saliency_images(tmp_path):
+    result = invoke(["grad", "--limit", "12", "--show", "3", "--images", tmp_path / "sal"])
+    assert result.exit_code == 0, result.stderr
+    assert "first 3 of 12 samples" in result.stdout
+    assert is_png(tmp_path / "sal" / "saliency.png")
+
+
+def test_check_on_a_torchscript_model(files):
+    result = invoke(["grad", "--model", files.digits_script, "--data", files.digits_npz, "--limit", "4", "--check"])
+    assert result.exit_code == 0, result.stderr
+    assert "largest relative error" in result.stdout
+    assert "warning" not in result.stderr
+
+
+@pytest.mark.parametrize("case_id, make, message", INPUT_ERRORS, ids=[c[0] for c in INPUT_ERRORS])
+def test_bad_inputs(tmp_path, files, case_id, make, message):
+    result = invoke(["grad", *make(files), "--out", tmp_path / "g.pt", "--images", tmp_path / "img",
+                     "--json", tmp_path / "g.json"])
+    assert_bad_input(result, message)
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [(["--loss", "hinge"], "unknown loss"), (["--coordinates", "0"], "--coordinates")],
+)
+def test_bad_options(tmp_path, options, message):
+    result = invoke(["grad", *options, "--out", tmp_path / "g.pt"])
+    assert_bad_input(result, message)
+    assert listing(tmp_path) == []
