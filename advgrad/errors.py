@@ -36,3 +36,9 @@ class DataError(AdvgradError):
 
 class ModelError(AdvgradError):
     """A model that cannot be loaded or does not fit the data."""
+
+
+class InternalError(AdvgradError):
+    """A check inside advgrad failed: a bug, never the user's input."""
+
+    exit_code = ExitCode.INTERNAL

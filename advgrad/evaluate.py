@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from advgrad import __version__
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
-from advgrad.errors import AdvgradError, UsageError
+from advgrad.errors import InternalError, UsageError
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
@@ -141,7 +141,7 @@ def _attack_batch(
             )
             inside = threat.contains(x_adv, xa)
             if not bool(inside.all()):
-                raise AdvgradError(  # run_attack clips every result, so this is a bug, never data
+                raise InternalError(  # run_attack clips every result, so this is a bug, never data
                     f"internal check failed: {attack.name} returned points outside the ε-ball at ε={eps}"
                 )
             with torch.no_grad():

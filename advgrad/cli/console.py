@@ -64,7 +64,8 @@ def handle_errors(fn: F) -> F:
         except AdvgradError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"error: {exc}", style="red", markup=False)
+            prefix = "internal error" if exc.exit_code == ExitCode.INTERNAL else "error"
+            err.print(f"{prefix}: {exc}", style="red", markup=False)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("interrupted", markup=False)
