@@ -36,7 +36,7 @@ def parse_norm(value: str | int | float) -> Norm:
 
 
 def _flat(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1)
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))  # not -1: an empty batch has no size to infer
 
 
 def _expand(per_sample: Tensor, like: Tensor) -> Tensor:
