@@ -3,6 +3,8 @@ written; ε is in pixel units under --mean/--std; every command takes the same o
 
 from __future__ import annotations
 
+import json
+
 import factory_models as fm
 import numpy as np
 import pytest
@@ -230,3 +232,23 @@ def test_grad_on_a_named_dataset(tmp_path):
                      "--limit", "4", "--device", "cpu", "--json", "-")
     assert result.exit_code == 0, result.stderr
     assert "mnist test split" in result.stderr and '"n_samples": 4' in result.stdout
+
+
+def test_same_model_in_every_file_form_gives_the_same_curve(tmp_path):
+    """The embedded model, as TorchScript and as ExportedPrograms (dynamic and fixed batch)."""
+    from advgrad.io.models import load_default_model
+
+    model = load_default_model()
+    example = torch.rand(5, 1, 8, 8)
+    torch.jit.save(torch.jit.trace(model, example), tmp_path / "m.ts")
+    torch.export.save(torch.export.export(model, (example,)), tmp_path / "fixed.pt2")
+    torch.export.save(torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("b")}}),
+                      tmp_path / "dynamic.pt2")
+    curves = []
+    for spec in ("digits-cnn", tmp_path / "m.ts", tmp_path / "fixed.pt2", tmp_path / "dynamic.pt2"):
+        result = run_cli("eval", "--model", spec, "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.1,0.2",
+                         "--limit", "40", "--batch-size", "16", "--device", "cpu", "--json", "-")
+        assert result.exit_code == 0, result.stderr
+        report = json.loads(result.stdout)
+        curves.append([report["clean_accuracy"]] + [p["robust"] for c in report["attacks"].values() for p in c["points"]])
+    assert all(c == curves[0] for c in curves), curves

@@ -318,3 +318,9 @@ def test_download_flag_reaches_torchvision_and_keeps_stdout_clean(tmp_path, monk
         load_data("mnist", DataOptions(root=str(tmp_path / "absent"), download=True))
     captured = capsys.readouterr()
     assert captured.out == "" and "Downloading something" in captured.err
+
+
+def test_image_size_only_for_image_folders(tmp_path):
+    path = save_tensors(tmp_path / "d.pt", pixels_u8(), torch.zeros(10, dtype=torch.long))
+    with pytest.raises(UsageError, match="--image-size resizes image folders only"):
+        load_data(str(path), DataOptions(image_size=4))

@@ -8,11 +8,11 @@ import factory_models as fm
 import pytest
 import torch
 import torchvision
-from loading_fixtures import as_if_saved_on_gpu, truncate
+from loading_fixtures import as_if_saved_on_gpu, rewrite_zip, truncate
 from safetensors.torch import save_file
 
 from advgrad.errors import ModelError, UsageError
-from advgrad.io.exported import ExportedModule
+from advgrad.io.exported import ExportedModule, _foreign_calls
 from advgrad.io.factories import parse_model_args
 from advgrad.io.models import ModelOptions, load_model
 from advgrad.io.normalize import Normalization, Normalized, parse_channels
@@ -79,6 +79,45 @@ def test_exported_wrong_input_shape_is_named(tmp_path):
     loaded = load_model(str(path))
     with pytest.raises(ModelError, match=r"takes inputs of shape N×1×8×8; the data is 3×8×8"):
         loaded.module(torch.rand(2, 3, 8, 8))
+
+
+def exported_with(tmp_path, name: str, member: str, edit) -> pathlib.Path:
+    """A valid .pt2 archive with one member (by path suffix) rewritten."""
+    base = tmp_path / "base.pt2"
+    torch.export.save(torch.export.export(reference(), (X,)), base)
+    path = tmp_path / name
+    rewrite_zip(base, path, lambda n, data: edit(data) if n.endswith(member) else data)
+    return path
+
+
+def test_exported_archive_with_a_code_running_pickle_never_runs_it(tmp_path):
+    marker = tmp_path / "code-ran"
+    payload = tmp_path / "payload.pt"
+    torch.save({"inputs": Payload(marker)}, payload)
+    # torch.export.load itself falls back to unpickling this part with weights_only=False
+    path = exported_with(tmp_path, "evil.pt2", "data/sample_inputs/model.pt", lambda _: payload.read_bytes())
+    with pytest.raises(ModelError, match="--unsafe-pickle"):
+        load_model(str(path))
+    assert not marker.exists()
+
+
+def test_exported_graph_calling_python_is_refused(tmp_path):
+    path = exported_with(tmp_path, "calls.pt2", "models/model.json",
+                         lambda data: data.replace(b"torch.ops.aten.linear.default", b"torch.hub.load"))
+    with pytest.raises(ModelError, match="calls.pt2"):
+        load_model(str(path))
+
+
+def test_foreign_calls_are_found():
+    def python_function(x):
+        return x
+
+    graph = torch.fx.Graph()
+    x = graph.placeholder("x")
+    y = graph.call_function(torch.ops.aten.relu.default, (x,))
+    z = graph.call_function(python_function, (y,))
+    graph.output(graph.call_function(torch.ops.aten.add.Tensor, (z, y)))
+    assert _foreign_calls(torch.fx.GraphModule(torch.nn.Module(), graph)) == [python_function.__qualname__]
 
 
 def test_whole_pickle_refused_without_flag_and_loaded_with_it(tmp_path):
@@ -366,3 +405,15 @@ def test_parse_channels_rejects(text):
 def test_parse_channels():
     assert parse_channels("0.485, 0.456,0.406", "--mean") == (0.485, 0.456, 0.406)
     assert parse_channels(None, "--mean") is None
+
+
+def test_torchvision_warnings_for_random_weights_and_missing_normalisation(tmp_path):
+    random = load_model("torchvision:squeezenet1_1", ModelOptions(model_args={"num_classes": 3}))
+    assert any("random weights" in w for w in random.warnings)
+    path = tmp_path / "w.pth"
+    torch.save(random.module.state_dict(), path)
+    plain = load_model("torchvision:squeezenet1_1", ModelOptions(weights=str(path), model_args={"num_classes": 3}))
+    assert any("no --mean/--std given" in w for w in plain.warnings)
+    normalised = load_model("torchvision:squeezenet1_1",
+                            ModelOptions(weights=str(path), model_args={"num_classes": 3}, mean=(0.5,), std=(0.5,)))
+    assert normalised.warnings == []

@@ -36,8 +36,12 @@ class _Guarded(Dataset):
     :class:`DataError` there.
     """
 
-    def __init__(self, dataset: Dataset, describe: Callable[[int], str]):
-        self.dataset, self.describe = dataset, describe
+    def __init__(self, dataset: Dataset, name: str):
+        self.dataset, self.name = dataset, name  # both picklable: workers may be spawned
+
+    def describe(self, index: int) -> str:
+        samples = getattr(self.dataset, "samples", None)  # ImageFolder: (path, label) pairs
+        return f"image {samples[index][0]}" if samples is not None else f"sample {index} of {self.name}"
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -74,11 +78,10 @@ class DatasetSource(DataSource):
         description: str,
         classes: list[str] | None = None,
         targets: list[int] | None = None,
-        describe: Callable[[int], str] | None = None,
     ):
         self.name, self.description, self.classes = name, description, classes
         self._targets = targets
-        self._items = _Guarded(dataset, describe or (lambda i: f"sample {i} of {name}"))
+        self._items = _Guarded(dataset, name)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -96,23 +99,10 @@ class DatasetSource(DataSource):
     def fetch(self, indices: Tensor) -> Batch:
         return self._checked(_collate([self._items[int(i)] for i in indices]))
 
-    def batches(
-        self,
-        batch_size: int,
-        *,
-        limit: int | None = None,
-        shuffle: bool = False,
-        seed: int = 0,
-        num_workers: int = 0,
-    ) -> Iterator[Batch]:
-        """Batches of the selection, decoded by ``num_workers`` processes (0: in this one)."""
-        if batch_size <= 0:
-            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-        if num_workers < 0:
-            raise UsageError(f"--num-workers must be 0 or more, got {num_workers}")
-        selection = self.select(limit=limit, shuffle=shuffle, seed=seed).tolist()
+    def stream(self, selection: Tensor, batch_size: int, num_workers: int) -> Iterator[Batch]:
+        """Batches of ``selection`` decoded by ``num_workers`` processes (0: in this one)."""
         loader = DataLoader(
-            self._items, batch_size=batch_size, sampler=selection, num_workers=num_workers,
+            self._items, batch_size=batch_size, sampler=selection.tolist(), num_workers=num_workers,
             collate_fn=_collate, shuffle=False,
         )
         for collated in loader:
@@ -151,14 +141,12 @@ def load_image_folder(path: Path, options: DataOptions) -> DataSource:
     except OSError as exc:
         raise DataError(f"{path}: cannot read the folder ({first_line(exc)})") from None
     size = f", resized and centre-cropped to {options.image_size}×{options.image_size}" if options.image_size else ""
-    samples = folder.samples
     return DatasetSource(
         folder,
         name=path.name or str(path),
         description=f"image folder {path}: {len(folder)} images in {len(folder.classes)} classes{size}",
         classes=list(folder.classes),
         targets=list(folder.targets),
-        describe=lambda i: f"image {samples[i][0]}",
     )
 
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from advgrad.errors import ModelError
 from advgrad.io.model_types import LoadedModel, ModelOptions
 from advgrad.io.paths import first_line
+from advgrad.io.weights import needs_code, refuse_pickle
 
 
 @contextlib.contextmanager
@@ -154,12 +155,17 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
         with guard:
             ep = torch.export.load(str(path))
     except Exception as exc:
-        hint = "" if options.unsafe_pickle else "; if it needs unpickling and you trust it, --unsafe-pickle"
-        raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)}){hint}") from None
+        if needs_code(exc):
+            raise refuse_pickle(path, "pickled Python objects besides its graph and tensors",
+                                "export the model again with torch.export.save") from None
+        raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)})") from None
     shape, batch = _user_input_shape(ep)
-    if options.device.type != "cpu":
-        ep = torch.export.passes.move_to_device_pass(ep, options.device)
-    graph = ep.module()
+    try:
+        if options.device.type != "cpu":
+            ep = torch.export.passes.move_to_device_pass(ep, options.device)
+        graph = ep.module()
+    except Exception as exc:  # an archive whose parts do not fit together
+        raise ModelError(f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})") from None
     foreign = _foreign_calls(graph)
     if foreign and not options.unsafe_pickle:
         raise ModelError(

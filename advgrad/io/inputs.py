@@ -152,5 +152,5 @@ def open_inputs(options: InputOptions) -> RunInputs:
     labels = data.labels()
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
-    warnings = list(result.warnings) + _class_warnings(data, result.num_classes)
+    warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
     return RunInputs(model, data, device, result, options, warnings)

@@ -18,7 +18,7 @@ class LoadedModel:
     ``module`` takes pixels in [0, 1] (any normalisation is inside it) and is in eval mode on
     the requested device. ``normalization`` is what :func:`advgrad.io.models.load_model` put in
     front of it (a loader may propose one, e.g. pretrained weights' own); ``extra`` holds facts a
-    loader found worth reporting.
+    loader found worth reporting, ``warnings`` what the user should know before trusting results.
     """
 
     module: nn.Module
@@ -27,6 +27,7 @@ class LoadedModel:
     description: str
     extra: dict = field(default_factory=dict)
     normalization: Normalization | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def parameter_count(self) -> int:

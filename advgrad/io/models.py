@@ -54,7 +54,15 @@ def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
     module, extra, normalization = build_torchvision(
         name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle
     )
-    return LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
+    loaded = LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
+    if options.weights is None:
+        loaded.warnings.append(f"{spec} has random weights (no --weights given): its results describe a random network")
+    elif normalization is None and options.mean is None:
+        loaded.warnings.append(
+            f"no --mean/--std given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
+            "trained on normalised inputs (ImageNet: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)"
+        )
+    return loaded
 
 
 def _load_factory(spec: str, options: ModelOptions) -> LoadedModel:

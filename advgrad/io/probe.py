@@ -97,28 +97,22 @@ def _explain_failure(exc: Exception, x: Tensor) -> ModelError:
     )
 
 
-def _forward(model: nn.Module, x: Tensor):
+def _one_sample_failure(exc: Exception, x: Tensor) -> ModelError:
+    return ModelError(
+        f"the model fails on a batch of one sample ({first_line(exc)}); advgrad's batches shrink as samples "
+        "are fooled, so the model must accept any batch size (batch norm in training mode?)"
+    )
+
+
+def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
+    """``model(x)`` without gradients; a failure becomes the ModelError ``explain`` words."""
     try:
         with torch.no_grad():
             return model(x)
     except AdvgradError:
         raise
     except Exception as exc:
-        raise _explain_failure(exc, x) from None
-
-
-def _forward_one(model: nn.Module, x: Tensor):
-    """A batch of one sample: attacks shrink batches as samples are fooled, so it must work."""
-    try:
-        with torch.no_grad():
-            return model(x)
-    except AdvgradError:
-        raise
-    except Exception as exc:
-        raise ModelError(
-            f"the model fails on a batch of one sample ({first_line(exc)}); advgrad's batches shrink as samples "
-            "are fooled, so the model must accept any batch size (batch norm in training mode?)"
-        ) from None
+        raise explain(exc, x) from None
 
 
 def _close(a: Tensor, b: Tensor) -> bool:
@@ -133,11 +127,13 @@ def _behaviour_warnings(model: nn.Module, x: Tensor, logits: Tensor) -> list[str
             "the model's outputs differ between two identical calls: something random is active (dropout, noise); "
             "gradient attacks on a random model overstate robustness"
         )
-    elif x.shape[0] > 1 and not _close(_forward_one(model, x[:1]), logits[:1]):
-        found.append(
-            "a sample's output depends on the rest of its batch (batch norm in training mode?); "
-            "results would depend on --batch-size"
-        )
+    if x.shape[0] > 1:  # attacks shrink batches as samples are fooled: a batch of one must work
+        alone = _forward(model, x[:1], _one_sample_failure)
+        if not found and not _close(alone, logits[:1]):
+            found.append(
+                "a sample's output depends on the rest of its batch (batch norm in training mode?); "
+                "results would depend on --batch-size"
+            )
     return found
 
 

@@ -84,11 +84,19 @@ class DataSource(ABC):
         seed: int = 0,
         num_workers: int = 0,
     ) -> Iterator[Batch]:
-        """Consecutive batches of the selected samples (``num_workers`` is a hint for sources
-        that decode files; in-memory sources ignore it)."""
+        """Consecutive batches of the selected samples.
+
+        ``num_workers`` processes prepare batches ahead for sources that decode files; sources
+        held in memory ignore it.
+        """
         if batch_size <= 0:
             raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-        selection = self.select(limit=limit, shuffle=shuffle, seed=seed)
+        if num_workers < 0:
+            raise UsageError(f"--num-workers must be 0 or more, got {num_workers}")
+        return self.stream(self.select(limit=limit, shuffle=shuffle, seed=seed), batch_size, num_workers)
+
+    def stream(self, selection: Tensor, batch_size: int, num_workers: int) -> Iterator[Batch]:
+        """The batches of ``selection``, in order (sources that decode files override this)."""
         for start in range(0, len(selection), batch_size):
             yield self.fetch(selection[start : start + batch_size])
 

@@ -38,9 +38,10 @@ def needs_code(exc: BaseException) -> bool:
 def pickled_globals(path: Path, limit: int = 4) -> str:
     """The classes and functions a pickle file names (what unpickling would import and run)."""
     try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception:  # legacy (non-zip) files cannot be scanned this way
         return ""
+    names = sorted(found, key=lambda n: (n.startswith("torch."), n))  # code from outside torch first
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
     return f" (it names {', '.join(names[:limit])}{more})" if names else ""
 

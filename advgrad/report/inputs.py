@@ -28,6 +28,8 @@ def inputs_table(summary: dict) -> Table:
     ]
     if model.get("weights") is not None:
         rows.append(("weights", str(model["weights"])))
+    if model.get("weights_unwrapped"):
+        rows.append(("weights unwrapped", "; ".join(model["weights_unwrapped"])))
     if model.get("model_args"):
         rows.append(("model args", ", ".join(f"{k}={v!r}" for k, v in model["model_args"].items())))
     rows += [
