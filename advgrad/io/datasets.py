@@ -134,8 +134,8 @@ def load_image_folder(path: Path, options: DataOptions) -> DataSource:
         text = first_line(exc)
         if "class folder" in text:
             raise DataError(
-                f"{path}: no class folders inside; an image folder has one sub-folder of images per class "
-                "(ImageFolder layout: ROOT/cat/1.png, ROOT/dog/2.png)"
+                f"{path} is a directory without class folders; an image folder has one sub-folder of images per "
+                "class (ImageFolder layout: ROOT/cat/1.png, ROOT/dog/2.png)"
             ) from None
         raise DataError(f"{path}: the dataset is empty, no images found in its class folders ({text})") from None
     except OSError as exc:
@@ -246,7 +246,7 @@ def load_named(spec: str, options: DataOptions) -> DataSource:
     x, y = entry.arrays(ds)
     classes = list(getattr(ds, "classes", None) or [str(i) for i in range(10)])
     c, h, w = x.shape[1:]
-    return TensorSource.from_arrays(
-        x, y, name=f"{entry.name}-{options.split}", classes=classes,
+    return TensorSource.from_arrays(  # kept as uint8 (4× smaller than floats), converted per batch
+        x, y, name=f"{entry.name}-{options.split}", classes=classes, convert_now=False,
         description=f"{entry.name} {options.split} split from {root}: {x.shape[0]} samples, {c}×{h}×{w}",
     )

@@ -107,4 +107,4 @@ def load_model_file(spec: str, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: a truncated or damaged archive; save the model again")
     if kind == "zip":
         raise ModelError(f"{path}: a zip archive but not a model advgrad reads; expected {EXPECTED}")
-    raise ModelError(f"{path}: not a model file, truncated or corrupt; expected {EXPECTED}")
+    raise ModelError(f"{path}: not a TorchScript, ExportedProgram or torch.save file (truncated or corrupt?)")

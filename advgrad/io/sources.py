@@ -170,9 +170,10 @@ def label_vector(y: np.ndarray | Tensor | list, n: int, where: str) -> Tensor:
 class TensorSource(DataSource):
     """Inputs and labels held as tensors: in memory, or memory-mapped from a file.
 
-    ``x`` keeps its stored form (uint8 or floats) and is converted batch by batch. When
-    ``checked`` is False (a memory-mapped file that was not read in full) each fetched batch is
-    checked for NaN, infinities and values outside [0, 1].
+    ``x`` is either float32 pixels (small data held in memory) or the stored form (uint8 or
+    floats, e.g. a memory-mapped file or a dataset torchvision keeps as uint8), converted
+    batch by batch. When ``checked`` is False (a large memory-mapped file not read in full)
+    each fetched batch is checked for NaN, infinities and values outside [0, 1].
     """
 
     def __init__(
@@ -200,17 +201,21 @@ class TensorSource(DataSource):
         description: str | None = None,
         classes: list[str] | None = None,
         check_now: bool = True,
+        convert_now: bool = True,
     ) -> TensorSource:
-        """Validate shapes and labels; check pixel values now (``check_now``) or per batch."""
+        """Validate shapes and labels; check pixel values now (``check_now``) or per batch, and
+        convert them to float32 now (``convert_now``, for data already in memory) or per batch."""
         pixels = pixel_array(x, name)
         labels = label_vector(y, pixels.shape[0], name)
         if pixels.shape[0] == 0:
             raise DataError(f"{name}: the dataset is empty (0 samples)")
-        if check_now:
+        if check_now or convert_now:
             check_pixels(pixels, name)
+        if convert_now:
+            pixels = to_pixels(pixels)
         c, h, w = pixels.shape[1:]
         desc = description or f"{name}: {pixels.shape[0]} samples, {c}×{h}×{w}"
-        return cls(pixels, labels, name=name, description=desc, classes=classes, checked=check_now)
+        return cls(pixels, labels, name=name, description=desc, classes=classes, checked=check_now or convert_now)
 
     def __len__(self) -> int:
         return self.x.shape[0]

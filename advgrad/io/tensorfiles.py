@@ -20,6 +20,7 @@ from torch import Tensor
 from advgrad.errors import DataError
 from advgrad.io.paths import first_line, require_file
 from advgrad.io.sources import DataOptions, DataSource, TensorSource
+from advgrad.io.weights import needs_code
 
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
 
@@ -55,6 +56,11 @@ def load_pt(path: Path, options: DataOptions) -> DataSource:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as exc:  # torch raises many kinds for truncated or foreign files
+        if needs_code(exc):
+            raise DataError(
+                f"{path} holds pickled Python objects besides tensors; advgrad reads data files without running "
+                "code from them: save plain tensors x and y"
+            ) from None
         raise DataError(f"{path}: not a readable tensor file, truncated or corrupt ({first_line(exc, 200)})") from None
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         obj = {"x": obj[0], "y": obj[1]}
@@ -62,7 +68,7 @@ def load_pt(path: Path, options: DataOptions) -> DataSource:
         raise DataError(f"{path}: expected a dict with tensors x and y, found {type(obj).__name__}")
     x, y = _pick(obj, path, [str(k) for k in obj])
     check_now = not mapped or path.stat().st_size <= EAGER_CHECK_BYTES
-    return TensorSource.from_arrays(x, y, name=path.name, check_now=check_now)
+    return TensorSource.from_arrays(x, y, name=path.name, check_now=check_now, convert_now=not mapped)
 
 
 # safetensors dtype → (numpy dtype to map the bytes with, torch dtype to view them as)
@@ -112,4 +118,5 @@ def load_safetensors(path: Path, options: DataOptions) -> DataSource:
     path = require_file(path, EXPECTED, DataError)
     tensors = map_safetensors(path)
     x, y = _pick(tensors, path, list(tensors))
-    return TensorSource.from_arrays(x, y, name=path.name, check_now=path.stat().st_size <= EAGER_CHECK_BYTES)
+    check_now = path.stat().st_size <= EAGER_CHECK_BYTES
+    return TensorSource.from_arrays(x, y, name=path.name, check_now=check_now, convert_now=False)

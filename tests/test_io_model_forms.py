@@ -1,4 +1,4 @@
-"""Loading models: every --model form, weights and their wrappings, refusals that keep code from running."""
+"""Loading models (advgrad/io/models.py, model_files.py, exported.py, factories.py, weights.py, normalize.py): every --model form, weights and their wrappings, refusals that keep code from running."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loading data: tensor files, image folders, torchvision datasets by name, selection and streaming."""
+"""Loading data (advgrad/io/data.py, sources.py, tensorfiles.py, datasets.py): tensor files, image folders, torchvision datasets by name, selection and streaming."""
 
 from __future__ import annotations
 
@@ -49,7 +49,10 @@ def write_all_formats(tmp_path, x, y) -> list:
 def test_tensor_files_agree_uint8(tmp_path):
     x, y = pixels_u8(), torch.arange(10) % 3
     for path in write_all_formats(tmp_path, x, y):
-        xs, ys = everything(load_data(str(path)))
+        source = load_data(str(path))
+        # memory-mapped files keep their stored uint8; only .npz is read (and converted) in full
+        assert source.x.dtype == (torch.float32 if path.suffix == ".npz" else torch.uint8)
+        xs, ys = everything(source)
         assert xs.dtype == torch.float32 and ys.dtype == torch.int64
         torch.testing.assert_close(xs, x.float() / 255)
         assert torch.equal(ys, y)
@@ -209,7 +212,7 @@ def test_corrupt_image_is_named(tmp_path):
 
 def test_empty_image_folders(tmp_path):
     (tmp_path / "nothing").mkdir()
-    with pytest.raises(DataError, match="no class folders"):
+    with pytest.raises(DataError, match="without class folders"):
         load_data(str(tmp_path / "nothing"))
     (tmp_path / "classes" / "a").mkdir(parents=True)
     (tmp_path / "classes" / "a" / "notes.txt").write_text("no images here")
@@ -227,6 +230,7 @@ def test_mnist_family(tmp_path, name, folder, split, prefix):
     written = write_mnist(tmp_path, folder)
     source = load_data(name, DataOptions(root=str(tmp_path), split=split))
     images, labels = written[prefix]
+    assert source.x.dtype == torch.uint8  # no float copy of the dataset: converted batch by batch
     x, y = everything(source)
     assert x.shape == (len(labels), 1, 28, 28)
     torch.testing.assert_close(x[:, 0], torch.from_numpy(images).float() / 255)
