@@ -11,6 +11,7 @@ from advgrad.cli.attack import attack
 from advgrad.cli.console import set_debug
 from advgrad.cli.evaluate import eval_command
 from advgrad.cli.grad import grad
+from advgrad.cli.info import info_command
 
 app = typer.Typer(
     name="advgrad",
@@ -45,6 +46,7 @@ def root(
 app.command("attack")(attack)
 app.command("eval")(eval_command)
 app.command("grad")(grad)
+app.command("info")(info_command)
 
 
 def main() -> None:

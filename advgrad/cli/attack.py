@@ -13,6 +13,7 @@ from advgrad.cli.common import emit_json, open_and_describe, warn_ignored
 from advgrad.cli.console import handle_errors, info, out, progress
 from advgrad.generate import generate
 from advgrad.io.files import write_tensors
+from advgrad.io.inputs import InputOptions
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 from advgrad.targets import parse_target
@@ -20,6 +21,7 @@ from advgrad.threat import ThreatModel, parse_eps, parse_norm
 
 
 @handle_errors
+@o.with_inputs
 def attack(
     method: Annotated[str, typer.Option("--method", "-a", help="Attack to run (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "pgd",
     eps: Annotated[str, typer.Option("--eps", "-e", help="Budget ε: a number or a fraction such as 8/255.", rich_help_panel=o.ATTACK_PANEL)] = "0.1",
@@ -34,13 +36,7 @@ def attack(
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
     images: o.ImagesOpt = None,
     json_out: o.JsonOpt = None,
-    model: o.ModelOpt = None,
-    data: o.DataOpt = None,
-    split: o.SplitOpt = "test",
-    limit: o.LimitOpt = None,
-    batch_size: o.BatchOpt = 256,
-    seed: o.SeedOpt = 0,
-    device: o.DeviceOpt = "auto",
+    io_options: InputOptions = InputOptions(),
 ) -> None:
     """Run one attack and report how many samples it fools.
 
@@ -53,10 +49,10 @@ def attack(
     warn_ignored(spec, given)
     params = spec.make_params(**given)
     goal = parse_target(target)
-    inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
+    inputs = open_and_describe(io_options)
     with progress(f"{spec.name} ε={eps}", inputs.n_samples) as tick:
         result, summary = generate(
-            inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=seed,
+            inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=io_options.seed,
             early_stop=early_stop, device=inputs.device, progress=tick,
         )
     resolved = params.resolve(threat).to_dict()
@@ -67,7 +63,7 @@ def attack(
             "params": resolved,
             "threat": threat.to_dict(),
             "target": result.target if result.target is not None else None,
-            "seed": seed,
+            "seed": io_options.seed,
             "early_stop": early_stop,
         })
         info(f"wrote {out_file}")
@@ -75,6 +71,6 @@ def attack(
         path = adversarial_grid(result.x, result.x_adv, result.y, result.pred_clean, result.pred_adv,
                                 Path(images) / "adversarial.png", norm=threat.norm)
         info(f"wrote {path}")
-    report = {**summary.to_dict(), "params": resolved, "seed": seed, "early_stop": early_stop}
+    report = {**summary.to_dict(), "params": resolved, "seed": io_options.seed, "early_stop": early_stop}
     if not emit_json(json_out, report):
         out.print(summary_table(summary))

@@ -16,10 +16,13 @@ def open_and_describe(options: InputOptions) -> RunInputs:
     """Open model and data and say on stderr what was loaded."""
     inputs = open_inputs(options)
     shape = "×".join(str(s) for s in inputs.probe.input_shape)
+    normalization = "" if inputs.model.normalization is None else f" · normalisation {inputs.model.normalization}"
     info(
-        f"model: {inputs.model.description} · data: {inputs.data.description} · "
+        f"model: {inputs.model.description}{normalization} · data: {inputs.data.description} · "
         f"{inputs.n_samples} samples of {shape}, {inputs.probe.num_classes} classes · device: {inputs.device}"
     )
+    for message in inputs.warnings:
+        warn(message)
     return inputs
 
 

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from advgrad.errors import AdvgradError, ExitCode
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
 _state = {"debug": os.environ.get("ADVGRAD_DEBUG", "") not in ("", "0")}
 
@@ -64,8 +64,7 @@ def handle_errors(fn: F) -> F:
         except AdvgradError as exc:
             if _state["debug"]:
                 raise
-            prefix = "internal error" if exc.exit_code == ExitCode.INTERNAL else "error"
-            err.print(f"{prefix}: {exc}", style="red", markup=False)
+            err.print(f"error: {exc}", style="red", markup=False)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("interrupted", markup=False)

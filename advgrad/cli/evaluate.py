@@ -11,6 +11,7 @@ from advgrad.cli import options as o
 from advgrad.cli.common import attacks_from, emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, info, out, progress
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
+from advgrad.io.inputs import InputOptions
 from advgrad.report.plot import plot_curves
 from advgrad.report.table import cost_table, report_heading, report_table
 from advgrad.targets import parse_target
@@ -20,6 +21,7 @@ DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1":
 
 
 @handle_errors
+@o.with_inputs
 def eval_command(
     attack: Annotated[str, typer.Option("--attack", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
     eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). [default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2]", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
@@ -33,13 +35,7 @@ def eval_command(
     early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (the result is the same; it only saves time).", rich_help_panel=o.ATTACK_PANEL)] = True,
     json_out: o.JsonOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the accuracy-against-ε plot to this PNG file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
-    model: o.ModelOpt = None,
-    data: o.DataOpt = None,
-    split: o.SplitOpt = "test",
-    limit: o.LimitOpt = None,
-    batch_size: o.BatchOpt = 256,
-    seed: o.SeedOpt = 0,
-    device: o.DeviceOpt = "auto",
+    io_options: InputOptions = InputOptions(),
 ) -> None:
     """Measure accuracy under each attack at each ε: the robustness curve.
 
@@ -55,8 +51,8 @@ def eval_command(
     for spec in specs:
         spec.check_norm(threat_norm)
     attacks = [EvalAttack(spec, spec.make_params(**given)) for spec in specs]
-    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=seed, early_stop=early_stop)
-    inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
+    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=io_options.seed, early_stop=early_stop)
+    inputs = open_and_describe(io_options)
     with progress("eval", inputs.n_samples) as tick:
         report = evaluate(inputs.model.module, inputs.batches(), attacks, config, device=inputs.device, progress=tick)
     report.model = inputs.model.to_dict()

@@ -14,12 +14,14 @@ from advgrad.cli.console import handle_errors, info, out
 from advgrad.errors import ExitCode, UsageError
 from advgrad.gradient import finite_difference_check, gradients
 from advgrad.io.files import write_tensors
+from advgrad.io.inputs import InputOptions
 from advgrad.losses import get_loss
 from advgrad.report.images import saliency_grid
 from advgrad.report.table import gradient_table
 
 
 @handle_errors
+@o.with_inputs
 def grad(
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, y, grad, loss and pred to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
     images: o.ImagesOpt = None,
@@ -29,13 +31,7 @@ def grad(
     loss: Annotated[str, typer.Option("--loss", help="J: ce, margin or dlr.")] = "ce",
     show: Annotated[int, typer.Option("--show", help="Samples listed in the table.")] = 10,
     json_out: o.JsonOpt = None,
-    model: o.ModelOpt = None,
-    data: o.DataOpt = None,
-    split: o.SplitOpt = "test",
-    limit: o.LimitOpt = None,
-    batch_size: o.BatchOpt = 256,
-    seed: o.SeedOpt = 0,
-    device: o.DeviceOpt = "auto",
+    io_options: InputOptions = InputOptions(),
 ) -> None:
     """Compute ∇ₓJ, the gradient of the loss with respect to the input, for every sample.
 
@@ -44,7 +40,7 @@ def grad(
     get_loss(loss)
     if coordinates < 1:
         raise UsageError(f"--coordinates must be at least 1, got {coordinates}")
-    inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
+    inputs = open_and_describe(io_options)
     result = gradients(inputs.model.module, inputs.batches(), loss=loss, device=inputs.device)
     norms = result.norms()
     rows = [
@@ -61,7 +57,7 @@ def grad(
     report: dict = {"loss": loss, "n_samples": len(rows), "samples": rows}
     failed = False
     if check:
-        x, y = next(iter(inputs.data.batches(min(batch_size, 32), limit=limit, seed=seed)))
+        x, y = inputs.data.fetch(inputs.selection()[: min(io_options.batch_size, 32)])
         result_check = finite_difference_check(
             inputs.model.module, x.to(inputs.device), y.to(inputs.device), loss=loss, coordinates=coordinates
         )

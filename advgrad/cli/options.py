@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from advgrad.io.inputs import InputOptions
+from advgrad.io.normalize import parse_channels
 
 IO_PANEL = "Model and data"
 ATTACK_PANEL = "Attack"
@@ -15,24 +19,88 @@ OUTPUT_PANEL = "Output"
 
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help="Model to attack: a TorchScript file (torch.jit.save). Default: the embedded digits CNN.",
+    typer.Option("--model", "-m", help=(
+        "Model to attack: a TorchScript file (torch.jit.save), an ExportedProgram (.pt2, torch.export.save), "
+        "torchvision:NAME (e.g. torchvision:resnet18) or package.module:callable (imports and runs that module, "
+        "your own code); a whole pickled model only with --unsafe-pickle. Default: the embedded digits CNN."),
+        rich_help_panel=IO_PANEL, show_default=False),
+]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option("--weights", "-w", help=(
+        "Weights for torchvision:NAME or package.module:callable: a state-dict file (.pt/.pth read with "
+        "weights_only, or .safetensors), or DEFAULT (torchvision's pretrained weights, from the local cache only)."),
+        rich_help_panel=IO_PANEL, show_default=False),
+]
+ModelArgOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--model-arg", help=(
+        "KEY=VALUE passed to the model's callable or torchvision builder; repeat for more "
+        "(e.g. --model-arg num_classes=10). Values read as int, float, true/false, else string."),
+        rich_help_panel=IO_PANEL, show_default=False),
+]
+UnsafePickleOpt = Annotated[
+    bool,
+    typer.Option("--unsafe-pickle", help=(
+        "DANGEROUS: allow unpickling that runs code from the file (a whole model saved with torch.save(model)). "
+        "Unpickling executes arbitrary code: use only for files you trust."),
+        rich_help_panel=IO_PANEL),
+]
+MeanOpt = Annotated[
+    Optional[str],
+    typer.Option("--mean", help=(
+        "Per-channel mean the model was trained with, comma-separated (e.g. 0.485,0.456,0.406). With --std it "
+        "puts (x - mean) / std inside the model, so attacks work on [0,1] pixels and ε is in pixel units."),
+        rich_help_panel=IO_PANEL, show_default=False),
+]
+StdOpt = Annotated[
+    Optional[str],
+    typer.Option("--std", help="Per-channel standard deviation, comma-separated (e.g. 0.229,0.224,0.225); see --mean.",
                  rich_help_panel=IO_PANEL, show_default=False),
 ]
 DataOpt = Annotated[
     Optional[str],
-    typer.Option("--data", "-d", help="Data: a .pt or .npz file holding x (N×C×H×W floats in [0,1] or uint8) and y (N labels). Default: the embedded digits.",
-                 rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option("--data", "-d", help=(
+        "Data: a .pt, .npz or .safetensors file holding x (N×C×H×W floats in [0,1] or uint8) and y (N labels); "
+        "an image folder (one sub-folder per class); or mnist, fashion-mnist, cifar10, cifar100, svhn "
+        "(torchvision, from --data-root). Default: the embedded digits."),
+        rich_help_panel=IO_PANEL, show_default=False),
 ]
 SplitOpt = Annotated[
-    str, typer.Option("--split", help="Split of the embedded digits: test or train.", rich_help_panel=IO_PANEL)
+    str, typer.Option("--split", help="Split of a named dataset or the embedded digits: test or train (svhn: extra too).",
+                      rich_help_panel=IO_PANEL)
+]
+DataRootOpt = Annotated[
+    Optional[str],
+    typer.Option("--data-root", help="Folder of named datasets. Default: ~/.cache/advgrad/datasets (or $XDG_CACHE_HOME/advgrad/datasets).",
+                 rich_help_panel=IO_PANEL, show_default=False),
+]
+DownloadOpt = Annotated[
+    bool, typer.Option("--download", help="Download a named dataset into --data-root if it is not there.",
+                       rich_help_panel=IO_PANEL)
+]
+ImageSizeOpt = Annotated[
+    Optional[int],
+    typer.Option("--image-size", help="Image folders: resize the shorter side to N and centre-crop N×N.",
+                 rich_help_panel=IO_PANEL, show_default=False),
 ]
 LimitOpt = Annotated[
     Optional[int],
-    typer.Option("--limit", "-n", help="Use only the first N samples.", rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option("--limit", "-n", help="Use only the first N samples (of the shuffled order with --shuffle).",
+                 rich_help_panel=IO_PANEL, show_default=False),
+]
+ShuffleOpt = Annotated[
+    bool, typer.Option("--shuffle", help="Take the samples in a random order fixed by --seed (with --limit: a random subset).",
+                       rich_help_panel=IO_PANEL)
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Samples per batch.", rich_help_panel=IO_PANEL)]
+WorkersOpt = Annotated[
+    int, typer.Option("--num-workers", help="Processes decoding images ahead of the run (image folders).",
+                      rich_help_panel=IO_PANEL)
+]
 SeedOpt = Annotated[
-    int, typer.Option("--seed", help="Seed for random starts and targets; same seed, same result.", rich_help_panel=IO_PANEL)
+    int, typer.Option("--seed", help="Seed for random starts, targets and --shuffle; same seed, same result.",
+                      rich_help_panel=IO_PANEL)
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=IO_PANEL)]
 
@@ -71,8 +139,52 @@ ImagesOpt = Annotated[
 ]
 
 
-def input_options(model, data, split, limit, batch_size, seed, device) -> InputOptions:
-    return InputOptions(model=model, data=data, split=split, limit=limit, batch_size=batch_size, seed=seed, device=device)
+# The options every command that loads a model and data accepts, in help order, with defaults.
+_INPUT_PARAMS: list[tuple[str, Any, Any]] = [
+    ("model", ModelOpt, None), ("weights", WeightsOpt, None), ("model_arg", ModelArgOpt, None),
+    ("unsafe_pickle", UnsafePickleOpt, False), ("mean", MeanOpt, None), ("std", StdOpt, None),
+    ("data", DataOpt, None), ("split", SplitOpt, "test"), ("data_root", DataRootOpt, None),
+    ("download", DownloadOpt, False), ("image_size", ImageSizeOpt, None), ("limit", LimitOpt, None),
+    ("shuffle", ShuffleOpt, False), ("batch_size", BatchOpt, 256), ("num_workers", WorkersOpt, 0),
+    ("seed", SeedOpt, 0), ("device", DeviceOpt, "auto"),
+]
+
+
+def input_options(**given: Any) -> InputOptions:
+    """The model and data options given on the command line, parsed into :class:`InputOptions`."""
+    values = {name: default for name, _, default in _INPUT_PARAMS}
+    values.update(given)
+    return InputOptions(
+        model=values["model"], data=values["data"], split=values["split"], limit=values["limit"],
+        batch_size=values["batch_size"], seed=values["seed"], device=values["device"],
+        weights=values["weights"], model_args=tuple(values["model_arg"] or ()),
+        unsafe_pickle=values["unsafe_pickle"], mean=parse_channels(values["mean"], "--mean"),
+        std=parse_channels(values["std"], "--std"), data_root=values["data_root"], download=values["download"],
+        image_size=values["image_size"], num_workers=values["num_workers"], shuffle=values["shuffle"],
+    )
+
+
+def with_inputs(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every model and data option, the same in every command.
+
+    The command declares a parameter ``io_options: InputOptions``; the options appear on its
+    command line (panel "Model and data") and reach it parsed, as one :class:`InputOptions`.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "io_options"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+             for name, annotation, default in _INPUT_PARAMS]
+    names = {name for name, _, _ in _INPUT_PARAMS}
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        return command(*args, io_options=input_options(**given), **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+        *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own), *added])
+    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}  # type: ignore[attr-defined]
+    return wrapper
 
 
 def attack_options(steps, step_size, restarts, random_start, loss) -> dict:

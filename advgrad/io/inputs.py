@@ -1,9 +1,9 @@
-"""Opening a run's inputs: device, model and data, checked against each other by a probe."""
+"""Opening a run's inputs: device, data and model, checked against each other by a probe."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor
@@ -11,13 +11,23 @@ from torch import Tensor
 from advgrad.device import resolve_device
 from advgrad.errors import UsageError
 from advgrad.io.data import DataOptions, DataSource, load_data
+from advgrad.io.factories import parse_model_args
 from advgrad.io.models import LoadedModel, ModelOptions, load_model
-from advgrad.io.probe import ProbeResult, probe
+from advgrad.io.outputs import LogitsOf
+from advgrad.io.probe import ProbeResult, check_label_range, probe
+
+PROBE_SIZE = 64
 
 
 @dataclass(frozen=True)
 class InputOptions:
-    """Where a run's model and data come from and how the data is batched."""
+    """Where a run's model and data come from, how they are read and how the data is batched.
+
+    Model: ``model``, ``weights``, ``model_args`` (``KEY=VALUE`` strings), ``unsafe_pickle``,
+    ``mean``/``std``. Data: ``data``, ``split``, ``data_root``, ``download``, ``image_size``.
+    Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
+    ``num_workers``. See docs/loading.md for every accepted form.
+    """
 
     model: str | None = None
     data: str | None = None
@@ -26,9 +36,31 @@ class InputOptions:
     batch_size: int = 256
     seed: int = 0
     device: str = "auto"
+    weights: str | None = None
+    model_args: tuple[str, ...] = ()
+    unsafe_pickle: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    num_workers: int = 0
+    shuffle: bool = False
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        out = asdict(self)
+        for key in ("model_args", "mean", "std"):
+            out[key] = None if out[key] is None else list(out[key])
+        return out
+
+    def data_options(self) -> DataOptions:
+        return DataOptions(split=self.split, root=self.data_root, download=self.download, image_size=self.image_size)
+
+    def model_options(self, device: torch.device) -> ModelOptions:
+        return ModelOptions(
+            device=device, weights=self.weights, model_args=parse_model_args(self.model_args),
+            unsafe_pickle=self.unsafe_pickle, mean=self.mean, std=self.std,
+        )
 
 
 @dataclass
@@ -40,25 +72,85 @@ class RunInputs:
     device: torch.device
     probe: ProbeResult
     options: InputOptions
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_samples(self) -> int:
-        return len(self.data.select(limit=self.options.limit, seed=self.options.seed))
+        return len(self.selection())
+
+    def selection(self) -> Tensor:
+        o = self.options
+        return self.data.select(limit=o.limit, shuffle=o.shuffle, seed=o.seed)
+
+    def to_dict(self) -> dict:
+        """What was loaded, for ``advgrad info`` and reports."""
+        classes = self.data.classes
+        return {
+            "model": {**self.model.to_dict(), "output": self.probe.output.describe()},
+            "data": {
+                "source": self.data.name,
+                "description": self.data.description,
+                "samples": self.n_samples,
+                "total_samples": len(self.data),
+                "class_names": None if classes is None else list(classes[:50]),
+            },
+            "input_shape": list(self.probe.input_shape),
+            "num_classes": self.probe.num_classes,
+            "device": str(self.device),
+            "probe": {
+                "samples": self.probe.batch_size,
+                "correct": self.probe.correct,
+                "clean_accuracy": self.probe.accuracy,
+            },
+            "warnings": list(self.warnings),
+            "options": self.options.to_dict(),
+        }
 
     def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self.data.batches(self.options.batch_size, limit=self.options.limit, seed=self.options.seed)
+        o = self.options
+        return self.data.batches(
+            o.batch_size, limit=o.limit, shuffle=o.shuffle, seed=o.seed, num_workers=o.num_workers
+        )
 
 
-def open_inputs(options: InputOptions) -> RunInputs:
-    """Resolve the device, load model and data, and probe them with the first batch."""
+def _check_options(options: InputOptions) -> None:
     if options.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {options.batch_size}")
     if options.limit is not None and options.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {options.limit}")
+    if options.num_workers < 0:
+        raise UsageError(f"--num-workers must be 0 or more, got {options.num_workers}")
+    if options.image_size is not None and options.image_size < 1:
+        raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
+
+
+def _class_warnings(data: DataSource, classes: int) -> list[str]:
+    if data.classes is None or len(data.classes) == classes:
+        return []
+    return [
+        f"the data has {len(data.classes)} classes but the model outputs {classes}: labels are the data's class "
+        f"indices 0..{len(data.classes) - 1}; make sure they mean the same classes as the model's outputs"
+    ]
+
+
+def open_inputs(options: InputOptions) -> RunInputs:
+    """Resolve the device, load data and model, and probe them with the first batch.
+
+    Beyond the probe batch, every label the data knows cheaply is checked against the model's
+    number of classes, so that a label out of range fails before the run, not in its middle.
+    """
+    _check_options(options)
     device = resolve_device(options.device)
-    data = load_data(options.data, DataOptions(split=options.split))
-    model = load_model(options.model, ModelOptions(device=device))
-    selection = data.select(limit=options.limit, seed=options.seed)
-    x, y = data.fetch(selection[: min(len(selection), options.batch_size, 64)])
+    model_options = options.model_options(device)  # bad --model-arg fails before data is read
+    data = load_data(options.data, options.data_options())
+    model = load_model(options.model, model_options)
+    selection = data.select(limit=options.limit, shuffle=options.shuffle, seed=options.seed)
+    x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
     result = probe(model.module, x.to(device), y.to(device))
-    return RunInputs(model, data, device, result, options)
+    if result.output.kind != "tensor":
+        model.module = LogitsOf(model.module, result.output)
+    labels = data.labels()
+    if labels is not None and labels.numel():
+        check_label_range(int(labels[selection].max()), result.num_classes)
+    warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
+    return RunInputs(model, data, device, result, options, warnings)

@@ -1,57 +1,33 @@
-"""Loading the model under attack.
+"""Loading the model under attack: a ``--model`` value → a :class:`LoadedModel`.
 
-Every loader returns a :class:`LoadedModel` whose module is in eval mode on the requested device.
-Loading never executes code from a file: the default model's weights are read with
-``weights_only=True``, and TorchScript archives hold compiled graphs, not pickled Python.
+Accepted: the embedded digits CNN (default, or ``digits-cnn``); a model file (TorchScript,
+ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advgrad.io.model_files`);
+``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.factories`). Every loader
+returns a module in eval mode on the requested device; ``--mean``/``--std`` (or the
+normalisation of torchvision's pretrained weights) is put in front of it, so that it takes
+pixels in [0, 1]. Loading never executes code from a file unless ``--unsafe-pickle`` says so.
 New forms of ``--model`` are a new :class:`ModelFormat` in ``FORMATS``.
 """
 
 from __future__ import annotations
 
-import warnings
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError
+from advgrad.errors import ModelError, UsageError
+from advgrad.io.factories import build_factory, build_torchvision, is_factory
+from advgrad.io.model_files import load_model_file
+from advgrad.io.model_types import LoadedModel, ModelOptions
+from advgrad.io.normalize import Normalization, Normalized
+
+__all__ = ["DEFAULT_MODEL", "FORMATS", "LoadedModel", "ModelFormat", "ModelOptions", "load_default_model", "load_model"]
 
 DEFAULT_MODEL = "digits-cnn"
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to attack, and what to say about it."""
-
-    module: nn.Module
-    kind: str
-    source: str
-    description: str
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
-    def to_dict(self) -> dict:
-        return {
-            "kind": self.kind,
-            "source": self.source,
-            "description": self.description,
-            "parameters": self.parameter_count,
-            **self.extra,
-        }
-
-
-@dataclass(frozen=True)
-class ModelOptions:
-    """Options that shape how a model is loaded (more come with more formats)."""
-
-    device: torch.device = torch.device("cpu")
+TORCHVISION = "torchvision:"
 
 
 def load_default_model(device: torch.device | str = "cpu") -> nn.Module:
@@ -73,55 +49,70 @@ def _load_default(spec: str, options: ModelOptions) -> LoadedModel:
     )
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
+    name = spec[len(TORCHVISION):]
+    module, extra, normalization = build_torchvision(
+        name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle
+    )
+    loaded = LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
+    if options.weights is None:
+        loaded.warnings.append(f"{spec} has random weights (no --weights given): its results describe a random network")
+    elif normalization is None and options.mean is None:
+        loaded.warnings.append(
+            f"no --mean/--std given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
+            "trained on normalised inputs (ImageNet: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)"
+        )
+    return loaded
 
 
-def load_torchscript(spec: str, options: ModelOptions) -> LoadedModel:
-    """A TorchScript archive written by ``torch.jit.save``."""
-    path = Path(spec)
-    if not path.exists():
-        raise ModelError(f"{spec}: no such file")
-    if path.is_dir():
-        raise ModelError(f"{spec} is a directory; expected a TorchScript file (torch.jit.save)")
-    if not zipfile.is_zipfile(path):
-        raise ModelError(f"{spec}: not a TorchScript archive (truncated, or not written by torch.jit.save)")
-    try:
-        with warnings.catch_warnings():  # TorchScript is the documented input; torch's notice is noise here
-            warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
-            module = torch.jit.load(str(path), map_location=options.device)
-    except Exception as exc:
-        raise ModelError(
-            f"{spec}: cannot load as TorchScript ({_first_line(exc)}); "
-            "a plain state dict or pickled model needs its architecture, not supported here"
-        ) from None
-    module.eval()
-    return LoadedModel(module, "torchscript", str(path), f"TorchScript model from {path.name}")
+def _load_factory(spec: str, options: ModelOptions) -> LoadedModel:
+    module, extra = build_factory(spec, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle)
+    return LoadedModel(module.to(options.device), "factory", spec, f"{type(module).__name__} built by {spec}", extra)
 
 
 @dataclass(frozen=True)
 class ModelFormat:
-    """A way of reading a model: ``matches(spec)`` says whether a ``--model`` value is of this form."""
+    """A way of reading a model: ``matches(spec)`` says whether a ``--model`` value is of this form.
+
+    ``builds`` is True for forms that build an architecture in code and so take ``--weights``
+    and ``--model-arg``.
+    """
 
     name: str
     matches: Callable[[str], bool]
     load: Callable[[str, ModelOptions], LoadedModel]
+    builds: bool = False
 
 
 FORMATS: list[ModelFormat] = [
     ModelFormat("default", lambda s: s == DEFAULT_MODEL, _load_default),
-    ModelFormat("torchscript", lambda s: True, load_torchscript),
+    ModelFormat("torchvision", lambda s: s.startswith(TORCHVISION), _load_torchvision, builds=True),
+    ModelFormat("factory", is_factory, _load_factory, builds=True),
+    ModelFormat("file", lambda s: True, load_model_file),
 ]
+
+
+def _normalize(loaded: LoadedModel, options: ModelOptions) -> None:
+    """Put --mean/--std (else the pretrained weights' own normalisation) in front of the model."""
+    loaded.normalization = Normalization.from_options(options.mean, options.std) or loaded.normalization
+    if loaded.normalization is not None:
+        loaded.module = Normalized(loaded.module, loaded.normalization).to(options.device)
 
 
 def load_model(spec: str | None = None, options: ModelOptions | None = None) -> LoadedModel:
     """Load the model named by a ``--model`` value; ``None`` is the embedded default."""
     options = options or ModelOptions()
     spec = DEFAULT_MODEL if spec is None else str(spec)
+    Normalization.from_options(options.mean, options.std)  # bad --mean/--std fail before any loading
     for fmt in FORMATS:
         if fmt.matches(spec):
+            if not fmt.builds and (options.weights is not None or options.model_args):
+                flags = " and ".join(f for f, v in (("--weights", options.weights), ("--model-arg", options.model_args)) if v)
+                raise UsageError(
+                    f"{flags} apply to models built in code (torchvision:NAME, package.module:callable), not to {spec}"
+                )
             loaded = fmt.load(spec, options)
+            _normalize(loaded, options)
             loaded.module.eval()
             return loaded
     raise ModelError(f"{spec}: unrecognised model")  # pragma: no cover - the last format matches all

@@ -1,29 +1,61 @@
-"""A probe before the run: one batch through the model to check that model and data fit."""
+"""A probe before the run: one batch through the model to check that model and data fit.
+
+The probe checks, in order, each failure being one clear message: the model accepts the data's
+shape (a wrong number of input channels is named as such); its output holds logits (a tuple, a
+mapping or an object with ``.logits`` is handled: see :mod:`advgrad.io.outputs`); the logits are
+N×classes and cover the labels; they are finite; they depend differentiably on the input (else
+no gradient attack can work, and robustness would be overstated). It also warns when the
+outputs change between two identical calls (randomness left on) or when a sample's output
+depends on the rest of its batch (batch norm in training mode).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError
+from advgrad.errors import AdvgradError, ModelError
+from advgrad.io.outputs import LogitsOf, OutputRule, logits_rule
+from advgrad.io.paths import first_line
 
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """What the probe learned: the input shape (C, H, W) and the number of classes."""
+    """What the probe learned: the input shape (C, H, W), the number of classes, how the logits
+    are taken from the output, and the clean accuracy on the probe batch."""
 
     input_shape: tuple[int, ...]
     num_classes: int
+    output: OutputRule = field(default_factory=lambda: OutputRule("tensor"))
+    batch_size: int = 0
+    correct: int = 0
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.batch_size if self.batch_size else 0.0
 
     def to_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "num_classes": self.num_classes}
+        return {
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "output": self.output.describe(),
+            "probe_batch": self.batch_size,
+            "probe_accuracy": self.accuracy,
+            "warnings": list(self.warnings),
+        }
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:240]
+def check_label_range(top: int, classes: int) -> None:
+    """Labels are class indices: the largest must be below the number of logits."""
+    if top >= classes:
+        raise ModelError(
+            f"labels go up to {top} but the model outputs {classes} classes (0..{classes - 1}); "
+            "the model and the data do not fit"
+        )
 
 
 def check_logits(logits: object, y: Tensor) -> int:
@@ -40,26 +72,101 @@ def check_logits(logits: object, y: Tensor) -> int:
     classes = logits.shape[1]
     if classes < 2:
         raise ModelError(f"the model outputs {classes} value per sample; a classifier needs at least 2 logits")
-    top = int(y.max()) if y.numel() else 0
-    if top >= classes:
-        raise ModelError(
-            f"labels go up to {top} but the model outputs {classes} classes (0..{classes - 1}); "
-            "the model and the data do not fit"
-        )
+    check_label_range(int(y.max()) if y.numel() else 0, classes)
     if not torch.isfinite(logits).all():
         raise ModelError("the model's outputs contain NaN or infinite values on the probe batch")
     return classes
 
 
-def probe(model: nn.Module, x: Tensor, y: Tensor) -> ProbeResult:
-    """Run one batch through ``model`` and check its outputs against the labels."""
+_CHANNELS = re.compile(r"to have (\d+) channels, but got (\d+) channels")
+_MATMUL = re.compile(r"shapes cannot be multiplied")
+
+
+def _explain_failure(exc: Exception, x: Tensor) -> ModelError:
+    shape = "×".join(map(str, x.shape))
+    text = first_line(exc)
+    channels = _CHANNELS.search(str(exc))
+    if channels:
+        return ModelError(
+            f"wrong number of input channels: the model expects {channels.group(1)} but the data has "
+            f"{channels.group(2)} (inputs of shape {shape})"
+        )
+    hint = " (check the image size: --image-size)" if _MATMUL.search(text) else ""
+    return ModelError(
+        f"the model failed on inputs of shape {shape} ({text}){hint}; check that the data has the shape the model expects"
+    )
+
+
+def _one_sample_failure(exc: Exception, x: Tensor) -> ModelError:
+    return ModelError(
+        f"the model fails on a batch of one sample ({first_line(exc)}); advgrad's batches shrink as samples "
+        "are fooled, so the model must accept any batch size (batch norm in training mode?)"
+    )
+
+
+def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
+    """``model(x)`` without gradients; a failure becomes the ModelError ``explain`` words."""
     try:
         with torch.no_grad():
-            logits = model(x)
+            return model(x)
+    except AdvgradError:
+        raise
     except Exception as exc:
-        raise ModelError(
-            f"the model failed on inputs of shape {tuple(x.shape)} ({_first_line(exc)}); "
-            "check that the data has the shape the model expects"
-        ) from None
+        raise explain(exc, x) from None
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    scale = float(a.abs().max()) if a.numel() else 0.0
+    return torch.allclose(a, b, rtol=1e-3, atol=1e-5 * max(scale, 1.0))
+
+
+def _behaviour_warnings(model: nn.Module, x: Tensor, logits: Tensor) -> list[str]:
+    found = []
+    if not _close(_forward(model, x), logits):
+        found.append(
+            "the model's outputs differ between two identical calls: something random is active (dropout, noise); "
+            "gradient attacks on a random model overstate robustness"
+        )
+    if x.shape[0] > 1:  # attacks shrink batches as samples are fooled: a batch of one must work
+        alone = _forward(model, x[:1], _one_sample_failure)
+        if not found and not _close(alone, logits[:1]):
+            found.append(
+                "a sample's output depends on the rest of its batch (batch norm in training mode?); "
+                "results would depend on --batch-size"
+            )
+    return found
+
+
+def _gradient_check(model: nn.Module, x: Tensor, y: Tensor) -> list[str]:
+    """The true-class logits must depend differentiably on the input."""
+    x = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        out = model(x)
+        if not out.requires_grad:
+            raise ModelError(
+                "the model's output does not depend differentiably on its input (no gradient reaches x: "
+                "detached, quantised or computed without autograd); attacks that use ∇ₓJ cannot work on it"
+            )
+        (grad,) = torch.autograd.grad(out.gather(1, y[:, None]).sum(), x, allow_unused=True)
+    if grad is None or not torch.any(grad != 0):
+        return ["the input gradient is zero on the whole probe batch (gradient masking?): gradient attacks will "
+                "find nothing and accuracy under attack would overstate robustness"]
+    if not torch.isfinite(grad).all():
+        return ["the input gradient has NaN or infinite values on the probe batch"]
+    return []
+
+
+def probe(model: nn.Module, x: Tensor, y: Tensor) -> ProbeResult:
+    """Run one batch through ``model`` and check its outputs against the labels.
+
+    The model is used as it is (its mode is not changed): callers give it in eval mode.
+    """
+    raw = _forward(model, x)
+    rule = logits_rule(raw)
+    logits = rule.take(raw)
     classes = check_logits(logits, y)
-    return ProbeResult(tuple(x.shape[1:]), classes)
+    wrapped = model if rule.kind == "tensor" else LogitsOf(model, rule)
+    found = _behaviour_warnings(wrapped, x, logits)
+    found += _gradient_check(wrapped, x, y)
+    correct = int((logits.argmax(dim=1) == y).sum())
+    return ProbeResult(tuple(x.shape[1:]), classes, rule, int(y.shape[0]), correct, tuple(found))

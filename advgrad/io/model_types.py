@@ -1,0 +1,62 @@
+"""What a model loader returns, and the options every loader reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from advgrad.io.normalize import Normalization
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to attack, and what to say about it.
+
+    ``module`` takes pixels in [0, 1] (any normalisation is inside it) and is in eval mode on
+    the requested device. ``normalization`` is what :func:`advgrad.io.models.load_model` put in
+    front of it (a loader may propose one, e.g. pretrained weights' own); ``extra`` holds facts a
+    loader found worth reporting, ``warnings`` what the user should know before trusting results.
+    """
+
+    module: nn.Module
+    kind: str
+    source: str
+    description: str
+    extra: dict = field(default_factory=dict)
+    normalization: Normalization | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "description": self.description,
+            "parameters": self.parameter_count,
+            "normalization": None if self.normalization is None else self.normalization.to_dict(),
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How a model is loaded.
+
+    ``weights``: a weights file, or ``DEFAULT``/an enum entry for ``torchvision:NAME``;
+    ``model_args``: keyword arguments for ``package.module:callable`` or a torchvision builder;
+    ``unsafe_pickle``: allow unpickling that runs code from the file (trusted files only);
+    ``mean``/``std``: per-channel normalisation put in front of the model.
+    """
+
+    device: torch.device = torch.device("cpu")
+    weights: str | None = None
+    model_args: Mapping[str, object] = field(default_factory=dict)
+    unsafe_pickle: bool = False
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None

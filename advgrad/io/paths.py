@@ -1,0 +1,26 @@
+"""Checks on the paths users give, shared by the model, weights and data loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advgrad.errors import AdvgradError
+
+
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+def require_file(path: str | Path, expected: str, error: type[AdvgradError]) -> Path:
+    """``path`` as a Path when it is an existing file; else ``error`` saying what was expected.
+
+    ``expected`` completes "expected ..." in the message, e.g. "a .pt or .npz file holding x and y".
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise error(f"{path}: no such file (expected {expected})")
+    if p.is_dir():
+        raise error(f"{path} is a directory; expected {expected}")
+    return p

@@ -1,0 +1,122 @@
+"""Tensor files as data: ``.pt``, ``.npz`` and ``.safetensors`` holding ``x`` and ``y``.
+
+None of these readers runs code from the file: ``.pt`` is read with ``weights_only=True``,
+``.npz`` with ``allow_pickle=False``, and ``.safetensors`` holds raw bytes and a JSON header.
+``.pt`` (zip format) and ``.safetensors`` are memory-mapped, so a large file is read batch by
+batch and its pixels are checked as each batch is read; ``.npz`` is read into memory.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from advgrad.errors import DataError
+from advgrad.io.paths import first_line, require_file
+from advgrad.io.sources import DataOptions, DataSource, TensorSource
+from advgrad.io.weights import needs_code
+
+EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
+
+# Memory-mapped files up to this size have every pixel checked when opened (an error shows
+# before the run starts); larger ones are checked batch by batch as they are read.
+EAGER_CHECK_BYTES = 256 * 2**20
+
+
+def _pick(mapping, path: Path, keys: list[str]):
+    if "x" not in keys or "y" not in keys:
+        raise DataError(f"{path}: expected arrays named x and y, found {', '.join(keys) or 'none'}")
+    return mapping["x"], mapping["y"]
+
+
+def load_npz(path: Path, options: DataOptions) -> DataSource:
+    """``.npz`` with arrays ``x`` and ``y`` (read into memory with ``allow_pickle=False``)."""
+    path = require_file(path, EXPECTED, DataError)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x, y = _pick(f, path, list(f.files))
+            x, y = np.asarray(x), np.asarray(y)
+    except DataError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})") from None
+    return TensorSource.from_arrays(x, y, name=path.name)
+
+
+def load_pt(path: Path, options: DataOptions) -> DataSource:
+    """``.pt`` holding a dict with tensors ``x`` and ``y`` (``weights_only=True``, memory-mapped)."""
+    path = require_file(path, EXPECTED, DataError)
+    mapped = zipfile.is_zipfile(path)  # only the zip format (torch ≥ 1.6) can be memory-mapped
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
+    except Exception as exc:  # torch raises many kinds for truncated or foreign files
+        if needs_code(exc):
+            raise DataError(
+                f"{path} holds pickled Python objects besides tensors; advgrad reads data files without running "
+                "code from them: save plain tensors x and y"
+            ) from None
+        raise DataError(f"{path}: not a readable tensor file, truncated or corrupt ({first_line(exc, 200)})") from None
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        obj = {"x": obj[0], "y": obj[1]}
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a dict with tensors x and y, found {type(obj).__name__}")
+    x, y = _pick(obj, path, [str(k) for k in obj])
+    check_now = not mapped or path.stat().st_size <= EAGER_CHECK_BYTES
+    return TensorSource.from_arrays(x, y, name=path.name, check_now=check_now, convert_now=not mapped)
+
+
+# safetensors dtype → (numpy dtype to map the bytes with, torch dtype to view them as)
+_SAFETENSORS_DTYPES = {
+    "F64": (np.float64, None), "F32": (np.float32, None), "F16": (np.float16, None),
+    "BF16": (np.uint16, torch.bfloat16), "U8": (np.uint8, None), "I8": (np.int8, None),
+    "I16": (np.int16, None), "I32": (np.int32, None), "I64": (np.int64, None), "BOOL": (np.bool_, None),
+}
+
+
+def map_safetensors(path: Path) -> dict[str, Tensor]:
+    """Memory-map every tensor of a ``.safetensors`` file (copy-on-write, nothing read yet).
+
+    The safetensors library validates the header first (offsets, sizes, dtypes); the tensors
+    are then mapped straight from the file's data section.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = list(f.keys())
+        with open(path, "rb") as fh:
+            (header_len,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(header_len))
+    except Exception as exc:  # SafetensorError, OSError, JSON errors on damaged files
+        raise DataError(f"{path}: not a readable .safetensors file, truncated or corrupt ({first_line(exc, 200)})") from None
+    start = 8 + header_len
+    tensors: dict[str, Tensor] = {}
+    for name in names:
+        entry = header[name]
+        if entry["dtype"] not in _SAFETENSORS_DTYPES:
+            raise DataError(f"{path}: tensor {name} has dtype {entry['dtype']}, which advgrad does not read")
+        np_dtype, view = _SAFETENSORS_DTYPES[entry["dtype"]]
+        shape = tuple(entry["shape"])
+        begin = entry["data_offsets"][0]
+        if int(np.prod(shape)) == 0:
+            array = np.empty(shape, dtype=np_dtype)
+        else:
+            array = np.memmap(path, dtype=np_dtype, mode="c", offset=start + begin, shape=shape)
+        t = torch.from_numpy(array)
+        tensors[name] = t.view(view) if view is not None else t
+    return tensors
+
+
+def load_safetensors(path: Path, options: DataOptions) -> DataSource:
+    """``.safetensors`` with tensors ``x`` and ``y`` (memory-mapped)."""
+    path = require_file(path, EXPECTED, DataError)
+    tensors = map_safetensors(path)
+    x, y = _pick(tensors, path, list(tensors))
+    check_now = path.stat().st_size <= EAGER_CHECK_BYTES
+    return TensorSource.from_arrays(x, y, name=path.name, check_now=check_now, convert_now=False)

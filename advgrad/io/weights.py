@@ -1,0 +1,158 @@
+"""Weights for an architecture built in code: reading state dicts safely and fitting them.
+
+A ``.pt``/``.pth``/``.bin`` file is read with ``torch.load(weights_only=True)``, which refuses
+anything but tensors and plain containers, so it cannot run code; a ``.safetensors`` file holds
+only raw tensors. Tensors are always loaded onto the CPU first (``map_location``), so weights
+saved on a GPU load on a machine without one. Common wrappings are undone: a checkpoint dict
+holding the weights under ``state_dict``, ``model_state_dict`` or ``model``, and the ``module.``
+prefix that ``nn.DataParallel``/``DistributedDataParallel`` add to every key (``_orig_mod.``
+from ``torch.compile`` likewise).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from advgrad.errors import ModelError
+from advgrad.io.paths import first_line, require_file
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+PREFIXES = ("module.", "_orig_mod.")
+EXPECTED = "a weights file (.pt, .pth or .safetensors state dict)"
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def needs_code(exc: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` failed because the pickle names Python code."""
+    return isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()
+
+
+def pickled_globals(path: Path, limit: int = 4) -> str:
+    """The classes and functions a pickle file names (what unpickling would import and run)."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # legacy (non-zip) files cannot be scanned this way
+        return ""
+    names = sorted(found, key=lambda n: (n.startswith("torch."), n))  # code from outside torch first
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f" (it names {', '.join(names[:limit])}{more})" if names else ""
+
+
+def refuse_pickle(path: Path, what: str, safer: str) -> ModelError:
+    """The refusal for a file that only unpickling with code execution could read."""
+    return ModelError(
+        f"{path} holds {what}{pickled_globals(path)}; unpickling it runs code from the file, so advgrad "
+        f"does not load it unless you pass --unsafe-pickle (only for files you trust); safer: {safer}"
+    )
+
+
+def read_state_dict(path: str | Path, *, unsafe_pickle: bool = False) -> tuple[dict[str, Tensor], list[str]]:
+    """The state dict in a weights file, unwrapped; and notes on what was unwrapped."""
+    path = require_file(path, EXPECTED, ModelError)
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            obj: object = load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise ModelError(f"{path}: not a readable .safetensors file, truncated or corrupt ({first_line(exc)})") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            if not needs_code(exc):
+                raise ModelError(f"{path}: not a readable weights file, truncated or corrupt ({first_line(exc)})") from None
+            if not unsafe_pickle:
+                raise refuse_pickle(path, "pickled Python objects, not just tensors",
+                                    "save model.state_dict() instead of the model") from None
+            obj = _unsafe_load(path)
+    return unwrap_state_dict(obj, path)
+
+
+def _unsafe_load(path: Path) -> object:
+    """``torch.load(weights_only=False)``: runs code from the file. Only behind --unsafe-pickle."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot unpickle it ({type(exc).__name__}: {first_line(exc)})") from None
+    return obj.state_dict() if isinstance(obj, nn.Module) else obj
+
+
+def unwrap_state_dict(obj: object, path: Path) -> tuple[dict[str, Tensor], list[str]]:
+    """Find the tensors in a checkpoint: nested wrapper keys, then a shared key prefix."""
+    notes: list[str] = []
+    for _ in range(3):
+        if _is_state_dict(obj) or not isinstance(obj, Mapping):
+            break
+        key = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if key is None:
+            break
+        notes.append(f"took the {key!r} entry")
+        obj = obj[key]
+    if not _is_state_dict(obj):
+        if isinstance(obj, Mapping):
+            keys = ", ".join(map(str, list(obj)[:6])) or "none"
+            raise ModelError(
+                f"{path} holds a dict with keys {keys}, not a state dict of tensors "
+                f"(advgrad looks inside {', '.join(WRAPPER_KEYS)})"
+            )
+        raise ModelError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors")
+    state = {str(k): v for k, v in obj.items()}  # type: ignore[union-attr]
+    for prefix in PREFIXES:
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+            notes.append(f"removed the {prefix!r} key prefix")
+    return state, notes
+
+
+def _some(keys: list[str], n: int = 4) -> str:
+    more = f", … {len(keys) - n} more" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _dims(shape: torch.Size) -> str:
+    return "×".join(map(str, shape)) or "a scalar"
+
+
+def fit_state_dict(model: nn.Module, state: dict[str, Tensor], path: Path | str, name: str) -> None:
+    """Load ``state`` into ``model`` strictly; mismatches become one line naming a few keys."""
+    expected = model.state_dict()
+    # Old checkpoints lack BatchNorm's step counter; the model's own value serves.
+    missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state if k not in expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing ({_some(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected ({_some(unexpected)})")
+        raise ModelError(f"the weights in {path} do not fit {name}: state-dict keys {'; '.join(parts)}")
+    wrong = [k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        k = wrong[0]
+        more = f" (and {len(wrong) - 1} more: {_some(wrong[1:], 3)})" if len(wrong) > 1 else ""
+        raise ModelError(
+            f"tensor sizes in {path} do not match {name}: {k} is {_dims(state[k].shape)} in the file but "
+            f"{_dims(expected[k].shape)} in the model{more}; check the architecture and its --model-arg values"
+        )
+    for k, v in expected.items():  # fill what old checkpoints lack
+        state.setdefault(k, v)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ModelError(f"cannot load the weights in {path} into {name} ({first_line(exc)})") from None
+
+
+def load_weights(model: nn.Module, path: str | Path, name: str, *, unsafe_pickle: bool = False) -> list[str]:
+    """Read, unwrap and load the weights in ``path`` into ``model``; return notes on unwrapping."""
+    state, notes = read_state_dict(path, unsafe_pickle=unsafe_pickle)
+    fit_state_dict(model, state, path, name)
+    return notes

@@ -1,0 +1,47 @@
+"""The table ``advgrad info`` prints: what model and data were loaded and how they fit."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from advgrad.report.fmt import pct
+
+
+def _normalization(value: dict | None) -> str:
+    if value is None:
+        return "none (the model takes pixels in [0, 1] as they are)"
+    mean = ",".join(f"{v:g}" for v in value["mean"])
+    std = ",".join(f"{v:g}" for v in value["std"])
+    return f"mean {mean}, std {std} (from {value['source']})"
+
+
+def inputs_table(summary: dict) -> Table:
+    """Rows of a :meth:`advgrad.io.inputs.RunInputs.to_dict` summary."""
+    model, data, probe = summary["model"], summary["data"], summary["probe"]
+    table = Table(show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("model", model["description"]),
+        ("kind", model["kind"]),
+        ("parameters", f"{model['parameters']:,}"),
+    ]
+    if model.get("weights") is not None:
+        rows.append(("weights", str(model["weights"])))
+    if model.get("weights_unwrapped"):
+        rows.append(("weights unwrapped", "; ".join(model["weights_unwrapped"])))
+    if model.get("model_args"):
+        rows.append(("model args", ", ".join(f"{k}={v!r}" for k, v in model["model_args"].items())))
+    rows += [
+        ("normalisation", _normalization(model.get("normalization"))),
+        ("logits", model["output"]),
+        ("data", data["description"]),
+        ("samples used", f"{data['samples']:,} of {data['total_samples']:,}"),
+        ("input shape", "×".join(map(str, summary["input_shape"]))),
+        ("classes", str(summary["num_classes"])),
+        ("device", summary["device"]),
+        ("clean accuracy (probe batch)", f"{pct(probe['clean_accuracy'])} ({probe['correct']}/{probe['samples']})"),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    return table

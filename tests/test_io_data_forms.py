@@ -1,0 +1,330 @@
+"""Loading data (advgrad/io/data.py, sources.py, tensorfiles.py, datasets.py): tensor files, image folders, torchvision datasets by name, selection and streaming."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from loading_fixtures import (
+    save_tensors,
+    truncate,
+    write_cifar10,
+    write_cifar100,
+    write_image_folder,
+    write_mnist,
+    write_svhn,
+)
+from safetensors.torch import save_file
+
+import advgrad.io.tensorfiles as tensorfiles
+from advgrad.errors import DataError, UsageError
+from advgrad.io.data import DataOptions, load_data
+from advgrad.io.datasets import DatasetSource
+from advgrad.io.sources import TensorSource
+
+
+def everything(source):
+    return source.fetch(torch.arange(len(source)))
+
+
+def pixels_u8(n=10, c=1, h=5, w=4, seed=0):
+    return torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# tensor files
+
+
+def write_all_formats(tmp_path, x, y) -> list:
+    pt = save_tensors(tmp_path / "d.pt", x, y)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=x.numpy(), y=y.numpy())
+    st = tmp_path / "d.safetensors"
+    save_file({"x": x.contiguous(), "y": y.contiguous()}, st)
+    return [pt, npz, st]
+
+
+def test_tensor_files_agree_uint8(tmp_path):
+    x, y = pixels_u8(), torch.arange(10) % 3
+    for path in write_all_formats(tmp_path, x, y):
+        source = load_data(str(path))
+        # memory-mapped files keep their stored uint8; only .npz is read (and converted) in full
+        assert source.x.dtype == (torch.float32 if path.suffix == ".npz" else torch.uint8)
+        xs, ys = everything(source)
+        assert xs.dtype == torch.float32 and ys.dtype == torch.int64
+        torch.testing.assert_close(xs, x.float() / 255)
+        assert torch.equal(ys, y)
+
+
+def test_tensor_files_agree_float_and_bf16(tmp_path):
+    x = torch.rand(7, 3, 4, 4)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    for path in write_all_formats(tmp_path, x, y):
+        torch.testing.assert_close(everything(load_data(str(path)))[0], x)
+    st = tmp_path / "bf16.safetensors"
+    save_file({"x": x.to(torch.bfloat16), "y": y}, st)
+    torch.testing.assert_close(everything(load_data(str(st)))[0], x.to(torch.bfloat16).float())
+
+
+def test_nhw_gets_a_channel_axis(tmp_path):
+    x = pixels_u8(4, 1, 6, 6)[:, 0]
+    src = load_data(str(save_tensors(tmp_path / "d.pt", x, torch.zeros(4, dtype=torch.long))))
+    assert everything(src)[0].shape == (4, 1, 6, 6)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_infinite_inputs(tmp_path, bad):
+    x = torch.rand(5, 1, 3, 3)
+    x[3, 0, 1, 1] = bad
+    for path in write_all_formats(tmp_path, x, torch.zeros(5, dtype=torch.long)):
+        with pytest.raises(DataError, match="NaN or infinite"):
+            load_data(str(path))
+
+
+def test_normalised_data_is_explained(tmp_path):
+    x = (torch.rand(5, 3, 3, 3) - 0.45) / 0.22
+    for path in write_all_formats(tmp_path, x, torch.zeros(5, dtype=torch.long)):
+        with pytest.raises(DataError, match=r"outside \[0, 1\].*looks normalised.*--mean/--std"):
+            load_data(str(path))
+
+
+def test_large_mapped_files_are_checked_per_batch(tmp_path, monkeypatch):
+    monkeypatch.setattr(tensorfiles, "EAGER_CHECK_BYTES", 0)  # treat every file as too big to scan up front
+    x = torch.rand(8, 1, 3, 3)
+    x[6, 0, 0, 0] = 1.7
+    y = torch.zeros(8, dtype=torch.long)
+    for path in (save_tensors(tmp_path / "d.pt", x, y), tmp_path / "d.safetensors"):
+        save_file({"x": x, "y": y}, tmp_path / "d.safetensors")
+        source = load_data(str(path))  # opens without reading the pixels
+        assert isinstance(source, TensorSource) and not source.checked
+        first = next(source.batches(4))
+        torch.testing.assert_close(first[0], x[:4])
+        with pytest.raises(DataError, match="outside"):
+            list(source.batches(4))
+
+
+def test_empty_dataset(tmp_path):
+    for path in write_all_formats(tmp_path, torch.zeros(0, 1, 4, 4), torch.zeros(0, dtype=torch.long)):
+        with pytest.raises(DataError, match="empty"):
+            load_data(str(path))
+
+
+def test_bad_tensor_files(tmp_path):
+    x, y = pixels_u8(), torch.zeros(10, dtype=torch.long)
+    for path in write_all_formats(tmp_path, x, y):
+        with pytest.raises(DataError, match="truncated or corrupt"):
+            load_data(str(truncate(path, tmp_path / f"cut{path.suffix}")))
+    torch.save({"images": x}, tmp_path / "keys.pt")
+    with pytest.raises(DataError, match="expected arrays named x and y, found images"):
+        load_data(str(tmp_path / "keys.pt"))
+    with pytest.raises(DataError, match="no such file"):
+        load_data(str(tmp_path / "absent.pt"))
+    (tmp_path / "folder.pt").mkdir()
+    with pytest.raises(DataError, match="is a directory"):
+        load_data(str(tmp_path / "folder.pt"))
+    with pytest.raises(DataError, match="negative labels"):
+        load_data(str(save_tensors(tmp_path / "neg.pt", x, -torch.ones(10, dtype=torch.long))))
+    with pytest.raises(DataError, match="one label per sample"):
+        load_data(str(save_tensors(tmp_path / "short.pt", x, torch.zeros(9, dtype=torch.long))))
+
+
+def test_unknown_spec(tmp_path):
+    with pytest.raises(DataError, match="no such file, folder or dataset name"):
+        load_data("imagenet")
+    (tmp_path / "d.csv").write_text("1,2\n")
+    with pytest.raises(DataError, match="unrecognised data format"):
+        load_data(str(tmp_path / "d.csv"))
+
+
+# ---------------------------------------------------------------------------------------------
+# selection
+
+
+def test_shuffle_is_seeded_and_limit_takes_a_subset(tmp_path):
+    source = load_data(str(save_tensors(tmp_path / "d.pt", pixels_u8(50), torch.arange(50) % 5)))
+    a = source.select(shuffle=True, seed=3)
+    assert torch.equal(a, source.select(shuffle=True, seed=3))
+    assert not torch.equal(a, source.select(shuffle=True, seed=4))
+    assert sorted(a.tolist()) == list(range(50))
+    assert torch.equal(source.select(limit=7, shuffle=True, seed=3), a[:7])
+    assert torch.equal(source.select(limit=7), torch.arange(7))
+    batches = list(source.batches(3, limit=7, shuffle=True, seed=3))
+    assert [b[0].shape[0] for b in batches] == [3, 3, 1]
+    torch.testing.assert_close(torch.cat([b[0] for b in batches]), everything(source)[0][a[:7]])
+
+
+def test_limit_zero():
+    with pytest.raises(UsageError, match="--limit must be at least 1"):
+        load_data(None).select(limit=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# image folders
+
+
+def test_image_folder_labels_follow_sorted_class_folders(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", {"cat": 2, "ant": 3, "bee": 1})
+    source = load_data(str(root))
+    assert isinstance(source, DatasetSource)
+    assert source.classes == ["ant", "bee", "cat"] and len(source) == 6
+    x, y = everything(source)
+    assert x.shape == (6, 3, 10, 12) and x.dtype == torch.float32
+    assert y.tolist() == [0, 0, 0, 1, 2, 2]
+    # every image of sorted class k was filled with grey 40·(k+1): label and pixels agree
+    torch.testing.assert_close(x.amax(dim=(1, 2, 3)), (40 * (y + 1)).float() / 255)
+    assert torch.equal(source.labels(), y)
+
+
+def test_image_folder_resize_and_centre_crop(tmp_path):
+    root = tmp_path / "imgs"
+    write_image_folder(root, {"a": 1}, size=(20, 10))
+    from PIL import Image
+
+    Image.new("RGB", (8, 16), color=(200, 0, 0)).save(root / "a" / "tall.png")
+    source = load_data(str(root), DataOptions(image_size=6))
+    x, _ = everything(source)
+    assert x.shape == (2, 3, 6, 6)
+    with pytest.raises(DataError, match="different sizes.*--image-size"):
+        everything(load_data(str(root)))
+
+
+def test_image_folder_streams_with_workers_in_selection_order(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 4, "c": 2})
+    source = load_data(str(root))
+    order = source.select(shuffle=True, seed=1)
+    expected = everything(source)
+    for workers in (0, 2):
+        got = list(source.batches(4, shuffle=True, seed=1, num_workers=workers))
+        assert [b[0].shape[0] for b in got] == [4, 4, 1]
+        torch.testing.assert_close(torch.cat([b[0] for b in got]), expected[0][order])
+        assert torch.equal(torch.cat([b[1] for b in got]), expected[1][order])
+
+
+def test_corrupt_image_is_named(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", {"a": 2})
+    (root / "a" / "broken.png").write_bytes(b"\x89PNG not really")
+    source = load_data(str(root))
+    with pytest.raises(DataError, match=r"cannot read image .*broken.png"):
+        list(source.batches(8, num_workers=1))
+
+
+def test_empty_image_folders(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataError, match="without class folders"):
+        load_data(str(tmp_path / "nothing"))
+    (tmp_path / "classes" / "a").mkdir(parents=True)
+    (tmp_path / "classes" / "a" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="empty"):
+        load_data(str(tmp_path / "classes"))
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision datasets by name, from files in their exact on-disk formats
+
+
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+@pytest.mark.parametrize(("split", "prefix"), [("train", "train"), ("test", "t10k")])
+def test_mnist_family(tmp_path, name, folder, split, prefix):
+    written = write_mnist(tmp_path, folder)
+    source = load_data(name, DataOptions(root=str(tmp_path), split=split))
+    images, labels = written[prefix]
+    assert source.x.dtype == torch.uint8  # no float copy of the dataset: converted batch by batch
+    x, y = everything(source)
+    assert x.shape == (len(labels), 1, 28, 28)
+    torch.testing.assert_close(x[:, 0], torch.from_numpy(images).float() / 255)
+    assert y.tolist() == labels.tolist()
+
+
+@pytest.fixture
+def trust_written_files(monkeypatch):
+    """torchvision checks CIFAR/SVHN files against the published MD5s; these fixtures are not them."""
+    import torchvision.datasets.cifar as cifar
+    import torchvision.datasets.svhn as svhn
+
+    def exists(fpath, md5=None):
+        return os.path.isfile(fpath)
+
+    monkeypatch.setattr(cifar, "check_integrity", exists)
+    monkeypatch.setattr(svhn, "check_integrity", exists)
+
+
+def test_cifar10(tmp_path, trust_written_files):
+    written = write_cifar10(tmp_path)
+    source = load_data("cifar10", DataOptions(root=str(tmp_path)))
+    data, labels = written["test_batch"]
+    x, y = everything(source)
+    assert x.shape == (4, 3, 32, 32) and source.classes[:2] == ["airplane", "automobile"]
+    # a CIFAR row holds the red plane, then green, then blue, each row-major
+    torch.testing.assert_close(x, torch.from_numpy(data).reshape(4, 3, 32, 32).float() / 255)
+    assert y.tolist() == labels
+    train = load_data("cifar10", DataOptions(root=str(tmp_path), split="train"))
+    assert len(train) == 20
+
+
+def test_cifar100(tmp_path, trust_written_files):
+    written = write_cifar100(tmp_path)
+    x, y = everything(load_data("cifar100", DataOptions(root=str(tmp_path))))
+    torch.testing.assert_close(x, torch.from_numpy(written["test"][0]).reshape(5, 3, 32, 32).float() / 255)
+    assert y.tolist() == written["test"][1]
+
+
+def test_svhn(tmp_path, trust_written_files):
+    pytest.importorskip("scipy")
+    images, labels = write_svhn(tmp_path)
+    x, y = everything(load_data("svhn", DataOptions(root=str(tmp_path))))
+    torch.testing.assert_close(x, torch.from_numpy(images).permute(3, 2, 0, 1).float() / 255)
+    assert y.tolist() == [0 if v == 10 else int(v) for v in labels[:, 0]]
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"])
+def test_named_dataset_absent_says_how_to_get_it(tmp_path, name):
+    root = tmp_path / "data"
+    with pytest.raises(DataError) as info:
+        load_data(name, DataOptions(root=str(root), split="train"))
+    message = str(info.value)
+    assert f"advgrad info --data {name} --split train --data-root {root} --download" in message
+    assert "\n" not in message and not any(root.rglob("*.gz"))
+
+
+def test_named_dataset_bad_split(tmp_path):
+    with pytest.raises(UsageError, match="mnist has splits train and test, not 'extra'"):
+        load_data("mnist", DataOptions(root=str(tmp_path), split="extra"))
+
+
+def test_named_dataset_truncated_file(tmp_path):
+    write_mnist(tmp_path)
+    images = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:100])
+    with pytest.raises(DataError, match="cannot read it from"):
+        load_data("mnist", DataOptions(root=str(tmp_path)))
+
+
+def test_download_flag_reaches_torchvision_and_keeps_stdout_clean(tmp_path, monkeypatch, capsys):
+    import urllib.error
+
+    import torchvision.datasets as tvd
+
+    write_mnist(tmp_path / "present")
+    calls = []
+
+    def fake_download(self):  # stands in for the network: records the call, prints like torchvision
+        calls.append(self.root)
+        print("Downloading something")
+        if not self._check_exists():
+            raise urllib.error.URLError("no network here")
+
+    monkeypatch.setattr(tvd.MNIST, "download", fake_download)
+    source = load_data("mnist", DataOptions(root=str(tmp_path / "present"), download=True))
+    assert len(source) == 10 and len(calls) == 1
+    with pytest.raises(DataError, match=r"mnist: cannot download it in .*URLError"):
+        load_data("mnist", DataOptions(root=str(tmp_path / "absent"), download=True))
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Downloading something" in captured.err
+
+
+def test_image_size_only_for_image_folders(tmp_path):
+    path = save_tensors(tmp_path / "d.pt", pixels_u8(), torch.zeros(10, dtype=torch.long))
+    with pytest.raises(UsageError, match="--image-size resizes image folders only"):
+        load_data(str(path), DataOptions(image_size=4))
