@@ -36,7 +36,8 @@ def parse_norm(value: str | int | float) -> Norm:
 
 
 def _flat(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1)
+    # an explicit width, not -1: reshaping an empty batch (0, C, H, W) with -1 is an error
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
 
 def _expand(per_sample: Tensor, like: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from advgrad.errors import AdvgradError, ExitCode
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
 _state = {"debug": os.environ.get("ADVGRAD_DEBUG", "") not in ("", "0")}
 
