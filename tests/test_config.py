@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 
 from advgrad.cli import app
 from advgrad.cli.config_file import command_options
-from advgrad.config import OptionInfo, map_config
+from advgrad.config import OptionInfo, map_config, tomllib
 from advgrad.errors import UsageError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
