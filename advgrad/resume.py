@@ -1,20 +1,21 @@
-"""Resuming an interrupted evaluation from a state file.
+"""Resuming an interrupted evaluation from its saved state.
 
 While ``evaluate`` runs, every finished batch's tally (:class:`advgrad.tally.BatchTally`) is
-written to a state file, atomically, after the batch. If the run is interrupted (Ctrl-C, a
-``kill``, a lost machine) the file keeps what was finished; running the same evaluation again
+written to the run's state folder, atomically, after the batch. If the run is interrupted (Ctrl-C, a
+``kill``, a lost machine) the folder keeps what was finished; running the same evaluation again
 restores those batches instead of running them and computes only the rest. Per-batch seeding
 (:mod:`advgrad.seeding`) makes each batch's result independent of what ran before, so the report
 is the same as an uninterrupted run's (timing aside).
 
-The file is named from a hash of everything that decides the result (:func:`run_key`): model
+The folder is named from a hash of everything that decides the result (:func:`run_key`): model
 and data (and the size and modification time of their files), the selection of samples and the
 batch size, the attacks and their parameters, ε, norm, target, seed and advgrad's version. A
-different run gets a different file, so a state can never be mixed into the wrong report.
+different run gets a different folder, so a state can never be mixed into the wrong report.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ import torch
 from advgrad import __version__
 from advgrad.errors import UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig
-from advgrad.io.files import write_tensors
+from advgrad.io.files import write_tensors, write_text
 from advgrad.tally import BatchTally
 
 STATE_FORMAT = "advgrad.eval-state"
@@ -81,70 +82,93 @@ def run_key(identity: dict[str, Any]) -> str:
 
 
 def state_path(key: str, folder: Path | None = None) -> Path:
-    """Where the state of the run ``key`` lives by default."""
-    return (folder or default_state_dir()) / f"eval-{key}.pt"
+    """Where the state of the run ``key`` lives by default (a folder)."""
+    return (folder or default_state_dir()) / f"eval-{key}"
 
 
 class RunState:
-    """The finished batches of one run, kept in ``path``. Use :meth:`open`."""
+    """The finished batches of one run, kept in the folder ``path``: ``run.json`` names the run,
+    and each finished batch is one file ``batch-NNNNNN.pt`` written atomically once. Writing a
+    batch costs the same whether it is the first or the thousandth, and a restored batch is read
+    only when the run reaches it. Use :meth:`open`."""
 
-    def __init__(self, path: Path, key: str, batches: dict[int, dict[str, Any]] | None = None):
+    def __init__(self, path: Path, key: str):
         self.path = Path(path)
         self.key = key
-        self._batches: dict[int, dict[str, Any]] = dict(batches or {})
-        self.discarded: str | None = None  # why an existing file was not used, if it was not
+        self._done: set[int] = set()
+        self.discarded: str | None = None  # why an existing state was not used, if it was not
 
     @classmethod
     def open(cls, path: str | os.PathLike, key: str, *, resume: bool = True) -> RunState:
         """The state in ``path`` when it exists and belongs to the run ``key`` (and ``resume``);
-        an empty state otherwise. A file that holds another run's state is an error, so that a
-        wrong ``--state`` never overwrites it unasked."""
-        path = Path(path)
-        state = cls(path, key)
-        if not path.exists():
+        an empty one otherwise (its old batches are deleted). A folder that holds another run's
+        state is an error, so that a wrong ``--state`` never overwrites it unasked."""
+        state = cls(Path(path), key)
+        if not state.path.exists():
             return state
-        if path.is_dir():
-            raise UsageError(f"{path} is a directory; --state needs a file name")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            ok = isinstance(data, dict) and data.get("format") == STATE_FORMAT
-        except Exception as exc:  # a file from an older version, or not a state file at all
-            ok, data = False, {}
-            state.discarded = f"{path} is not a readable state file ({type(exc).__name__}); starting afresh"
-        if ok and data.get("key") != key:
-            if not resume:
-                return state
+        if not state.path.is_dir():
+            raise UsageError(f"{state.path} is not a folder; --state names a folder for the run's progress")
+        header = state._header()
+        if header is None:
+            if any(state.path.iterdir()):
+                raise UsageError(f"{state.path} is a folder that holds no advgrad state; choose another --state")
+            return state
+        if header.get("key") != key and resume:
             raise UsageError(
-                f"{path} holds the state of a different run; delete it, choose another --state file, "
+                f"{state.path} holds the state of a different run; delete it, choose another --state folder, "
                 "or pass --no-resume to overwrite it"
             )
-        if ok and data.get("version") != STATE_VERSION:
-            state.discarded = f"{path} was written by another version of advgrad; starting afresh"
-        elif ok and resume:
-            state._batches = {int(b): tally for b, tally in data["batches"]}
-        elif not ok and state.discarded is None:
-            state.discarded = f"{path} is not an advgrad state file; starting afresh"
+        if header.get("version") != STATE_VERSION:
+            state.discarded = f"{state.path} was written by another version of advgrad; starting afresh"
+        elif header.get("key") == key and resume:
+            state._done = {int(p.stem.split("-")[1]) for p in state.path.glob("batch-*.pt")}
+            return state
+        state._clear()
         return state
+
+    def _header(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
+
+    def _file(self, batch_index: int) -> Path:
+        return self.path / f"batch-{batch_index:06d}.pt"
+
+    def _clear(self) -> None:
+        # batch files, the header, and temporary files a hard kill may have left mid-write
+        for pattern in ("batch-*.pt", ".batch-*.tmp", ".run.json.*.tmp", "run.json"):
+            for p in self.path.glob(pattern):
+                p.unlink(missing_ok=True)
 
     @property
     def finished(self) -> int:
         """How many batches are saved."""
-        return len(self._batches)
+        return len(self._done)
 
     def restore(self, batch_index: int) -> BatchTally | None:
-        data = self._batches.get(batch_index)
-        return None if data is None else BatchTally.from_state(data)
+        if batch_index not in self._done:
+            return None
+        try:
+            data = torch.load(self._file(batch_index), map_location="cpu", weights_only=True)
+            return BatchTally.from_state(data)
+        except Exception:  # a damaged file: run the batch again
+            self._done.discard(batch_index)
+            return None
 
     def save(self, batch_index: int, tally: BatchTally) -> None:
-        """Add a finished batch and rewrite the file atomically."""
-        self._batches[batch_index] = tally.to_state()
-        write_tensors(self.path, {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "key": self.key,
-            "batches": sorted(self._batches.items()),
-        })
+        """Write a finished batch (atomically; the run's header first)."""
+        if not (self.path / "run.json").exists():
+            write_text(self.path / "run.json", json.dumps(
+                {"format": STATE_FORMAT, "version": STATE_VERSION, "key": self.key, "advgrad": __version__}) + "\n")
+        write_tensors(self._file(batch_index), tally.to_state())
+        self._done.add(batch_index)
 
     def remove(self) -> None:
-        """Delete the file (the run is complete and its report written)."""
-        self.path.unlink(missing_ok=True)
+        """Delete the saved progress (the run is complete and its report written): the files this
+        class wrote, then the folder if nothing else is in it."""
+        if self.path.is_dir():
+            self._clear()
+            with contextlib.suppress(OSError):
+                self.path.rmdir()

@@ -26,7 +26,7 @@ def cli_report(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("json")
     result = CliRunner().invoke(app, [
         "eval", "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.05,8/255,0.5", "--limit", "40",
-        "--fail-under", "pgd@0.05=0.1", "--fail-under", "clean=0.5", "--state", str(tmp / "s.pt"), "--json", "-"])
+        "--fail-under", "pgd@0.05=0.1", "--fail-under", "clean=0.5", "--state", str(tmp / "state"), "--json", "-"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 

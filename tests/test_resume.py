@@ -64,9 +64,10 @@ def test_interrupted_run_resumes_to_the_same_report(tmp_path):
     kwargs = dict(limit=60, batch_size=10, eps=(0.0, 0.05, 0.1, 0.3), examples=3)
     whole_model = Counting(load_default_model())
     whole = run_default(model=whole_model, **kwargs)
-    path = tmp_path / "state.pt"
+    path = tmp_path / "state"
     with pytest.raises(KeyboardInterrupt):
         run_default(state=RunState.open(path, "key"), progress=stop_after(2), **kwargs)
+    assert sorted(p.name for p in path.iterdir()) == ["batch-000000.pt", "batch-000001.pt", "run.json"]
     state = RunState.open(path, "key")
     assert state.finished == 2
     resumed_model = Counting(load_default_model())
@@ -81,16 +82,34 @@ def test_interrupted_run_resumes_to_the_same_report(tmp_path):
 
 
 def test_state_of_another_run_is_refused_or_ignored(tmp_path):
-    path = tmp_path / "state.pt"
+    path = tmp_path / "state"
     with pytest.raises(KeyboardInterrupt):
         run_default(state=RunState.open(path, "one"), progress=stop_after(1), limit=20, batch_size=10)
     with pytest.raises(UsageError, match="different run"):
         RunState.open(path, "two")
-    assert RunState.open(path, "two", resume=False).finished == 0
-    assert RunState.open(path, "one", resume=False).finished == 0
-    (tmp_path / "junk.pt").write_bytes(b"not a state")
-    junk = RunState.open(tmp_path / "junk.pt", "one")
-    assert junk.finished == 0 and junk.discarded
+    assert RunState.open(path, "one").finished == 1
+    assert RunState.open(path, "one", resume=False).finished == 0  # --no-resume starts afresh...
+    assert not list(path.glob("batch-*"))  # ...and drops the old batches
+    (tmp_path / "junk.pt").write_bytes(b"not a folder")
+    with pytest.raises(UsageError, match="not a folder"):
+        RunState.open(tmp_path / "junk.pt", "one")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="holds no advgrad state"):
+        RunState.open(tmp_path / "other", "one")
+
+
+def test_a_damaged_batch_file_is_run_again(tmp_path):
+    path = tmp_path / "state"
+    with pytest.raises(KeyboardInterrupt):
+        run_default(state=RunState.open(path, "k"), progress=stop_after(2), limit=40, batch_size=10)
+    (path / "batch-000001.pt").write_bytes(b"garbage")
+    state = RunState.open(path, "k")
+    report = run_default(state=state, limit=40, batch_size=10)
+    assert report.timing["resumed_batches"] == 1
+    assert comparable(report.to_dict()) == comparable(run_default(limit=40, batch_size=10).to_dict())
+    state.remove()
+    assert not path.exists()
 
 
 def test_the_key_covers_everything_that_decides_the_result(tmp_path):
@@ -134,23 +153,24 @@ def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
     whole = runner.invoke(app, ARGS + ["--no-resume"])
     assert whole.exit_code == 0, whole.output
-    assert not list((tmp_path / "state").glob("*.pt")), "a finished run removes its state"
+    assert not list((tmp_path / "state").iterdir()), "a finished run removes its state"
     with monkeypatch.context() as patch:
         patch.setattr(cli_evaluate, "progress", interrupting_progress)
         stopped = runner.invoke(app, ARGS)
     assert stopped.exit_code == 130
     assert "3 finished batches are saved" in stopped.stderr and "run the same command again" in stopped.stderr
     assert stopped.stdout == ""  # no report from an unfinished run
-    assert len(list((tmp_path / "state").glob("eval-*.pt"))) == 1
+    [folder] = list((tmp_path / "state").glob("eval-*"))
+    assert len(list(folder.glob("batch-*.pt"))) == 3
     resumed = runner.invoke(app, ARGS)
     assert resumed.exit_code == 0, resumed.output
     assert "resuming: 3 finished batches restored" in resumed.stderr
     assert comparable(json.loads(resumed.stdout)) == comparable(json.loads(whole.stdout))
-    assert not list((tmp_path / "state").glob("*.pt"))
+    assert not list((tmp_path / "state").iterdir())
 
 
 def test_cli_explicit_state_file_and_no_resume(tmp_path, monkeypatch):
-    state = tmp_path / "my.state"
+    state = tmp_path / "my-state"
     with monkeypatch.context() as patch:
         patch.setattr(cli_evaluate, "progress", interrupting_progress)
         assert runner.invoke(app, ARGS + ["--state", str(state)]).exit_code == 130
@@ -168,12 +188,13 @@ def test_cli_explicit_state_file_and_no_resume(tmp_path, monkeypatch):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_real_signal_then_rerun(tmp_path, signum):
     """A real process stopped by a signal once its first batches are saved, then run again."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "state")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "state"), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "advgrad", "eval", "--attack", "pgd", "--steps", "10", "--eps", "0,0.05,0.1",
             "--limit", "120", "--batch-size", "5", "--seed", "3", "--json", str(tmp_path / "r.json")]
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not list((tmp_path / "state").glob("eval-*.pt")) and process.poll() is None and time.monotonic() < deadline:
+    while not list((tmp_path / "state").glob("eval-*/batch-*.pt")) and process.poll() is None \
+            and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
@@ -185,11 +206,16 @@ def test_real_signal_then_rerun(tmp_path, signum):
     rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming:" in rerun.stderr
-    whole = runner.invoke(app, args[3:-2] + ["--json", "-", "--no-resume", "--state", str(tmp_path / "other.pt")])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses: tiny batches run faster without threads fighting over cores
+    try:
+        whole = runner.invoke(app, args[3:-2] + ["--json", "-", "--no-resume", "--state", str(tmp_path / "other")])
+    finally:
+        torch.set_num_threads(threads)
     assert whole.exit_code == 0, whole.output
     resumed = json.loads((tmp_path / "r.json").read_text())
     expected = json.loads(whole.stdout)
     resumed["config"].pop("outputs")
     expected["config"].pop("outputs")
     assert comparable(resumed) == comparable(expected)
-    assert not list((tmp_path / "state").glob("*"))  # no state, no temporary file left behind
+    assert not list((tmp_path / "state").iterdir())  # no state, no temporary file left behind

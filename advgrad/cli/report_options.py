@@ -30,10 +30,10 @@ StrictOpt = Annotated[
 ]
 StateOpt = Annotated[
     Optional[Path],
-    typer.Option("--state", help="Save progress after each batch in this file and continue from it when it holds "
-                 "this run's progress [default: a file named from a hash of the run in $ADVGRAD_STATE_DIR or "
+    typer.Option("--state", help="Save progress after each batch in this folder and continue from it when it holds "
+                 "this run's progress [default: a folder named from a hash of the run in $ADVGRAD_STATE_DIR or "
                  "~/.cache/advgrad/state]. Deleted once the run completes.", rich_help_panel=RUN_PANEL,
-                 show_default=False),
+                 show_default=False, metavar="DIR"),
 ]
 ResumeOpt = Annotated[
     bool,

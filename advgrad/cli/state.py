@@ -20,7 +20,7 @@ def open_run_state(identity: dict, path: Path | None, resume: bool) -> RunState 
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         warn(f"cannot save progress in {target.parent} ({exc.strerror or exc}); this run cannot be resumed "
-             "(choose a folder with --state FILE or ADVGRAD_STATE_DIR)")
+             "(choose a folder with --state DIR or ADVGRAD_STATE_DIR)")
         return None
     state = RunState.open(target, key, resume=resume)
     if state.discarded:
