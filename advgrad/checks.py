@@ -83,6 +83,32 @@ def accuracy_rises(report: RobustnessReport) -> CheckResult:
     return CheckResult("accuracy-rises-with-eps", title, PASSED, "accuracy never rises with ε")
 
 
+def _beaten(report: RobustnessReport, strong: dict[str, AttackCurve], weak: dict[str, AttackCurve],
+            *, strongest_only: bool) -> list[dict[str, Any]]:
+    """Points where an attack of ``weak`` leaves fewer samples correct, by more than the slack,
+    than an attack of ``strong`` that should be at least as strong (only the strongest of
+    ``strong`` at that ε when ``strongest_only``). Sorted by the size of the gap, largest first."""
+    found = []
+    for w_name, w in weak.items():
+        for p in w.points:
+            rivals = [(q, s_name) for s_name, s in strong.items() if (q := s.point_at(p.eps)) is not None]
+            if strongest_only and rivals:
+                rivals = [min(rivals, key=lambda t: t[0].robust)]
+            found += [{"eps": p.eps, "expected_stronger": s_name, "expected_stronger_accuracy": q.accuracy,
+                       "weaker": w_name, "weaker_accuracy": p.accuracy}
+                      for q, s_name in rivals if q.robust - p.robust > _slack(report.n_samples)]
+    return sorted(found, key=lambda f: f["weaker_accuracy"] - f["expected_stronger_accuracy"])
+
+
+def _finding(found: list[dict[str, Any]], stronger: str, weaker: str) -> str:
+    """One line about the largest gap: '{stronger} leaves X% correct at ε=E where {weaker} leaves Y%'."""
+    worst = found[0]
+    more = f" (and {len(found) - 1} more points)" if len(found) > 1 else ""
+    return (f"{stronger.format(worst['expected_stronger'])} leaves {100 * worst['expected_stronger_accuracy']:.1f}% "
+            f"correct at ε={worst['eps']:g} where {weaker.format(worst['weaker'])} leaves "
+            f"{100 * worst['weaker_accuracy']:.1f}%{more}")
+
+
 def iterative_weaker(report: RobustnessReport) -> CheckResult:
     """An iterative gradient attack should be at least as strong as a single-step one."""
     name, title = "iterative-weaker-than-single-step", "an iterative attack is weaker than a single-step one"
@@ -92,20 +118,9 @@ def iterative_weaker(report: RobustnessReport) -> CheckResult:
     if not single or not iterative:
         return CheckResult(name, title, NOT_APPLICABLE, "needs a single-step and an iterative gradient attack "
                            "(e.g. --attack fgsm,pgd)")
-    found = []
-    for it_name, it in iterative.items():
-        for one_name, one in single.items():
-            for p in it.points:
-                q = one.point_at(p.eps)
-                if q is not None and p.robust - q.robust > _slack(report.n_samples):
-                    found.append({"iterative": it_name, "single_step": one_name, "eps": p.eps,
-                                  "iterative_accuracy": p.accuracy, "single_step_accuracy": q.accuracy})
+    found = _beaten(report, iterative, single, strongest_only=False)
     if found:
-        worst = max(found, key=lambda f: f["iterative_accuracy"] - f["single_step_accuracy"])
-        return CheckResult(name, title, WARNING, (
-            f"{worst['iterative']} leaves {100 * worst['iterative_accuracy']:.1f}% correct at ε={worst['eps']:g} where "
-            f"single-step {worst['single_step']} leaves {100 * worst['single_step_accuracy']:.1f}%"
-            + (f" (and {len(found) - 1} more points)" if len(found) > 1 else "")), {"points": found})
+        return CheckResult(name, title, WARNING, _finding(found, "iterative {}", "single-step {}"), {"points": found})
     return CheckResult(name, title, PASSED, "every iterative attack is at least as strong as every single-step one")
 
 
@@ -171,24 +186,10 @@ def gradient_free_stronger(report: RobustnessReport) -> CheckResult:
     if not score or not gradient:
         return CheckResult(name, title, NOT_APPLICABLE, "needs a gradient-free (score-based) attack and a gradient "
                            "attack in the same run (e.g. --attack pgd,square)")
-    found = []
-    for s_name, s in score.items():
-        for p in s.points:
-            others = [(g.point_at(p.eps), g_name) for g_name, g in gradient.items()]
-            others = [(q, g_name) for q, g_name in others if q is not None]
-            if not others:
-                continue
-            q, g_name = min(others, key=lambda t: t[0].robust)
-            if q.robust - p.robust > _slack(report.n_samples):
-                found.append({"gradient_free": s_name, "gradient": g_name, "eps": p.eps,
-                              "gradient_free_accuracy": p.accuracy, "gradient_accuracy": q.accuracy})
+    found = _beaten(report, gradient, score, strongest_only=True)
     if found:
-        worst = max(found, key=lambda f: f["gradient_accuracy"] - f["gradient_free_accuracy"])
-        return CheckResult(name, title, WARNING, (
-            f"gradient-free {worst['gradient_free']} leaves {100 * worst['gradient_free_accuracy']:.1f}% correct at "
-            f"ε={worst['eps']:g} where the strongest gradient attack ({worst['gradient']}) leaves "
-            f"{100 * worst['gradient_accuracy']:.1f}%" + (f" (and {len(found) - 1} more points)" if len(found) > 1 else "")),
-            {"points": found})
+        return CheckResult(name, title, WARNING, _finding(found, "the strongest gradient attack ({})", "gradient-free {}"),
+                           {"points": found})
     return CheckResult(name, title, PASSED, "no gradient-free attack beats the gradient attacks")
 
 

@@ -41,12 +41,17 @@ fi
 read -r -a advgrad <<< "${ADVGRAD:-advgrad}"
 mkdir -p "$out" || exit 2
 
+name_of() {  # models/net-a.pt -> net-a, torchvision:resnet18 -> torchvision_resnet18
+  local name
+  name=$(basename "$1")
+  name=${name%.*}
+  echo "${name//[:\/]/_}"
+}
+
 failed=()   # regressions and failed gates
 broken=()   # evaluations or comparisons that could not run
 for model in "$@"; do
-  name=$(basename "$model")
-  name=${name%.*}
-  name=${name//[:\/]/_}
+  name=$(name_of "$model")
   echo "== $model -> $out/$name.json" >&2
   "${advgrad[@]}" eval --config "$config" --model "$model" --json "$out/$name.json" --markdown "$out/$name.md"
   status=$?
@@ -81,7 +86,7 @@ fi
 if [ "$update" -eq 1 ]; then
   mkdir -p "$baselines" || exit 2
   for model in "$@"; do
-    name=$(basename "$model"); name=${name%.*}; name=${name//[:\/]/_}
+    name=$(name_of "$model")
     cp "$out/$name.json" "$baselines/$name.json" || exit 2
   done
   echo "baselines updated in $baselines" >&2

@@ -11,7 +11,7 @@ from advgrad.cli import report_options as r
 from advgrad.cli.common import attacks_from, open_and_describe
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import err, handle_errors, progress
-from advgrad.cli.outputs import Outputs, announce, write_outputs
+from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode, UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
@@ -81,29 +81,26 @@ def eval_command(
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
     inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
     state = open_run_state(run_identity(inputs.options.to_dict(), attacks, config, inputs.device), state_file, resume)
-    try:
-        with progress("eval", inputs.n_samples) as tick, sigterm_as_interrupt():
-            report = evaluate(inputs.model.module, inputs.batches(), attacks, config, device=inputs.device,
-                              progress=tick, state=state)
-    except KeyboardInterrupt:
-        saved = f"{state.finished} finished batches are saved in {state.path}; run the same command again to continue" \
-            if state is not None and state.finished else "nothing was finished"
-        err.print(f"interrupted: {saved}", markup=False)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    report.model = inputs.model.to_dict()
-    report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
-    report.config.update({"inputs": inputs.options.to_dict(), "attacks": [a.name for a in attacks],
-                          "target": None if config.target is None else str(config.target),
-                          "eps": list(config.eps), "norm": config.norm,
-                          "gates": [g.text for g in gates], "strict": strict, "outputs": outputs.to_dict(),
-                          "config_file": ctx.meta.get(META_KEY)})
-    report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
-    write_outputs(report, outputs, strict=strict)
+    with sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C: progress kept, no temporary file left
+        try:
+            with progress("eval", inputs.n_samples) as tick:
+                report = evaluate(inputs.model.module, inputs.batches(), attacks, config, device=inputs.device,
+                                  progress=tick, state=state)
+        except KeyboardInterrupt:
+            saved = "nothing was finished" if state is None or not state.finished else (
+                f"{state.finished} finished batches are saved in {state.path}; run the same command again to continue")
+            err.print(f"interrupted: {saved}", markup=False)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        report.model = inputs.model.to_dict()
+        report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
+        report.config.update({
+            "inputs": inputs.options.to_dict(), "attacks": [a.name for a in attacks],
+            "target": None if config.target is None else str(config.target), "eps": list(config.eps),
+            "norm": config.norm, "gates": [g.text for g in gates], "strict": strict, "outputs": outputs.to_dict(),
+            "config_file": ctx.meta.get(META_KEY),
+        })
+        report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
+        write_outputs(report, outputs, strict=strict)
     if state is not None:
         state.remove()
-    failed, warned = announce(report)
-    if failed or (strict and warned):
-        reasons = ([f"{len(failed)} gate{'s' if len(failed) > 1 else ''} failed"] if failed else []) + \
-            ([f"--strict and {len(warned)} sanity check{'s' if len(warned) > 1 else ''} fired"] if strict and warned else [])
-        err.print(f"failed: {'; '.join(reasons)}", markup=False)
-        raise typer.Exit(int(ExitCode.GATE_FAILED))
+    exit_on_failures(report, strict=strict)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import typer
+
 from advgrad.checks import fired
-from advgrad.cli.console import info, out, print_json, warn
-from advgrad.errors import UsageError
+from advgrad.cli.console import err, info, out, print_json, warn
+from advgrad.errors import ExitCode, UsageError
 from advgrad.gates import describe_gate
 from advgrad.io.files import write_json, write_text
 from advgrad.report.chart import text_chart
@@ -37,6 +40,9 @@ class Outputs:
             raise UsageError(f"only one output can go to stdout ('-'), got --{' and --'.join(to_stdout)}")
         if self.plot is not None and str(self.plot) == STDOUT:
             raise UsageError("--plot needs a file name")
+        for name, path in self.to_dict().items():  # found before the run, not after it
+            if path not in (None, STDOUT) and Path(path).is_dir():
+                raise UsageError(f"--{name} {path} is a directory; give a file name")
 
     def to_dict(self) -> dict[str, str | None]:
         return {k: None if v is None else str(v) for k, v in self.__dict__.items()}
@@ -48,8 +54,8 @@ class Outputs:
 
 def _emit(path: Path, text: str) -> None:
     if str(path) == STDOUT:
-        out.file.write(text)
-        out.file.flush()
+        sys.stdout.write(text)
+        sys.stdout.flush()
         return
     write_text(path, text)
     info(f"wrote {path}")
@@ -92,13 +98,20 @@ def print_terminal(report: RobustnessReport) -> None:
                   f"({len(report.checks) - applicable} not applicable)", markup=False)
 
 
-def announce(report: RobustnessReport) -> tuple[list[str], list[str]]:
-    """Messages on stderr for fired checks and for gates; returns (failed gates, fired checks)."""
-    for check in fired(report.checks):
+def exit_on_failures(report: RobustnessReport, *, strict: bool) -> None:
+    """Say on stderr which checks fired and how each gate went; exit 1 when a gate failed, or a
+    check fired under ``strict``."""
+    warned = fired(report.checks)
+    for check in warned:
         warn(f"check {check['name']}: {check['message']} (see {check['docs']})")
-    failed = []
+    failed = [g for g in report.gates if not g["passed"]]
     for gate in report.gates:
         info(f"gate {'passed' if gate['passed'] else 'FAILED'}: {describe_gate(gate)}")
-        if not gate["passed"]:
-            failed.append(gate["gate"])
-    return failed, [c["name"] for c in fired(report.checks)]
+    reasons = []
+    if failed:
+        reasons.append(f"{len(failed)} gate{'s' if len(failed) > 1 else ''} failed")
+    if strict and warned:
+        reasons.append(f"--strict and {len(warned)} sanity check{'s' if len(warned) > 1 else ''} fired")
+    if reasons:
+        err.print(f"failed: {'; '.join(reasons)}", markup=False)
+        raise typer.Exit(int(ExitCode.GATE_FAILED))

@@ -31,8 +31,8 @@ StrictOpt = Annotated[
 StateOpt = Annotated[
     Optional[Path],
     typer.Option("--state", help="Save progress after each batch in this folder and continue from it when it holds "
-                 "this run's progress [default: a folder named from a hash of the run in $ADVGRAD_STATE_DIR or "
-                 "~/.cache/advgrad/state]. Deleted once the run completes.", rich_help_panel=RUN_PANEL,
+                 "this run's progress; by default a folder named from a hash of the run, in $ADVGRAD_STATE_DIR or "
+                 "~/.cache/advgrad/state. Deleted once the run completes (docs/resume.md).", rich_help_panel=RUN_PANEL,
                  show_default=False, metavar="DIR"),
 ]
 ResumeOpt = Annotated[
