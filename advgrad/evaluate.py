@@ -17,17 +17,21 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from advgrad import __version__
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
+from advgrad.checks import run_checks
 from advgrad.errors import InternalError, UsageError
+from advgrad.evidence import GRADIENT_SAMPLES, measure
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.seeding import generator_for
+from advgrad.tally import AttackTally, BatchTally
 from advgrad.targets import resolve_targets
 from advgrad.threat import Norm, ThreatModel
 
@@ -47,13 +51,18 @@ class EvalAttack:
 
 @dataclass
 class EvalConfig:
-    """What the sweep does besides the attacks: ε values, threat norm, target, seed."""
+    """What the sweep does besides the attacks: ε values, threat norm, target, seed, and how many
+    adversarial examples per attack to keep for the report's image grid (``examples``).
+    ``gradient_evidence`` spends one extra forward and backward pass on the clean-correct samples
+    of the first batches to feed the gradient sanity checks; without it those checks do not apply."""
 
     eps: list[float]
     norm: Norm = "inf"
     target: int | str | None = None
     seed: int = 0
     early_stop: bool = True
+    examples: int = 0
+    gradient_evidence: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -77,19 +86,6 @@ class CountingModel(nn.Module):
         return self.model(x)
 
 
-class _Tally:
-    """Running counts for one attack over all batches."""
-
-    def __init__(self, n_eps: int, classes: int):
-        self.robust = [0] * n_eps
-        self.robust_per_class = [torch.zeros(classes, dtype=torch.long) for _ in range(n_eps)]
-        self.norm_sum = [0.0] * n_eps
-        self.norm_max = [float("-inf")] * n_eps
-        self.norm_count = [0] * n_eps
-        self.seconds = 0.0
-        self.forward_samples = 0
-
-
 def versions(device: torch.device | None = None) -> dict[str, str]:
     """Versions and machine facts that a report carries."""
     info = {
@@ -105,6 +101,15 @@ def versions(device: torch.device | None = None) -> dict[str, str]:
     return info
 
 
+class BatchStore(Protocol):
+    """Where finished batches are kept so that an interrupted run can continue
+    (:class:`advgrad.resume.RunState`)."""
+
+    def restore(self, batch_index: int) -> BatchTally | None: ...
+
+    def save(self, batch_index: int, tally: BatchTally) -> None: ...
+
+
 def _attack_batch(
     model: CountingModel,
     attack: EvalAttack,
@@ -113,13 +118,14 @@ def _attack_batch(
     logits: Tensor,
     correct: Tensor,
     config: EvalConfig,
-    tally: _Tally,
+    tally: AttackTally,
     batch_index: int,
     attack_index: int,
+    keep: int = 0,
 ) -> None:
-    """Run one attack over the ε sweep on one batch, updating ``tally``."""
+    """Run one attack over the ε sweep on one batch, updating ``tally`` (and keeping up to
+    ``keep`` adversarial examples in it)."""
     device = x.device
-    classes = logits.shape[1]
     active = correct.nonzero().squeeze(1)
     found_norm = torch.full((x.shape[0],), float("nan"), device=device)
     target_gen = generator_for(device, config.seed, "target", batch_index, attack_index)
@@ -148,17 +154,53 @@ def _attack_batch(
                 pred = model(x_adv).argmax(dim=1)
             fooled = pred != ya
             found_norm[active[fooled]] = threat.norm_of(x_adv[fooled] - xa[fooled]).float()
+            if keep > len(tally.examples) and bool(fooled.any()):
+                tally.add_examples(attack.name, eps, xa[fooled], x_adv[fooled], ya[fooled], pred[fooled], keep)
             active = active[~fooled]
         still = torch.zeros_like(y)
         still[active] = 1
-        still = still | tally_fixed
-        tally.robust[j] += int(still.sum())
-        tally.robust_per_class[j] += torch.bincount(y[still.bool()], minlength=classes).cpu()
-        found = found_norm[~torch.isnan(found_norm)]
-        if found.numel():
-            tally.norm_sum[j] += float(found.sum())
-            tally.norm_max[j] = max(tally.norm_max[j], float(found.max()))
-            tally.norm_count[j] += found.numel()
+        still = (still | tally_fixed).bool()
+        tally.add_point(j, still, y, found_norm[~torch.isnan(found_norm)])
+
+
+def _run_batch(
+    counted: CountingModel,
+    attacks: list[EvalAttack],
+    config: EvalConfig,
+    x: Tensor,
+    y: Tensor,
+    batch_index: int,
+    done: BatchTally | None,
+) -> BatchTally:
+    """Clean predictions, the checks' evidence and every attack's sweep on one batch.
+
+    ``done`` holds the batches before this one: it decides whether this batch still gets a
+    gradient pass for the checks and how many adversarial examples it still keeps."""
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        logits = counted(x)
+    classes = check_logits(logits, y)
+    correct = logits.argmax(dim=1) == y
+    before = 0 if done is None else done.n
+    evidence = measure(counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES)
+    part = BatchTally(
+        n=y.shape[0],
+        clean_correct=int(correct.sum()),
+        class_counts=torch.bincount(y, minlength=classes).tolist(),
+        clean_per_class=torch.bincount(y[correct], minlength=classes).tolist(),
+        attacks=[AttackTally.empty(len(config.eps), classes) for _ in attacks],
+        evidence=evidence,
+        clean_seconds=time.perf_counter() - t0,
+    )
+    kept = [0] * len(attacks) if done is None else done.examples_kept()
+    for a, attack in enumerate(attacks):
+        tally = part.attacks[a]
+        t0, samples = time.perf_counter(), counted.samples
+        _attack_batch(counted, attack, x, y, logits, correct, config, tally, batch_index, a,
+                      keep=max(config.examples - kept[a], 0))
+        tally.seconds += time.perf_counter() - t0
+        tally.forward_samples += counted.samples - samples
+    return part
 
 
 def evaluate(
@@ -169,56 +211,52 @@ def evaluate(
     *,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
+    state: BatchStore | None = None,
 ) -> RobustnessReport:
-    """Clean accuracy and accuracy under each attack at each ε of ``config``.
+    """Clean accuracy and accuracy under each attack at each ε of ``config``, with sanity checks.
 
     ``batches`` yields (x, y) on any device; they are moved to ``device``. ``progress`` is called
-    with the number of samples finished after each batch. The model's mode and its parameters'
-    ``requires_grad`` are restored afterwards.
+    with the number of samples finished after each batch. With ``state``, each finished batch is
+    saved there and a batch it already holds is not run again, so an interrupted run continues
+    where it stopped (batch ``k`` must be the same samples in both runs) and gives the same report.
+    The model's mode and its parameters' ``requires_grad`` are restored afterwards.
     """
     device = torch.device(device)
     names = [a.name for a in attacks]
     if len(set(names)) != len(names):
         raise UsageError(f"each attack may appear once in a sweep, got {', '.join(names)}")
     counted = CountingModel(model)
-    n = 0
-    clean_correct = 0
-    classes = 0
-    class_counts = torch.zeros(0, dtype=torch.long)
-    clean_per_class = torch.zeros(0, dtype=torch.long)
-    tallies: list[_Tally] = []
+    total: BatchTally | None = None
+    resumed = 0
     started = time.perf_counter()
-    clean_seconds = 0.0
     with frozen(counted):
         for b, (x, y) in enumerate(batches):
-            x, y = x.to(device), y.to(device)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                logits = counted(x)
-            batch_classes = check_logits(logits, y)
-            if not tallies:
-                classes = batch_classes
-                tallies = [_Tally(len(config.eps), classes) for _ in attacks]
-                class_counts = torch.zeros(classes, dtype=torch.long)
-                clean_per_class = torch.zeros(classes, dtype=torch.long)
-            correct = logits.argmax(dim=1) == y
-            n += y.shape[0]
-            clean_correct += int(correct.sum())
-            class_counts += torch.bincount(y, minlength=classes).cpu()
-            clean_per_class += torch.bincount(y[correct], minlength=classes).cpu()
-            clean_seconds += time.perf_counter() - t0
-            for a, attack in enumerate(attacks):
-                tally = tallies[a]
-                t0, before = time.perf_counter(), counted.samples
-                _attack_batch(counted, attack, x, y, logits, correct, config, tally, b, a)
-                tally.seconds += time.perf_counter() - t0
-                tally.forward_samples += counted.samples - before
+            part = state.restore(b) if state is not None else None
+            if part is None:
+                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, total)
+                if state is not None:
+                    state.save(b, part)
+            else:
+                resumed += 1
+            if total is None:
+                total = BatchTally.empty(len(config.eps), len(part.class_counts), len(attacks))
+            total.merge(part)
             if progress is not None:
-                progress(n)
-    if n == 0:
+                progress(total.n)
+    if total is None or total.n == 0:
         raise UsageError("no samples to evaluate: the data is empty")
+    report = _report(total, attacks, config, device)
+    report.timing = {"total_seconds": round(time.perf_counter() - started, 4),
+                     "clean_seconds": round(total.clean_seconds, 4), "resumed_batches": resumed}
+    report.checks = run_checks(report)
+    return report
+
+
+def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, device: torch.device) -> RobustnessReport:
+    """The report from the summed tallies of every batch."""
+    n, clean_correct = total.n, total.clean_correct
     curves = {}
-    for attack, tally in zip(attacks, tallies, strict=True):
+    for attack, tally in zip(attacks, total.attacks, strict=True):
         points = [
             CurvePoint(
                 eps=eps,
@@ -227,7 +265,7 @@ def evaluate(
                 success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
                 mean_norm=tally.norm_sum[j] / tally.norm_count[j] if tally.norm_count[j] else None,
                 max_norm=tally.norm_max[j] if tally.norm_count[j] else None,
-                robust_per_class=tally.robust_per_class[j].tolist(),
+                robust_per_class=list(tally.robust_per_class[j]),
             )
             for j, eps in enumerate(config.eps)
         ]
@@ -239,8 +277,8 @@ def evaluate(
             points=points,
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
+            kind=attack.spec.kind,
         )
-    total = time.perf_counter() - started
     return RobustnessReport(
         n_samples=n,
         clean_correct=clean_correct,
@@ -248,10 +286,11 @@ def evaluate(
         eps=list(config.eps),
         norm=config.norm,
         attacks=curves,
-        class_counts=class_counts.tolist(),
-        clean_correct_per_class=clean_per_class.tolist(),
+        class_counts=list(total.class_counts),
+        clean_correct_per_class=list(total.clean_per_class),
         config={"early_stop": config.early_stop, **config.extra},
         seed=config.seed,
-        timing={"total_seconds": round(total, 4), "clean_seconds": round(clean_seconds, 4)},
         versions=versions(device),
+        diagnostics=total.evidence.to_dict(),
+        examples={attack.name: tally.examples for attack, tally in zip(attacks, total.attacks, strict=True)},
     )

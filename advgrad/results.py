@@ -1,17 +1,34 @@
-"""Plain-data results of an evaluation: what every renderer (table, JSON, plot) reads.
+"""Plain-data results of an evaluation: what every renderer (table, JSON, CSV, Markdown, JUnit,
+plot) reads.
 
 ``RobustnessReport.to_dict()`` is the JSON report; its schema is documented in
-docs/report-schema.md and versioned by ``SCHEMA_VERSION``.
+docs/report-schema.md, shipped as a JSON Schema in advgrad/report/schema.json and versioned by
+``SCHEMA_VERSION``. Fields derived from others (per-class accuracies) are added by ``to_dict`` and
+dropped again by ``from_dict``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 SCHEMA_NAME = "advgrad.robustness-report"
 SCHEMA_VERSION = 1
+
+EPS_RTOL = 1e-3  # ε values closer than this (relative) name the same point: 0.0314 matches 8/255
+
+
+def same_eps(a: float, b: float) -> bool:
+    """Whether two ε values name the same point of a curve (0.0314 and 8/255 do; 0.03 does not)."""
+    return abs(a - b) <= EPS_RTOL * max(abs(a), abs(b)) + 1e-12
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
 
 
 @dataclass
@@ -34,7 +51,8 @@ class CurvePoint:
 
 @dataclass
 class AttackCurve:
-    """One attack's robustness curve and what it cost."""
+    """One attack's robustness curve and what it cost. ``kind`` is the registry's kind of the
+    attack: ``gradient``, ``minimal`` or ``score`` (uses only the model's outputs)."""
 
     attack: str
     norm: str
@@ -43,17 +61,44 @@ class AttackCurve:
     points: list[CurvePoint]
     seconds: float = 0.0
     forward_samples: int = 0
+    kind: str = "gradient"
+
+    def point_at(self, eps: float) -> CurvePoint | None:
+        """The point whose ε is :func:`same_eps` as ``eps``, if any."""
+        for p in self.points:
+            if same_eps(p.eps, eps):
+                return p
+        return None
 
     def accuracy_at(self, eps: float) -> float | None:
-        for p in self.points:
-            if abs(p.eps - eps) <= 1e-12 * max(1.0, abs(eps)):
-                return p.accuracy
-        return None
+        point = self.point_at(eps)
+        return None if point is None else point.accuracy
+
+
+@dataclass
+class Example:
+    """One adversarial example kept for the report's image grid (never serialised to JSON).
+
+    ``x`` and ``x_adv`` are C×H×W CPU tensors; ``eps`` is the smallest ε of the sweep at which the
+    attack fooled the sample; ``pred`` the model's prediction on ``x_adv``."""
+
+    attack: str
+    eps: float
+    x: Tensor
+    x_adv: Tensor
+    y: int
+    pred: int
 
 
 @dataclass
 class RobustnessReport:
-    """Clean accuracy and accuracy under each attack at each ε, with the run's context."""
+    """Clean accuracy and accuracy under each attack at each ε, with the run's context.
+
+    ``diagnostics`` holds the cheap measurements the sanity checks read (see
+    :mod:`advgrad.evidence`), ``checks`` the checks' results (:mod:`advgrad.checks`), ``gates``
+    the results of ``--fail-under`` gates (:mod:`advgrad.gates`). ``examples`` holds a few
+    adversarial examples per attack for the image grid; it is not part of the JSON.
+    """
 
     n_samples: int
     clean_correct: int
@@ -69,17 +114,36 @@ class RobustnessReport:
     seed: int = 0
     timing: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)
+    examples: dict[str, list[Example]] = field(default_factory=dict, repr=False, compare=False)
+
+    def class_accuracy(self, robust_per_class: list[int]) -> list[float | None]:
+        """Per-class accuracy from per-class counts of correct samples (None for absent classes)."""
+        return [_ratio(r, n) for r, n in zip(robust_per_class, self.class_counts, strict=False)]
 
     def to_dict(self) -> dict[str, Any]:
-        body = dataclasses.asdict(self)
+        body = dataclasses.asdict(dataclasses.replace(self, examples={}))
+        del body["examples"]
+        body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
+        for name, curve in self.attacks.items():
+            for point, raw in zip(curve.points, body["attacks"][name]["points"], strict=True):
+                raw["accuracy_per_class"] = self.class_accuracy(point.robust_per_class)
         return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, **body}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RobustnessReport:
-        body = {k: v for k, v in data.items() if k not in ("schema", "schema_version")}
-        attacks = {
-            name: AttackCurve(**{**curve, "points": [CurvePoint(**p) for p in curve["points"]]})
-            for name, curve in body.pop("attacks").items()
-        }
+        """The report a :meth:`to_dict` produced. Derived fields are recomputed, not read, and
+        fields this version does not know (added by a later one) are ignored."""
+        body = _known(cls, data)
+        attacks = {}
+        for name, curve in body.pop("attacks").items():
+            points = [CurvePoint(**_known(CurvePoint, p)) for p in curve["points"]]
+            attacks[name] = AttackCurve(**{**_known(AttackCurve, curve), "points": points})
         return cls(attacks=attacks, **body)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "examples"}
+    return {k: v for k, v in data.items() if k in names}

@@ -140,7 +140,8 @@ def test_bad_options(tmp_path, options, message):
     assert listing(tmp_path) == []
 
 
+# Output paths are checked before model and data are opened, so the error is the only line.
 def test_plot_path_that_is_a_directory(tmp_path):
     result = invoke(["eval", "--attack", "fgsm", "--eps", "0.1", "--limit", "4", "--plot", tmp_path])
-    assert_bad_input(result, "directory", after_loading=True)
+    assert_bad_input(result, "directory", after_loading=False)
     assert listing(tmp_path) == []

@@ -55,7 +55,7 @@ def _batches(x, y, size):
 
 
 def _fgsm(early_stop=False, eps=EPS, **config):
-    return [EvalAttack(get_attack("fgsm"), FGSMParams())], EvalConfig(eps=list(eps), early_stop=early_stop, **config)
+    return [EvalAttack(get_attack("fgsm"), FGSMParams())], EvalConfig(eps=list(eps), early_stop=early_stop, **{"gradient_evidence": False, **config})
 
 
 def test_cascade_equals_an_independent_per_eps_computation():
@@ -113,7 +113,7 @@ def test_misclassified_samples_are_never_attacked_by_pgd_either():
     model, x, y, w, b = _beacons()
     recorder = Recorder(model)
     attacks = [EvalAttack(get_attack("pgd"), PGDParams(steps=3)), EvalAttack(get_attack("fgsm"), FGSMParams())]
-    evaluate(recorder, _batches(x, y, 8), attacks, EvalConfig(eps=EPS))
+    evaluate(recorder, _batches(x, y, 8), attacks, EvalConfig(eps=EPS, gradient_evidence=False))
     visits = recorder.visits(x, radius=0.2)
     clean = _predict(x, w, b) == y
     assert visits[~clean].tolist() == [1] * 4
@@ -282,7 +282,13 @@ def test_forward_pass_accounting():
     attacks = [EvalAttack(get_attack("pgd"), PGDParams(steps=3)), EvalAttack(get_attack("fgsm"), FGSMParams())]
     report = evaluate(recorder, _batches(x, y, 8), attacks, EvalConfig(eps=EPS))
     seen = sum(r.shape[0] for r in recorder.rows)
-    assert seen == N + sum(curve.forward_samples for curve in report.attacks.values())
+    # one clean pass per sample, one gradient pass per clean-correct sample for the sanity checks
+    # (all N samples are among the first GRADIENT_SAMPLES), then what the attacks spent
+    attacked = sum(curve.forward_samples for curve in report.attacks.values())
+    assert seen == N + report.clean_correct + attacked
+    recorder.rows.clear()
+    report = evaluate(recorder, _batches(x, y, 8), attacks, EvalConfig(eps=EPS, gradient_evidence=False))
+    assert sum(r.shape[0] for r in recorder.rows) == N + sum(c.forward_samples for c in report.attacks.values())
 
 
 def test_bad_configurations():

@@ -8,6 +8,7 @@ import typer
 
 from advgrad import __version__
 from advgrad.cli.attack import attack
+from advgrad.cli.compare import compare_command
 from advgrad.cli.console import set_debug
 from advgrad.cli.evaluate import eval_command
 from advgrad.cli.grad import grad
@@ -47,6 +48,7 @@ app.command("attack")(attack)
 app.command("eval")(eval_command)
 app.command("grad")(grad)
 app.command("info")(info_command)
+app.command("compare")(compare_command)
 
 
 def main() -> None:

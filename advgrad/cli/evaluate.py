@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from advgrad.cli import options as o
-from advgrad.cli.common import attacks_from, emit_json, open_and_describe
-from advgrad.cli.console import handle_errors, info, out, progress
+from advgrad.cli import report_options as r
+from advgrad.cli.common import attacks_from, open_and_describe
+from advgrad.cli.config_file import META_KEY
+from advgrad.cli.console import err, handle_errors, progress
+from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
+from advgrad.cli.state import open_run_state, sigterm_as_interrupt
+from advgrad.errors import ExitCode
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
+from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.io.inputs import InputOptions
-from advgrad.report.plot import plot_curves
-from advgrad.report.table import cost_table, report_heading, report_table
+from advgrad.resume import run_identity
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_list, parse_norm
 
 DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1": "0,1,2,4,8,12"}
+EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 
 
 @handle_errors
 @o.with_inputs
 def eval_command(
+    ctx: typer.Context,
+    config_file: r.ConfigOpt = None,
     attack: Annotated[str, typer.Option("--attack", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
     eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). [default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2]", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
     norm: o.NormOpt = "inf",
@@ -34,15 +41,26 @@ def eval_command(
     target: o.TargetOpt = None,
     early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (the result is the same; it only saves time).", rich_help_panel=o.ATTACK_PANEL)] = True,
     json_out: o.JsonOpt = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the accuracy-against-ε plot to this PNG file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
+    csv_out: r.CsvOpt = None,
+    markdown: r.MarkdownOpt = None,
+    junit: r.JunitOpt = None,
+    plot: r.PlotOpt = None,
+    fail_under: r.FailUnderOpt = None,
+    strict: r.StrictOpt = False,
+    state_file: r.StateOpt = None,
+    resume: r.ResumeOpt = True,
     io_options: InputOptions = InputOptions(),
 ) -> None:
-    """Measure accuracy under each attack at each ε: the robustness curve.
+    """Measure accuracy under each attack at each ε: the robustness curve, with sanity checks.
 
     Each attack runs over the ε values in increasing order on the samples still classified
-    correctly, and a sample leaves an attack as soon as it is fooled.
+    correctly, and a sample leaves an attack as soon as it is fooled. Every report carries sanity
+    checks that warn when the numbers are probably too good (docs/checks.md). Gates make CI fail
+    (exit 1) when robustness is too low; an interrupted run continues when run again.
 
-    Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --json report.json --plot curve.png
+    Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --fail-under pgd@8/255=0.40 --json report.json --markdown report.md --plot report.png
+
+    Example: advgrad eval --config configs/quick.toml --junit junit.xml
     """
     threat_norm = parse_norm(norm)
     eps_values = parse_eps_list(eps if eps is not None else DEFAULT_EPS[threat_norm])
@@ -51,19 +69,33 @@ def eval_command(
     for spec in specs:
         spec.check_norm(threat_norm)
     attacks = [EvalAttack(spec, spec.make_params(**given)) for spec in specs]
-    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=io_options.seed, early_stop=early_stop)
+    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=io_options.seed, early_stop=early_stop,
+                        examples=EXAMPLES_KEPT)
+    gates = parse_gates(fail_under)
+    check_gates_apply(gates, [a.name for a in attacks], config.eps)
+    outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
     inputs = open_and_describe(io_options)
-    with progress("eval", inputs.n_samples) as tick:
-        report = evaluate(inputs.model.module, inputs.batches(), attacks, config, device=inputs.device, progress=tick)
-    report.model = inputs.model.to_dict()
-    report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
-    report.config.update({"inputs": inputs.options.to_dict(), "attacks": [a.name for a in attacks],
-                          "target": None if config.target is None else str(config.target)})
-    if plot is not None:
-        plot_curves(report, plot)
-        info(f"wrote {plot}")
-    if not emit_json(json_out, report.to_dict()):
-        out.print(report_heading(report), markup=False, soft_wrap=True)
-        out.print(report_table(report))
-        out.print("cost:", markup=False)
-        out.print(cost_table(report))
+    state = open_run_state(run_identity(inputs.options.to_dict(), attacks, config, inputs.device), state_file, resume)
+    with sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C: progress kept, no temporary file left
+        try:
+            with progress("eval", inputs.n_samples) as tick:
+                report = evaluate(inputs.model.module, inputs.batches(), attacks, config, device=inputs.device,
+                                  progress=tick, state=state)
+        except KeyboardInterrupt:
+            saved = "nothing was finished" if state is None or not state.finished else (
+                f"{state.finished} finished batches are saved in {state.path}; run the same command again to continue")
+            err.print(f"interrupted: {saved}", markup=False)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        report.model = inputs.model.to_dict()
+        report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
+        report.config.update({
+            "inputs": inputs.options.to_dict(), "attacks": [a.name for a in attacks],
+            "target": None if config.target is None else str(config.target), "eps": list(config.eps),
+            "norm": config.norm, "gates": [g.text for g in gates], "strict": strict, "outputs": outputs.to_dict(),
+            "config_file": ctx.meta.get(META_KEY),
+        })
+        report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
+        write_outputs(report, outputs, strict=strict)
+    if state is not None:
+        state.remove()
+    exit_on_failures(report, strict=strict)

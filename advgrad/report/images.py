@@ -7,11 +7,12 @@ from pathlib import Path
 
 from torch import Tensor
 
-from advgrad.io.files import atomic_path
-from advgrad.report.plot import _pyplot
+from advgrad.report.mpl import pyplot as _pyplot
+from advgrad.report.mpl import save_figure as _save
+from advgrad.results import Example
 from advgrad.threat import per_sample_norm
 
-_NORM_SUB = {"inf": "∞", "2": "₂", "1": "₁"}
+_SUB = {"inf": "∞", "2": "₂", "1": "₁"}
 
 
 def _to_display(img: Tensor):
@@ -30,11 +31,29 @@ def _visible(delta: Tensor) -> Tensor:
     return 0.5 + 0.5 * delta / scale
 
 
-def _save(fig, path: str | os.PathLike) -> None:
-    plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+def _show(ax, img: Tensor, title: str, color: str = "black") -> None:
+    arr, cmap = _to_display(img)
+    ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title, fontsize=7, color=color)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_examples(axes, examples: list[Example], attack: str, norm: str = "inf") -> None:
+    """Two rows of axes: adversarial examples (titled with ε and label → prediction) and their
+    perturbations, scaled to be visible, titled with their ``norm``. Extra columns are left blank."""
+    for i in range(len(axes[0])):
+        if i >= len(examples):
+            axes[0][i].axis("off")
+            axes[1][i].axis("off")
+            continue
+        e = examples[i]
+        delta = e.x_adv - e.x
+        _show(axes[0][i], e.x_adv, f"ε={e.eps:.3g}: {e.y}→{e.pred}", "red")
+        size = float(per_sample_norm(delta[None], norm)[0])
+        _show(axes[1][i], _visible(delta), f"‖δ‖{_SUB[norm]}={size:.3f}")
+    axes[0][0].set_ylabel(f"{attack}\nadversarial", fontsize=8)
+    axes[1][0].set_ylabel("perturbation\n(scaled)", fontsize=8)
 
 
 def adversarial_grid(
@@ -51,17 +70,12 @@ def adversarial_grid(
         delta = x_adv[i] - x[i]
         panels = [
             (x[i], f"y={name(int(y[i]))} pred={name(int(pred_clean[i]))}"),
-            (_visible(delta), f"‖δ‖{_NORM_SUB[norm]}={float(per_sample_norm(delta[None], norm)[0]):.3f}"),
+            (_visible(delta), f"‖δ‖{_SUB[norm]}={float(per_sample_norm(delta[None], norm)[0]):.3f}"),
             (x_adv[i], f"pred={name(int(pred_adv[i]))}"),
         ]
         for row, (img, label) in enumerate(panels):
-            arr, cmap = _to_display(img)
-            ax = axes[row][i]
-            ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
             fooled = row == 2 and int(pred_adv[i]) != int(y[i])
-            ax.set_title(label, fontsize=7, color="red" if fooled else "black")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _show(axes[row][i], img, label, "red" if fooled else "black")
     for row, text in enumerate(("original", "perturbation (scaled)", "adversarial")):
         axes[row][0].set_ylabel(text, fontsize=8)
     fig.tight_layout()

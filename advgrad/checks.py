@@ -1,0 +1,256 @@
+"""Sanity checks: signs that a report's numbers are probably too good.
+
+Every report carries the result of every check (Carlini et al. 2019, "On Evaluating Adversarial
+Robustness"; Athalye et al. 2018, "Obfuscated Gradients Give a False Sense of Security"). A check
+reads only the report: its curves, and the evidence :mod:`advgrad.evidence` measured on the
+clean batches (``report.diagnostics``). Each has a stable name and a section of docs/checks.md
+that explains it and what to do.
+
+A check's status is ``passed``, ``warning`` (it fired) or ``not-applicable`` (the run holds
+nothing it can look at, e.g. no gradient-free attack). A warning never changes the exit code
+unless ``--strict`` is given.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from advgrad.results import AttackCurve, RobustnessReport
+
+DOCS = "docs/checks.md"
+
+PASSED, WARNING, NOT_APPLICABLE = "passed", "warning", "not-applicable"
+
+# An attack count that differs by at most this many samples (at least one) is noise, not a sign.
+SLACK_SHARE = 0.01
+ZERO_GRADIENT_SHARE = 0.01  # fire when more than this share of samples has a zero input gradient
+LARGE_EPS_ACCURACY = 0.10  # fire when accuracy stays above this at an ε that allows anything
+PROBABILITY_SHARE = 0.99  # fire when this share of output rows lies in [0, 1]
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one check. ``details`` holds the numbers behind the message."""
+
+    name: str
+    title: str
+    status: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def docs(self) -> str:
+        return f"{DOCS}#{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "docs": self.docs}
+
+
+def _slack(n: int) -> float:
+    """How many samples two counts may differ by before it means something."""
+    return max(1.0, SLACK_SHARE * n)
+
+
+def _gradient_curves(report: RobustnessReport) -> dict[str, AttackCurve]:
+    return {k: c for k, c in report.attacks.items() if c.kind == "gradient"}
+
+
+def _steps(curve: AttackCurve) -> int | None:
+    """Gradient steps of a gradient attack: FGSM takes one; others say so in their parameters."""
+    steps = curve.params.get("steps")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        return steps
+    return 1 if curve.attack == "fgsm" else None
+
+
+def accuracy_rises(report: RobustnessReport) -> CheckResult:
+    """Accuracy must not rise with ε: a larger ball contains every point of a smaller one."""
+    title = "accuracy rises with ε"
+    rises = []
+    for name, curve in report.attacks.items():
+        previous, previous_eps = report.clean_correct, None
+        for p in sorted(curve.points, key=lambda p: p.eps):
+            if p.robust > previous:
+                where = "clean accuracy" if previous_eps is None else f"ε={previous_eps:g}"
+                rises.append(f"{name} at ε={p.eps:g} ({p.robust} correct, more than {previous} at {where})")
+            previous, previous_eps = p.robust, p.eps
+    if rises:
+        return CheckResult("accuracy-rises-with-eps", title, WARNING,
+                           "accuracy rises with ε for " + "; ".join(rises), {"rises": rises})
+    return CheckResult("accuracy-rises-with-eps", title, PASSED, "accuracy never rises with ε")
+
+
+def _beaten(report: RobustnessReport, strong: dict[str, AttackCurve], weak: dict[str, AttackCurve],
+            *, strongest_only: bool) -> list[dict[str, Any]]:
+    """Points where an attack of ``weak`` leaves fewer samples correct, by more than the slack,
+    than an attack of ``strong`` that should be at least as strong (only the strongest of
+    ``strong`` at that ε when ``strongest_only``). Sorted by the size of the gap, largest first."""
+    found = []
+    for w_name, w in weak.items():
+        for p in w.points:
+            rivals = [(q, s_name) for s_name, s in strong.items() if (q := s.point_at(p.eps)) is not None]
+            if strongest_only and rivals:
+                rivals = [min(rivals, key=lambda t: t[0].robust)]
+            found += [{"eps": p.eps, "expected_stronger": s_name, "expected_stronger_accuracy": q.accuracy,
+                       "weaker": w_name, "weaker_accuracy": p.accuracy}
+                      for q, s_name in rivals if q.robust - p.robust > _slack(report.n_samples)]
+    return sorted(found, key=lambda f: f["weaker_accuracy"] - f["expected_stronger_accuracy"])
+
+
+def _finding(found: list[dict[str, Any]], stronger: str, weaker: str) -> str:
+    """One line about the largest gap: '{stronger} leaves X% correct at ε=E where {weaker} leaves Y%'."""
+    worst = found[0]
+    more = f" (and {len(found) - 1} more points)" if len(found) > 1 else ""
+    return (f"{stronger.format(worst['expected_stronger'])} leaves {100 * worst['expected_stronger_accuracy']:.1f}% "
+            f"correct at ε={worst['eps']:g} where {weaker.format(worst['weaker'])} leaves "
+            f"{100 * worst['weaker_accuracy']:.1f}%{more}")
+
+
+def iterative_weaker(report: RobustnessReport) -> CheckResult:
+    """An iterative gradient attack should be at least as strong as a single-step one."""
+    name, title = "iterative-weaker-than-single-step", "an iterative attack is weaker than a single-step one"
+    curves = _gradient_curves(report)
+    single = {k: c for k, c in curves.items() if _steps(c) == 1}
+    iterative = {k: c for k, c in curves.items() if (_steps(c) or 0) > 1}
+    if not single or not iterative:
+        return CheckResult(name, title, NOT_APPLICABLE, "needs a single-step and an iterative gradient attack "
+                           "(e.g. --attack fgsm,pgd)")
+    found = _beaten(report, iterative, single, strongest_only=False)
+    if found:
+        return CheckResult(name, title, WARNING, _finding(found, "iterative {}", "single-step {}"), {"points": found})
+    return CheckResult(name, title, PASSED, "every iterative attack is at least as strong as every single-step one")
+
+
+def _or_one(accuracy: float | None) -> float:
+    return 1.0 if accuracy is None else accuracy
+
+
+def large_eps_threshold(norm: str, input_shape: list[int]) -> float | None:
+    """The ε from which an attacker can move every input to the same mid-grey image (all 0.5):
+    0.5 in L∞, 0.5·√d in L2, 0.5·d in L1 for d input values. None when d is unknown."""
+    if norm == "inf":
+        return 0.5
+    if not input_shape:
+        return None
+    d = math.prod(input_shape)
+    return 0.5 * math.sqrt(d) if norm == "2" else 0.5 * d
+
+
+def large_eps_accuracy(report: RobustnessReport) -> CheckResult:
+    """At an ε that allows any input to become the same image, accuracy must come near zero."""
+    name, title = "accuracy-at-large-eps", "accuracy far from zero at a large ε"
+    threshold = large_eps_threshold(report.norm, report.diagnostics.get("input_shape", []))
+    large = [e for e in report.eps if threshold is not None and e >= threshold * (1 - 1e-9)]
+    if not large or not report.attacks:
+        bound = "unknown" if threshold is None else f"{threshold:g}"
+        return CheckResult(name, title, NOT_APPLICABLE, f"no ε in this run reaches {bound}, where every input can "
+                           "be turned into the same grey image; add one to check that the attacks reach 0%",
+                           {"threshold": threshold})
+    eps = max(large)
+    best = min(report.attacks.values(), key=lambda c: _or_one(c.accuracy_at(eps)))
+    accuracy = _or_one(best.accuracy_at(eps))
+    share = max(report.class_counts) / report.n_samples if report.class_counts else None
+    details = {"eps": eps, "threshold": threshold, "accuracy": accuracy, "largest_class_share": share}
+    if accuracy > LARGE_EPS_ACCURACY:
+        return CheckResult(name, title, WARNING, (
+            f"at ε={eps:g} every input can be turned into the same grey image, yet the strongest attack "
+            f"({best.attack}) leaves {100 * accuracy:.1f}% correct"), details)
+    return CheckResult(name, title, PASSED, f"at ε={eps:g} the attacks leave {100 * accuracy:.1f}% correct", details)
+
+
+def zero_gradients(report: RobustnessReport) -> CheckResult:
+    """The gradient attacks need a usable ∇ₓJ: zero or non-finite gradients mean they are blind."""
+    name, title = "zero-gradients", "zero or non-finite input gradients"
+    d = report.diagnostics
+    measured = d.get("gradient_samples", 0)
+    if not measured:
+        return CheckResult(name, title, NOT_APPLICABLE, "no clean-correct sample had its gradient measured")
+    zero, nonfinite = d.get("gradient_zero", 0), d.get("gradient_nonfinite", 0)
+    details = {"measured": measured, "zero": zero, "nonfinite": nonfinite}
+    if nonfinite or zero > ZERO_GRADIENT_SHARE * measured:
+        return CheckResult(name, title, WARNING, (
+            f"{zero} of {measured} samples ({100 * zero / measured:.1f}%) have an input gradient that is exactly "
+            f"zero and {nonfinite} a non-finite one; gradient attacks cannot move them"), details)
+    return CheckResult(name, title, PASSED, f"{measured - zero} of {measured} measured samples have a usable gradient",
+                       details)
+
+
+def gradient_free_stronger(report: RobustnessReport) -> CheckResult:
+    """A score-based attack (outputs only) should not beat the gradient attacks."""
+    name, title = "gradient-free-beats-gradient", "a gradient-free attack succeeds where gradient attacks fail"
+    score = {k: c for k, c in report.attacks.items() if c.kind == "score"}
+    gradient = _gradient_curves(report)
+    if not score or not gradient:
+        return CheckResult(name, title, NOT_APPLICABLE, "needs a gradient-free (score-based) attack and a gradient "
+                           "attack in the same run (e.g. --attack pgd,square)")
+    found = _beaten(report, gradient, score, strongest_only=True)
+    if found:
+        return CheckResult(name, title, WARNING, _finding(found, "the strongest gradient attack ({})", "gradient-free {}"),
+                           {"points": found})
+    return CheckResult(name, title, PASSED, "no gradient-free attack beats the gradient attacks")
+
+
+def randomised_outputs(report: RobustnessReport) -> CheckResult:
+    """The same input must give the same output; a randomised model defeats the attacks' steps."""
+    name, title = "randomised-outputs", "outputs change between two identical forward passes"
+    d = report.diagnostics
+    measured = d.get("repeat_samples", 0)
+    if not measured:
+        return CheckResult(name, title, NOT_APPLICABLE, "no sample was run twice")
+    changed = d.get("repeat_changed", 0)
+    details = {"measured": measured, "changed": changed, "max_relative_difference": d.get("repeat_max_difference", 0.0)}
+    if changed:
+        return CheckResult(name, title, WARNING, (
+            f"the outputs of {changed} of {measured} samples changed between two forward passes on the same input "
+            f"(up to {100 * details['max_relative_difference']:.3g}% of the largest output)"), details)
+    return CheckResult(name, title, PASSED, f"{measured} samples gave the same outputs twice", details)
+
+
+def probability_outputs(report: RobustnessReport) -> CheckResult:
+    """Attacks expect logits; probabilities (softmax already applied) weaken their gradients."""
+    name, title = "probability-outputs", "outputs look like probabilities rather than logits"
+    d = report.diagnostics
+    rows = d.get("output_rows", 0)
+    if not rows:
+        return CheckResult(name, title, NOT_APPLICABLE, "no outputs were measured")
+    unit, simplex = d.get("output_unit_rows", 0), d.get("output_simplex_rows", 0)
+    details = {"rows": rows, "in_unit_interval": unit, "sum_to_one": simplex}
+    if unit >= PROBABILITY_SHARE * rows:
+        what = "non-negative and sum to 1 (softmax)" if simplex >= PROBABILITY_SHARE * rows else "lie in [0, 1]"
+        return CheckResult(name, title, WARNING, (
+            f"{unit} of {rows} output rows {what}: the model seems to return probabilities, not logits"), details)
+    return CheckResult(name, title, PASSED, "the outputs look like logits", details)
+
+
+CHECKS: list[Callable[[RobustnessReport], CheckResult]] = [
+    accuracy_rises,
+    iterative_weaker,
+    large_eps_accuracy,
+    zero_gradients,
+    gradient_free_stronger,
+    randomised_outputs,
+    probability_outputs,
+]
+
+CHECK_NAMES = (
+    "accuracy-rises-with-eps",
+    "iterative-weaker-than-single-step",
+    "accuracy-at-large-eps",
+    "zero-gradients",
+    "gradient-free-beats-gradient",
+    "randomised-outputs",
+    "probability-outputs",
+)
+
+
+def run_checks(report: RobustnessReport) -> list[dict[str, Any]]:
+    """Every check on ``report``, as the dicts the report stores (in ``CHECK_NAMES`` order)."""
+    return [check(report).to_dict() for check in CHECKS]
+
+
+def fired(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The checks that gave a warning."""
+    return [c for c in checks if c["status"] == WARNING]

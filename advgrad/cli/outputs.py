@@ -1,0 +1,117 @@
+"""Every output of ``advgrad eval`` from the one report: files, stdout, terminal view, messages."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from advgrad.checks import fired
+from advgrad.cli.console import err, info, out, print_json, warn
+from advgrad.errors import ExitCode, UsageError
+from advgrad.gates import describe_gate
+from advgrad.io.files import write_json, write_text
+from advgrad.report.chart import text_chart
+from advgrad.report.csvfile import render_csv
+from advgrad.report.junit import render_junit
+from advgrad.report.markdown import render_markdown
+from advgrad.report.plot import plot_report
+from advgrad.report.table import cost_table, report_heading, report_table
+from advgrad.results import RobustnessReport
+
+STDOUT = "-"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where each rendering of the report goes (None: not written; ``-``: stdout)."""
+
+    json: Path | None = None
+    csv: Path | None = None
+    markdown: Path | None = None
+    junit: Path | None = None
+    plot: Path | None = None
+
+    def __post_init__(self) -> None:
+        to_stdout = [name for name, path in self.to_dict().items() if path == STDOUT]
+        if len(to_stdout) > 1:
+            raise UsageError(f"only one output can go to stdout ('-'), got --{' and --'.join(to_stdout)}")
+        if self.plot is not None and str(self.plot) == STDOUT:
+            raise UsageError("--plot needs a file name")
+        for name, path in self.to_dict().items():  # found before the run, not after it
+            if path not in (None, STDOUT) and Path(path).is_dir():
+                raise UsageError(f"--{name} {path} is a directory; give a file name")
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {k: None if v is None else str(v) for k, v in self.__dict__.items()}
+
+    @property
+    def uses_stdout(self) -> bool:
+        return STDOUT in self.to_dict().values()
+
+
+def _emit(path: Path, text: str) -> None:
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    write_text(path, text)
+    info(f"wrote {path}")
+
+
+def write_outputs(report: RobustnessReport, outputs: Outputs, *, strict: bool) -> None:
+    """Write every requested file (atomically) and, unless stdout is taken, the terminal view."""
+    if outputs.json is not None:
+        if str(outputs.json) == STDOUT:
+            print_json(report.to_dict())
+        else:
+            write_json(outputs.json, report.to_dict())
+            info(f"wrote {outputs.json}")
+    renderers = {"csv": render_csv, "markdown": render_markdown, "junit": lambda r: render_junit(r, strict=strict)}
+    for name, render in renderers.items():
+        path = getattr(outputs, name)
+        if path is not None:
+            _emit(path, render(report))
+    if outputs.plot is not None:
+        plot_report(report, outputs.plot)
+        info(f"wrote {outputs.plot}")
+    if not outputs.uses_stdout:
+        print_terminal(report)
+
+
+def print_terminal(report: RobustnessReport) -> None:
+    """The table, the chart, the cost and a one-line summary of the checks, for people."""
+    out.print(report_heading(report), markup=False)
+    out.print(report_table(report))
+    out.print(text_chart(report), markup=False, highlight=False)
+    out.print("cost:", markup=False)
+    out.print(cost_table(report))
+    warned = [c["name"] for c in fired(report.checks)]
+    applicable = sum(c["status"] != "not-applicable" for c in report.checks)
+    if warned:
+        out.print(f"sanity checks: {len(warned)} warning{'s' if len(warned) > 1 else ''} ({', '.join(warned)}); "
+                  "see docs/checks.md", markup=False)
+    else:
+        out.print(f"sanity checks: all {applicable} applicable checks passed "
+                  f"({len(report.checks) - applicable} not applicable)", markup=False)
+
+
+def exit_on_failures(report: RobustnessReport, *, strict: bool) -> None:
+    """Say on stderr which checks fired and how each gate went; exit 1 when a gate failed, or a
+    check fired under ``strict``."""
+    warned = fired(report.checks)
+    for check in warned:
+        warn(f"check {check['name']}: {check['message']} (see {check['docs']})")
+    failed = [g for g in report.gates if not g["passed"]]
+    for gate in report.gates:
+        info(f"gate {'passed' if gate['passed'] else 'FAILED'}: {describe_gate(gate)}")
+    reasons = []
+    if failed:
+        reasons.append(f"{len(failed)} gate{'s' if len(failed) > 1 else ''} failed")
+    if strict and warned:
+        reasons.append(f"--strict and {len(warned)} sanity check{'s' if len(warned) > 1 else ''} fired")
+    if reasons:
+        err.print(f"failed: {'; '.join(reasons)}", markup=False)
+        raise typer.Exit(int(ExitCode.GATE_FAILED))

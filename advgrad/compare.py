@@ -1,0 +1,125 @@
+"""Comparing two robustness reports: did robustness regress?
+
+``advgrad compare BASELINE.json NEW.json --max-drop 0.02`` pairs the points both reports hold —
+clean accuracy, and accuracy under each attack at each ε (attacks matched by name, ε with a small
+relative tolerance) — and flags every point where the new accuracy is lower than the baseline's
+by more than ``max_drop``. Reports that cannot be compared (different threat models, nothing in
+common, not an advgrad report) are errors; differences that make a comparison less meaningful
+(other data, other attack parameters) are warnings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advgrad.errors import DataError, UsageError
+from advgrad.results import SCHEMA_NAME, SCHEMA_VERSION, RobustnessReport
+
+FLOAT_SLACK = 1e-9  # a drop of exactly max_drop is not a regression, whatever the rounding
+
+
+def read_report(path: str | os.PathLike) -> RobustnessReport:
+    """A report written by ``advgrad eval --json``; a clear DataError for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory; expected a report written by advgrad eval --json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not a readable JSON report ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
+        raise DataError(f"{path}: not an advgrad robustness report (no \"schema\": \"{SCHEMA_NAME}\")")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise DataError(f"{path}: report schema version {version!r}; this advgrad reads version {SCHEMA_VERSION}")
+    try:
+        report = RobustnessReport.from_dict(data)
+        _check_numbers(report)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{path}: an incomplete or damaged report ({type(exc).__name__}: {exc})") from None
+    return report
+
+
+def _check_numbers(report: RobustnessReport) -> None:
+    values = [report.clean_accuracy] + [p.accuracy for c in report.attacks.values() for p in c.points]
+    values += [p.eps for c in report.attacks.values() for p in c.points]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError("accuracies and ε values must be numbers")
+
+
+@dataclass
+class PointChange:
+    """One point both reports hold. ``attack`` is ``clean`` (and ``eps`` None) for clean accuracy."""
+
+    attack: str
+    eps: float | None
+    baseline: float
+    new: float
+    change: float
+    regressed: bool
+
+
+@dataclass
+class Comparison:
+    """Every shared point, whether it regressed, and what made the comparison less meaningful."""
+
+    baseline: str
+    new: str
+    max_drop: float
+    points: list[PointChange]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> list[PointChange]:
+        return [p for p in self.points if p.regressed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "regressed": bool(self.regressions)}
+
+
+def _change(attack: str, eps: float | None, base: float, new: float, max_drop: float) -> PointChange:
+    change = new - base
+    return PointChange(attack, eps, base, new, change, change < -(max_drop + FLOAT_SLACK))
+
+
+def compare_reports(
+    baseline: RobustnessReport, new: RobustnessReport, max_drop: float, *, names: tuple[str, str] = ("baseline", "new")
+) -> Comparison:
+    """Pair the points of ``baseline`` and ``new`` and flag drops larger than ``max_drop``."""
+    if not 0 <= max_drop <= 1:
+        raise UsageError(f"--max-drop must be between 0 and 1, got {max_drop:g}")
+    if baseline.norm != new.norm:
+        raise UsageError(f"the reports use different threat models (L{baseline.norm} and L{new.norm}); "
+                         "their accuracies cannot be compared")
+    warnings = []
+    if baseline.n_samples != new.n_samples or baseline.data.get("source") != new.data.get("source"):
+        warnings.append(f"the reports were measured on different data ({baseline.n_samples} samples of "
+                        f"{baseline.data.get('source', '?')} and {new.n_samples} of {new.data.get('source', '?')})")
+    points = [_change("clean", None, baseline.clean_accuracy, new.clean_accuracy, max_drop)]
+    theirs = {name.lower(): curve for name, curve in new.attacks.items()}
+    for name, curve in baseline.attacks.items():
+        other = theirs.get(name.lower())
+        if other is None:
+            warnings.append(f"{name} is only in the baseline")
+            continue
+        if curve.target != other.target:
+            warnings.append(f"{name} has different targets ({curve.target} and {other.target}); not compared")
+            continue
+        if curve.params != other.params:
+            warnings.append(f"{name} ran with different parameters in the two reports")
+        for p in curve.points:
+            q = other.point_at(p.eps)
+            if q is not None:
+                points.append(_change(name, p.eps, p.accuracy, q.accuracy, max_drop))
+    for name in new.attacks:
+        if name.lower() not in {k.lower() for k in baseline.attacks}:
+            warnings.append(f"{name} is only in the new report")
+    if len(points) == 1 and baseline.attacks:
+        raise UsageError("the reports share no (attack, ε) point: run the same attacks at the same ε values")
+    return Comparison(names[0], names[1], max_drop, points, warnings)

@@ -1,0 +1,114 @@
+"""Run configurations in TOML: everything ``advgrad eval`` needs, in one file.
+
+A key is the long name of a command-line option, without the dashes (``batch-size`` or
+``batch_size``); its value is what the option would take. Lists are written as TOML arrays
+(``eps = ["0", "4/255", "8/255"]``, ``fail-under = ["pgd@8/255=0.40"]``). Keys may be grouped
+under the tables ``[inputs]``, ``[attacks]``, ``[gates]`` and ``[outputs]`` for readability; the
+grouping does not change their meaning. An unknown key is an error that names it, so a typo never
+silently falls back to a default. Options given on the command line override the file. Relative
+paths are relative to the current folder, as on the command line.
+
+This module knows nothing about the command line: the CLI describes its options as
+:class:`OptionInfo` and receives the values keyed by parameter name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advgrad.errors import UsageError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+SECTIONS = ("inputs", "attacks", "gates", "outputs")
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """A command option a config key can set: its parameter ``name``, its long ``flag``
+    (``--batch-size``), whether it is repeatable and whether it is an on/off flag."""
+
+    name: str
+    flag: str
+    multiple: bool = False
+    is_flag: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.flag.lstrip("-")
+
+
+def read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a TOML file; a clear UsageError when it is missing or malformed."""
+    path = Path(path)
+    if not path.exists():
+        raise UsageError(f"{path}: no such config file")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; --config needs a .toml file")
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+
+
+def _flatten(data: dict[str, Any], path: Path) -> dict[str, tuple[str, Any]]:
+    """``{key: (where, value)}`` with the grouping tables opened; ``where`` names the key for messages."""
+    flat: dict[str, tuple[str, Any]] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in SECTIONS:
+                raise UsageError(f"{path}: unknown table [{key}]; keys may be grouped under "
+                                 f"{', '.join(f'[{s}]' for s in SECTIONS)}")
+            items = [(f"{key}.{k}", k, v) for k, v in value.items()]
+        else:
+            items = [(key, key, value)]
+        for where, name, v in items:
+            norm = name.replace("_", "-")
+            if norm in flat:
+                raise UsageError(f"{path}: {where} is set twice (also as {flat[norm][0]})")
+            flat[norm] = (where, v)
+    return flat
+
+
+def _value(option: OptionInfo, value: Any, where: str, path: Path) -> Any:
+    """The value in the form the option takes: a list for repeatable options, a comma-separated
+    string where a list is given for a single option (``eps``, ``attack``)."""
+    if isinstance(value, dict):
+        raise UsageError(f"{path}: {where} must be a value, not a table")
+    if option.is_flag:
+        if not isinstance(value, bool):
+            raise UsageError(f"{path}: {where} must be true or false, got {value!r}")
+        return value
+    if option.multiple:
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if isinstance(value, list):
+        if any(isinstance(v, (list, dict)) for v in value):
+            raise UsageError(f"{path}: {where} must be a flat list")
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def map_config(data: dict[str, Any], options: list[OptionInfo], path: str | os.PathLike) -> dict[str, Any]:
+    """``{parameter name: value}`` for the keys of a parsed config; unknown keys are errors."""
+    path = Path(path)
+    by_key = {o.key: o for o in options}
+    mapped = {}
+    for key, (where, value) in _flatten(data, path).items():
+        option = by_key.get(key)
+        if option is None:
+            close = difflib.get_close_matches(key, list(by_key), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"{path}: unknown key {where!r}{hint}; keys are the long option names of "
+                             "`advgrad eval --help`")
+        mapped[option.name] = _value(option, value, where, path)
+    return mapped

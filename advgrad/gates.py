@@ -1,0 +1,114 @@
+"""Robustness gates: ``--fail-under ATTACK@EPS=ACC`` turns a report into pass or fail.
+
+A gate ``pgd@8/255=0.40`` passes when the accuracy under ``pgd`` at ε = 8/255 is at least 0.40.
+``clean=0.95`` gates the clean accuracy. ε is matched to the report's ε values with a small
+relative tolerance (0.0314 names 8/255); the accuracy may be written as a fraction (0.4, 2/5) or a
+percentage (40%). A gate that names an attack or an ε the run does not have is a usage error,
+never a silent pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from advgrad.errors import UsageError
+from advgrad.results import RobustnessReport, same_eps
+from advgrad.threat import parse_eps
+
+CLEAN = "clean"
+EXAMPLE = "pgd@8/255=0.40"
+
+
+def parse_share(text: str, what: str) -> float:
+    """A share in [0, 1]: ``0.4``, ``2/5`` or ``40%``."""
+    raw = str(text).strip()
+    if raw.endswith("%"):
+        value = parse_eps(raw[:-1], what) / 100
+    else:
+        value = parse_eps(raw, what)
+    if value > 1:
+        raise UsageError(f"bad {what} {raw!r}: write a share between 0 and 1 (0.4) or a percentage (40%)")
+    return value
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Accuracy under ``attack`` at ``eps`` (or clean accuracy, ``attack == "clean"``) must be at
+    least ``threshold``."""
+
+    text: str
+    attack: str
+    eps: float | None
+    threshold: float
+
+
+def parse_gate(text: str) -> Gate:
+    """``ATTACK@EPS=ACC`` (``pgd@8/255=0.40``) or ``clean=ACC``."""
+    raw = str(text).strip()
+    point, sep, threshold = raw.partition("=")
+    if not sep or not point.strip() or not threshold.strip():
+        raise UsageError(f"bad gate {raw!r}: write ATTACK@EPS=ACC, e.g. --fail-under {EXAMPLE}")
+    acc = parse_share(threshold, f"accuracy in gate {raw!r}")
+    attack, at, eps = point.strip().partition("@")
+    attack = attack.strip().lower()
+    if attack == CLEAN and not at:
+        return Gate(raw, CLEAN, None, acc)
+    if not at or not attack or not eps.strip():
+        raise UsageError(f"bad gate {raw!r}: write ATTACK@EPS=ACC, e.g. --fail-under {EXAMPLE} (or clean=ACC)")
+    return Gate(raw, attack, parse_eps(eps, f"ε in gate {raw!r}"), acc)
+
+
+def parse_gates(texts: list[str] | None) -> list[Gate]:
+    return [parse_gate(t) for t in (texts or [])]
+
+
+def check_gates_apply(gates: list[Gate], attacks: list[str], eps: list[float]) -> None:
+    """Raise :class:`UsageError` for a gate whose attack or ε is not in the run (before it runs)."""
+    names = [a.lower() for a in attacks]
+    for gate in gates:
+        if gate.attack == CLEAN:
+            continue
+        if gate.attack not in names:
+            raise UsageError(f"gate {gate.text!r} names attack {gate.attack!r}, which this run does not include "
+                             f"(attacks: {', '.join(attacks)})")
+        if not any(same_eps(gate.eps, e) for e in eps):
+            listed = ", ".join(f"{e:g}" for e in eps)
+            raise UsageError(f"gate {gate.text!r}: ε={gate.eps:g} is not among this run's ε values ({listed})")
+
+
+@dataclass
+class GateResult:
+    """A gate and the accuracy the report holds at its point."""
+
+    gate: str
+    attack: str
+    eps: float | None
+    threshold: float
+    accuracy: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe_gate(result: dict[str, Any]) -> str:
+    """``pgd at ε=0.1: accuracy 35.00% < required 40.00% (pgd@0.1=0.40)`` for a gate result dict."""
+    where = "clean accuracy" if result["eps"] is None else f"{result['attack']} at ε={result['eps']:g}"
+    sign = "≥" if result["passed"] else "<"
+    return (f"{where}: accuracy {100 * result['accuracy']:.2f}% {sign} required {100 * result['threshold']:.2f}% "
+            f"({result['gate']})")
+
+
+def evaluate_gates(report: RobustnessReport, gates: list[Gate]) -> list[GateResult]:
+    """The result of each gate on ``report``; an attack or ε the report lacks is a UsageError."""
+    by_name = {name.lower(): curve for name, curve in report.attacks.items()}
+    check_gates_apply(gates, list(report.attacks), report.eps)
+    results = []
+    for gate in gates:
+        eps, accuracy = None, report.clean_accuracy
+        if gate.eps is not None:  # check_gates_apply made sure the point exists
+            point = next(p for p in by_name[gate.attack].points if same_eps(p.eps, gate.eps))
+            eps, accuracy = point.eps, point.accuracy
+        results.append(GateResult(gate.text, gate.attack, eps, gate.threshold, accuracy, accuracy >= gate.threshold))
+    return results

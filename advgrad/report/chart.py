@@ -1,0 +1,53 @@
+"""A small accuracy-against-ε chart drawn with characters, for the terminal."""
+
+from __future__ import annotations
+
+from advgrad.report.fmt import num
+from advgrad.results import RobustnessReport
+
+MARKERS = "ox+*#@%&"
+
+
+def _cell(value: float, lo: float, hi: float, cells: int) -> int:
+    if hi <= lo:
+        return 0
+    return round((value - lo) / (hi - lo) * (cells - 1))
+
+
+def text_chart(report: RobustnessReport, *, width: int = 48, height: int = 11) -> str:
+    """Accuracy (rows, 100% at the top) against ε (columns, to scale), one marker per attack,
+    with dots between the points of a curve."""
+    eps = sorted(report.eps)
+    lo, hi = eps[0], eps[-1]
+    grid = [[" "] * width for _ in range(height)]
+
+    def row_of(accuracy: float) -> int:
+        return height - 1 - _cell(accuracy, 0.0, 1.0, height)
+
+    for k, curve in enumerate(report.attacks.values()):
+        marker = MARKERS[k % len(MARKERS)]
+        pts = sorted((_cell(p.eps, lo, hi, width), p.accuracy) for p in curve.points)
+        for (c0, a0), (c1, a1) in zip(pts, pts[1:], strict=False):
+            for c in range(c0 + 1, c1):
+                r = row_of(a0 + (a1 - a0) * (c - c0) / (c1 - c0))
+                if grid[r][c] == " ":
+                    grid[r][c] = "·"
+        for c, a in pts:
+            grid[row_of(a)][c] = marker
+    lines = []
+    for r, cells in enumerate(grid):
+        share = (height - 1 - r) / (height - 1)
+        label = f"{round(100 * share):>3d}%" if r in (0, (height - 1) // 2, height - 1) else "    "
+        lines.append(f"{label} │" + "".join(cells).rstrip())
+    lines.append("     └" + "─" * width)
+    axis = [" "] * (width + 12)
+    for e in eps:
+        text = num(e, 3)
+        start = min(_cell(e, lo, hi, width), width + 12 - len(text))
+        if all(ch == " " for ch in axis[max(start - 1, 0) : start + len(text) + 1]):
+            axis[start : start + len(text)] = list(text)
+    symbol = "L∞" if report.norm == "inf" else f"L{report.norm}"
+    lines.append("      " + "".join(axis).rstrip() + f"   ε ({symbol})")
+    legend = "  ".join(f"{MARKERS[k % len(MARKERS)]} {name}" for k, name in enumerate(report.attacks))
+    lines.append("      " + legend)
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""The report as CSV: one row per attack and ε (plus one for clean accuracy), for spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from advgrad.results import RobustnessReport
+
+COLUMNS = ["attack", "kind", "norm", "eps", "accuracy", "robust", "n_samples", "success_rate", "mean_norm", "max_norm"]
+
+
+def render_csv(report: RobustnessReport) -> str:
+    """CSV text with a header row; empty cells where a value does not exist (no norm yet)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerow(["clean", "", report.norm, 0, report.clean_accuracy, report.clean_correct, report.n_samples,
+                     "", "", ""])
+    for name, curve in report.attacks.items():
+        for p in curve.points:
+            writer.writerow([name, curve.kind, report.norm, repr(p.eps), repr(p.accuracy), p.robust, report.n_samples,
+                             repr(p.success_rate), "" if p.mean_norm is None else repr(p.mean_norm),
+                             "" if p.max_norm is None else repr(p.max_norm)])
+    return buffer.getvalue()

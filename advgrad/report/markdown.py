@@ -1,0 +1,75 @@
+"""The report as Markdown, ready for a CI job summary or a pull-request comment."""
+
+from __future__ import annotations
+
+import json
+
+from advgrad.report.fmt import eps_label, num, pct
+from advgrad.report.table import norm_symbol
+from advgrad.results import RobustnessReport
+
+STATUS = {"passed": "✅ passed", "warning": "⚠️ warning", "not-applicable": "➖ not applicable"}
+
+
+def _cell(value: object) -> str:
+    """Table-cell text: pipes escaped, no line breaks."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """A GitHub-flavoured table; ``align`` has one letter per column, l or r (default: the first
+    column left, the others right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = {"l": ":--", "r": "--:"}
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
+             "|" + "|".join(rule[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustness report") -> str:
+    """Heading with the run's context, the accuracy table, gates, checks and the configuration."""
+    model = report.model.get("description") or report.model.get("source") or "model"
+    data = report.data.get("description") or report.data.get("source") or "data"
+    lines = [
+        f"## {title}",
+        "",
+        f"**Model:** {model}  ",
+        f"**Data:** {data} — {report.n_samples} samples evaluated  ",
+        f"**Threat model:** {norm_symbol(report.norm)}"
+        + (f", targeted ({report.config['target']})" if report.config.get("target") else "")
+        + f" · **seed** {report.seed} · advgrad {report.versions.get('advgrad', '?')}",
+        "",
+        f"Clean accuracy: **{pct(report.clean_accuracy)}** ({report.clean_correct}/{report.n_samples})",
+        "",
+        "### Accuracy under attack",
+        "",
+    ]
+    rows = [[eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()] for j, e in enumerate(report.eps)]
+    lines += _table(["ε"] + list(report.attacks), rows)
+    lines += ["", "### Attacks", ""]
+    attack_rows = []
+    for name, curve in report.attacks.items():
+        params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
+        largest = curve.points[-1]
+        attack_rows.append([f"`{name}`", curve.kind, params or "—", pct(largest.success_rate),
+                            num(largest.mean_norm), f"{curve.seconds:.2f}"])
+    lines += _table(["attack", "kind", "parameters", f"success at ε={num(report.eps[-1])}",
+                     "mean ‖δ‖ there", "seconds"], attack_rows, align="lllrrr")
+    if report.gates:
+        failed = sum(not g["passed"] for g in report.gates)
+        lines += ["", f"### Gates: {len(report.gates) - failed} passed, {failed} failed", ""]
+        gate_rows = [[f"`{g['gate']}`", pct(g["accuracy"]), pct(g["threshold"]), "✅ pass" if g["passed"] else "❌ FAIL"]
+                     for g in report.gates]
+        lines += _table(["gate", "accuracy", "required", "result"], gate_rows)
+    if report.checks:
+        warned = sum(c["status"] == "warning" for c in report.checks)
+        lines += ["", f"### Sanity checks: {warned} warning{'s' if warned != 1 else ''}", ""]
+        check_rows = [[f"`{c['name']}`", STATUS.get(c["status"], c["status"]), c["message"]] for c in report.checks]
+        lines += _table(["check", "status", "finding"], check_rows, align="lll")
+        if warned:
+            lines += ["", "A warning means the numbers above are probably too good; see docs/checks.md."]
+    context = {"config": report.config, "seed": report.seed, "versions": report.versions}
+    lines += ["", "<details><summary>Configuration and versions</summary>", "", "```json",
+              json.dumps(context, indent=2, ensure_ascii=False, default=str), "```", "", "</details>", ""]
+    return "\n".join(lines)

@@ -1,0 +1,174 @@
+"""Resuming an interrupted evaluation from its saved state.
+
+While ``evaluate`` runs, every finished batch's tally (:class:`advgrad.tally.BatchTally`) is
+written to the run's state folder, atomically, after the batch. If the run is interrupted (Ctrl-C, a
+``kill``, a lost machine) the folder keeps what was finished; running the same evaluation again
+restores those batches instead of running them and computes only the rest. Per-batch seeding
+(:mod:`advgrad.seeding`) makes each batch's result independent of what ran before, so the report
+is the same as an uninterrupted run's (timing aside).
+
+The folder is named from a hash of everything that decides the result (:func:`run_key`): model
+and data (and the size and modification time of their files), the selection of samples and the
+batch size, the attacks and their parameters, ε, norm, target, seed and advgrad's version. A
+different run gets a different folder, so a state can never be mixed into the wrong report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advgrad import __version__
+from advgrad.errors import UsageError
+from advgrad.evaluate import EvalAttack, EvalConfig
+from advgrad.io.files import write_tensors, write_text
+from advgrad.tally import BatchTally
+
+STATE_FORMAT = "advgrad.eval-state"
+STATE_VERSION = 1
+
+
+def default_state_dir() -> Path:
+    """``$ADVGRAD_STATE_DIR``, else ``$XDG_CACHE_HOME/advgrad/state``, else ``~/.cache/advgrad/state``."""
+    if os.environ.get("ADVGRAD_STATE_DIR"):
+        return Path(os.environ["ADVGRAD_STATE_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "advgrad" / "state"
+
+
+def file_fingerprints(values: dict[str, Any]) -> dict[str, list[int]]:
+    """Size and modification time of every string value that names an existing file or folder,
+    so that a model retrained into the same path starts a new state."""
+    found = {}
+    for value in values.values():
+        if isinstance(value, str) and value and os.path.exists(value):
+            info = os.stat(value)
+            found[os.path.abspath(value)] = [info.st_size if os.path.isfile(value) else 0, info.st_mtime_ns]
+    return found
+
+
+def run_identity(
+    inputs: dict[str, Any], attacks: list[EvalAttack], config: EvalConfig, device: torch.device | str
+) -> dict[str, Any]:
+    """Everything that decides an evaluation's result: ``inputs`` are the options that choose
+    model, data and samples (every field counts, so options added later count too), plus the
+    files they name, the attacks and their parameters, the sweep's settings, the device type and
+    advgrad's version."""
+    return {
+        "advgrad": __version__,
+        "inputs": {k: v for k, v in inputs.items() if k != "device"},
+        "device": torch.device(device).type,
+        "files": file_fingerprints(inputs),
+        "attacks": [[a.name, a.spec.name, a.params.to_dict()] for a in attacks],
+        "eps": list(config.eps),
+        "norm": config.norm,
+        "target": None if config.target is None else str(config.target),
+        "seed": config.seed,
+        "early_stop": config.early_stop,
+        "examples": config.examples,
+    }
+
+
+def run_key(identity: dict[str, Any]) -> str:
+    """A short hash of ``identity`` (everything that decides the result), as canonical JSON."""
+    text = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def state_path(key: str, folder: Path | None = None) -> Path:
+    """Where the state of the run ``key`` lives by default (a folder)."""
+    return (folder or default_state_dir()) / f"eval-{key}"
+
+
+class RunState:
+    """The finished batches of one run, kept in the folder ``path``: ``run.json`` names the run,
+    and each finished batch is one file ``batch-NNNNNN.pt`` written atomically once. Writing a
+    batch costs the same whether it is the first or the thousandth, and a restored batch is read
+    only when the run reaches it. Use :meth:`open`."""
+
+    def __init__(self, path: Path, key: str):
+        self.path = Path(path)
+        self.key = key
+        self._done: set[int] = set()
+        self.discarded: str | None = None  # why an existing state was not used, if it was not
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, key: str, *, resume: bool = True) -> RunState:
+        """The state in ``path`` when it exists and belongs to the run ``key`` (and ``resume``);
+        an empty one otherwise (its old batches are deleted). A folder that holds another run's
+        state is an error, so that a wrong ``--state`` never overwrites it unasked."""
+        state = cls(Path(path), key)
+        if not state.path.exists():
+            return state
+        if not state.path.is_dir():
+            raise UsageError(f"{state.path} is not a folder; --state names a folder for the run's progress")
+        header = state._header()
+        if header is None:
+            if any(state.path.iterdir()):
+                raise UsageError(f"{state.path} is a folder that holds no advgrad state; choose another --state")
+            return state
+        if header.get("key") != key and resume:
+            raise UsageError(
+                f"{state.path} holds the state of a different run; delete it, choose another --state folder, "
+                "or pass --no-resume to overwrite it"
+            )
+        if header.get("version") != STATE_VERSION:
+            state.discarded = f"{state.path} was written by another version of advgrad; starting afresh"
+        elif header.get("key") == key and resume:
+            state._done = {int(p.stem.split("-")[1]) for p in state.path.glob("batch-*.pt")}
+            return state
+        state._clear()
+        return state
+
+    def _header(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
+
+    def _file(self, batch_index: int) -> Path:
+        return self.path / f"batch-{batch_index:06d}.pt"
+
+    def _clear(self) -> None:
+        # batch files, the header, and temporary files a hard kill may have left mid-write
+        for pattern in ("batch-*.pt", ".batch-*.tmp", ".run.json.*.tmp", "run.json"):
+            for p in self.path.glob(pattern):
+                p.unlink(missing_ok=True)
+
+    @property
+    def finished(self) -> int:
+        """How many batches are saved."""
+        return len(self._done)
+
+    def restore(self, batch_index: int) -> BatchTally | None:
+        if batch_index not in self._done:
+            return None
+        try:
+            data = torch.load(self._file(batch_index), map_location="cpu", weights_only=True)
+            return BatchTally.from_state(data)
+        except Exception:  # a damaged file: run the batch again
+            self._done.discard(batch_index)
+            return None
+
+    def save(self, batch_index: int, tally: BatchTally) -> None:
+        """Write a finished batch (atomically; the run's header first)."""
+        if not (self.path / "run.json").exists():
+            write_text(self.path / "run.json", json.dumps(
+                {"format": STATE_FORMAT, "version": STATE_VERSION, "key": self.key, "advgrad": __version__}) + "\n")
+        write_tensors(self._file(batch_index), tally.to_state())
+        self._done.add(batch_index)
+
+    def remove(self) -> None:
+        """Delete the saved progress (the run is complete and its report written): the files this
+        class wrote, then the folder if nothing else is in it."""
+        if self.path.is_dir():
+            self._clear()
+            with contextlib.suppress(OSError):
+                self.path.rmdir()

@@ -1,0 +1,138 @@
+"""Running counts of an evaluation, one batch at a time.
+
+Each batch produces a :class:`BatchTally` (clean counts, one :class:`AttackTally` per attack and
+the checks' :class:`~advgrad.evidence.Evidence`); the run's totals are their sum in batch order.
+A batch's tally is plain data (numbers, lists and a few small example tensors), so a resume state
+can store it and a later run can add it back in without running the batch again: integer counts
+add exactly and float sums are added in the same order, so the totals are identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from advgrad.evidence import Evidence
+from advgrad.results import Example
+
+
+def _add(a: list, b: list) -> list:
+    return [u + v for u, v in zip(a, b, strict=True)]
+
+
+@dataclass
+class AttackTally:
+    """Counts for one attack, per ε: samples still correct (overall and per class), and the sum,
+    maximum and count of the norms of the adversarial examples counted at that ε."""
+
+    robust: list[int]
+    robust_per_class: list[list[int]]
+    norm_sum: list[float]
+    norm_max: list[float]
+    norm_count: list[int]
+    seconds: float = 0.0
+    forward_samples: int = 0
+    examples: list[Example] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n_eps: int, classes: int) -> AttackTally:
+        return cls(
+            robust=[0] * n_eps,
+            robust_per_class=[[0] * classes for _ in range(n_eps)],
+            norm_sum=[0.0] * n_eps,
+            norm_max=[float("-inf")] * n_eps,
+            norm_count=[0] * n_eps,
+        )
+
+    def add_point(self, j: int, still: Tensor, y: Tensor, norms: Tensor) -> None:
+        """Record ε number ``j``: ``still`` marks the samples still correct, ``norms`` are the
+        perturbation norms of the adversarial examples counted at this ε."""
+        classes = len(self.robust_per_class[j])
+        self.robust[j] += int(still.sum())
+        per_class = torch.bincount(y[still], minlength=classes).tolist()
+        self.robust_per_class[j] = _add(self.robust_per_class[j], per_class)
+        if norms.numel():
+            self.norm_sum[j] += float(norms.sum())
+            self.norm_max[j] = max(self.norm_max[j], float(norms.max()))
+            self.norm_count[j] += norms.numel()
+
+    def add_examples(
+        self, attack: str, eps: float, x: Tensor, x_adv: Tensor, y: Tensor, pred: Tensor, limit: int
+    ) -> None:
+        """Keep up to ``limit`` examples in all (copies on the CPU, so memory stays flat)."""
+        take = min(max(limit - len(self.examples), 0), x.shape[0])
+        for i in range(take):
+            self.examples.append(Example(attack, float(eps), x[i].detach().cpu().clone(),
+                                         x_adv[i].detach().cpu().clone(), int(y[i]), int(pred[i])))
+
+    def merge(self, other: AttackTally) -> None:
+        """Add ``other`` (a later batch) to these counts, in place."""
+        self.robust = _add(self.robust, other.robust)
+        self.robust_per_class = [_add(a, b) for a, b in zip(self.robust_per_class, other.robust_per_class, strict=True)]
+        self.norm_sum = _add(self.norm_sum, other.norm_sum)
+        self.norm_max = [max(a, b) for a, b in zip(self.norm_max, other.norm_max, strict=True)]
+        self.norm_count = _add(self.norm_count, other.norm_count)
+        self.seconds += other.seconds
+        self.forward_samples += other.forward_samples
+        self.examples.extend(other.examples)
+
+    def to_state(self) -> dict[str, Any]:
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "examples"}
+        body["examples"] = [dataclasses.asdict(e) for e in self.examples]
+        return body
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> AttackTally:
+        body = dict(data)
+        examples = [Example(**e) for e in body.pop("examples", [])]
+        return cls(**body, examples=examples)
+
+
+@dataclass
+class BatchTally:
+    """Everything one batch (or several, merged) contributes to a report."""
+
+    n: int
+    clean_correct: int
+    class_counts: list[int]
+    clean_per_class: list[int]
+    attacks: list[AttackTally]
+    evidence: Evidence
+    clean_seconds: float = 0.0
+
+    @classmethod
+    def empty(cls, n_eps: int, classes: int, n_attacks: int) -> BatchTally:
+        """Zero counts, to which batches are added in order."""
+        return cls(0, 0, [0] * classes, [0] * classes,
+                   [AttackTally.empty(n_eps, classes) for _ in range(n_attacks)], Evidence())
+
+    def merge(self, other: BatchTally) -> None:
+        self.n += other.n
+        self.clean_correct += other.clean_correct
+        self.class_counts = _add(self.class_counts, other.class_counts)
+        self.clean_per_class = _add(self.clean_per_class, other.clean_per_class)
+        for mine, theirs in zip(self.attacks, other.attacks, strict=True):
+            mine.merge(theirs)
+        self.evidence.merge(other.evidence)
+        self.clean_seconds += other.clean_seconds
+
+    def examples_kept(self) -> list[int]:
+        return [len(a.examples) for a in self.attacks]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "n": self.n, "clean_correct": self.clean_correct, "class_counts": self.class_counts,
+            "clean_per_class": self.clean_per_class, "clean_seconds": self.clean_seconds,
+            "attacks": [a.to_state() for a in self.attacks], "evidence": self.evidence.to_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> BatchTally:
+        body = dict(data)
+        attacks = [AttackTally.from_state(a) for a in body.pop("attacks")]
+        evidence = Evidence.from_dict(body.pop("evidence"))
+        return cls(**body, attacks=attacks, evidence=evidence)

@@ -1,0 +1,113 @@
+"""`advgrad compare` (advgrad/compare.py, advgrad/cli/compare.py) on crafted reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from report_helpers import crafted
+from typer.testing import CliRunner
+
+from advgrad.cli import app
+from advgrad.compare import compare_reports, read_report
+from advgrad.errors import AdvgradError
+
+runner = CliRunner()
+
+
+def write(path, report) -> str:
+    path.write_text(json.dumps(report.to_dict() if hasattr(report, "to_dict") else report))
+    return str(path)
+
+
+def compare(tmp_path, base, new, *args):
+    return runner.invoke(app, ["compare", write(tmp_path / "base.json", base), write(tmp_path / "new.json", new), *args])
+
+
+BASE = {"fgsm": [95, 60, 20], "pgd": [95, 50, 10]}
+
+
+def test_identical_reports_pass(tmp_path):
+    result = compare(tmp_path, crafted(BASE), crafted(BASE), "--max-drop", "0.02")
+    assert result.exit_code == 0, result.output
+    assert "REGRESSED" not in result.stdout and "pgd" in result.stdout
+
+
+def test_a_drop_beyond_the_tolerance_fails_and_names_the_point(tmp_path):
+    new = crafted({"fgsm": [95, 60, 20], "pgd": [95, 47, 10]})  # pgd at ε=0.1: 50% → 47%
+    result = compare(tmp_path, crafted(BASE), new, "--max-drop", "0.02")
+    assert result.exit_code == 1
+    assert "pgd at ε=0.1" in result.stderr and "50.0% → 47.0%" in result.stderr
+    assert "fgsm" not in result.stderr
+    assert compare(tmp_path, crafted(BASE), new, "--max-drop", "0.03").exit_code == 0  # exactly 3 points: allowed
+    assert compare(tmp_path, crafted(BASE), new, "--max-drop", "3%").exit_code == 0
+    assert compare(tmp_path, crafted(BASE), new).exit_code == 1  # default: no drop allowed
+
+
+def test_improvements_pass_and_clean_accuracy_counts(tmp_path):
+    better = crafted({"fgsm": [95, 70, 30], "pgd": [95, 60, 20]})
+    assert compare(tmp_path, crafted(BASE), better, "--max-drop", "0").exit_code == 0
+    worse_clean = crafted(BASE, clean=90)
+    result = compare(tmp_path, crafted(BASE), worse_clean, "--max-drop", "0.02")
+    assert result.exit_code == 1 and "clean accuracy" in result.stderr
+
+
+def test_json_output_lists_every_shared_point(tmp_path):
+    new = crafted({"pgd": [95, 40, 10], "apgd": [95, 30, 5]})
+    result = compare(tmp_path, crafted(BASE), new, "--max-drop", "0.05", "--json", "-")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    points = {(p["attack"], p["eps"]): p for p in data["points"]}
+    assert set(points) == {("clean", None), ("pgd", 0.0), ("pgd", 0.1), ("pgd", 0.2)}  # fgsm, apgd: not shared
+    assert points[("pgd", 0.1)]["change"] == pytest.approx(-0.10) and points[("pgd", 0.1)]["regressed"]
+    assert not points[("pgd", 0.2)]["regressed"] and data["regressed"] is True
+    assert any("fgsm" in w for w in data["warnings"]) and any("apgd" in w for w in data["warnings"])
+
+
+def test_eps_matched_with_tolerance(tmp_path):
+    base = crafted(BASE, eps=(0.0, 8 / 255, 16 / 255))
+    new = crafted({"fgsm": [95, 60, 20], "pgd": [95, 40, 10]}, eps=(0.0, 0.0314, 0.0627))
+    comparison = compare_reports(base, new, 0.02)
+    assert [p.eps for p in comparison.points if p.attack == "pgd"] == [0.0, 8 / 255, 16 / 255]
+    assert [p.attack for p in comparison.regressions] == ["pgd"]
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: "not json at all",
+    lambda d: {**d, "schema": "something.else"},
+    lambda d: {**d, "schema_version": 99},
+    lambda d: {k: v for k, v in d.items() if k != "attacks"},
+    lambda d: {**d, "clean_accuracy": "high"},
+    lambda d: [1, 2, 3],
+])
+def test_unreadable_reports_are_exit_2(tmp_path, mutate):
+    good = crafted(BASE).to_dict()
+    bad = mutate(good)
+    path = tmp_path / "bad.json"
+    path.write_text(bad if isinstance(bad, str) else json.dumps(bad))
+    result = runner.invoke(app, ["compare", write(tmp_path / "base.json", good), str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and "bad.json" in result.stderr
+
+
+def test_missing_file_and_incompatible_reports_are_exit_2(tmp_path):
+    base = write(tmp_path / "base.json", crafted(BASE))
+    assert runner.invoke(app, ["compare", base, str(tmp_path / "nope.json")]).exit_code == 2
+    assert runner.invoke(app, ["compare", base, str(tmp_path)]).exit_code == 2
+    l2 = compare(tmp_path, crafted(BASE), crafted(BASE, norm="2"))
+    assert l2.exit_code == 2 and "threat models" in l2.stderr
+    disjoint = compare(tmp_path, crafted(BASE), crafted({"apgd": [95, 50, 10]}))
+    assert disjoint.exit_code == 2 and "share no" in disjoint.stderr
+    assert compare(tmp_path, crafted(BASE), crafted(BASE), "--max-drop", "abc").exit_code == 2
+
+
+def test_read_report_round_trips_and_ignores_unknown_fields(tmp_path):
+    data = crafted(BASE).to_dict()
+    data["a_field_from_the_future"] = 1
+    data["attacks"]["pgd"]["points"][1]["median_norm"] = 0.05
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    report = read_report(path)
+    assert report.attacks["pgd"].points[1].accuracy == 0.5
+    with pytest.raises(AdvgradError):
+        read_report(tmp_path / "missing.json")

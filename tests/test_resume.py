@@ -1,0 +1,221 @@
+"""Resuming an interrupted evaluation (advgrad/resume.py, advgrad/tally.py, advgrad/cli/state.py):
+a run stopped part-way and run again gives the same report as one that was never stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from report_helpers import run_default
+from torch import nn
+from typer.testing import CliRunner
+
+import advgrad.cli.evaluate as cli_evaluate
+from advgrad.attacks import get_attack
+from advgrad.cli import app
+from advgrad.errors import UsageError
+from advgrad.evaluate import EvalAttack, EvalConfig
+from advgrad.io.models import load_default_model
+from advgrad.resume import RunState, run_identity, run_key
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def comparable(report: dict) -> dict:
+    """A report without what may differ between runs: timing."""
+    report = json.loads(json.dumps(report))
+    report.pop("timing")
+    for curve in report["attacks"].values():
+        curve.pop("seconds")
+    return report
+
+
+class Counting(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+def stop_after(batches: int):
+    done = []
+
+    def tick(n: int) -> None:
+        done.append(n)
+        if len(done) == batches:
+            raise KeyboardInterrupt
+
+    return tick
+
+
+def test_interrupted_run_resumes_to_the_same_report(tmp_path):
+    kwargs = dict(limit=60, batch_size=10, eps=(0.0, 0.05, 0.1, 0.3), examples=3)
+    whole_model = Counting(load_default_model())
+    whole = run_default(model=whole_model, **kwargs)
+    path = tmp_path / "state"
+    with pytest.raises(KeyboardInterrupt):
+        run_default(state=RunState.open(path, "key"), progress=stop_after(2), **kwargs)
+    assert sorted(p.name for p in path.iterdir()) == ["batch-000000.pt", "batch-000001.pt", "run.json"]
+    state = RunState.open(path, "key")
+    assert state.finished == 2
+    resumed_model = Counting(load_default_model())
+    resumed = run_default(model=resumed_model, state=state, **kwargs)
+    assert resumed.timing["resumed_batches"] == 2
+    assert 0 < resumed_model.calls < whole_model.calls  # the two saved batches did not run again
+    assert comparable(resumed.to_dict()) == comparable(whole.to_dict())
+    for name in whole.examples:  # the image grid's examples come back too
+        assert [(e.y, e.pred, e.eps) for e in resumed.examples[name]] == [(e.y, e.pred, e.eps) for e in whole.examples[name]]
+        assert all(torch.equal(a.x_adv, b.x_adv) for a, b in zip(resumed.examples[name], whole.examples[name], strict=True))
+        assert 0 < len(whole.examples[name]) <= 3
+
+
+def test_state_of_another_run_is_refused_or_ignored(tmp_path):
+    path = tmp_path / "state"
+    with pytest.raises(KeyboardInterrupt):
+        run_default(state=RunState.open(path, "one"), progress=stop_after(1), limit=20, batch_size=10)
+    with pytest.raises(UsageError, match="different run"):
+        RunState.open(path, "two")
+    assert RunState.open(path, "one").finished == 1
+    assert RunState.open(path, "one", resume=False).finished == 0  # --no-resume starts afresh...
+    assert not list(path.glob("batch-*"))  # ...and drops the old batches
+    (tmp_path / "junk.pt").write_bytes(b"not a folder")
+    with pytest.raises(UsageError, match="not a folder"):
+        RunState.open(tmp_path / "junk.pt", "one")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="holds no advgrad state"):
+        RunState.open(tmp_path / "other", "one")
+
+
+def test_a_damaged_batch_file_is_run_again(tmp_path):
+    path = tmp_path / "state"
+    with pytest.raises(KeyboardInterrupt):
+        run_default(state=RunState.open(path, "k"), progress=stop_after(2), limit=40, batch_size=10)
+    (path / "batch-000001.pt").write_bytes(b"garbage")
+    state = RunState.open(path, "k")
+    report = run_default(state=state, limit=40, batch_size=10)
+    assert report.timing["resumed_batches"] == 1
+    assert comparable(report.to_dict()) == comparable(run_default(limit=40, batch_size=10).to_dict())
+    state.remove()
+    assert not path.exists()
+
+
+def test_the_key_covers_everything_that_decides_the_result(tmp_path):
+    fgsm, pgd = get_attack("fgsm"), get_attack("pgd")
+    inputs = {"model": None, "data": None, "split": "test", "limit": 100, "batch_size": 50, "seed": 0, "device": "auto"}
+    attacks = [EvalAttack(pgd, pgd.make_params(steps=10))]
+    config = EvalConfig(eps=[0.0, 0.1])
+    key = run_key(run_identity(inputs, attacks, config, "cpu"))
+    assert key == run_key(run_identity(dict(inputs), [EvalAttack(pgd, pgd.make_params(steps=10))],
+                                       EvalConfig(eps=[0.1, 0.0]), "cpu"))
+    changed = [
+        run_identity({**inputs, "limit": 99}, attacks, config, "cpu"),
+        run_identity({**inputs, "batch_size": 25}, attacks, config, "cpu"),
+        run_identity({**inputs, "split": "train"}, attacks, config, "cpu"),
+        run_identity(inputs, [EvalAttack(pgd, pgd.make_params(steps=11))], config, "cpu"),
+        run_identity(inputs, [EvalAttack(fgsm, fgsm.make_params())], config, "cpu"),
+        run_identity(inputs, attacks, EvalConfig(eps=[0.0, 0.2]), "cpu"),
+        run_identity(inputs, attacks, EvalConfig(eps=[0.0, 0.1], norm="2"), "cpu"),
+        run_identity(inputs, attacks, EvalConfig(eps=[0.0, 0.1], seed=1), "cpu"),
+        run_identity(inputs, attacks, EvalConfig(eps=[0.0, 0.1], target="random"), "cpu"),
+        run_identity(inputs, attacks, config, "cuda"),
+    ]
+    assert len({run_key(i) for i in changed} | {key}) == len(changed) + 1
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    first = run_key(run_identity({**inputs, "model": str(model)}, attacks, config, "cpu"))
+    model.write_bytes(b"xy")  # retrained into the same path
+    assert run_key(run_identity({**inputs, "model": str(model)}, attacks, config, "cpu")) != first
+
+
+ARGS = ["eval", "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.05,0.1,0.3", "--limit", "50",
+        "--batch-size", "10", "--json", "-"]
+
+
+@contextlib.contextmanager
+def interrupting_progress(description, total):
+    yield stop_after(3)
+
+
+def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
+    whole = runner.invoke(app, ARGS + ["--no-resume"])
+    assert whole.exit_code == 0, whole.output
+    assert not list((tmp_path / "state").iterdir()), "a finished run removes its state"
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_evaluate, "progress", interrupting_progress)
+        stopped = runner.invoke(app, ARGS)
+    assert stopped.exit_code == 130
+    assert "3 finished batches are saved" in stopped.stderr and "run the same command again" in stopped.stderr
+    assert stopped.stdout == ""  # no report from an unfinished run
+    [folder] = list((tmp_path / "state").glob("eval-*"))
+    assert len(list(folder.glob("batch-*.pt"))) == 3
+    resumed = runner.invoke(app, ARGS)
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming: 3 finished batches restored" in resumed.stderr
+    assert comparable(json.loads(resumed.stdout)) == comparable(json.loads(whole.stdout))
+    assert not list((tmp_path / "state").iterdir())
+
+
+def test_cli_explicit_state_file_and_no_resume(tmp_path, monkeypatch):
+    state = tmp_path / "my-state"
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_evaluate, "progress", interrupting_progress)
+        assert runner.invoke(app, ARGS + ["--state", str(state)]).exit_code == 130
+    assert state.exists()
+    fresh = runner.invoke(app, ARGS + ["--state", str(state), "--no-resume"])
+    assert fresh.exit_code == 0 and "resuming" not in fresh.stderr
+    other = ARGS[:-4] + ["--limit", "40", "--batch-size", "10", "--json", "-"]
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_evaluate, "progress", interrupting_progress)
+        assert runner.invoke(app, ARGS + ["--state", str(state)]).exit_code == 130
+    refused = runner.invoke(app, other + ["--state", str(state)])
+    assert refused.exit_code == 2 and "different run" in refused.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_real_signal_then_rerun(tmp_path, signum):
+    """A real process stopped by a signal once its first batches are saved, then run again."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "state"), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "advgrad", "eval", "--attack", "pgd", "--steps", "10", "--eps", "0,0.05,0.1",
+            "--limit", "120", "--batch-size", "5", "--seed", "3", "--json", str(tmp_path / "r.json")]
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "state").glob("eval-*/batch-*.pt")) and process.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal arrived (a very fast machine)")
+    assert process.returncode == 130, stderr
+    assert "finished batches are saved" in stderr or "finished batch" in stderr
+    assert not (tmp_path / "r.json").exists(), "an interrupted run writes no report"
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming:" in rerun.stderr
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the subprocesses: tiny batches run faster without threads fighting over cores
+    try:
+        whole = runner.invoke(app, args[3:-2] + ["--json", "-", "--no-resume", "--state", str(tmp_path / "other")])
+    finally:
+        torch.set_num_threads(threads)
+    assert whole.exit_code == 0, whole.output
+    resumed = json.loads((tmp_path / "r.json").read_text())
+    expected = json.loads(whole.stdout)
+    resumed["config"].pop("outputs")
+    expected["config"].pop("outputs")
+    assert comparable(resumed) == comparable(expected)
+    assert not list((tmp_path / "state").iterdir())  # no state, no temporary file left behind
