@@ -8,10 +8,11 @@ from advgrad.errors import UsageError
 
 
 def resolve_device(name: str | None = "auto") -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cpu``; ``cuda`` or ``cuda:N`` (must exist)."""
+    """``auto`` → CUDA when available, else CPU; ``cpu``; ``cuda`` (the current GPU, as
+    ``cuda:N``) or ``cuda:N`` (must exist)."""
     text = (name or "auto").strip().lower()
     if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        text = "cuda" if torch.cuda.is_available() else "cpu"
     if text == "cpu":
         return torch.device("cpu")
     if text.startswith("cuda"):
@@ -21,6 +22,8 @@ def resolve_device(name: str | None = "auto") -> torch.device:
             device = torch.device(text)
         except RuntimeError:
             raise UsageError(f"bad device {name!r}: use auto, cpu, cuda or cuda:N") from None
+        if device.index is None:  # an explicit index: generators and reports name the same GPU
+            device = torch.device("cuda", torch.cuda.current_device())
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"{name} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
         return device

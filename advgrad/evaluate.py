@@ -110,6 +110,24 @@ class BatchStore(Protocol):
     def save(self, batch_index: int, tally: BatchTally) -> None: ...
 
 
+class BatchExchange(Protocol):
+    """How the processes of a distributed run share their finished batches
+    (:class:`advgrad.distributed.Shard`): each runs its own batches and adds everyone's to its
+    totals in batch order."""
+
+    world_size: int
+
+    def number(self, batches: Iterable[tuple[Tensor, Tensor]]) -> Iterable[tuple[int, tuple[Tensor, Tensor]]]: ...
+
+    def samples_before(self, batch_index: int) -> int: ...
+
+    def exchange(self, batch_index: int, part: BatchTally) -> list[BatchTally]: ...
+
+    def drain(self) -> Iterable[BatchTally]: ...
+
+    def total(self, value: int) -> int: ...
+
+
 def _attack_batch(
     model: CountingModel,
     attack: EvalAttack,
@@ -170,18 +188,20 @@ def _run_batch(
     x: Tensor,
     y: Tensor,
     batch_index: int,
+    before: int,
     done: BatchTally | None,
 ) -> BatchTally:
     """Clean predictions, the checks' evidence and every attack's sweep on one batch.
 
-    ``done`` holds the batches before this one: it decides whether this batch still gets a
-    gradient pass for the checks and how many adversarial examples it still keeps."""
+    ``before`` samples precede this batch in the run: the first batches get a gradient pass for
+    the checks. ``done`` holds batches before this one (in a distributed run, those finished so
+    far): the examples they kept decide how many this batch still keeps (at least as many as the
+    report takes from it; the report keeps the first ones by batch order)."""
     t0 = time.perf_counter()
     with torch.no_grad():
         logits = counted(x)
     classes = check_logits(logits, y)
     correct = logits.argmax(dim=1) == y
-    before = 0 if done is None else done.n
     evidence = measure(counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES)
     part = BatchTally(
         n=y.shape[0],
@@ -212,6 +232,7 @@ def evaluate(
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
     state: BatchStore | None = None,
+    shard: BatchExchange | None = None,
 ) -> RobustnessReport:
     """Clean accuracy and accuracy under each attack at each ε of ``config``, with sanity checks.
 
@@ -219,6 +240,8 @@ def evaluate(
     with the number of samples finished after each batch. With ``state``, each finished batch is
     saved there and a batch it already holds is not run again, so an interrupted run continues
     where it stopped (batch ``k`` must be the same samples in both runs) and gives the same report.
+    With ``shard`` (a distributed run, :mod:`advgrad.distributed`) ``batches`` are this process's
+    share of the run and the report is the whole run's, equal to a single process's (timing aside).
     The model's mode and its parameters' ``requires_grad`` are restored afterwards.
     """
     device = torch.device(device)
@@ -229,25 +252,36 @@ def evaluate(
     total: BatchTally | None = None
     resumed = 0
     started = time.perf_counter()
-    with frozen(counted):
-        for b, (x, y) in enumerate(batches):
-            part = state.restore(b) if state is not None else None
-            if part is None:
-                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, total)
-                if state is not None:
-                    state.save(b, part)
-            else:
-                resumed += 1
+
+    def add(parts: Iterable[BatchTally]) -> None:  # in batch order, as one process adds them
+        nonlocal total
+        for part in parts:
             if total is None:
                 total = BatchTally.empty(len(config.eps), len(part.class_counts), len(attacks))
             total.merge(part)
             if progress is not None:
                 progress(total.n)
+
+    with frozen(counted):
+        for b, (x, y) in enumerate(batches) if shard is None else shard.number(batches):
+            part = state.restore(b) if state is not None else None
+            if part is None:
+                before = (0 if total is None else total.n) if shard is None else shard.samples_before(b)
+                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, before, total)
+                if state is not None:
+                    state.save(b, part)
+            else:
+                resumed += 1
+            add([part] if shard is None else shard.exchange(b, part))
+        if shard is not None:
+            add(shard.drain())
+            resumed = shard.total(resumed)
     if total is None or total.n == 0:
         raise UsageError("no samples to evaluate: the data is empty")
     report = _report(total, attacks, config, device)
     report.timing = {"total_seconds": round(time.perf_counter() - started, 4),
-                     "clean_seconds": round(total.clean_seconds, 4), "resumed_batches": resumed}
+                     "clean_seconds": round(total.clean_seconds, 4), "resumed_batches": resumed,
+                     "world_size": 1 if shard is None else shard.world_size}
     report.checks = run_checks(report)
     return report
 
@@ -292,5 +326,6 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         seed=config.seed,
         versions=versions(device),
         diagnostics=total.evidence.to_dict(),
-        examples={attack.name: tally.examples for attack, tally in zip(attacks, total.attacks, strict=True)},
+        examples={attack.name: tally.examples[: config.examples]  # the first ones by batch order
+                  for attack, tally in zip(attacks, total.attacks, strict=True)},
     )

@@ -147,6 +147,10 @@ class RunState:
         """How many batches are saved."""
         return len(self._done)
 
+    def saved_batches(self) -> int:
+        """How many batch files the folder holds now (in a distributed run, every rank's)."""
+        return sum(1 for _ in self.path.glob("batch-*.pt")) if self.path.is_dir() else 0
+
     def restore(self, batch_index: int) -> BatchTally | None:
         if batch_index not in self._done:
             return None

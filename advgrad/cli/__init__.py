@@ -10,6 +10,7 @@ from advgrad import __version__
 from advgrad.cli.attack import attack
 from advgrad.cli.compare import compare_command
 from advgrad.cli.console import set_debug
+from advgrad.cli.distributed import setup_process
 from advgrad.cli.evaluate import eval_command
 from advgrad.cli.grad import grad
 from advgrad.cli.info import info_command
@@ -37,11 +38,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
 ) -> None:
     """Adversarial examples and robustness evaluation for trained PyTorch classifiers."""
     set_debug(debug)
+    setup_process(ctx.invoked_subcommand)  # under torchrun: only rank 0 speaks
 
 
 app.command("attack")(attack)

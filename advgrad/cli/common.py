@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.cli.console import info, print_json, warn
 from advgrad.errors import UsageError
@@ -12,14 +14,15 @@ from advgrad.io.files import write_json
 from advgrad.io.inputs import InputOptions, RunInputs, open_inputs
 
 
-def open_and_describe(options: InputOptions) -> RunInputs:
-    """Open model and data and say on stderr what was loaded."""
-    inputs = open_inputs(options)
+def open_and_describe(options: InputOptions, device: torch.device | None = None) -> RunInputs:
+    """Open model and data (on ``device`` when given) and say on stderr what was loaded."""
+    inputs = open_inputs(options, device)
     shape = "×".join(str(s) for s in inputs.probe.input_shape)
     normalization = "" if inputs.model.normalization is None else f" · normalisation {inputs.model.normalization}"
+    runtime = "".join(f", {note}" for note in inputs.runtime)
     info(
         f"model: {inputs.model.description}{normalization} · data: {inputs.data.description} · "
-        f"{inputs.n_samples} samples of {shape}, {inputs.probe.num_classes} classes · device: {inputs.device}"
+        f"{inputs.n_samples} samples of {shape}, {inputs.probe.num_classes} classes · device: {inputs.device}{runtime}"
     )
     for message in inputs.warnings:
         warn(message)

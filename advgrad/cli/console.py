@@ -16,15 +16,31 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from advgrad.errors import AdvgradError, ExitCode
+from advgrad.runtime import compile_failed, is_compile_error
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
 
-_state = {"debug": os.environ.get("ADVGRAD_DEBUG", "") not in ("", "0")}
+_state = {"debug": os.environ.get("ADVGRAD_DEBUG", "") not in ("", "0"), "rank": 0}
 
 
 def set_debug(flag: bool) -> None:
     _state["debug"] = _state["debug"] or flag
+
+
+def quiet_rank(rank: int) -> None:
+    """Silence this process (a rank other than 0 of a distributed run): no results, messages or
+    progress; only its errors are printed, prefixed with its rank, so a failure says where it was."""
+    _state["rank"] = rank
+    out.quiet = err.quiet = True
+
+
+def _error(text: str) -> None:
+    if _state["rank"]:
+        sys.stderr.write(f"[rank {_state['rank']}] {text}\n")
+        sys.stderr.flush()
+    else:
+        err.print(text, style="red", markup=False)
 
 
 def info(message: str) -> None:
@@ -64,27 +80,26 @@ def handle_errors(fn: F) -> F:
         except AdvgradError as exc:
             if _state["debug"]:
                 raise
-            err.print(f"error: {exc}", style="red", markup=False)
+            _error(f"error: {exc}")
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("interrupted", markup=False)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except MemoryError:
-            err.print("error: out of memory; lower --batch-size", style="red", markup=False)
+            _error("error: out of memory; lower --batch-size")
             raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
         except Exception as exc:
             if _state["debug"]:
                 raise
             if type(exc).__name__ == "OutOfMemoryError":
-                err.print("error: the device ran out of memory; lower --batch-size", style="red", markup=False)
+                _error("error: the device ran out of memory; lower --batch-size")
+                raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+            if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
+                _error(f"error: {compile_failed(exc)}")
                 raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
             first = (str(exc).strip().splitlines() or [""])[0][:300]
-            err.print(
-                f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback "
-                "and please report it)",
-                style="red",
-                markup=False,
-            )
+            _error(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback "
+                   "and please report it)")
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
         finally:
             warnings.showwarning = previous
@@ -95,7 +110,7 @@ def handle_errors(fn: F) -> F:
 @contextmanager
 def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when it is a terminal; otherwise a silent callback."""
-    if not err.is_terminal:
+    if not err.is_terminal or err.quiet:
         yield lambda done: None
         return
     bar = Progress(

@@ -11,6 +11,7 @@ from advgrad.cli import report_options as r
 from advgrad.cli.common import attacks_from, open_and_describe
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import err, handle_errors, progress
+from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
@@ -74,18 +75,23 @@ def eval_command(
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [a.name for a in attacks], config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
-    inputs = open_and_describe(io_options)
-    state = open_run_state(run_identity(inputs.options.to_dict(), attacks, config, inputs.device), state_file, resume)
-    with sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C: progress kept, no temporary file left
+    with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
+        inputs = open_and_describe(io_options, process.device)
+        identity = run_identity(inputs.options.to_dict(), attacks, config, inputs.device)
+        with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
+            # only read it: clearing it again could delete a batch rank 0 has already saved
+            state = open_run_state(identity, state_file, resume or not process.is_main)
         try:
             with progress("eval", inputs.n_samples) as tick:
-                report = evaluate(inputs.model.module, inputs.batches(), attacks, config, device=inputs.device,
-                                  progress=tick, state=state)
+                report = evaluate(inputs.model.module, inputs.batches(process.rank, process.world_size), attacks, config,
+                                  device=inputs.device, progress=tick, state=state, shard=process.shard)
         except KeyboardInterrupt:
-            saved = "nothing was finished" if state is None or not state.finished else (
-                f"{state.finished} finished batches are saved in {state.path}; run the same command again to continue")
+            saved = "nothing was finished" if state is None or not state.saved_batches() else (
+                f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue")
             err.print(f"interrupted: {saved}", markup=False)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        if not process.is_main:  # rank 0 alone writes the report and decides the exit code
+            return
         report.model = inputs.model.to_dict()
         report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
         report.config.update({

@@ -14,6 +14,7 @@ from advgrad.io.inputs import InputOptions
 from advgrad.io.normalize import parse_channels
 
 IO_PANEL = "Model and data"
+RUNTIME_PANEL = "Speed and scale"
 ATTACK_PANEL = "Attack"
 OUTPUT_PANEL = "Output"
 
@@ -102,7 +103,25 @@ SeedOpt = Annotated[
     int, typer.Option("--seed", help="Seed for random starts, targets and --shuffle; same seed, same result.",
                       rich_help_panel=IO_PANEL)
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=IO_PANEL)]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: each process takes cuda:LOCAL_RANK).",
+                                        rich_help_panel=RUNTIME_PANEL)]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option("--precision", help=(
+        "fp32, bf16 or fp16: run the model under autocast in that precision; inputs, gradients, perturbations and "
+        "their projection stay fp32 (docs/scale.md shows what it does to attack strength)."),
+        rich_help_panel=RUNTIME_PANEL),
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="Run the model through torch.compile (needs a C++ compiler on CPU, Triton on CUDA).",
+                       rich_help_panel=RUNTIME_PANEL)
+]
+ChannelsLastOpt = Annotated[
+    Optional[bool],
+    typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format for the model and its inputs "
+                 "[default: on for convolutional models on CUDA, off otherwise].", rich_help_panel=RUNTIME_PANEL,
+                 show_default=False),
+]
 
 NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2 (or 1 where supported).", rich_help_panel=ATTACK_PANEL)]
 StepsOpt = Annotated[
@@ -146,7 +165,8 @@ _INPUT_PARAMS: list[tuple[str, Any, Any]] = [
     ("data", DataOpt, None), ("split", SplitOpt, "test"), ("data_root", DataRootOpt, None),
     ("download", DownloadOpt, False), ("image_size", ImageSizeOpt, None), ("limit", LimitOpt, None),
     ("shuffle", ShuffleOpt, False), ("batch_size", BatchOpt, 256), ("num_workers", WorkersOpt, 0),
-    ("seed", SeedOpt, 0), ("device", DeviceOpt, "auto"),
+    ("seed", SeedOpt, 0), ("device", DeviceOpt, "auto"), ("precision", PrecisionOpt, "fp32"),
+    ("compile", CompileOpt, False), ("channels_last", ChannelsLastOpt, None),
 ]
 
 
@@ -161,6 +181,7 @@ def input_options(**given: Any) -> InputOptions:
         unsafe_pickle=values["unsafe_pickle"], mean=parse_channels(values["mean"], "--mean"),
         std=parse_channels(values["std"], "--std"), data_root=values["data_root"], download=values["download"],
         image_size=values["image_size"], num_workers=values["num_workers"], shuffle=values["shuffle"],
+        precision=values["precision"], compile=values["compile"], channels_last=values["channels_last"],
     )
 
 

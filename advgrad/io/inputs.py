@@ -15,6 +15,7 @@ from advgrad.io.factories import parse_model_args
 from advgrad.io.models import LoadedModel, ModelOptions, load_model
 from advgrad.io.outputs import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, probe
+from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
 
 PROBE_SIZE = 64
 
@@ -26,7 +27,9 @@ class InputOptions:
     Model: ``model``, ``weights``, ``model_args`` (``KEY=VALUE`` strings), ``unsafe_pickle``,
     ``mean``/``std``. Data: ``data``, ``split``, ``data_root``, ``download``, ``image_size``.
     Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
-    ``num_workers``. See docs/loading.md for every accepted form.
+    ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
+    ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
+    :mod:`advgrad.runtime`. See docs/loading.md for every accepted form.
     """
 
     model: str | None = None
@@ -46,6 +49,9 @@ class InputOptions:
     image_size: int | None = None
     num_workers: int = 0
     shuffle: bool = False
+    precision: str = "fp32"
+    compile: bool = False
+    channels_last: bool | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -55,6 +61,9 @@ class InputOptions:
 
     def data_options(self) -> DataOptions:
         return DataOptions(split=self.split, root=self.data_root, download=self.download, image_size=self.image_size)
+
+    def runtime_options(self) -> RuntimeOptions:
+        return RuntimeOptions(precision=self.precision, compile=self.compile, channels_last=self.channels_last)
 
     def model_options(self, device: torch.device) -> ModelOptions:
         return ModelOptions(
@@ -73,6 +82,7 @@ class RunInputs:
     probe: ProbeResult
     options: InputOptions
     warnings: list[str] = field(default_factory=list)
+    runtime: list[str] = field(default_factory=list)  # how the model runs: "bf16 autocast", "compiled"…
 
     @property
     def n_samples(self) -> int:
@@ -97,6 +107,7 @@ class RunInputs:
             "input_shape": list(self.probe.input_shape),
             "num_classes": self.probe.num_classes,
             "device": str(self.device),
+            "runtime": list(self.runtime),
             "probe": {
                 "samples": self.probe.batch_size,
                 "correct": self.probe.correct,
@@ -106,11 +117,18 @@ class RunInputs:
             "options": self.options.to_dict(),
         }
 
-    def batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(self, rank: int = 0, world_size: int = 1) -> Iterator[tuple[Tensor, Tensor]]:
+        """The run's batches; with ``world_size`` > 1 only those of ``rank``: batches ``rank``,
+        ``rank + world_size``, … of the whole run (the same samples as there)."""
         o = self.options
-        return self.data.batches(
-            o.batch_size, limit=o.limit, shuffle=o.shuffle, seed=o.seed, num_workers=o.num_workers
-        )
+        if world_size == 1:
+            return self.data.batches(
+                o.batch_size, limit=o.limit, shuffle=o.shuffle, seed=o.seed, num_workers=o.num_workers
+            )
+        chunks = self.selection().split(o.batch_size)[rank::world_size]
+        mine = torch.cat(chunks) if chunks else torch.zeros(0, dtype=torch.long)
+        # every chunk but the run's last is full, so cutting ``mine`` again gives the same batches
+        return self.data.stream(mine, o.batch_size, o.num_workers)
 
 
 def _check_options(options: InputOptions) -> None:
@@ -122,6 +140,7 @@ def _check_options(options: InputOptions) -> None:
         raise UsageError(f"--num-workers must be 0 or more, got {options.num_workers}")
     if options.image_size is not None and options.image_size < 1:
         raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
+    parse_precision(options.precision)
 
 
 def _class_warnings(data: DataSource, classes: int) -> list[str]:
@@ -133,24 +152,28 @@ def _class_warnings(data: DataSource, classes: int) -> list[str]:
     ]
 
 
-def open_inputs(options: InputOptions) -> RunInputs:
-    """Resolve the device, load data and model, and probe them with the first batch.
+def open_inputs(options: InputOptions, device: torch.device | None = None) -> RunInputs:
+    """Resolve the device (unless given: a distributed run gives each process its own), load data
+    and model, set up how the model runs (precision, compile, channels-last) and probe them with
+    the first batch.
 
     Beyond the probe batch, every label the data knows cheaply is checked against the model's
     number of classes, so that a label out of range fails before the run, not in its middle.
     """
     _check_options(options)
-    device = resolve_device(options.device)
+    device = resolve_device(options.device) if device is None else device
     model_options = options.model_options(device)  # bad --model-arg fails before data is read
     data = load_data(options.data, options.data_options())
     model = load_model(options.model, model_options)
     selection = data.select(limit=options.limit, shuffle=options.shuffle, seed=options.seed)
     x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
-    result = probe(model.module, x.to(device), y.to(device))
+    x, y = x.to(device), y.to(device)
+    model.module, runtime = prepare_model(model.module, options.runtime_options(), device, x)
+    result = probe(model.module, x, y)
     if result.output.kind != "tensor":
         model.module = LogitsOf(model.module, result.output)
     labels = data.labels()
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
     warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
-    return RunInputs(model, data, device, result, options, warnings)
+    return RunInputs(model, data, device, result, options, warnings, runtime)

@@ -1,0 +1,204 @@
+"""One evaluation shared among the processes torchrun starts, on torch's own distributed engine.
+
+``torchrun --nproc_per_node N -m advgrad eval …`` starts N processes and gives each ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` (and, with ``--nnodes``/``--rdzv-endpoint``, the same across
+machines). advgrad reads them (:func:`launch_from_env`), joins the process group (NCCL when the
+run is on CUDA, gloo on CPU) and shares the work out at batch granularity: batch ``k`` of the run
+goes to rank ``k mod N``. Each batch's random starts and targets come from generators seeded by
+its index (:mod:`advgrad.seeding`), so every batch gives the result it gives in one process.
+
+The ranks advance in rounds: in round ``r`` rank ``i`` runs batch ``r·N + i``, then
+``all_gather_object`` hands every rank the round's finished tallies, which each adds to its
+totals in batch order — exactly the additions one process makes, so integer counts, float sums,
+the checks' evidence and the first adversarial examples by batch index are those of a
+single-process run. Memory stays flat: nothing is held beyond one round. A rank that runs out of
+batches keeps joining rounds with nothing to add until every rank is done.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from advgrad.device import resolve_device
+from advgrad.errors import InternalError, UsageError
+from advgrad.tally import BatchTally
+
+T = TypeVar("T")
+
+ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where this process stands in a torchrun launch."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone prints and writes the report."""
+        return self.rank == 0
+
+
+def launch_from_env(environ: Mapping[str, str] | None = None) -> Launch | None:
+    """The torchrun launch this process belongs to, or None when it runs alone.
+
+    torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; a launch of one process is no
+    launch at all (it runs exactly as without torchrun)."""
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in env or "RANK" not in env:
+        return None
+    try:
+        rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+        local = int(env.get("LOCAL_RANK", env["RANK"]))
+    except ValueError:
+        raise UsageError(
+            f"RANK={env.get('RANK')!r}, WORLD_SIZE={env.get('WORLD_SIZE')!r} and LOCAL_RANK={env.get('LOCAL_RANK')!r} "
+            "must be integers (they are set by torchrun)"
+        ) from None
+    if world < 1 or not 0 <= rank < world or local < 0:
+        raise UsageError(f"RANK={rank} does not fit WORLD_SIZE={world} (they are set by torchrun)")
+    if world == 1:
+        return None
+    return Launch(rank, world, local)
+
+
+def process_device(requested: str | None, launch: Launch) -> torch.device:
+    """The device of one process of a launch: ``cuda:LOCAL_RANK`` when the run uses CUDA
+    (``--device cuda``, or ``auto`` on a machine with CUDA), else the CPU."""
+    text = (requested or "auto").strip().lower()
+    if text.startswith("cuda:"):
+        raise UsageError(
+            f"--device {requested} names one GPU, but under torchrun each process takes the GPU of its LOCAL_RANK; "
+            "pass --device cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
+    device = resolve_device(text)
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count()
+    if launch.local_rank >= count:
+        raise UsageError(
+            f"this process has LOCAL_RANK {launch.local_rank} but the machine has {count} CUDA device(s); "
+            f"start at most {count} processes per machine (torchrun --nproc_per_node {count})"
+        )
+    return torch.device("cuda", launch.local_rank)
+
+
+class Shard:
+    """This process's share of a distributed evaluation and the exchange of finished batches.
+
+    :func:`advgrad.evaluate.evaluate` uses it through four calls: :meth:`number` gives this
+    rank's batches their run-wide indices, :meth:`samples_before` says how many samples precede
+    a batch in the whole run, :meth:`exchange` trades a finished batch for the round's finished
+    batches (in batch order) and :meth:`drain` joins the remaining rounds once this rank is
+    done. The batches of a run must all hold ``batch_size`` samples except the last one (they
+    do: sources cut the selection into consecutive chunks); the exchange checks it.
+    """
+
+    def __init__(self, launch: Launch, batch_size: int, group: Any = None):
+        self.rank, self.world_size = launch.rank, launch.world_size
+        self.batch_size = batch_size
+        self.group = group
+        self._next = 0  # index of the next batch the totals expect
+        self._short_seen: int | None = None  # a batch shorter than batch_size, which must be the last
+
+    def number(self, batches: Iterable[T]) -> Iterator[tuple[int, T]]:
+        """This rank's batches with their indices in the whole run: ``rank``, ``rank + N``, …"""
+        for i, batch in enumerate(batches):
+            yield self.rank + i * self.world_size, batch
+
+    def samples_before(self, batch_index: int) -> int:
+        """Samples in the batches before ``batch_index`` (all of them full)."""
+        return batch_index * self.batch_size
+
+    def exchange(self, batch_index: int, part: BatchTally) -> list[BatchTally]:
+        """Give this rank's finished batch, get every rank's batch of this round, in batch order."""
+        return self._round((batch_index, part))
+
+    def drain(self) -> Iterator[BatchTally]:
+        """Join rounds with nothing to give until no rank has anything left; yield what others give."""
+        while True:
+            parts = self._round(None)
+            if not parts and self._all_done:
+                return
+            yield from parts
+
+    def total(self, value: int) -> int:
+        """The sum of ``value`` over the ranks (all_reduce)."""
+        t = torch.tensor([value], dtype=torch.int64, device=_collective_device())
+        dist.all_reduce(t, group=self.group)
+        return int(t.item())
+
+    def barrier(self) -> None:
+        dist.barrier(group=self.group)
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block before the others do (e.g. opening a state folder it may clear)."""
+        if self.rank != 0:
+            self.barrier()
+        try:
+            yield
+        finally:
+            if self.rank == 0:
+                self.barrier()
+
+    def _round(self, mine: tuple[int, BatchTally] | None) -> list[BatchTally]:
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, mine, group=self.group)
+        self._all_done = all(item is None for item in gathered)
+        found = sorted((item for item in gathered if item is not None), key=lambda item: item[0])
+        for index, part in found:
+            self._check(index, part)
+        return [part for _, part in found]
+
+    def _check(self, index: int, part: BatchTally) -> None:
+        """Batches must arrive in order, each full except the last: else ``samples_before`` and
+        the single-process equivalence would not hold (a bug, never the user's input)."""
+        if index != self._next or self._short_seen is not None:
+            raise InternalError(
+                f"distributed evaluation received batch {index} when batch {self._next} was due "
+                f"(after a short batch: {self._short_seen})"
+            )
+        if part.n != self.batch_size:
+            self._short_seen = index
+        self._next += 1
+
+
+def _collective_device() -> torch.device:
+    """Where tensors for collectives live: the current GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@contextmanager
+def process_group(launch: Launch, device: torch.device) -> Iterator[None]:
+    """Join the launch's process group for the block: NCCL when ``device`` is a GPU, gloo on CPU.
+    The rendezvous (address, port, store) is the one torchrun set up in the environment."""
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if backend == "nccl":
+        if not dist.is_nccl_available():
+            raise UsageError("this torch build has no NCCL; run the distributed evaluation with --device cpu (gloo)")
+        torch.cuda.set_device(device)
+    elif not dist.is_gloo_available():
+        raise UsageError("this torch build has no gloo backend, which a distributed run on CPUs needs")
+    kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
+    try:
+        dist.init_process_group(backend, rank=launch.rank, world_size=launch.world_size, **kwargs)
+    except (RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"could not join the torchrun process group ({backend}): {first}") from None
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

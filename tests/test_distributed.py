@@ -1,0 +1,178 @@
+"""Distributed evaluation (advgrad/distributed.py, advgrad/cli/distributed.py): several CPU
+processes under gloo give the report one process gives, and only rank 0 speaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import distributed_worker as worker
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from advgrad.distributed import Launch, Shard, launch_from_env, process_device
+from advgrad.errors import InternalError, UsageError
+from advgrad.evaluate import evaluate
+from advgrad.evidence import Evidence
+from advgrad.resume import RunState
+from advgrad.tally import BatchTally
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120  # seconds; a hung collective fails the test instead of the suite
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def comparable(report: dict) -> dict:
+    """What must be equal between runs: everything but timing and where outputs went."""
+    report = json.loads(json.dumps(report))
+    report.pop("timing")
+    for curve in report["attacks"].values():
+        curve.pop("seconds")
+    report["config"].pop("outputs", None)
+    return report
+
+
+def assert_same_examples(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert [e[:4] for e in a[name]] == [e[:4] for e in b[name]]
+        for ea, eb in zip(a[name], b[name], strict=True):
+            assert torch.equal(ea[4], eb[4]) and torch.equal(ea[5], eb[5])
+
+
+def stop_after(batches: int):
+    done = []
+
+    def tick(n: int) -> None:
+        done.append(n)
+        if len(done) == batches:
+            raise KeyboardInterrupt
+
+    return tick
+
+
+# ------------------------------------------------------------------------ two gloo processes
+
+
+def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_path):
+    # 45 samples in batches of 10: five batches, the last one short, so rank 0 runs three and rank 1
+    # two (then waits); the 15 examples kept per attack come from batches 0 (rank 0) and 1 (rank 1,
+    # which keeps more than the report takes); the checks' gradient
+    # pass covers the first 25 samples only (three batches, on both ranks).
+    limit, batch, examples = 45, 10, 15
+    torch.set_num_threads(1)
+    inputs, attacks, config = worker.setup(limit, batch, examples)
+    single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config))
+    assert 0 < len(single["examples"]["pgd"]) <= examples
+    assert single["report"]["diagnostics"]["gradient_samples"] < single["report"]["clean_correct"]
+
+    state = tmp_path / "state"  # a single-process run interrupted after two batches
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(inputs.model.module, inputs.batches(), attacks, config, state=RunState.open(state, "key"),
+                 progress=stop_after(2))
+    assert RunState.open(state, "key").finished == 2
+
+    context = mp.start_processes(
+        worker.run, args=(2, free_port(), str(tmp_path), limit, batch, examples, str(state)), nprocs=2,
+        join=False, start_method="spawn",
+    )
+    for process in context.processes:
+        process.join(TIMEOUT)
+    alive = [p for p in context.processes if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "a rank hung"
+    assert all(p.exitcode == 0 for p in context.processes), [p.exitcode for p in context.processes]
+
+    for name in ("fresh", "resumed"):
+        run = torch.load(tmp_path / f"{name}.pt", weights_only=False)
+        assert comparable(run["report"]) == comparable(single["report"]), name
+        assert_same_examples(run["examples"], single["examples"])
+        assert run["report"]["timing"]["world_size"] == 2
+    assert torch.load(tmp_path / "resumed.pt", weights_only=False)["report"]["timing"]["resumed_batches"] == 2
+
+
+def test_torchrun_eval_equals_the_single_process_eval_and_only_rank_0_speaks(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "states")}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(key, None)
+    args = ["eval", "--limit", "45", "--batch-size", "10", "--eps", "0,0.1,0.3", "--steps", "5",
+            "--fail-under", "pgd@0.1=0.9", "--device", "cpu"]
+    single = subprocess.run([sys.executable, "-m", "advgrad", *args, "--json", str(tmp_path / "single.json")],
+                            env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    launched = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "advgrad", *args, "--json", str(tmp_path / "dist.json")],
+        env=env, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert single.returncode == 1, single.stderr  # the gate fails in both
+    assert launched.returncode != 0, launched.stderr
+    a = json.loads((tmp_path / "single.json").read_text())
+    b = json.loads((tmp_path / "dist.json").read_text())
+    assert comparable(a) == comparable(b)
+    assert (a["timing"]["world_size"], b["timing"]["world_size"]) == (1, 2)
+    # one report on stdout, each message once, nothing from rank 1
+    assert launched.stdout.count("sanity checks:") == 1
+    for line in ("wrote ", "gate FAILED: pgd", "model: embedded DigitsCNN"):
+        assert launched.stderr.count(line) == 1, (line, launched.stderr)
+    assert "[rank 1]" not in launched.stderr
+    assert not list((tmp_path / "states").glob("*/batch-*.pt"))  # the finished run removed its state
+
+
+def test_other_commands_refuse_to_run_under_a_launch_of_several_processes():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
+    result = subprocess.run([sys.executable, "-m", "advgrad", "grad", "--limit", "2"], env=env,
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 2
+    assert "only `advgrad eval`" in result.stderr and "Traceback" not in result.stderr
+    quiet = subprocess.run([sys.executable, "-m", "advgrad", "grad", "--limit", "2"],
+                           env={**env, "RANK": "1", "LOCAL_RANK": "1"}, capture_output=True, text=True, timeout=TIMEOUT)
+    assert quiet.returncode == 2 and quiet.stderr == "" and quiet.stdout == ""  # rank 1 stays silent
+
+
+# ------------------------------------------------------------------------ pieces, in one process
+
+
+def test_launch_is_read_from_torchrun_environment():
+    assert launch_from_env({}) is None
+    assert launch_from_env({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}) is None  # one process: no launch
+    assert launch_from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"}) == Launch(3, 4, 1)
+    for bad in ({"RANK": "4", "WORLD_SIZE": "4"}, {"RANK": "x", "WORLD_SIZE": "2"}, {"RANK": "0", "WORLD_SIZE": "0"}):
+        with pytest.raises(UsageError):
+            launch_from_env(bad)
+
+
+def test_process_device_refuses_one_named_gpu_and_keeps_the_cpu():
+    launch = Launch(1, 2, 1)
+    assert process_device("cpu", launch) == torch.device("cpu")
+    with pytest.raises(UsageError, match="LOCAL_RANK"):
+        process_device("cuda:0", launch)
+    if not torch.cuda.is_available():
+        assert process_device("auto", launch) == torch.device("cpu")
+
+
+def tally(n: int) -> BatchTally:
+    return BatchTally(n, 0, [0, 0], [0, 0], [], Evidence())
+
+
+def test_shard_numbers_its_batches_and_checks_their_order():
+    shard = Shard(Launch(1, 3, 1), batch_size=10)
+    assert [b for b, _ in shard.number("abc")] == [1, 4, 7]
+    assert shard.samples_before(4) == 40
+    shard._check(0, tally(10))
+    with pytest.raises(InternalError):  # batch 2 arrives when batch 1 is due
+        shard._check(2, tally(10))
+    shard = Shard(Launch(0, 2, 0), batch_size=10)
+    shard._check(0, tally(7))
+    with pytest.raises(InternalError):  # only the last batch may be short
+        shard._check(1, tally(10))

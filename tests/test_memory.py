@@ -1,0 +1,65 @@
+"""Bounded memory (advgrad/evaluate.py, advgrad/tally.py): an evaluation holds counters and the
+few images asked for, never something per sample or per batch (benchmarks/bench_memory.py
+measures the process's peak)."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import torch
+
+from advgrad.attacks import get_attack
+from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
+from advgrad.io.data import DataSource, load_default
+from advgrad.io.models import load_default_model
+
+BATCH = 20
+EARLY, BATCHES = 50, 150  # measured after 50 and after 150 batches (3,000 samples)
+
+
+class CycledDigits(DataSource):
+    """The embedded test digits repeated to ``n`` samples, fetched batch by batch (no storage)."""
+
+    name = description = "cycled digits"
+
+    def __init__(self, n: int):
+        self.base, self.n = load_default(), n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def fetch(self, indices):
+        return self.base.fetch(indices % len(self.base))
+
+
+def live_tensors() -> int:
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
+
+
+def test_an_evaluation_holds_nothing_that_grows_with_the_samples():
+    attacks = [EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
+               EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=3))]
+    config = EvalConfig(eps=[0.0, 0.1, 0.3], examples=4)
+    checkpoints = {EARLY: None, BATCHES: None}  # after these many batches
+    batches = [0]
+
+    def tick(done: int) -> None:
+        batches[0] += 1
+        if batches[0] in checkpoints:
+            gc.collect()
+            checkpoints[batches[0]] = (live_tensors(), tracemalloc.get_traced_memory()[0])
+
+    tracemalloc.start()
+    try:
+        report = evaluate(load_default_model(), CycledDigits(BATCH * BATCHES).batches(BATCH), attacks, config, progress=tick)
+    finally:
+        tracemalloc.stop()
+    assert report.n_samples == BATCH * BATCHES
+    assert all(len(kept) == 4 for kept in report.examples.values())  # the images asked for, no more
+    (tensors_early, python_early), (tensors_late, python_late) = checkpoints.values()
+    # 100 more batches, 2,000 more samples: a tensor kept per batch, or a number kept per sample
+    # (≥ 32 bytes each: 64 KB), would show. torch keeps a few bytes per new batch shape it meets
+    # (a cache that fills up and stops): that is the slack.
+    assert tensors_late <= tensors_early
+    assert python_late - python_early < 24_000, python_late - python_early
