@@ -44,23 +44,10 @@ def child_library(n: int, device: str, steps: int, batch: int) -> None:
 
     from advgrad.attacks import get_attack
     from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
-    from advgrad.io.data import DataSource, load_default
+    from advgrad.io.data import load_default
     from advgrad.io.models import load_default_model
+    from advgrad.io.sources import CycledSource
     from advgrad.threat import parse_eps_list
-
-    class CycledDigits(DataSource):
-        """The 450 embedded test digits repeated to ``n`` samples, fetched batch by batch."""
-
-        name, description = "cycled-digits", "embedded digits cycled"
-
-        def __init__(self, n: int):
-            self.base, self.n = load_default(), n
-
-        def __len__(self) -> int:
-            return self.n
-
-        def fetch(self, indices):
-            return self.base.fetch(indices % len(self.base))
 
     dev = torch.device(device)
     model = load_default_model(dev)
@@ -69,7 +56,7 @@ def child_library(n: int, device: str, steps: int, batch: int) -> None:
     config = EvalConfig(eps=parse_eps_list(EPS), examples=8)
     tracemalloc.start()
     started = time.perf_counter()
-    report = evaluate(model, CycledDigits(n).batches(batch), attacks, config, device=dev)
+    report = evaluate(model, CycledSource(load_default(), n).batches(batch), attacks, config, device=dev)
     seconds = time.perf_counter() - started
     _, python_peak = tracemalloc.get_traced_memory()
     print(json.dumps({

@@ -3,6 +3,7 @@ score-based attack and a small evaluation on the embedded default."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -123,3 +124,26 @@ def run_default(
     net = model if model is not None else load_default_model()
     config = EvalConfig(eps=list(eps), seed=0, examples=examples)
     return evaluate(net, data.batches(batch_size, limit=limit), attacks, config, **kwargs)
+
+
+def comparable(report: dict) -> dict:
+    """A report's JSON without what may differ between equal runs: timing and where outputs went."""
+    report = json.loads(json.dumps(report))
+    report.pop("timing")
+    for curve in report["attacks"].values():
+        curve.pop("seconds")
+    report.get("config", {}).pop("outputs", None)
+    return report
+
+
+def stop_after(batches: int):
+    """A progress callback that interrupts the run (KeyboardInterrupt) after ``batches`` batches."""
+    done = []
+
+    def tick(n: int) -> None:
+        done.append(n)
+        if len(done) == batches:
+            raise KeyboardInterrupt
+
+    return tick
+

@@ -14,7 +14,9 @@ import distributed_worker as worker
 import pytest
 import torch
 import torch.multiprocessing as mp
+from report_helpers import comparable, stop_after
 
+import advgrad.evaluate as evaluate_module
 from advgrad.distributed import Launch, Shard, launch_from_env, process_device
 from advgrad.errors import InternalError, UsageError
 from advgrad.evaluate import evaluate
@@ -32,16 +34,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def comparable(report: dict) -> dict:
-    """What must be equal between runs: everything but timing and where outputs went."""
-    report = json.loads(json.dumps(report))
-    report.pop("timing")
-    for curve in report["attacks"].values():
-        curve.pop("seconds")
-    report["config"].pop("outputs", None)
-    return report
-
-
 def assert_same_examples(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for name in a:
@@ -50,27 +42,17 @@ def assert_same_examples(a: dict, b: dict) -> None:
             assert torch.equal(ea[4], eb[4]) and torch.equal(ea[5], eb[5])
 
 
-def stop_after(batches: int):
-    done = []
-
-    def tick(n: int) -> None:
-        done.append(n)
-        if len(done) == batches:
-            raise KeyboardInterrupt
-
-    return tick
-
-
 # ------------------------------------------------------------------------ two gloo processes
 
 
-def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_path):
+def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_path, monkeypatch):
     # 45 samples in batches of 10: five batches, the last one short, so rank 0 runs three and rank 1
     # two (then waits); the 15 examples kept per attack come from batches 0 (rank 0) and 1 (rank 1,
     # which keeps more than the report takes); the checks' gradient
     # pass covers the first 25 samples only (three batches, on both ranks).
     limit, batch, examples = 45, 10, 15
     torch.set_num_threads(1)
+    monkeypatch.setattr(evaluate_module, "GRADIENT_SAMPLES", worker.GRADIENT_SAMPLES)
     inputs, attacks, config = worker.setup(limit, batch, examples)
     single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config))
     assert 0 < len(single["examples"]["pgd"]) <= examples

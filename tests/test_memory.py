@@ -11,26 +11,12 @@ import torch
 
 from advgrad.attacks import get_attack
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
-from advgrad.io.data import DataSource, load_default
+from advgrad.io.data import load_default
 from advgrad.io.models import load_default_model
+from advgrad.io.sources import CycledSource
 
 BATCH = 20
 EARLY, BATCHES = 50, 150  # measured after 50 and after 150 batches (3,000 samples)
-
-
-class CycledDigits(DataSource):
-    """The embedded test digits repeated to ``n`` samples, fetched batch by batch (no storage)."""
-
-    name = description = "cycled digits"
-
-    def __init__(self, n: int):
-        self.base, self.n = load_default(), n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def fetch(self, indices):
-        return self.base.fetch(indices % len(self.base))
 
 
 def live_tensors() -> int:
@@ -52,7 +38,7 @@ def test_an_evaluation_holds_nothing_that_grows_with_the_samples():
 
     tracemalloc.start()
     try:
-        report = evaluate(load_default_model(), CycledDigits(BATCH * BATCHES).batches(BATCH), attacks, config, progress=tick)
+        report = evaluate(load_default_model(), CycledSource(load_default(), BATCH * BATCHES).batches(BATCH), attacks, config, progress=tick)
     finally:
         tracemalloc.stop()
     assert report.n_samples == BATCH * BATCHES

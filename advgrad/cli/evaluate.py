@@ -62,6 +62,8 @@ def eval_command(
     Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --fail-under pgd@8/255=0.40 --json report.json --markdown report.md --plot report.png
 
     Example: advgrad eval --config configs/quick.toml --junit junit.xml
+
+    Example (one process per GPU, docs/scale.md): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config configs/full.toml --precision bf16
     """
     threat_norm = parse_norm(norm)
     eps_values = parse_eps_list(eps if eps is not None else DEFAULT_EPS[threat_norm])

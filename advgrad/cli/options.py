@@ -119,7 +119,7 @@ CompileOpt = Annotated[
 ChannelsLastOpt = Annotated[
     Optional[bool],
     typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format for the model and its inputs "
-                 "[default: on for convolutional models on CUDA, off otherwise].", rich_help_panel=RUNTIME_PANEL,
+                 "(default: on for convolutional models on CUDA, off otherwise).", rich_help_panel=RUNTIME_PANEL,
                  show_default=False),
 ]
 
