@@ -14,8 +14,10 @@ import distributed_worker as worker
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import assert_bad_input, invoke
 from report_helpers import comparable, stop_after
 
+import advgrad.cli.console as console
 import advgrad.evaluate as evaluate_module
 from advgrad.distributed import Launch, Shard, launch_from_env, process_device
 from advgrad.errors import InternalError, UsageError
@@ -111,15 +113,32 @@ def test_torchrun_eval_equals_the_single_process_eval_and_only_rank_0_speaks(tmp
     assert not list((tmp_path / "states").glob("*/batch-*.pt"))  # the finished run removed its state
 
 
-def test_other_commands_refuse_to_run_under_a_launch_of_several_processes():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}
-    result = subprocess.run([sys.executable, "-m", "advgrad", "grad", "--limit", "2"], env=env,
-                            capture_output=True, text=True, timeout=TIMEOUT)
-    assert result.returncode == 2
-    assert "only `advgrad eval`" in result.stderr and "Traceback" not in result.stderr
-    quiet = subprocess.run([sys.executable, "-m", "advgrad", "grad", "--limit", "2"],
-                           env={**env, "RANK": "1", "LOCAL_RANK": "1"}, capture_output=True, text=True, timeout=TIMEOUT)
-    assert quiet.returncode == 2 and quiet.stderr == "" and quiet.stdout == ""  # rank 1 stays silent
+@pytest.fixture
+def launched(monkeypatch):
+    """This process as one rank of a launch of two (set ``RANK``/``LOCAL_RANK`` in the test); the
+    consoles a non-zero rank silences are given their voice back afterwards."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    yield monkeypatch
+    console._state["rank"] = 0
+    console.out.quiet = console.err.quiet = False
+
+
+def test_other_commands_refuse_to_run_under_a_launch_of_several_processes(launched):
+    launched.setenv("RANK", "0")
+    launched.setenv("LOCAL_RANK", "0")
+    assert_bad_input(invoke(["grad", "--limit", "2"]), "only `advgrad eval`")
+    launched.setenv("RANK", "1")
+    launched.setenv("LOCAL_RANK", "1")
+    quiet = invoke(["attack", "--limit", "2"])
+    assert quiet.exit_code == 2 and quiet.stdout == "" and quiet.stderr == ""  # rank 1 stays silent
+
+
+def test_a_non_zero_rank_prints_only_its_errors_with_its_rank(launched):
+    launched.setenv("RANK", "1")
+    launched.setenv("LOCAL_RANK", "1")
+    result = invoke(["eval", "--limit", "4", "--eps", "-1"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == ["[rank 1] error: bad ε '-1': it must be ≥ 0"]
 
 
 # ------------------------------------------------------------------------ pieces, in one process
@@ -158,3 +177,17 @@ def test_shard_numbers_its_batches_and_checks_their_order():
     shard._check(0, tally(7))
     with pytest.raises(InternalError):  # only the last batch may be short
         shard._check(1, tally(10))
+
+
+def test_each_rank_reads_its_own_batches_of_the_run():
+    from advgrad.io.inputs import InputOptions, open_inputs
+
+    inputs = open_inputs(InputOptions(limit=45, batch_size=10, shuffle=True, seed=2, device="cpu"))
+    whole = list(inputs.batches())
+    shares = {rank: list(inputs.batches(rank, 3)) for rank in range(3)}
+    assert [len(shares[r]) for r in range(3)] == [2, 2, 1]
+    for rank, batches in shares.items():
+        for i, (x, y) in enumerate(batches):
+            wx, wy = whole[rank + 3 * i]  # batch k of the run goes to rank k mod 3
+            assert torch.equal(x, wx) and torch.equal(y, wy)
+    assert list(inputs.batches(5, 6)) == []  # more ranks than batches: the last ones get none
