@@ -106,24 +106,24 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 
 NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2 (or 1 where supported).", rich_help_panel=ATTACK_PANEL)]
 StepsOpt = Annotated[
-    Optional[int], typer.Option("--steps", help="Gradient steps of iterative attacks [default: 20].", rich_help_panel=ATTACK_PANEL, show_default=False)
+    Optional[int], typer.Option("--steps", help="Gradient steps of iterative attacks (default: 20).", rich_help_panel=ATTACK_PANEL, show_default=False)
 ]
 StepSizeOpt = Annotated[
     Optional[str],
-    typer.Option("--step-size", help="Step size α (number or fraction) [default: ε for FGSM, 2.5·ε/steps for PGD].",
+    typer.Option("--step-size", help="Step size α (number or fraction) (default: ε for FGSM, 2.5·ε/steps for PGD).",
                  rich_help_panel=ATTACK_PANEL, show_default=False),
 ]
 RestartsOpt = Annotated[
-    Optional[int], typer.Option("--restarts", help="Random restarts; the best result per sample is kept [default: 1].",
+    Optional[int], typer.Option("--restarts", help="Random restarts; the best result per sample is kept (default: 1).",
                                 rich_help_panel=ATTACK_PANEL, show_default=False)
 ]
 RandomStartOpt = Annotated[
     Optional[bool],
-    typer.Option("--random-start/--no-random-start", help="Start from a random point in the ε-ball [default: on for PGD, off for FGSM].",
+    typer.Option("--random-start/--no-random-start", help="Start from a random point in the ε-ball (default: on for PGD, off for FGSM).",
                  rich_help_panel=ATTACK_PANEL, show_default=False),
 ]
 LossOpt = Annotated[
-    Optional[str], typer.Option("--loss", help="Objective: ce, margin or dlr [default: ce].", rich_help_panel=ATTACK_PANEL, show_default=False)
+    Optional[str], typer.Option("--loss", help="Objective: ce, margin or dlr (default: ce).", rich_help_panel=ATTACK_PANEL, show_default=False)
 ]
 TargetOpt = Annotated[
     Optional[str],
