@@ -8,6 +8,11 @@ attack a sample leaves the batch as soon as an iterate fools the model (early st
 
 Every adversarial example is re-checked before it is counted: a fresh forward pass must
 misclassify it and its perturbation must lie inside the ε-ball and the box.
+
+A minimal-perturbation attack (``kind == "minimal"``: DeepFool, CW) runs once per batch without a
+budget; a sample counts as fooled at ε when its adversarial example, confirmed by a forward pass,
+has norm ≤ ε (up to a relative 10⁻⁵ for float rounding, after which the example is projected onto
+the ε-ball and checked again). One run gives the whole curve and the median minimal norm.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from torch import Tensor, nn
 
 from advgrad import __version__
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
+from advgrad.attacks.minimal import find_minimal
 from advgrad.errors import AdvgradError, UsageError
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.seeding import generator_for
 from advgrad.targets import resolve_targets
-from advgrad.threat import Norm, ThreatModel
+from advgrad.threat import NORM_TOLERANCE, Norm, ThreatModel
 
 
 @dataclass
@@ -88,6 +94,30 @@ class _Tally:
         self.norm_count = [0] * n_eps
         self.seconds = 0.0
         self.forward_samples = 0
+        self.minimal_norms: list[Tensor] = []  # minimal attacks: per attacked sample, inf if not fooled
+
+    def record(self, j: int, robust: Tensor, y: Tensor, found_norm: Tensor) -> None:
+        """Count the samples still ``robust`` (0/1 per sample) at ε index ``j`` and the norms of the
+        adversarial examples found so far (NaN where none)."""
+        self.robust[j] += int(robust.sum())
+        self.robust_per_class[j] += torch.bincount(y[robust.bool()], minlength=len(self.robust_per_class[j])).cpu()
+        found = found_norm[~torch.isnan(found_norm)]
+        if found.numel():
+            self.norm_sum[j] += float(found.sum())
+            self.norm_max[j] = max(self.norm_max[j], float(found.max()))
+            self.norm_count[j] += found.numel()
+
+    def median_norm(self) -> float | None:
+        """Median minimal norm over the attacked samples, a sample the attack could not fool counting
+        as +∞; None when no minimal attack ran or when the median is +∞ (fewer than half fooled)."""
+        if not self.minimal_norms:
+            return None
+        norms = torch.cat(self.minimal_norms).double().sort().values
+        if norms.numel() == 0:
+            return None
+        mid = norms.numel() // 2
+        value = norms[mid] if norms.numel() % 2 else (norms[mid - 1] + norms[mid]) / 2
+        return float(value) if torch.isfinite(value) else None
 
 
 def versions(device: torch.device | None = None) -> dict[str, str]:
@@ -119,7 +149,6 @@ def _attack_batch(
 ) -> None:
     """Run one attack over the ε sweep on one batch, updating ``tally``."""
     device = x.device
-    classes = logits.shape[1]
     active = correct.nonzero().squeeze(1)
     found_norm = torch.full((x.shape[0],), float("nan"), device=device)
     target_gen = generator_for(device, config.seed, "target", batch_index, attack_index)
@@ -129,6 +158,10 @@ def _attack_batch(
         tally_fixed = (correct & (targets == y)).long()
     else:
         tally_fixed = torch.zeros_like(y)
+    if attack.spec.kind == "minimal":
+        gen = generator_for(device, config.seed, batch_index, attack_index, "minimal")
+        _minimal_sweep(model, attack, x, y, active, targets, tally_fixed, config, tally, gen)
+        return
     for j, eps in enumerate(config.eps):
         if eps > 0 and active.numel():
             threat = ThreatModel(config.norm, eps)
@@ -151,14 +184,49 @@ def _attack_batch(
             active = active[~fooled]
         still = torch.zeros_like(y)
         still[active] = 1
-        still = still | tally_fixed
-        tally.robust[j] += int(still.sum())
-        tally.robust_per_class[j] += torch.bincount(y[still.bool()], minlength=classes).cpu()
-        found = found_norm[~torch.isnan(found_norm)]
-        if found.numel():
-            tally.norm_sum[j] += float(found.sum())
-            tally.norm_max[j] = max(tally.norm_max[j], float(found.max()))
-            tally.norm_count[j] += found.numel()
+        tally.record(j, still | tally_fixed, y, found_norm)
+
+
+def _minimal_sweep(
+    model: nn.Module,
+    attack: EvalAttack,
+    x: Tensor,
+    y: Tensor,
+    active: Tensor,
+    targets: Tensor | None,
+    tally_fixed: Tensor,
+    config: EvalConfig,
+    tally: _Tally,
+    generator: torch.Generator,
+) -> None:
+    """One unbounded run of a minimal attack on the ``active`` samples gives every ε of the curve.
+
+    At each ε the samples whose confirmed adversarial example has norm ≤ ε·(1 + 10⁻⁵) are projected
+    onto the ε-ball (a no-op unless rounding put them a hair outside), checked for ball and box,
+    and confirmed again by a forward pass before they count as fooled.
+    """
+    found_norm = torch.full((x.shape[0],), float("nan"), device=x.device)
+    pending = torch.ones_like(active, dtype=torch.bool)  # per active sample: not yet counted as fooled
+    if active.numel():
+        xa, ya = x[active], y[active]
+        ta = None if targets is None else targets[active]
+        result = find_minimal(attack.spec, model, xa, ya, norm=config.norm, params=attack.params, target=ta,
+                              generator=generator)
+        minimal = torch.where(result.fooled, result.norm.double(), torch.full_like(result.norm.double(), float("inf")))
+        tally.minimal_norms.append(minimal.cpu())
+    for j, eps in enumerate(config.eps):
+        near = (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
+        if near.numel():
+            threat = ThreatModel(config.norm, eps)
+            x_eps = threat.clip(result.x_adv[near], xa[near])
+            with torch.no_grad():
+                confirmed = threat.contains(x_eps, xa[near]) & (model(x_eps).argmax(dim=1) != ya[near])
+            counted = near[confirmed]
+            pending[counted] = False
+            found_norm[active[counted]] = threat.norm_of(x_eps[confirmed] - xa[counted]).float()
+        still = torch.zeros_like(y)
+        still[active[pending]] = 1
+        tally.record(j, still | tally_fixed, y, found_norm)
 
 
 def evaluate(
@@ -239,6 +307,7 @@ def evaluate(
             points=points,
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
+            median_norm=tally.median_norm(),
         )
     total = time.perf_counter() - started
     return RobustnessReport(

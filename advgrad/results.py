@@ -34,7 +34,13 @@ class CurvePoint:
 
 @dataclass
 class AttackCurve:
-    """One attack's robustness curve and what it cost."""
+    """One attack's robustness curve and what it cost.
+
+    ``median_norm`` (minimal-perturbation attacks only, else None): the median, over the samples
+    the attack ran on (classified correctly, and not already labelled as the target), of the norm
+    of the smallest adversarial example it found, in the threat model's norm; a sample it could
+    not fool counts as +∞, and the field is None when that makes the median +∞.
+    """
 
     attack: str
     norm: str
@@ -43,6 +49,7 @@ class AttackCurve:
     points: list[CurvePoint]
     seconds: float = 0.0
     forward_samples: int = 0
+    median_norm: float | None = None
 
     def accuracy_at(self, eps: float) -> float | None:
         for p in self.points:

@@ -21,6 +21,12 @@ from advgrad.errors import UsageError
 from advgrad.threat import Norm, ThreatModel
 
 
+def param(default: Any, help: str, shown: str | None = None) -> Any:
+    """A parameter field with its help text and, for defaults that depend on the threat model
+    (``None`` until :meth:`AttackParams.resolve`), how the default is computed (``shown``)."""
+    return field(default=default, metadata={"help": help, "shown": shown})
+
+
 @dataclass
 class AttackParams:
     """Base of every attack's parameters. Fields set to ``None`` take a default that may depend
@@ -40,6 +46,21 @@ class AttackParams:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """Every parameter: name, CLI option, type, default (as text where it depends on ε) and help."""
+        rows = []
+        for f in fields(cls):
+            shown = f.metadata.get("shown")
+            rows.append({
+                "name": f.name,
+                "option": "--" + f.name.replace("_", "-"),
+                "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
+                "default": shown if shown is not None else f.default,
+                "help": f.metadata.get("help", ""),
+            })
+        return rows
+
 
 class AttackFunction(Protocol):
     def __call__(
@@ -56,7 +77,9 @@ class AttackFunction(Protocol):
     ) -> Tensor: ...
 
 
-AttackKind = Literal["gradient", "minimal", "score"]
+# gradient: bounded, uses ∇ₓJ; minimal: finds the smallest perturbation it can, whatever ε;
+# score: bounded, uses only the model's outputs; ensemble: several attacks in a cascade.
+AttackKind = Literal["gradient", "minimal", "score", "ensemble"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +132,7 @@ def run_attack(
     if params is None:
         params = spec.params_type()
     params = params.resolve(threat)
-    if threat.eps == 0 and spec.kind != "minimal":
+    if x.shape[0] == 0 or (threat.eps == 0 and spec.kind != "minimal"):
         return x.detach().clone()
     x_adv = spec.function(
         model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.iterative import LoopConfig, gradient_attack
 from advgrad.threat import ThreatModel
 
@@ -18,9 +18,9 @@ class FGSMParams(AttackParams):
     """``step_size`` defaults to ε; ``random_start`` draws the start uniformly from the ε-ball
     (R+FGSM, Tramèr et al. 2018); ``loss`` is ce, margin or dlr."""
 
-    step_size: float | None = None
-    random_start: bool = False
-    loss: str = "ce"
+    step_size: float | None = param(None, "step size", shown="ε")
+    random_start: bool = param(False, "start from a uniform random point of the ε-ball (R+FGSM)")
+    loss: str = param("ce", "objective: ce, margin or dlr")
 
     def resolve(self, threat: ThreatModel) -> FGSMParams:
         step = self.step_size if self.step_size is not None else threat.eps

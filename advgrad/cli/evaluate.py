@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from advgrad.cli import options as o
-from advgrad.cli.common import attacks_from, emit_json, open_and_describe
+from advgrad.cli.common import attacks_from, emit_json, open_and_describe, warn_unused
 from advgrad.cli.console import handle_errors, info, out, progress
 from advgrad.errors import UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
@@ -21,15 +21,12 @@ DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1":
 
 
 @handle_errors
+@o.with_attack_options
 def eval_command(
     attack: Annotated[str, typer.Option("--attack", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
     eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). [default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2]", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
     norm: o.NormOpt = "inf",
-    steps: o.StepsOpt = None,
-    step_size: o.StepSizeOpt = None,
-    restarts: o.RestartsOpt = None,
-    random_start: o.RandomStartOpt = None,
-    loss: o.LossOpt = None,
+    attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
     target: o.TargetOpt = None,
     early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (the result is the same; it only saves time).", rich_help_panel=o.ATTACK_PANEL)] = True,
     json_out: o.JsonOpt = None,
@@ -45,18 +42,21 @@ def eval_command(
     """Measure accuracy under each attack at each ε: the robustness curve.
 
     Each attack runs over the ε values in increasing order on the samples still classified
-    correctly, and a sample leaves an attack as soon as it is fooled.
+    correctly, and a sample leaves an attack as soon as it is fooled. A minimal-perturbation
+    attack (deepfool, cw) runs once and gives every ε from each sample's smallest adversarial
+    example, and the median of those norms. Each attack takes the options it has parameters for
+    (`advgrad attacks`); an option no chosen attack takes is ignored with a warning.
 
     Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --json report.json --plot curve.png
     """
     threat_norm = parse_norm(norm)
     eps_values = parse_eps_list(eps if eps is not None else DEFAULT_EPS[threat_norm])
-    given = o.attack_options(steps, step_size, restarts, random_start, loss)
     specs = attacks_from(attack)
     for spec in specs:
         if threat_norm not in spec.norms:
             raise UsageError(f"{spec.name} does not support the L{threat_norm} threat model (it supports: {', '.join(spec.norms)})")
-    attacks = [EvalAttack(spec, spec.make_params(**given)) for spec in specs]
+    warn_unused(specs, attack_opts)
+    attacks = [EvalAttack(spec, spec.make_params(**attack_opts)) for spec in specs]
     config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=seed, early_stop=early_stop)
     inputs = open_and_describe(o.input_options(model, data, split, limit, batch_size, seed, device))
     with progress("eval", inputs.n_samples) as tick:
