@@ -24,7 +24,7 @@ from advgrad.attacks.iterative import (
 )
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
-from advgrad.losses import is_successful, margin
+from advgrad.losses import is_successful, margin, ranked_other_classes
 from advgrad.threat import ThreatModel
 
 # ρ of the paper: a checkpoint halves the step when fewer than this share of the steps since the
@@ -64,12 +64,10 @@ class APGDParams(AttackParams):
     momentum: float = param(0.75, "α: weight of the new step against the previous one")
     random_start: bool = param(True, "start from a uniform random point of the ε-ball")
 
+    at_least_one = ("steps", "restarts")
+
     def validate(self) -> None:
         super().validate()
-        if self.steps < 1:
-            raise UsageError(f"steps must be ≥ 1, got {self.steps}")
-        if self.restarts < 1:
-            raise UsageError(f"restarts must be ≥ 1, got {self.restarts}")
         if not 0 < self.momentum <= 1:
             raise UsageError(f"momentum α of APGD must be in (0, 1], got {self.momentum}")
 
@@ -88,10 +86,7 @@ class APGDTParams(APGDParams):
     loss: str = param("dlr", "targeted objective: dlr, ce or margin")
     target_classes: int = param(9, "how many of the most likely wrong classes to target, in turn")
 
-    def validate(self) -> None:
-        super().validate()
-        if self.target_classes < 1:
-            raise UsageError(f"target-classes must be ≥ 1, got {self.target_classes}")
+    at_least_one = ("steps", "restarts", "target_classes")
 
 
 def _expand(v: Tensor, like: Tensor) -> Tensor:
@@ -271,8 +266,7 @@ def apgd_targeted(
         classes = logits.shape[1]
         if classes < 2:
             raise UsageError("apgd-t needs a model with at least 2 classes")
-        wrong = logits.masked_fill(torch.nn.functional.one_hot(y, classes).bool(), float("-inf"))
-        ranked = wrong.argsort(dim=1, descending=True)[:, : classes - 1]
+        ranked = ranked_other_classes(logits, y)
         n_targets = min(params.target_classes, classes - 1)
 
         def run(k: int, idx: Tensor, score: bool) -> RunOutput:

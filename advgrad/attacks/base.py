@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -30,11 +30,18 @@ def param(default: Any, help: str, shown: str | None = None) -> Any:
 @dataclass
 class AttackParams:
     """Base of every attack's parameters. Fields set to ``None`` take a default that may depend
-    on the threat model (see :meth:`resolve`)."""
+    on the threat model (see :meth:`resolve`). Fields named in ``at_least_one`` (iterations,
+    restarts, queries…) must be ≥ 1; every number must be ≥ 0."""
+
+    at_least_one: ClassVar[tuple[str, ...]] = ()
 
     def resolve(self, threat: ThreatModel) -> AttackParams:
         """A copy with every ``None`` default filled in for ``threat``."""
         return dataclasses.replace(self)
+
+    def fill(self, **defaults: Any) -> Any:
+        """A copy in which each field named in ``defaults`` that is ``None`` takes that value."""
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for values that make no sense (negative steps...)."""
@@ -42,6 +49,9 @@ class AttackParams:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise UsageError(f"{f.name.replace('_', '-')} must be ≥ 0, got {value}")
+        for name in self.at_least_one:
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -124,7 +134,10 @@ def run_attack(
 ) -> Tensor:
     """Call an attack through its registry entry and guarantee the budget.
 
-    Returns ``x_adv`` with the shape and dtype of ``x``, inside the ε-ball and the box.
+    Returns ``x_adv`` with the shape and dtype of ``x``, inside the ε-ball and the box. A
+    minimal-perturbation attack (``kind == "minimal"``) ignores ε while it searches; its result is
+    then the minimal example where that lies within ε, else that example projected onto the
+    ε-ball and the box. :func:`advgrad.attacks.minimal.find_minimal` runs one without a budget.
     """
     if threat.norm not in spec.norms:
         supported = ", ".join(spec.norms)

@@ -29,11 +29,10 @@ class CWParams(AttackParams):
     initial_const: float = param(1.0, "first value of c")
     confidence: float = param(0.0, "κ: required margin of the wrong (or target) class")
 
+    at_least_one = ("steps", "binary_steps")
+
     def validate(self) -> None:
         super().validate()
-        for name in ("steps", "binary_steps"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
         if self.initial_const <= 0:
             raise UsageError(f"initial-const must be > 0, got {self.initial_const}")
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.minimal import shrink
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
-from advgrad.losses import is_successful
+from advgrad.losses import is_successful, ranked_other_classes
 from advgrad.threat import ThreatModel
 
 # Classes DeepFool considers: the most likely ones at x (the paper uses 10 on ImageNet).
@@ -27,10 +26,7 @@ class DeepFoolParams(AttackParams):
     steps: int = param(50, "maximum iterations")
     overshoot: float = param(0.02, "η: the accumulated step is scaled by 1 + η so that it crosses the boundary")
 
-    def validate(self) -> None:
-        super().validate()
-        if self.steps < 1:
-            raise UsageError(f"steps must be ≥ 1, got {self.steps}")
+    at_least_one = ("steps",)
 
 
 def _linear_step(f: Tensor, w: Tensor, norm: str) -> tuple[Tensor, Tensor]:
@@ -54,7 +50,7 @@ def _class_gradients(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | No
     x_var = x.detach().requires_grad_(True)
     logits = model(x_var).float()
     if target is not None:
-        other = logits.detach().masked_fill(F.one_hot(target, logits.shape[1]).bool(), float("-inf")).argmax(1)
+        other = ranked_other_classes(logits.detach(), target)[:, 0]
         pairs = [(target, other)]
     else:
         pairs = [(others[:, j], y) for j in range(others.shape[1])]
@@ -104,8 +100,7 @@ def deepfool(
         classes = logits0.shape[1]
         if classes < 2:
             raise UsageError("deepfool needs a model with at least 2 classes")
-        wrong = logits0.masked_fill(F.one_hot(y, classes).bool(), float("-inf"))
-        others = wrong.argsort(dim=1, descending=True)[:, : min(CANDIDATES, classes) - 1]
+        others = ranked_other_classes(logits0, y)[:, : min(CANDIDATES, classes) - 1]
         x_adv = x.clone()
         r_tot = torch.zeros_like(x)
         success = is_successful(logits0, y, target)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -23,8 +22,7 @@ class FGSMParams(AttackParams):
     loss: str = param("ce", "objective: ce, margin or dlr")
 
     def resolve(self, threat: ThreatModel) -> FGSMParams:
-        step = self.step_size if self.step_size is not None else threat.eps
-        return dataclasses.replace(self, step_size=step)
+        return self.fill(step_size=threat.eps)
 
 
 def fgsm(

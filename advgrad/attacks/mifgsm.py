@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +9,6 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.iterative import LoopConfig, gradient_attack
-from advgrad.errors import UsageError
 from advgrad.threat import ThreatModel
 
 
@@ -23,14 +21,10 @@ class MIFGSMParams(AttackParams):
     momentum: float = param(1.0, "decay factor μ of the accumulated gradient")
     loss: str = param("ce", "objective: ce, margin or dlr")
 
-    def resolve(self, threat: ThreatModel) -> MIFGSMParams:
-        step = self.step_size if self.step_size is not None else threat.eps / max(self.steps, 1)
-        return dataclasses.replace(self, step_size=step)
+    at_least_one = ("steps",)
 
-    def validate(self) -> None:
-        super().validate()
-        if self.steps < 1:
-            raise UsageError(f"steps must be ≥ 1, got {self.steps}")
+    def resolve(self, threat: ThreatModel) -> MIFGSMParams:
+        return self.fill(step_size=threat.eps / max(self.steps, 1))
 
 
 def mifgsm(

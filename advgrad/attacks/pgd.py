@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -10,7 +9,6 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.iterative import LoopConfig, gradient_attack
-from advgrad.errors import UsageError
 from advgrad.threat import ThreatModel
 
 
@@ -26,16 +24,11 @@ class PGDParams(AttackParams):
     restarts: int = param(1, "random restarts; the best result per sample is kept")
     loss: str = param("ce", "objective: ce, margin or dlr")
 
-    def resolve(self, threat: ThreatModel) -> PGDParams:
-        step = self.step_size if self.step_size is not None else 2.5 * threat.eps / max(self.steps, 1)
-        return dataclasses.replace(self, step_size=step)
+    at_least_one = ("steps", "restarts")
 
-    def validate(self) -> None:
-        super().validate()
-        if self.steps < 1:
-            raise UsageError(f"steps must be ≥ 1, got {self.steps}")
-        if self.restarts < 1:
-            raise UsageError(f"restarts must be ≥ 1, got {self.restarts}")
+    def resolve(self, threat: ThreatModel) -> PGDParams:
+        return self.fill(step_size=2.5 * threat.eps / max(self.steps, 1))
+
 
 
 def pgd(

@@ -7,7 +7,6 @@ query-efficient black-box adversarial attack via random search" (ECCV 2020). It 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -34,13 +33,12 @@ class SquareParams(AttackParams):
     p_init: float | None = param(None, "initial fraction p of the image a square covers", shown="0.05 for L∞, 0.1 for L2")
 
     def resolve(self, threat: ThreatModel) -> SquareParams:
-        p = self.p_init if self.p_init is not None else (0.05 if threat.norm == "inf" else 0.1)
-        return dataclasses.replace(self, p_init=p)
+        return self.fill(p_init=0.05 if threat.norm == "inf" else 0.1)
+
+    at_least_one = ("queries",)
 
     def validate(self) -> None:
         super().validate()
-        if self.queries < 1:
-            raise UsageError(f"queries must be ≥ 1, got {self.queries}")
         if self.p_init is not None and not 0 < self.p_init <= 1:
             raise UsageError(f"p-init must be in (0, 1], got {self.p_init}")
 

@@ -11,7 +11,6 @@ from advgrad.attacks.apgd import APGDParams, APGDTParams, apgd, apgd_targeted
 from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.attacks.square import SquareParams, square
-from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful
 from advgrad.threat import ThreatModel
@@ -27,11 +26,7 @@ class StrongParams(AttackParams):
     target_classes: int = param(9, "APGD-T: how many of the most likely wrong classes to target")
     queries: int = param(5000, "Square: model evaluations per sample")
 
-    def validate(self) -> None:
-        super().validate()
-        for name in ("steps", "restarts", "target_classes", "queries"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+    at_least_one = ("steps", "restarts", "target_classes", "queries")
 
 
 def strong(
