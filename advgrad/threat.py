@@ -123,7 +123,7 @@ def project_l1_box(v: Tensor, low: Tensor, high: Tensor, eps: float | Tensor) ->
     g = torch.cat([g0[:, None], g0[:, None] + drops], dim=1)  # g at each breakpoint
     below = g <= eps_t[:, None]
     below[:, -1] = True  # g(max |v_i|) = 0 ≤ ε; guards against rounding
-    k = below.to(torch.uint8).argmax(dim=1).clamp_min(1)  # first breakpoint with g ≤ ε
+    k = below.int().argmax(dim=1).clamp_min(1)  # first breakpoint with g ≤ ε (argmax: first maximum)
     b_left = breaks.gather(1, (k - 1)[:, None]).squeeze(1)
     g_left = g.gather(1, (k - 1)[:, None]).squeeze(1)
     s_left = slope.gather(1, (k - 1)[:, None]).squeeze(1)

@@ -41,7 +41,8 @@ def strong(
     early_stop: bool = False,
 ) -> Tensor:
     """A worst-case cascade in the spirit of AutoAttack (Croce & Hein, ICML 2020): APGD-CE, then
-    APGD-T (targeted DLR towards each of the ``target_classes`` most likely wrong classes), then
+    APGD-T (targeted DLR — targeted CE for models with fewer than 4 classes — towards each of
+    the ``target_classes`` most likely wrong classes), then
     the Square attack, each run only on the samples that every earlier stage left classified
     correctly. Per sample it returns the first adversarial example a stage finds (each confirmed
     by a forward pass), else APGD-CE's point.
@@ -58,14 +59,18 @@ def strong(
     params.validate()
     generator = generator if generator is not None else fresh_generator(x.device)
     x = x.detach()
-    stages = [
-        (apgd, APGDParams(steps=params.steps, restarts=params.restarts, loss="ce")),
-        (apgd_targeted, APGDTParams(steps=params.steps, restarts=params.restarts, target_classes=params.target_classes)),
-        (square, SquareParams(queries=params.queries)),
-    ]
     result = x.clone()
     fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     with frozen(model):
+        with torch.no_grad():
+            classes = model(x[:1]).shape[1] if x.shape[0] else 0
+        targeted_loss = "dlr" if classes >= 4 else "ce"  # the targeted DLR needs 4 classes
+        stages = [
+            (apgd, APGDParams(steps=params.steps, restarts=params.restarts, loss="ce")),
+            (apgd_targeted, APGDTParams(steps=params.steps, restarts=params.restarts, loss=targeted_loss,
+                                        target_classes=params.target_classes)),
+            (square, SquareParams(queries=params.queries)),
+        ]
         for k, (attack, stage_params) in enumerate(stages):
             idx = (~fooled).nonzero().squeeze(1)
             if idx.numel() == 0:
