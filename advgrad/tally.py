@@ -58,7 +58,7 @@ class AttackTally:
         per_class = torch.bincount(y[still], minlength=classes).tolist()
         self.robust_per_class[j] = _add(self.robust_per_class[j], per_class)
         if norms.numel():
-            self.norm_sum[j] += float(norms.sum())
+            self.norm_sum[j] += float(norms.double().sum())  # float32 sums drift above the max
             self.norm_max[j] = max(self.norm_max[j], float(norms.max()))
             self.norm_count[j] += norms.numel()
 

@@ -177,6 +177,23 @@ class ThreatModel:
             delta = self.project(x_adv - x)
         return (x + delta).clamp(self.lower, self.upper)
 
+    def clip_exact(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """:meth:`clip`, then undo the rounding of x + δ: in floating point the stored x_adv − x can
+        exceed ε by an ulp. Coordinates (L∞) or samples (L2, L1) that do are moved towards x by the
+        smallest representable amount, so the norm computed from the returned tensor is ≤ ε."""
+        x_adv = self.clip(x_adv, x)
+        if self.norm == "inf":
+            over = (x_adv - x).abs() > self.eps
+            if bool(over.any()):
+                x_adv = torch.where(over, torch.nextafter(x_adv, x), x_adv)
+            return x_adv
+        norms = self.norm_of(x_adv - x)
+        over = norms > self.eps
+        if bool(over.any()):
+            factor = torch.where(over, self.eps / norms.clamp_min(1e-30) * (1 - 8 * torch.finfo(x.dtype).eps), 1.0)
+            x_adv = (x + (x_adv - x) * _expand(factor.to(x.dtype), x)).clamp(self.lower, self.upper)
+        return x_adv
+
     def norm_of(self, delta: Tensor) -> Tensor:
         """Per-sample norm of ``delta`` in this threat model's norm."""
         return per_sample_norm(delta, self.norm)

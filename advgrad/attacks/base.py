@@ -159,6 +159,6 @@ def run_attack(
     x_adv = spec.function(
         model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
     )
-    return threat.clip(x_adv.detach().to(x.dtype), x.detach())
+    return threat.clip_exact(x_adv.detach().to(x.dtype), x.detach())
 
 
