@@ -26,6 +26,9 @@ PASSED, WARNING, NOT_APPLICABLE = "passed", "warning", "not-applicable"
 
 # An attack count that differs by at most this many samples (at least one) is noise, not a sign.
 SLACK_SHARE = 0.01
+# A query-rich score attack may beat a short gradient attack by a little on an honest model; masking
+# shows as a gradient-free attack breaking a large part of what the gradient attacks could not.
+GRADIENT_FREE_SURVIVOR_SHARE = 0.25
 ZERO_GRADIENT_SHARE = 0.01  # fire when more than this share of samples has a zero input gradient
 LARGE_EPS_ACCURACY = 0.10  # fire when accuracy stays above this at an ε that allows anything
 PROBABILITY_SHARE = 0.99  # fire when this share of output rows lies in [0, 1]
@@ -84,10 +87,11 @@ def accuracy_rises(report: RobustnessReport) -> CheckResult:
 
 
 def _beaten(report: RobustnessReport, strong: dict[str, AttackCurve], weak: dict[str, AttackCurve],
-            *, strongest_only: bool) -> list[dict[str, Any]]:
+            *, strongest_only: bool, survivor_share: float = 0.0) -> list[dict[str, Any]]:
     """Points where an attack of ``weak`` leaves fewer samples correct, by more than the slack,
     than an attack of ``strong`` that should be at least as strong (only the strongest of
-    ``strong`` at that ε when ``strongest_only``). Sorted by the size of the gap, largest first."""
+    ``strong`` at that ε when ``strongest_only``). With ``survivor_share`` the gap must also exceed
+    that share of the samples the stronger attack left correct. Sorted by the gap, largest first."""
     found = []
     for w_name, w in weak.items():
         for p in w.points:
@@ -96,7 +100,8 @@ def _beaten(report: RobustnessReport, strong: dict[str, AttackCurve], weak: dict
                 rivals = [min(rivals, key=lambda t: t[0].robust)]
             found += [{"eps": p.eps, "expected_stronger": s_name, "expected_stronger_accuracy": q.accuracy,
                        "weaker": w_name, "weaker_accuracy": p.accuracy}
-                      for q, s_name in rivals if q.robust - p.robust > _slack(report.n_samples)]
+                      for q, s_name in rivals
+                      if q.robust - p.robust > max(_slack(report.n_samples), survivor_share * q.robust)]
     return sorted(found, key=lambda f: f["weaker_accuracy"] - f["expected_stronger_accuracy"])
 
 
@@ -186,7 +191,7 @@ def gradient_free_stronger(report: RobustnessReport) -> CheckResult:
     if not score or not gradient:
         return CheckResult(name, title, NOT_APPLICABLE, "needs a gradient-free (score-based) attack and a gradient "
                            "attack in the same run (e.g. --attack pgd,square)")
-    found = _beaten(report, gradient, score, strongest_only=True)
+    found = _beaten(report, gradient, score, strongest_only=True, survivor_share=GRADIENT_FREE_SURVIVOR_SHARE)
     if found:
         return CheckResult(name, title, WARNING, _finding(found, "the strongest gradient attack ({})", "gradient-free {}"),
                            {"points": found})

@@ -8,6 +8,11 @@ attack a sample leaves the batch as soon as an iterate fools the model (early st
 
 Every adversarial example is re-checked before it is counted: a fresh forward pass must
 misclassify it and its perturbation must lie inside the ε-ball and the box.
+
+A minimal-perturbation attack (``kind == "minimal"``: DeepFool, CW) runs once per batch without a
+budget; a sample counts as fooled at ε when its adversarial example, confirmed by a forward pass,
+has norm ≤ ε (up to a relative 10⁻⁵ for float rounding, after which the example is projected onto
+the ε-ball and checked again). One run gives the whole curve and the median minimal norm.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import Tensor, nn
 
 from advgrad import __version__
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
+from advgrad.attacks.minimal import find_minimal
 from advgrad.checks import run_checks
 from advgrad.errors import InternalError, UsageError
 from advgrad.evidence import GRADIENT_SAMPLES, measure
@@ -33,7 +39,7 @@ from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.seeding import generator_for
 from advgrad.tally import AttackTally, BatchTally
 from advgrad.targets import resolve_targets
-from advgrad.threat import Norm, ThreatModel
+from advgrad.threat import NORM_TOLERANCE, Norm, ThreatModel
 
 
 @dataclass
@@ -153,6 +159,10 @@ def _attack_batch(
         tally_fixed = (correct & (targets == y)).long()
     else:
         tally_fixed = torch.zeros_like(y)
+    if attack.spec.kind == "minimal":
+        gen = generator_for(device, config.seed, batch_index, attack_index, "minimal")
+        _minimal_sweep(model, attack, x, y, active, targets, tally_fixed, config, tally, gen, keep)
+        return
     for j, eps in enumerate(config.eps):
         if eps > 0 and active.numel():
             threat = ThreatModel(config.norm, eps)
@@ -221,6 +231,52 @@ def _run_batch(
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
     return part
+
+
+def _minimal_sweep(
+    model: nn.Module,
+    attack: EvalAttack,
+    x: Tensor,
+    y: Tensor,
+    active: Tensor,
+    targets: Tensor | None,
+    tally_fixed: Tensor,
+    config: EvalConfig,
+    tally: AttackTally,
+    generator: torch.Generator,
+    keep: int = 0,
+) -> None:
+    """One unbounded run of a minimal attack on the ``active`` samples gives every ε of the curve.
+
+    At each ε the samples whose confirmed adversarial example has norm ≤ ε·(1 + 10⁻⁵) are projected
+    onto the ε-ball (a no-op unless rounding put them a hair outside), checked for ball and box,
+    and confirmed again by a forward pass before they count as fooled.
+    """
+    found_norm = torch.full((x.shape[0],), float("nan"), device=x.device)
+    pending = torch.ones_like(active, dtype=torch.bool)  # per active sample: not yet counted as fooled
+    if active.numel():
+        xa, ya = x[active], y[active]
+        ta = None if targets is None else targets[active]
+        result = find_minimal(attack.spec, model, xa, ya, norm=config.norm, params=attack.params, target=ta,
+                              generator=generator)
+        minimal = torch.where(result.fooled, result.norm.double(), torch.full_like(result.norm.double(), float("inf")))
+        tally.minimal_norms.extend(minimal.cpu().tolist())
+    for j, eps in enumerate(config.eps):
+        near = (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
+        if near.numel():
+            threat = ThreatModel(config.norm, eps)
+            x_eps = threat.clip(result.x_adv[near], xa[near])
+            with torch.no_grad():
+                confirmed = threat.contains(x_eps, xa[near]) & (model(x_eps).argmax(dim=1) != ya[near])
+            counted = near[confirmed]
+            pending[counted] = False
+            found_norm[active[counted]] = threat.norm_of(x_eps[confirmed] - xa[counted]).float()
+            if keep > len(tally.examples) and counted.numel():
+                pred = model(x_eps[confirmed]).argmax(dim=1)
+                tally.add_examples(attack.name, eps, xa[counted], x_eps[confirmed], ya[counted], pred, keep)
+        still = torch.zeros_like(y)
+        still[active[pending]] = 1
+        tally.add_point(j, (still | tally_fixed).bool(), y, found_norm[~torch.isnan(found_norm)])
 
 
 def evaluate(
@@ -312,6 +368,7 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
             kind=attack.spec.kind,
+            median_norm=tally.median_norm(),
         )
     return RobustnessReport(
         n_samples=n,

@@ -23,6 +23,12 @@ def _other_max(logits: Tensor, cls: Tensor) -> Tensor:
     return masked.amax(dim=1)
 
 
+def ranked_other_classes(logits: Tensor, cls: Tensor) -> Tensor:
+    """Per row, the classes other than ``cls`` from the highest logit to the lowest: (N, C − 1)."""
+    masked = logits.masked_fill(F.one_hot(cls, logits.shape[1]).bool(), float("-inf"))
+    return masked.argsort(dim=1, descending=True)[:, : logits.shape[1] - 1]
+
+
 def cross_entropy(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
     """J = CE(z, y) = −log softmax(z)_y; targeted: −CE(z, t)."""
     if target is None:

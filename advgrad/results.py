@@ -51,8 +51,16 @@ class CurvePoint:
 
 @dataclass
 class AttackCurve:
-    """One attack's robustness curve and what it cost. ``kind`` is the registry's kind of the
-    attack: ``gradient``, ``minimal`` or ``score`` (uses only the model's outputs)."""
+    """One attack's robustness curve and what it cost.
+
+    ``median_norm`` (minimal-perturbation attacks only, else None): the median, over the samples
+    the attack ran on (classified correctly, and not already labelled as the target), of the norm
+    of the smallest adversarial example it found, in the threat model's norm; a sample it could
+    not fool counts as +∞, and the field is None when that makes the median +∞.
+
+    ``kind`` is the registry's kind of the attack: ``gradient``, ``minimal`` or ``score`` (uses
+    only the model's outputs).
+    """
 
     attack: str
     norm: str
@@ -62,6 +70,7 @@ class AttackCurve:
     seconds: float = 0.0
     forward_samples: int = 0
     kind: str = "gradient"
+    median_norm: float | None = None
 
     def point_at(self, eps: float) -> CurvePoint | None:
         """The point whose ε is :func:`same_eps` as ``eps``, if any."""

@@ -10,6 +10,7 @@ add exactly and float sums are added in the same order, so the totals are identi
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ class AttackTally:
     seconds: float = 0.0
     forward_samples: int = 0
     examples: list[Example] = field(default_factory=list)
+    minimal_norms: list[float] = field(default_factory=list)  # minimal attacks: per attacked sample, inf if not fooled
 
     @classmethod
     def empty(cls, n_eps: int, classes: int) -> AttackTally:
@@ -56,7 +58,7 @@ class AttackTally:
         per_class = torch.bincount(y[still], minlength=classes).tolist()
         self.robust_per_class[j] = _add(self.robust_per_class[j], per_class)
         if norms.numel():
-            self.norm_sum[j] += float(norms.sum())
+            self.norm_sum[j] += float(norms.double().sum())  # float32 sums drift above the max
             self.norm_max[j] = max(self.norm_max[j], float(norms.max()))
             self.norm_count[j] += norms.numel()
 
@@ -79,6 +81,17 @@ class AttackTally:
         self.seconds += other.seconds
         self.forward_samples += other.forward_samples
         self.examples.extend(other.examples)
+        self.minimal_norms.extend(other.minimal_norms)
+
+    def median_norm(self) -> float | None:
+        """Median minimal norm over the attacked samples, a sample the attack could not fool counting
+        as +∞; None when no minimal attack ran or when the median is +∞ (fewer than half fooled)."""
+        if not self.minimal_norms:
+            return None
+        norms = sorted(self.minimal_norms)
+        mid = len(norms) // 2
+        value = norms[mid] if len(norms) % 2 else (norms[mid - 1] + norms[mid]) / 2
+        return float(value) if math.isfinite(value) else None
 
     def to_state(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "examples"}

@@ -51,6 +51,10 @@ def cases(draw, norm: str):
         "random_start": draw(st.booleans()),
         "loss": draw(st.sampled_from(["ce", "margin", "dlr"])),
         "step_size": draw(st.one_of(st.none(), st.floats(0.0, 2 * max(eps, 1e-3)))),
+        # budgets of the slower attacks, kept small: these tests check invariants, not strength
+        "queries": draw(st.integers(1, 30)),
+        "target_classes": draw(st.integers(1, 2)),
+        "binary_steps": draw(st.integers(1, 3)),
     }
     return {
         "x": x, "y": y, "eps": eps, "target": target, "options": options,

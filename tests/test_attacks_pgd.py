@@ -157,6 +157,6 @@ def test_same_seed_same_result_and_different_seed_different_start():
 
 
 def test_spec_describes_the_attack():
-    assert SPEC.name == "pgd" and SPEC.kind == "gradient" and set(SPEC.norms) == {"inf", "2"}
+    assert SPEC.name == "pgd" and SPEC.kind == "gradient" and set(SPEC.norms) == {"inf", "2", "1"}
     assert "Madry" in SPEC.reference
     assert SPEC.ignored_options(steps=5, restarts=2, step_size=None, random_start=True, loss="ce") == []

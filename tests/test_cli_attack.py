@@ -110,7 +110,7 @@ def test_bad_inputs(tmp_path, files, case_id, make, message):
         (["--eps", "1/0"], "bad ε"),
         (["--method", "deepfool9"], "unknown attack"),
         (["--norm", "3"], "unknown norm"),
-        (["--norm", "1"], "does not support"),
+        (["--method", "fgsm", "--norm", "1"], "does not support"),
         (["--steps", "0"], "steps"),
         (["--restarts", "0"], "restarts"),
         (["--step-size", "-0.1"], "step-size"),

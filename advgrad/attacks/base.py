@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -22,14 +22,27 @@ from advgrad.losses import get_loss
 from advgrad.threat import Norm, ThreatModel
 
 
+def param(default: Any, help: str, shown: str | None = None) -> Any:
+    """A parameter field with its help text and, for defaults that depend on the threat model
+    (``None`` until :meth:`AttackParams.resolve`), how the default is computed (``shown``)."""
+    return field(default=default, metadata={"help": help, "shown": shown})
+
+
 @dataclass
 class AttackParams:
     """Base of every attack's parameters. Fields set to ``None`` take a default that may depend
-    on the threat model (see :meth:`resolve`)."""
+    on the threat model (see :meth:`resolve`). Fields named in ``at_least_one`` (iterations,
+    restarts, queries…) must be ≥ 1; every number must be ≥ 0."""
+
+    at_least_one: ClassVar[tuple[str, ...]] = ()
 
     def resolve(self, threat: ThreatModel) -> AttackParams:
         """A copy with every ``None`` default filled in for ``threat``."""
         return dataclasses.replace(self)
+
+    def fill(self, **defaults: Any) -> Any:
+        """A copy in which each field named in ``defaults`` that is ``None`` takes that value."""
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for values that make no sense (negative steps...)."""
@@ -37,6 +50,9 @@ class AttackParams:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise UsageError(f"{f.name.replace('_', '-')} must be ≥ 0, got {value}")
+        for name in self.at_least_one:
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
 
         loss = getattr(self, "loss", None)
         if isinstance(loss, str):
@@ -44,6 +60,21 @@ class AttackParams:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def describe(cls) -> list[dict[str, Any]]:
+        """Every parameter: name, CLI option, type, default (as text where it depends on ε) and help."""
+        rows = []
+        for f in fields(cls):
+            shown = f.metadata.get("shown")
+            rows.append({
+                "name": f.name,
+                "option": "--" + f.name.replace("_", "-"),
+                "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
+                "default": shown if shown is not None else f.default,
+                "help": f.metadata.get("help", ""),
+            })
+        return rows
 
 
 class AttackFunction(Protocol):
@@ -61,7 +92,9 @@ class AttackFunction(Protocol):
     ) -> Tensor: ...
 
 
-AttackKind = Literal["gradient", "minimal", "score"]
+# gradient: bounded, uses ∇ₓJ; minimal: finds the smallest perturbation it can, whatever ε;
+# score: bounded, uses only the model's outputs; ensemble: several attacks in a cascade.
+AttackKind = Literal["gradient", "minimal", "score", "ensemble"]
 
 
 @dataclass(frozen=True)
@@ -112,17 +145,20 @@ def run_attack(
 ) -> Tensor:
     """Call an attack through its registry entry and guarantee the budget.
 
-    Returns ``x_adv`` with the shape and dtype of ``x``, inside the ε-ball and the box.
+    Returns ``x_adv`` with the shape and dtype of ``x``, inside the ε-ball and the box. A
+    minimal-perturbation attack (``kind == "minimal"``) ignores ε while it searches; its result is
+    then the minimal example where that lies within ε, else that example projected onto the
+    ε-ball and the box. :func:`advgrad.attacks.minimal.find_minimal` runs one without a budget.
     """
     spec.check_norm(threat.norm)
     if params is None:
         params = spec.params_type()
     params = params.resolve(threat)
-    if threat.eps == 0 and spec.kind != "minimal":
+    if x.shape[0] == 0 or (threat.eps == 0 and spec.kind != "minimal"):
         return x.detach().clone()
     x_adv = spec.function(
         model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
     )
-    return threat.clip(x_adv.detach().to(x.dtype), x.detach())
+    return threat.clip_exact(x_adv.detach().to(x.dtype), x.detach())
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.iterative import LoopConfig, gradient_attack
 from advgrad.threat import ThreatModel
 
@@ -18,13 +17,12 @@ class FGSMParams(AttackParams):
     """``step_size`` defaults to ε; ``random_start`` draws the start uniformly from the ε-ball
     (R+FGSM, Tramèr et al. 2018); ``loss`` is ce, margin or dlr."""
 
-    step_size: float | None = None
-    random_start: bool = False
-    loss: str = "ce"
+    step_size: float | None = param(None, "step size", shown="ε")
+    random_start: bool = param(False, "start from a uniform random point of the ε-ball (R+FGSM)")
+    loss: str = param("ce", "objective: ce, margin or dlr")
 
     def resolve(self, threat: ThreatModel) -> FGSMParams:
-        step = self.step_size if self.step_size is not None else threat.eps
-        return dataclasses.replace(self, step_size=step)
+        return self.fill(step_size=threat.eps)
 
 
 def fgsm(

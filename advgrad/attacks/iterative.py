@@ -12,6 +12,7 @@ it the full step budget is spent on every sample and the loop never synchronises
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -106,7 +107,20 @@ def _at_least_float32(logits: Tensor) -> Tensor:
     return logits if logits.dtype == torch.float64 else logits.float()
 
 
-def _gradient(model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, loss: str):
+def movable(x_adv: Tensor, grad: Tensor, threat: ThreatModel) -> Tensor:
+    """1 where an ascent step along ``grad`` can move the coordinate, 0 where the box stops it.
+
+    The sparse L1 direction spends its whole step on a few coordinates; a coordinate already at
+    the box edge in the direction of its gradient would take the step and lose it to the clip.
+    """
+    blocked = ((x_adv <= threat.lower) & (grad < 0)) | ((x_adv >= threat.upper) & (grad > 0))
+    return (~blocked).to(grad.dtype)
+
+
+def gradient_of(
+    model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, loss: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(∇ₓJ, logits, J) at ``x_adv`` for the objective ``loss``; the caller enables grad."""
     objective = get_loss(loss)
     x_var = x_adv.detach().requires_grad_(True)
     logits = model(x_var)
@@ -154,7 +168,7 @@ def _one_run(
     for _ in range(config.steps):
         if batch.index.numel() == 0:
             break
-        grad, logits, _ = _gradient(model, batch.x_adv, batch.y, batch.target, config.loss)
+        grad, logits, _ = gradient_of(model, batch.x_adv, batch.y, batch.target, config.loss)
         if early_stop:
             done = is_successful(logits, batch.y, batch.target)
             if bool(done.any()):
@@ -169,6 +183,8 @@ def _one_run(
             normalised = grad / l1.reshape((-1,) + (1,) * (grad.dim() - 1))
             batch.velocity = normalised if batch.velocity is None else config.momentum * batch.velocity + normalised
             grad = batch.velocity
+        if threat.norm == "1":
+            grad = grad * movable(batch.x_adv, grad, threat)
         step = steepest_direction(grad, threat, config.l1_sparsity)
         batch.x_adv = threat.clip(batch.x_adv + config.step_size * step, batch.x)
     out[batch.index] = batch.x_adv
@@ -182,6 +198,39 @@ def _one_run(
             success[batch.index] = is_successful(logits, batch.y, batch.target)
     value_out[success] = float("inf")
     return out, success, value_out
+
+
+RunOutput = tuple[Tensor, "Tensor | None", "Tensor | None"]
+
+
+def keep_best(
+    run: Callable[[int, Tensor, bool], RunOutput],
+    n: int,
+    runs: int,
+    *,
+    only_unbroken: bool,
+    device: torch.device,
+) -> LoopResult:
+    """Call ``run`` ``runs`` times and keep, per sample, the best result.
+
+    ``run(k, idx, score)`` attacks the samples ``idx`` (indices into the batch of ``n``) for the
+    k-th time and returns ``(x_adv, success, value)`` for them; ``success`` and ``value`` may be
+    ``None`` when ``score`` is False (only for a single run). The best result of a sample is one
+    that reached the goal if any run did (its value is +∞), else the one with the highest
+    objective. With ``only_unbroken`` later runs attack only the samples no earlier run broke.
+    """
+    best, success, best_value = run(0, torch.arange(n, device=device), runs > 1)
+    for k in range(1, runs):
+        todo = ~success if only_unbroken else torch.ones_like(success)
+        if only_unbroken and not bool(todo.any()):
+            break
+        idx = todo.nonzero().squeeze(1)
+        cand, cand_success, cand_value = run(k, idx, True)
+        better = cand_value > best_value[idx]
+        best[idx[better]] = cand[better]
+        best_value[idx[better]] = cand_value[better]
+        success[idx] = success[idx] | cand_success
+    return LoopResult(best, success)
 
 
 def gradient_attack(
@@ -204,22 +253,10 @@ def gradient_attack(
     if generator is None:
         generator = fresh_generator(x.device)
     x = x.detach()
-    restarts = max(1, config.restarts)
+
+    def run(_: int, idx: Tensor, score: bool) -> RunOutput:
+        sub_target = None if target is None else target[idx]
+        return _one_run(model, x[idx], y[idx], threat, config, sub_target, generator, early_stop, score)
+
     with frozen(model), torch.enable_grad():
-        best, success, best_value = _one_run(
-            model, x, y, threat, config, target, generator, early_stop, score=restarts > 1
-        )
-        for _ in range(restarts - 1):
-            todo = ~success if early_stop else torch.ones_like(success)
-            if early_stop and not bool(todo.any()):
-                break
-            idx = todo.nonzero().squeeze(1)
-            sub_target = None if target is None else target[idx]
-            cand, cand_success, cand_value = _one_run(
-                model, x[idx], y[idx], threat, config, sub_target, generator, early_stop, score=True
-            )
-            better = cand_value > best_value[idx]
-            best[idx[better]] = cand[better]
-            best_value[idx[better]] = cand_value[better]
-            success[idx] = success[idx] | cand_success
-    return LoopResult(best, success)
+        return keep_best(run, x.shape[0], max(1, config.restarts), only_unbroken=early_stop, device=x.device)

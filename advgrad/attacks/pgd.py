@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.iterative import LoopConfig, gradient_attack
-from advgrad.errors import UsageError
 from advgrad.threat import ThreatModel
 
 
@@ -20,22 +18,17 @@ class PGDParams(AttackParams):
     cross the whole ball, as in Madry et al.), from a uniform random start in the ball
     (``random_start``), repeated ``restarts`` times keeping the best result per sample."""
 
-    steps: int = 20
-    step_size: float | None = None
-    random_start: bool = True
-    restarts: int = 1
-    loss: str = "ce"
+    steps: int = param(20, "iterations")
+    step_size: float | None = param(None, "step size α", shown="2.5·ε/steps")
+    random_start: bool = param(True, "start from a uniform random point of the ε-ball")
+    restarts: int = param(1, "random restarts; the best result per sample is kept")
+    loss: str = param("ce", "objective: ce, margin or dlr")
+
+    at_least_one = ("steps", "restarts")
 
     def resolve(self, threat: ThreatModel) -> PGDParams:
-        step = self.step_size if self.step_size is not None else 2.5 * threat.eps / max(self.steps, 1)
-        return dataclasses.replace(self, step_size=step)
+        return self.fill(step_size=2.5 * threat.eps / max(self.steps, 1))
 
-    def validate(self) -> None:
-        super().validate()
-        if self.steps < 1:
-            raise UsageError(f"steps must be ≥ 1, got {self.steps}")
-        if self.restarts < 1:
-            raise UsageError(f"restarts must be ≥ 1, got {self.restarts}")
 
 
 def pgd(
@@ -52,10 +45,12 @@ def pgd(
     """Projected Gradient Descent (Madry et al., 2018, "Towards Deep Learning Models Resistant to
     Adversarial Attacks").
 
-    Threat model: L∞ or L2 ball of radius ε intersected with [0, 1]. Update:
-    x_{t+1} = Π(x_t + α·d(∇ₓJ(x_t))) with d = sign (L∞) or g/‖g‖₂ (L2), Π the projection onto the
-    ball and the box, x_0 uniform in the ball (or x). Targeted at t: J = −CE(f(x), t). With
-    ``restarts`` > 1 the best of several random starts is kept per sample.
+    Threat model: L∞, L2 or L1 ball of radius ε intersected with [0, 1]. Update:
+    x_{t+1} = Π(x_t + α·d(∇ₓJ(x_t))) with d = sign (L∞), g/‖g‖₂ (L2) or, for L1, the sign of g
+    spread over its top 1% coordinates that the box lets move (Tramèr & Boneh 2019); Π is the
+    projection onto the ball and the box (exact for L1 and L∞: :func:`advgrad.threat.project_l1_box`),
+    x_0 uniform in the ball (or x). Targeted at t: J = −CE(f(x), t). With ``restarts`` > 1 the best
+    of several random starts is kept per sample.
     Shapes: x (N, C, H, W) in [0, 1], y (N,) int64.
 
     >>> params = PGDParams(steps=40, restarts=5)
@@ -77,7 +72,7 @@ SPEC = AttackSpec(
     name="pgd",
     function=pgd,
     params_type=PGDParams,
-    norms=("inf", "2"),
+    norms=("inf", "2", "1"),
     kind="gradient",
     summary="projected gradient ascent on the loss from a random start, with restarts",
     reference="Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018",

@@ -8,6 +8,7 @@ import typer
 
 from advgrad import __version__
 from advgrad.cli.attack import attack
+from advgrad.cli.attacks import attacks
 from advgrad.cli.compare import compare_command
 from advgrad.cli.console import set_debug
 from advgrad.cli.distributed import setup_process
@@ -48,6 +49,7 @@ def root(
 
 
 app.command("attack")(attack)
+app.command("attacks")(attacks)
 app.command("eval")(eval_command)
 app.command("grad")(grad)
 app.command("info")(info_command)

@@ -22,15 +22,12 @@ from advgrad.threat import ThreatModel, parse_eps, parse_norm
 
 @handle_errors
 @o.with_inputs
+@o.with_attack_options
 def attack(
     method: Annotated[str, typer.Option("--method", "-a", help="Attack to run (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "pgd",
     eps: Annotated[str, typer.Option("--eps", "-e", help="Budget ε: a number or a fraction such as 8/255.", rich_help_panel=o.ATTACK_PANEL)] = "0.1",
     norm: o.NormOpt = "inf",
-    steps: o.StepsOpt = None,
-    step_size: o.StepSizeOpt = None,
-    restarts: o.RestartsOpt = None,
-    random_start: o.RandomStartOpt = None,
-    loss: o.LossOpt = None,
+    attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
     target: o.TargetOpt = None,
     early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (default: spend the full step budget).", rich_help_panel=o.ATTACK_PANEL)] = False,
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
@@ -40,14 +37,18 @@ def attack(
 ) -> None:
     """Run one attack and report how many samples it fools.
 
+    Options an attack does not take are ignored with a warning (`advgrad attacks` lists each
+    attack's parameters). A minimal-perturbation attack (deepfool, cw) searches without a budget;
+    its result is the minimal adversarial example where that is within ε, else that example
+    projected onto the ε-ball (which then usually fails).
+
     Example: advgrad attack --method pgd --eps 8/255 --steps 40 --out adv.pt --images adv/
     """
     spec = get_attack(method)
     threat = ThreatModel(parse_norm(norm), parse_eps(eps))
     spec.check_norm(threat.norm)
-    given = o.attack_options(steps, step_size, restarts, random_start, loss)
-    warn_ignored(spec, given)
-    params = spec.make_params(**given)
+    warn_ignored(spec, attack_opts)
+    params = spec.make_params(**attack_opts)
     goal = parse_target(target)
     inputs = open_and_describe(io_options)
     with progress(f"{spec.name} ε={eps}", inputs.n_samples) as tick:

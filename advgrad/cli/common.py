@@ -59,3 +59,12 @@ def warn_ignored(spec: AttackSpec, options: dict[str, Any]) -> None:
     if ignored:
         flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
         warn(f"{spec.name} does not use {flags}; ignored")
+
+
+def warn_unused(specs: list[AttackSpec], options: dict[str, Any]) -> None:
+    """Warn about options that none of the chosen attacks takes."""
+    unused = set.intersection(*(set(spec.ignored_options(**options)) for spec in specs)) if specs else set()
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unused))
+        names = ", ".join(spec.name for spec in specs)
+        warn(f"no chosen attack ({names}) uses {flags}; ignored")

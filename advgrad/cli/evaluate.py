@@ -8,7 +8,7 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
-from advgrad.cli.common import attacks_from, open_and_describe
+from advgrad.cli.common import attacks_from, open_and_describe, warn_unused
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import err, handle_errors, progress
 from advgrad.cli.distributed import join_run
@@ -28,17 +28,14 @@ EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 
 @handle_errors
 @o.with_inputs
+@o.with_attack_options
 def eval_command(
     ctx: typer.Context,
     config_file: r.ConfigOpt = None,
     attack: Annotated[str, typer.Option("--attack", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
-    eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). [default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2]", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
+    eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). (default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2)", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
     norm: o.NormOpt = "inf",
-    steps: o.StepsOpt = None,
-    step_size: o.StepSizeOpt = None,
-    restarts: o.RestartsOpt = None,
-    random_start: o.RandomStartOpt = None,
-    loss: o.LossOpt = None,
+    attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
     target: o.TargetOpt = None,
     early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (the result is the same; it only saves time).", rich_help_panel=o.ATTACK_PANEL)] = True,
     json_out: o.JsonOpt = None,
@@ -59,6 +56,10 @@ def eval_command(
     checks that warn when the numbers are probably too good (docs/checks.md). Gates make CI fail
     (exit 1) when robustness is too low; an interrupted run continues when run again.
 
+    A minimal-perturbation attack (deepfool, cw) runs once and gives every ε from each sample's
+    smallest adversarial example, and the median of those norms. Each attack takes the options it has parameters for
+    (`advgrad attacks`); an option no chosen attack takes is ignored with a warning.
+
     Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --fail-under pgd@8/255=0.40 --json report.json --markdown report.md --plot report.png
 
     Example: advgrad eval --config configs/quick.toml --junit junit.xml
@@ -67,11 +68,11 @@ def eval_command(
     """
     threat_norm = parse_norm(norm)
     eps_values = parse_eps_list(eps if eps is not None else DEFAULT_EPS[threat_norm])
-    given = o.attack_options(steps, step_size, restarts, random_start, loss)
     specs = attacks_from(attack)
     for spec in specs:
         spec.check_norm(threat_norm)
-    attacks = [EvalAttack(spec, spec.make_params(**given)) for spec in specs]
+    warn_unused(specs, attack_opts)
+    attacks = [EvalAttack(spec, spec.make_params(**attack_opts)) for spec in specs]
     config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=io_options.seed, early_stop=early_stop,
                         examples=EXAMPLES_KEPT)
     gates = parse_gates(fail_under)

@@ -27,7 +27,7 @@ def grad(
     images: o.ImagesOpt = None,
     check: Annotated[bool, typer.Option("--check", help="Compare autograd with central finite differences on sampled coordinates.")] = False,
     coordinates: Annotated[int, typer.Option("--coordinates", help="Coordinates per sample that --check compares.")] = 16,
-    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Largest relative error --check accepts; above it the exit code is 1. [default: 1e-4 in float64, 1e-2 in float32]", show_default=False)] = None,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Largest relative error --check accepts; above it the exit code is 1. (default: 1e-4 in float64, 1e-2 in float32)", show_default=False)] = None,
     loss: Annotated[str, typer.Option("--loss", help="J: ce, margin or dlr.")] = "ce",
     show: Annotated[int, typer.Option("--show", help="Samples listed in the table.")] = 10,
     json_out: o.JsonOpt = None,

@@ -123,26 +123,66 @@ ChannelsLastOpt = Annotated[
                  show_default=False),
 ]
 
-NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2 (or 1 where supported).", rich_help_panel=ATTACK_PANEL)]
+NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2, or 1 (PGD); `advgrad attacks` lists each attack's norms.", rich_help_panel=ATTACK_PANEL)]
 StepsOpt = Annotated[
-    Optional[int], typer.Option("--steps", help="Gradient steps of iterative attacks [default: 20].", rich_help_panel=ATTACK_PANEL, show_default=False)
+    Optional[int],
+    typer.Option("--steps", help="Iterations of iterative attacks (default: 20 for PGD, 10 for BIM and MI-FGSM, 100 for APGD and strong, "
+                 "50 for DeepFool, 200 Adam steps per constant for CW).", rich_help_panel=ATTACK_PANEL, show_default=False),
 ]
 StepSizeOpt = Annotated[
     Optional[str],
-    typer.Option("--step-size", help="Step size α (number or fraction) [default: ε for FGSM, 2.5·ε/steps for PGD].",
+    typer.Option("--step-size", help="Step size α, a number or a fraction (default: ε for FGSM, 2.5·ε/steps for PGD, 1.25·ε/steps for BIM, "
+                 "ε/steps for MI-FGSM; for CW Adam's initial learning rate, 0.2).",
                  rich_help_panel=ATTACK_PANEL, show_default=False),
 ]
 RestartsOpt = Annotated[
-    Optional[int], typer.Option("--restarts", help="Random restarts; the best result per sample is kept [default: 1].",
+    Optional[int], typer.Option("--restarts", help="Random restarts (PGD, APGD, strong); the best result per sample is kept (default: 1).",
                                 rich_help_panel=ATTACK_PANEL, show_default=False)
 ]
 RandomStartOpt = Annotated[
     Optional[bool],
-    typer.Option("--random-start/--no-random-start", help="Start from a random point in the ε-ball [default: on for PGD, off for FGSM].",
+    typer.Option("--random-start/--no-random-start", help="Start from a random point in the ε-ball (default: on for PGD and APGD, off for FGSM).",
                  rich_help_panel=ATTACK_PANEL, show_default=False),
 ]
 LossOpt = Annotated[
-    Optional[str], typer.Option("--loss", help="Objective: ce, margin or dlr [default: ce].", rich_help_panel=ATTACK_PANEL, show_default=False)
+    Optional[str], typer.Option("--loss", help="Objective of gradient attacks: ce, margin or dlr (default: ce; dlr for apgd-dlr and apgd-t).",
+                                rich_help_panel=ATTACK_PANEL, show_default=False)
+]
+MomentumOpt = Annotated[
+    Optional[float],
+    typer.Option("--momentum", help="Momentum: the decay factor μ of MI-FGSM (default: 1.0) or the weight α of APGD's new step (default: 0.75).",
+                 rich_help_panel=ATTACK_PANEL, show_default=False),
+]
+TargetClassesOpt = Annotated[
+    Optional[int],
+    typer.Option("--target-classes", help="APGD-T and strong: how many of the most likely wrong classes to target in turn (default: 9).",
+                 rich_help_panel=ATTACK_PANEL, show_default=False),
+]
+QueriesOpt = Annotated[
+    Optional[int],
+    typer.Option("--queries", help="Square and strong: model evaluations per sample (default: 5000).", rich_help_panel=ATTACK_PANEL, show_default=False),
+]
+PInitOpt = Annotated[
+    Optional[float],
+    typer.Option("--p-init", help="Square: initial fraction of the image a square covers (default: 0.05 for L∞, 0.1 for L2).",
+                 rich_help_panel=ATTACK_PANEL, show_default=False),
+]
+OvershootOpt = Annotated[
+    Optional[float],
+    typer.Option("--overshoot", help="DeepFool: the accumulated step is scaled by 1 + overshoot to cross the boundary (default: 0.02).",
+                 rich_help_panel=ATTACK_PANEL, show_default=False),
+]
+ConfidenceOpt = Annotated[
+    Optional[float],
+    typer.Option("--confidence", help="CW: logit margin κ an adversarial example must reach (default: 0).", rich_help_panel=ATTACK_PANEL, show_default=False),
+]
+BinaryStepsOpt = Annotated[
+    Optional[int],
+    typer.Option("--binary-steps", help="CW: binary-search steps over the constant c (default: 9).", rich_help_panel=ATTACK_PANEL, show_default=False),
+]
+InitialConstOpt = Annotated[
+    Optional[float],
+    typer.Option("--initial-const", help="CW: first value of the constant c (default: 1.0).", rich_help_panel=ATTACK_PANEL, show_default=False),
 ]
 TargetOpt = Annotated[
     Optional[str],
@@ -208,8 +248,24 @@ def with_inputs(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def attack_options(steps, step_size, restarts, random_start, loss) -> dict:
-    """The attack options given on the command line, as keyword arguments for ``make_params``."""
+def attack_options(
+    *,
+    steps=None,
+    step_size=None,
+    restarts=None,
+    random_start=None,
+    loss=None,
+    momentum=None,
+    target_classes=None,
+    queries=None,
+    p_init=None,
+    overshoot=None,
+    confidence=None,
+    binary_steps=None,
+    initial_const=None,
+) -> dict:
+    """The attack options given on the command line, as keyword arguments for ``make_params``
+    (``None`` means not given; each attack takes the ones it has parameters for)."""
     from advgrad.threat import parse_eps
 
     return {
@@ -218,4 +274,60 @@ def attack_options(steps, step_size, restarts, random_start, loss) -> dict:
         "restarts": restarts,
         "random_start": random_start,
         "loss": loss,
+        "momentum": momentum,
+        "target_classes": target_classes,
+        "queries": queries,
+        "p_init": p_init,
+        "overshoot": overshoot,
+        "confidence": confidence,
+        "binary_steps": binary_steps,
+        "initial_const": initial_const,
     }
+
+
+# Every attack option, in the order the help lists them. A command that takes them declares one
+# parameter ``attack_opts: dict`` and is decorated with :func:`with_attack_options`.
+ATTACK_OPTIONS: dict[str, Any] = {
+    "steps": StepsOpt,
+    "step_size": StepSizeOpt,
+    "restarts": RestartsOpt,
+    "random_start": RandomStartOpt,
+    "loss": LossOpt,
+    "momentum": MomentumOpt,
+    "target_classes": TargetClassesOpt,
+    "queries": QueriesOpt,
+    "p_init": PInitOpt,
+    "overshoot": OvershootOpt,
+    "confidence": ConfidenceOpt,
+    "binary_steps": BinaryStepsOpt,
+    "initial_const": InitialConstOpt,
+}
+
+
+def with_attack_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a Typer command every attack option (--steps, --momentum, --queries…) in place of its
+    ``attack_opts`` parameter, and call it with them gathered by :func:`attack_options`.
+
+    One definition serves ``attack`` and ``eval``, so the options mean the same in both and a new
+    option is added in one place.
+    """
+    signature = inspect.signature(fn, eval_str=True)  # annotations as objects, from fn's module
+    params: list[inspect.Parameter] = []
+    for p in signature.parameters.values():
+        if p.name == "attack_opts":
+            params.extend(
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+                for name, annotation in ATTACK_OPTIONS.items()
+            )
+        else:
+            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+
+    @functools.wraps(fn)
+    def command(**kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name, None) for name in ATTACK_OPTIONS}
+        return fn(attack_opts=attack_options(**given), **kwargs)
+
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__  # Typer must read the new signature, not the wrapped function's
+    return command

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
+from advgrad.attacks import get_attack
+from advgrad.errors import AdvgradError
 from advgrad.generate import AttackSummary
 from advgrad.report.fmt import eps_label, num, pct
 from advgrad.results import RobustnessReport
@@ -32,7 +37,23 @@ def report_table(report: RobustnessReport) -> Table:
         for curve in report.attacks.values():
             row.append(pct(curve.points[j].accuracy))
         table.add_row(*row)
+    minimal = [_is_minimal(curve.attack) for curve in report.attacks.values()]
+    if any(minimal):
+        # Minimal-perturbation attacks: the median norm of the smallest adversarial example found
+        # ("—" when fewer than half of the samples were fooled at all).
+        table.add_section()
+        table.add_row(
+            f"median ‖δ‖{_sub(report.norm)}",
+            *(num(c.median_norm) if m else "" for c, m in zip(report.attacks.values(), minimal, strict=True)),
+        )
     return table
+
+
+def _is_minimal(name: str) -> bool:
+    try:
+        return get_attack(name).kind == "minimal"
+    except AdvgradError:  # a report from another version may name an attack this one lacks
+        return False
 
 
 def cost_table(report: RobustnessReport) -> Table:
@@ -82,3 +103,30 @@ def gradient_table(rows: list[dict], limit: int = 20) -> Table:
     if len(rows) > limit:
         table.caption = f"first {limit} of {len(rows)} samples; all are in the output file"
     return table
+
+
+def attacks_listing(rows: list[dict]) -> Group:
+    """The registry as ``advgrad attacks`` prints it, one block per attack: name, kind, threat
+    models, what it does, the paper, and each parameter's option, default and meaning.
+    ``rows`` are as ``advgrad.cli.attacks.describe_attack`` gives them."""
+    blocks: list[RenderableType] = []
+    for row in rows:
+        aliases = f" (also: {', '.join(row['aliases'])})" if row["aliases"] else ""
+        norms = ", ".join(norm_symbol(n) for n in row["norms"])
+        blocks.append(Text.assemble((row["name"], "bold"), f"{aliases} · {row['kind']} · {norms}"))
+        blocks.append(Padding(Text(f"{row['summary']}\npaper: {row['reference']}"), (0, 0, 0, 2)))
+        params = Table(box=None, show_header=False, padding=(0, 2, 0, 4))
+        params.add_column("option", no_wrap=True)
+        params.add_column("default", no_wrap=True)
+        params.add_column("meaning")
+        for p in row["params"]:
+            params.add_row(p["option"], _default(p["default"]), p["help"])
+        blocks.append(params)
+        blocks.append(Text(""))
+    return Group(*blocks)
+
+
+def _default(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)

@@ -1,0 +1,89 @@
+"""What the minimal-perturbation attacks (DeepFool, Carlini–Wagner) share.
+
+A minimal attack looks for the smallest perturbation that fools the model, whatever ε is. One run
+therefore gives a whole robustness curve: a sample is fooled at ε exactly when its minimal
+adversarial example has norm ≤ ε. :func:`find_minimal` runs such an attack without a budget and
+reports, per sample, the adversarial example, its real norm and whether a fresh forward pass
+confirms that it fools the model.
+
+Called through :func:`advgrad.attacks.run_attack` with a finite ε (``advgrad attack``), a minimal
+attack's result is clipped into the ε-ball: the minimal example itself when its norm is ≤ ε, else
+its projection onto the ball and the box (which usually does not fool the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
+from advgrad.gradient import frozen
+from advgrad.threat import Norm, ThreatModel
+
+# Bisection steps of :func:`shrink`: the found perturbation is shortened to within 2⁻¹² of its
+# length of the smallest multiple that still fools.
+SHRINK_STEPS = 12
+
+
+def unbounded_threat(norm: Norm, x: Tensor, lower: float = 0.0, upper: float = 1.0) -> ThreatModel:
+    """A threat model whose ball holds the whole box around every x: ε = the box's diameter in the
+    norm ((upper − lower)·d^{1/p}), so clipping to it never moves a point of the box."""
+    d = x[0].numel() if x.shape[0] else 1
+    width = upper - lower
+    eps = {"inf": width, "2": width * d**0.5, "1": width * d}[norm]
+    return ThreatModel(norm, eps * (1 + 1e-6), lower, upper)
+
+
+def shrink(x: Tensor, x_adv: Tensor, fools: Callable[[Tensor], Tensor], steps: int = SHRINK_STEPS) -> Tensor:
+    """Move each adversarial example back towards x along its perturbation while it still fools.
+
+    Bisection over s ∈ [0, 1] on x + s·(x_adv − x) (inside the box, which is convex): a scale is
+    accepted only when ``fools`` — one forward pass — confirms it, so the result fools whenever
+    ``x_adv`` does. Samples that ``x_adv`` does not fool are returned unchanged.
+    """
+    delta = x_adv - x
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    hi = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+    lo = torch.zeros_like(hi)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok = fools(x + mid.reshape(shape) * delta)
+        hi = torch.where(ok, mid, hi)
+        lo = torch.where(ok, lo, mid)
+    return x + hi.reshape(shape) * delta
+
+
+@dataclass
+class MinimalResult:
+    """Per sample: the adversarial example, its norm in the threat norm, and whether a fresh
+    forward pass classifies it differently from its label."""
+
+    x_adv: Tensor
+    norm: Tensor
+    fooled: Tensor
+
+
+def find_minimal(
+    spec: AttackSpec,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    norm: Norm,
+    params: AttackParams | None = None,
+    target: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> MinimalResult:
+    """Run a minimal attack without a budget and check what it found.
+
+    ``norm`` is ‖x_adv − x‖ recomputed here, ``fooled`` comes from a new forward pass (argmax ≠ y).
+    A sample the attack cannot fool has ``fooled`` False; its norm is that of whatever it returned.
+    """
+    threat = unbounded_threat(norm, x)
+    x_adv = run_attack(spec, model, x, y, threat=threat, params=params, target=target, generator=generator)
+    with frozen(model), torch.no_grad():
+        fooled = model(x_adv).argmax(dim=1) != y
+    return MinimalResult(x_adv, threat.norm_of(x_adv - x), fooled)
