@@ -267,13 +267,14 @@ def _minimal_sweep(
             threat = ThreatModel(config.norm, eps)
             x_eps = threat.clip(result.x_adv[near], xa[near])
             with torch.no_grad():
-                confirmed = threat.contains(x_eps, xa[near]) & (model(x_eps).argmax(dim=1) != ya[near])
+                pred = model(x_eps).argmax(dim=1)
+            confirmed = threat.contains(x_eps, xa[near]) & (pred != ya[near])
             counted = near[confirmed]
             pending[counted] = False
             found_norm[active[counted]] = threat.norm_of(x_eps[confirmed] - xa[counted]).float()
-            if keep > len(tally.examples) and counted.numel():
-                pred = model(x_eps[confirmed]).argmax(dim=1)
-                tally.add_examples(attack.name, eps, xa[counted], x_eps[confirmed], ya[counted], pred, keep)
+            if keep > len(tally.examples) and counted.numel():  # the confirming pass's predictions: the
+                # forward-pass count must not depend on how many examples a batch keeps (distributed runs)
+                tally.add_examples(attack.name, eps, xa[counted], x_eps[confirmed], ya[counted], pred[confirmed], keep)
         still = torch.zeros_like(y)
         still[active[pending]] = 1
         tally.add_point(j, (still | tally_fixed).bool(), y, found_norm[~torch.isnan(found_norm)])
