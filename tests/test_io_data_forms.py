@@ -278,6 +278,15 @@ def test_svhn(tmp_path, trust_written_files):
     assert y.tolist() == [0 if v == 10 else int(v) for v in labels[:, 0]]
 
 
+def test_svhn_without_scipy_says_what_is_missing(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
+    with pytest.raises(UsageError, match="needs scipy"):
+        load_data("svhn", DataOptions(root=str(tmp_path)))
+
+
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"])
 def test_named_dataset_absent_says_how_to_get_it(tmp_path, name):
     root = tmp_path / "data"

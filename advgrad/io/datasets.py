@@ -176,8 +176,12 @@ def _train_flag(cls_name: str) -> Callable[[str, str, bool], object]:
 
 
 def _svhn(root: str, split: str, download: bool):
+    import importlib.util
+
     import torchvision.datasets as tvd
 
+    if importlib.util.find_spec("scipy") is None:  # torchvision reads SVHN's .mat files with scipy
+        raise UsageError("--data svhn needs scipy to read SVHN's .mat files: pip install scipy")
     return tvd.SVHN(root, split=split, download=download)
 
 
@@ -240,6 +244,8 @@ def load_named(spec: str, options: DataOptions) -> DataSource:
         raise DataError(f"{entry.name}: cannot read it from {root} ({text}); delete its folder and run: {get}") from None
     except ImportError as exc:
         raise DataError(f"{entry.name} needs a package that is not installed ({first_line(exc)})") from None
+    except (DataError, UsageError):
+        raise
     except Exception as exc:  # network errors while downloading, damaged files
         action = "download" if options.download else "read"
         raise DataError(f"{entry.name}: cannot {action} it in {root} ({type(exc).__name__}: {first_line(exc)})") from None
