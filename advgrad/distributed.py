@@ -27,13 +27,10 @@ import torch
 import torch.distributed as dist
 
 from advgrad.device import resolve_device
-from advgrad.errors import InternalError, UsageError
+from advgrad.errors import InternalError, UsageError, first_line
 from advgrad.tally import BatchTally
 
 T = TypeVar("T")
-
-ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-
 
 @dataclass(frozen=True)
 class Launch:
@@ -196,8 +193,7 @@ def process_group(launch: Launch, device: torch.device) -> Iterator[None]:
     try:
         dist.init_process_group(backend, rank=launch.rank, world_size=launch.world_size, **kwargs)
     except (RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(f"could not join the torchrun process group ({backend}): {first}") from None
+        raise UsageError(f"could not join the torchrun process group ({backend}): {first_line(exc)}") from None
     try:
         yield
     finally:

@@ -20,6 +20,12 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 class AdvgradError(Exception):
     """A problem with what the user asked for; the message says what and how to fix it."""
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import UsageError
+from advgrad.errors import UsageError, first_line
 
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _ALIASES = {"float32": "fp32", "32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "16": "fp16"}
@@ -74,9 +74,8 @@ def check_precision(precision: str, device: torch.device) -> None:
         with torch.autocast(device_type=device.type, dtype=dtype):
             torch.ones(1, 1, device=device) @ torch.ones(1, 1, device=device)
     except (RuntimeError, AssertionError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
         raise UsageError(
-            f"--precision {name} is not supported on {device.type} by torch {torch.__version__} ({first}); "
+            f"--precision {name} is not supported on {device.type} by torch {torch.__version__} ({first_line(exc)}); "
             "use --precision bf16 or fp32"
         ) from None
 
@@ -151,8 +150,9 @@ def is_compile_error(exc: BaseException) -> bool:
 
 
 def compile_failed(exc: BaseException) -> UsageError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
-    return UsageError(f"torch.compile failed on this model ({type(exc).__name__}: {first}); run again without --compile")
+    return UsageError(
+        f"torch.compile failed on this model ({type(exc).__name__}: {first_line(exc)}); run again without --compile"
+    )
 
 
 def prepare_model(model: nn.Module, options: RuntimeOptions, device: torch.device, sample: Tensor) -> tuple[nn.Module, list[str]]:

@@ -50,7 +50,3 @@ def resolve_targets(
         generator.seed()
     offset = torch.randint(1, classes, y.shape, generator=generator, device=generator.device).to(y.device)
     return (y + offset) % classes
-
-
-def describe_target(target: int | str | None) -> str | None:
-    return None if target is None else str(target)

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from advgrad.errors import AdvgradError, ExitCode
+from advgrad.errors import AdvgradError, ExitCode, first_line
 from advgrad.runtime import compile_failed, is_compile_error
 
 out = Console(highlight=False, soft_wrap=False)
@@ -97,8 +97,7 @@ def handle_errors(fn: F) -> F:
             if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
                 _error(f"error: {compile_failed(exc)}")
                 raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            _error(f"internal error: {type(exc).__name__}: {first} (rerun with --debug for a traceback "
+            _error(f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
                    "and please report it)")
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
         finally:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advgrad.errors import AdvgradError
+from advgrad.errors import AdvgradError, first_line
 
-
-def first_line(exc: BaseException, limit: int = 240) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+__all__ = ["first_line", "require_file"]
 
 
 def require_file(path: str | Path, expected: str, error: type[AdvgradError]) -> Path:

@@ -13,6 +13,14 @@ def eps_label(eps: float) -> str:
     return f"{eps:.4g}"
 
 
+NORM_SUBSCRIPTS = {"inf": "∞", "2": "₂", "1": "₁"}
+
+
+def norm_sub(norm: str) -> str:
+    """The subscript that names a norm: ‖δ‖∞, ‖δ‖₂, ‖δ‖₁."""
+    return NORM_SUBSCRIPTS[norm]
+
+
 def pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 

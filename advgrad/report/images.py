@@ -7,12 +7,11 @@ from pathlib import Path
 
 from torch import Tensor
 
+from advgrad.report.fmt import norm_sub
 from advgrad.report.mpl import pyplot as _pyplot
 from advgrad.report.mpl import save_figure as _save
 from advgrad.results import Example
 from advgrad.threat import per_sample_norm
-
-_SUB = {"inf": "∞", "2": "₂", "1": "₁"}
 
 
 def _to_display(img: Tensor):
@@ -31,12 +30,17 @@ def _visible(delta: Tensor) -> Tensor:
     return 0.5 + 0.5 * delta / scale
 
 
-def _show(ax, img: Tensor, title: str, color: str = "black") -> None:
-    arr, cmap = _to_display(img)
-    ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+def _show(ax, img: Tensor, title: str, color: str = "black", cmap: str | None = None) -> None:
+    """An image C×H×W in [0, 1] (or, with ``cmap``, an H×W map in [0, 1]) on bare axes."""
+    arr, default_cmap = _to_display(img if cmap is None else img[None])
+    ax.imshow(arr, cmap=cmap or default_cmap, vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title, fontsize=7, color=color)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _norm_label(delta: Tensor, norm: str) -> str:
+    return f"‖δ‖{norm_sub(norm)}={float(per_sample_norm(delta[None], norm)[0]):.3f}"
 
 
 def draw_examples(axes, examples: list[Example], attack: str, norm: str = "inf") -> None:
@@ -50,8 +54,7 @@ def draw_examples(axes, examples: list[Example], attack: str, norm: str = "inf")
         e = examples[i]
         delta = e.x_adv - e.x
         _show(axes[0][i], e.x_adv, f"ε={e.eps:.3g}: {e.y}→{e.pred}", "red")
-        size = float(per_sample_norm(delta[None], norm)[0])
-        _show(axes[1][i], _visible(delta), f"‖δ‖{_SUB[norm]}={size:.3f}")
+        _show(axes[1][i], _visible(delta), _norm_label(delta, norm))
     axes[0][0].set_ylabel(f"{attack}\nadversarial", fontsize=8)
     axes[1][0].set_ylabel("perturbation\n(scaled)", fontsize=8)
 
@@ -70,7 +73,7 @@ def adversarial_grid(
         delta = x_adv[i] - x[i]
         panels = [
             (x[i], f"y={name(int(y[i]))} pred={name(int(pred_clean[i]))}"),
-            (_visible(delta), f"‖δ‖{_SUB[norm]}={float(per_sample_norm(delta[None], norm)[0]):.3f}"),
+            (_visible(delta), _norm_label(delta, norm)),
             (x_adv[i], f"pred={name(int(pred_adv[i]))}"),
         ]
         for row, (img, label) in enumerate(panels):
@@ -92,16 +95,9 @@ def saliency_grid(
     count = min(count, x.shape[0])
     fig, axes = plt.subplots(2, count, figsize=(1.6 * count, 3.6), dpi=120, squeeze=False)
     for i in range(count):
-        arr, cmap = _to_display(x[i])
-        axes[0][i].imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-        axes[0][i].set_title(f"y={int(y[i])} pred={int(pred[i])}", fontsize=7)
+        _show(axes[0][i], x[i], f"y={int(y[i])} pred={int(pred[i])}")
         sal = grad[i].detach().float().abs().amax(dim=0)
-        sal = sal / sal.max().clamp_min(1e-12)
-        axes[1][i].imshow(sal.cpu().numpy(), cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
-        axes[1][i].set_title(f"max |∇|={float(grad[i].abs().max()):.2g}", fontsize=7)
-        for row in (0, 1):
-            axes[row][i].set_xticks([])
-            axes[row][i].set_yticks([])
+        _show(axes[1][i], sal / sal.max().clamp_min(1e-12), f"max |∇|={float(grad[i].abs().max()):.2g}", cmap="inferno")
     axes[0][0].set_ylabel("input", fontsize=8)
     axes[1][0].set_ylabel("|∇ₓJ|", fontsize=8)
     fig.tight_layout()

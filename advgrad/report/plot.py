@@ -65,15 +65,6 @@ def _draw_classes(ax, report: RobustnessReport) -> None:
     ax.legend(fontsize=8, loc="upper right", ncol=2)
 
 
-def plot_curves(report: RobustnessReport, path: str | os.PathLike) -> None:
-    """One line per attack: accuracy (y) against ε (x), with clean accuracy as a dashed line."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    _draw_curves(ax, report)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
 def plot_report(report: RobustnessReport, path: str | os.PathLike) -> None:
     """One PNG: the curve and per-class accuracy on top, adversarial examples below (for each of
     up to three attacks, a row of adversarial inputs and a row of their perturbations)."""

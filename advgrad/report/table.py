@@ -10,7 +10,7 @@ from rich.text import Text
 from advgrad.attacks import get_attack
 from advgrad.errors import AdvgradError
 from advgrad.generate import AttackSummary
-from advgrad.report.fmt import eps_label, num, pct
+from advgrad.report.fmt import eps_label, norm_sub, num, pct
 from advgrad.results import RobustnessReport
 
 
@@ -43,7 +43,7 @@ def report_table(report: RobustnessReport) -> Table:
         # ("—" when fewer than half of the samples were fooled at all).
         table.add_section()
         table.add_row(
-            f"median ‖δ‖{_sub(report.norm)}",
+            f"median ‖δ‖{norm_sub(report.norm)}",
             *(num(c.median_norm) if m else "" for c, m in zip(report.attacks.values(), minimal, strict=True)),
         )
     return table
@@ -78,16 +78,12 @@ def summary_table(summary: AttackSummary) -> Table:
     table.add_row("accuracy under attack", pct(summary.adversarial_accuracy))
     what = "reached target" if summary.target is not None else "fooled"
     table.add_row(f"success rate ({what})", f"{pct(summary.success_rate)} ({summary.successes}/{summary.attacked})")
-    table.add_row(f"mean ‖δ‖{_sub(summary.norm)}", num(summary.mean_norm))
-    table.add_row(f"max ‖δ‖{_sub(summary.norm)}", num(summary.max_norm))
+    table.add_row(f"mean ‖δ‖{norm_sub(summary.norm)}", num(summary.mean_norm))
+    table.add_row(f"max ‖δ‖{norm_sub(summary.norm)}", num(summary.max_norm))
     if summary.target is not None:
         table.add_row("target", summary.target)
     table.add_row("seconds", f"{summary.seconds:.2f}")
     return table
-
-
-def _sub(norm: str) -> str:
-    return {"inf": "∞", "2": "₂", "1": "₁"}[norm]
 
 
 def gradient_table(rows: list[dict], limit: int = 20) -> Table:
