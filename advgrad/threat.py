@@ -1,7 +1,9 @@
-"""Threat models: per-sample norms, projections onto ε-balls and the valid input box.
+"""Threat models: a norm, a budget ε and the valid input box.
 
 An adversary may replace ``x`` by any ``x'`` with ``‖x' − x‖_p ≤ ε`` and ``lower ≤ x' ≤ upper``
 (pixels in [0, 1] by default). Norms are taken per sample over every dimension but the first.
+What depends on the norm (norms, projections, directions, random starts) is in
+:mod:`advgrad.geometry`; :class:`ThreatModel` delegates to it (``threat.geometry``).
 """
 
 from __future__ import annotations
@@ -10,128 +12,31 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from advgrad.errors import UsageError
+from advgrad.geometry import (  # noqa: F401  (the projections are re-exported: advgrad.threat.project_l1_box)
+    NormGeometry,
+    get_geometry,
+    parse_norm,
+    project_l1,
+    project_l1_box,
+    project_l2,
+    project_linf,
+)
+from advgrad.geometry import flat as _flat
 
 Norm = Literal["inf", "2", "1"]
-NORMS: tuple[Norm, ...] = ("inf", "2", "1")
+NORMS: tuple[Norm, ...] = ("inf", "2", "1")  # the built-in norms; advgrad.geometry.GEOMETRIES holds every one
 
 # Relative slack used when checking that a result lies inside its ball: projections computed in
 # float32 can overshoot ε by a few ulps.
 NORM_TOLERANCE = 1e-5
 
 
-def parse_norm(value: str | int | float) -> Norm:
-    """Accept ``inf``/``linf``/``Linf``, ``2``/``l2`` and ``1``/``l1``; return the canonical name."""
-    text = str(value).strip().lower().lstrip("l")
-    if text in ("inf", "infinity", "∞"):
-        return "inf"
-    if text in ("2", "2.0"):
-        return "2"
-    if text in ("1", "1.0"):
-        return "1"
-    raise UsageError(f"unknown norm {value!r}: use one of inf, 2, 1")
-
-
-def _flat(t: Tensor) -> Tensor:
-    # An explicit width, not -1: a batch of zero samples (nothing fooled at this ε) has to work too.
-    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
-
-
-def _expand(per_sample: Tensor, like: Tensor) -> Tensor:
-    """Shape a per-sample vector (N,) so that it broadcasts against ``like`` (N, ...)."""
-    return per_sample.reshape((-1,) + (1,) * (like.dim() - 1))
-
-
 def per_sample_norm(t: Tensor, norm: Norm) -> Tensor:
     """‖t_i‖_p for every sample i: a tensor of shape (N,)."""
-    flat = _flat(t)
-    if norm == "inf":
-        return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
-    if norm == "2":
-        return flat.norm(p=2, dim=1)
-    if norm == "1":
-        return flat.abs().sum(dim=1)
-    raise UsageError(f"unknown norm {norm!r}")
-
-
-def project_linf(delta: Tensor, eps: float | Tensor) -> Tensor:
-    """Euclidean projection onto the L∞ ball: clip every coordinate to [−ε, ε]."""
-    if isinstance(eps, Tensor):
-        eps = _expand(eps, delta)
-        return torch.maximum(torch.minimum(delta, eps), -eps)
-    return delta.clamp(-eps, eps)
-
-
-def project_l2(delta: Tensor, eps: float | Tensor) -> Tensor:
-    """Euclidean projection onto the L2 ball: δ · min(1, ε / ‖δ‖₂)."""
-    norms = per_sample_norm(delta, "2")
-    eps_t = eps if isinstance(eps, Tensor) else torch.full_like(norms, float(eps))
-    factor = torch.where(norms > eps_t, eps_t / norms.clamp_min(1e-30), torch.ones_like(norms))
-    return delta * _expand(factor, delta)
-
-
-def project_l1(delta: Tensor, eps: float | Tensor) -> Tensor:
-    """Euclidean projection onto the L1 ball (Duchi et al., 2008, sort-based, exact).
-
-    For ‖δ‖₁ > ε the projection is sign(δ)·max(|δ| − θ, 0) with θ ≥ 0 chosen so the result has
-    L1 norm exactly ε; θ is found from the sorted magnitudes u₁ ≥ u₂ ≥ …:
-    ρ = max{j : u_j − (Σ_{r≤j} u_r − ε)/j > 0}, θ = (Σ_{r≤ρ} u_r − ε)/ρ.
-    """
-    flat = _flat(delta)
-    n, d = flat.shape
-    eps_t = eps if isinstance(eps, Tensor) else torch.full((n,), float(eps), device=delta.device, dtype=flat.dtype)
-    eps_t = eps_t.to(flat.dtype)
-    mags = flat.abs()
-    inside = mags.sum(dim=1) <= eps_t
-    u, _ = torch.sort(mags, dim=1, descending=True)
-    cumsum = u.cumsum(dim=1) - eps_t[:, None]
-    ranks = torch.arange(1, d + 1, device=delta.device, dtype=flat.dtype)
-    positive = (u - cumsum / ranks) > 0
-    rho = (positive * ranks).amax(dim=1).clamp_min(1)
-    theta = cumsum.gather(1, (rho - 1).long()[:, None]).squeeze(1) / rho
-    theta = torch.where(inside, torch.zeros_like(theta), theta.clamp_min(0))
-    projected = flat.sign() * (mags - theta[:, None]).clamp_min(0)
-    return projected.reshape(delta.shape)
-
-
-def project_l1_box(v: Tensor, low: Tensor, high: Tensor, eps: float | Tensor) -> Tensor:
-    """Exact Euclidean projection of ``v`` onto {δ : ‖δ‖₁ ≤ ε, low ≤ δ ≤ high}, per sample.
-
-    ``low ≤ 0 ≤ high`` (for a perturbation of x in the box [lower, upper]: low = lower − x,
-    high = upper − x). The KKT conditions give δ_i = sign(v_i)·min(max(|v_i| − θ, 0), u_i) with
-    u_i = high_i where v_i ≥ 0 and −low_i elsewhere, and θ = 0 when that point already has
-    ‖δ‖₁ ≤ ε, else the θ > 0 solving g(θ) = Σ_i min(max(|v_i| − θ, 0), u_i) = ε. g is piecewise
-    linear and non-increasing; coordinate i enters it with slope −1 at θ = |v_i| − u_i and leaves
-    at θ = |v_i|. Sorting these 2d breakpoints and summing slope × width gives g at every
-    breakpoint, and θ follows exactly by linear interpolation on the segment that crosses ε:
-    O(d log d) per sample, computed in float64.
-    """
-    n = v.shape[0]
-    vf = _flat(v).double()
-    a = vf.abs()
-    u = torch.where(vf >= 0, _flat(high).double(), -_flat(low).double()).clamp_min(0)
-    eps_t = eps.double() if isinstance(eps, Tensor) else torch.full((n,), float(eps), dtype=torch.float64)
-    eps_t = eps_t.to(vf.device)
-    breaks = torch.cat([(a - u).clamp_min(0), a], dim=1)
-    changes = torch.cat([-torch.ones_like(a), torch.ones_like(a)], dim=1)
-    breaks, order = breaks.sort(dim=1)
-    slope = changes.gather(1, order).cumsum(dim=1)  # slope of g just right of each breakpoint
-    g0 = torch.minimum(a, u).sum(dim=1)  # g is flat between 0 and the first breakpoint
-    drops = (slope[:, :-1] * breaks.diff(dim=1)).cumsum(dim=1)
-    g = torch.cat([g0[:, None], g0[:, None] + drops], dim=1)  # g at each breakpoint
-    below = g <= eps_t[:, None]
-    below[:, -1] = True  # g(max |v_i|) = 0 ≤ ε; guards against rounding
-    k = below.int().argmax(dim=1).clamp_min(1)  # first breakpoint with g ≤ ε (argmax: first maximum)
-    b_left = breaks.gather(1, (k - 1)[:, None]).squeeze(1)
-    g_left = g.gather(1, (k - 1)[:, None]).squeeze(1)
-    s_left = slope.gather(1, (k - 1)[:, None]).squeeze(1)
-    theta = b_left + (g_left - eps_t) / (-s_left).clamp_min(1.0)
-    theta = torch.where(g0 > eps_t, theta, torch.zeros_like(theta))
-    delta = vf.sign() * torch.minimum((a - theta[:, None]).clamp_min(0), u)
-    return delta.to(v.dtype).reshape(v.shape)
+    return get_geometry(norm).norm(t)
 
 
 @dataclass(frozen=True)
@@ -155,48 +60,32 @@ class ThreatModel:
         if not self.lower < self.upper:
             raise UsageError(f"the input box needs lower < upper, got [{self.lower}, {self.upper}]")
 
+    @property
+    def geometry(self) -> NormGeometry:
+        """Everything that depends on the norm: projections, steepest direction, random start…"""
+        return get_geometry(self.norm)
+
     def project(self, delta: Tensor) -> Tensor:
         """Project a perturbation onto the ε-ball of this norm (not the box)."""
-        if self.norm == "inf":
-            return project_linf(delta, self.eps)
-        if self.norm == "2":
-            return project_l2(delta, self.eps)
-        return project_l1(delta, self.eps)
+        return self.geometry.project(delta, self.eps)
 
     def clip(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """Bring ``x_adv`` inside the ε-ball around ``x`` and inside the box.
 
-        Projecting onto the ball and then clamping into the box keeps both constraints: the box
-        clamp only moves coordinates towards ``x`` (which lies in the box), so it cannot leave the
-        ball. For L∞ the result is the exact projection onto the intersection; for L1 the exact
-        projection onto the intersection is computed (:func:`project_l1_box`).
+        The ball projection followed by a clamp into the box, which keeps both constraints; for L∞
+        and L1 the exact projection onto the intersection (:func:`project_l1_box` for L1).
         """
-        if self.norm == "1":
-            delta = project_l1_box(x_adv - x, self.lower - x, self.upper - x, self.eps)
-        else:
-            delta = self.project(x_adv - x)
-        return (x + delta).clamp(self.lower, self.upper)
+        return self.geometry.clip(x_adv, x, self.eps, self.lower, self.upper)
 
     def clip_exact(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """:meth:`clip`, then undo the rounding of x + δ: in floating point the stored x_adv − x can
         exceed ε by an ulp. Coordinates (L∞) or samples (L2, L1) that do are moved towards x by the
         smallest representable amount, so the norm computed from the returned tensor is ≤ ε."""
-        x_adv = self.clip(x_adv, x)
-        if self.norm == "inf":
-            over = (x_adv - x).abs() > self.eps
-            if bool(over.any()):
-                x_adv = torch.where(over, torch.nextafter(x_adv, x), x_adv)
-            return x_adv
-        norms = self.norm_of(x_adv - x)
-        over = norms > self.eps
-        if bool(over.any()):
-            factor = torch.where(over, self.eps / norms.clamp_min(1e-30) * (1 - 8 * torch.finfo(x.dtype).eps), 1.0)
-            x_adv = (x + (x_adv - x) * _expand(factor.to(x.dtype), x)).clamp(self.lower, self.upper)
-        return x_adv
+        return self.geometry.round_inside(self.clip(x_adv, x), x, self.eps, self.lower, self.upper)
 
     def norm_of(self, delta: Tensor) -> Tensor:
         """Per-sample norm of ``delta`` in this threat model's norm."""
-        return per_sample_norm(delta, self.norm)
+        return self.geometry.norm(delta)
 
     def contains(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """Per-sample check that ``x_adv`` is inside the ball (with float slack) and the box."""
