@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from advgrad.geometry import get_geometry
 from advgrad.results import AttackCurve, RobustnessReport
 
 DOCS = "docs/checks.md"
@@ -134,14 +135,11 @@ def _or_one(accuracy: float | None) -> float:
 
 
 def large_eps_threshold(norm: str, input_shape: list[int]) -> float | None:
-    """The ε from which an attacker can move every input to the same mid-grey image (all 0.5):
-    0.5 in L∞, 0.5·√d in L2, 0.5·d in L1 for d input values. None when d is unknown."""
-    if norm == "inf":
-        return 0.5
-    if not input_shape:
-        return None
-    d = math.prod(input_shape)
-    return 0.5 * math.sqrt(d) if norm == "2" else 0.5 * d
+    """The ε from which an attacker can move every input to the same mid-grey image (all 0.5): half
+    the diameter of [0, 1]^d, 0.5 in L∞, 0.5·√d in L2, 0.5·d in L1 for d input values. None when it
+    depends on d and d is unknown."""
+    diameter = get_geometry(norm).box_diameter(math.prod(input_shape) if input_shape else None)
+    return None if diameter is None else 0.5 * diameter
 
 
 def large_eps_accuracy(report: RobustnessReport) -> CheckResult:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.minimal import shrink
 from advgrad.errors import UsageError
+from advgrad.geometry import NormGeometry
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, ranked_other_classes
 from advgrad.threat import ThreatModel
@@ -29,19 +30,13 @@ class DeepFoolParams(AttackParams):
     at_least_one = ("steps",)
 
 
-def _linear_step(f: Tensor, w: Tensor, norm: str) -> tuple[Tensor, Tensor]:
-    """For the linearised constraint f + w·r ≥ 0 (f < 0): the distance |f|/‖w‖_q to it, with q the
-    dual norm (2 for L2, 1 for L∞), and the smallest step r reaching it:
-    L2: r = |f|·w/‖w‖₂², L∞: r = |f|·sign(w)/‖w‖₁."""
-    flat = w.flatten(1)
-    if norm == "2":
-        dual = flat.norm(dim=1).clamp_min(_TINY)
-        direction = w / dual.reshape((-1,) + (1,) * (w.dim() - 1))
-    else:
-        dual = flat.abs().sum(dim=1).clamp_min(_TINY)
-        direction = w.sign()
+def _linear_step(f: Tensor, w: Tensor, geometry: NormGeometry) -> tuple[Tensor, Tensor]:
+    """For the linearised constraint f + w·r ≥ 0 (f < 0): the distance |f|/‖w‖_* to it, with ‖·‖_*
+    the dual norm (L2 for L2, L1 for L∞), and the smallest step r reaching it, that distance along
+    the steepest direction d of w (⟨w, d⟩ = ‖w‖_*): L2: r = |f|·w/‖w‖₂², L∞: r = |f|·sign(w)/‖w‖₁."""
+    dual = geometry.dual_norm(w).clamp_min(_TINY)
     distance = (f.abs() + 1e-4) / dual  # the paper adds 1e-4 so the step does not stop short
-    return distance, distance.reshape((-1,) + (1,) * (w.dim() - 1)) * direction
+    return distance, distance.reshape((-1,) + (1,) * (w.dim() - 1)) * geometry.steepest(w)
 
 
 def _class_gradients(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, others: Tensor | None):
@@ -114,7 +109,7 @@ def deepfool(
             success[active[done]] = True
             if it == params.steps:
                 break
-            distances, steps = zip(*(_linear_step(f, g, threat.norm) for f, g in pairs), strict=True)
+            distances, steps = zip(*(_linear_step(f, g, threat.geometry) for f, g in pairs), strict=True)
             nearest = torch.stack(distances, dim=1).argmin(dim=1)
             step = torch.stack(steps, dim=1)[torch.arange(active.numel(), device=x.device), nearest]
             keep = ~done

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from advgrad.geometry import L1_SPARSITY
+from advgrad.geometry import movable as box_movable
 from advgrad.gradient import frozen
 from advgrad.losses import get_loss, is_successful
 from advgrad.threat import ThreatModel
@@ -36,7 +38,7 @@ class LoopConfig:
     restarts: int = 1
     momentum: float | None = None
     loss: str = "ce"
-    l1_sparsity: float = 0.99
+    l1_sparsity: float = L1_SPARSITY
 
 
 @dataclass
@@ -57,48 +59,16 @@ def fresh_generator(device: torch.device) -> torch.Generator:
 def random_start(
     shape: torch.Size, threat: ThreatModel, generator: torch.Generator, dtype: torch.dtype
 ) -> Tensor:
-    """A perturbation drawn uniformly from the ε-ball of the threat model's norm.
-
-    L∞: U(−ε, ε) per coordinate. L2: a Gaussian direction scaled to radius ε·u^{1/d}, u ~ U(0,1),
-    which is uniform in the ball. L1: ε·u^{1/d}·(e₁…e_d)/Σe with e_k ~ Exp(1) and random signs,
-    uniform on the simplex scaled to a uniform radius.
-    """
-    device = generator.device
-    n, d = shape[0], int(torch.Size(shape[1:]).numel())
-    eps = threat.eps
-    if threat.norm == "inf":
-        return (torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2 - 1) * eps
-    radius = eps * torch.rand(n, generator=generator, device=device, dtype=dtype) ** (1.0 / max(d, 1))
-    if threat.norm == "2":
-        direction = torch.randn(n, d, generator=generator, device=device, dtype=dtype)
-        direction = direction / direction.norm(dim=1, keepdim=True).clamp_min(_TINY)
-    else:
-        exps = -torch.log(torch.rand(n, d + 1, generator=generator, device=device, dtype=dtype).clamp_min(_TINY))
-        direction = exps[:, :d] / exps.sum(dim=1, keepdim=True)
-        signs = torch.randint(0, 2, (n, d), generator=generator, device=device).to(dtype) * 2 - 1
-        direction = direction * signs
-    return (direction * radius[:, None]).reshape(shape)
+    """A perturbation drawn uniformly from the ε-ball of the threat model's norm
+    (:meth:`advgrad.geometry.NormGeometry.random_point`)."""
+    return threat.geometry.random_point(shape, threat.eps, generator, dtype)
 
 
-def steepest_direction(grad: Tensor, threat: ThreatModel, sparsity: float = 0.99) -> Tensor:
-    """The unit-norm direction of steepest ascent of a linear function with gradient ``grad``.
-
-    L∞: sign(g). L2: g/‖g‖₂. L1: the exact answer puts all mass on the largest |g_k|, which makes
-    slow progress; like Tramèr & Boneh (2019) we spread it over the top (1 − ``sparsity``)
-    fraction of coordinates: sign(g_k)/k on those, 0 elsewhere.
-    """
-    if threat.norm == "inf":
-        return grad.sign()
-    flat = grad.reshape(grad.shape[0], -1)
-    if threat.norm == "2":
-        return (flat / flat.norm(dim=1, keepdim=True).clamp_min(_TINY)).reshape(grad.shape)
-    d = flat.shape[1]
-    k = max(1, int(round((1.0 - sparsity) * d)))
-    threshold = flat.abs().topk(k, dim=1).values[:, -1:]
-    mask = (flat.abs() >= threshold) & (flat != 0)
-    direction = flat.sign() * mask
-    direction = direction / mask.sum(dim=1, keepdim=True).clamp_min(1)
-    return direction.reshape(grad.shape)
+def steepest_direction(grad: Tensor, threat: ThreatModel, sparsity: float = L1_SPARSITY) -> Tensor:
+    """The unit-norm direction the loop steps along for a gradient ``grad``: sign(g) for L∞,
+    g/‖g‖₂ for L2, for L1 sign(g_k)/k on the top (1 − ``sparsity``) share of the coordinates
+    (:meth:`advgrad.geometry.NormGeometry.ascent_direction`)."""
+    return threat.geometry.ascent_direction(grad, sparsity=sparsity)
 
 
 def _at_least_float32(logits: Tensor) -> Tensor:
@@ -113,8 +83,7 @@ def movable(x_adv: Tensor, grad: Tensor, threat: ThreatModel) -> Tensor:
     The sparse L1 direction spends its whole step on a few coordinates; a coordinate already at
     the box edge in the direction of its gradient would take the step and lose it to the clip.
     """
-    blocked = ((x_adv <= threat.lower) & (grad < 0)) | ((x_adv >= threat.upper) & (grad > 0))
-    return (~blocked).to(grad.dtype)
+    return box_movable(x_adv, grad, threat.lower, threat.upper)
 
 
 def gradient_of(
@@ -183,9 +152,7 @@ def _one_run(
             normalised = grad / l1.reshape((-1,) + (1,) * (grad.dim() - 1))
             batch.velocity = normalised if batch.velocity is None else config.momentum * batch.velocity + normalised
             grad = batch.velocity
-        if threat.norm == "1":
-            grad = grad * movable(batch.x_adv, grad, threat)
-        step = steepest_direction(grad, threat, config.l1_sparsity)
+        step = threat.geometry.ascent_direction(grad, batch.x_adv, threat.lower, threat.upper, config.l1_sparsity)
         batch.x_adv = threat.clip(batch.x_adv + config.step_size * step, batch.x)
     out[batch.index] = batch.x_adv
     if not (score or early_stop):

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
+from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
 from advgrad.threat import Norm, ThreatModel
 
@@ -32,8 +33,7 @@ def unbounded_threat(norm: Norm, x: Tensor, lower: float = 0.0, upper: float = 1
     """A threat model whose ball holds the whole box around every x: ε = the box's diameter in the
     norm ((upper − lower)·d^{1/p}), so clipping to it never moves a point of the box."""
     d = x[0].numel() if x.shape[0] else 1
-    width = upper - lower
-    eps = {"inf": width, "2": width * d**0.5, "1": width * d}[norm]
+    eps = get_geometry(norm).box_diameter(d, upper - lower)
     return ThreatModel(norm, eps * (1 + 1e-6), lower, upper)
 
 

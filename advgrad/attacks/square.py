@@ -8,6 +8,7 @@ query-efficient black-box adversarial attack via random search" (ECCV 2020). It 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, param
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.errors import UsageError
+from advgrad.geometry import L2, LINF
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, margin
 from advgrad.threat import ThreatModel
@@ -33,7 +35,7 @@ class SquareParams(AttackParams):
     p_init: float | None = param(None, "initial fraction p of the image a square covers", shown="0.05 for L∞, 0.1 for L2")
 
     def resolve(self, threat: ThreatModel) -> SquareParams:
-        return self.fill(p_init=0.05 if threat.norm == "inf" else 0.1)
+        return self.fill(p_init=_moves(threat).p_init)
 
     at_least_one = ("queries",)
 
@@ -173,6 +175,27 @@ def _propose_l2(x: Tensor, delta: Tensor, threat: ThreatModel, p: float, gen: to
     return delta * (1 - both) + new * m1
 
 
+@dataclass(frozen=True)
+class _Moves:
+    """What the Square attack does in one norm: its initial point, its proposal and its default
+    p_init (the paper's values)."""
+
+    init: Callable[[Tensor, float, torch.Generator], Tensor]
+    propose: Callable[[Tensor, Tensor, ThreatModel, float, torch.Generator], Tensor]
+    p_init: float
+
+
+# Keyed by the norm's geometry: the attack supports the norms it has moves for.
+_MOVES = {LINF: _Moves(_init_linf, _propose_linf, 0.05), L2: _Moves(_init_l2, _propose_l2, 0.1)}
+
+
+def _moves(threat: ThreatModel) -> _Moves:
+    try:
+        return _MOVES[threat.geometry]
+    except KeyError:
+        raise UsageError(f"square does not support the {threat.geometry.label} threat model") from None
+
+
 def square(
     model: nn.Module,
     x: Tensor,
@@ -204,17 +227,16 @@ def square(
     generator = generator if generator is not None else fresh_generator(x.device)
     shape = x.shape
     x_img = _as_image(x.detach())
-    propose = _propose_linf if threat.norm == "inf" else _propose_l2
-    init = _init_linf if threat.norm == "inf" else _init_l2
+    moves = _moves(threat)
     with frozen(model), torch.no_grad():
-        best = threat.clip(x_img + init(x_img, threat.eps, generator), x_img)
+        best = threat.clip(x_img + moves.init(x_img, threat.eps, generator), x_img)
         score, done = _margin_score(model, best.reshape(shape), y, target)
         for i in range(1, params.queries):
             active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
             xa = x_img[active]
-            delta = propose(xa, best[active] - xa, threat, square_fraction(params.p_init, i, params.queries), generator)
+            delta = moves.propose(xa, best[active] - xa, threat, square_fraction(params.p_init, i, params.queries), generator)
             candidate = threat.clip(xa + delta, xa)
             t = None if target is None else target[active]
             cand_score, cand_done = _margin_score(model, candidate.reshape((-1,) + shape[1:]), y[active], t)
@@ -229,7 +251,7 @@ SPEC = AttackSpec(
     name="square",
     function=square,
     params_type=SquareParams,
-    norms=("inf", "2"),
+    norms=tuple(geometry.name for geometry in _MOVES),
     kind="score",
     summary="random search over square-shaped changes; uses only the model's outputs, never a gradient",
     reference="Andriushchenko, Croce, Flammarion & Hein, ECCV 2020",

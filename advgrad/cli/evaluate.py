@@ -17,12 +17,12 @@ from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
+from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.resume import run_identity
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_list, parse_norm
 
-DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1": "0,1,2,4,8,12"}
 EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 
 
@@ -67,7 +67,7 @@ def eval_command(
     Example (one process per GPU, docs/scale.md): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config configs/full.toml --precision bf16
     """
     threat_norm = parse_norm(norm)
-    eps_values = parse_eps_list(eps if eps is not None else DEFAULT_EPS[threat_norm])
+    eps_values = parse_eps_list(eps if eps is not None else get_geometry(threat_norm).default_eps)
     specs = attacks_from(attack)
     for spec in specs:
         spec.check_norm(threat_norm)

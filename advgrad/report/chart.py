@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advgrad.report.fmt import num
+from advgrad.report.fmt import norm_symbol, num
 from advgrad.results import RobustnessReport
 
 MARKERS = "ox+*#@%&"
@@ -46,8 +46,7 @@ def text_chart(report: RobustnessReport, *, width: int = 48, height: int = 11) -
         start = min(_cell(e, lo, hi, width), width + 12 - len(text))
         if all(ch == " " for ch in axis[max(start - 1, 0) : start + len(text) + 1]):
             axis[start : start + len(text)] = list(text)
-    symbol = "L∞" if report.norm == "inf" else f"L{report.norm}"
-    lines.append("      " + "".join(axis).rstrip() + f"   ε ({symbol})")
+    lines.append("      " + "".join(axis).rstrip() + f"   ε ({norm_symbol(report.norm)})")
     legend = "  ".join(f"{MARKERS[k % len(MARKERS)]} {name}" for k, name in enumerate(report.attacks))
     lines.append("      " + legend)
     return "\n".join(lines)

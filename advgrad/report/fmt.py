@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from advgrad.geometry import get_geometry
+
 
 def eps_label(eps: float) -> str:
     """``0.0313725`` → ``8/255 (0.0314)``; plain decimals stay as they are."""
@@ -13,12 +15,14 @@ def eps_label(eps: float) -> str:
     return f"{eps:.4g}"
 
 
-NORM_SUBSCRIPTS = {"inf": "∞", "2": "₂", "1": "₁"}
-
-
 def norm_sub(norm: str) -> str:
     """The subscript that names a norm: ‖δ‖∞, ‖δ‖₂, ‖δ‖₁."""
-    return NORM_SUBSCRIPTS[norm]
+    return get_geometry(norm).symbol
+
+
+def norm_symbol(norm: str) -> str:
+    """The name of a threat model's norm for people: L∞, L2, L1."""
+    return get_geometry(norm).label
 
 
 def pct(value: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from advgrad.report.fmt import norm_symbol
 from advgrad.report.images import draw_examples
 from advgrad.report.mpl import pyplot, save_figure
 from advgrad.results import RobustnessReport
@@ -18,7 +19,7 @@ def _draw_curves(ax, report: RobustnessReport) -> None:
     for name, curve in report.attacks.items():
         ax.plot([p.eps for p in curve.points], [100 * p.accuracy for p in curve.points], marker="o", label=name)
     ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
-    ax.set_xlabel(f"ε (L{'∞' if report.norm == 'inf' else report.norm})")
+    ax.set_xlabel(f"ε ({norm_symbol(report.norm)})")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
     ax.set_title(f"Robustness curve, {report.n_samples} samples")

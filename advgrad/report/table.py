@@ -10,12 +10,8 @@ from rich.text import Text
 from advgrad.attacks import get_attack
 from advgrad.errors import AdvgradError
 from advgrad.generate import AttackSummary
-from advgrad.report.fmt import eps_label, norm_sub, num, pct
+from advgrad.report.fmt import eps_label, norm_sub, norm_symbol, num, pct
 from advgrad.results import RobustnessReport
-
-
-def norm_symbol(norm: str) -> str:
-    return "L∞" if norm == "inf" else f"L{norm}"
 
 
 def report_heading(report: RobustnessReport) -> str:
