@@ -376,10 +376,11 @@ def unregister_geometry(name: str) -> None:
 
 def parse_norm(value: str | int | float) -> str:
     """The canonical name of a norm from a spelling such as ``inf``, ``Linf``, ``l2``, ``2.0``, ``1``."""
-    text = str(value).strip().lower().lstrip("l")
-    for geometry in GEOMETRIES.values():
-        if text == geometry.name or text in geometry.aliases:
-            return geometry.name
+    raw = str(value).strip().lower()
+    for text in (raw, raw.lstrip("l")):
+        for geometry in GEOMETRIES.values():
+            if text == geometry.name or text in geometry.aliases:
+                return geometry.name
     raise UsageError(f"unknown norm {value!r}: use one of {', '.join(GEOMETRIES)}")
 
 
