@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.iterative import (
     RunOutput,
     fresh_generator,
@@ -217,8 +217,7 @@ def apgd(
 
     >>> x_adv = apgd(model, x, y, threat=ThreatModel("inf", 8 / 255), params=APGDDLRParams(steps=100))
     """
-    params = (params or APGDParams()).resolve(threat)
-    params.validate()
+    params = prepare_params(params, APGDParams, threat)
     generator = generator if generator is not None else fresh_generator(x.device)
     x = x.detach()
 
@@ -252,8 +251,7 @@ def apgd_targeted(
 
     >>> x_adv = apgd_targeted(model, x, y, threat=ThreatModel("inf", 0.1), params=APGDTParams(target_classes=3))
     """
-    params = (params or APGDTParams()).resolve(threat)
-    params.validate()
+    params = prepare_params(params, APGDTParams, threat)
     if target is not None:
         base = {f.name: getattr(params, f.name) for f in fields(APGDParams)}
         return apgd(model, x, y, threat=threat, params=APGDParams(**base), target=target,

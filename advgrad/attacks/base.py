@@ -3,16 +3,17 @@
 An attack is a function ``attack(model, x, y, *, threat, params, target=None, generator=None,
 early_stop=False) -> x_adv``. The device comes from ``x``; randomness only from ``generator``;
 the model's mode and its parameters' ``requires_grad`` are restored before it returns.
-:func:`run_attack` is the one way the rest of advgrad calls an attack: it fills defaults,
-validates the threat model and clips the result into the ε-ball and the box, so no attack can
-exceed its budget.
+:func:`run_attack` is the one way the rest of advgrad calls an attack: it checks the norm, fills
+defaults and validates the parameters (:func:`prepare_params`, which every attack function also
+starts with, so a direct call gets the same) and clips the result into the ε-ball and the box, so
+no attack can exceed its budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -75,6 +76,26 @@ class AttackParams:
                 "help": f.metadata.get("help", ""),
             })
         return rows
+
+
+P = TypeVar("P", bound=AttackParams)
+
+
+def prepare_params(params: P | None, params_type: type[P], threat: ThreatModel) -> P:
+    """The parameters an attack runs with: ``params`` (``params_type()`` when None) with every
+    default that depends on the threat model filled in (:meth:`AttackParams.resolve`), then
+    validated. Every attack function starts with it, so calling one directly gets defaults and
+    validation; parameters it returned come back as they are when prepared again for the same
+    threat model and unchanged, so :func:`run_attack` and the attack it calls do the work once."""
+    if params is None:
+        params = params_type()
+    if getattr(params, "_prepared_for", None) == (threat, params.to_dict()):
+        return params
+    prepared = params.resolve(threat)
+    prepared.validate()
+    # Not a field: asdict, ==, repr and dataclasses.replace ignore it.
+    object.__setattr__(prepared, "_prepared_for", (threat, prepared.to_dict()))
+    return prepared
 
 
 class AttackFunction(Protocol):
@@ -151,9 +172,7 @@ def run_attack(
     ε-ball and the box. :func:`advgrad.attacks.minimal.find_minimal` runs one without a budget.
     """
     spec.check_norm(threat.norm)
-    if params is None:
-        params = spec.params_type()
-    params = params.resolve(threat)
+    params = prepare_params(params, spec.params_type, threat)
     if x.shape[0] == 0 or (threat.eps == 0 and spec.kind != "minimal"):
         return x.detach().clone()
     x_adv = spec.function(

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
-from advgrad.attacks.iterative import LoopConfig, gradient_attack
+from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
 
@@ -24,6 +24,10 @@ class BIMParams(AttackParams):
 
     def resolve(self, threat: ThreatModel) -> BIMParams:
         return self.fill(step_size=1.25 * threat.eps / max(self.steps, 1))
+
+    def loop_config(self) -> LoopConfig:
+        """How the shared loop runs with these (resolved) parameters."""
+        return LoopConfig(steps=self.steps, step_size=self.step_size, random_start=False, loss=self.loss)
 
 
 def bim(
@@ -48,10 +52,8 @@ def bim(
 
     >>> x_adv = bim(model, x, y, threat=ThreatModel("inf", 8 / 255), params=BIMParams(steps=10))
     """
-    params = (params or BIMParams()).resolve(threat)
-    params.validate()
-    config = LoopConfig(steps=params.steps, step_size=params.step_size, random_start=False, loss=params.loss)
-    return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv
+    return loop_attack(BIMParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
+                       early_stop=early_stop)
 
 
 SPEC = AttackSpec(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, margin
@@ -77,8 +77,7 @@ def cw(
 
     >>> x_adv = cw(model, x, y, threat=ThreatModel("2", 10.0), params=CWParams(binary_steps=9, steps=200))
     """
-    params = (params or CWParams()).resolve(threat)
-    params.validate()
+    params = prepare_params(params, CWParams, threat)
     x = x.detach()
     n = x.shape[0]
     lower, upper = threat.lower, threat.upper

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.minimal import shrink
 from advgrad.errors import UsageError
 from advgrad.geometry import NormGeometry
@@ -86,8 +86,7 @@ def deepfool(
     >>> x_adv = deepfool(model, x, y, threat=ThreatModel("2", 10.0))
     >>> norms = (x_adv - x).flatten(1).norm(dim=1)   # the minimal L2 perturbation per sample
     """
-    params = (params or DeepFoolParams()).resolve(threat)
-    params.validate()
+    params = prepare_params(params, DeepFoolParams, threat)
     x = x.detach()
     with frozen(model), torch.enable_grad():
         with torch.no_grad():

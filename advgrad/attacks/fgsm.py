@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
-from advgrad.attacks.iterative import LoopConfig, gradient_attack
+from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
 
@@ -23,6 +23,10 @@ class FGSMParams(AttackParams):
 
     def resolve(self, threat: ThreatModel) -> FGSMParams:
         return self.fill(step_size=threat.eps)
+
+    def loop_config(self) -> LoopConfig:
+        """How the shared loop runs with these (resolved) parameters."""
+        return LoopConfig(steps=1, step_size=self.step_size, random_start=self.random_start, loss=self.loss)
 
 
 def fgsm(
@@ -45,9 +49,8 @@ def fgsm(
 
     >>> x_adv = fgsm(model, x, y, threat=ThreatModel("inf", 8 / 255))
     """
-    params = (params or FGSMParams()).resolve(threat)
-    config = LoopConfig(steps=1, step_size=params.step_size, random_start=params.random_start, loss=params.loss)
-    return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv
+    return loop_attack(FGSMParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
+                       early_stop=early_stop)
 
 
 SPEC = AttackSpec(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from advgrad.attacks.base import AttackParams, prepare_params
 from advgrad.geometry import L1_SPARSITY
 from advgrad.geometry import movable as box_movable
 from advgrad.gradient import frozen
@@ -227,3 +228,23 @@ def gradient_attack(
 
     with frozen(model), torch.enable_grad():
         return keep_best(run, x.shape[0], max(1, config.restarts), only_unbroken=early_stop, device=x.device)
+
+
+def loop_attack(
+    params_type: type[AttackParams],
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    threat: ThreatModel,
+    params: AttackParams | None,
+    target: Tensor | None,
+    generator: torch.Generator | None,
+    early_stop: bool,
+) -> Tensor:
+    """The body of every attack that is the shared loop with its own configuration (FGSM, BIM,
+    MI-FGSM, PGD): the parameters, prepared for ``threat``, say how the loop runs through their
+    ``loop_config()`` method."""
+    params = prepare_params(params, params_type, threat)
+    config: LoopConfig = params.loop_config()  # type: ignore[attr-defined]
+    return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv

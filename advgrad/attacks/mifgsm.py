@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
-from advgrad.attacks.iterative import LoopConfig, gradient_attack
+from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
 
@@ -25,6 +25,12 @@ class MIFGSMParams(AttackParams):
 
     def resolve(self, threat: ThreatModel) -> MIFGSMParams:
         return self.fill(step_size=threat.eps / max(self.steps, 1))
+
+    def loop_config(self) -> LoopConfig:
+        """How the shared loop runs with these (resolved) parameters."""
+        return LoopConfig(
+            steps=self.steps, step_size=self.step_size, random_start=False, momentum=self.momentum, loss=self.loss
+        )
 
 
 def mifgsm(
@@ -48,12 +54,8 @@ def mifgsm(
 
     >>> x_adv = mifgsm(model, x, y, threat=ThreatModel("inf", 8 / 255), params=MIFGSMParams(momentum=1.0))
     """
-    params = (params or MIFGSMParams()).resolve(threat)
-    params.validate()
-    config = LoopConfig(
-        steps=params.steps, step_size=params.step_size, random_start=False, momentum=params.momentum, loss=params.loss
-    )
-    return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv
+    return loop_attack(MIFGSMParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
+                       early_stop=early_stop)
 
 
 SPEC = AttackSpec(

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
-from advgrad.attacks.iterative import LoopConfig, gradient_attack
+from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
 
@@ -28,6 +28,11 @@ class PGDParams(AttackParams):
 
     def resolve(self, threat: ThreatModel) -> PGDParams:
         return self.fill(step_size=2.5 * threat.eps / max(self.steps, 1))
+
+    def loop_config(self) -> LoopConfig:
+        """How the shared loop runs with these (resolved) parameters."""
+        return LoopConfig(steps=self.steps, step_size=self.step_size, random_start=self.random_start,
+                          restarts=self.restarts, loss=self.loss)
 
 
 
@@ -56,16 +61,8 @@ def pgd(
     >>> params = PGDParams(steps=40, restarts=5)
     >>> x_adv = pgd(model, x, y, threat=ThreatModel("2", 0.5), params=params)
     """
-    params = (params or PGDParams()).resolve(threat)
-    params.validate()
-    config = LoopConfig(
-        steps=params.steps,
-        step_size=params.step_size,
-        random_start=params.random_start,
-        restarts=params.restarts,
-        loss=params.loss,
-    )
-    return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv
+    return loop_attack(PGDParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
+                       early_stop=early_stop)
 
 
 SPEC = AttackSpec(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.errors import UsageError
 from advgrad.geometry import L2, LINF
@@ -222,8 +222,7 @@ def square(
 
     >>> x_adv = square(model, x, y, threat=ThreatModel("inf", 8 / 255), params=SquareParams(queries=1000))
     """
-    params = (params or SquareParams()).resolve(threat)
-    params.validate()
+    params = prepare_params(params, SquareParams, threat)
     generator = generator if generator is not None else fresh_generator(x.device)
     shape = x.shape
     x_img = _as_image(x.detach())

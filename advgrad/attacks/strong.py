@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.apgd import APGDParams, APGDTParams, apgd, apgd_targeted
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.attacks.square import SquareParams, square
 from advgrad.gradient import frozen
@@ -55,8 +55,7 @@ def strong(
 
     >>> x_adv = strong(model, x, y, threat=ThreatModel("inf", 8 / 255))
     """
-    params = (params or StrongParams()).resolve(threat)
-    params.validate()
+    params = prepare_params(params, StrongParams, threat)
     generator = generator if generator is not None else fresh_generator(x.device)
     x = x.detach()
     result = x.clone()
