@@ -122,7 +122,7 @@ def test_missing_config_is_exit_2(tmp_path):
 @pytest.mark.parametrize("content", [
     (Path(__file__).resolve().parent.parent / "advgrad" / "assets" / "digits_cnn.pt").read_bytes()[:400],  # binary
     "limit = 5\n# caf\u00e9 in Latin-1\n".encode("latin-1"),
-])
+], ids=["binary", "latin-1"])
 def test_binary_or_non_utf8_config_is_one_line_and_exit_2(tmp_path, content):
     config = tmp_path / "bin.toml"
     config.write_bytes(content)
