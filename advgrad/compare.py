@@ -121,7 +121,7 @@ def compare_reports(
         unshared = _unshared_eps(name, curve, other, names)
         if unshared:
             grids.append(unshared)
-            warnings.append(unshared)
+            warnings.append(f"{unshared}; not compared there")
     for name in new.attacks:
         if name.lower() not in {k.lower() for k in baseline.attacks}:
             warnings.append(f"{name} is only in the new report")
@@ -138,4 +138,4 @@ def _unshared_eps(name: str, curve: AttackCurve, other: AttackCurve, names: tupl
     only_new = [q.eps for q in other.points if curve.point_at(q.eps) is None]
     parts = [f"ε = {', '.join(f'{e:.4g}' for e in values)} only in {where}"
              for values, where in ((only_base, names[0]), (only_new, names[1])) if values]
-    return f"{name}: {'; '.join(parts)}; not compared there" if parts else None
+    return f"{name}: {'; '.join(parts)}" if parts else None
