@@ -7,11 +7,11 @@ import json
 import os
 import socket
 import stat
-import threading
 from pathlib import Path
 
 import pytest
 import torch
+from special_files import FifoReader, is_null_device, null_device
 from typer.testing import CliRunner
 
 from advgrad.cli import app
@@ -21,39 +21,9 @@ from advgrad.io.files import atomic_path, write_json, write_tensors, write_text
 runner = CliRunner()
 
 
-class FifoReader:
-    """Reads a named pipe to its end in a thread, as a consumer of ``--json PIPE`` would."""
-
-    def __init__(self, path: Path):
-        self.path, self.data = path, None
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        with open(self.path, "rb") as fh:
-            self.data = fh.read()
-
-    def result(self) -> bytes | None:
-        self.thread.join(30)  # a guard against a hang when the pipe was replaced, not a measurement
-        return self.data
-
-
 @pytest.fixture
 def char_device(tmp_path):
-    """A character device like /dev/null (same device numbers), made in tmp_path: writing to it is
-    harmless, and a test can see whether it survived without risking the real /dev/null."""
-    path = tmp_path / "null-device"
-    try:
-        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
-        with open(path, "ab"):
-            pass
-    except (PermissionError, OSError) as exc:
-        pytest.skip(f"cannot make and open a character device here ({exc}); needs root on a file system without nodev")
-    return path
-
-
-def _is_char_device(path: Path) -> bool:
-    return stat.S_ISCHR(os.lstat(path).st_mode) and os.lstat(path).st_rdev == os.makedev(1, 3)
+    return null_device(tmp_path / "null-device")
 
 
 @pytest.mark.parametrize("write", [
@@ -63,7 +33,7 @@ def _is_char_device(path: Path) -> bool:
 ], ids=["json", "text", "tensors"])
 def test_a_character_device_is_written_to_not_replaced(char_device, write):
     write(char_device)
-    assert _is_char_device(char_device)
+    assert is_null_device(char_device)
     assert sorted(p.name for p in char_device.parent.iterdir()) == ["null-device"]  # no temporary file left
 
 
@@ -86,7 +56,7 @@ def test_cli_json_into_a_named_pipe_and_a_character_device(tmp_path, char_device
     assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
     result = runner.invoke(app, ["info", "--limit", "4", "--json", str(char_device)])
     assert result.exit_code == 0, result.output
-    assert _is_char_device(char_device)
+    assert is_null_device(char_device)
 
 
 def test_an_open_descriptor_such_as_dev_stdout_is_written_through(tmp_path):
