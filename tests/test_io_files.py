@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import stat
-from pathlib import Path
 
 import pytest
 import torch

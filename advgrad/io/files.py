@@ -55,7 +55,7 @@ def _open_descriptor(path: str | os.PathLike) -> int | None:
     descriptor of this process, as ``/dev/stdout`` does (-1 for another process's); else None.
     Such a file is written through its descriptor, never replaced."""
     p = os.path.abspath(path)
-    own = (f"/proc/self/fd/", f"/proc/{os.getpid()}/fd/", "/dev/fd/")
+    own = ("/proc/self/fd/", f"/proc/{os.getpid()}/fd/", "/dev/fd/")
     for _ in range(40):
         prefix = next((o for o in own if p.startswith(o)), None)
         if prefix is not None and p[len(prefix):].isdigit():
