@@ -30,10 +30,12 @@ def _identity(path: PathLike) -> tuple:
 
 
 def _is_special(path: PathLike) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder (``/dev/null``, a pipe)."""
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
     except OSError:
         return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def input_paths(options: InputOptions) -> dict[str, str | None]:
