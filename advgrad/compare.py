@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from advgrad.errors import DataError, UsageError
-from advgrad.results import SCHEMA_NAME, SCHEMA_VERSION, RobustnessReport
+from advgrad.results import SCHEMA_NAME, SCHEMA_VERSION, AttackCurve, RobustnessReport
 
 FLOAT_SLACK = 1e-9  # a drop of exactly max_drop is not a regression, whatever the rounding
 
@@ -102,6 +102,7 @@ def compare_reports(
         warnings.append(f"the reports were measured on different data ({baseline.n_samples} samples of "
                         f"{baseline.data.get('source', '?')} and {new.n_samples} of {new.data.get('source', '?')})")
     points = [_change("clean", None, baseline.clean_accuracy, new.clean_accuracy, max_drop)]
+    grids: list[str] = []  # ε values only one report measured, per attack
     theirs = {name.lower(): curve for name, curve in new.attacks.items()}
     for name, curve in baseline.attacks.items():
         other = theirs.get(name.lower())
@@ -117,9 +118,24 @@ def compare_reports(
             q = other.point_at(p.eps)
             if q is not None:
                 points.append(_change(name, p.eps, p.accuracy, q.accuracy, max_drop))
+        unshared = _unshared_eps(name, curve, other, names)
+        if unshared:
+            grids.append(unshared)
+            warnings.append(f"{unshared}; not compared there")
     for name in new.attacks:
         if name.lower() not in {k.lower() for k in baseline.attacks}:
             warnings.append(f"{name} is only in the new report")
-    if len(points) == 1 and baseline.attacks:
-        raise UsageError("the reports share no (attack, ε) point: run the same attacks at the same ε values")
+    if baseline.attacks and not any(p.eps for p in points if p.eps is not None):
+        detail = f" ({grids[0]}{'; …' if len(grids) > 1 else ''})" if grids else ""
+        raise UsageError(f"the reports share no (attack, ε) point beyond ε = 0{detail}: run the same attacks at the "
+                         "same ε values")
     return Comparison(names[0], names[1], max_drop, points, warnings)
+
+
+def _unshared_eps(name: str, curve: AttackCurve, other: AttackCurve, names: tuple[str, str]) -> str | None:
+    """A message naming the ε values at which only one of the reports measured ``name``, or None."""
+    only_base = [p.eps for p in curve.points if other.point_at(p.eps) is None]
+    only_new = [q.eps for q in other.points if curve.point_at(q.eps) is None]
+    parts = [f"ε = {', '.join(f'{e:.4g}' for e in values)} only in {where}"
+             for values, where in ((only_base, names[0]), (only_new, names[1])) if values]
+    return f"{name}: {'; '.join(parts)}" if parts else None

@@ -57,6 +57,9 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:  # a binary file, or text in another encoding than UTF-8
+        raise UsageError(f"{path}: not a TOML text file (byte {exc.start} is not UTF-8); --config needs a "
+                         "UTF-8 .toml file") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
 

@@ -19,19 +19,20 @@ import contextlib
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from advgrad import __version__
-from advgrad.errors import UsageError
+from advgrad.errors import UsageError, first_line
 from advgrad.evaluate import EvalAttack, EvalConfig
 from advgrad.io.files import write_tensors, write_text
 from advgrad.tally import BatchTally
 
 STATE_FORMAT = "advgrad.eval-state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: each batch file names its run and its batch
 
 
 def default_state_dir() -> Path:
@@ -88,15 +89,18 @@ def state_path(key: str, folder: Path | None = None) -> Path:
 
 class RunState:
     """The finished batches of one run, kept in the folder ``path``: ``run.json`` names the run,
-    and each finished batch is one file ``batch-NNNNNN.pt`` written atomically once. Writing a
-    batch costs the same whether it is the first or the thousandth, and a restored batch is read
-    only when the run reaches it. Use :meth:`open`."""
+    and each finished batch is one file ``batch-NNNNNN.pt`` written atomically once, naming the
+    run and the batch it holds. Writing a batch costs the same whether it is the first or the
+    thousandth. Every saved batch is checked when the state is opened (a damaged or foreign file
+    is deleted and its batch runs again, and ``discarded_files`` says why), so :attr:`finished`
+    is the number of batches the run will restore. Use :meth:`open`."""
 
     def __init__(self, path: Path, key: str):
         self.path = Path(path)
         self.key = key
         self._done: set[int] = set()
         self.discarded: str | None = None  # why an existing state was not used, if it was not
+        self.discarded_files: list[str] = []  # one line per saved batch file that was not usable, and why
 
     @classmethod
     def open(cls, path: str | os.PathLike, key: str, *, resume: bool = True) -> RunState:
@@ -121,7 +125,7 @@ class RunState:
         if header.get("version") != STATE_VERSION:
             state.discarded = f"{state.path} was written by another version of advgrad; starting afresh"
         elif header.get("key") == key and resume:
-            state._done = {int(p.stem.split("-")[1]) for p in state.path.glob("batch-*.pt")}
+            state._done = state._usable_batches()
             return state
         state._clear()
         return state
@@ -135,6 +139,40 @@ class RunState:
 
     def _file(self, batch_index: int) -> Path:
         return self.path / f"batch-{batch_index:06d}.pt"
+
+    def _read(self, path: Path, batch_index: int | None) -> BatchTally | str:
+        """The tally a batch file holds, or why it cannot be used (a short reason)."""
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, garbage, not a torch file
+            return f"unreadable, truncated or damaged ({first_line(exc, 120)})"
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or "tally" not in data:
+            return "not an advgrad batch file"
+        if data.get("key") != self.key:
+            return "it belongs to another run"
+        if batch_index is not None and data.get("batch") != batch_index:
+            return f"it holds batch {data.get('batch')!r}, not batch {batch_index}"
+        try:
+            return BatchTally.from_state(data["tally"])
+        except Exception as exc:  # missing or mistyped fields
+            return f"an incomplete batch record ({type(exc).__name__})"
+
+    def _usable_batches(self) -> set[int]:
+        """The indices of the saved batches that can be restored; every other batch file is deleted
+        and named in :attr:`discarded_files` (its batch runs again)."""
+        usable = set()
+        for path in sorted(self.path.glob("batch-*.pt")):
+            try:
+                index = int(path.stem.split("-", 1)[1])
+            except ValueError:
+                index = None
+            found = self._read(path, index) if index is not None else "not a batch file name advgrad writes"
+            if isinstance(found, BatchTally):
+                usable.add(index)
+                continue
+            self.discarded_files.append(f"discarded {path}: {found}; its batch runs again")
+            path.unlink(missing_ok=True)
+        return usable
 
     def _clear(self) -> None:
         # batch files, the header, and temporary files a hard kill may have left mid-write
@@ -154,19 +192,21 @@ class RunState:
     def restore(self, batch_index: int) -> BatchTally | None:
         if batch_index not in self._done:
             return None
-        try:
-            data = torch.load(self._file(batch_index), map_location="cpu", weights_only=True)
-            return BatchTally.from_state(data)
-        except Exception:  # a damaged file: run the batch again
-            self._done.discard(batch_index)
-            return None
+        found = self._read(self._file(batch_index), batch_index)
+        if isinstance(found, BatchTally):
+            return found
+        # damaged since the state was opened: say so, and run the batch again
+        self._done.discard(batch_index)
+        warnings.warn(f"discarded {self._file(batch_index)}: {found}; its batch runs again", stacklevel=2)
+        return None
 
     def save(self, batch_index: int, tally: BatchTally) -> None:
         """Write a finished batch (atomically; the run's header first)."""
         if not (self.path / "run.json").exists():
             write_text(self.path / "run.json", json.dumps(
                 {"format": STATE_FORMAT, "version": STATE_VERSION, "key": self.key, "advgrad": __version__}) + "\n")
-        write_tensors(self._file(batch_index), tally.to_state())
+        write_tensors(self._file(batch_index),
+                      {"format": STATE_FORMAT, "key": self.key, "batch": batch_index, "tally": tally.to_state()})
         self._done.add(batch_index)
 
     def remove(self) -> None:

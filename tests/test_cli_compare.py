@@ -111,3 +111,29 @@ def test_read_report_round_trips_and_ignores_unknown_fields(tmp_path):
     assert report.attacks["pgd"].points[1].accuracy == 0.5
     with pytest.raises(AdvgradError):
         read_report(tmp_path / "missing.json")
+
+
+def test_eps_in_only_one_report_are_named(tmp_path):
+    base = crafted(BASE, eps=(0.0, 0.1, 0.2))
+    new = crafted({"fgsm": [95, 60, 20], "pgd": [95, 50, 10]}, eps=(0.0, 0.1, 0.3))
+    result = compare(tmp_path, base, new, "--json", "-")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {(p["attack"], p["eps"]) for p in data["points"]} == {
+        ("clean", None), ("fgsm", 0.0), ("fgsm", 0.1), ("pgd", 0.0), ("pgd", 0.1)}
+    lines = [line for line in result.stderr.splitlines() if "pgd:" in line]
+    assert len(lines) == 1
+    assert "ε = 0.2 only in" in lines[0] and "base.json" in lines[0]
+    assert "ε = 0.3 only in" in lines[0] and "new.json" in lines[0]
+
+
+def test_grids_that_share_only_eps_0_are_exit_2(tmp_path):
+    base = crafted(BASE, eps=(0.0, 0.1, 0.2))
+    new = crafted(BASE, eps=(0.0, 0.05, 0.3))
+    result = compare(tmp_path, base, new)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "beyond ε = 0" in result.stderr
+    assert "0.1, 0.2 only in" in result.stderr and "0.05, 0.3 only in" in result.stderr
+    assert "REGRESSED" not in result.stdout and "ok" not in result.stdout
+    with pytest.raises(AdvgradError, match="share no"):
+        compare_reports(base, new, 0.0)

@@ -119,6 +119,19 @@ def test_missing_config_is_exit_2(tmp_path):
     assert result.exit_code == 2 and "no such config file" in result.stderr
 
 
+@pytest.mark.parametrize("content", [
+    (Path(__file__).resolve().parent.parent / "advgrad" / "assets" / "digits_cnn.pt").read_bytes()[:400],  # binary
+    "limit = 5\n# caf\u00e9 in Latin-1\n".encode("latin-1"),
+], ids=["binary", "latin-1"])
+def test_binary_or_non_utf8_config_is_one_line_and_exit_2(tmp_path, content):
+    config = tmp_path / "bin.toml"
+    config.write_bytes(content)
+    result = run("--config", str(config))
+    assert result.exit_code == 2, result.output
+    assert "not a TOML text file" in result.stderr and "bin.toml" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
 @pytest.mark.parametrize("name", ["quick", "full", "mnist", "cifar10", "imagenet"])
 def test_shipped_configs_use_known_keys(name):
     text = (CONFIGS / f"{name}.toml").read_text()

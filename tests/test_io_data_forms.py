@@ -90,6 +90,15 @@ def test_normalised_data_is_explained(tmp_path):
             load_data(str(path))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_0_255_pixels_are_explained_as_such(tmp_path, dtype):
+    x = (torch.rand(5, 3, 3, 3, generator=torch.Generator().manual_seed(0)) * 255).round().to(dtype)
+    for path in write_all_formats(tmp_path, x, torch.zeros(5, dtype=torch.long)):
+        with pytest.raises(DataError, match=r"outside \[0, 1\]; they look like 0–255 pixels.*divide x by 255.*uint8") as info:
+            load_data(str(path))
+        assert "normalised" not in str(info.value)
+
+
 def test_large_mapped_files_are_checked_per_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(tensorfiles, "EAGER_CHECK_BYTES", 0)  # treat every file as too big to scan up front
     x = torch.rand(8, 1, 3, 3)

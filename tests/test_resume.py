@@ -92,6 +92,58 @@ def test_a_damaged_batch_file_is_run_again(tmp_path):
     assert not path.exists()
 
 
+def _damage(path: Path, other_run: Path) -> dict[str, str]:
+    """Damage four of the saved batch files in ``path`` four ways; what the warning for each says."""
+    cut = path / "batch-000000.pt"
+    cut.write_bytes(cut.read_bytes()[:150])  # truncated by a full disk
+    (path / "batch-000001.pt").write_text('{"format": "advgrad.eval-state", "key": "k"', encoding="utf-8")  # garbage
+    (path / "batch-000002.pt").write_bytes((other_run / "batch-000002.pt").read_bytes())  # another run's batch
+    (path / "batch-000004.pt").write_bytes((path / "batch-000003.pt").read_bytes())  # batch 3 under batch 4's name
+    return {"batch-000000.pt": "truncated", "batch-000001.pt": "truncated or damaged",
+            "batch-000002.pt": "another run", "batch-000004.pt": "holds batch 3"}
+
+
+def test_damaged_batch_files_are_discarded_when_opened_and_counted_exactly(tmp_path):
+    path, other = tmp_path / "state", tmp_path / "other"
+    for folder, key in ((path, "k"), (other, "other-key")):
+        with pytest.raises(KeyboardInterrupt):
+            run_default(state=RunState.open(folder, key), progress=stop_after(6), limit=70, batch_size=10)
+    expected = _damage(path, other)
+    state = RunState.open(path, "k")
+    assert state.finished == 2  # batches 3 and 5: six saved, four damaged
+    assert len(state.discarded_files) == 4
+    for name, reason in expected.items():
+        [line] = [m for m in state.discarded_files if name in m]
+        assert reason in line and "runs again" in line and "\n" not in line
+        assert not (path / name).exists()
+    report = run_default(state=state, limit=70, batch_size=10)
+    assert report.timing["resumed_batches"] == 2
+    assert comparable(report.to_dict()) == comparable(run_default(limit=70, batch_size=10).to_dict())
+
+
+def test_cli_says_how_many_batches_it_really_restores_and_warns_per_discarded_file(tmp_path, monkeypatch):
+    args = ["eval", "--attack", "fgsm", "--eps", "0,0.1", "--limit", "70", "--batch-size", "10", "--json", "-"]
+    state, other = tmp_path / "state", tmp_path / "other"
+
+    @contextlib.contextmanager
+    def stop_at_six(description, total):
+        yield stop_after(6)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_evaluate, "progress", stop_at_six)
+        assert runner.invoke(app, args + ["--state", str(state)]).exit_code == 130
+        assert runner.invoke(app, args[:-4] + ["--limit", "71", "--batch-size", "10", "--state", str(other)]).exit_code == 130
+    expected = _damage(state, other)
+    resumed = runner.invoke(app, args + ["--state", str(state)])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming: 2 finished batches restored" in resumed.stderr
+    assert json.loads(resumed.stdout)["timing"]["resumed_batches"] == 2
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning: discarded")]
+    assert len(warnings) == 4
+    for name, reason in expected.items():
+        assert sum(name in w and reason in w for w in warnings) == 1
+
+
 def test_the_key_covers_everything_that_decides_the_result(tmp_path):
     fgsm, pgd = get_attack("fgsm"), get_attack("pgd")
     inputs = {"model": None, "data": None, "split": "test", "limit": 100, "batch_size": 50, "seed": 0, "device": "auto"}

@@ -11,6 +11,7 @@ from advgrad.attacks import get_attack
 from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe, warn_ignored
 from advgrad.cli.console import handle_errors, info, out, progress
+from advgrad.cli.paths import check_output_paths, images_file, input_paths
 from advgrad.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
@@ -18,6 +19,8 @@ from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 from advgrad.targets import parse_target
 from advgrad.threat import ThreatModel, parse_eps, parse_norm
+
+IMAGES_FILE = "adversarial.png"  # what --images FOLDER holds
 
 
 @handle_errors
@@ -44,6 +47,8 @@ def attack(
 
     Example: advgrad attack --method pgd --eps 8/255 --steps 40 --out adv.pt --images adv/
     """
+    check_output_paths({"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
+                       input_paths(io_options), {"--images": images})
     spec = get_attack(method)
     threat = ThreatModel(parse_norm(norm), parse_eps(eps))
     spec.check_norm(threat.norm)
@@ -70,7 +75,7 @@ def attack(
         info(f"wrote {out_file}")
     if images is not None:
         path = adversarial_grid(result.x, result.x_adv, result.y, result.pred_clean, result.pred_adv,
-                                Path(images) / "adversarial.png", norm=threat.norm)
+                                Path(images) / IMAGES_FILE, norm=threat.norm)
         info(f"wrote {path}")
     report = {**summary.to_dict(), "params": resolved, "seed": io_options.seed, "early_stop": early_stop}
     if not emit_json(json_out, report):

@@ -11,6 +11,7 @@ from rich.table import Table
 from advgrad.cli import options as o
 from advgrad.cli.common import emit_json
 from advgrad.cli.console import err, handle_errors, out, warn
+from advgrad.cli.paths import check_output_paths
 from advgrad.compare import Comparison, compare_reports, read_report
 from advgrad.errors import ExitCode
 from advgrad.gates import parse_share
@@ -49,6 +50,7 @@ def compare_command(
 
     Example: advgrad compare baseline.json report.json --max-drop 0.02
     """
+    check_output_paths({"--json": json_out}, {"BASELINE": baseline, "NEW": new})
     drop = parse_share(max_drop, "--max-drop")
     comparison = compare_reports(read_report(baseline), read_report(new), drop, names=(str(baseline), str(new)))
     for message in comparison.warnings:

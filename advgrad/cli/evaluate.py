@@ -13,6 +13,7 @@ from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import err, handle_errors, progress
 from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
+from advgrad.cli.paths import check_output_paths, input_paths
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
@@ -78,6 +79,8 @@ def eval_command(
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [a.name for a in attacks], config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
+    check_output_paths({f"--{name}": path for name, path in outputs.to_dict().items()},
+                       {**input_paths(io_options), "--config": ctx.meta.get(META_KEY)})
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
         identity = run_identity(inputs.options.to_dict(), attacks, config, inputs.device)

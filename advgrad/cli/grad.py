@@ -11,6 +11,7 @@ from rich.text import Text
 from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, info, out
+from advgrad.cli.paths import check_output_paths, images_file, input_paths
 from advgrad.errors import ExitCode, UsageError
 from advgrad.gradient import finite_difference_check, gradients
 from advgrad.io.files import write_tensors
@@ -18,6 +19,8 @@ from advgrad.io.inputs import InputOptions
 from advgrad.losses import get_loss
 from advgrad.report.images import saliency_grid
 from advgrad.report.table import gradient_table
+
+IMAGES_FILE = "saliency.png"  # what --images FOLDER holds
 
 
 @handle_errors
@@ -37,6 +40,8 @@ def grad(
 
     Example: advgrad grad --limit 16 --out grad.pt --images saliency/ --check
     """
+    check_output_paths({"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
+                       input_paths(io_options), {"--images": images})
     get_loss(loss)
     if coordinates < 1:
         raise UsageError(f"--coordinates must be at least 1, got {coordinates}")
@@ -52,7 +57,7 @@ def grad(
         write_tensors(out_file, {**result.to_dict(), "loss_name": loss})
         info(f"wrote {out_file}")
     if images is not None:
-        path = saliency_grid(result.x, result.grad, result.y, result.pred, Path(images) / "saliency.png")
+        path = saliency_grid(result.x, result.grad, result.y, result.pred, Path(images) / IMAGES_FILE)
         info(f"wrote {path}")
     report: dict = {"loss": loss, "n_samples": len(rows), "samples": rows}
     failed = False

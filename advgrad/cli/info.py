@@ -5,6 +5,7 @@ from __future__ import annotations
 from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, out
+from advgrad.cli.paths import check_output_paths, input_paths
 from advgrad.io.inputs import InputOptions
 from advgrad.report.inputs import inputs_table
 
@@ -24,6 +25,7 @@ def info_command(
 
     Example: advgrad info --model torchvision:resnet18 --weights DEFAULT --data ./images --image-size 224
     """
+    check_output_paths({"--json": json_out}, input_paths(io_options))
     inputs = open_and_describe(io_options)
     summary = inputs.to_dict()
     if not emit_json(json_out, summary):

@@ -25,6 +25,8 @@ def open_run_state(identity: dict, path: Path | None, resume: bool) -> RunState 
     state = RunState.open(target, key, resume=resume)
     if state.discarded:
         warn(state.discarded)
+    for message in state.discarded_files:
+        warn(message)
     if state.finished:
         info(f"resuming: {state.finished} finished batch{'es' if state.finished != 1 else ''} restored from {target}")
     return state

@@ -22,7 +22,7 @@ from advgrad.errors import ModelError
 from advgrad.io.exported import load_exported
 from advgrad.io.model_types import LoadedModel, ModelOptions
 from advgrad.io.paths import first_line, require_file
-from advgrad.io.weights import needs_code, refuse_pickle
+from advgrad.io.weights import refuse_pickle, unreadable
 
 EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
 STATE_DICT_HINT = (
@@ -65,8 +65,9 @@ def load_pickle(path: Path, options: ModelOptions) -> LoadedModel:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if not needs_code(exc):
-            raise ModelError(f"{path}: not a readable model file, truncated or corrupt ({first_line(exc)})") from None
+        damage = unreadable(path, exc)
+        if damage is not None:
+            raise ModelError(f"{path}: not a readable model file, truncated or corrupt ({damage})") from None
         if not options.unsafe_pickle:
             raise refuse_pickle(
                 path, "a whole pickled model (torch.save(model))",

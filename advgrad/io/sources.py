@@ -30,6 +30,11 @@ NORMALISED_HINT = (
     "(e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225), which puts it inside the model"
 )
 
+PIXELS_255_HINT = (
+    "they look like 0–255 pixels. advgrad attacks pixels in [0, 1] so that ε is in pixel units: divide x by 255, "
+    "or store x as uint8, which advgrad scales to [0, 1] itself"
+)
+
 
 @dataclass(frozen=True)
 class DataOptions:
@@ -140,7 +145,16 @@ def check_pixels(x: Tensor, where: str) -> None:
             raise DataError(f"{where}: x contains NaN or infinite values")
         lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
     if lo < 0.0 or hi > 1.0:
-        raise DataError(f"{where}: x has values in [{lo:.3g}, {hi:.3g}], outside [0, 1]; {NORMALISED_HINT}")
+        raise DataError(f"{where}: x has values in [{lo:.3g}, {hi:.3g}], outside [0, 1]; {range_hint(lo, hi)}")
+
+
+def range_hint(lo: float, hi: float) -> str:
+    """What inputs with values in [lo, hi] (not within [0, 1]) most likely are, and what to do."""
+    if lo < 0.0:
+        return NORMALISED_HINT
+    if 2.0 < hi <= 255.0:
+        return PIXELS_255_HINT
+    return "advgrad attacks pixels in [0, 1] so that ε is in pixel units: rescale x to [0, 1]"
 
 
 def to_pixels(x: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ from torch import Tensor
 from advgrad.errors import DataError
 from advgrad.io.paths import first_line, require_file
 from advgrad.io.sources import DataOptions, DataSource, TensorSource
-from advgrad.io.weights import needs_code
+from advgrad.io.weights import unreadable
 
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
 
@@ -56,12 +56,13 @@ def load_pt(path: Path, options: DataOptions) -> DataSource:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as exc:  # torch raises many kinds for truncated or foreign files
-        if needs_code(exc):
+        damage = unreadable(path, exc)
+        if damage is None:
             raise DataError(
                 f"{path} holds pickled Python objects besides tensors; advgrad reads data files without running "
                 "code from them: save plain tensors x and y"
             ) from None
-        raise DataError(f"{path}: not a readable tensor file, truncated or corrupt ({first_line(exc, 200)})") from None
+        raise DataError(f"{path}: not a readable tensor file, truncated or corrupt ({damage[:200]})") from None
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         obj = {"x": obj[0], "y": obj[1]}
     if not isinstance(obj, dict):

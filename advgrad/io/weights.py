@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from advgrad.errors import ModelError
 from advgrad.io.paths import first_line, require_file
+from advgrad.io.pickles import pickle_damage
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 PREFIXES = ("module.", "_orig_mod.")
@@ -33,6 +34,16 @@ def _is_state_dict(obj: object) -> bool:
 def needs_code(exc: BaseException) -> bool:
     """Whether ``torch.load(weights_only=True)`` failed because the pickle names Python code."""
     return isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()
+
+
+def unreadable(path: Path, exc: BaseException) -> str | None:
+    """Why ``torch.load(weights_only=True)`` could not read ``path``, when the file is damaged or
+    foreign; ``None`` when it is a well-formed pickle that names Python code (see :func:`needs_code`).
+    Random bytes after a pickle header fail like a pickle of a class does, so the pickle itself is
+    examined (without running it) before anyone is told to opt in to unpickling."""
+    if not needs_code(exc):
+        return first_line(exc)
+    return pickle_damage(path)
 
 
 def pickled_globals(path: Path, limit: int = 4) -> str:
@@ -68,8 +79,9 @@ def read_state_dict(path: str | Path, *, unsafe_pickle: bool = False) -> tuple[d
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            if not needs_code(exc):
-                raise ModelError(f"{path}: not a readable weights file, truncated or corrupt ({first_line(exc)})") from None
+            damage = unreadable(path, exc)
+            if damage is not None:
+                raise ModelError(f"{path}: not a readable weights file, truncated or corrupt ({damage})") from None
             if not unsafe_pickle:
                 raise refuse_pickle(path, "pickled Python objects, not just tensors",
                                     "save model.state_dict() instead of the model") from None
