@@ -39,10 +39,16 @@ class OptionInfo:
     flag: str
     multiple: bool = False
     is_flag: bool = False
+    aliases: tuple[str, ...] = ()  # other long flags of the same option (--method for --attack)
 
     @property
     def key(self) -> str:
         return self.flag.lstrip("-")
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key that sets this option: its long name and its aliases, without dashes."""
+        return (self.key, *(a.lstrip("-") for a in self.aliases))
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
@@ -101,8 +107,9 @@ def _value(option: OptionInfo, value: Any, where: str, path: Path) -> Any:
 def map_config(data: dict[str, Any], options: list[OptionInfo], path: str | os.PathLike) -> dict[str, Any]:
     """``{parameter name: value}`` for the keys of a parsed config; unknown keys are errors."""
     path = Path(path)
-    by_key = {o.key: o for o in options}
+    by_key = {key: o for o in options for key in o.keys}
     mapped = {}
+    seen: dict[str, str] = {}
     for key, (where, value) in _flatten(data, path).items():
         option = by_key.get(key)
         if option is None:
@@ -110,5 +117,8 @@ def map_config(data: dict[str, Any], options: list[OptionInfo], path: str | os.P
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UsageError(f"{path}: unknown key {where!r}{hint}; keys are the long option names of "
                              "`advgrad eval --help`")
+        if option.name in seen:
+            raise UsageError(f"{path}: {where} is set twice (also as {seen[option.name]}; they are the same option)")
+        seen[option.name] = where
         mapped[option.name] = _value(option, value, where, path)
     return mapped

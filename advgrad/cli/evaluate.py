@@ -32,7 +32,7 @@ EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 def eval_command(
     ctx: typer.Context,
     config_file: r.ConfigOpt = None,
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
+    attack: Annotated[str, typer.Option("--attack", "--method", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`); --method is the same option, as in `advgrad attack`.", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
     eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). (default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2)", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
     norm: o.NormOpt = "inf",
     attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
