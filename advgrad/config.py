@@ -51,11 +51,29 @@ class OptionInfo:
         return (self.key, *(a.lstrip("-") for a in self.aliases))
 
 
+def read_config(value: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """The config ``--config`` names, parsed, and where it came from: the file ``value`` when
+    one exists, else the shipped config of that name (``quick``: ``advgrad config list``)."""
+    from advgrad.shipped import is_shipped_config, shipped_config
+
+    path = Path(value)
+    if path.is_file() or not is_shipped_config(str(value)):
+        return read_toml(path), str(path)
+    shipped = shipped_config(str(value))
+    try:
+        return tomllib.loads(shipped.read_text()), str(shipped.location)
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - the shipped files are tested
+        raise UsageError(f"shipped config {shipped.name}: not valid TOML ({exc})") from None
+
+
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     """Parse a TOML file; a clear UsageError when it is missing or malformed."""
     path = Path(path)
     if not path.exists():
-        raise UsageError(f"{path}: no such config file")
+        from advgrad.shipped import list_configs
+
+        names = ", ".join(c.name for c in list_configs())
+        raise UsageError(f"{path}: no such config file or shipped config (shipped: {names}; see `advgrad config list`)")
     if path.is_dir():
         raise UsageError(f"{path} is a directory; --config needs a .toml file")
     try:

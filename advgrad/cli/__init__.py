@@ -17,6 +17,7 @@ from advgrad.cli.evaluate import eval_command
 from advgrad.cli.grad import grad
 from advgrad.cli.group import AdvgradGroup
 from advgrad.cli.info import info_command
+from advgrad.cli.shipped import config_app, docs_command
 
 app = typer.Typer(
     name="advgrad",
@@ -65,6 +66,8 @@ app.command("eval")(eval_command)
 app.command("grad")(grad)
 app.command("info")(info_command)
 app.command("compare")(compare_command)
+app.add_typer(config_app, name="config")
+app.command("docs")(docs_command)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def eval_command(
 
     Each attack runs over the ε values in increasing order on the samples still classified
     correctly, and a sample leaves an attack as soon as it is fooled. Every report carries sanity
-    checks that warn when the numbers are probably too good (docs/checks.md). Gates make CI fail
+    checks that warn when the numbers are probably too good (`advgrad docs checks`). Gates make CI fail
     (exit 1) when robustness is too low; an interrupted run continues when run again.
 
     A minimal-perturbation attack (deepfool, cw) runs once and gives every ε from each sample's
@@ -62,9 +62,9 @@ def eval_command(
 
     Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --fail-under pgd@8/255=0.40 --json report.json --markdown report.md --plot report.png
 
-    Example: advgrad eval --config configs/quick.toml --junit junit.xml
+    Example: advgrad eval --config quick --junit junit.xml   (shipped configs: `advgrad config list`)
 
-    Example (one process per GPU, docs/scale.md): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config configs/full.toml --precision bf16
+    Example (one process per GPU, `advgrad docs scale`): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full --precision bf16
     """
     threat_norm = parse_norm(norm)
     eps_values = parse_eps_list(eps if eps is not None else DEFAULT_EPS[threat_norm])

@@ -62,7 +62,8 @@ class AdvgradGroup(TyperGroup):
         try:  # not standalone: errors come here instead of being drawn in a box
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_exceptions.ClickException as exc:
-            err.print(f"error: {usage_message(exc)}", style="red", markup=False)
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                err.print(f"error: {usage_message(exc)}", style="red", markup=False)
             sys.exit(int(ExitCode.BAD_INPUT))
         except typer.Abort:
             err.print("interrupted", markup=False)
