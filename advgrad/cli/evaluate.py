@@ -15,14 +15,13 @@ from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
+from advgrad.evaluate import DEFAULT_EPS, EvalAttack, EvalConfig, evaluate
 from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.io.inputs import InputOptions
 from advgrad.resume import run_identity
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_list, parse_norm
 
-DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1": "0,1,2,4,8,12"}
 EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 
 
