@@ -39,17 +39,41 @@ class OptionInfo:
     flag: str
     multiple: bool = False
     is_flag: bool = False
+    aliases: tuple[str, ...] = ()  # other long flags of the same option (--method for --attack)
 
     @property
     def key(self) -> str:
         return self.flag.lstrip("-")
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key that sets this option: its long name and its aliases, without dashes."""
+        return (self.key, *(a.lstrip("-") for a in self.aliases))
+
+
+def read_config(value: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """The config ``--config`` names, parsed, and where it came from: the file ``value`` when
+    one exists, else the shipped config of that name (``quick``: ``advgrad config list``)."""
+    from advgrad.shipped import is_shipped_config, shipped_config
+
+    path = Path(value)
+    if path.is_file() or not is_shipped_config(str(value)):
+        return read_toml(path), str(path)
+    shipped = shipped_config(str(value))
+    try:
+        return tomllib.loads(shipped.read_text()), str(shipped.location)
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - the shipped files are tested
+        raise UsageError(f"shipped config {shipped.name}: not valid TOML ({exc})") from None
 
 
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     """Parse a TOML file; a clear UsageError when it is missing or malformed."""
     path = Path(path)
     if not path.exists():
-        raise UsageError(f"{path}: no such config file")
+        from advgrad.shipped import list_configs
+
+        names = ", ".join(c.name for c in list_configs())
+        raise UsageError(f"{path}: no such config file or shipped config (shipped: {names}; see `advgrad config list`)")
     if path.is_dir():
         raise UsageError(f"{path} is a directory; --config needs a .toml file")
     try:
@@ -104,8 +128,9 @@ def _value(option: OptionInfo, value: Any, where: str, path: Path) -> Any:
 def map_config(data: dict[str, Any], options: list[OptionInfo], path: str | os.PathLike) -> dict[str, Any]:
     """``{parameter name: value}`` for the keys of a parsed config; unknown keys are errors."""
     path = Path(path)
-    by_key = {o.key: o for o in options}
+    by_key = {key: o for o in options for key in o.keys}
     mapped = {}
+    seen: dict[str, str] = {}
     for key, (where, value) in _flatten(data, path).items():
         option = by_key.get(key)
         if option is None:
@@ -113,5 +138,8 @@ def map_config(data: dict[str, Any], options: list[OptionInfo], path: str | os.P
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UsageError(f"{path}: unknown key {where!r}{hint}; keys are the long option names of "
                              "`advgrad eval --help`")
+        if option.name in seen:
+            raise UsageError(f"{path}: {where} is set twice (also as {seen[option.name]}; they are the same option)")
+        seen[option.name] = where
         mapped[option.name] = _value(option, value, where, path)
     return mapped

@@ -41,6 +41,9 @@ from advgrad.tally import AttackTally, BatchTally
 from advgrad.targets import resolve_targets
 from advgrad.threat import NORM_TOLERANCE, Norm, ThreatModel
 
+# The ε values of a sweep when none are given, per threat norm (``advgrad eval`` and :func:`advgrad.evaluate`).
+DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1": "0,1,2,4,8,12"}
+
 
 @dataclass
 class EvalAttack:

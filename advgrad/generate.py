@@ -89,19 +89,8 @@ def generate(
     with frozen(model):
         for b, (x, y) in enumerate(batches):
             x, y = x.to(device), y.to(device)
-            with torch.no_grad():
-                logits = model(x)
-            check_logits(logits, y)
-            targets = resolve_targets(target, logits, y, generator_for(device, seed, "target", b))
-            x_adv = x.clone()
-            todo = torch.ones_like(y, dtype=torch.bool) if targets is None else targets != y
-            idx = todo.nonzero().squeeze(1)
-            if idx.numel():
-                x_adv[idx] = run_attack(
-                    spec, model, x[idx], y[idx], threat=threat, params=params,
-                    target=None if targets is None else targets[idx],
-                    generator=generator_for(device, seed, b), early_stop=early_stop,
-                )
+            x_adv, logits, targets = attack_batch(model, x, y, spec, params, threat, target=target, seed=seed,
+                                                  batch_index=b, early_stop=early_stop)
             with torch.no_grad():
                 pred_adv = model(x_adv).argmax(dim=1)
             for key, value in (("x", x), ("x_adv", x_adv), ("y", y), ("pred_clean", logits.argmax(dim=1)),
@@ -118,6 +107,44 @@ def generate(
         data["x"], data["x_adv"], data["y"], data["pred_clean"], data["pred_adv"], data.get("target")
     )
     return result, summarise(result, spec.name, threat, target, time.perf_counter() - started)
+
+
+def attack_batch(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    spec: AttackSpec,
+    params: AttackParams,
+    threat: ThreatModel,
+    *,
+    target: int | str | Tensor | None = None,
+    seed: int = 0,
+    batch_index: int = 0,
+    early_stop: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Attack one batch as :func:`generate` attacks its batch ``batch_index``: ``(x_adv, clean
+    logits, per-sample targets or None)``. ``target`` may also be a tensor of per-sample classes.
+
+    Randomness is seeded by (``seed``, ``batch_index``); a sample whose label is its target is
+    returned unchanged. The caller freezes the model (:func:`advgrad.gradient.frozen`).
+    """
+    with torch.no_grad():
+        logits = model(x)
+    check_logits(logits, y)
+    if isinstance(target, Tensor):
+        targets: Tensor | None = target.to(device=y.device, dtype=torch.long)
+    else:
+        targets = resolve_targets(target, logits, y, generator_for(x.device, seed, "target", batch_index))
+    x_adv = x.clone()
+    todo = torch.ones_like(y, dtype=torch.bool) if targets is None else targets != y
+    idx = todo.nonzero().squeeze(1)
+    if idx.numel():
+        x_adv[idx] = run_attack(
+            spec, model, x[idx], y[idx], threat=threat, params=params,
+            target=None if targets is None else targets[idx],
+            generator=generator_for(x.device, seed, batch_index), early_stop=early_stop,
+        )
+    return x_adv, logits, targets
 
 
 def summarise(

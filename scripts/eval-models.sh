@@ -4,7 +4,7 @@
 # usage: scripts/eval-models.sh [-c CONFIG] [-b BASELINE_DIR] [-o OUT_DIR] [-d MAX_DROP] [-u] MODEL...
 #
 #   MODEL    a --model value: a TorchScript file, torchvision:resnet18, digits-cnn (the embedded default)...
-#   -c FILE  the config every model runs with (default: configs/quick.toml)
+#   -c FILE  the config every model runs with: a file or a shipped name (default: quick)
 #   -b DIR   baseline reports, one per model as DIR/NAME.json (default: baselines); a model without a
 #            baseline is evaluated and reported, not compared
 #   -o DIR   where the new reports go, as NAME.json and NAME.md (default: reports)
@@ -17,7 +17,7 @@
 # ADVGRAD="python -m advgrad".
 set -u
 
-config=configs/quick.toml
+config=quick
 baselines=baselines
 out=reports
 drop=0.02

@@ -201,7 +201,7 @@ def test_cli_warns_and_strict_fails(tmp_path, monkeypatch):
     runner = CliRunner()
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "check zero-gradients" in result.stderr and "docs/checks.md#zero-gradients" in result.stderr
+    assert "check zero-gradients" in result.stderr and "advgrad docs checks`, section zero-gradients" in result.stderr
     strict = runner.invoke(app, args + ["--strict"])
     assert strict.exit_code == 1
     assert "--strict" in strict.stderr

@@ -14,7 +14,7 @@ from advgrad.cli.config_file import command_options
 from advgrad.config import OptionInfo, map_config, tomllib
 from advgrad.errors import UsageError
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "advgrad" / "configs"
 runner = CliRunner()
 OPTIONS = [OptionInfo("eps", "--eps"), OptionInfo("fail_under", "--fail-under", multiple=True),
            OptionInfo("early_stop", "--early-stop", is_flag=True), OptionInfo("batch_size", "--batch-size"),
@@ -146,3 +146,19 @@ def test_shipped_configs_use_known_keys(name):
     assert not missing
     if name in ("mnist", "cifar10", "imagenet"):
         assert "download" in text.lower() or "get it" in text.lower()
+
+
+def test_attack_and_method_are_one_key():
+    options = [OptionInfo("attack", "--attack", aliases=("--method",))]
+    assert map_config({"attacks": {"method": ["fgsm", "pgd"]}}, options, "x.toml") == {"attack": "fgsm,pgd"}
+    with pytest.raises(UsageError, match="set twice"):
+        map_config({"attack": "fgsm", "method": "pgd"}, options, "x.toml")
+
+
+def test_eval_config_takes_the_method_key(tmp_path):
+    assert "method" in next(o for o in eval_options() if o.name == "attack").keys
+    config = tmp_path / "m.toml"
+    config.write_text('method = ["fgsm"]\neps = ["0", "0.1"]\nlimit = 6\n')
+    result = run("--config", str(config), "--json", "-")
+    assert result.exit_code == 0, result.output
+    assert list(json.loads(result.stdout)["attacks"]) == ["fgsm"]

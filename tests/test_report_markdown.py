@@ -68,6 +68,6 @@ def test_fired_check_is_visible():
     report = crafted({"pgd": [95, 60, 70]})
     report.checks = run_checks(report)
     text = render_markdown(report)
-    assert "### Sanity checks: 1 warning" in text and "docs/checks.md" in text
+    assert "### Sanity checks: 1 warning" in text and "advgrad docs checks" in text
     row = next(r for r in tables(text)[-1] if r[0] == "`accuracy-rises-with-eps`")
     assert "warning" in row[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 
 from advgrad.attacks.base import AttackSpec
@@ -30,7 +31,9 @@ def get_attack(name: str) -> AttackSpec:
         return _REGISTRY[key]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise UsageError(f"unknown attack {name!r}: choose from {known} (see `advgrad attacks`)") from None
+        close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=1, cutoff=0.5)
+        hint = f"; did you mean {_ALIASES.get(close[0], close[0])}?" if close else ""
+        raise UsageError(f"unknown attack {name!r}{hint} (choose from {known}; see `advgrad attacks`)") from None
 
 
 def list_attacks(pattern: str = "*") -> list[AttackSpec]:

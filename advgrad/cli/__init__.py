@@ -10,11 +10,14 @@ from advgrad import __version__
 from advgrad.cli.attack import attack
 from advgrad.cli.attacks import attacks
 from advgrad.cli.compare import compare_command
+from advgrad.cli.completion import install_completion, show_completion
 from advgrad.cli.console import set_debug
 from advgrad.cli.distributed import setup_process
 from advgrad.cli.evaluate import eval_command
 from advgrad.cli.grad import grad
+from advgrad.cli.group import AdvgradGroup
 from advgrad.cli.info import info_command
+from advgrad.cli.shipped import config_app, docs_command
 
 app = typer.Typer(
     name="advgrad",
@@ -26,7 +29,8 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=False,  # ours take an optional shell name: advgrad/cli/completion.py
+    cls=AdvgradGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -42,6 +46,14 @@ def root(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+    show: Annotated[Optional[str], typer.Option(
+        "--show-completion", metavar="[SHELL]", callback=show_completion, is_eager=True, expose_value=False,
+        help="Print the shell completion script for SHELL (bash, zsh, fish, powershell; default: your $SHELL), "
+             "e.g. eval \"$(advgrad --show-completion bash)\".", show_default=False)] = None,
+    install: Annotated[Optional[str], typer.Option(
+        "--install-completion", metavar="[SHELL]", callback=install_completion, is_eager=True, expose_value=False,
+        help="Install shell completion for SHELL (default: your $SHELL) in its start-up files; takes effect "
+             "in a new shell.", show_default=False)] = None,
 ) -> None:
     """Adversarial examples and robustness evaluation for trained PyTorch classifiers."""
     set_debug(debug)
@@ -54,6 +66,8 @@ app.command("eval")(eval_command)
 app.command("grad")(grad)
 app.command("info")(info_command)
 app.command("compare")(compare_command)
+app.add_typer(config_app, name="config")
+app.command("docs")(docs_command)
 
 
 def main() -> None:

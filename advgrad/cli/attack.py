@@ -27,7 +27,7 @@ IMAGES_FILE = "adversarial.png"  # what --images FOLDER holds
 @o.with_inputs
 @o.with_attack_options
 def attack(
-    method: Annotated[str, typer.Option("--method", "-a", help="Attack to run (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "pgd",
+    method: Annotated[str, typer.Option("--method", "--attack", "-a", help="Attack to run (see `advgrad attacks`); --attack is the same option, as in `advgrad eval`.", rich_help_panel=o.ATTACK_PANEL)] = "pgd",
     eps: Annotated[str, typer.Option("--eps", "-e", help="Budget ε: a number or a fraction such as 8/255.", rich_help_panel=o.ATTACK_PANEL)] = "0.1",
     norm: o.NormOpt = "inf",
     attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options

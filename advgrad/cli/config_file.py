@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from advgrad.cli.console import err
-from advgrad.config import OptionInfo, map_config, read_toml
+from advgrad.config import OptionInfo, map_config, read_config
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 
 META_KEY = "advgrad.config_file"
@@ -29,7 +29,8 @@ def _long_flag(param: Any) -> str:
 def command_options(command: Any) -> list[OptionInfo]:
     """The options of a (Typer-built click) ``command`` that a config file may set."""
     return [
-        OptionInfo(p.name, _long_flag(p), multiple=p.multiple, is_flag=p.is_flag)
+        OptionInfo(p.name, _long_flag(p), multiple=p.multiple, is_flag=p.is_flag,
+                   aliases=tuple(o for o in p.opts if o.startswith("--") and o != _long_flag(p)))
         for p in command.params
         if p.param_type_name == "option" and p.name and not p.hidden and _long_flag(p) not in _NOT_IN_FILES
     ]
@@ -55,15 +56,17 @@ def _check_values(ctx: typer.Context, mapped: dict, path: Path) -> None:
 
 
 def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
-    """Callback of ``--config``: read the file into ``ctx.default_map`` (one-line error, exit 2)."""
+    """Callback of ``--config``: read the file (or the shipped config of that name) into
+    ``ctx.default_map`` (one-line error, exit 2)."""
     if value is None or ctx.resilient_parsing:
         return value
     try:
-        mapped = map_config(read_toml(value), command_options(ctx.command), value)
-        _check_values(ctx, mapped, value)
+        data, source = read_config(value)
+        mapped = map_config(data, command_options(ctx.command), source)
+        _check_values(ctx, mapped, Path(source))
     except AdvgradError as exc:
         err.print(f"error: {exc}", style="red", markup=False)
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     ctx.default_map = {**(ctx.default_map or {}), **mapped}
-    ctx.meta[META_KEY] = str(value)
+    ctx.meta[META_KEY] = source
     return value

@@ -16,7 +16,7 @@ from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.paths import check_output_paths, input_paths
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
+from advgrad.evaluate import DEFAULT_EPS, EvalAttack, EvalConfig, evaluate
 from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
@@ -33,7 +33,7 @@ EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 def eval_command(
     ctx: typer.Context,
     config_file: r.ConfigOpt = None,
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`).", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
+    attack: Annotated[str, typer.Option("--attack", "--method", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`); --method is the same option, as in `advgrad attack`.", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
     eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). (default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2)", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
     norm: o.NormOpt = "inf",
     attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
@@ -54,7 +54,7 @@ def eval_command(
 
     Each attack runs over the ε values in increasing order on the samples still classified
     correctly, and a sample leaves an attack as soon as it is fooled. Every report carries sanity
-    checks that warn when the numbers are probably too good (docs/checks.md). Gates make CI fail
+    checks that warn when the numbers are probably too good (`advgrad docs checks`). Gates make CI fail
     (exit 1) when robustness is too low; an interrupted run continues when run again.
 
     A minimal-perturbation attack (deepfool, cw) runs once and gives every ε from each sample's
@@ -63,9 +63,9 @@ def eval_command(
 
     Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --fail-under pgd@8/255=0.40 --json report.json --markdown report.md --plot report.png
 
-    Example: advgrad eval --config configs/quick.toml --junit junit.xml
+    Example: advgrad eval --config quick --junit junit.xml   (shipped configs: `advgrad config list`)
 
-    Example (one process per GPU, docs/scale.md): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config configs/full.toml --precision bf16
+    Example (one process per GPU, `advgrad docs scale`): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full --precision bf16
     """
     threat_norm = parse_norm(norm)
     eps_values = parse_eps_list(eps if eps is not None else get_geometry(threat_norm).default_eps)

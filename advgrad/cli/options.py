@@ -109,7 +109,7 @@ PrecisionOpt = Annotated[
     str,
     typer.Option("--precision", help=(
         "fp32, bf16 or fp16: run the model under autocast in that precision; inputs, gradients, perturbations and "
-        "their projection stay fp32 (docs/scale.md shows what it does to attack strength)."),
+        "their projection stay fp32 (`advgrad docs scale` shows what it does to attack strength)."),
         rich_help_panel=RUNTIME_PANEL),
 ]
 CompileOpt = Annotated[

@@ -92,7 +92,7 @@ def print_terminal(report: RobustnessReport) -> None:
     applicable = sum(c["status"] != "not-applicable" for c in report.checks)
     if warned:
         out.print(f"sanity checks: {len(warned)} warning{'s' if len(warned) > 1 else ''} ({', '.join(warned)}); "
-                  "see docs/checks.md", markup=False)
+                  "see `advgrad docs checks`", markup=False)
     else:
         out.print(f"sanity checks: all {applicable} applicable checks passed "
                   f"({len(report.checks) - applicable} not applicable)", markup=False)
@@ -103,7 +103,7 @@ def exit_on_failures(report: RobustnessReport, *, strict: bool) -> None:
     check fired under ``strict``."""
     warned = fired(report.checks)
     for check in warned:
-        warn(f"check {check['name']}: {check['message']} (see {check['docs']})")
+        warn(f"check {check['name']}: {check['message']} (see `advgrad docs checks`, section {check['name']})")
     failed = [g for g in report.gates if not g["passed"]]
     for gate in report.gates:
         info(f"gate {'passed' if gate['passed'] else 'FAILED'}: {describe_gate(gate)}")

@@ -14,8 +14,9 @@ RUN_PANEL = "Configuration, gates and resuming"
 
 ConfigOpt = Annotated[
     Optional[Path],
-    typer.Option("--config", "-c", help="Read the run's options from this TOML file (keys are the long option names, "
-                 "e.g. eps = [\"0\", \"8/255\"]); options on the command line override it. Examples in configs/.",
+    typer.Option("--config", "-c", help="Read the run's options from a TOML file, or from a shipped config by name "
+                 "(quick, full, mnist, cifar10, imagenet: `advgrad config list`; a file of that name wins). Keys are the "
+                 "long option names, e.g. eps = [\"0\", \"8/255\"]; options on the command line override it.",
                  is_eager=True, callback=load_config, rich_help_panel=RUN_PANEL, show_default=False),
 ]
 FailUnderOpt = Annotated[
@@ -25,14 +26,14 @@ FailUnderOpt = Annotated[
 ]
 StrictOpt = Annotated[
     bool,
-    typer.Option("--strict/--no-strict", help="Exit 1 when a sanity check fires (see docs/checks.md); by default it "
+    typer.Option("--strict/--no-strict", help="Exit 1 when a sanity check fires (see `advgrad docs checks`); by default it "
                  "only warns.", rich_help_panel=RUN_PANEL),
 ]
 StateOpt = Annotated[
     Optional[Path],
     typer.Option("--state", help="Save progress after each batch in this folder and continue from it when it holds "
                  "this run's progress; by default a folder named from a hash of the run, in $ADVGRAD_STATE_DIR or "
-                 "~/.cache/advgrad/state. Deleted once the run completes (docs/resume.md).", rich_help_panel=RUN_PANEL,
+                 "~/.cache/advgrad/state. Deleted once the run completes (`advgrad docs resume`).", rich_help_panel=RUN_PANEL,
                  show_default=False, metavar="DIR"),
 ]
 ResumeOpt = Annotated[

@@ -68,7 +68,7 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         check_rows = [[f"`{c['name']}`", STATUS.get(c["status"], c["status"]), c["message"]] for c in report.checks]
         lines += _table(["check", "status", "finding"], check_rows, align="lll")
         if warned:
-            lines += ["", "A warning means the numbers above are probably too good; see docs/checks.md."]
+            lines += ["", "A warning means the numbers above are probably too good; see `advgrad docs checks`."]
     context = {"config": report.config, "seed": report.seed, "versions": report.versions}
     lines += ["", "<details><summary>Configuration and versions</summary>", "", "```json",
               json.dumps(context, indent=2, ensure_ascii=False, default=str), "```", "", "</details>", ""]

@@ -1,0 +1,324 @@
+"""The Python API in a few calls: ``advgrad.attack``, ``advgrad.evaluate``, ``advgrad.load_model``,
+``advgrad.load_data`` and ``advgrad.write_report``.
+
+Each is a thin layer over the library the command line uses (:mod:`advgrad.generate`,
+:mod:`advgrad.evaluate`, :mod:`advgrad.io`, :mod:`advgrad.report`), so the same call gives the same
+numbers as the same ``advgrad`` command: ``advgrad.attack`` attacks a batch as ``advgrad attack``
+attacks its first batch, and ``advgrad.evaluate`` sweeps as ``advgrad eval`` does.
+
+>>> import advgrad
+>>> model = advgrad.load_model()                      # the embedded digits CNN
+>>> x, y = advgrad.load_data(limit=64)                # 64 digits, x in [0, 1]
+>>> x_adv = advgrad.attack(model, x, y, "pgd", eps=8/255)
+>>> report = advgrad.evaluate(model, x, y, attacks=["fgsm", "pgd"], eps=[0, 4/255, 8/255])
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from advgrad.attacks import AttackSpec, get_attack
+from advgrad.errors import UsageError
+from advgrad.evaluate import DEFAULT_EPS, EvalAttack, EvalConfig
+from advgrad.evaluate import evaluate as _sweep
+from advgrad.generate import attack_batch
+from advgrad.gradient import frozen
+from advgrad.results import RobustnessReport
+from advgrad.targets import parse_target
+from advgrad.threat import ThreatModel, parse_eps, parse_eps_list, parse_norm
+
+EXAMPLES_KEPT = 8  # adversarial examples per attack a report keeps for its image grid, as `advgrad eval`
+
+Eps = float | str
+
+
+def _spec(method: str | AttackSpec) -> AttackSpec:
+    return method if isinstance(method, AttackSpec) else get_attack(method)
+
+
+def _options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword parameters as ``make_params`` takes them; a step size may be a fraction ("2/255")."""
+    options = dict(params)
+    if isinstance(options.get("step_size"), str):
+        options["step_size"] = parse_eps(options["step_size"], "step_size")
+    return options
+
+
+def _refuse_unknown(specs: Sequence[AttackSpec], options: Mapping[str, Any]) -> None:
+    unknown = set.intersection(*(set(spec.ignored_options(**options)) for spec in specs))
+    if unknown:
+        names = ", ".join(spec.name for spec in specs)
+        takes = sorted({row["name"] for spec in specs for row in spec.params_type.describe()})
+        raise TypeError(f"{', '.join(sorted(unknown))}: not a parameter of {names} (parameters: {', '.join(takes)}; "
+                        "advgrad.list_attacks() describes them)")
+
+
+def _check_batch(x: Tensor, y: Tensor) -> None:
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise TypeError("x and y must be tensors: x of shape (N, C, H, W) or (N, D) with pixels in [0, 1], y of N labels")
+    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise UsageError(f"x must be (N, ...) and y (N,) with the same N, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.numel() and (not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1):
+        raise UsageError("x must hold finite pixels in [0, 1]; put normalisation inside the model "
+                         "(advgrad.load_model(..., mean=, std=)) so that ε is in pixel units")
+
+
+def attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    method: str | AttackSpec = "pgd",
+    *,
+    eps: Eps,
+    norm: str | int = "inf",
+    target: int | str | Tensor | None = None,
+    seed: int = 0,
+    early_stop: bool = False,
+    **params: Any,
+) -> Tensor:
+    """Adversarial examples for a batch: ``x_adv`` with ‖x_adv − x‖ ≤ ε and x_adv in [0, 1].
+
+    Untargeted, the attack maximises the loss J(f(x + δ), y) over ‖δ‖ ≤ ε (in ``norm``: ``"inf"``,
+    ``2`` or ``1``); targeted, it minimises J(f(x + δ), t). PGD, for instance, repeats
+    x ← Π_ε(x + α·sign(∇ₓJ)) from a random start in the ball.
+
+    Args:
+        model: a classifier returning logits (N, classes), taking pixels in [0, 1] (normalisation
+            inside it); its mode and its parameters' ``requires_grad`` are restored afterwards.
+        x: inputs (N, C, H, W) or (N, D) in [0, 1], on the model's device.
+        y: labels (N,), int64.
+        method: an attack's name (``advgrad.list_attacks()``): fgsm, bim, mifgsm, pgd, apgd-ce,
+            apgd-dlr, apgd-t, deepfool, cw, square, strong.
+        eps: the budget ε, a number or a fraction such as ``"8/255"``.
+        norm: the threat model's norm.
+        target: ``None`` (untargeted), a class index for every sample, a tensor of N classes,
+            ``"random"`` or ``"least-likely"``.
+        seed: seeds random starts and random targets; the same seed gives the same result.
+        early_stop: stop attacking a sample once it is fooled (default: the full budget).
+        **params: the attack's parameters (steps, step_size, restarts, random_start, loss,
+            momentum, queries…; ``advgrad attacks`` lists each attack's).
+
+    Returns:
+        ``x_adv``, of the shape, dtype and device of ``x``. A sample whose label is its target is
+        returned unchanged. The same as ``advgrad attack --out`` for one batch with that seed.
+
+    Example:
+        >>> x_adv = advgrad.attack(model, x, y, "pgd", eps=8/255, steps=40)
+        >>> (model(x_adv).argmax(1) != y).float().mean()    # success rate
+    """
+    spec = _spec(method)
+    _check_batch(x, y)
+    threat = ThreatModel(parse_norm(norm), parse_eps(eps))
+    spec.check_norm(threat.norm)
+    options = _options(params)
+    _refuse_unknown([spec], options)
+    if isinstance(target, Tensor):
+        if target.shape != y.shape:
+            raise UsageError(f"target must hold one class per sample, shape {tuple(y.shape)}, got {tuple(target.shape)}")
+    else:
+        target = parse_target(target)
+    with frozen(model):
+        x_adv, _, _ = attack_batch(model, x, y.to(x.device), spec, spec.make_params(**options), threat, target=target,
+                                   seed=seed, early_stop=early_stop)
+    return x_adv
+
+
+def _batches(data: Any, y: Tensor | None, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
+    if isinstance(data, Tensor):
+        if y is None:
+            raise TypeError("evaluate(model, x, y): give the labels y with a tensor of inputs")
+        _check_batch(data, y)
+        return zip(data.split(batch_size), y.split(batch_size), strict=True)
+    if y is not None:
+        raise TypeError("y is given with the inputs tensor only; batches and data sources carry their labels")
+    if hasattr(data, "batches"):  # a DataSource (advgrad.io.data.load_data)
+        return data.batches(batch_size)
+    return data  # an iterable of (x, y) batches, e.g. a torch DataLoader
+
+
+def _device(model: nn.Module, data: Any) -> torch.device:
+    if isinstance(data, Tensor):
+        return data.device
+    first = next(iter(model.parameters()), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def evaluate(
+    model: nn.Module,
+    data: Tensor | Iterable[tuple[Tensor, Tensor]] | Any,
+    y: Tensor | None = None,
+    *,
+    attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
+    eps: Eps | Sequence[Eps] | None = None,
+    norm: str | int = "inf",
+    target: int | str | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    early_stop: bool = True,
+    device: torch.device | str | None = None,
+    **params: Any,
+) -> RobustnessReport:
+    """The robustness curve: clean accuracy and accuracy under each attack at each ε, with sanity checks.
+
+    For every ε the accuracy is the share of samples still classified correctly by the strongest
+    result the attack found within ‖δ‖ ≤ ε: an upper bound on the true robust accuracy. Each attack
+    runs over the ε values in increasing order on the samples still correct; every counted
+    adversarial example is re-checked (a fresh forward pass, inside the ball and the box).
+
+    Args:
+        model: a classifier returning logits, taking pixels in [0, 1].
+        data: inputs ``x`` (N, ...) with ``y``; or an iterable of ``(x, y)`` batches such as a
+            ``torch.utils.data.DataLoader``; or a data source from :func:`advgrad.io.data.load_data`.
+        y: labels (N,) when ``data`` is a tensor.
+        attacks: attack names, a list or ``"fgsm,pgd"``.
+        eps: the ε values (numbers or fractions such as ``"8/255"``), a list or one value; default:
+            0, 0.02, 0.05, 0.1, 0.2, 0.3 for L∞ (0 … 2 for L2, 0 … 12 for L1).
+        norm: ``"inf"``, ``2`` or ``1``.
+        target: ``None``, a class index, ``"random"`` or ``"least-likely"``.
+        seed: seeds every random choice per (batch, attack, ε); same seed, same report.
+        batch_size: samples per batch when ``data`` is a tensor or a data source.
+        early_stop: a sample leaves an attack once fooled (the result is the same; it saves time).
+        device: where to run; default: the device of ``x`` (else of the model's parameters).
+        **params: attack parameters (steps, restarts, step_size, queries…); each attack takes those
+            it has, and one that no chosen attack takes is an error.
+
+    Returns:
+        A :class:`~advgrad.results.RobustnessReport`: ``report.attacks["pgd"].points[j].accuracy`` at
+        ``report.eps[j]``, ``report.clean_accuracy``, ``report.checks``; ``report.to_dict()`` is the
+        JSON of ``advgrad eval --json`` and :func:`advgrad.write_report` writes any of its formats.
+
+    Example:
+        >>> report = advgrad.evaluate(model, x, y, attacks=["fgsm", "pgd"], eps=[0, 2/255, 4/255, 8/255])
+        >>> [p.accuracy for p in report.attacks["pgd"].points]
+    """
+    threat_norm = parse_norm(norm)
+    names = attacks.split(",") if isinstance(attacks, str) else list(attacks)
+    specs: list[AttackSpec] = []
+    for name in names:
+        spec = _spec(name.strip() if isinstance(name, str) else name)
+        spec.check_norm(threat_norm)
+        if spec not in specs:
+            specs.append(spec)
+    if not specs:
+        raise UsageError("give at least one attack, e.g. attacks=['pgd']")
+    options = _options(params)
+    _refuse_unknown(specs, options)
+    if eps is None:
+        eps = DEFAULT_EPS[threat_norm]
+    eps_values = parse_eps_list([str(e) for e in eps] if isinstance(eps, (list, tuple)) else str(eps))
+    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=seed,
+                        early_stop=early_stop, examples=EXAMPLES_KEPT)
+    chosen = [EvalAttack(spec, spec.make_params(**options)) for spec in specs]
+    report = _sweep(model, _batches(data, y, batch_size), chosen, config,
+                    device=device if device is not None else _device(model, data))
+    report.config.update({"attacks": [a.name for a in chosen], "eps": list(config.eps), "norm": config.norm,
+                          "target": None if config.target is None else str(config.target)})
+    report.model = {"source": "python", "description": type(model).__name__}
+    shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
+    report.data = {"source": "python", "description": f"tensors of {shape}" if shape else type(data).__name__}
+    return report
+
+
+def load_model(
+    spec: str | os.PathLike | None = None,
+    *,
+    weights: str | os.PathLike | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    model_args: Mapping[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    unsafe_pickle: bool = False,
+) -> nn.Module:
+    """A model in eval mode that takes pixels in [0, 1], as ``advgrad --model`` loads it.
+
+    ``spec``: ``None`` (the embedded digits CNN), an ExportedProgram ``.pt2`` or TorchScript file,
+    ``"torchvision:NAME"`` or ``"package.module:callable"`` (with ``weights``, a state-dict file,
+    and ``model_args``, keyword arguments for the callable). ``mean``/``std`` put
+    (x − mean) / std in front of the model so that ε is in pixel units. Files are read without
+    running code from them unless ``unsafe_pickle=True``. Loading warnings become Python warnings.
+
+    Example:
+        >>> model = advgrad.load_model("torchvision:resnet18", weights="resnet18.pth",
+        ...                            mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    """
+    from advgrad.device import resolve_device
+    from advgrad.io.models import ModelOptions
+    from advgrad.io.models import load_model as _load
+
+    options = ModelOptions(
+        device=resolve_device(str(device)), weights=None if weights is None else str(weights),
+        model_args=dict(model_args or {}), unsafe_pickle=unsafe_pickle,
+        mean=None if mean is None else tuple(float(m) for m in mean),
+        std=None if std is None else tuple(float(s) for s in std),
+    )
+    loaded = _load(None if spec is None else str(spec), options)
+    for message in loaded.warnings:
+        warnings.warn(message, stacklevel=2)
+    return loaded.module
+
+
+def load_data(
+    spec: str | os.PathLike | None = None,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    image_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(x, y)``: inputs (N, C, H, W) as float32 in [0, 1] and labels (N,) int64, as ``--data`` reads them.
+
+    ``spec``: ``None`` (the embedded digits, 450 test samples of 1×8×8), a ``.pt``/``.npz``/
+    ``.safetensors`` file holding x and y, an image folder (one sub-folder per class), or ``mnist``,
+    ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn`` (from ``root``; ``download=True`` fetches
+    them). ``limit`` keeps the first N samples (of a ``seed``-ed shuffle with ``shuffle=True``).
+    For data too large to hold at once, :func:`advgrad.io.data.load_data` gives a source to pass
+    to :func:`advgrad.evaluate` as it is.
+
+    Example:
+        >>> x, y = advgrad.load_data("cifar10", root="data", limit=500)
+    """
+    from advgrad.io.data import DataOptions
+    from advgrad.io.data import load_data as _load
+
+    source = _load(None if spec is None else str(spec), DataOptions(
+        split=split, root=None if root is None else str(root), download=download, image_size=image_size))
+    return source.fetch(source.select(limit=limit, shuffle=shuffle, seed=seed))
+
+
+def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: str | None = None) -> Path:
+    """Write ``report`` to ``path`` in the format its suffix names (or ``format``): ``json``, ``csv``,
+    ``md`` (Markdown), ``xml`` (JUnit) or ``png`` (the plot), as ``advgrad eval --json/--csv/
+    --markdown/--junit/--plot`` do; written atomically. Returns the path.
+
+    Example:
+        >>> advgrad.write_report(report, "report.md")
+    """
+    from advgrad.io.files import write_json, write_text
+    from advgrad.report.csvfile import render_csv
+    from advgrad.report.junit import render_junit
+    from advgrad.report.markdown import render_markdown
+    from advgrad.report.plot import plot_report
+
+    path = Path(path)
+    kind = (format or path.suffix.lstrip(".")).lower()
+    text_renderers = {"csv": render_csv, "md": render_markdown, "markdown": render_markdown,
+                      "xml": render_junit, "junit": render_junit}
+    if kind == "json":
+        write_json(path, report.to_dict())
+    elif kind in text_renderers:
+        write_text(path, text_renderers[kind](report))
+    elif kind == "png":
+        plot_report(report, path)
+    else:
+        raise UsageError(f"{path}: say which format to write (suffix or format=): json, csv, md, xml or png")
+    return path

@@ -1,0 +1,71 @@
+"""The root command's click group: one-line usage errors with a suggestion, and completion flags
+that take an optional shell name."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import Any
+
+import typer
+from typer import completion as typer_completion
+from typer.core import TyperGroup
+
+from advgrad.cli.completion import fill_shell
+from advgrad.errors import ExitCode
+
+try:  # Typer ≥ 0.20 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older Typer runs on click itself
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+
+def _long_options(command: Any) -> list[str]:
+    names: list[str] = []
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") == "option" and not getattr(param, "hidden", False):
+            names += [o for o in (*param.opts, *getattr(param, "secondary_opts", ())) if o.startswith("--")]
+    return names
+
+
+def closest_option(name: str, command: Any) -> str | None:
+    """The long option of ``command`` closest to the misspelt ``name`` (``--atack`` → ``--attack``), if any is close."""
+    match = difflib.get_close_matches(name, _long_options(command), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def usage_message(exc: Any) -> str:
+    """One line for a click usage error: what was wrong, a suggestion where one fits, where help is."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    if isinstance(exc, click_exceptions.NoSuchOption):
+        close = closest_option(exc.option_name, ctx.command) if ctx is not None else None
+        hint = f"; did you mean {close}?" if close else ""
+        return f"no such option {exc.option_name}{hint}{where}"
+    text = " ".join(exc.format_message().split())
+    return f"{text[:1].lower()}{text[1:]}{where}" if isinstance(exc, click_exceptions.UsageError) else text
+
+
+class AdvgradGroup(TyperGroup):
+    """Typer's group with advgrad's conventions for usage errors: one line on stderr, exit 2."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, fill_shell(list(args)))
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        typer_completion.completion_init()  # Typer's completion classes answer $_ADVGRAD_COMPLETE requests
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from advgrad.cli.console import err
+
+        try:  # not standalone: errors come here instead of being drawn in a box
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_exceptions.ClickException as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                err.print(f"error: {usage_message(exc)}", style="red", markup=False)
+            sys.exit(int(ExitCode.BAD_INPUT))
+        except typer.Abort:
+            err.print("interrupted", markup=False)
+            sys.exit(int(ExitCode.INTERRUPTED))
+        sys.exit(rv if type(rv) is int else 0)  # an Exit's code; a command's return value is not one
