@@ -20,7 +20,7 @@ from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.io.inputs import InputOptions
 from advgrad.resume import run_identity
 from advgrad.targets import parse_target
-from advgrad.threat import parse_eps_list, parse_norm
+from advgrad.threat import parse_eps_labelled, parse_norm
 
 DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1": "0,1,2,4,8,12"}
 EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
@@ -67,13 +67,14 @@ def eval_command(
     Example (one process per GPU, docs/scale.md): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config configs/full.toml --precision bf16
     """
     threat_norm = parse_norm(norm)
-    eps_values = parse_eps_list(eps if eps is not None else DEFAULT_EPS[threat_norm])
+    eps_given = parse_eps_labelled(eps if eps is not None else DEFAULT_EPS[threat_norm])
     specs = attacks_from(attack)
     for spec in specs:
         spec.check_norm(threat_norm)
     warn_unused(specs, attack_opts)
     attacks = [EvalAttack(spec, spec.make_params(**attack_opts)) for spec in specs]
-    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=io_options.seed, early_stop=early_stop,
+    config = EvalConfig(eps=[v for v, _ in eps_given], eps_labels=[t for _, t in eps_given], norm=threat_norm,
+                        target=parse_target(target), seed=io_options.seed, early_stop=early_stop,
                         examples=EXAMPLES_KEPT)
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [a.name for a in attacks], config.eps)

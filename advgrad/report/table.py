@@ -33,7 +33,7 @@ def report_table(report: RobustnessReport) -> Table:
     for name in report.attacks:
         table.add_column(name, justify="right")
     for j, eps in enumerate(report.eps):
-        row = [eps_label(eps)]
+        row = [report.eps_label(eps)]
         for curve in report.attacks.values():
             row.append(pct(curve.points[j].accuracy))
         table.add_row(*row)
@@ -72,10 +72,10 @@ def summary_table(summary: AttackSummary) -> Table:
     table = Table(show_header=False)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps)}")
+    table.add_row("attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps, summary.eps_label)}")
     table.add_row("samples", f"{summary.n_samples}")
     table.add_row("clean accuracy", pct(summary.clean_accuracy))
-    table.add_row("accuracy under attack", pct(summary.adversarial_accuracy))
+    table.add_row("accuracy under attack", pct(summary.accuracy))
     what = "reached target" if summary.target is not None else "fooled"
     table.add_row(f"success rate ({what})", f"{pct(summary.success_rate)} ({summary.successes}/{summary.attacked})")
     table.add_row(f"mean ‖δ‖{norm_sub(summary.norm)}", num(summary.mean_norm))
