@@ -14,10 +14,13 @@ from advgrad.cli.console import set_debug
 from advgrad.cli.distributed import setup_process
 from advgrad.cli.evaluate import eval_command
 from advgrad.cli.grad import grad
+from advgrad.cli.help import HelpCommand, HelpGroup
 from advgrad.cli.info import info_command
 
 app = typer.Typer(
     name="advgrad",
+    cls=HelpGroup,
+    rich_markup_mode="markdown",
     help=(
         "Adversarial examples and robustness evaluation for trained PyTorch classifiers.\n\n"
         "Every command runs on the embedded digits model and data when --model and --data are not given. "
@@ -48,12 +51,12 @@ def root(
     setup_process(ctx.invoked_subcommand)  # under torchrun: only rank 0 speaks
 
 
-app.command("attack")(attack)
-app.command("attacks")(attacks)
-app.command("eval")(eval_command)
-app.command("grad")(grad)
-app.command("info")(info_command)
-app.command("compare")(compare_command)
+app.command("attack", cls=HelpCommand)(attack)
+app.command("attacks", cls=HelpCommand)(attacks)
+app.command("eval", cls=HelpCommand)(eval_command)
+app.command("grad", cls=HelpCommand)(grad)
+app.command("info", cls=HelpCommand)(info_command)
+app.command("compare", cls=HelpCommand)(compare_command)
 
 
 def main() -> None:
