@@ -86,8 +86,9 @@ def summary_table(summary: AttackSummary) -> Table:
     return table
 
 
-def gradient_table(rows: list[dict], limit: int = 20) -> Table:
-    """Per-sample gradient norms; ``rows`` hold index, label, pred, loss, l1, l2, linf."""
+def gradient_table(rows: list[dict], limit: int = 20, saved_to: str | None = None) -> Table:
+    """Per-sample gradient norms; ``rows`` hold index, label, pred, loss, l1, l2, linf. The caption
+    says where the rest are: in ``saved_to`` (the --out file) or how to keep them."""
     table = Table()
     for col in ("#", "label", "pred", "loss", "‖∇ₓJ‖₁", "‖∇ₓJ‖₂", "‖∇ₓJ‖∞"):
         table.add_column(col, justify="right")
@@ -97,7 +98,8 @@ def gradient_table(rows: list[dict], limit: int = 20) -> Table:
             num(row["l1"]), num(row["l2"]), num(row["linf"]),
         )
     if len(rows) > limit:
-        table.caption = f"first {limit} of {len(rows)} samples; all are in the output file"
+        where = f"all are in {saved_to}" if saved_to else "--out FILE or --json FILE keeps them all"
+        table.caption = f"first {limit} of {len(rows)} samples; {where}"
     return table
 
 
