@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
-from advgrad.results import float32_decimal
 from advgrad.io.probe import check_logits
+from advgrad.results import float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.targets import resolve_targets
 from advgrad.threat import ThreatModel

@@ -9,7 +9,6 @@ to type, whoever declared the option.
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 from typer.core import TyperCommand, TyperGroup
