@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.errors import UsageError
-from advgrad.evaluate import DEFAULT_EPS, EvalAttack, EvalConfig
+from advgrad.evaluate import EvalAttack, EvalConfig
+from advgrad.geometry import get_geometry
 from advgrad.evaluate import evaluate as _sweep
 from advgrad.generate import attack_batch
 from advgrad.gradient import frozen
@@ -211,7 +212,7 @@ def evaluate(
     options = _options(params)
     _refuse_unknown(specs, options)
     if eps is None:
-        eps = DEFAULT_EPS[threat_norm]
+        eps = get_geometry(threat_norm).default_eps
     eps_values = parse_eps_list([str(e) for e in eps] if isinstance(eps, (list, tuple)) else str(eps))
     config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=seed,
                         early_stop=early_stop, examples=EXAMPLES_KEPT)

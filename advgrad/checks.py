@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from advgrad.geometry import get_geometry
-from advgrad.results import AttackCurve, RobustnessReport
+from advgrad.results import AttackCurve, RobustnessReport, default_eps_label
 
 DOCS = "docs/checks.md"
 
@@ -78,8 +78,8 @@ def accuracy_rises(report: RobustnessReport) -> CheckResult:
         previous, previous_eps = report.clean_correct, None
         for p in sorted(curve.points, key=lambda p: p.eps):
             if p.robust > previous:
-                where = "clean accuracy" if previous_eps is None else f"ε={previous_eps:g}"
-                rises.append(f"{name} at ε={p.eps:g} ({p.robust} correct, more than {previous} at {where})")
+                where = "clean accuracy" if previous_eps is None else f"ε={report.eps_label(previous_eps)}"
+                rises.append(f"{name} at ε={report.eps_label(p.eps)} ({p.robust} correct, more than {previous} at {where})")
             previous, previous_eps = p.robust, p.eps
     if rises:
         return CheckResult("accuracy-rises-with-eps", title, WARNING,
@@ -111,7 +111,7 @@ def _finding(found: list[dict[str, Any]], stronger: str, weaker: str) -> str:
     worst = found[0]
     more = f" (and {len(found) - 1} more points)" if len(found) > 1 else ""
     return (f"{stronger.format(worst['expected_stronger'])} leaves {100 * worst['expected_stronger_accuracy']:.1f}% "
-            f"correct at ε={worst['eps']:g} where {weaker.format(worst['weaker'])} leaves "
+            f"correct at ε={default_eps_label(worst['eps'])} where {weaker.format(worst['weaker'])} leaves "
             f"{100 * worst['weaker_accuracy']:.1f}%{more}")
 
 
@@ -159,9 +159,9 @@ def large_eps_accuracy(report: RobustnessReport) -> CheckResult:
     details = {"eps": eps, "threshold": threshold, "accuracy": accuracy, "largest_class_share": share}
     if accuracy > LARGE_EPS_ACCURACY:
         return CheckResult(name, title, WARNING, (
-            f"at ε={eps:g} every input can be turned into the same grey image, yet the strongest attack "
+            f"at ε={report.eps_label(eps)} every input can be turned into the same grey image, yet the strongest attack "
             f"({best.attack}) leaves {100 * accuracy:.1f}% correct"), details)
-    return CheckResult(name, title, PASSED, f"at ε={eps:g} the attacks leave {100 * accuracy:.1f}% correct", details)
+    return CheckResult(name, title, PASSED, f"at ε={report.eps_label(eps)} the attacks leave {100 * accuracy:.1f}% correct", details)
 
 
 def zero_gradients(report: RobustnessReport) -> CheckResult:

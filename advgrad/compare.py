@@ -3,7 +3,9 @@
 ``advgrad compare BASELINE.json NEW.json --max-drop 0.02`` pairs the points both reports hold —
 clean accuracy, and accuracy under each attack at each ε (attacks matched by name, ε with a small
 relative tolerance) — and flags every point where the new accuracy is lower than the baseline's
-by more than ``max_drop``. Reports that cannot be compared (different threat models, nothing in
+by more than ``max_drop``; without ``max_drop`` (``--max-drop auto``, the default) each point
+allows the sampling noise of its accuracy, :func:`noise_tolerance`. Clean accuracy is compared
+once: an attack's ε = 0 point is clean accuracy again and is left out. Reports that cannot be compared (different threat models, nothing in
 common, not an advgrad report) are errors; differences that make a comparison less meaningful
 (other data, other attack parameters) are warnings.
 """
@@ -11,6 +13,7 @@ common, not an advgrad report) are errors; differences that make a comparison le
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +23,19 @@ from advgrad.errors import DataError, UsageError
 from advgrad.results import SCHEMA_NAME, SCHEMA_VERSION, AttackCurve, RobustnessReport
 
 FLOAT_SLACK = 1e-9  # a drop of exactly max_drop is not a regression, whatever the rounding
+NOISE_SE = 2.0  # --max-drop auto allows this many binomial standard errors
+
+
+def noise_tolerance(accuracy: float, n: int) -> float:
+    """The drop ``--max-drop auto`` allows at a point: two binomial standard errors of an accuracy
+    ``p`` measured on ``n`` samples, 2·√(p(1−p)/n), and at least one sample (1/n).
+
+    Evaluated on another sample of the same size, a model's accuracy moves by about √(p(1−p)/n)
+    (2.4 points at p = 0.5 on 450 samples, 0.5 on 10,000); a drop within two of those is not
+    evidence of a regression. With p near 0 or 1 the noise vanishes and one sample is the floor."""
+    if n <= 0:
+        return 0.0
+    return max(NOISE_SE * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n), 1 / n)
 
 
 def read_report(path: str | os.PathLike) -> RobustnessReport:
@@ -63,6 +79,8 @@ class PointChange:
     new: float
     change: float
     regressed: bool
+    allowed: float = 0.0  # the largest drop not counted as a regression here
+    eps_label: str | None = None  # ε as the baseline's user wrote it (8/255)
 
 
 @dataclass
@@ -71,7 +89,7 @@ class Comparison:
 
     baseline: str
     new: str
-    max_drop: float
+    max_drop: float | None  # None: --max-drop auto, each point's noise (PointChange.allowed)
     points: list[PointChange]
     warnings: list[str] = field(default_factory=list)
 
@@ -83,16 +101,20 @@ class Comparison:
         return {**asdict(self), "regressed": bool(self.regressions)}
 
 
-def _change(attack: str, eps: float | None, base: float, new: float, max_drop: float) -> PointChange:
+def _change(attack: str, eps: float | None, base: float, new: float, max_drop: float | None, n: int,
+            label: str | None = None) -> PointChange:
     change = new - base
-    return PointChange(attack, eps, base, new, change, change < -(max_drop + FLOAT_SLACK))
+    allowed = noise_tolerance(base, n) if max_drop is None else max_drop
+    return PointChange(attack, eps, base, new, change, change < -(allowed + FLOAT_SLACK), allowed, label)
 
 
 def compare_reports(
-    baseline: RobustnessReport, new: RobustnessReport, max_drop: float, *, names: tuple[str, str] = ("baseline", "new")
+    baseline: RobustnessReport, new: RobustnessReport, max_drop: float | None, *,
+    names: tuple[str, str] = ("baseline", "new"),
 ) -> Comparison:
-    """Pair the points of ``baseline`` and ``new`` and flag drops larger than ``max_drop``."""
-    if not 0 <= max_drop <= 1:
+    """Pair the points of ``baseline`` and ``new`` and flag drops larger than ``max_drop`` (None:
+    larger than each point's :func:`noise_tolerance`)."""
+    if max_drop is not None and not 0 <= max_drop <= 1:
         raise UsageError(f"--max-drop must be between 0 and 1, got {max_drop:g}")
     if baseline.norm != new.norm:
         raise UsageError(f"the reports use different threat models (L{baseline.norm} and L{new.norm}); "
@@ -101,7 +123,8 @@ def compare_reports(
     if baseline.n_samples != new.n_samples or baseline.data.get("source") != new.data.get("source"):
         warnings.append(f"the reports were measured on different data ({baseline.n_samples} samples of "
                         f"{baseline.data.get('source', '?')} and {new.n_samples} of {new.data.get('source', '?')})")
-    points = [_change("clean", None, baseline.clean_accuracy, new.clean_accuracy, max_drop)]
+    n = min(baseline.n_samples, new.n_samples)
+    points = [_change("clean", None, baseline.clean_accuracy, new.clean_accuracy, max_drop, n)]
     grids: list[str] = []  # ε values only one report measured, per attack
     theirs = {name.lower(): curve for name, curve in new.attacks.items()}
     for name, curve in baseline.attacks.items():
@@ -116,8 +139,9 @@ def compare_reports(
             warnings.append(f"{name} ran with different parameters in the two reports")
         for p in curve.points:
             q = other.point_at(p.eps)
-            if q is not None:
-                points.append(_change(name, p.eps, p.accuracy, q.accuracy, max_drop))
+            if q is not None and p.eps > 0:  # at ε = 0 an attack's accuracy is the clean row's
+                points.append(_change(name, p.eps, p.accuracy, q.accuracy, max_drop, n,
+                                      p.eps_label or baseline.eps_label(p.eps)))
         unshared = _unshared_eps(name, curve, other, names)
         if unshared:
             grids.append(unshared)

@@ -35,14 +35,12 @@ from advgrad.errors import InternalError, UsageError
 from advgrad.evidence import GRADIENT_SAMPLES, measure
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
-from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
+from advgrad.results import AttackCurve, CurvePoint, RobustnessReport, default_eps_label, float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.tally import AttackTally, BatchTally
 from advgrad.targets import resolve_targets
 from advgrad.threat import NORM_TOLERANCE, Norm, ThreatModel
 
-# The ε values of a sweep when none are given, per threat norm (``advgrad eval`` and :func:`advgrad.evaluate`).
-DEFAULT_EPS = {"inf": "0,0.02,0.05,0.1,0.2,0.3", "2": "0,0.25,0.5,1,1.5,2", "1": "0,1,2,4,8,12"}
 
 
 @dataclass
@@ -63,7 +61,9 @@ class EvalConfig:
     """What the sweep does besides the attacks: ε values, threat norm, target, seed, and how many
     adversarial examples per attack to keep for the report's image grid (``examples``).
     ``gradient_evidence`` spends one extra forward and backward pass on the clean-correct samples
-    of the first batches to feed the gradient sanity checks; without it those checks do not apply."""
+    of the first batches to feed the gradient sanity checks; without it those checks do not apply.
+    ``eps_labels`` (parallel to ``eps`` as given) are how reports print each ε, e.g. ``8/255``
+    (:func:`advgrad.threat.parse_eps_labelled`); by default :func:`default_eps_label`."""
 
     eps: list[float]
     norm: Norm = "inf"
@@ -73,13 +73,20 @@ class EvalConfig:
     examples: int = 0
     gradient_evidence: bool = True
     extra: dict = field(default_factory=dict)
+    eps_labels: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.eps:
             raise UsageError("give at least one ε value")
         for e in self.eps:
             ThreatModel(self.norm, e)  # validates each ε
-        self.eps = sorted(set(float(e) for e in self.eps))
+        if self.eps_labels is not None and len(self.eps_labels) != len(self.eps):
+            raise UsageError("give one label per ε value")
+        labels: dict[float, str] = {}
+        for k, e in enumerate(self.eps):  # sorted and without repeats; the first label of a value wins
+            labels.setdefault(float(e), default_eps_label(float(e)) if self.eps_labels is None else self.eps_labels[k])
+        self.eps = sorted(labels)
+        self.eps_labels = [labels[e] for e in self.eps]
 
 
 class CountingModel(nn.Module):
@@ -357,9 +364,10 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
                 accuracy=tally.robust[j] / n,
                 robust=tally.robust[j],
                 success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
-                mean_norm=tally.norm_sum[j] / tally.norm_count[j] if tally.norm_count[j] else None,
-                max_norm=tally.norm_max[j] if tally.norm_count[j] else None,
+                mean_norm=float32_decimal(tally.norm_sum[j] / tally.norm_count[j]) if tally.norm_count[j] else None,
+                max_norm=float32_decimal(tally.norm_max[j]) if tally.norm_count[j] else None,
                 robust_per_class=list(tally.robust_per_class[j]),
+                eps_label=config.eps_labels[j],
             )
             for j, eps in enumerate(config.eps)
         ]
@@ -372,13 +380,14 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
             kind=attack.spec.kind,
-            median_norm=tally.median_norm(),
+            median_norm=float32_decimal(tally.median_norm()),
         )
     return RobustnessReport(
         n_samples=n,
         clean_correct=clean_correct,
         clean_accuracy=clean_correct / n,
         eps=list(config.eps),
+        eps_labels=list(config.eps_labels),
         norm=config.norm,
         attacks=curves,
         class_counts=list(total.class_counts),

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from advgrad.errors import UsageError
-from advgrad.results import RobustnessReport, same_eps
+from advgrad.results import RobustnessReport, default_eps_label, same_eps
 from advgrad.threat import parse_eps
 
 CLEAN = "clean"
@@ -73,8 +73,9 @@ def check_gates_apply(gates: list[Gate], attacks: list[str], eps: list[float]) -
             raise UsageError(f"gate {gate.text!r} names attack {gate.attack!r}, which this run does not include "
                              f"(attacks: {', '.join(attacks)})")
         if not any(same_eps(gate.eps, e) for e in eps):
-            listed = ", ".join(f"{e:g}" for e in eps)
-            raise UsageError(f"gate {gate.text!r}: ε={gate.eps:g} is not among this run's ε values ({listed})")
+            listed = ", ".join(default_eps_label(e) for e in eps)
+            raise UsageError(f"gate {gate.text!r}: ε={default_eps_label(gate.eps)} is not among this run's ε values "
+                             f"({listed})")
 
 
 @dataclass
@@ -94,7 +95,7 @@ class GateResult:
 
 def describe_gate(result: dict[str, Any]) -> str:
     """``pgd at ε=0.1: accuracy 35.00% < required 40.00% (pgd@0.1=0.40)`` for a gate result dict."""
-    where = "clean accuracy" if result["eps"] is None else f"{result['attack']} at ε={result['eps']:g}"
+    where = "clean accuracy" if result["eps"] is None else f"{result['attack']} at ε={default_eps_label(result['eps'])}"
     sign = "≥" if result["passed"] else "<"
     return (f"{where}: accuracy {100 * result['accuracy']:.2f}% {sign} required {100 * result['threshold']:.2f}% "
             f"({result['gate']})")

@@ -13,6 +13,7 @@ from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
+from advgrad.results import float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.targets import resolve_targets
 from advgrad.threat import ThreatModel
@@ -22,6 +23,7 @@ from advgrad.threat import ThreatModel
 class AttackSummary:
     """What an attack did to a set of samples.
 
+    ``accuracy`` is the accuracy under attack, under the same name as in ``advgrad eval``'s report.
     ``success_rate`` is over the ``attacked`` samples: those classified correctly before the
     attack (and, when targeted, whose label is not the target). Untargeted success means
     misclassified; targeted success means classified as the target. Norms are over every sample
@@ -33,7 +35,7 @@ class AttackSummary:
     eps: float
     n_samples: int
     clean_accuracy: float
-    adversarial_accuracy: float
+    accuracy: float
     attacked: int
     successes: int
     success_rate: float
@@ -41,6 +43,7 @@ class AttackSummary:
     max_norm: float
     target: str | None
     seconds: float
+    eps_label: str | None = None  # ε as the user wrote it (8/255)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,13 +168,13 @@ def summarise(
         norm=threat.norm,
         eps=threat.eps,
         n_samples=int(result.y.numel()),
-        clean_accuracy=float(correct.float().mean()),
-        adversarial_accuracy=float((result.pred_adv == result.y).float().mean()),
+        clean_accuracy=int(correct.sum()) / int(result.y.numel()),  # exact ratios, not float32 means
+        accuracy=int((result.pred_adv == result.y).sum()) / int(result.y.numel()),
         attacked=n_attacked,
         successes=int(success.sum()),
         success_rate=float(success.sum()) / n_attacked if n_attacked else 0.0,
-        mean_norm=float(norms.mean()),
-        max_norm=float(norms.max()),
+        mean_norm=float32_decimal(float(norms.double().mean())),
+        max_norm=float32_decimal(float(norms.max())),
         target=None if target is None else str(target),
         seconds=round(seconds, 4),
     )

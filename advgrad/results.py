@@ -10,7 +10,10 @@ dropped again by ``from_dict``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import struct
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +28,32 @@ EPS_RTOL = 1e-3  # ε values closer than this (relative) name the same point: 0.
 def same_eps(a: float, b: float) -> bool:
     """Whether two ε values name the same point of a curve (0.0314 and 8/255 do; 0.03 does not)."""
     return abs(a - b) <= EPS_RTOL * max(abs(a), abs(b)) + 1e-12
+
+
+def default_eps_label(eps: float) -> str:
+    """The label of an ε nobody wrote down: a fraction of 255 (or 127, 510, 1020) when ``eps`` is
+    one to double precision (``8/255``), else the shortest decimal that gives ``eps`` (``0.1``)."""
+    frac = Fraction(eps).limit_denominator(1020)
+    if eps != 0 and frac.denominator in (255, 127, 510, 1020) and float(frac) == eps:
+        return f"{frac.numerator}/{frac.denominator}"
+    text = repr(float(eps))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def float32_decimal(value: float | None) -> float | None:
+    """The shortest decimal that names the same float32 as ``value``: a norm measured in float32
+    is reported as ``0.1``, not ``0.10000000149011612``; None, ±∞ and NaN pass through."""
+    if value is None or not math.isfinite(value):
+        return value
+    try:
+        target = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:  # beyond float32's range: it was not measured in float32
+        return value
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == target:
+            return float(text)
+    return target
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -47,6 +76,7 @@ class CurvePoint:
     mean_norm: float | None = None
     max_norm: float | None = None
     robust_per_class: list[int] = field(default_factory=list)
+    eps_label: str | None = None  # ε as the user wrote it (8/255); None: see default_eps_label
 
 
 @dataclass
@@ -127,6 +157,15 @@ class RobustnessReport:
     checks: list[dict[str, Any]] = field(default_factory=list)
     gates: list[dict[str, Any]] = field(default_factory=list)
     examples: dict[str, list[Example]] = field(default_factory=dict, repr=False, compare=False)
+    eps_labels: list[str] = field(default_factory=list)
+
+    def eps_label(self, eps: float) -> str:
+        """How ``eps`` is printed: as the user wrote it (``8/255``) when the report knows that,
+        else :func:`default_eps_label`."""
+        for value, label in zip(self.eps, self.eps_labels, strict=False):
+            if value == eps:
+                return label
+        return default_eps_label(eps)
 
     def class_accuracy(self, robust_per_class: list[int]) -> list[float | None]:
         """Per-class accuracy from per-class counts of correct samples (None for absent classes)."""
@@ -137,9 +176,11 @@ class RobustnessReport:
         del body["examples"]
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
         for name, curve in self.attacks.items():
-            for point, raw in zip(curve.points, body["attacks"][name]["points"], strict=True):
-                raw["accuracy_per_class"] = self.class_accuracy(point.robust_per_class)
-        return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, **body}
+            raws = body["attacks"][name]["points"]
+            for k, point in enumerate(curve.points):
+                raws[k] = _label_after_eps(raws[k], "eps_label")
+                raws[k]["accuracy_per_class"] = self.class_accuracy(point.robust_per_class)
+        return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, **_label_after_eps(body, "eps_labels")}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RobustnessReport:
@@ -151,6 +192,17 @@ class RobustnessReport:
             points = [CurvePoint(**_known(CurvePoint, p)) for p in curve["points"]]
             attacks[name] = AttackCurve(**{**_known(AttackCurve, curve), "points": points})
         return cls(attacks=attacks, **body)
+
+
+def _label_after_eps(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """``body`` with ``key`` (the ε labels) moved right after ``eps``, where a reader looks for it."""
+    label = body.pop(key)
+    out: dict[str, Any] = {}
+    for k, v in body.items():
+        out[k] = v
+        if k == "eps":
+            out[key] = label
+    return out
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from advgrad.geometry import (  # noqa: F401  (the projections are re-exported: 
     project_linf,
 )
 from advgrad.geometry import flat as _flat
+from advgrad.results import default_eps_label
 
 Norm = Literal["inf", "2", "1"]
 NORMS: tuple[Norm, ...] = ("inf", "2", "1")  # the built-in norms; advgrad.geometry.GEOMETRIES holds every one
@@ -121,8 +122,22 @@ def parse_eps(text: str | float, what: str = "ε") -> float:
 
 def parse_eps_list(text: str | list[str]) -> list[float]:
     """A comma-separated list of ε values (``0,1/255,2/255``), or several such strings."""
+    return [value for value, _ in parse_eps_labelled(text)]
+
+
+def parse_eps_labelled(text: str | list[str]) -> list[tuple[float, str]]:
+    """:func:`parse_eps_list` with each value's label: the text the user wrote (``8/255`` stays
+    ``8/255``, spaces removed), which reports print instead of the decimal."""
     parts = [text] if isinstance(text, str) else list(text)
-    values = [parse_eps(p) for chunk in parts for p in str(chunk).split(",") if p.strip()]
-    if not values:
+    pairs = [(parse_eps(p), eps_text(p)) for chunk in parts for p in str(chunk).split(",") if p.strip()]
+    if not pairs:
         raise UsageError("give at least one ε value, e.g. --eps 8/255")
-    return values
+    return pairs
+
+
+def eps_text(text: str | float) -> str:
+    """How a report labels an ε the user wrote: their text without spaces (``8/255``, ``0.1``);
+    a number given as a float gets :func:`default_eps_label`."""
+    if isinstance(text, (int, float)):
+        return default_eps_label(float(text))
+    return "".join(str(text).split())

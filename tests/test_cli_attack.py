@@ -9,7 +9,7 @@ import torch
 from helpers import INPUT_ERRORS, assert_bad_input, assert_inside, invoke, is_png, listing
 
 SUMMARY_KEYS = {
-    "attack", "norm", "eps", "n_samples", "clean_accuracy", "adversarial_accuracy", "attacked", "successes",
+    "attack", "norm", "eps", "n_samples", "clean_accuracy", "accuracy", "attacked", "successes",
     "success_rate", "mean_norm", "max_norm", "target", "params", "seed", "early_stop",
 }
 
@@ -23,7 +23,7 @@ def test_default_json_summary():
     assert report["n_samples"] == 16
     assert report["early_stop"] is False  # the full step budget unless asked
     assert report["params"]["steps"] == 20 and report["params"]["step_size"] == pytest.approx(2.5 * 0.1 / 20)
-    assert 0 <= report["adversarial_accuracy"] <= report["clean_accuracy"] <= 1
+    assert 0 <= report["accuracy"] <= report["clean_accuracy"] <= 1
     assert report["max_norm"] <= 0.1 + 1e-6
     assert "model:" in result.stderr  # messages go to stderr
 

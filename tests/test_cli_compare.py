@@ -41,7 +41,9 @@ def test_a_drop_beyond_the_tolerance_fails_and_names_the_point(tmp_path):
     assert "fgsm" not in result.stderr
     assert compare(tmp_path, crafted(BASE), new, "--max-drop", "0.03").exit_code == 0  # exactly 3 points: allowed
     assert compare(tmp_path, crafted(BASE), new, "--max-drop", "3%").exit_code == 0
-    assert compare(tmp_path, crafted(BASE), new).exit_code == 1  # default: no drop allowed
+    assert compare(tmp_path, crafted(BASE), new, "--max-drop", "0").exit_code == 1  # no drop allowed
+    # the default, auto: on 100 samples at 50% the noise is 2·√(0.25/100) = 10 points, so 3 points pass
+    assert compare(tmp_path, crafted(BASE), new).exit_code == 0
 
 
 def test_improvements_pass_and_clean_accuracy_counts(tmp_path):
@@ -58,7 +60,7 @@ def test_json_output_lists_every_shared_point(tmp_path):
     assert result.exit_code == 1
     data = json.loads(result.stdout)
     points = {(p["attack"], p["eps"]): p for p in data["points"]}
-    assert set(points) == {("clean", None), ("pgd", 0.0), ("pgd", 0.1), ("pgd", 0.2)}  # fgsm, apgd: not shared
+    assert set(points) == {("clean", None), ("pgd", 0.1), ("pgd", 0.2)}  # fgsm, apgd: not shared; ε=0 is the clean row
     assert points[("pgd", 0.1)]["change"] == pytest.approx(-0.10) and points[("pgd", 0.1)]["regressed"]
     assert not points[("pgd", 0.2)]["regressed"] and data["regressed"] is True
     assert any("fgsm" in w for w in data["warnings"]) and any("apgd" in w for w in data["warnings"])
@@ -68,7 +70,7 @@ def test_eps_matched_with_tolerance(tmp_path):
     base = crafted(BASE, eps=(0.0, 8 / 255, 16 / 255))
     new = crafted({"fgsm": [95, 60, 20], "pgd": [95, 40, 10]}, eps=(0.0, 0.0314, 0.0627))
     comparison = compare_reports(base, new, 0.02)
-    assert [p.eps for p in comparison.points if p.attack == "pgd"] == [0.0, 8 / 255, 16 / 255]
+    assert [p.eps for p in comparison.points if p.attack == "pgd"] == [8 / 255, 16 / 255]
     assert [p.attack for p in comparison.regressions] == ["pgd"]
 
 
@@ -120,7 +122,7 @@ def test_eps_in_only_one_report_are_named(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert {(p["attack"], p["eps"]) for p in data["points"]} == {
-        ("clean", None), ("fgsm", 0.0), ("fgsm", 0.1), ("pgd", 0.0), ("pgd", 0.1)}
+        ("clean", None), ("fgsm", 0.1), ("pgd", 0.1)}
     lines = [line for line in result.stderr.splitlines() if "pgd:" in line]
     assert len(lines) == 1
     assert "ε = 0.2 only in" in lines[0] and "base.json" in lines[0]
@@ -137,3 +139,55 @@ def test_grids_that_share_only_eps_0_are_exit_2(tmp_path):
     assert "REGRESSED" not in result.stdout and "ok" not in result.stdout
     with pytest.raises(AdvgradError, match="share no"):
         compare_reports(base, new, 0.0)
+
+
+def test_noise_tolerance_is_two_binomial_standard_errors():
+    from advgrad.compare import noise_tolerance
+
+    assert noise_tolerance(0.5, 100) == pytest.approx(0.10)  # 2·√(0.25/100)
+    assert noise_tolerance(0.5, 10_000) == pytest.approx(0.01)
+    assert noise_tolerance(1.0, 450) == pytest.approx(1 / 450)  # no noise at 100%: one sample
+    big = {"fgsm": [9500, 6000, 2000], "pgd": [9500, 5000, 1000]}
+    base = crafted(big, n=10_000, clean=9_500)
+    new = crafted({**big, "pgd": [9500, 4700, 1000]}, n=10_000, clean=9_500)  # 3 points of 10,000 samples
+    comparison = compare_reports(base, new, None)
+    assert comparison.max_drop is None and [p.attack for p in comparison.regressions] == ["pgd"]
+
+
+def test_clean_row_once_not_as_each_attacks_eps_zero(tmp_path):
+    result = compare(tmp_path, crafted(BASE), crafted(BASE), "--json", "-")
+    data = json.loads(result.stdout)
+    assert [(p["attack"], p["eps"]) for p in data["points"]] == [
+        ("clean", None), ("fgsm", 0.1), ("fgsm", 0.2), ("pgd", 0.1), ("pgd", 0.2)]
+
+
+def test_one_line_verdict_on_stderr_pass_and_fail(tmp_path):
+    passed = compare(tmp_path, crafted(BASE), crafted(BASE))
+    assert passed.exit_code == 0
+    assert [line for line in passed.stderr.splitlines() if line.startswith("compare:")] == [
+        "compare: passed: no regression at 5 points; no drop"]
+    new = crafted({"fgsm": [95, 60, 20], "pgd": [95, 47, 10]})
+    failed = compare(tmp_path, crafted(BASE), new, "--max-drop", "0.02")
+    verdict = [line for line in failed.stderr.splitlines() if line.startswith("compare:")]
+    assert failed.exit_code == 1 and len(verdict) == 1
+    assert verdict[0].startswith("compare: REGRESSED at 1 of 5 points; largest change -3.0 points (pgd at ε=0.1)")
+
+
+def test_markdown_table_for_a_pr_comment(tmp_path):
+    base = crafted(BASE, eps=(0.0, 8 / 255, 0.1))
+    base.eps_labels = ["0", "8/255", "0.1"]
+    for point, label in zip(base.attacks["pgd"].points, base.eps_labels, strict=True):
+        point.eps_label = label
+    new = crafted({"fgsm": [95, 60, 20], "pgd": [95, 40, 10]}, eps=(0.0, 8 / 255, 0.1))
+    md = tmp_path / "comment.md"
+    result = compare(tmp_path, base, new, "--max-drop", "2%", "--markdown", md)
+    assert result.exit_code == 1
+    text = md.read_text()
+    assert text.startswith("## advgrad robustness comparison: ❌ regressed")
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| attack | ε | baseline | new | Δ (points) | verdict |"
+    assert "| pgd | 8/255 | 50.0% | 40.0% | -10.0 | ❌ regressed |" in rows
+    assert "| clean | — | 95.0% | 95.0% | +0.0 | ✅ ok |" in rows
+    assert sum(row.startswith("| clean") for row in rows) == 1 and len(rows) == 6  # header + clean + 2×2
+    to_stdout = compare(tmp_path, base, new, "--max-drop", "2%", "--markdown", "-")
+    assert to_stdout.stdout == text and "┃" not in to_stdout.stdout  # the Markdown alone on stdout

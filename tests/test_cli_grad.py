@@ -97,3 +97,31 @@ def test_bad_options(tmp_path, options, message):
     result = invoke(["grad", *options, "--out", tmp_path / "g.pt"])
     assert_bad_input(result, message)
     assert listing(tmp_path) == []
+
+
+def test_table_caption_does_not_claim_an_output_file(tmp_path):
+    result = invoke(["grad", "--limit", "12", "--show", "4"])
+    assert result.exit_code == 0, result.stderr
+    assert "first 4 of 12 samples" in result.stdout and "output file" not in result.stdout
+    assert "--out FILE or --json FILE keeps them all" in result.stdout
+    saved = invoke(["grad", "--limit", "12", "--show", "4", "--out", tmp_path / "g.pt"])
+    assert saved.exit_code == 0 and f"all are in {tmp_path / 'g.pt'}" in " ".join(saved.stdout.split())
+
+
+def test_saliency_draws_as_many_samples_as_asked(tmp_path):
+    from advgrad.report.images import saliency_figure
+
+    x, g = torch.rand(20, 1, 8, 8), torch.randn(20, 1, 8, 8)
+    y = torch.zeros(20, dtype=torch.long)
+    for count, signed in ((14, False), (3, True)):
+        fig = saliency_figure(x, g, y, y, count=count, signed=signed, title="t")
+        inputs = [ax for ax in fig.axes if ax.get_title().startswith("#")]
+        maps = [ax for ax in fig.axes if ax.get_title().startswith("max |∇|")]
+        assert len(inputs) == len(maps) == count
+        assert any("sample's max" in ax.get_ylabel() for ax in fig.axes)  # the colour bar
+        assert fig._suptitle.get_text() == "t"
+        if signed:
+            assert maps[0].images[0].get_clim() == (-1.0, 1.0)
+    result = invoke(["grad", "--limit", "16", "--show", "12", "--signed", "--images", tmp_path])
+    assert result.exit_code == 0, result.stderr
+    assert is_png(tmp_path / "saliency.png")

@@ -44,7 +44,7 @@ def test_generate_against_independent_predictions(norm, eps):
     assert summary.successes == int(fooled.sum())
     assert summary.success_rate == pytest.approx(int(fooled.sum()) / 17)
     assert summary.clean_accuracy == pytest.approx(17 / 20)
-    assert summary.adversarial_accuracy == pytest.approx(float((pred_adv == y).float().mean()))
+    assert summary.accuracy == pytest.approx(float((pred_adv == y).float().mean()))
     assert summary.mean_norm == pytest.approx(float(norms.mean()), rel=1e-5)
     assert summary.max_norm == pytest.approx(float(norms.max()), rel=1e-5)
     assert summary.attack == "pgd" and summary.norm == norm and summary.eps == eps and summary.target is None

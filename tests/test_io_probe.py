@@ -157,3 +157,23 @@ def test_normalised_data_with_normalised_model_is_still_refused(tmp_path):
     data = save_tensors(tmp_path / "d.pt", x, torch.zeros(4, dtype=torch.long))
     with pytest.raises(DataError, match="--mean/--std"):
         open_inputs(InputOptions(data=str(data), mean=(0.5,), std=(0.25,)))
+
+
+def test_normalisation_hint_for_a_model_trained_on_standardised_inputs():
+    import standardised_models as sm
+    from helpers import invoke
+
+    from advgrad.io.data import load_default
+    from advgrad.io.probe import normalisation_hint
+
+    x, y = load_default().fetch(torch.arange(64))
+    hint = normalisation_hint(sm.expects_standardised(), x, y, 10)
+    assert hint is not None and "--mean" in hint and "--std" in hint
+    assert normalisation_hint(sm.expects_pixels(), x, y, 10) is None
+    assert normalisation_hint(sm.expects_standardised(), x[:10], y[:10], 10) is None  # too few to tell
+    warned = invoke(["info", "--model", "standardised_models:expects_standardised"])
+    assert warned.exit_code == 0 and "trained on normalised inputs" in warned.stderr
+    given = invoke(["info", "--model", "standardised_models:expects_standardised", "--mean", "0.305", "--std", "0.376"])
+    assert given.exit_code == 0 and "normalised inputs" not in given.stderr
+    default = invoke(["info"])
+    assert default.exit_code == 0 and "normalised inputs" not in default.stderr

@@ -46,7 +46,7 @@ def test_markdown_parses_into_the_expected_tables():
     assert len(found) == 4  # accuracy, attacks, gates, checks
     accuracy = found[0]
     assert accuracy[0] == ["ε", "fgsm", "pgd"]
-    assert accuracy[1:] == [["0", "95.0%", "95.0%"], ["8/255 (0.03137)", "60.0%", "47.0%"], ["0.5", "20.0%", "0.0%"]]
+    assert accuracy[1:] == [["0", "95.0%", "95.0%"], ["8/255", "60.0%", "47.0%"], ["0.5", "20.0%", "0.0%"]]
     gates = found[2]
     assert [r[0] for r in gates[1:]] == ["`pgd@8/255=0.40`", "`fgsm@0.5=0.3`"]
     assert "pass" in gates[1][3] and "FAIL" in gates[2][3]

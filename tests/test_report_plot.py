@@ -33,3 +33,65 @@ def test_plot_without_examples_and_with_many_classes(tmp_path):
     plot_report(report, tmp_path / "many.png")
     assert (tmp_path / "many.png").read_bytes()[:8] == PNG
     assert reference_point(report) == ("pgd", 0.1)
+
+
+def _with_examples(names, per_attack=3):
+    import torch
+
+    from advgrad.results import Example
+
+    report = crafted({name: [95, 60, 20] for name in names}, eps=(0.0, 8 / 255, 0.1))
+    report.eps_labels = ["0", "8/255", "0.1"]
+    x = torch.full((1, 8, 8), 0.5)
+    report.examples = {name: [Example(name, 8 / 255, x, x + 8 / 255, 8, 1)] * per_attack for name in names}
+    return report
+
+
+def test_example_grid_has_a_block_per_attack():
+    from advgrad.report.plot import report_figure
+
+    names = ["fgsm", "pgd", "bim", "mifgsm", "deepfool"]
+    fig = report_figure(_with_examples(names))
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels.count("original") == 5 and labels.count("adversarial") == 5  # every attack, not three
+    perturbation = [label for label in labels if label.startswith("perturbation")]
+    assert len(perturbation) == 5 and all("×16" in label for label in perturbation)  # 0.5 / (8/255) ≈ 16
+    headings = [sub._suptitle.get_text() for sub in fig.subfigs[1:]]
+    assert headings == [f"{name}: 3 adversarial examples" for name in names]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles.count("ε=8/255: 8→1") == 15 and titles.count("true 8") == 15
+    assert "true→predicted" in fig._supxlabel.get_text() and "8→1" in fig._supxlabel.get_text()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_curve_ticks_carry_the_labels_and_the_title_names_model_and_data():
+    from advgrad.report.plot import report_figure, tick_labels
+
+    report = _with_examples(["pgd"])
+    report.model = {"description": "my ResNet"}
+    fig = report_figure(report)
+    curve, classes = fig.axes[0], fig.axes[1]
+    assert [t.get_text() for t in curve.get_xticklabels()] == ["0", "8/255", "0.1"]
+    assert "my ResNet" in fig._suptitle.get_text() and "crafted data" in fig._suptitle.get_text()
+    assert classes.get_ylim() == (0.0, 100.0)
+    legend = curve.get_legend()
+    assert legend.get_bbox_to_anchor().x0 > curve.get_window_extent().x1  # off the data, to the right
+    crowded = crafted({"pgd": [95, 90, 80, 10]}, eps=(0.0, 1 / 255, 2 / 255, 16 / 255))
+    crowded.eps_labels = ["0", "1/255", "2/255", "16/255"]
+    assert tick_labels(crowded) == ["0", "1/255", "", "16/255"]  # 2/255 would overlap 1/255
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_per_class_panel_picks_where_classes_differ():
+    report = crafted({"fgsm": [10, 10, 10, 6], "pgd": [10, 10, 10, 5]}, eps=(0.0, 0.1, 0.2, 0.3), n=10, clean=10,
+                     class_counts=[5, 5])
+    for curve in report.attacks.values():
+        for point in curve.points:
+            point.robust_per_class = [5, 5]  # every class at 100%...
+    report.attacks["fgsm"].points[3].robust_per_class = [5, 1]  # ...except fgsm at 0.3: 100% and 20%
+    report.attacks["pgd"].points[3].robust_per_class = [3, 2]
+    assert reference_point(report) == ("fgsm", 0.3)  # not the middle ε (0.2), where all are 100%

@@ -16,11 +16,13 @@ from advgrad.cli.distributed import setup_process
 from advgrad.cli.evaluate import eval_command
 from advgrad.cli.grad import grad
 from advgrad.cli.group import AdvgradGroup
+from advgrad.cli.help import HelpCommand
 from advgrad.cli.info import info_command
 from advgrad.cli.shipped import config_app, docs_command
 
 app = typer.Typer(
     name="advgrad",
+    rich_markup_mode="markdown",
     help=(
         "Adversarial examples and robustness evaluation for trained PyTorch classifiers.\n\n"
         "Every command runs on the embedded digits model and data when --model and --data are not given. "
@@ -60,14 +62,14 @@ def root(
     setup_process(ctx.invoked_subcommand)  # under torchrun: only rank 0 speaks
 
 
-app.command("attack")(attack)
-app.command("attacks")(attacks)
-app.command("eval")(eval_command)
-app.command("grad")(grad)
-app.command("info")(info_command)
-app.command("compare")(compare_command)
+app.command("attack", cls=HelpCommand)(attack)
+app.command("attacks", cls=HelpCommand)(attacks)
+app.command("eval", cls=HelpCommand)(eval_command)
+app.command("grad", cls=HelpCommand)(grad)
+app.command("info", cls=HelpCommand)(info_command)
+app.command("compare", cls=HelpCommand)(compare_command)
 app.add_typer(config_app, name="config")
-app.command("docs")(docs_command)
+app.command("docs", cls=HelpCommand)(docs_command)
 
 
 def main() -> None:

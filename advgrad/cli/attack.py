@@ -18,7 +18,7 @@ from advgrad.io.inputs import InputOptions
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 from advgrad.targets import parse_target
-from advgrad.threat import ThreatModel, parse_eps, parse_norm
+from advgrad.threat import ThreatModel, eps_text, parse_eps, parse_norm
 
 IMAGES_FILE = "adversarial.png"  # what --images FOLDER holds
 
@@ -61,6 +61,7 @@ def attack(
             inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=io_options.seed,
             early_stop=early_stop, device=inputs.device, progress=tick,
         )
+    summary.eps_label = eps_text(eps)
     resolved = params.resolve(threat).to_dict()
     if out_file is not None:
         write_tensors(out_file, {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,57 +10,80 @@ import typer
 from rich.table import Table
 
 from advgrad.cli import options as o
+from advgrad.cli import report_options as r
 from advgrad.cli.common import emit_json
-from advgrad.cli.console import err, handle_errors, out, warn
+from advgrad.cli.console import err, handle_errors, info, out, warn
+from advgrad.cli.outputs import STDOUT
 from advgrad.cli.paths import check_output_paths
 from advgrad.compare import Comparison, compare_reports, read_report
-from advgrad.errors import ExitCode
+from advgrad.errors import ExitCode, UsageError
 from advgrad.gates import parse_share
+from advgrad.io.files import write_text
+from advgrad.report.comparison import points_change, render_comparison_markdown, verdict_line, where
 from advgrad.report.fmt import eps_label, pct
 
 
-def _points(value: float) -> str:
-    return f"{100 * value:+.1f}"
-
-
 def comparison_table(comparison: Comparison) -> Table:
-    """One row per shared point: accuracies, change in percentage points, verdict."""
+    """One row per shared point: accuracies, change in percentage points, the drop allowed there
+    and the verdict. Clean accuracy is the first row, once."""
     table = Table()
-    for col in ("attack", "ε", "baseline", "new", "change (points)", "result"):
+    for col in ("attack", "ε", "baseline", "new", "change (points)", "allowed drop", "result"):
         table.add_column(col, justify="left" if col in ("attack", "result") else "right")
     for p in comparison.points:
-        verdict = "REGRESSED" if p.regressed else ("improved" if p.change > 0 else "ok")
-        table.add_row(p.attack, "—" if p.eps is None else eps_label(p.eps), pct(p.baseline), pct(p.new),
-                      _points(p.change), verdict, style="red" if p.regressed else None)
+        verdict = "REGRESSED" if p.regressed else ("improved" if p.change > p.allowed else "ok")
+        table.add_row(p.attack, "—" if p.eps is None else eps_label(p.eps, p.eps_label), pct(p.baseline), pct(p.new),
+                      points_change(p.change), f"{100 * p.allowed:.1f}", verdict, style="red" if p.regressed else None)
     return table
+
+
+def parse_max_drop(text: str) -> float | None:
+    """``auto`` (None: each point's sampling noise) or a share: ``0.02``, ``2%``."""
+    return None if str(text).strip().lower() == "auto" else parse_share(text, "--max-drop")
 
 
 @handle_errors
 def compare_command(
     baseline: Annotated[Path, typer.Argument(help="The reference report (advgrad eval --json).", show_default=False)],
     new: Annotated[Path, typer.Argument(help="The report to check against it.", show_default=False)],
-    max_drop: Annotated[str, typer.Option("--max-drop", help="Largest allowed drop in accuracy at any shared point, as "
-                                          "a share (0.02) or percentage (2%).")] = "0",
+    max_drop: Annotated[str, typer.Option("--max-drop", help="Largest drop in accuracy allowed at a point: a share "
+                                          "(0.02), a percentage (2%), or auto: twice the binomial standard error "
+                                          "of the point's accuracy on the report's samples, so that sampling noise "
+                                          "is not a regression (docs/ci.md).")] = "auto",
     json_out: o.JsonOpt = None,
+    markdown: r.MarkdownOpt = None,
 ) -> None:
     """Compare two robustness reports; exit 1 when accuracy dropped by more than --max-drop at any
-    point both hold (clean accuracy, and each attack at each ε).
+    point both hold (clean accuracy once, and each attack at each ε > 0).
 
-    Exit 2 when a report cannot be read or the two cannot be compared (different threat models,
-    no shared point).
+    The verdict is one line on stderr, pass or fail. --markdown writes the table for a
+    pull-request comment. Exit 2 when a report cannot be read or the two cannot be compared
+    (different threat models, no shared point).
 
-    Example: advgrad compare baseline.json report.json --max-drop 0.02
+    Example: advgrad compare baseline.json report.json --markdown comment.md
+
+    Example: advgrad compare baseline.json report.json --max-drop 2%
     """
-    check_output_paths({"--json": json_out}, {"BASELINE": baseline, "NEW": new})
-    drop = parse_share(max_drop, "--max-drop")
+    drop = parse_max_drop(max_drop)
+    if json_out is not None and markdown is not None and str(json_out) == str(markdown) == STDOUT:
+        raise UsageError("only one output can go to stdout ('-'), got --json and --markdown")
+    check_output_paths({"--json": json_out, "--markdown": markdown}, {"BASELINE": baseline, "NEW": new})
     comparison = compare_reports(read_report(baseline), read_report(new), drop, names=(str(baseline), str(new)))
     for message in comparison.warnings:
         warn(message)
-    if not emit_json(json_out, comparison.to_dict()):
+    used_stdout = emit_json(json_out, comparison.to_dict())
+    if markdown is not None:
+        text = render_comparison_markdown(comparison)
+        if str(markdown) == STDOUT:
+            sys.stdout.write(text)
+            used_stdout = True
+        else:
+            write_text(markdown, text)
+            info(f"wrote {markdown}")
+    if not used_stdout:
         out.print(comparison_table(comparison))
     for p in comparison.regressions:
-        where = "clean accuracy" if p.eps is None else f"{p.attack} at ε={p.eps:g}"
-        err.print(f"regression: {where}: {pct(p.baseline)} → {pct(p.new)} ({_points(p.change)} points; at most "
-                  f"{100 * drop:.1f} allowed)", markup=False)
+        err.print(f"regression: {where(p)}: {pct(p.baseline)} → {pct(p.new)} ({points_change(p.change)} points; at "
+                  f"most {100 * p.allowed:.1f} allowed)", markup=False)
+    err.print(verdict_line(comparison), markup=False)
     if comparison.regressions:
         raise typer.Exit(int(ExitCode.GATE_FAILED))

@@ -16,13 +16,13 @@ from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.paths import check_output_paths, input_paths
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
-from advgrad.evaluate import DEFAULT_EPS, EvalAttack, EvalConfig, evaluate
+from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.resume import run_identity
 from advgrad.targets import parse_target
-from advgrad.threat import parse_eps_list, parse_norm
+from advgrad.threat import parse_eps_labelled, parse_norm
 
 EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 
@@ -68,13 +68,14 @@ def eval_command(
     Example (one process per GPU, `advgrad docs scale`): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full --precision bf16
     """
     threat_norm = parse_norm(norm)
-    eps_values = parse_eps_list(eps if eps is not None else get_geometry(threat_norm).default_eps)
+    eps_given = parse_eps_labelled(eps if eps is not None else get_geometry(threat_norm).default_eps)
     specs = attacks_from(attack)
     for spec in specs:
         spec.check_norm(threat_norm)
     warn_unused(specs, attack_opts)
     attacks = [EvalAttack(spec, spec.make_params(**attack_opts)) for spec in specs]
-    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=io_options.seed, early_stop=early_stop,
+    config = EvalConfig(eps=[v for v, _ in eps_given], eps_labels=[t for _, t in eps_given], norm=threat_norm,
+                        target=parse_target(target), seed=io_options.seed, early_stop=early_stop,
                         examples=EXAMPLES_KEPT)
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [a.name for a in attacks], config.eps)

@@ -19,6 +19,7 @@ from advgrad.io.inputs import InputOptions
 from advgrad.losses import get_loss
 from advgrad.report.images import saliency_grid
 from advgrad.report.table import gradient_table
+from advgrad.results import float32_decimal
 
 IMAGES_FILE = "saliency.png"  # what --images FOLDER holds
 
@@ -32,7 +33,8 @@ def grad(
     coordinates: Annotated[int, typer.Option("--coordinates", help="Coordinates per sample that --check compares.")] = 16,
     tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Largest relative error --check accepts; above it the exit code is 1. (default: 1e-4 in float64, 1e-2 in float32)", show_default=False)] = None,
     loss: Annotated[str, typer.Option("--loss", help="J: ce, margin or dlr.")] = "ce",
-    show: Annotated[int, typer.Option("--show", help="Samples listed in the table.")] = 10,
+    show: Annotated[int, typer.Option("--show", help="Samples listed in the table and drawn in saliency.png.")] = 10,
+    signed: Annotated[bool, typer.Option("--signed", help="Saliency maps of the signed gradient (red: a brighter pixel raises the loss, blue: lowers it) instead of |∇ₓJ|.", rich_help_panel=o.OUTPUT_PANEL)] = False,
     json_out: o.JsonOpt = None,
     io_options: InputOptions = InputOptions(),
 ) -> None:
@@ -43,21 +45,25 @@ def grad(
     check_output_paths({"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
                        input_paths(io_options), {"--images": images})
     get_loss(loss)
+    if show < 1:
+        raise UsageError(f"--show must be at least 1, got {show}")
     if coordinates < 1:
         raise UsageError(f"--coordinates must be at least 1, got {coordinates}")
     inputs = open_and_describe(io_options)
     result = gradients(inputs.model.module, inputs.batches(), loss=loss, device=inputs.device)
     norms = result.norms()
     rows = [
-        {"index": i, "label": int(result.y[i]), "pred": int(result.pred[i]), "loss": float(result.loss[i]),
-         "l1": float(norms["l1"][i]), "l2": float(norms["l2"][i]), "linf": float(norms["linf"][i])}
+        {"index": i, "label": int(result.y[i]), "pred": int(result.pred[i]), "loss": float32_decimal(float(result.loss[i])),
+         **{k: float32_decimal(float(norms[k][i])) for k in ("l1", "l2", "linf")}}
         for i in range(result.y.shape[0])
     ]
     if out_file is not None:
         write_tensors(out_file, {**result.to_dict(), "loss_name": loss})
         info(f"wrote {out_file}")
     if images is not None:
-        path = saliency_grid(result.x, result.grad, result.y, result.pred, Path(images) / IMAGES_FILE)
+        title = f"Input gradient ∇ₓJ of the {loss} loss · {inputs.model.description}"
+        path = saliency_grid(result.x, result.grad, result.y, result.pred, Path(images) / IMAGES_FILE, count=show,
+                             signed=signed, title=title)
         info(f"wrote {path}")
     report: dict = {"loss": loss, "n_samples": len(rows), "samples": rows}
     failed = False
@@ -70,7 +76,7 @@ def grad(
         failed = result_check.max_relative_error > tolerance
         report["check"] = {**result_check.to_dict(), "tolerance": tolerance, "passed": not failed}
     if not emit_json(json_out, report):
-        out.print(gradient_table(rows, limit=show))
+        out.print(gradient_table(rows, limit=show, saved_to=None if out_file is None else str(out_file)))
         if check:
             c = report["check"]
             verdict = "FAILED" if failed else "ok"

@@ -9,9 +9,9 @@ from typing import Any
 
 import typer
 from typer import completion as typer_completion
-from typer.core import TyperGroup
 
 from advgrad.cli.completion import fill_shell
+from advgrad.cli.help import HelpGroup
 from advgrad.errors import ExitCode
 
 try:  # Typer ≥ 0.20 vendors click
@@ -46,8 +46,9 @@ def usage_message(exc: Any) -> str:
     return f"{text[:1].lower()}{text[1:]}{where}" if isinstance(exc, click_exceptions.UsageError) else text
 
 
-class AdvgradGroup(TyperGroup):
-    """Typer's group with advgrad's conventions for usage errors: one line on stderr, exit 2."""
+class AdvgradGroup(HelpGroup):
+    """The root group: tidy help (:class:`HelpGroup`) and advgrad's conventions for usage errors: one line on
+    stderr, exit 2."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, fill_shell(list(args)))

@@ -21,9 +21,10 @@ OUTPUT_PANEL = "Output"
 ModelOpt = Annotated[
     Optional[str],
     typer.Option("--model", "-m", help=(
-        "Model to attack: a TorchScript file (torch.jit.save), an ExportedProgram (.pt2, torch.export.save), "
-        "torchvision:NAME (e.g. torchvision:resnet18) or package.module:callable (imports and runs that module, "
-        "your own code); a whole pickled model only with --unsafe-pickle. Default: the embedded digits CNN."),
+        "Model to attack: an ExportedProgram (.pt2, torch.export.save), package.module:callable with --weights "
+        "(imports and runs that module, your own code), torchvision:NAME (e.g. torchvision:resnet18) or a "
+        "TorchScript file (deprecated by torch); a whole pickled model only with --unsafe-pickle. "
+        "Default: the embedded digits CNN."),
         rich_help_panel=IO_PANEL, show_default=False),
 ]
 WeightsOpt = Annotated[

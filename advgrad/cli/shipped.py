@@ -8,10 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from advgrad.cli.console import handle_errors
+from advgrad.cli.help import HelpCommand, HelpGroup
 from advgrad.shipped import ShippedFile, list_configs, list_docs, shipped_config, shipped_doc
 
 config_app = typer.Typer(
     name="config",
+    cls=HelpGroup,
     help="The run configurations shipped with advgrad: list them, or print one to run or copy and edit.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -23,7 +25,7 @@ def _listing(files: list[ShippedFile]) -> str:
     return "".join(f"{f.name:<{width}}  {f.description}\n" for f in files)
 
 
-@config_app.command("list")
+@config_app.command("list", cls=HelpCommand)
 @handle_errors
 def config_list() -> None:
     """List the shipped configs: name and what each runs. Run one with `advgrad eval --config NAME`.
@@ -33,7 +35,7 @@ def config_list() -> None:
     sys.stdout.write(_listing(list_configs()))
 
 
-@config_app.command("show")
+@config_app.command("show", cls=HelpCommand)
 @handle_errors
 def config_show(
     name: Annotated[str, typer.Argument(help="A shipped config's name, e.g. quick (see `advgrad config list`).",

@@ -14,7 +14,7 @@ from advgrad.io.data import DataOptions, DataSource, load_data
 from advgrad.io.factories import parse_model_args
 from advgrad.io.models import LoadedModel, ModelOptions, load_model
 from advgrad.io.outputs import LogitsOf
-from advgrad.io.probe import ProbeResult, check_label_range, probe
+from advgrad.io.probe import ProbeResult, check_label_range, normalisation_hint, probe
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
 
 PROBE_SIZE = 64
@@ -176,4 +176,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
     warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
+    if model.normalization is None and not any("--mean" in w for w in warnings):
+        hint = normalisation_hint(model.module, x, y, result.num_classes)
+        warnings += [hint] if hint else []
     return RunInputs(model, data, device, result, options, warnings, runtime)

@@ -7,6 +7,9 @@ N×classes and cover the labels; they are finite; they depend differentiably on 
 no gradient attack can work, and robustness would be overstated). It also warns when the
 outputs change between two identical calls (randomness left on) or when a sample's output
 depends on the rest of its batch (batch norm in training mode).
+
+:func:`normalisation_hint` looks for a model trained on normalised inputs but given pixels: its
+accuracy on the probe batch rises markedly once the batch is standardised.
 """
 
 from __future__ import annotations
@@ -170,3 +173,51 @@ def probe(model: nn.Module, x: Tensor, y: Tensor) -> ProbeResult:
     found += _gradient_check(wrapped, x, y)
     correct = int((logits.argmax(dim=1) == y).sum())
     return ProbeResult(tuple(x.shape[1:]), classes, rule, int(y.shape[0]), correct, tuple(found))
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HINT_MIN_SAMPLES = 20  # below this a rise of 20 points is a handful of samples
+HINT_MIN_RISE = 0.20  # accuracy points gained by standardising before the hint is given
+
+
+def _standardisations(x: Tensor) -> list[tuple[str, Tensor, Tensor]]:
+    """Candidate (name, mean, std) per channel: the probe batch's own statistics, ImageNet's
+    constants (3 channels), and 0.5/0.5 (inputs in [-1, 1])."""
+    dims = [d for d in range(x.dim()) if d != 1]
+    own = (x.mean(dim=dims), x.std(dim=dims).clamp_min(1e-6))
+    channels = x.shape[1]
+    found = [("the probe batch's own per-channel mean and std", *own)]
+    if channels == 3:
+        found.append(("ImageNet's mean and std", x.new_tensor(IMAGENET_MEAN), x.new_tensor(IMAGENET_STD)))
+    found.append(("mean 0.5 and std 0.5 (inputs in [-1, 1])", x.new_full((channels,), 0.5), x.new_full((channels,), 0.5)))
+    return found
+
+
+def normalisation_hint(model: nn.Module, x: Tensor, y: Tensor, classes: int) -> str | None:
+    """A warning when ``model`` (giving logits) looks trained on normalised inputs but gets pixels.
+
+    The probe batch ``x`` (pixels in [0, 1]) is standardised, (x − mean)/std per channel, with each
+    of :func:`_standardisations`; when the best of them raises the accuracy by more than 20 points
+    and to at least twice chance, the model most likely expects normalised inputs and the attacks
+    would run in the wrong units. None otherwise, or when the batch is too small to tell."""
+    n = y.shape[0]
+    if n < HINT_MIN_SAMPLES or x.dim() != 4 or not x.is_floating_point():
+        return None
+    try:
+        with torch.no_grad():
+            raw = float((model(x).argmax(dim=1) == y).float().mean())
+            scored = []
+            for name, mean, std in _standardisations(x):
+                z = (x - mean[None, :, None, None]) / std[None, :, None, None]
+                scored.append((float((model(z).argmax(dim=1) == y).float().mean()), name, mean, std))
+    except Exception:  # a model that fails on shifted inputs gives no hint; the run decides
+        return None
+    best, name, mean, std = max(scored, key=lambda s: s[0])
+    if best - raw <= HINT_MIN_RISE or best < 2 / classes:
+        return None
+    values = ",".join(f"{v:.3g}" for v in mean.tolist()), ",".join(f"{v:.3g}" for v in std.tolist())
+    return (f"no --mean/--std given, yet the model classifies the probe batch much better once it is standardised "
+            f"with {name} ({100 * raw:.0f}% → {100 * best:.0f}%): it was probably trained on normalised inputs; give "
+            f"the normalisation it was trained with, e.g. --mean {values[0]} --std {values[1]}, so that attacks and ε "
+            "are in pixel units")

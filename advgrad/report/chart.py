@@ -42,7 +42,7 @@ def text_chart(report: RobustnessReport, *, width: int = 48, height: int = 11) -
     lines.append("     └" + "─" * width)
     axis = [" "] * (width + 12)
     for e in eps:
-        text = num(e, 3)
+        text = report.eps_label(e)
         start = min(_cell(e, lo, hi, width), width + 12 - len(text))
         if all(ch == " " for ch in axis[max(start - 1, 0) : start + len(text) + 1]):
             axis[start : start + len(text)] = list(text)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
+from advgrad.results import default_eps_label
 
 from advgrad.geometry import get_geometry
 
 
-def eps_label(eps: float) -> str:
-    """``0.0313725`` → ``8/255 (0.0314)``; plain decimals stay as they are."""
-    frac = Fraction(eps).limit_denominator(1000)
-    if frac.denominator in (255, 127, 510, 1020) and abs(float(frac) - eps) < 1e-9 and eps != 0:
-        return f"{frac.numerator}/{frac.denominator} ({eps:.4g})"
-    return f"{eps:.4g}"
+def eps_label(eps: float, given: str | None = None) -> str:
+    """How every renderer prints an ε: as the user wrote it (``given``, e.g. ``8/255``), else
+    ``8/255`` for a fraction of 255 and the shortest decimal otherwise (``0.1``)."""
+    return given if given else default_eps_label(eps)
 
 
 def norm_sub(norm: str) -> str:

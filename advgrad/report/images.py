@@ -24,10 +24,20 @@ def _to_display(img: Tensor):
     return img.mean(0).numpy(), "gray"
 
 
-def _visible(delta: Tensor) -> Tensor:
-    """Scale a perturbation so that its largest entry maps to 0 or 1 around mid-grey."""
-    scale = delta.abs().amax().clamp_min(1e-12)
-    return 0.5 + 0.5 * delta / scale
+def amplification(scale: float) -> float:
+    """The factor that shows a perturbation whose largest |entry| is ``scale`` at full contrast
+    around mid-grey: 0.5/scale."""
+    return 0.5 / max(scale, 1e-12)
+
+
+def _visible(delta: Tensor, factor: float) -> Tensor:
+    """A perturbation around mid-grey, amplified: 0.5 + factor·δ in [0, 1]."""
+    return (0.5 + factor * delta).clamp(0, 1)
+
+
+def _times(factor: float) -> str:
+    """``×12`` or ``×1.5``: the amplification as a reader says it."""
+    return f"×{factor:.0f}" if factor >= 10 else f"×{factor:.2g}"
 
 
 def _show(ax, img: Tensor, title: str, color: str = "black", cmap: str | None = None) -> None:
@@ -43,43 +53,57 @@ def _norm_label(delta: Tensor, norm: str) -> str:
     return f"‖δ‖{norm_sub(norm)}={float(per_sample_norm(delta[None], norm)[0]):.3f}"
 
 
-def draw_examples(axes, examples: list[Example], attack: str, norm: str = "inf") -> None:
-    """Two rows of axes: adversarial examples (titled with ε and label → prediction) and their
-    perturbations, scaled to be visible, titled with their ``norm``. Extra columns are left blank."""
+EXAMPLE_LEGEND = (
+    "Each block: originals (true class), the perturbation δ = x_adv − x amplified around mid-grey "
+    "(grey = 0; the factor is in the row label) and the adversarial example, titled "
+    "'ε: true→predicted' (8→1: an 8 now classified as 1) at the smallest ε of the sweep that fooled it."
+)
+
+
+def draw_examples(axes, examples: list[Example], norm: str = "inf", *, eps_label=None) -> None:
+    """Three rows of axes: originals (true class), perturbations (amplified by one factor for
+    the whole block, named in the row label, titled with their ``norm``) and adversarial
+    examples (titled ε: true→predicted, ε printed by ``eps_label``). Extra columns are blank."""
+    label = eps_label or (lambda e: f"{e:.3g}")
+    factor = amplification(max((float((e.x_adv - e.x).abs().amax()) for e in examples), default=0.0))
     for i in range(len(axes[0])):
         if i >= len(examples):
-            axes[0][i].axis("off")
-            axes[1][i].axis("off")
+            for row in axes:
+                row[i].axis("off")
             continue
         e = examples[i]
         delta = e.x_adv - e.x
-        _show(axes[0][i], e.x_adv, f"ε={e.eps:.3g}: {e.y}→{e.pred}", "red")
-        _show(axes[1][i], _visible(delta), _norm_label(delta, norm))
-    axes[0][0].set_ylabel(f"{attack}\nadversarial", fontsize=8)
-    axes[1][0].set_ylabel("perturbation\n(scaled)", fontsize=8)
+        _show(axes[0][i], e.x, f"true {e.y}")
+        _show(axes[1][i], _visible(delta, factor), _norm_label(delta, norm))
+        _show(axes[2][i], e.x_adv, f"ε={label(e.eps)}: {e.y}→{e.pred}", "red")
+    axes[0][0].set_ylabel("original", fontsize=8)
+    axes[1][0].set_ylabel(f"perturbation\n{_times(factor)} (grey = 0)", fontsize=8)
+    axes[2][0].set_ylabel("adversarial", fontsize=8)
 
 
 def adversarial_grid(
     x: Tensor, x_adv: Tensor, y: Tensor, pred_clean: Tensor, pred_adv: Tensor, path: str | os.PathLike,
     *, count: int = 8, class_names: list[str] | None = None, norm: str = "inf",
 ) -> Path:
-    """Three rows: originals, perturbations (scaled to be visible) and adversarial examples,
-    each labelled with the model's prediction (and the true label on the originals)."""
+    """Three rows: originals, perturbations (amplified by one factor, named in the row label) and
+    adversarial examples, each labelled with the model's prediction (and the true label on the
+    originals)."""
     plt = _pyplot()
     count = min(count, x.shape[0])
     name = (lambda c: class_names[c]) if class_names else str
+    factor = amplification(float((x_adv[:count] - x[:count]).abs().amax()) if count else 0.0)
     fig, axes = plt.subplots(3, count, figsize=(1.6 * count, 5.2), dpi=120, squeeze=False)
     for i in range(count):
         delta = x_adv[i] - x[i]
         panels = [
             (x[i], f"y={name(int(y[i]))} pred={name(int(pred_clean[i]))}"),
-            (_visible(delta), _norm_label(delta, norm)),
+            (_visible(delta, factor), _norm_label(delta, norm)),
             (x_adv[i], f"pred={name(int(pred_adv[i]))}"),
         ]
         for row, (img, label) in enumerate(panels):
             fooled = row == 2 and int(pred_adv[i]) != int(y[i])
             _show(axes[row][i], img, label, "red" if fooled else "black")
-    for row, text in enumerate(("original", "perturbation (scaled)", "adversarial")):
+    for row, text in enumerate(("original", f"perturbation\n{_times(factor)} (grey = 0)", "adversarial")):
         axes[row][0].set_ylabel(text, fontsize=8)
     fig.tight_layout()
     out = Path(path)
@@ -87,22 +111,57 @@ def adversarial_grid(
     return out
 
 
-def saliency_grid(
-    x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, path: str | os.PathLike, *, count: int = 8
-) -> Path:
-    """Two rows: inputs and |∇ₓJ| (max over channels, scaled per sample)."""
+SALIENCY_PER_ROW = 10
+
+
+def saliency_figure(x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, *, count: int = 8, signed: bool = False,
+                    title: str | None = None):
+    """Inputs above their input gradients, ``count`` samples (all of them when fewer), in rows of
+    up to :data:`SALIENCY_PER_ROW`, with a colour bar. Each map is scaled by its own largest
+    |∇ₓJ| (printed above it): |∇ₓJ| (largest over channels) in [0, 1], or with ``signed`` the
+    gradient summed over channels in [−1, 1] (red: a brighter pixel raises the loss)."""
     plt = _pyplot()
     count = min(count, x.shape[0])
-    fig, axes = plt.subplots(2, count, figsize=(1.6 * count, 3.6), dpi=120, squeeze=False)
-    for i in range(count):
-        _show(axes[0][i], x[i], f"y={int(y[i])} pred={int(pred[i])}")
-        sal = grad[i].detach().float().abs().amax(dim=0)
-        _show(axes[1][i], sal / sal.max().clamp_min(1e-12), f"max |∇|={float(grad[i].abs().max()):.2g}", cmap="inferno")
-    axes[0][0].set_ylabel("input", fontsize=8)
-    axes[1][0].set_ylabel("|∇ₓJ|", fontsize=8)
-    fig.tight_layout()
+    columns = max(min(count, SALIENCY_PER_ROW), 1)
+    chunks = max(-(-count // columns), 1)
+    fig, axes = plt.subplots(2 * chunks, columns, figsize=(1.3 * columns + 1.5, 3.0 * chunks + 0.5), dpi=120,
+                             squeeze=False, layout="constrained")
+    image = None
+    for i in range(chunks * columns):
+        row, col = 2 * (i // columns), i % columns
+        if i >= count:
+            axes[row][col].axis("off")
+            axes[row + 1][col].axis("off")
+            continue
+        _show(axes[row][col], x[i], f"#{i}: y={int(y[i])} pred={int(pred[i])}")
+        g = grad[i].detach().float()
+        top = float(g.abs().max())
+        if signed:
+            sal, cmap, low = g.sum(dim=0) / max(float(g.sum(dim=0).abs().max()), 1e-12), "RdBu_r", -1.0
+        else:
+            sal, cmap, low = g.abs().amax(dim=0) / max(top, 1e-12), "inferno", 0.0
+        ax = axes[row + 1][col]
+        image = ax.imshow(sal.cpu().numpy(), cmap=cmap, vmin=low, vmax=1.0, interpolation="nearest")
+        ax.set_title(f"max |∇|={top:.2g}", fontsize=7)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for k in range(chunks):
+        axes[2 * k][0].set_ylabel("input", fontsize=8)
+        axes[2 * k + 1][0].set_ylabel("∇ₓJ (signed)" if signed else "|∇ₓJ|", fontsize=8)
+    if image is not None:
+        what = ("∇ₓJ ÷ sample's max |∇ₓJ| (red: raises the loss)" if signed
+                else "|∇ₓJ| ÷ sample's max |∇ₓJ|")
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
+        bar.set_label(what, fontsize=8)
+    fig.suptitle(title or f"Input gradient ∇ₓJ of {count} samples", fontsize=10)
+    return fig
+
+
+def saliency_grid(
+    x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, path: str | os.PathLike, *, count: int = 8,
+    signed: bool = False, title: str | None = None,
+) -> Path:
+    """:func:`saliency_figure` written as a PNG to ``path``."""
     out = Path(path)
-    _save(fig, out)
+    _save(saliency_figure(x, grad, y, pred, count=count, signed=signed, title=title), out)
     return out
-
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from advgrad.report.fmt import eps_label, num, pct
+from advgrad.report.fmt import num, pct
 from advgrad.report.table import norm_symbol
 from advgrad.results import RobustnessReport
 
@@ -45,7 +45,7 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         "### Accuracy under attack",
         "",
     ]
-    rows = [[eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()] for j, e in enumerate(report.eps)]
+    rows = [[report.eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()] for j, e in enumerate(report.eps)]
     lines += _table(["ε"] + list(report.attacks), rows)
     lines += ["", "### Attacks", ""]
     attack_rows = []
@@ -54,7 +54,7 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         largest = curve.points[-1]
         attack_rows.append([f"`{name}`", curve.kind, params or "—", pct(largest.success_rate),
                             num(largest.mean_norm), f"{curve.seconds:.2f}"])
-    lines += _table(["attack", "kind", "parameters", f"success at ε={num(report.eps[-1])}",
+    lines += _table(["attack", "kind", "parameters", f"success at ε={report.eps_label(report.eps[-1])}",
                      "mean ‖δ‖ there", "seconds"], attack_rows, align="lllrrr")
     if report.gates:
         failed = sum(not g["passed"] for g in report.gates)

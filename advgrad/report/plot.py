@@ -1,37 +1,83 @@
 """Plots of a report (matplotlib, no display needed): the accuracy-against-ε curve, per-class
-accuracy and a grid of adversarial examples."""
+accuracy and, for every attack of the run, a block of adversarial examples."""
 
 from __future__ import annotations
 
 import os
+import statistics
+import textwrap
 
 from advgrad.report.fmt import norm_symbol
-from advgrad.report.images import draw_examples
+from advgrad.report.images import EXAMPLE_LEGEND, draw_examples
 from advgrad.report.mpl import pyplot, save_figure
-from advgrad.results import RobustnessReport
+from advgrad.results import Example, RobustnessReport
 
 MAX_CLASS_BARS = 20  # more classes than this are shown as a histogram of per-class accuracy
-MAX_EXAMPLE_ATTACKS = 3
-MAX_EXAMPLES = 8
+MAX_EXAMPLES = 8  # adversarial examples shown per attack
+MANY_TICKS = 6  # more ε ticks than this are drawn slanted so that their labels do not collide
+
+
+def run_title(report: RobustnessReport, width: int = 110) -> str:
+    """``model · data · n samples, L∞``: what the figure is about, wrapped to ``width``."""
+    model = report.model.get("description") or report.model.get("source") or "model"
+    data = report.data.get("description") or report.data.get("source") or "data"
+    text = f"{model} · {data} · {report.n_samples} evaluated, {norm_symbol(report.norm)} threat model"
+    return "\n".join(textwrap.wrap(text, width))
+
+
+CHAR_WIDTH = 0.017  # width of one tick-label character as a share of the curve's x axis
+
+
+def tick_labels(report: RobustnessReport) -> list[str]:
+    """The ε ticks' labels as the user wrote them (``8/255``); a label that would overlap the one
+    before it (ε values close together on a linear axis) is left blank, its tick stays."""
+    lo, hi = min(report.eps), max(report.eps)
+    span = (hi - lo) or 1.0
+    labels, last = [], None
+    for e in report.eps:
+        text = report.eps_label(e)
+        if last is not None and (e - last[0]) / span < CHAR_WIDTH * (len(text) + len(last[1])) / 2 + 0.01:
+            labels.append("")
+            continue
+        labels.append(text)
+        last = (e, text)
+    return labels
 
 
 def _draw_curves(ax, report: RobustnessReport) -> None:
     for name, curve in report.attacks.items():
         ax.plot([p.eps for p in curve.points], [100 * p.accuracy for p in curve.points], marker="o", label=name)
     ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
+    slanted = len(report.eps) > MANY_TICKS
+    ax.set_xticks(report.eps, tick_labels(report), rotation=45 if slanted else 0, ha="right" if slanted else "center")
     ax.set_xlabel(f"ε ({norm_symbol(report.norm)})")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
-    ax.set_title(f"Robustness curve, {report.n_samples} samples")
+    ax.set_title("Accuracy under attack")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)  # off the data
 
 
 def reference_point(report: RobustnessReport) -> tuple[str, float] | None:
-    """The attack and ε the per-class panel shows: the middle non-zero ε, the strongest attack there."""
+    """The attack and ε the per-class panel shows: where the per-class accuracies differ the
+    most (largest standard deviation over the classes that have samples); among equals the
+    smaller ε, then the stronger attack. Without any spread, the middle non-zero ε and the
+    strongest attack there."""
     nonzero = [e for e in report.eps if e > 0]
     if not nonzero or not report.attacks:
         return None
+    best, best_key = None, None
+    for name, curve in report.attacks.items():
+        for point in curve.points:
+            if point.eps <= 0:
+                continue
+            shares = [a for a in report.class_accuracy(point.robust_per_class) if a is not None]
+            spread = statistics.pstdev(shares) if len(shares) > 1 else 0.0
+            key = (round(spread, 12), -point.eps, -point.accuracy)
+            if best_key is None or key > best_key:
+                best, best_key = (name, point.eps), key
+    if best_key is not None and best_key[0] > 0:
+        return best
     eps = nonzero[(len(nonzero) - 1) // 2]
     name = min(report.attacks, key=lambda k: report.attacks[k].points[report.eps.index(eps)].accuracy)
     return name, eps
@@ -44,7 +90,7 @@ def _draw_classes(ax, report: RobustnessReport) -> None:
     if ref is not None:
         point = report.attacks[ref[0]].point_at(ref[1])
         attacked = [100 * (a or 0.0) for a in report.class_accuracy(point.robust_per_class)]
-        label = f"{ref[0]} at ε={ref[1]:.4g}"
+        label = f"{ref[0]} at ε={report.eps_label(ref[1])}"
     if len(clean) <= MAX_CLASS_BARS:
         xs = list(range(len(clean)))
         width = 0.4 if attacked else 0.8
@@ -54,6 +100,7 @@ def _draw_classes(ax, report: RobustnessReport) -> None:
         ax.set_xticks(xs)
         ax.set_xlabel("class")
         ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
     else:
         bins = [10 * k for k in range(11)]
         ax.hist(clean, bins=bins, alpha=0.6, label="clean")
@@ -61,25 +108,46 @@ def _draw_classes(ax, report: RobustnessReport) -> None:
             ax.hist(attacked, bins=bins, alpha=0.6, label=label)
         ax.set_xlabel("per-class accuracy (%)")
         ax.set_ylabel("classes")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room for the legend above the bars
+        ax.set_xlim(0, 100)
     ax.set_title("Accuracy per class")
-    ax.legend(fontsize=8, loc="upper right", ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)  # below the axes
+
+
+def example_blocks(report: RobustnessReport) -> list[tuple[str, list[Example]]]:
+    """Every attack of the run with the adversarial examples the plot shows for it (up to
+    :data:`MAX_EXAMPLES`; an empty list when it fooled no sample)."""
+    return [(name, list(report.examples.get(name, []))[:MAX_EXAMPLES]) for name in report.attacks]
+
+
+def report_figure(report: RobustnessReport):
+    """The figure :func:`plot_report` saves: curve and per-class accuracy on top; below, one block
+    per attack (originals, perturbations with their amplification, adversarial examples)."""
+    plt = pyplot()
+    blocks = [(name, ex) for name, ex in example_blocks(report) if ex]
+    empty = [name for name, ex in example_blocks(report) if not ex]
+    columns = max([len(ex) for _, ex in blocks] + [4])
+    top_height, block_height = 4.6, 3.9
+    fig = plt.figure(figsize=(max(12.0, 1.45 * columns), top_height + block_height * len(blocks) + 0.6), dpi=110,
+                     layout="constrained")
+    fig.suptitle(run_title(report), fontsize=10)
+    top, *rest = fig.subfigures(1 + len(blocks), 1, height_ratios=[top_height] + [block_height] * len(blocks),
+                                squeeze=False)[:, 0]
+    curve_ax, class_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+    _draw_curves(curve_ax, report)
+    _draw_classes(class_ax, report)
+    for sub, (name, examples) in zip(rest, blocks, strict=True):
+        sub.suptitle(f"{name}: {len(examples)} adversarial example{'s' if len(examples) != 1 else ''}",
+                     fontsize=10, fontweight="bold", x=0.01, ha="left")
+        axes = sub.subplots(3, columns, squeeze=False)
+        draw_examples(axes, examples, report.norm, eps_label=report.eps_label)
+    notes = [EXAMPLE_LEGEND] if blocks else ["No adversarial examples were found."]
+    if blocks and empty:
+        notes.append(f"No adversarial example found by: {', '.join(empty)}.")
+    fig.supxlabel("\n".join(textwrap.fill(n, 150) for n in notes), fontsize=8)
+    return fig
 
 
 def plot_report(report: RobustnessReport, path: str | os.PathLike) -> None:
-    """One PNG: the curve and per-class accuracy on top, adversarial examples below (for each of
-    up to three attacks, a row of adversarial inputs and a row of their perturbations)."""
-    plt = pyplot()
-    shown = [(name, ex[:MAX_EXAMPLES]) for name, ex in report.examples.items() if ex][:MAX_EXAMPLE_ATTACKS]
-    columns = max([len(ex) for _, ex in shown] + [1])
-    rows = 2 * len(shown)
-    fig = plt.figure(figsize=(max(11, 1.4 * columns), 4.2 + 1.5 * rows), dpi=110, layout="constrained")
-    grid = fig.add_gridspec(1 + rows, 2 * columns, height_ratios=[4.2] + [1.5] * rows)
-    _draw_curves(fig.add_subplot(grid[0, :columns]), report)
-    _draw_classes(fig.add_subplot(grid[0, columns:]), report)
-    for k, (name, examples) in enumerate(shown):
-        axes = [[fig.add_subplot(grid[1 + 2 * k + r, 2 * i : 2 * i + 2]) for i in range(columns)] for r in (0, 1)]
-        draw_examples(axes, examples, name, report.norm)
-    if not shown:
-        fig.text(0.5, 0.01, "no adversarial examples were found", ha="center", fontsize=9)
-    save_figure(fig, path)
+    """One PNG: :func:`report_figure`, written atomically."""
+    save_figure(report_figure(report), path)

@@ -29,7 +29,7 @@ def report_table(report: RobustnessReport) -> Table:
     for name in report.attacks:
         table.add_column(name, justify="right")
     for j, eps in enumerate(report.eps):
-        row = [eps_label(eps)]
+        row = [report.eps_label(eps)]
         for curve in report.attacks.values():
             row.append(pct(curve.points[j].accuracy))
         table.add_row(*row)
@@ -68,10 +68,10 @@ def summary_table(summary: AttackSummary) -> Table:
     table = Table(show_header=False)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps)}")
+    table.add_row("attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps, summary.eps_label)}")
     table.add_row("samples", f"{summary.n_samples}")
     table.add_row("clean accuracy", pct(summary.clean_accuracy))
-    table.add_row("accuracy under attack", pct(summary.adversarial_accuracy))
+    table.add_row("accuracy under attack", pct(summary.accuracy))
     what = "reached target" if summary.target is not None else "fooled"
     table.add_row(f"success rate ({what})", f"{pct(summary.success_rate)} ({summary.successes}/{summary.attacked})")
     table.add_row(f"mean ‖δ‖{norm_sub(summary.norm)}", num(summary.mean_norm))
@@ -82,8 +82,9 @@ def summary_table(summary: AttackSummary) -> Table:
     return table
 
 
-def gradient_table(rows: list[dict], limit: int = 20) -> Table:
-    """Per-sample gradient norms; ``rows`` hold index, label, pred, loss, l1, l2, linf."""
+def gradient_table(rows: list[dict], limit: int = 20, saved_to: str | None = None) -> Table:
+    """Per-sample gradient norms; ``rows`` hold index, label, pred, loss, l1, l2, linf. The caption
+    says where the rest are: in ``saved_to`` (the --out file) or how to keep them."""
     table = Table()
     for col in ("#", "label", "pred", "loss", "‖∇ₓJ‖₁", "‖∇ₓJ‖₂", "‖∇ₓJ‖∞"):
         table.add_column(col, justify="right")
@@ -93,7 +94,8 @@ def gradient_table(rows: list[dict], limit: int = 20) -> Table:
             num(row["l1"]), num(row["l2"]), num(row["linf"]),
         )
     if len(rows) > limit:
-        table.caption = f"first {limit} of {len(rows)} samples; all are in the output file"
+        where = f"all are in {saved_to}" if saved_to else "--out FILE or --json FILE keeps them all"
+        table.caption = f"first {limit} of {len(rows)} samples; {where}"
     return table
 
 
