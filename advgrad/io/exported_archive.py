@@ -44,6 +44,7 @@ COMPILED_DIR = "data/aotinductor/"
 
 # Names a symbolic size expression may use (sympy.sympify evaluates anything else it is given).
 _SYMPY_NAMES = frozenset("""
+    Add Mul Pow Equality Unequality StrictLessThan StrictGreaterThan LessThan GreaterThan true false
     Abs And CeilDiv CeilToInt CleanDiv Eq False Float FloatPow FloatTrueDiv FloorDiv FloorToInt Ge Gt
     Identity IntTrueDiv Integer IsNonOverlappingAndDenseIndicator LShift Le Lt Max Min Mod ModularIndexing
     Ne Not Or PowByNatural PythonMod RShift Rational RoundDecimal RoundToInt Symbol ToFloat True TruncToFloat

@@ -110,12 +110,14 @@ TORCHSCRIPT_ATEN_EXTRA: frozenset[str] = frozenset("""
     __round_to_zero_floordiv __rshift__ __upsample __upsample_bilinear __xor__ _set_item append dim
     extend format get insert is_floating_point items keys len list numel pop size str values warn
     dict device floordiv layout
+    is_autocast_cpu_enabled is_autocast_enabled is_grad_enabled is_inference_mode_enabled
 """.split())
 TORCHSCRIPT_PRIM: frozenset[str] = frozenset("""
     AutogradZero BroadcastSizes ConstantChunk Constant CreateObject DictConstruct EnumName EnumValue
     GetAttr If ListConstruct ListUnpack Loop NumToTensor RaiseException SetAttr TupleConstruct TupleIndex
-    TupleUnpack Uninitialized abs data device dtype grad is_cuda isinstance layout max min
-    requires_grad shape unchecked_cast unchecked_unwrap_optional
+    TupleUnpack Uninitialized abs data device dtype grad is_cpu is_cuda is_meta is_mkldnn is_mps is_nested
+    is_quantized is_sparse is_sparse_csr is_xpu isinstance layout max min requires_grad shape type
+    unchecked_cast unchecked_unwrap_optional
 """.split())
 
 # Higher-order operators torch.export emits around subgraphs (which are checked in turn).
