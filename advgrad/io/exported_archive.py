@@ -11,13 +11,13 @@ entry is decided by the archive's config JSON, not by member names:
   goes through TorchScript's unpickler and one stored as ``opaque_obj_*`` through plain
   ``pickle.loads`` — code from the file runs.
 - ``models/<model>.json`` is the graph. Its symbolic sizes (``expr_str``) are parsed with
-  ``sympy.sympify``, which evaluates Python expressions, and its ``guards_code`` is Python source
-  that ``ExportedProgram.module()`` executes.
+  ``sympy.sympify``, which evaluates Python expressions. (Its ``guards_code`` is Python source
+  that ``ExportedProgram.module()`` would execute; advgrad unlifts the graph without guards.)
 - ``data/aotinductor/`` holds compiled code that torch loads as a shared library.
 
 So advgrad reads the same configs through the same reader and denies by default: every entry
 must be known tensor data, every symbolic expression must be made of size symbols, numbers and
-sympy's arithmetic, and there must be no guard code and no compiled code. Anything else is a
+sympy's arithmetic, and there must be no compiled code. Anything else is a
 reason to refuse the archive (unless ``--unsafe-pickle``).
 """
 
@@ -132,8 +132,6 @@ def _model_refusals(reader, records: set[str], record: str) -> list[str]:
     bad = [e for e in _strings_under(graph, "expr_str") if not isinstance(e, str) or not safe_sympy_expression(e)]
     if bad:
         reasons.append(f"its graph holds a symbolic size that is Python code to evaluate ({str(bad[0])[:60]!r})")
-    if any(code for code in _strings_under(graph, "guards_code")):
-        reasons.append("its graph carries guard code (Python source that torch executes)")
     for legacy, config, constants in ((LEGACY_WEIGHTS, WEIGHTS_CONFIG, False),
                                       (LEGACY_CONSTANTS, CONSTANTS_CONFIG, True)):
         if legacy.format(model) in records:

@@ -170,12 +170,9 @@ def fx_call_allowed(target) -> bool:
 def fx_disallowed(gm: torch.nn.Module) -> list[str]:
     """Calls in ``gm`` and every graph module under it that are not on the allow-list, by name.
 
-    ``call_function`` nodes must name an allowed operator; ``call_module`` may only run the
-    input-guard module that ``ExportedProgram.module()`` adds; ``call_method`` is never allowed
-    (export does not emit it).
+    ``call_function`` nodes must name an allowed operator; ``call_module`` and ``call_method``
+    are never allowed (an exported graph unlifted without guards has neither).
     """
-    from torch.export._unlift import GuardsFn
-
     found: list[str] = []
     for module in gm.modules():
         if not isinstance(module, torch.fx.GraphModule):
@@ -183,12 +180,8 @@ def fx_disallowed(gm: torch.nn.Module) -> list[str]:
         for node in module.graph.nodes:
             if node.op == "call_function" and not fx_call_allowed(node.target):
                 found.append(fx_target_name(node.target))
-            elif node.op == "call_module":
-                sub = module.get_submodule(str(node.target)) if isinstance(node.target, str) else None
-                if not isinstance(sub, GuardsFn):
-                    found.append(f"module {node.target}")
-            elif node.op == "call_method":
-                found.append(f"method {node.target}")
+            elif node.op in ("call_module", "call_method"):
+                found.append(f"{node.op.removeprefix('call_')} {node.target}")
     return sorted(set(found))
 
 
