@@ -49,11 +49,13 @@ _SYMPY_NAMES = frozenset("""
     Identity IntTrueDiv Integer IsNonOverlappingAndDenseIndicator LShift Le Lt Max Min Mod ModularIndexing
     Ne Not Or PowByNatural PythonMod RShift Rational RoundDecimal RoundToInt Symbol ToFloat True TruncToFloat
     TruncToInt Where ceiling floor nan oo sqrt zoo
-    finite integer negative nonnegative nonpositive nonzero positive real
+    IntInfinity NegativeIntInfinity Infinity NegativeInfinity NaN
+    finite integer negative nonnegative nonpositive nonzero positive precision real
 """.split())
 _SYMBOL = re.compile(r"[a-z]{1,4}[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
 _TOKEN = re.compile(
-    r"\s+|[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|[A-Za-z][A-Za-z0-9_]*|'[A-Za-z0-9_]+'"
+    r"\s+|[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|[A-Za-z][A-Za-z0-9_]*|'[A-Za-z0-9_]+'|'-?[0-9.eE+-]+'"
     r"|\*\*|//|==|!=|<=|>=|[-+*/%(),<>=]"
 )
 
@@ -65,7 +67,8 @@ def _is_symbol_name(name: str) -> bool:
 def safe_sympy_expression(text: str) -> bool:
     """Whether ``text`` is a size expression that ``sympy.sympify`` can evaluate without risk.
 
-    Allowed: numbers, size symbols (``s77``, ``u0``; also quoted, as in ``Symbol('s77')``), the
+    Allowed: numbers, size symbols (``s77``, ``u0``; also quoted, as in ``Symbol('s77')``, and quoted
+    numbers, as in ``Float('1.5', precision=53)``), the
     sympy and torch size functions above, arithmetic, comparisons, parentheses and keyword flags.
     Attribute access, subscripts, other names and other strings are refused.
     """
@@ -77,7 +80,7 @@ def safe_sympy_expression(text: str) -> bool:
         token = match.group()
         if token[0].isalpha() and token not in _SYMPY_NAMES and not _is_symbol_name(token):
             return False
-        if token[0] == "'" and not _is_symbol_name(token[1:-1]):
+        if token[0] == "'" and not (_is_symbol_name(token[1:-1]) or _NUMBER.fullmatch(token[1:-1])):
             return False
         pos = match.end()
     return True

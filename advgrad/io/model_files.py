@@ -11,6 +11,7 @@ The file's contents, not its name, decide how it is read:
 
 from __future__ import annotations
 
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -26,6 +27,7 @@ from advgrad.io.paths import first_line, require_file
 from advgrad.io.weights import needs_code, refuse_pickle
 
 EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
+_STORAGE = re.compile(r"data/[0-9]+")
 STATE_DICT_HINT = (
     "give its architecture: --model package.module:callable --weights FILE, or --model torchvision:NAME --weights FILE"
 )
@@ -54,17 +56,22 @@ def _load_time_code(path: Path) -> bool:
     """Whether a TorchScript archive defines ``__setstate__``, which ``torch.jit.load`` runs while loading.
 
     Every member is searched, whatever its name: torch's reader finds members without regard to
-    case, so the code need not sit where ``torch.jit.save`` puts it.
+    case, so the code need not sit where ``torch.jit.save`` puts it. Members are read both as
+    Python's zip reader and as torch's own reader sees them, in case the two disagree on a
+    crafted archive; torch's view skips tensor storages (``data/<n>``), which it never compiles.
     """
+    needle = b"__setstate__"
     with zipfile.ZipFile(path) as z:
         for info in z.infolist():
             with z.open(info) as fh:
                 tail = b""
                 while chunk := fh.read(1 << 20):
-                    if b"__setstate__" in tail + chunk:
+                    if needle in tail + chunk:
                         return True
-                    tail = chunk[-16:]
-    return False
+                    tail = chunk[-len(needle):]
+    reader = torch._C.PyTorchFileReader(str(path))
+    return any(needle in reader.get_record(name) for name in reader.get_all_records()
+               if not _STORAGE.fullmatch(name))
 
 
 def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
