@@ -189,6 +189,18 @@ def test_compiled_code_refused(tmp_path):
         load_model(str(path))
 
 
+def test_old_format_members_refused(tmp_path):
+    """A member outside the archive's folder: torch's reader fails and torch reads the old layout."""
+    base = exported(tmp_path / "base.pt2")
+    path = tmp_path / "old.pt2"
+    with zipfile.ZipFile(base) as zin, zipfile.ZipFile(path, "w") as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+        zout.writestr("version", b"8.20")
+    with pytest.raises(ModelError, match="old.pt2"):
+        load_model(str(path))
+
+
 def test_plain_export_has_nothing_to_refuse(tmp_path):
     assert archive_refusals(exported(tmp_path / "m.pt2")) == []
     assert archive_refusals(exported(tmp_path / "d.pt2", dynamic=True)) == []

@@ -157,14 +157,15 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
                                 "export the model again with torch.export.save") from None
         raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)})") from None
     shape, batch = _user_input_shape(ep)
+    if not options.unsafe_pickle and (disallowed := fx_disallowed(ep.graph_module)):
+        raise ModelError(refuse_operators(path, "exported graph", disallowed))
     try:
         if options.device.type != "cpu":
             ep = torch.export.passes.move_to_device_pass(ep, options.device)
         graph = ep.module(check_guards=False)  # no guard code generated from the file and executed
     except Exception as exc:  # an archive whose parts do not fit together
         raise ModelError(f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})") from None
-    disallowed = fx_disallowed(graph)
-    if disallowed and not options.unsafe_pickle:
+    if not options.unsafe_pickle and (disallowed := fx_disallowed(graph)):  # and what unlifting made of it
         raise ModelError(refuse_operators(path, "exported graph", disallowed))
     switched = _to_inference(graph)
     extra: dict = {"exported_batch": batch if batch is not None else "dynamic"}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import sympy
@@ -159,9 +160,13 @@ def archive_refusals(path: Path) -> list[str]:
     try:
         reader = torch._C.PyTorchFileReader(str(path))
         records = set(reader.get_all_records())
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
     except Exception as exc:
         raise ValueError(first_line(exc)) from None
     reasons = []
+    if any("/" not in name for name in names):  # torch falls back to the old layout when its reader fails
+        reasons.append("it holds members outside the archive's folder, which torch reads as an old-format archive")
     if any(r.lower().startswith(COMPILED_DIR) for r in records):
         reasons.append(f"it holds compiled code ({COMPILED_DIR}) that torch loads as a shared library")
     for record in sorted(records):
