@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from advgrad.errors import ModelError
 from advgrad.io.exported_archive import archive_refusals
-from advgrad.io.graph_ops import fx_disallowed
+from advgrad.io.graph_ops import fx_disallowed, operator_refusal
 from advgrad.io.model_types import LoadedModel, ModelOptions
 from advgrad.io.paths import first_line
 from advgrad.io.weights import needs_code, refuse_pickle
@@ -57,16 +57,6 @@ def _refuse_unsafe_archive(path: Path) -> None:
             f"{path}: {reasons[0]}{more}; loading it could run code from the file, so advgrad does not load it "
             "unless you pass --unsafe-pickle (only for files you trust)"
         )
-
-
-def refuse_operators(path: Path, what: str, names: list[str]) -> str:
-    """The refusal for a graph calling operators that are not on the allow-list."""
-    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
-    return (
-        f"{path}: the {what} calls {', '.join(names[:4])}{more}, not on advgrad's list of pure tensor operators "
-        "(such operators can touch files or the process); advgrad runs it only with --unsafe-pickle "
-        "(only for files you trust)"
-    )
 
 
 def _to_inference(gm: torch.fx.GraphModule) -> int:
@@ -158,7 +148,7 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)})") from None
     shape, batch = _user_input_shape(ep)
     if not options.unsafe_pickle and (disallowed := fx_disallowed(ep.graph_module)):
-        raise ModelError(refuse_operators(path, "exported graph", disallowed))
+        raise ModelError(operator_refusal(path, "exported graph", disallowed))
     try:
         if options.device.type != "cpu":
             ep = torch.export.passes.move_to_device_pass(ep, options.device)
@@ -166,7 +156,7 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
     except Exception as exc:  # an archive whose parts do not fit together
         raise ModelError(f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})") from None
     if not options.unsafe_pickle and (disallowed := fx_disallowed(graph)):  # and what unlifting made of it
-        raise ModelError(refuse_operators(path, "exported graph", disallowed))
+        raise ModelError(operator_refusal(path, "exported graph", disallowed))
     switched = _to_inference(graph)
     extra: dict = {"exported_batch": batch if batch is not None else "dynamic"}
     notes = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import operator
+from pathlib import Path
 
 import torch
 
@@ -217,3 +218,13 @@ def torchscript_disallowed(module: torch.nn.Module) -> list[str]:
         for name in c._method_names():
             walk(c._get_method(name).inlined_graph)
     return sorted(found)
+
+
+def operator_refusal(path: Path | str, what: str, names: list[str]) -> str:
+    """The refusal for a graph calling operators that are not on the allow-list."""
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    return (
+        f"{path}: the {what} calls {', '.join(names[:4])}{more}, not on advgrad's list of pure tensor operators "
+        "(such operators can touch files or the process); advgrad runs it only with --unsafe-pickle "
+        "(only for files you trust)"
+    )

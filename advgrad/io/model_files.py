@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from advgrad.errors import ModelError
-from advgrad.io.exported import load_exported, refuse_operators
-from advgrad.io.graph_ops import torchscript_disallowed
+from advgrad.io.exported import load_exported
+from advgrad.io.graph_ops import operator_refusal, torchscript_disallowed
 from advgrad.io.model_types import LoadedModel, ModelOptions
 from advgrad.io.paths import first_line, require_file
 from advgrad.io.weights import needs_code, refuse_pickle
@@ -99,7 +99,7 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: cannot load as TorchScript, truncated or corrupt ({first_line(exc)})") from None
     disallowed = torchscript_disallowed(module)
     if disallowed and not options.unsafe_pickle:
-        raise ModelError(refuse_operators(path, "TorchScript model", disallowed))
+        raise ModelError(operator_refusal(path, "TorchScript model", disallowed))
     return LoadedModel(module, "torchscript", str(path), f"TorchScript model from {path.name}")
 
 
