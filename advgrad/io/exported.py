@@ -2,8 +2,10 @@
 
 A ``.pt2`` archive holds a graph of tensor operations (JSON) and tensors. torch's loader may
 still unpickle parts of it with ``weights_only=False``; advgrad loads it with unpickling forced
-to ``weights_only`` (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``), refuses archives holding opaque pickled
-objects, and refuses graphs that call anything but tensor operators — unless ``--unsafe-pickle``.
+to ``weights_only`` (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``), first refuses archives from which torch
+would deserialize anything but tensor data (:mod:`advgrad.io.exported_archive`), and refuses
+graphs that call an operator not on the allow-list of pure tensor computations
+(:mod:`advgrad.io.graph_ops`) — unless ``--unsafe-pickle``.
 
 An exported graph keeps the train/eval behaviour it was exported with, so ``model.eval()``
 cannot reach it; advgrad switches dropout and batch norm nodes to inference instead. A graph
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.errors import ModelError
+from advgrad.io.exported_archive import archive_refusals
+from advgrad.io.graph_ops import fx_disallowed, operator_refusal
 from advgrad.io.model_types import LoadedModel, ModelOptions
 from advgrad.io.paths import first_line
 from advgrad.io.weights import needs_code, refuse_pickle
@@ -42,31 +45,18 @@ def _weights_only_unpickling() -> Iterator[None]:
             os.environ[name] = before
 
 
-def _opaque_objects(path: Path) -> list[str]:
-    from torch.export.pt2_archive.constants import CONSTANTS_DIR, OPAQUE_OBJ_FILENAME_PREFIX
-
-    with zipfile.ZipFile(path) as z:
-        return [n for n in z.namelist() if f"{CONSTANTS_DIR}{OPAQUE_OBJ_FILENAME_PREFIX}" in n]
-
-
-_SAFE_MODULES = {"_operator", "operator", "math"}
-
-
-def _foreign_calls(gm: torch.fx.GraphModule) -> list[str]:
-    """Graph nodes that call something other than a tensor operator or arithmetic."""
-    foreign = []
-    for node in gm.graph.nodes:
-        if node.op != "call_function":
-            continue
-        target = node.target
-        if isinstance(target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket, torch._ops.HigherOrderOperator)):
-            continue
-        if getattr(target, "__module__", None) in _SAFE_MODULES:
-            continue
-        if getattr(target, "__name__", "").startswith("sym_") and getattr(torch, target.__name__, None) is target:
-            continue
-        foreign.append(getattr(target, "__qualname__", None) or str(target))
-    return foreign
+def _refuse_unsafe_archive(path: Path) -> None:
+    """Refuse an archive from which torch would deserialize more than tensor data."""
+    try:
+        reasons = archive_refusals(path)
+    except ValueError as exc:
+        raise ModelError(f"{path}: not an archive torch.export.load can read, truncated or corrupt ({exc})") from None
+    if reasons:
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        raise ModelError(
+            f"{path}: {reasons[0]}{more}; loading it could run code from the file, so advgrad does not load it "
+            "unless you pass --unsafe-pickle (only for files you trust)"
+        )
 
 
 def _to_inference(gm: torch.fx.GraphModule) -> int:
@@ -146,11 +136,8 @@ def _user_input_shape(ep) -> tuple[tuple, int | None]:
 def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
     """An ExportedProgram archive (see the module docstring for what is refused and why)."""
     guard = contextlib.nullcontext() if options.unsafe_pickle else _weights_only_unpickling()
-    if not options.unsafe_pickle and _opaque_objects(path):
-        raise ModelError(
-            f"{path} holds pickled Python objects (opaque constants); unpickling them runs code from the file, so "
-            "advgrad does not load it unless you pass --unsafe-pickle (only for files you trust)"
-        )
+    if not options.unsafe_pickle:
+        _refuse_unsafe_archive(path)
     try:
         with guard:
             ep = torch.export.load(str(path))
@@ -160,18 +147,16 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
                                 "export the model again with torch.export.save") from None
         raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)})") from None
     shape, batch = _user_input_shape(ep)
+    if not options.unsafe_pickle and (disallowed := fx_disallowed(ep.graph_module)):
+        raise ModelError(operator_refusal(path, "exported graph", disallowed))
     try:
         if options.device.type != "cpu":
             ep = torch.export.passes.move_to_device_pass(ep, options.device)
-        graph = ep.module()
+        graph = ep.module(check_guards=False)  # no guard code generated from the file and executed
     except Exception as exc:  # an archive whose parts do not fit together
         raise ModelError(f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})") from None
-    foreign = _foreign_calls(graph)
-    if foreign and not options.unsafe_pickle:
-        raise ModelError(
-            f"{path}: the exported graph calls {', '.join(sorted(set(foreign))[:4])}, which are not tensor "
-            "operators; advgrad runs such graphs only with --unsafe-pickle (only for files you trust)"
-        )
+    if not options.unsafe_pickle and (disallowed := fx_disallowed(graph)):  # and what unlifting made of it
+        raise ModelError(operator_refusal(path, "exported graph", disallowed))
     switched = _to_inference(graph)
     extra: dict = {"exported_batch": batch if batch is not None else "dynamic"}
     notes = []

@@ -11,6 +11,7 @@ The file's contents, not its name, decide how it is read:
 
 from __future__ import annotations
 
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,11 +21,13 @@ from torch import nn
 
 from advgrad.errors import ModelError
 from advgrad.io.exported import load_exported
+from advgrad.io.graph_ops import operator_refusal, torchscript_disallowed
 from advgrad.io.model_types import LoadedModel, ModelOptions
 from advgrad.io.paths import first_line, require_file
 from advgrad.io.weights import refuse_pickle, unreadable
 
 EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
+_STORAGE = re.compile(r"data/[0-9]+")
 STATE_DICT_HINT = (
     "give its architecture: --model package.module:callable --weights FILE, or --model torchvision:NAME --weights FILE"
 )
@@ -49,14 +52,54 @@ def file_kind(path: Path) -> str:
     return "zip"
 
 
+def _load_time_code(path: Path) -> bool:
+    """Whether a TorchScript archive defines ``__setstate__``, which ``torch.jit.load`` runs while loading.
+
+    Every member is searched, whatever its name: torch's reader finds members without regard to
+    case, so the code need not sit where ``torch.jit.save`` puts it. Members are read both as
+    Python's zip reader and as torch's own reader sees them, in case the two disagree on a
+    crafted archive; torch's view skips tensor storages (``data/<n>``), which it never compiles.
+    """
+    needle = b"__setstate__"
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as fh:
+                tail = b""
+                while chunk := fh.read(1 << 20):
+                    if needle in tail + chunk:
+                        return True
+                    tail = chunk[-len(needle):]
+    reader = torch._C.PyTorchFileReader(str(path))
+    return any(needle in reader.get_record(name) for name in reader.get_all_records()
+               if not _STORAGE.fullmatch(name))
+
+
 def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
-    """A TorchScript archive written by ``torch.jit.save``."""
+    """A TorchScript archive written by ``torch.jit.save``; its graphs must call allowed operators only.
+
+    TorchScript code is compiled, not Python, but it can still call operators that touch files
+    (``aten::from_file``) or print; see :mod:`advgrad.io.graph_ops`. Code in ``__setstate__``
+    would run during loading itself, so an archive defining one is refused before loading.
+    """
+    if not options.unsafe_pickle:
+        try:
+            setstate = _load_time_code(path)
+        except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
+            raise ModelError(f"{path}: cannot load as TorchScript, truncated or corrupt ({first_line(exc)})") from None
+        if setstate:
+            raise ModelError(
+                f"{path}: the TorchScript model defines __setstate__, code that torch.jit.load runs while loading; "
+                "advgrad does not load it unless you pass --unsafe-pickle (only for files you trust)"
+            )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # TorchScript's deprecation notice
             module = torch.jit.load(str(path), map_location=options.device)
     except Exception as exc:
         raise ModelError(f"{path}: cannot load as TorchScript, truncated or corrupt ({first_line(exc)})") from None
+    disallowed = torchscript_disallowed(module)
+    if disallowed and not options.unsafe_pickle:
+        raise ModelError(operator_refusal(path, "TorchScript model", disallowed))
     return LoadedModel(module, "torchscript", str(path), f"TorchScript model from {path.name}")
 
 
