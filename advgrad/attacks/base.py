@@ -159,6 +159,9 @@ def run_attack(
     x_adv = spec.function(
         model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
     )
-    return threat.clip_exact(x_adv.detach().to(x.dtype), x.detach())
+    x_adv = x_adv.detach().to(x.dtype)
+    # A NaN coordinate (from NaN gradients) would pass through the clip: it takes the value of x.
+    x_adv = torch.where(torch.isfinite(x_adv), x_adv, x.detach())
+    return threat.clip_exact(x_adv, x.detach())
 
 

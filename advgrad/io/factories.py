@@ -17,6 +17,7 @@ import difflib
 import importlib
 import inspect
 import os
+import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,9 @@ def parse_model_args(items: Sequence[str] | Mapping[str, object] | None) -> dict
         if key in args:
             raise UsageError(f"--model-arg {key} is given twice")
         args[key] = _parse_value(raw.strip())
+        if isinstance(args[key], float) and not math.isfinite(args[key]):  # no report could record it
+            raise UsageError(f"--model-arg {key}={raw.strip()}: a number must be finite "
+                             f"(quote it, {key}='{raw.strip()}', to pass the text)")
     return args
 
 
