@@ -237,3 +237,30 @@ def parse_eps_list(text: str | list[str]) -> list[float]:
     if not values:
         raise UsageError("give at least one ε value, e.g. --eps 8/255")
     return values
+
+
+def box_diameter(norm: Norm, features: int, lower: float = 0.0, upper: float = 1.0) -> float:
+    """The largest distance between two points of the box [lower, upper]^d in ``norm``:
+    (upper − lower) in L∞, (upper − lower)·√d in L2, (upper − lower)·d in L1."""
+    width = upper - lower
+    return width if norm == "inf" else width * math.sqrt(features) if norm == "2" else width * features
+
+
+def eps_beyond_box(norm: Norm, eps_values: list[float], features: int) -> str | None:
+    """A one-line warning when an ε exceeds the box's diameter, else None.
+
+    Such a ball holds the whole input box: every input can be moved to any other, so the number
+    means nothing, and the value is almost always pixel units (0–255) mistaken for [0, 1] ones.
+    """
+    diameter = box_diameter(norm, features)
+    large = sorted({e for e in eps_values if e > diameter * (1 + NORM_TOLERANCE)})
+    if not large:
+        return None
+    shown = ", ".join(f"{e:g}" for e in large)
+    name = "L∞" if norm == "inf" else f"L{norm}"
+    text = (f"ε = {shown} exceeds {diameter:g}, the largest {name} distance between two inputs in [0, 1]"
+            f"{'' if norm == 'inf' else f' ({features} values each)'}: any input can become any other")
+    whole = [e for e in large if e == int(e) and e <= 255]
+    if whole:
+        text += "; did you mean " + " or ".join(f"{int(e)}/255" for e in whole[:3]) + "?"
+    return text

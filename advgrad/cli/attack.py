@@ -9,7 +9,7 @@ import typer
 
 from advgrad.attacks import get_attack
 from advgrad.cli import options as o
-from advgrad.cli.common import emit_json, open_and_describe, warn_ignored
+from advgrad.cli.common import emit_json, open_and_describe, warn_ignored, warn_large_eps
 from advgrad.cli.console import handle_errors, info, out, progress, warn
 from advgrad.generate import generate
 from advgrad.io.files import write_tensors
@@ -51,6 +51,7 @@ def attack(
     params = spec.make_params(**attack_opts)
     goal = parse_target(target)
     inputs = open_and_describe(io_options)
+    warn_large_eps(threat.norm, [threat.eps], inputs)
     with progress(f"{spec.name} ε={eps}", inputs.n_samples) as tick:
         result, summary = generate(
             inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=io_options.seed,

@@ -15,6 +15,7 @@ from advgrad.io.factories import parse_model_args
 from advgrad.io.models import LoadedModel, ModelOptions, load_model
 from advgrad.io.outputs import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, probe
+from advgrad.numeric import check_number
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
 
 PROBE_SIZE = 64
@@ -140,6 +141,7 @@ def _check_options(options: InputOptions) -> None:
         raise UsageError(f"--num-workers must be 0 or more, got {options.num_workers}")
     if options.image_size is not None and options.image_size < 1:
         raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
+    check_number(options.seed, "--seed", integer=True, minimum=0, maximum=2**63 - 1)
     parse_precision(options.precision)
 
 
