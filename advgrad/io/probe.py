@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.errors import AdvgradError, ModelError
+from advgrad.io.guard import ModelFailure
 from advgrad.io.outputs import LogitsOf, OutputRule, logits_rule
 from advgrad.io.paths import first_line
 
@@ -112,6 +113,10 @@ def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
     try:
         with torch.no_grad():
             return model(x)
+    except ModelFailure as failure:  # the guarded model's own exception: explained as any other
+        if not isinstance(failure.cause, Exception):
+            raise  # sys.exit: the guard's message says it all
+        raise explain(failure.cause, x) from None
     except AdvgradError:
         raise
     except Exception as exc:
