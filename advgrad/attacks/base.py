@@ -36,7 +36,7 @@ class AttackParams:
     restarts, queries…) must be ≥ 1; every number must be ≥ 0."""
 
     at_least_one: ClassVar[tuple[str, ...]] = ()
-    positive: ClassVar[tuple[str, ...]] = ("step_size", "initial_const")  # > 0: a zero step never moves
+    positive: ClassVar[tuple[str, ...]] = ("initial_const",)
 
     def resolve(self, threat: ThreatModel) -> AttackParams:
         """A copy with every ``None`` default filled in for ``threat``."""
