@@ -16,8 +16,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import os
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
