@@ -141,3 +141,30 @@ def test_a_non_finite_model_arg_is_refused(tmp_path):
     result = run_cli("eval", "--model", "factory_models:make_off_grid_nan", "--model-arg", "value=nan",
                      "--data", data, "--eps", "0.1", "--device", "cpu")
     assert result.exit_code == 2 and "must be finite" in result.stderr, (result.exit_code, result.stderr)
+
+
+class _FiniteNearGrey(torch.nn.Module):
+    """Two classes, logits (s, −s) with s = Σ(x − 0.5) + 0.01: class 0 at the all-grey input;
+    NaN logits as soon as a pixel is more than 0.05 from 0.5."""
+
+    def forward(self, x):
+        s = (x - 0.5).flatten(1).sum(dim=1) + 0.01
+        far = ((x - 0.5).abs() > 0.05 + 1e-6).flatten(1).any(dim=1)
+        s = torch.where(far, torch.full_like(s, float("nan")), s)
+        return torch.stack([s, -s], dim=1)
+
+
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_the_loop_keeps_its_last_finite_candidate(early_stop):
+    """BIM's first step (0.02) already fools the model at a point with finite logits; its third
+    would leave the region where the logits are finite. The sample must end fooled at a finite
+    point: on main the iterate ran on into the NaN region, whose argmax (class 0) is the label."""
+    model = _FiniteNearGrey()
+    x, y = torch.full((2, 1, 4, 4), 0.5), torch.zeros(2, dtype=torch.long)
+    spec = get_attack("bim")
+    x_adv = run_attack(spec, model, x, y, threat=ThreatModel("inf", 0.1), params=spec.make_params(steps=10, step_size=0.02),
+                       early_stop=early_stop)
+    with torch.no_grad():
+        logits = model(x_adv)
+    assert torch.isfinite(logits).all()
+    assert bool(is_successful(logits, y).all())
