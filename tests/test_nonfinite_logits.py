@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import factory_models as fm
+import jsonschema
 import pytest
 import torch
 from loading_fixtures import run_cli, save_tensors
@@ -19,6 +20,7 @@ from loading_fixtures import run_cli, save_tensors
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import run_attack
 from advgrad.losses import is_successful
+from advgrad.report.schema import report_schema
 from advgrad.threat import ThreatModel
 
 N = 24
@@ -91,6 +93,7 @@ def test_eval_counts_non_finite_logits_as_not_fooled_and_the_check_fires(tmp_pat
     assert attacked == {("fgsm", 0.1), ("pgd", 0.1)}
     assert all(a["inputs"] >= clean for a in check["details"]["attacks"])
     assert "non-finite-logits" in result.stderr
+    jsonschema.Draft202012Validator(report_schema()).validate(report)
 
 
 def test_eval_counts_non_finite_clean_logits_as_misclassified(tmp_path):
