@@ -171,3 +171,17 @@ def test_the_loop_keeps_its_last_finite_candidate(early_stop):
         logits = model(x_adv)
     assert torch.isfinite(logits).all()
     assert bool(is_successful(logits, y).all())
+
+
+def test_the_probe_warns_about_some_non_finite_rows_and_refuses_all():
+    from advgrad.errors import ModelError
+    from advgrad.io.probe import probe
+
+    x, y = _grid_data(off_grid=4)
+    model = fm.make_off_grid_nan().eval()
+    result = probe(model, x, y)  # the last four samples have NaN logits
+    assert any("4 of 24 samples of the probe batch have NaN or infinite logits" in w for w in result.warnings)
+    assert not any("differ between two identical calls" in w for w in result.warnings)
+    assert result.correct == 18
+    with pytest.raises(ModelError, match="NaN or infinite"):
+        probe(model, x[20:], y[20:])
