@@ -27,9 +27,9 @@ from torch import Tensor, nn
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.errors import UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig
-from advgrad.geometry import get_geometry
 from advgrad.evaluate import evaluate as _sweep
 from advgrad.generate import attack_batch
+from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
 from advgrad.results import RobustnessReport
 from advgrad.targets import parse_target

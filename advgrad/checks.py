@@ -228,6 +228,27 @@ def probability_outputs(report: RobustnessReport) -> CheckResult:
     return CheckResult(name, title, PASSED, "the outputs look like logits", details)
 
 
+def nonfinite_logits(report: RobustnessReport) -> CheckResult:
+    """NaN or infinite logits: clean ones count as misclassified, those met during an attack never
+    count as fooled (the sample keeps its last point with finite logits). Either way the numbers
+    rest on a model that fails numerically somewhere near the data."""
+    name, title = "non-finite-logits", "the model returned NaN or infinite logits"
+    d = report.diagnostics
+    clean = d.get("clean_nonfinite", 0)
+    during = d.get("nonfinite_logits", [])
+    details = {"clean_samples": clean, "attacks": during}
+    if not clean and not during:
+        return CheckResult(name, title, PASSED, "every logit the model returned was finite", details)
+    parts = []
+    if clean:
+        parts.append(f"{clean} of {report.n_samples} samples have NaN or infinite clean logits (counted as misclassified)")
+    for item in during:
+        where = "in its unbounded search" if item["eps"] is None else f"at ε={item['eps']:g}"
+        parts.append(f"{item['attack']} {where}: {item['inputs']} inputs tried gave NaN or infinite logits "
+                     "(never counted as fooled)")
+    return CheckResult(name, title, WARNING, "; ".join(parts), details)
+
+
 CHECKS: list[Callable[[RobustnessReport], CheckResult]] = [
     accuracy_rises,
     iterative_weaker,
@@ -236,6 +257,7 @@ CHECKS: list[Callable[[RobustnessReport], CheckResult]] = [
     gradient_free_stronger,
     randomised_outputs,
     probability_outputs,
+    nonfinite_logits,
 ]
 
 CHECK_NAMES = (
@@ -246,6 +268,7 @@ CHECK_NAMES = (
     "gradient-free-beats-gradient",
     "randomised-outputs",
     "probability-outputs",
+    "non-finite-logits",
 )
 
 

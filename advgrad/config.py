@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from advgrad.errors import UsageError
+from advgrad.numeric import check_number
 
 try:
     import tomllib
@@ -40,6 +41,7 @@ class OptionInfo:
     multiple: bool = False
     is_flag: bool = False
     aliases: tuple[str, ...] = ()  # other long flags of the same option (--method for --attack)
+    kind: str = "text"  # "integer", "float" or anything else (text, paths: taken as written)
 
     @property
     def key(self) -> str:
@@ -116,6 +118,12 @@ def _value(option: OptionInfo, value: Any, where: str, path: Path) -> Any:
         if not isinstance(value, bool):
             raise UsageError(f"{path}: {where} must be true or false, got {value!r}")
         return value
+    if option.kind in ("integer", "float") and not option.multiple:
+        # TOML has types: a bool, a string or (for a whole-number option) a float is a mistake, not a number
+        check_number(value, f"{path}: bad value for {where}:", integer=option.kind == "integer")
+        return value
+    if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+        raise UsageError(f"{path}: bad value for {where}: it takes what --{option.key} takes, not true/false")
     if option.multiple:
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
     if isinstance(value, list):

@@ -35,12 +35,12 @@ from advgrad.errors import InternalError, UsageError
 from advgrad.evidence import GRADIENT_SAMPLES, measure
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
+from advgrad.losses import finite_rows
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport, default_eps_label, float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.tally import AttackTally, BatchTally
 from advgrad.targets import resolve_targets
 from advgrad.threat import NORM_TOLERANCE, Norm, ThreatModel
-
 
 
 @dataclass
@@ -90,16 +90,26 @@ class EvalConfig:
 
 
 class CountingModel(nn.Module):
-    """Wraps a model and counts the samples it is run on (forward passes × batch size)."""
+    """Wraps a model and counts the samples it is run on (forward passes × batch size) and the
+    output rows with a NaN or infinite logit (on the device: reading it is the only host sync)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self.samples = 0
+        self._nonfinite: Tensor | int = 0
 
     def forward(self, x: Tensor) -> Tensor:
         self.samples += x.shape[0]
-        return self.model(x)
+        out = self.model(x)
+        if isinstance(out, Tensor) and out.dim() == 2:
+            self._nonfinite = self._nonfinite + (~finite_rows(out.detach())).sum()
+        return out
+
+    @property
+    def nonfinite(self) -> int:
+        """Output rows so far with a NaN or infinite logit."""
+        return int(self._nonfinite)
 
 
 def versions(device: torch.device | None = None) -> dict[str, str]:
@@ -174,6 +184,7 @@ def _attack_batch(
         _minimal_sweep(model, attack, x, y, active, targets, tally_fixed, config, tally, gen, keep)
         return
     for j, eps in enumerate(config.eps):
+        nonfinite_before = model.nonfinite
         if eps > 0 and active.numel():
             threat = ThreatModel(config.norm, eps)
             gen = generator_for(device, config.seed, batch_index, attack_index, j)
@@ -189,8 +200,9 @@ def _attack_batch(
                     f"internal check failed: {attack.name} returned points outside the ε-ball at ε={eps}"
                 )
             with torch.no_grad():
-                pred = model(x_adv).argmax(dim=1)
-            fooled = pred != ya
+                out = model(x_adv)
+            pred = out.argmax(dim=1)
+            fooled = (pred != ya) & finite_rows(out)  # non-finite logits never count as fooled
             found_norm[active[fooled]] = threat.norm_of(x_adv[fooled] - xa[fooled]).float()
             if keep > len(tally.examples) and bool(fooled.any()):
                 tally.add_examples(attack.name, eps, xa[fooled], x_adv[fooled], ya[fooled], pred[fooled], keep)
@@ -199,6 +211,7 @@ def _attack_batch(
         still[active] = 1
         still = (still | tally_fixed).bool()
         tally.add_point(j, still, y, found_norm[~torch.isnan(found_norm)])
+        tally.nonfinite[j] += model.nonfinite - nonfinite_before
 
 
 def _run_batch(
@@ -220,8 +233,9 @@ def _run_batch(
     t0 = time.perf_counter()
     with torch.no_grad():
         logits = counted(x)
-    classes = check_logits(logits, y)
-    correct = logits.argmax(dim=1) == y
+    classes = check_logits(logits, y, allow_nonfinite=True)
+    finite = finite_rows(logits)  # a sample without finite clean logits has no prediction: not correct
+    correct = (logits.argmax(dim=1) == y) & finite
     evidence = measure(counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES)
     part = BatchTally(
         n=y.shape[0],
@@ -232,6 +246,7 @@ def _run_batch(
         evidence=evidence,
         clean_seconds=time.perf_counter() - t0,
     )
+    part.evidence.clean_nonfinite = int((~finite).sum())
     kept = [0] * len(attacks) if done is None else done.examples_kept()
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
@@ -244,7 +259,7 @@ def _run_batch(
 
 
 def _minimal_sweep(
-    model: nn.Module,
+    model: CountingModel,
     attack: EvalAttack,
     x: Tensor,
     y: Tensor,
@@ -267,8 +282,10 @@ def _minimal_sweep(
     if active.numel():
         xa, ya = x[active], y[active]
         ta = None if targets is None else targets[active]
+        before = model.nonfinite
         result = find_minimal(attack.spec, model, xa, ya, norm=config.norm, params=attack.params, target=ta,
                               generator=generator)
+        tally.nonfinite_search += model.nonfinite - before
         minimal = torch.where(result.fooled, result.norm.double(), torch.full_like(result.norm.double(), float("inf")))
         tally.minimal_norms.extend(minimal.cpu().tolist())
     for j, eps in enumerate(config.eps):
@@ -276,9 +293,12 @@ def _minimal_sweep(
         if near.numel():
             threat = ThreatModel(config.norm, eps)
             x_eps = threat.clip(result.x_adv[near], xa[near])
+            before = model.nonfinite
             with torch.no_grad():
-                pred = model(x_eps).argmax(dim=1)
-            confirmed = threat.contains(x_eps, xa[near]) & (pred != ya[near])
+                out = model(x_eps)
+            pred = out.argmax(dim=1)
+            confirmed = threat.contains(x_eps, xa[near]) & (pred != ya[near]) & finite_rows(out)
+            tally.nonfinite[j] += model.nonfinite - before
             counted = near[confirmed]
             pending[counted] = False
             found_norm[active[counted]] = threat.norm_of(x_eps[confirmed] - xa[counted]).float()
@@ -353,6 +373,18 @@ def evaluate(
     return report
 
 
+def _nonfinite_logits(attacks: list[EvalAttack], total: BatchTally, config: EvalConfig) -> list[dict]:
+    """Per attack and ε (None: a minimal attack's unbounded search), the inputs the attack tried
+    on which the model's logits were NaN or infinite; only where there were any."""
+    found = []
+    for attack, tally in zip(attacks, total.attacks, strict=True):
+        if tally.nonfinite_search:
+            found.append({"attack": attack.name, "eps": None, "inputs": tally.nonfinite_search})
+        found += [{"attack": attack.name, "eps": eps, "inputs": k}
+                  for eps, k in zip(config.eps, tally.nonfinite, strict=True) if k]
+    return found
+
+
 def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, device: torch.device) -> RobustnessReport:
     """The report from the summed tallies of every batch."""
     n, clean_correct = total.n, total.clean_correct
@@ -395,7 +427,7 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         config={"early_stop": config.early_stop, **config.extra},
         seed=config.seed,
         versions=versions(device),
-        diagnostics=total.evidence.to_dict(),
+        diagnostics={**total.evidence.to_dict(), "nonfinite_logits": _nonfinite_logits(attacks, total, config)},
         examples={attack.name: tally.examples[: config.examples]  # the first ones by batch order
                   for attack, tally in zip(attacks, total.attacks, strict=True)},
     )

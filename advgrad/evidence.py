@@ -44,12 +44,14 @@ class Evidence:
     output_rows: int = 0
     output_unit_rows: int = 0
     output_simplex_rows: int = 0
+    clean_nonfinite: int = 0  # samples whose clean logits hold a NaN or ±∞ (counted as misclassified)
     input_shape: list[int] = field(default_factory=list)
 
     def merge(self, other: Evidence) -> None:
         """Add ``other``'s counts to these (in place)."""
         for name in ("gradient_samples", "gradient_zero", "gradient_nonfinite", "repeat_samples",
-                     "repeat_changed", "output_rows", "output_unit_rows", "output_simplex_rows"):
+                     "repeat_changed", "output_rows", "output_unit_rows", "output_simplex_rows",
+                     "clean_nonfinite"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.repeat_max_difference = max(self.repeat_max_difference, other.repeat_max_difference)
         self.input_shape = self.input_shape or list(other.input_shape)

@@ -11,8 +11,10 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.errors import UsageError
+from advgrad.evaluate import CountingModel
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
+from advgrad.losses import finite_rows
 from advgrad.results import float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.targets import resolve_targets
@@ -27,7 +29,11 @@ class AttackSummary:
     ``success_rate`` is over the ``attacked`` samples: those classified correctly before the
     attack (and, when targeted, whose label is not the target). Untargeted success means
     misclassified; targeted success means classified as the target. Norms are over every sample
-    in the threat model's norm.
+    in the threat model's norm. A sample whose clean logits hold a NaN or ±∞ has no prediction
+    (``pred_clean`` −1): it counts as misclassified and is not attacked (``nonfinite_clean``). A
+    sample whose logits at its adversarial example are not finite is never a success: it keeps its
+    clean input (``nonfinite_adversarial`` counts them). ``nonfinite_inputs`` counts the inputs the
+    attack tried on which the logits were not finite.
     """
 
     attack: str
@@ -44,6 +50,9 @@ class AttackSummary:
     target: str | None
     seconds: float
     eps_label: str | None = None  # ε as the user wrote it (8/255)
+    nonfinite_clean: int = 0
+    nonfinite_inputs: int = 0
+    nonfinite_adversarial: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,14 +98,23 @@ def generate(
     parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "x_adv", "y", "pred_clean", "pred_adv", "target")}
     started = time.perf_counter()
     n = 0
+    nonfinite = [0, 0]  # samples with non-finite clean logits; with non-finite logits at x_adv
+    counted = CountingModel(model)
     with frozen(model):
         for b, (x, y) in enumerate(batches):
             x, y = x.to(device), y.to(device)
-            x_adv, logits, targets = attack_batch(model, x, y, spec, params, threat, target=target, seed=seed,
+            x_adv, logits, targets = attack_batch(counted, x, y, spec, params, threat, target=target, seed=seed,
                                                   batch_index=b, early_stop=early_stop)
+            finite = finite_rows(logits)
+            pred_clean = torch.where(finite, logits.argmax(dim=1), torch.full_like(y, -1))
             with torch.no_grad():
-                pred_adv = model(x_adv).argmax(dim=1)
-            for key, value in (("x", x), ("x_adv", x_adv), ("y", y), ("pred_clean", logits.argmax(dim=1)),
+                logits_adv = counted(x_adv)
+            lost = finite & ~finite_rows(logits_adv)  # never a success: back to the clean input
+            x_adv[lost] = x[lost]
+            pred_adv = torch.where(finite_rows(logits_adv), logits_adv.argmax(dim=1), pred_clean)
+            nonfinite[0] += int((~finite).sum())
+            nonfinite[1] += int(lost.sum())
+            for key, value in (("x", x), ("x_adv", x_adv), ("y", y), ("pred_clean", pred_clean),
                                ("pred_adv", pred_adv), ("target", targets)):
                 if value is not None:
                     parts[key].append(value.detach().cpu())
@@ -109,7 +127,10 @@ def generate(
     result = AdversarialSet(
         data["x"], data["x_adv"], data["y"], data["pred_clean"], data["pred_adv"], data.get("target")
     )
-    return result, summarise(result, spec.name, threat, target, time.perf_counter() - started)
+    summary = summarise(result, spec.name, threat, target, time.perf_counter() - started)
+    summary.nonfinite_clean, summary.nonfinite_adversarial = nonfinite
+    summary.nonfinite_inputs = counted.nonfinite - nonfinite[0]  # the clean pass also ran through `counted`
+    return result, summary
 
 
 def attack_batch(
@@ -129,17 +150,18 @@ def attack_batch(
     logits, per-sample targets or None)``. ``target`` may also be a tensor of per-sample classes.
 
     Randomness is seeded by (``seed``, ``batch_index``); a sample whose label is its target is
-    returned unchanged. The caller freezes the model (:func:`advgrad.gradient.frozen`).
+    returned unchanged, and so is one whose clean logits are NaN or infinite. The caller freezes the model (:func:`advgrad.gradient.frozen`).
     """
     with torch.no_grad():
         logits = model(x)
-    check_logits(logits, y)
+    check_logits(logits, y, allow_nonfinite=True)
+    finite = finite_rows(logits)  # a sample with NaN/Inf clean logits is misclassified already: not attacked
     if isinstance(target, Tensor):
         targets: Tensor | None = target.to(device=y.device, dtype=torch.long)
     else:
         targets = resolve_targets(target, logits, y, generator_for(x.device, seed, "target", batch_index))
     x_adv = x.clone()
-    todo = torch.ones_like(y, dtype=torch.bool) if targets is None else targets != y
+    todo = finite if targets is None else finite & (targets != y)
     idx = todo.nonzero().squeeze(1)
     if idx.numel():
         x_adv[idx] = run_attack(

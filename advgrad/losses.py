@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -75,6 +76,15 @@ def get_loss(name: str) -> Objective:
 
 
 def is_successful(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
-    """Per-sample success: misclassified (untargeted) or classified as the target (targeted)."""
+    """Per-sample success: misclassified (untargeted) or classified as the target (targeted).
+
+    A row with a NaN or infinite logit is never a success: its argmax means nothing, and counting
+    it as fooled would understate robustness because of a numerical failure of the model."""
     pred = logits.argmax(dim=1)
-    return pred != y if target is None else pred == target
+    hit = pred != y if target is None else pred == target
+    return hit & finite_rows(logits)
+
+
+def finite_rows(logits: Tensor) -> Tensor:
+    """Per row: every logit is finite (no NaN, no ±∞)."""
+    return torch.isfinite(logits).all(dim=1)

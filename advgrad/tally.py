@@ -39,6 +39,8 @@ class AttackTally:
     forward_samples: int = 0
     examples: list[Example] = field(default_factory=list)
     minimal_norms: list[float] = field(default_factory=list)  # minimal attacks: per attacked sample, inf if not fooled
+    nonfinite: list[int] = field(default_factory=list)  # per ε: inputs tried with NaN/Inf logits ([] = none)
+    nonfinite_search: int = 0  # minimal attacks: the same, during the unbounded search
 
     @classmethod
     def empty(cls, n_eps: int, classes: int) -> AttackTally:
@@ -48,6 +50,7 @@ class AttackTally:
             norm_sum=[0.0] * n_eps,
             norm_max=[float("-inf")] * n_eps,
             norm_count=[0] * n_eps,
+            nonfinite=[0] * n_eps,
         )
 
     def add_point(self, j: int, still: Tensor, y: Tensor, norms: Tensor) -> None:
@@ -82,6 +85,9 @@ class AttackTally:
         self.forward_samples += other.forward_samples
         self.examples.extend(other.examples)
         self.minimal_norms.extend(other.minimal_norms)
+        zeros = [0] * len(self.robust)  # a state saved before these counts existed holds none
+        self.nonfinite = _add(self.nonfinite or zeros, other.nonfinite or zeros)
+        self.nonfinite_search += other.nonfinite_search
 
     def median_norm(self) -> float | None:
         """Median minimal norm over the attacked samples, a sample the attack could not fool counting

@@ -141,3 +141,24 @@ def eps_text(text: str | float) -> str:
     if isinstance(text, (int, float)):
         return default_eps_label(float(text))
     return "".join(str(text).split())
+
+
+def eps_beyond_box(norm: Norm, eps_values: list[float], features: int) -> str | None:
+    """A one-line warning when an ε exceeds the box's diameter, else None.
+
+    Such a ball holds the whole input box: every input can be moved to any other, so the number
+    means nothing, and the value is almost always pixel units (0–255) mistaken for [0, 1] ones.
+    """
+    geometry = get_geometry(norm)
+    diameter = geometry.box_diameter(features)
+    large = sorted({e for e in eps_values if e > diameter * (1 + NORM_TOLERANCE)})
+    if not large:
+        return None
+    shown = ", ".join(f"{e:g}" for e in large)
+    each = "" if geometry.box_diameter(2) == geometry.box_diameter(1) else f" ({features} values each)"
+    text = (f"ε = {shown} exceeds {diameter:g}, the largest {geometry.label} distance between two inputs in [0, 1]"
+            f"{each}: any input can become any other")
+    whole = [e for e in large if e == int(e) and e <= 255]
+    if whole:
+        text += "; did you mean " + " or ".join(f"{int(e)}/255" for e in whole[:3]) + "?"
+    return text

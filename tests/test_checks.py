@@ -36,7 +36,7 @@ def fgsm_pgd(steps: int = 10) -> list[EvalAttack]:
 def test_every_check_is_named_and_documented():
     report = crafted({"pgd": [95, 50, 10]})
     names = [c["name"] for c in run_checks(report)]
-    assert names == list(CHECK_NAMES) and len(CHECKS) == 7
+    assert names == list(CHECK_NAMES) and len(CHECKS) == 8
     text = DOCS.read_text(encoding="utf-8")
     headings = re.findall(r"^## (\S+)\s*$", text, flags=re.M)
     for name in CHECK_NAMES:
@@ -102,6 +102,8 @@ def test_gradient_free_beats_gradient_generically_from_the_report():
     ("gradient_nonfinite", 1, "zero-gradients"),
     ("repeat_changed", 3, "randomised-outputs"),
     ("output_unit_rows", 100, "probability-outputs"),
+    ("clean_nonfinite", 2, "non-finite-logits"),
+    ("nonfinite_logits", [{"attack": "pgd", "eps": 0.1, "inputs": 3}], "non-finite-logits"),
 ])
 def test_evidence_checks_fire_on_crafted_evidence(field, value, name):
     report = crafted({"pgd": [95, 40, 5]})

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 
 from advgrad.errors import ModelError, UsageError
 from advgrad.io.exported import ExportedModule
-from advgrad.io.graph_ops import fx_disallowed
 from advgrad.io.factories import parse_model_args
+from advgrad.io.graph_ops import fx_disallowed
 from advgrad.io.models import ModelOptions, load_model
 from advgrad.io.normalize import Normalization, Normalized, parse_channels
 

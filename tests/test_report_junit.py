@@ -48,7 +48,7 @@ def test_checks_fail_only_under_strict():
     assert failing == {"accuracy-rises-with-eps", "accuracy-at-large-eps"}
     skipped = {c.get("name") for c in lenient.findall("testcase") if c.find("skipped") is not None}
     assert failing <= skipped
-    assert len(strict.findall("testcase")) == 7
+    assert len(strict.findall("testcase")) == 8
     assert suites(render_junit(report))["advgrad.gates"].get("tests") == "0"
 
 

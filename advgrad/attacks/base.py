@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from advgrad.errors import UsageError
 from advgrad.losses import get_loss
+from advgrad.numeric import check_number
 from advgrad.threat import Norm, ThreatModel
 
 
@@ -36,6 +37,7 @@ class AttackParams:
     restarts, queries…) must be ≥ 1; every number must be ≥ 0."""
 
     at_least_one: ClassVar[tuple[str, ...]] = ()
+    positive: ClassVar[tuple[str, ...]] = ("initial_const",)
 
     def resolve(self, threat: ThreatModel) -> AttackParams:
         """A copy with every ``None`` default filled in for ``threat``."""
@@ -45,15 +47,28 @@ class AttackParams:
         """A copy in which each field named in ``defaults`` that is ``None`` takes that value."""
         return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
+    @classmethod
+    def check_value(cls, name: str, value: Any) -> None:
+        """Raise :class:`UsageError` unless ``value`` suits the numeric field ``name``: finite, a
+        whole number for an ``int`` field, ≥ 1 for those in ``at_least_one``, > 0 for those in
+        ``positive``, else ≥ 0. Non-numeric fields (bools, strings) are not checked here."""
+        declared = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+                    for f in fields(cls)}.get(name, "")
+        if not any(t in declared for t in ("int", "float")) or value is None:
+            return
+        option = "--" + name.replace("_", "-")
+        integer = "int" in declared and "float" not in declared
+        if name in cls.at_least_one:
+            check_number(value, option, integer=integer, minimum=1)
+        elif name in cls.positive:
+            check_number(value, option, integer=integer, above=0)
+        else:
+            check_number(value, option, integer=integer, minimum=0)
+
     def validate(self) -> None:
-        """Raise :class:`UsageError` for values that make no sense (negative steps...)."""
+        """Raise :class:`UsageError` for values that make no sense (negative steps, NaN momentum...)."""
         for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-                raise UsageError(f"{f.name.replace('_', '-')} must be ≥ 0, got {value}")
-        for name in self.at_least_one:
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+            self.check_value(f.name, getattr(self, f.name))
 
         loss = getattr(self, "loss", None)
         if isinstance(loss, str):
@@ -178,6 +193,9 @@ def run_attack(
     x_adv = spec.function(
         model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
     )
-    return threat.clip_exact(x_adv.detach().to(x.dtype), x.detach())
+    x_adv = x_adv.detach().to(x.dtype)
+    # A NaN coordinate (from NaN gradients) would pass through the clip: it takes the value of x.
+    x_adv = torch.where(torch.isfinite(x_adv), x_adv, x.detach())
+    return threat.clip_exact(x_adv, x.detach())
 
 

@@ -8,6 +8,10 @@ An attack supplies only its configuration: number of steps, step size, start and
 With ``early_stop`` a sample leaves the batch as soon as an iterate reaches the goal
 (misclassified, or classified as the target); the iterate that reached it is returned. Without
 it the full step budget is spent on every sample and the loop never synchronises with the host.
+
+An iterate at which the model's logits are NaN or infinite is never a success: the sample goes
+back to its last iterate with finite logits (the clean input if none) and stops moving, and a
+non-finite gradient component counts as zero.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from advgrad.attacks.base import AttackParams, prepare_params
 from advgrad.geometry import L1_SPARSITY
 from advgrad.geometry import movable as box_movable
 from advgrad.gradient import frozen
-from advgrad.losses import get_loss, is_successful
+from advgrad.losses import finite_rows, get_loss, is_successful
 from advgrad.threat import ThreatModel
 
 _TINY = 1e-12
@@ -99,6 +103,11 @@ def gradient_of(
     return grad, logits.detach(), value.detach()
 
 
+def _per_row(mask: Tensor, like: Tensor) -> Tensor:
+    """A per-sample boolean mask shaped to broadcast over ``like`` (N, ...)."""
+    return mask.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
 class _Batch:
     """The samples still in play, compacted as they reach the goal (early stop)."""
 
@@ -106,9 +115,19 @@ class _Batch:
         self.index = torch.arange(x.shape[0], device=x.device)
         self.x, self.y, self.target, self.x_adv = x, y, target, x_adv
         self.velocity: Tensor | None = None  # momentum buffer, created on first use
+        self.last_finite = x.clone()  # per sample, the last iterate at which the logits were finite
+        self.halted = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)  # non-finite logits met
+
+    def halt_non_finite(self, finite: Tensor) -> None:
+        """Samples whose logits at the current iterate are not all finite go back to their last
+        iterate with finite logits and stop there; the others record the current iterate as such."""
+        self.halted = self.halted | ~finite
+        self.x_adv = torch.where(_per_row(finite, self.x_adv), self.x_adv, self.last_finite)
+        self.last_finite = self.x_adv
 
     def keep(self, mask: Tensor) -> None:
-        self.index, self.x, self.y, self.x_adv = (t[mask] for t in (self.index, self.x, self.y, self.x_adv))
+        self.index, self.x, self.y, self.x_adv, self.last_finite, self.halted = (
+            t[mask] for t in (self.index, self.x, self.y, self.x_adv, self.last_finite, self.halted))
         if self.velocity is not None:
             self.velocity = self.velocity[mask]
         if self.target is not None:
@@ -139,6 +158,8 @@ def _one_run(
         if batch.index.numel() == 0:
             break
         grad, logits, _ = gradient_of(model, batch.x_adv, batch.y, batch.target, config.loss)
+        batch.halt_non_finite(finite_rows(logits))
+        grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
         if early_stop:
             done = is_successful(logits, batch.y, batch.target)
             if bool(done.any()):
@@ -154,6 +175,7 @@ def _one_run(
             batch.velocity = normalised if batch.velocity is None else config.momentum * batch.velocity + normalised
             grad = batch.velocity
         step = threat.geometry.ascent_direction(grad, batch.x_adv, threat.lower, threat.upper, config.l1_sparsity)
+        step = step * _per_row(~batch.halted, grad).to(grad.dtype)  # a sample that met NaN/Inf logits stays put
         batch.x_adv = threat.clip(batch.x_adv + config.step_size * step, batch.x)
     out[batch.index] = batch.x_adv
     if not (score or early_stop):
@@ -162,7 +184,10 @@ def _one_run(
         objective = get_loss(config.loss)
         with torch.no_grad():
             logits = _at_least_float32(model(batch.x_adv))
-            value_out[batch.index] = objective(logits, batch.y, batch.target).double()
+            finite = finite_rows(logits)
+            out[batch.index] = torch.where(_per_row(finite, batch.x_adv), batch.x_adv, batch.last_finite)
+            value = objective(logits, batch.y, batch.target).double()
+            value_out[batch.index] = torch.where(finite, value, torch.full_like(value, float("-inf")))
             success[batch.index] = is_successful(logits, batch.y, batch.target)
     value_out[success] = float("inf")
     return out, success, value_out

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
+from advgrad.losses import finite_rows
 from advgrad.threat import Norm, ThreatModel
 
 # Bisection steps of :func:`shrink`: the found perturbation is shortened to within 2⁻¹² of its
@@ -79,11 +80,13 @@ def find_minimal(
 ) -> MinimalResult:
     """Run a minimal attack without a budget and check what it found.
 
-    ``norm`` is ‖x_adv − x‖ recomputed here, ``fooled`` comes from a new forward pass (argmax ≠ y).
+    ``norm`` is ‖x_adv − x‖ recomputed here, ``fooled`` comes from a new forward pass (argmax ≠ y, with
+    finite logits).
     A sample the attack cannot fool has ``fooled`` False; its norm is that of whatever it returned.
     """
     threat = unbounded_threat(norm, x)
     x_adv = run_attack(spec, model, x, y, threat=threat, params=params, target=target, generator=generator)
     with frozen(model), torch.no_grad():
-        fooled = model(x_adv).argmax(dim=1) != y
+        logits = model(x_adv)
+        fooled = (logits.argmax(dim=1) != y) & finite_rows(logits)  # NaN/Inf logits never count as fooled
     return MinimalResult(x_adv, threat.norm_of(x_adv - x), fooled)

@@ -9,8 +9,8 @@ import typer
 
 from advgrad.attacks import get_attack
 from advgrad.cli import options as o
-from advgrad.cli.common import emit_json, open_and_describe, warn_ignored
-from advgrad.cli.console import handle_errors, info, out, progress
+from advgrad.cli.common import emit_json, open_and_describe, warn_ignored, warn_large_eps
+from advgrad.cli.console import handle_errors, info, out, progress, warn
 from advgrad.cli.paths import check_output_paths, images_file, input_paths
 from advgrad.generate import generate
 from advgrad.io.files import write_tensors
@@ -56,12 +56,17 @@ def attack(
     params = spec.make_params(**attack_opts)
     goal = parse_target(target)
     inputs = open_and_describe(io_options)
+    warn_large_eps(threat.norm, [threat.eps], inputs)
     with progress(f"{spec.name} ε={eps}", inputs.n_samples) as tick:
         result, summary = generate(
             inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=io_options.seed,
             early_stop=early_stop, device=inputs.device, progress=tick,
         )
     summary.eps_label = eps_text(eps)
+    if summary.nonfinite_clean or summary.nonfinite_inputs:
+        warn(f"non-finite-logits: {summary.nonfinite_clean} samples have NaN or infinite clean logits (counted as "
+             f"misclassified); {spec.name} at ε={threat.eps:g} met NaN or infinite logits on {summary.nonfinite_inputs} "
+             "inputs it tried (never counted as fooled); see docs/checks.md#non-finite-logits")
     resolved = params.resolve(threat).to_dict()
     if out_file is not None:
         write_tensors(out_file, {

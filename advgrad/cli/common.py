@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from advgrad.cli.console import info, print_json, warn
 from advgrad.errors import UsageError
 from advgrad.io.files import write_json
 from advgrad.io.inputs import InputOptions, RunInputs, open_inputs
+from advgrad.threat import Norm, eps_beyond_box
 
 
 def open_and_describe(options: InputOptions, device: torch.device | None = None) -> RunInputs:
@@ -27,6 +29,13 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
     for message in inputs.warnings:
         warn(message)
     return inputs
+
+
+def warn_large_eps(norm: Norm, eps_values: list[float], inputs: RunInputs) -> None:
+    """Warn (the run goes on) when an ε is larger than the input box itself: a k/255 slip."""
+    message = eps_beyond_box(norm, eps_values, math.prod(inputs.probe.input_shape))
+    if message is not None:
+        warn(message)
 
 
 def emit_json(path: Path | None, data: Any) -> bool:

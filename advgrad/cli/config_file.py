@@ -26,10 +26,20 @@ def _long_flag(param: Any) -> str:
     return max(longs, key=len)
 
 
+def _kind(param: Any) -> str:
+    """``integer``, ``float`` or ``text``: what the option takes (click's type name, or the
+    annotation where Typer ≥ 0.20 converts values itself)."""
+    name = getattr(getattr(param, "type", None), "name", None)
+    if name is None and hasattr(param, "get_runtime_param"):
+        annotation = getattr(param.get_runtime_param(), "annotation", None)
+        name = {int: "integer", float: "float"}.get(annotation)
+    return name if name in ("integer", "float") else "text"
+
+
 def command_options(command: Any) -> list[OptionInfo]:
     """The options of a (Typer-built click) ``command`` that a config file may set."""
     return [
-        OptionInfo(p.name, _long_flag(p), multiple=p.multiple, is_flag=p.is_flag,
+        OptionInfo(p.name, _long_flag(p), multiple=p.multiple, is_flag=p.is_flag, kind=_kind(p),
                    aliases=tuple(o for o in p.opts if o.startswith("--") and o != _long_flag(p)))
         for p in command.params
         if p.param_type_name == "option" and p.name and not p.hidden and _long_flag(p) not in _NOT_IN_FILES

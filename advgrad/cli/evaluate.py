@@ -8,7 +8,7 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
-from advgrad.cli.common import attacks_from, open_and_describe, warn_unused
+from advgrad.cli.common import attacks_from, open_and_describe, warn_large_eps, warn_unused
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import err, handle_errors, progress
 from advgrad.cli.distributed import join_run
@@ -84,6 +84,7 @@ def eval_command(
                        {**input_paths(io_options), "--config": ctx.meta.get(META_KEY)})
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
+        warn_large_eps(threat_norm, config.eps, inputs)
         identity = run_identity(inputs.options.to_dict(), attacks, config, inputs.device)
         with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
             # only read it: clearing it again could delete a batch rank 0 has already saved

@@ -12,11 +12,12 @@ from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, info, out
 from advgrad.cli.paths import check_output_paths, images_file, input_paths
-from advgrad.errors import ExitCode, UsageError
+from advgrad.errors import ExitCode
 from advgrad.gradient import finite_difference_check, gradients
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.losses import get_loss
+from advgrad.numeric import check_number
 from advgrad.report.images import saliency_grid
 from advgrad.report.table import gradient_table
 from advgrad.results import float32_decimal
@@ -31,9 +32,9 @@ def grad(
     images: o.ImagesOpt = None,
     check: Annotated[bool, typer.Option("--check", help="Compare autograd with central finite differences on sampled coordinates.")] = False,
     coordinates: Annotated[int, typer.Option("--coordinates", help="Coordinates per sample that --check compares.")] = 16,
-    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Largest relative error --check accepts; above it the exit code is 1. (default: 1e-4 in float64, 1e-2 in float32)", show_default=False)] = None,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Largest relative error --check accepts (a finite number ≥ 0); above it the exit code is 1. (default: 1e-4 in float64, 1e-2 in float32)", show_default=False)] = None,
     loss: Annotated[str, typer.Option("--loss", help="J: ce, margin or dlr.")] = "ce",
-    show: Annotated[int, typer.Option("--show", help="Samples listed in the table and drawn in saliency.png.")] = 10,
+    show: Annotated[int, typer.Option("--show", help="Samples listed in the table and drawn in saliency.png (0: none).")] = 10,
     signed: Annotated[bool, typer.Option("--signed", help="Saliency maps of the signed gradient (red: a brighter pixel raises the loss, blue: lowers it) instead of |∇ₓJ|.", rich_help_panel=o.OUTPUT_PANEL)] = False,
     json_out: o.JsonOpt = None,
     io_options: InputOptions = InputOptions(),
@@ -45,10 +46,10 @@ def grad(
     check_output_paths({"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
                        input_paths(io_options), {"--images": images})
     get_loss(loss)
-    if show < 1:
-        raise UsageError(f"--show must be at least 1, got {show}")
-    if coordinates < 1:
-        raise UsageError(f"--coordinates must be at least 1, got {coordinates}")
+    check_number(coordinates, "--coordinates", integer=True, minimum=1)
+    check_number(show, "--show", integer=True, minimum=0)
+    if tolerance is not None:  # NaN would always pass the check and a negative value always fail it
+        check_number(tolerance, "--tolerance", minimum=0)
     inputs = open_and_describe(io_options)
     result = gradients(inputs.model.module, inputs.batches(), loss=loss, device=inputs.device)
     norms = result.norms()

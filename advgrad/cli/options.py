@@ -267,10 +267,13 @@ def attack_options(
     initial_const=None,
 ) -> dict:
     """The attack options given on the command line, as keyword arguments for ``make_params``
-    (``None`` means not given; each attack takes the ones it has parameters for)."""
+    (``None`` means not given; each attack takes the ones it has parameters for). Every number
+    given is checked (finite, in range) even where no chosen attack takes it."""
+    from advgrad.attacks import list_attacks
+    from advgrad.numeric import check_number
     from advgrad.threat import parse_eps
 
-    return {
+    given = {
         "steps": steps,
         "step_size": None if step_size is None else parse_eps(step_size, "--step-size"),
         "restarts": restarts,
@@ -285,6 +288,12 @@ def attack_options(
         "binary_steps": binary_steps,
         "initial_const": initial_const,
     }
+    if step_size is not None:  # a default step can be 0 (at ε = 0); a step size given as 0 never moves
+        check_number(given["step_size"], "--step-size", above=0)
+    for name, value in given.items():
+        for spec in list_attacks():
+            spec.params_type.check_value(name, value)
+    return given
 
 
 # Every attack option, in the order the help lists them. A command that takes them declares one

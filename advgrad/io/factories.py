@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
 import os
 import re
 import sys
@@ -55,6 +56,9 @@ def parse_model_args(items: Sequence[str] | Mapping[str, object] | None) -> dict
         if key in args:
             raise UsageError(f"--model-arg {key} is given twice")
         args[key] = _parse_value(raw.strip())
+        if isinstance(args[key], float) and not math.isfinite(args[key]):  # no report could record it
+            raise UsageError(f"--model-arg {key}={raw.strip()}: a number must be finite "
+                             f"(quote it, {key}='{raw.strip()}', to pass the text)")
     return args
 
 
@@ -96,7 +100,7 @@ def _import(module_name: str) -> object:
                 "or add its folder to PYTHONPATH)"
             ) from None
         raise ModelError(f"importing {module_name} failed: {type(exc).__name__}: {first_line(exc)}") from None
-    except Exception as exc:  # the user's module raised while being imported
+    except (Exception, SystemExit) as exc:  # the user's module raised (or called sys.exit) while being imported
         raise ModelError(f"importing {module_name} failed: {type(exc).__name__}: {first_line(exc)}") from None
 
 
@@ -124,7 +128,7 @@ def _call(fn: object, args: dict[str, object], spec: str) -> nn.Module:
         pass
     try:
         model = fn(**args)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit in the factory must not end the run with its code
         raise ModelError(f"{spec}({_describe_args(args)}) raised {type(exc).__name__}: {first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec} returned an object of type {type(model).__name__}, not a torch.nn.Module")

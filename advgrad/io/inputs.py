@@ -12,9 +12,11 @@ from advgrad.device import resolve_device
 from advgrad.errors import UsageError
 from advgrad.io.data import DataOptions, DataSource, load_data
 from advgrad.io.factories import parse_model_args
+from advgrad.io.guard import GuardedModel
 from advgrad.io.models import LoadedModel, ModelOptions, load_model
 from advgrad.io.outputs import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, normalisation_hint, probe
+from advgrad.numeric import check_number
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
 
 PROBE_SIZE = 64
@@ -140,6 +142,7 @@ def _check_options(options: InputOptions) -> None:
         raise UsageError(f"--num-workers must be 0 or more, got {options.num_workers}")
     if options.image_size is not None and options.image_size < 1:
         raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
+    check_number(options.seed, "--seed", integer=True, minimum=0, maximum=2**63 - 1)
     parse_precision(options.precision)
 
 
@@ -169,6 +172,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
     x, y = x.to(device), y.to(device)
     model.module, runtime = prepare_model(model.module, options.runtime_options(), device, x)
+    model.module = GuardedModel(model.module, model.source)  # the model's failures name the model: exit 2
     result = probe(model.module, x, y)
     if result.output.kind != "tensor":
         model.module = LogitsOf(model.module, result.output)

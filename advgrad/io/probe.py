@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.errors import AdvgradError, ModelError
+from advgrad.io.guard import ModelFailure
 from advgrad.io.outputs import LogitsOf, OutputRule, logits_rule
 from advgrad.io.paths import first_line
 
@@ -61,8 +62,11 @@ def check_label_range(top: int, classes: int) -> None:
         )
 
 
-def check_logits(logits: object, y: Tensor) -> int:
-    """Check model outputs for a batch with labels ``y``; return the number of classes."""
+def check_logits(logits: object, y: Tensor, *, allow_nonfinite: bool = False) -> int:
+    """Check model outputs for a batch with labels ``y``; return the number of classes.
+
+    With ``allow_nonfinite`` rows holding NaN or ±∞ are accepted: the caller counts those samples
+    as misclassified."""
     if not isinstance(logits, Tensor):
         raise ModelError(
             f"the model returned {type(logits).__name__}, expected a tensor of N×classes logits"
@@ -76,7 +80,7 @@ def check_logits(logits: object, y: Tensor) -> int:
     if classes < 2:
         raise ModelError(f"the model outputs {classes} value per sample; a classifier needs at least 2 logits")
     check_label_range(int(y.max()) if y.numel() else 0, classes)
-    if not torch.isfinite(logits).all():
+    if not allow_nonfinite and not torch.isfinite(logits).all():
         raise ModelError("the model's outputs contain NaN or infinite values on the probe batch")
     return classes
 
@@ -112,6 +116,10 @@ def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
     try:
         with torch.no_grad():
             return model(x)
+    except ModelFailure as failure:  # the guarded model's own exception: explained as any other
+        if not isinstance(failure.cause, Exception):
+            raise  # sys.exit: the guard's message says it all
+        raise explain(failure.cause, x) from None
     except AdvgradError:
         raise
     except Exception as exc:
@@ -119,8 +127,9 @@ def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
 
 
 def _close(a: Tensor, b: Tensor) -> bool:
-    scale = float(a.abs().max()) if a.numel() else 0.0
-    return torch.allclose(a, b, rtol=1e-3, atol=1e-5 * max(scale, 1.0))
+    finite = a[torch.isfinite(a)]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    return torch.allclose(a, b, rtol=1e-3, atol=1e-5 * max(scale, 1.0), equal_nan=True)
 
 
 def _behaviour_warnings(model: nn.Module, x: Tensor, logits: Tensor) -> list[str]:
@@ -167,11 +176,18 @@ def probe(model: nn.Module, x: Tensor, y: Tensor) -> ProbeResult:
     raw = _forward(model, x)
     rule = logits_rule(raw)
     logits = rule.take(raw)
-    classes = check_logits(logits, y)
+    classes = check_logits(logits, y, allow_nonfinite=True)
+    finite = torch.isfinite(logits).all(dim=1)
+    if not bool(finite.any()):  # one bad sample is counted as misclassified; all of them is a broken model
+        raise ModelError("the model's outputs contain NaN or infinite values on the probe batch")
+    found = []
+    if not bool(finite.all()):
+        found.append(f"{int((~finite).sum())} of {finite.numel()} samples of the probe batch have NaN or infinite "
+                     "logits; such samples count as misclassified (see the non-finite-logits check)")
     wrapped = model if rule.kind == "tensor" else LogitsOf(model, rule)
-    found = _behaviour_warnings(wrapped, x, logits)
-    found += _gradient_check(wrapped, x, y)
-    correct = int((logits.argmax(dim=1) == y).sum())
+    found += _behaviour_warnings(wrapped, x, logits)
+    found += _gradient_check(wrapped, x[finite], y[finite])
+    correct = int(((logits.argmax(dim=1) == y) & finite).sum())
     return ProbeResult(tuple(x.shape[1:]), classes, rule, int(y.shape[0]), correct, tuple(found))
 
 

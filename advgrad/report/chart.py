@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advgrad.report.fmt import norm_symbol, num
+from advgrad.report.fmt import norm_symbol
 from advgrad.results import RobustnessReport
 
 MARKERS = "ox+*#@%&"

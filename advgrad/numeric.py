@@ -1,0 +1,46 @@
+"""One checker for every numeric option, so each bad value gets the same one-line refusal.
+
+A number an option takes must be finite (NaN and ±∞ make every comparison false, so they slip
+through range checks written as ``value < 0``) and in its range; a whole-number option takes a
+whole number only (a bool is not one, nor is 2.5). The command line, the config file and the
+attacks' parameter dataclasses all call :func:`check_number`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from advgrad.errors import UsageError
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    above: float | None = None,
+    maximum: float | None = None,
+) -> None:
+    """Raise :class:`UsageError` naming ``name`` (e.g. ``--steps``) unless ``value`` is a finite
+    number (a whole one with ``integer``) with ``value ≥ minimum``, ``value > above`` and
+    ``value ≤ maximum`` for each bound given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        kind = "a whole number" if integer else "a number"
+        raise UsageError(f"{name} must be {kind}, got {_shown(value)}")
+    if integer and not isinstance(value, int):
+        raise UsageError(f"{name} must be a whole number, got {_shown(value)}")
+    if not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise UsageError(f"{name} must be ≥ {minimum:g}, got {value:g}")
+    if above is not None and value <= above:
+        raise UsageError(f"{name} must be > {above:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{name} must be ≤ {maximum:g}, got {value:g}")
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it: ``true`` rather than ``True`` (TOML), strings quoted."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
