@@ -66,7 +66,7 @@ def attack(
     if summary.nonfinite_clean or summary.nonfinite_inputs:
         warn(f"non-finite-logits: {summary.nonfinite_clean} samples have NaN or infinite clean logits (counted as "
              f"misclassified); {spec.name} at ε={threat.eps:g} met NaN or infinite logits on {summary.nonfinite_inputs} "
-             "inputs it tried (never counted as fooled); see docs/checks.md#non-finite-logits")
+             "inputs it tried (never counted as fooled); see `advgrad docs checks`, section non-finite-logits")
     resolved = params.resolve(threat).to_dict()
     if out_file is not None:
         write_tensors(out_file, {

@@ -48,7 +48,7 @@ def compare_command(
     max_drop: Annotated[str, typer.Option("--max-drop", help="Largest drop in accuracy allowed at a point: a share "
                                           "(0.02), a percentage (2%), or auto: twice the binomial standard error "
                                           "of the point's accuracy on the report's samples, so that sampling noise "
-                                          "is not a regression (docs/ci.md).")] = "auto",
+                                          "is not a regression (`advgrad docs ci`).")] = "auto",
     json_out: o.JsonOpt = None,
     markdown: r.MarkdownOpt = None,
 ) -> None:

@@ -44,9 +44,9 @@ ModelArgOpt = Annotated[
 UnsafePickleOpt = Annotated[
     bool,
     typer.Option("--unsafe-pickle", help=(
-        "DANGEROUS: allow unpickling that runs code from the file (a whole model saved with torch.save(model)), "
-        "and model graphs calling operators outside advgrad's allow-list (see docs/loading.md). "
-        "Unpickling executes arbitrary code: use only for files you trust."),
+        "DANGEROUS, runs arbitrary code from the file: allows unpickling (a whole model saved with "
+        "torch.save(model)) and model graphs that call operators outside advgrad's allow-list "
+        "(`advgrad docs loading`). Only for files you trust."),
         rich_help_panel=IO_PANEL),
 ]
 MeanOpt = Annotated[
