@@ -20,6 +20,8 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
     shape = "×".join(str(s) for s in inputs.probe.input_shape)
     normalization = "" if inputs.model.normalization is None else f" · normalisation {inputs.model.normalization}"
     runtime = "".join(f", {note}" for note in inputs.runtime)
+    if inputs.threads is not None:
+        runtime += f", {inputs.threads.threads} thread{'s' if inputs.threads.threads > 1 else ''}"
     info(
         f"model: {inputs.model.description}{normalization} · data: {inputs.data.description} · "
         f"{inputs.n_samples} samples of {shape}, {inputs.probe.num_classes} classes · device: {inputs.device}{runtime}"

@@ -101,7 +101,7 @@ def eval_command(
             "inputs": inputs.options.to_dict(), "attacks": [a.name for a in attacks],
             "target": None if config.target is None else str(config.target), "eps": list(config.eps),
             "norm": config.norm, "gates": [g.text for g in gates], "strict": strict, "outputs": outputs.to_dict(),
-            "config_file": ctx.meta.get(META_KEY),
+            "config_file": ctx.meta.get(META_KEY), "threads": None if inputs.threads is None else inputs.threads.threads,
         })
         report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
         write_outputs(report, outputs, strict=strict)

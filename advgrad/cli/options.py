@@ -122,6 +122,13 @@ ChannelsLastOpt = Annotated[
                  "(default: on for convolutional models on CUDA, off otherwise).", rich_help_panel=RUNTIME_PANEL,
                  show_default=False),
 ]
+ThreadsOpt = Annotated[
+    str,
+    typer.Option("--threads", help=(
+        "CPU threads for torch: a number, or auto (the CPUs this process may use — affinity, cgroup quota, "
+        "split among torchrun's ranks — and fewer for small models, which run fastest on one)."),
+        rich_help_panel=RUNTIME_PANEL),
+]
 
 NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2, or 1 (PGD); `advgrad attacks` lists each attack's norms.", rich_help_panel=ATTACK_PANEL)]
 StepsOpt = Annotated[
@@ -206,7 +213,7 @@ _INPUT_PARAMS: list[tuple[str, Any, Any]] = [
     ("download", DownloadOpt, False), ("image_size", ImageSizeOpt, None), ("limit", LimitOpt, None),
     ("shuffle", ShuffleOpt, False), ("batch_size", BatchOpt, 256), ("num_workers", WorkersOpt, 0),
     ("seed", SeedOpt, 0), ("device", DeviceOpt, "auto"), ("precision", PrecisionOpt, "fp32"),
-    ("compile", CompileOpt, False), ("channels_last", ChannelsLastOpt, None),
+    ("compile", CompileOpt, False), ("channels_last", ChannelsLastOpt, None), ("threads", ThreadsOpt, "auto"),
 ]
 
 
@@ -222,6 +229,7 @@ def input_options(**given: Any) -> InputOptions:
         std=parse_channels(values["std"], "--std"), data_root=values["data_root"], download=values["download"],
         image_size=values["image_size"], num_workers=values["num_workers"], shuffle=values["shuffle"],
         precision=values["precision"], compile=values["compile"], channels_last=values["channels_last"],
+        threads=str(values["threads"]),
     )
 
 

@@ -16,6 +16,7 @@ from advgrad.io.models import LoadedModel, ModelOptions, load_model
 from advgrad.io.outputs import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, probe
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
+from advgrad.threads import ThreadChoice, apply_threads, available_cpus, choose_threads, forward_flops, parse_threads
 
 PROBE_SIZE = 64
 
@@ -29,7 +30,7 @@ class InputOptions:
     Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
     ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
     ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
-    :mod:`advgrad.runtime`. See docs/loading.md for every accepted form.
+    :mod:`advgrad.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.threads`). See docs/loading.md for every accepted form.
     """
 
     model: str | None = None
@@ -52,6 +53,7 @@ class InputOptions:
     precision: str = "fp32"
     compile: bool = False
     channels_last: bool | None = None
+    threads: str = "auto"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -83,6 +85,7 @@ class RunInputs:
     options: InputOptions
     warnings: list[str] = field(default_factory=list)
     runtime: list[str] = field(default_factory=list)  # how the model runs: "bf16 autocast", "compiled"…
+    threads: ThreadChoice | None = None  # the CPU threads torch was given for the run
 
     @property
     def n_samples(self) -> int:
@@ -108,6 +111,7 @@ class RunInputs:
             "num_classes": self.probe.num_classes,
             "device": str(self.device),
             "runtime": list(self.runtime),
+            "threads": None if self.threads is None else self.threads.threads,
             "probe": {
                 "samples": self.probe.batch_size,
                 "correct": self.probe.correct,
@@ -141,6 +145,7 @@ def _check_options(options: InputOptions) -> None:
     if options.image_size is not None and options.image_size < 1:
         raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
     parse_precision(options.precision)
+    parse_threads(options.threads)
 
 
 def _class_warnings(data: DataSource, classes: int) -> list[str]:
@@ -168,6 +173,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     selection = data.select(limit=options.limit, shuffle=options.shuffle, seed=options.seed)
     x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
     x, y = x.to(device), y.to(device)
+    threads = _set_threads(options, model.module, x, len(selection), device)
     model.module, runtime = prepare_model(model.module, options.runtime_options(), device, x)
     result = probe(model.module, x, y)
     if result.output.kind != "tensor":
@@ -176,4 +182,20 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
     warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
-    return RunInputs(model, data, device, result, options, warnings, runtime)
+    if threads.warning:
+        warnings.append(threads.warning)
+    return RunInputs(model, data, device, result, options, warnings, runtime, threads)
+
+
+def _set_threads(options: InputOptions, module: torch.nn.Module, x: Tensor, samples: int,
+                 device: torch.device) -> ThreadChoice:
+    """Choose and apply torch's CPU threads for the run (:mod:`advgrad.threads`): ``auto`` from
+    the CPUs available and the FLOPs of a forward pass over one batch, counted on one sample."""
+    requested = parse_threads(options.threads)
+    batch_flops = None
+    if requested is None and device.type != "cuda" and x.shape[0]:
+        per_sample = forward_flops(module, x[:1])
+        batch_flops = None if per_sample is None else per_sample * max(1, min(options.batch_size, samples))
+    choice = choose_threads(requested, cpus=available_cpus(), batch_flops=batch_flops, device_type=device.type)
+    apply_threads(choice.threads)
+    return choice
