@@ -27,6 +27,7 @@ class DeepFoolParams(AttackParams):
     overshoot: float = param(0.02, "η: the accumulated step is scaled by 1 + η so that it crosses the boundary")
 
     at_least_one = ("steps",)
+    cost_formula = "steps*classes"  # a forward pass and a gradient per other class
 
 
 def _linear_step(f: Tensor, w: Tensor, norm: str) -> tuple[Tensor, Tensor]:

@@ -36,6 +36,7 @@ class SquareParams(AttackParams):
         return self.fill(p_init=0.05 if threat.norm == "inf" else 0.1)
 
     at_least_one = ("queries",)
+    cost_formula = "queries"  # forward passes only
 
     def validate(self) -> None:
         super().validate()

@@ -11,7 +11,8 @@ from advgrad.attacks import AttackSpec, get_attack
 from advgrad.cli.console import info, print_json, warn
 from advgrad.errors import UsageError
 from advgrad.io.files import write_json
-from advgrad.io.inputs import InputOptions, RunInputs, open_inputs
+from advgrad.cost import NOTICE_PASSES, estimate_cost, seconds_per_sample_pass
+from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
 
 
 def open_and_describe(options: InputOptions, device: torch.device | None = None) -> RunInputs:
@@ -29,6 +30,18 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
     for message in inputs.warnings:
         warn(message)
     return inputs
+
+
+def announce_cost(inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1) -> None:
+    """Say on stderr what a sweep will cost at most, when that is above
+    :data:`advgrad.cost.NOTICE_PASSES` model passes over one sample (with the time it may take,
+    timed on a first batch; shared by ``world_size`` processes)."""
+    estimate = estimate_cost(attacks, eps, inputs.n_samples, inputs.probe.num_classes)
+    if estimate.passes <= NOTICE_PASSES:
+        return
+    x, y = inputs.data.fetch(inputs.selection()[:PROBE_SIZE])
+    seconds = seconds_per_sample_pass(inputs.model.module, x.to(inputs.device), y.to(inputs.device))
+    info(estimate.describe(seconds / max(1, world_size)))
 
 
 def emit_json(path: Path | None, data: Any) -> bool:

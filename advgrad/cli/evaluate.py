@@ -8,7 +8,7 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
-from advgrad.cli.common import attacks_from, open_and_describe, warn_unused
+from advgrad.cli.common import announce_cost, attacks_from, open_and_describe, warn_unused
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import err, handle_errors, progress
 from advgrad.cli.distributed import join_run
@@ -80,6 +80,8 @@ def eval_command(
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
+        if process.is_main:
+            announce_cost(inputs, attacks, config.eps, process.world_size)
         identity = run_identity(inputs.options.to_dict(), attacks, config, inputs.device)
         with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
             # only read it: clearing it again could delete a batch rank 0 has already saved
