@@ -11,7 +11,7 @@ from advgrad.attacks import AttackSpec, get_attack
 from advgrad.cli.console import info, print_json, warn
 from advgrad.errors import UsageError
 from advgrad.io.files import write_json
-from advgrad.cost import NOTICE_PASSES, estimate_cost, seconds_per_sample_pass
+from advgrad.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
 
 
@@ -32,16 +32,18 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
     return inputs
 
 
-def announce_cost(inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1) -> None:
-    """Say on stderr what a sweep will cost at most, when that is above
-    :data:`advgrad.cost.NOTICE_PASSES` model passes over one sample (with the time it may take,
-    timed on a first batch; shared by ``world_size`` processes)."""
+def announce_cost(inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1,
+                  announce: bool = True) -> CostEstimate:
+    """What a sweep will cost at most; said on stderr (with ``announce``) when that is above
+    :data:`advgrad.cost.NOTICE_PASSES` model passes over one sample, with the time it may take,
+    timed on a first batch (the run shared by ``world_size`` processes)."""
     estimate = estimate_cost(attacks, eps, inputs.n_samples, inputs.probe.num_classes)
-    if estimate.passes <= NOTICE_PASSES:
-        return
+    if not announce or estimate.passes <= NOTICE_PASSES:
+        return estimate
     x, y = inputs.data.fetch(inputs.selection()[:PROBE_SIZE])
     seconds = seconds_per_sample_pass(inputs.model.module, x.to(inputs.device), y.to(inputs.device))
     info(estimate.describe(seconds / max(1, world_size)))
+    return estimate
 
 
 def emit_json(path: Path | None, data: Any) -> bool:

@@ -200,6 +200,10 @@ JsonOpt = Annotated[
     Optional[Path], typer.Option("--json", help="Write the results as JSON to FILE ('-' for stdout instead of the table).",
                                  rich_help_panel=OUTPUT_PANEL, show_default=False)
 ]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="One line on stderr per finished attack × ε (and batch), also when stderr is "
+                       "not a terminal (CI logs); without it progress shows only on a terminal.", rich_help_panel=OUTPUT_PANEL)
+]
 ImagesOpt = Annotated[
     Optional[Path], typer.Option("--images", help="Write PNG images to this folder.", rich_help_panel=OUTPUT_PANEL, show_default=False)
 ]
