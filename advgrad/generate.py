@@ -13,6 +13,7 @@ from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
+from advgrad.progress import Monitor, PassCounter
 from advgrad.seeding import generator_for
 from advgrad.targets import resolve_targets
 from advgrad.threat import ThreatModel
@@ -76,11 +77,14 @@ def generate(
     early_stop: bool = False,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
+    monitor: Monitor | None = None,
 ) -> tuple[AdversarialSet, AttackSummary]:
     """Attack every sample of ``batches`` and summarise; tensors are returned on the CPU.
 
     Every sample is attacked (even one misclassified already) except, in a targeted attack,
-    those whose label is the target: they are returned unchanged.
+    those whose label is the target: they are returned unchanged. ``progress`` is called with
+    the samples done after each batch; ``monitor`` (:mod:`advgrad.progress`) hears each batch's
+    attack begin and end and every model call in between.
     """
     device = torch.device(device)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "x_adv", "y", "pred_clean", "pred_adv", "target")}
@@ -97,11 +101,18 @@ def generate(
             todo = torch.ones_like(y, dtype=torch.bool) if targets is None else targets != y
             idx = todo.nonzero().squeeze(1)
             if idx.numel():
+                if monitor is not None:
+                    per_call = params.passes_per_sample(1)
+                    monitor.begin(spec.name, threat.eps, per_call, int(idx.numel()),
+                                  y.shape[0] * params.passes_per_sample(logits.shape[1]),
+                                  "query" if spec.kind == "score" else "step")
                 x_adv[idx] = run_attack(
-                    spec, model, x[idx], y[idx], threat=threat, params=params,
-                    target=None if targets is None else targets[idx],
+                    spec, model if monitor is None else PassCounter(model, monitor), x[idx], y[idx], threat=threat,
+                    params=params, target=None if targets is None else targets[idx],
                     generator=generator_for(device, seed, b), early_stop=early_stop,
                 )
+                if monitor is not None:
+                    monitor.end()
             with torch.no_grad():
                 pred_adv = model(x_adv).argmax(dim=1)
             for key, value in (("x", x), ("x_adv", x_adv), ("y", y), ("pred_clean", logits.argmax(dim=1)),
@@ -111,6 +122,8 @@ def generate(
             n += y.shape[0]
             if progress is not None:
                 progress(n)
+            if monitor is not None:
+                monitor.next_batch()
     if n == 0:
         raise UsageError("no samples to attack: the data is empty")
     data = {k: torch.cat(v) for k, v in parts.items() if v}
