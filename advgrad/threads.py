@@ -11,6 +11,9 @@ machine runs faster with one thread, because splitting a small operation costs m
   quota (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us ÷ cpu.cfs_period_us``, rounded down, at least 1),
   and an ``OMP_NUM_THREADS`` the user set; under torchrun these are split among the
   ``LOCAL_WORLD_SIZE`` processes of the machine (at least one each);
+* the CPUs other processes leave idle: sampled from /proc/stat over :data:`IDLE_SAMPLE` seconds
+  (only when the work could use more than one thread). Threads on a core that another process
+  keeps busy do not add speed, they wait at every barrier for the one that lost its time slice;
 * what the work can use: one thread per :data:`FLOPS_PER_THREAD` floating-point operations of a
   forward pass over one batch (counted once, on one sample, with torch's FLOP counter), at least 1.
   Measured on a 2-core machine: the digits CNN (0.7 MFLOP a sample, 0.2 GFLOP a batch of 256)
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,7 @@ from advgrad.errors import UsageError
 FLOPS_PER_THREAD = 4e9  # forward-pass FLOPs over one batch that make one more thread worth it
 CUDA_THREADS = 4
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+IDLE_SAMPLE = 0.1  # seconds over which the idle CPUs are measured
 
 
 def parse_threads(value: object) -> int | None:
@@ -126,6 +131,48 @@ def available_cpus(root: Path = CGROUP_ROOT) -> int:
     return max(1, cpus // ranks)
 
 
+def _cpu_times(cpus: set[int]) -> dict[int, tuple[int, int]] | None:
+    """(idle, total) jiffies of each CPU in ``cpus`` from /proc/stat; None when unreadable."""
+    text = _read(Path("/proc/stat"))
+    if not text:
+        return None
+    times: dict[int, tuple[int, int]] = {}
+    for line in text.splitlines():
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or not name[3:].isdigit() or int(name[3:]) not in cpus:
+            continue
+        try:
+            values = [int(v) for v in fields[:8]]
+        except ValueError:
+            return None
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        times[int(name[3:])] = (idle, sum(values))
+    return times or None
+
+
+def idle_cpus(interval: float = IDLE_SAMPLE) -> float | None:
+    """How many of this process's CPUs were idle over the next ``interval`` seconds (1.0: one
+    whole CPU), measured from /proc/stat while this process sleeps; None where it cannot be read."""
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = set(range(os.cpu_count() or 1))
+    before = _cpu_times(cpus)
+    if before is None:
+        return None
+    time.sleep(interval)
+    after = _cpu_times(cpus)
+    if after is None:
+        return None
+    idle = 0.0
+    for cpu, (idle0, total0) in before.items():
+        if cpu in after and after[cpu][1] > total0:
+            idle += (after[cpu][0] - idle0) / (after[cpu][1] - total0)
+        else:
+            idle += 1.0  # no tick counted: nothing ran there
+    return idle
+
+
 @dataclass(frozen=True)
 class ThreadChoice:
     """The thread count chosen, why, and a warning for an explicit count above the CPUs available."""
@@ -136,12 +183,15 @@ class ThreadChoice:
 
 
 def choose_threads(
-    requested: int | None, *, cpus: int, batch_flops: float | None = None, device_type: str = "cpu"
+    requested: int | None, *, cpus: int, batch_flops: float | None = None, device_type: str = "cpu",
+    idle: float | None = None,
 ) -> ThreadChoice:
-    """Threads for a run: ``requested`` (None for auto) given ``cpus`` available and the FLOPs of
-    one forward pass over a batch (None: unknown, taken as large).
+    """Threads for a run: ``requested`` (None for auto) given ``cpus`` available, the FLOPs of
+    one forward pass over a batch (None: unknown, taken as large) and the CPUs other processes
+    leave ``idle`` (None: unknown, taken as all).
 
-    auto = min(cpus, ⌊batch_flops / FLOPS_PER_THREAD⌋ (≥ 1)), and at most ``CUDA_THREADS`` on CUDA.
+    auto = min(cpus, round(idle) (≥ 1), ⌊batch_flops / FLOPS_PER_THREAD⌋ (≥ 1)), and at most
+    ``CUDA_THREADS`` on CUDA.
     """
     cpus = max(1, int(cpus))
     if requested is not None:
@@ -153,10 +203,14 @@ def choose_threads(
     if device_type == "cuda":
         return ThreadChoice(min(cpus, CUDA_THREADS), f"auto: CUDA device, {cpus} CPU(s) available")
     if batch_flops is None:
-        return ThreadChoice(cpus, f"auto: {cpus} CPU(s) available")
-    useful = max(1, int(batch_flops // FLOPS_PER_THREAD))
-    threads = min(cpus, useful)
-    return ThreadChoice(threads, f"auto: {cpus} CPU(s) available, {batch_flops / 1e9:.2g} GFLOP a batch")
+        threads, reason = cpus, f"auto: {cpus} CPU(s) available"
+    else:
+        threads = min(cpus, max(1, int(batch_flops // FLOPS_PER_THREAD)))
+        reason = f"auto: {cpus} CPU(s) available, {batch_flops / 1e9:.2g} GFLOP a batch"
+    if idle is not None and threads > 1:
+        threads = min(threads, max(1, round(idle)))
+        reason += f", {idle:.1f} CPU(s) idle"
+    return ThreadChoice(threads, reason)
 
 
 def forward_flops(model: nn.Module, x: Tensor) -> float | None:

@@ -129,3 +129,28 @@ def test_eval_report_carries_threads_and_config_key(tmp_path, keep_torch_threads
     report = json.loads(result.stdout)
     assert report["config"]["threads"] == 1
     assert report["config"]["inputs"]["threads"] == "1"
+
+
+def test_cpus_other_processes_keep_busy_are_not_used():
+    # big work on 2 CPUs: both when idle, one when a neighbour spins on the other
+    assert t.choose_threads(None, cpus=2, batch_flops=1e15, idle=1.9).threads == 2
+    assert t.choose_threads(None, cpus=2, batch_flops=1e15, idle=1.0).threads == 1
+    assert t.choose_threads(None, cpus=8, batch_flops=1e15, idle=0.0).threads == 1  # never below one
+    assert t.choose_threads(3, cpus=8, batch_flops=1e15, idle=0.0).threads == 3  # an explicit count stands
+
+
+def test_idle_cpus_from_proc_stat(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    samples = iter([
+        "cpu  1 2 3 4\ncpu0 100 0 0 100 0 0 0 0\ncpu1 100 0 0 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
+        # cpu0 busy all 10 ticks, cpu1 idle 8 of 10; cpu2 is not in the affinity mask
+        "cpu  1 2 3 4\ncpu0 110 0 0 100 0 0 0 0\ncpu1 102 0 0 108 0 0 0 0\ncpu2 0 0 0 50 0 0 0 0\n",
+    ])
+    monkeypatch.setattr(t, "_read", lambda path: next(samples) if str(path) == "/proc/stat" else None)
+    monkeypatch.setattr(t.time, "sleep", lambda s: None)
+    assert t.idle_cpus() == pytest.approx(0.8)
+
+
+def test_idle_cpus_unreadable_is_unknown(monkeypatch):
+    monkeypatch.setattr(t, "_read", lambda path: None)
+    assert t.idle_cpus(0) is None

@@ -16,7 +16,15 @@ from advgrad.io.models import LoadedModel, ModelOptions, load_model
 from advgrad.io.outputs import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, probe
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
-from advgrad.threads import ThreadChoice, apply_threads, available_cpus, choose_threads, forward_flops, parse_threads
+from advgrad.threads import (
+    ThreadChoice,
+    apply_threads,
+    available_cpus,
+    choose_threads,
+    forward_flops,
+    idle_cpus,
+    parse_threads,
+)
 
 PROBE_SIZE = 64
 
@@ -190,12 +198,16 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
 def _set_threads(options: InputOptions, module: torch.nn.Module, x: Tensor, samples: int,
                  device: torch.device) -> ThreadChoice:
     """Choose and apply torch's CPU threads for the run (:mod:`advgrad.threads`): ``auto`` from
-    the CPUs available and the FLOPs of a forward pass over one batch, counted on one sample."""
+    the CPUs available, the FLOPs of a forward pass over one batch (counted on one sample) and,
+    when that asks for more than one thread, the CPUs other processes leave idle."""
     requested = parse_threads(options.threads)
     batch_flops = None
     if requested is None and device.type != "cuda" and x.shape[0]:
         per_sample = forward_flops(module, x[:1])
         batch_flops = None if per_sample is None else per_sample * max(1, min(options.batch_size, samples))
-    choice = choose_threads(requested, cpus=available_cpus(), batch_flops=batch_flops, device_type=device.type)
+    cpus = available_cpus()
+    choice = choose_threads(requested, cpus=cpus, batch_flops=batch_flops, device_type=device.type)
+    if choice.threads > 1 and requested is None and device.type != "cuda":  # worth a look at the neighbours
+        choice = choose_threads(None, cpus=cpus, batch_flops=batch_flops, idle=idle_cpus())
     apply_threads(choice.threads)
     return choice
