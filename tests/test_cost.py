@@ -31,7 +31,8 @@ from advgrad.evaluate import EvalAttack
     (APGDParams(steps=50, restarts=3), 10, 150),
     (APGDTParams(steps=10, restarts=2, target_classes=4), 10, 80),
     (CWParams(steps=100, binary_steps=5), 10, 500),
-    (DeepFoolParams(steps=50), 100, 5000),
+    (DeepFoolParams(steps=50), 100, 51 * 10 + 13),  # ten candidate classes at most
+    (DeepFoolParams(steps=50), 3, 51 * 3 + 13),
     (StrongParams(steps=10, restarts=1, target_classes=3, queries=100), 10, 10 + 30 + 100),
 ])
 def test_passes_per_sample(params, classes, passes):
@@ -48,8 +49,8 @@ def test_sweep_estimate_counts_bounded_attacks_per_eps_and_minimal_once():
     pgd = EvalAttack(get_attack("pgd"), PGDParams(steps=10))
     deepfool = EvalAttack(get_attack("deepfool"), DeepFoolParams(steps=5))
     estimate = estimate_cost([pgd, deepfool], [0, 0.1, 0.2, 0.3], samples=100, classes=10)
-    assert [a.passes for a in estimate.attacks] == [10 * 3 * 100, 5 * 10 * 100]
-    assert estimate.passes == 3000 + 5000
+    assert [a.passes for a in estimate.attacks] == [10 * 3 * 100, (6 * 10 + 13) * 100]
+    assert estimate.passes == 3000 + 7300
     assert estimate_cost([pgd], [0], samples=100, classes=10).passes == 0
 
 

@@ -36,10 +36,11 @@ class AttackParams:
     restarts, queries…) must be ≥ 1; every number must be ≥ 0."""
 
     at_least_one: ClassVar[tuple[str, ...]] = ()
-    # Passes of the model per sample at most — a forward pass, with its backward pass where the
-    # attack takes a gradient — as a formula of the parameters (``+``, ``*``, whole numbers, the
-    # field names and ``classes``, the model's number of classes). Declared once per attack; the
-    # ``advgrad attacks`` listing and the cost estimate of ``advgrad eval`` both read it.
+    # Passes of the model per sample — a forward pass, with its backward pass where the attack
+    # takes a gradient; the few forward passes that only check a result are left out — as a
+    # formula of the parameters (``+``, ``*``, ``min``, whole numbers, the field names and
+    # ``classes``, the model's number of classes). Declared once per attack; the ``advgrad
+    # attacks`` listing and the cost estimate of ``advgrad eval`` both read it.
     cost_formula: ClassVar[str] = "1"
 
     def passes_per_sample(self, classes: int = 10) -> int:
@@ -97,15 +98,18 @@ class AttackParams:
     def describe_cost(cls, classes: int = 10) -> dict[str, Any]:
         """The cost per sample: the formula and its value with the default parameters."""
         return {"formula": formula_text(cls.cost_formula), "default": cls().passes_per_sample(classes),
-                "unit": "model passes per sample (forward, and backward where a gradient is taken), at most",
+                "unit": "model passes per sample (forward, and backward where a gradient is taken; checking passes left out)",
                 "classes": classes}
 
 
 def _evaluate_formula(node: ast.expr, names: dict[str, Any]) -> int:
-    """A cost formula's value: sums and products of whole numbers and named parameters only."""
+    """A cost formula's value: sums, products and ``min`` of whole numbers and named parameters only."""
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
         left, right = _evaluate_formula(node.left, names), _evaluate_formula(node.right, names)
         return left + right if isinstance(node.op, ast.Add) else left * right
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "min"
+            and node.args and not node.keywords):
+        return min(_evaluate_formula(arg, names) for arg in node.args)
     if isinstance(node, ast.Constant) and isinstance(node.value, int):
         return node.value
     if isinstance(node, ast.Name) and isinstance(names.get(node.id), int):

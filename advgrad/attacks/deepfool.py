@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param
-from advgrad.attacks.minimal import shrink
+from advgrad.attacks.minimal import SHRINK_STEPS, shrink
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, ranked_other_classes
@@ -27,7 +27,8 @@ class DeepFoolParams(AttackParams):
     overshoot: float = param(0.02, "η: the accumulated step is scaled by 1 + η so that it crosses the boundary")
 
     at_least_one = ("steps",)
-    cost_formula = "steps*classes"  # a forward pass and a gradient per other class
+    # per step a forward pass and a gradient per candidate class, then the shrinking bisection
+    cost_formula = f"(steps + 1)*min(classes, {CANDIDATES}) + {SHRINK_STEPS + 1}"
 
 
 def _linear_step(f: Tensor, w: Tensor, norm: str) -> tuple[Tensor, Tensor]:
