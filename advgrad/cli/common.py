@@ -9,9 +9,9 @@ import torch
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.cli.console import info, print_json, warn
+from advgrad.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.errors import UsageError
 from advgrad.io.files import write_json
-from advgrad.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
 
 

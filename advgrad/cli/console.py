@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from advgrad.errors import AdvgradError, ExitCode, first_line
 from advgrad.progress import ProgressTracker
@@ -132,18 +132,3 @@ def sweep_progress(total: int | None, *, batches: int | None = None, verbose: bo
 
         finished = (lambda line: bar.console.print(line, markup=False)) if verbose else None
         yield ProgressTracker(total, status=status, finished=finished, batches=batches, **options)
-
-
-@contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when it is a terminal; otherwise a silent callback."""
-    if not err.is_terminal or err.quiet:
-        yield lambda done: None
-        return
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=True,
-    )
-    with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)

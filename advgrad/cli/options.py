@@ -126,7 +126,8 @@ ThreadsOpt = Annotated[
     str,
     typer.Option("--threads", help=(
         "CPU threads for torch: a number, or auto (the CPUs this process may use — affinity, cgroup quota, "
-        "split among torchrun's ranks — and fewer for small models, which run fastest on one)."),
+        "split among torchrun's ranks — less those other processes keep busy, and one for small models, which "
+        "run fastest so; docs/scale.md)."),
         rich_help_panel=RUNTIME_PANEL),
 ]
 

@@ -38,7 +38,8 @@ class InputOptions:
     Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
     ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
     ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
-    :mod:`advgrad.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.threads`). See docs/loading.md for every accepted form.
+    :mod:`advgrad.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.threads`). See
+    docs/loading.md for every accepted form.
     """
 
     model: str | None = None
@@ -170,6 +171,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     and model, set up how the model runs (precision, compile, channels-last) and probe them with
     the first batch.
 
+    ``options.threads`` sets torch's CPU thread count for the process (:mod:`advgrad.threads`).
     Beyond the probe batch, every label the data knows cheaply is checked against the model's
     number of classes, so that a label out of range fails before the run, not in its middle.
     """
