@@ -11,9 +11,9 @@ most every :data:`MIN_INTERVAL` seconds) and, when asked, one line per finished 
 logs). It knows no terminal library; the command line draws its lines. The clock is injected, so
 the text can be tested.
 
-The ETA is an upper bound's ETA: the work is counted in model passes over one sample as each
-attack's ``cost_formula`` gives them (:mod:`advgrad.cost`), a run that finished early (early stop)
-counts as its whole budget, and the rate is the work so far over the time so far.
+The ETA leans high: the work is counted in model passes over one sample as each attack's
+``cost_formula`` gives them (:mod:`advgrad.cost`, an upper bound), a run that finished early
+(early stop) counts as its whole budget, and the ETA is the budget left at the rate so far.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class Monitor(Protocol):
 
     def begin(self, attack: str, eps: float | None, steps: int, samples: int, units: int, unit: str = "step") -> None:
         """A run of ``attack`` at ``eps`` (None: a minimal attack, all ε at once) on ``samples``
-        samples starts: at most ``steps`` model calls (``unit``: step, or query for a score
-        attack), ``units`` sample-passes of budget."""
+        samples starts: about ``steps`` model calls (``unit``: step, or query for a score
+        attack; a few checking calls come on top), ``units`` sample-passes of budget."""
 
     def on_pass(self) -> None:
         """The model was called once (a step or a query)."""
