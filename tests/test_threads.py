@@ -154,3 +154,11 @@ def test_idle_cpus_from_proc_stat(monkeypatch):
 def test_idle_cpus_unreadable_is_unknown(monkeypatch):
     monkeypatch.setattr(t, "_read", lambda path: None)
     assert t.idle_cpus(0) is None
+
+
+def test_cli_warns_when_the_count_exceeds_the_cpus(keep_torch_threads, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    result = invoke(["info", "--threads", "3", "--json", "-"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["threads"] == 3
+    assert "warning: --threads 3 is more than the 1 CPU(s) this process may use" in result.stderr
