@@ -15,7 +15,8 @@ machine runs faster with one thread, because splitting a small operation costs m
   (only when the work could use more than one thread). Threads on a core that another process
   keeps busy do not add speed, they wait at every barrier for the one that lost its time slice;
 * what the work can use: one thread per :data:`FLOPS_PER_THREAD` floating-point operations of a
-  forward pass over one batch (counted once, on one sample, with torch's FLOP counter), at least 1.
+  forward pass over one batch (counted once, on one sample, by hooks on the convolutions and
+  linear layers: :func:`forward_flops`), at least 1.
   Measured on a 2-core machine: the digits CNN (0.7 MFLOP a sample, 0.2 GFLOP a batch of 256)
   runs fastest on one thread (two threads: 10× slower when the cores are shared); a CIFAR convnet
   of 1 GFLOP a batch still runs faster on one thread, one of 15 GFLOP a batch twice as fast on two.
@@ -214,19 +215,44 @@ def choose_threads(
 
 
 def forward_flops(model: nn.Module, x: Tensor) -> float | None:
-    """Floating-point operations of one forward pass on ``x`` (torch's FLOP counter: matrix
-    products and convolutions), None when the model cannot be counted."""
+    """Floating-point operations of one forward pass on ``x``, counted cheaply: forward hooks on
+    the convolutions (2 · output elements · input channels per group · kernel size) and linear
+    layers (2 · output elements · input features), which carry nearly all of a vision model's
+    work. A model without such submodules (TorchScript, an ExportedProgram) is estimated from its
+    parameter count p and the input's spatial size s as 2·p·s, what a network of stride-1
+    convolutions would cost — an overestimate for most, so such a model never gets too few threads.
+    None when the model cannot run on ``x``."""
+    from advgrad.gradient import frozen
+
+    total = [0]
+
+    def conv(module: nn.Module, inputs: object, output: Tensor) -> None:
+        if isinstance(output, Tensor):
+            total[0] += 2 * output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+
+    def linear(module: nn.Module, inputs: object, output: Tensor) -> None:
+        if isinstance(output, Tensor):
+            total[0] += 2 * output.numel() * module.in_features
+
+    hooks = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            hooks.append(module.register_forward_hook(conv))
+        elif isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_hook(linear))
     try:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        from advgrad.gradient import frozen
-
-        with frozen(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with frozen(model), torch.no_grad():
             model(x)
-        flops = float(counter.get_total_flops())
-    except Exception:  # a model the counter cannot trace: the choice falls back to the CPUs alone
+    except Exception:  # the probe that follows runs the model again and words its failure
         return None
-    return flops if flops > 0 else None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if total[0]:
+        return float(total[0]) / max(1, x.shape[0])
+    parameters = sum(p.numel() for p in model.parameters())
+    spatial = int(torch.Size(x.shape[2:]).numel()) if x.dim() > 2 else 1
+    return float(2 * parameters * spatial) if parameters else None
 
 
 def apply_threads(threads: int) -> None:
