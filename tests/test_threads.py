@@ -162,3 +162,27 @@ def test_cli_warns_when_the_count_exceeds_the_cpus(keep_torch_threads, monkeypat
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["threads"] == 3
     assert "warning: --threads 3 is more than the 1 CPU(s) this process may use" in result.stderr
+
+
+def test_forward_flops_counts_convolutions_and_linear_layers():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10))
+    # conv: 2 · (8·4·4 outputs) · 3 channels · 9 taps; linear: 2 · 10 outputs · 128 inputs, per sample
+    assert t.forward_flops(net, torch.rand(2, 3, 4, 4)) == 2 * 128 * 27 + 2 * 10 * 128
+
+
+def test_forward_flops_without_known_layers_uses_the_parameter_count():
+    class Bare(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(10, 16))
+
+        def forward(self, x):
+            return torch.nn.functional.linear(x.flatten(1), self.weight)
+
+    assert t.forward_flops(Bare(), torch.rand(1, 1, 4, 4)) == 2 * 160 * 16
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise ValueError("no")
+
+    assert t.forward_flops(Broken(), torch.rand(1, 1, 4, 4)) is None
