@@ -36,6 +36,7 @@ from advgrad.evidence import GRADIENT_SAMPLES, measure
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
+from advgrad.progress import Monitor, PassCounter
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport, default_eps_label, float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.tally import AttackTally, BatchTally
@@ -166,10 +167,16 @@ def _attack_batch(
     batch_index: int,
     attack_index: int,
     keep: int = 0,
+    monitor: Monitor | None = None,
+    classes: int = 10,
 ) -> None:
     """Run one attack over the ε sweep on one batch, updating ``tally`` (and keeping up to
-    ``keep`` adversarial examples in it)."""
+    ``keep`` adversarial examples in it); ``monitor`` hears each run begin and end."""
     device = x.device
+    # model calls of one run (the formula with one class: DeepFool's gradients per class share a call),
+    # the run's budget in sample-passes, and what one call is
+    budget = (attack.params.passes_per_sample(1), x.shape[0] * attack.params.passes_per_sample(classes),
+              "query" if attack.spec.kind == "score" else "step")
     active = correct.nonzero().squeeze(1)
     found_norm = torch.full((x.shape[0],), float("nan"), device=device)
     target_gen = generator_for(device, config.seed, "target", batch_index, attack_index)
@@ -181,10 +188,16 @@ def _attack_batch(
         tally_fixed = torch.zeros_like(y)
     if attack.spec.kind == "minimal":
         gen = generator_for(device, config.seed, batch_index, attack_index, "minimal")
+        if monitor is not None:
+            monitor.begin(attack.name, None, budget[0], int(active.numel()), budget[1], budget[2])
         _minimal_sweep(model, attack, x, y, active, targets, tally_fixed, config, tally, gen, keep)
+        if monitor is not None:
+            monitor.end()
         return
     for j, eps in enumerate(config.eps):
         nonfinite_before = model.nonfinite
+        if eps > 0 and monitor is not None:
+            monitor.begin(attack.name, eps, budget[0], int(active.numel()), budget[1], budget[2])
         if eps > 0 and active.numel():
             threat = ThreatModel(config.norm, eps)
             gen = generator_for(device, config.seed, batch_index, attack_index, j)
@@ -207,6 +220,8 @@ def _attack_batch(
             if keep > len(tally.examples) and bool(fooled.any()):
                 tally.add_examples(attack.name, eps, xa[fooled], x_adv[fooled], ya[fooled], pred[fooled], keep)
             active = active[~fooled]
+        if eps > 0 and monitor is not None:
+            monitor.end()
         still = torch.zeros_like(y)
         still[active] = 1
         still = (still | tally_fixed).bool()
@@ -223,6 +238,7 @@ def _run_batch(
     batch_index: int,
     before: int,
     done: BatchTally | None,
+    monitor: Monitor | None = None,
 ) -> BatchTally:
     """Clean predictions, the checks' evidence and every attack's sweep on one batch.
 
@@ -252,7 +268,7 @@ def _run_batch(
         tally = part.attacks[a]
         t0, samples = time.perf_counter(), counted.samples
         _attack_batch(counted, attack, x, y, logits, correct, config, tally, batch_index, a,
-                      keep=max(config.examples - kept[a], 0))
+                      keep=max(config.examples - kept[a], 0), monitor=monitor, classes=classes)
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
     return part
@@ -320,6 +336,7 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     state: BatchStore | None = None,
     shard: BatchExchange | None = None,
+    monitor: Monitor | None = None,
 ) -> RobustnessReport:
     """Clean accuracy and accuracy under each attack at each ε of ``config``, with sanity checks.
 
@@ -329,13 +346,15 @@ def evaluate(
     where it stopped (batch ``k`` must be the same samples in both runs) and gives the same report.
     With ``shard`` (a distributed run, :mod:`advgrad.distributed`) ``batches`` are this process's
     share of the run and the report is the whole run's, equal to a single process's (timing aside).
+    With ``monitor`` (:mod:`advgrad.progress`) each run of an attack at one ε is announced as it
+    begins and ends, and every model call in between is counted (host-side, no synchronisation).
     The model's mode and its parameters' ``requires_grad`` are restored afterwards.
     """
     device = torch.device(device)
     names = [a.name for a in attacks]
     if len(set(names)) != len(names):
         raise UsageError(f"each attack may appear once in a sweep, got {', '.join(names)}")
-    counted = CountingModel(model)
+    counted = CountingModel(model if monitor is None else PassCounter(model, monitor))
     total: BatchTally | None = None
     resumed = 0
     started = time.perf_counter()
@@ -354,11 +373,17 @@ def evaluate(
             part = state.restore(b) if state is not None else None
             if part is None:
                 before = (0 if total is None else total.n) if shard is None else shard.samples_before(b)
-                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, before, total)
+                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, before, total, monitor)
                 if state is not None:
                     state.save(b, part)
             else:
                 resumed += 1
+                if monitor is not None:
+                    runs = [1 if a.spec.kind == "minimal" else sum(e > 0 for e in config.eps) for a in attacks]
+                    monitor.skip(part.n * sum(r * a.params.passes_per_sample(len(part.class_counts))
+                                              for r, a in zip(runs, attacks, strict=True)))
+            if monitor is not None:
+                monitor.next_batch()
             add([part] if shard is None else shard.exchange(b, part))
         if shard is not None:
             add(shard.drain())

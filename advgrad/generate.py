@@ -88,11 +88,14 @@ def generate(
     early_stop: bool = False,
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
+    monitor: Monitor | None = None,
 ) -> tuple[AdversarialSet, AttackSummary]:
     """Attack every sample of ``batches`` and summarise; tensors are returned on the CPU.
 
     Every sample is attacked (even one misclassified already) except, in a targeted attack,
-    those whose label is the target: they are returned unchanged.
+    those whose label is the target: they are returned unchanged. ``progress`` is called with
+    the samples done after each batch; ``monitor`` (:mod:`advgrad.progress`) hears each batch's
+    attack begin and end and every model call in between.
     """
     device = torch.device(device)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "x_adv", "y", "pred_clean", "pred_adv", "target")}
@@ -104,7 +107,7 @@ def generate(
         for b, (x, y) in enumerate(batches):
             x, y = x.to(device), y.to(device)
             x_adv, logits, targets = attack_batch(counted, x, y, spec, params, threat, target=target, seed=seed,
-                                                  batch_index=b, early_stop=early_stop)
+                                                  batch_index=b, early_stop=early_stop, monitor=monitor)
             finite = finite_rows(logits)
             pred_clean = torch.where(finite, logits.argmax(dim=1), torch.full_like(y, -1))
             with torch.no_grad():
@@ -121,6 +124,8 @@ def generate(
             n += y.shape[0]
             if progress is not None:
                 progress(n)
+            if monitor is not None:
+                monitor.next_batch()
     if n == 0:
         raise UsageError("no samples to attack: the data is empty")
     data = {k: torch.cat(v) for k, v in parts.items() if v}
@@ -145,12 +150,14 @@ def attack_batch(
     seed: int = 0,
     batch_index: int = 0,
     early_stop: bool = False,
+    monitor: Monitor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Attack one batch as :func:`generate` attacks its batch ``batch_index``: ``(x_adv, clean
     logits, per-sample targets or None)``. ``target`` may also be a tensor of per-sample classes.
 
     Randomness is seeded by (``seed``, ``batch_index``); a sample whose label is its target is
-    returned unchanged, and so is one whose clean logits are NaN or infinite. The caller freezes the model (:func:`advgrad.gradient.frozen`).
+    returned unchanged, and so is one whose clean logits are NaN or infinite. ``monitor`` hears the
+    attack begin and end and every model call in between. The caller freezes the model (:func:`advgrad.gradient.frozen`).
     """
     with torch.no_grad():
         logits = model(x)
@@ -164,11 +171,17 @@ def attack_batch(
     todo = finite if targets is None else finite & (targets != y)
     idx = todo.nonzero().squeeze(1)
     if idx.numel():
+        if monitor is not None:
+            monitor.begin(spec.name, threat.eps, params.passes_per_sample(1), int(idx.numel()),
+                          y.shape[0] * params.passes_per_sample(logits.shape[1]),
+                          "query" if spec.kind == "score" else "step")
         x_adv[idx] = run_attack(
-            spec, model, x[idx], y[idx], threat=threat, params=params,
-            target=None if targets is None else targets[idx],
+            spec, model if monitor is None else PassCounter(model, monitor), x[idx], y[idx], threat=threat,
+            params=params, target=None if targets is None else targets[idx],
             generator=generator_for(x.device, seed, batch_index), early_stop=early_stop,
         )
+        if monitor is not None:
+            monitor.end()
     return x_adv, logits, targets
 
 

@@ -63,7 +63,7 @@ def run_identity(
     advgrad's version."""
     return {
         "advgrad": __version__,
-        "inputs": {k: v for k, v in inputs.items() if k != "device"},
+        "inputs": {k: v for k, v in inputs.items() if k not in ("device", "threads")},  # where it runs, not what
         "device": torch.device(device).type,
         "files": file_fingerprints(inputs),
         "attacks": [[a.name, a.spec.name, a.params.to_dict()] for a in attacks],

@@ -24,6 +24,7 @@ from advgrad.cli import app
 from advgrad.errors import UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig
 from advgrad.io.models import load_default_model
+from advgrad.progress import ProgressTracker
 from advgrad.resume import RunState, run_identity, run_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,8 +178,12 @@ ARGS = ["eval", "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.05,0.1,0.3
 
 
 @contextlib.contextmanager
-def interrupting_progress(description, total):
-    yield stop_after(3)
+def interrupting_progress(total, **options):
+    """The sweep's progress, interrupting the run (KeyboardInterrupt) after three batches."""
+    tracker = ProgressTracker(total)
+    tick = stop_after(3)
+    tracker.next_batch = lambda: tick(0)
+    yield tracker
 
 
 def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):
@@ -187,7 +192,7 @@ def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):
     assert whole.exit_code == 0, whole.output
     assert not list((tmp_path / "state").iterdir()), "a finished run removes its state"
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "progress", interrupting_progress)
+        patch.setattr(cli_evaluate, "sweep_progress", interrupting_progress)
         stopped = runner.invoke(app, ARGS)
     assert stopped.exit_code == 130
     assert "3 finished batches are saved" in stopped.stderr and "run the same command again" in stopped.stderr
@@ -204,14 +209,14 @@ def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):
 def test_cli_explicit_state_file_and_no_resume(tmp_path, monkeypatch):
     state = tmp_path / "my-state"
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "progress", interrupting_progress)
+        patch.setattr(cli_evaluate, "sweep_progress", interrupting_progress)
         assert runner.invoke(app, ARGS + ["--state", str(state)]).exit_code == 130
     assert state.exists()
     fresh = runner.invoke(app, ARGS + ["--state", str(state), "--no-resume"])
     assert fresh.exit_code == 0 and "resuming" not in fresh.stderr
     other = ARGS[:-4] + ["--limit", "40", "--batch-size", "10", "--json", "-"]
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "progress", interrupting_progress)
+        patch.setattr(cli_evaluate, "sweep_progress", interrupting_progress)
         assert runner.invoke(app, ARGS + ["--state", str(state)]).exit_code == 130
     refused = runner.invoke(app, other + ["--state", str(state)])
     assert refused.exit_code == 2 and "different run" in refused.stderr

@@ -65,6 +65,7 @@ class APGDParams(AttackParams):
     random_start: bool = param(True, "start from a uniform random point of the ε-ball")
 
     at_least_one = ("steps", "restarts")
+    cost_formula = "steps*restarts"
 
     def validate(self) -> None:
         super().validate()
@@ -87,6 +88,7 @@ class APGDTParams(APGDParams):
     target_classes: int = param(9, "how many of the most likely wrong classes to target, in turn")
 
     at_least_one = ("steps", "restarts", "target_classes")
+    cost_formula = "steps*restarts*target_classes"
 
 
 def _expand(v: Tensor, like: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ no attack can exceed its budget.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
@@ -38,6 +39,23 @@ class AttackParams:
 
     at_least_one: ClassVar[tuple[str, ...]] = ()
     positive: ClassVar[tuple[str, ...]] = ("initial_const",)
+    # Passes of the model per sample — a forward pass, with its backward pass where the attack
+    # takes a gradient; the few forward passes that only check a result are left out — as a
+    # formula of the parameters (``+``, ``*``, ``min``, whole numbers, the field names and
+    # ``classes``, the model's number of classes). Declared once per attack; the ``advgrad
+    # attacks`` listing and the cost estimate of ``advgrad eval`` both read it.
+    cost_formula: ClassVar[str] = "1"
+
+    def passes_per_sample(self, classes: int = 10) -> int:
+        """What :attr:`cost_formula` gives for these parameters: an upper bound on the model passes
+        one sample costs (early stop, and a sample fooled at a smaller ε, make it fewer).
+
+        >>> PGDParams(steps=20, restarts=2).passes_per_sample()
+        40
+        """
+        names = {f.name: getattr(self, f.name) for f in fields(self)}
+        names["classes"] = classes
+        return int(_evaluate_formula(ast.parse(self.cost_formula, mode="eval").body, names))
 
     def resolve(self, threat: ThreatModel) -> AttackParams:
         """A copy with every ``None`` default filled in for ``threat``."""
@@ -91,6 +109,33 @@ class AttackParams:
                 "help": f.metadata.get("help", ""),
             })
         return rows
+
+    @classmethod
+    def describe_cost(cls, classes: int = 10) -> dict[str, Any]:
+        """The cost per sample: the formula and its value with the default parameters."""
+        return {"formula": formula_text(cls.cost_formula), "default": cls().passes_per_sample(classes),
+                "unit": "model passes per sample (forward, and backward where a gradient is taken; checking passes left out)",
+                "classes": classes}
+
+
+def _evaluate_formula(node: ast.expr, names: dict[str, Any]) -> int:
+    """A cost formula's value: sums, products and ``min`` of whole numbers and named parameters only."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+        left, right = _evaluate_formula(node.left, names), _evaluate_formula(node.right, names)
+        return left + right if isinstance(node.op, ast.Add) else left * right
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "min"
+            and node.args and not node.keywords):
+        return min(_evaluate_formula(arg, names) for arg in node.args)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return node.value
+    if isinstance(node, ast.Name) and isinstance(names.get(node.id), int):
+        return names[node.id]
+    raise ValueError(f"bad cost formula element {ast.dump(node)}")
+
+
+def formula_text(formula: str) -> str:
+    """A cost formula as the listing shows it: ``steps×restarts``."""
+    return formula.replace(" * ", "×").replace("*", "×")
 
 
 P = TypeVar("P", bound=AttackParams)

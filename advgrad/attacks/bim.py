@@ -21,6 +21,7 @@ class BIMParams(AttackParams):
     loss: str = param("ce", "objective: ce, margin or dlr")
 
     at_least_one = ("steps",)
+    cost_formula = "steps"
 
     def resolve(self, threat: ThreatModel) -> BIMParams:
         return self.fill(step_size=1.25 * threat.eps / max(self.steps, 1))

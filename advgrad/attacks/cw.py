@@ -30,6 +30,7 @@ class CWParams(AttackParams):
     confidence: float = param(0.0, "κ: required margin of the wrong (or target) class")
 
     at_least_one = ("steps", "binary_steps")
+    cost_formula = "steps*binary_steps"
 
     def validate(self) -> None:
         super().validate()

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
-from advgrad.attacks.minimal import shrink
+from advgrad.attacks.minimal import SHRINK_STEPS, shrink
 from advgrad.errors import UsageError
 from advgrad.geometry import NormGeometry
 from advgrad.gradient import frozen
@@ -28,6 +28,8 @@ class DeepFoolParams(AttackParams):
     overshoot: float = param(0.02, "η: the accumulated step is scaled by 1 + η so that it crosses the boundary")
 
     at_least_one = ("steps",)
+    # per step a forward pass and a gradient per candidate class, then the shrinking bisection
+    cost_formula = f"(steps + 1)*min(classes, {CANDIDATES}) + {SHRINK_STEPS + 1}"
 
 
 def _linear_step(f: Tensor, w: Tensor, geometry: NormGeometry) -> tuple[Tensor, Tensor]:

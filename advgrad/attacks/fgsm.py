@@ -21,6 +21,8 @@ class FGSMParams(AttackParams):
     random_start: bool = param(False, "start from a uniform random point of the ε-ball (R+FGSM)")
     loss: str = param("ce", "objective: ce, margin or dlr")
 
+    cost_formula = "1"
+
     def resolve(self, threat: ThreatModel) -> FGSMParams:
         return self.fill(step_size=threat.eps)
 

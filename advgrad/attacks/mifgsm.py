@@ -22,6 +22,7 @@ class MIFGSMParams(AttackParams):
     loss: str = param("ce", "objective: ce, margin or dlr")
 
     at_least_one = ("steps",)
+    cost_formula = "steps"
 
     def resolve(self, threat: ThreatModel) -> MIFGSMParams:
         return self.fill(step_size=threat.eps / max(self.steps, 1))

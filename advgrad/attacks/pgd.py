@@ -25,6 +25,7 @@ class PGDParams(AttackParams):
     loss: str = param("ce", "objective: ce, margin or dlr")
 
     at_least_one = ("steps", "restarts")
+    cost_formula = "steps*restarts"
 
     def resolve(self, threat: ThreatModel) -> PGDParams:
         return self.fill(step_size=2.5 * threat.eps / max(self.steps, 1))

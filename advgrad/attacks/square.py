@@ -38,6 +38,7 @@ class SquareParams(AttackParams):
         return self.fill(p_init=_moves(threat).p_init)
 
     at_least_one = ("queries",)
+    cost_formula = "queries"  # forward passes only
 
     def validate(self) -> None:
         super().validate()

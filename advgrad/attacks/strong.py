@@ -27,6 +27,7 @@ class StrongParams(AttackParams):
     queries: int = param(5000, "Square: model evaluations per sample")
 
     at_least_one = ("steps", "restarts", "target_classes", "queries")
+    cost_formula = "steps*restarts + steps*restarts*target_classes + queries"  # APGD-CE, APGD-T, Square
 
 
 def strong(

@@ -10,7 +10,7 @@ import typer
 from advgrad.attacks import get_attack
 from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe, warn_ignored, warn_large_eps
-from advgrad.cli.console import handle_errors, info, out, progress, warn
+from advgrad.cli.console import handle_errors, info, out, sweep_progress, warn
 from advgrad.cli.paths import check_output_paths, images_file, input_paths
 from advgrad.generate import generate
 from advgrad.io.files import write_tensors
@@ -36,6 +36,7 @@ def attack(
     out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
     images: o.ImagesOpt = None,
     json_out: o.JsonOpt = None,
+    verbose: o.VerboseOpt = False,
     io_options: InputOptions = InputOptions(),
 ) -> None:
     """Run one attack and report how many samples it fools.
@@ -57,10 +58,12 @@ def attack(
     goal = parse_target(target)
     inputs = open_and_describe(io_options)
     warn_large_eps(threat.norm, [threat.eps], inputs)
-    with progress(f"{spec.name} ε={eps}", inputs.n_samples) as tick:
+    total = inputs.n_samples * params.passes_per_sample(inputs.probe.num_classes) if threat.eps > 0 else None
+    with sweep_progress(total, batches=-(-inputs.n_samples // io_options.batch_size), verbose=verbose,
+                        eps_text=lambda _: eps) as monitor:
         result, summary = generate(
             inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=io_options.seed,
-            early_stop=early_stop, device=inputs.device, progress=tick,
+            early_stop=early_stop, device=inputs.device, monitor=monitor,
         )
     summary.eps_label = eps_text(eps)
     if summary.nonfinite_clean or summary.nonfinite_inputs:

@@ -24,6 +24,7 @@ def describe_attack(spec: AttackSpec) -> dict[str, Any]:
         "summary": spec.summary,
         "reference": spec.reference,
         "params": spec.params_type.describe(),
+        "cost": spec.params_type.describe_cost(),
     }
 
 
@@ -37,6 +38,8 @@ def attacks(
     Kinds: gradient (bounded by ε, uses ∇ₓJ), minimal (finds the smallest perturbation; one run
     gives a whole curve in eval), score (bounded, uses only the model's outputs), ensemble (a
     cascade of attacks). Each parameter is set by the option of the same name (--steps…).
+    Cost: the model passes one sample costs at most (forward, and backward where the attack takes
+    a gradient), as a formula of the parameters; `eval` runs it once per ε > 0 (minimal attacks once).
 
     Example: advgrad attacks 'apgd*'   ·   advgrad attacks --json -
     """

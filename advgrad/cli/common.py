@@ -10,9 +10,10 @@ import torch
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.cli.console import info, print_json, warn
+from advgrad.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.errors import UsageError
 from advgrad.io.files import write_json
-from advgrad.io.inputs import InputOptions, RunInputs, open_inputs
+from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
 from advgrad.threat import Norm, eps_beyond_box
 
 
@@ -22,6 +23,8 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
     shape = "×".join(str(s) for s in inputs.probe.input_shape)
     normalization = "" if inputs.model.normalization is None else f" · normalisation {inputs.model.normalization}"
     runtime = "".join(f", {note}" for note in inputs.runtime)
+    if inputs.threads is not None:
+        runtime += f", {inputs.threads.threads} thread{'s' if inputs.threads.threads > 1 else ''}"
     info(
         f"model: {inputs.model.description}{normalization} · data: {inputs.data.description} · "
         f"{inputs.n_samples} samples of {shape}, {inputs.probe.num_classes} classes · device: {inputs.device}{runtime}"
@@ -36,6 +39,20 @@ def warn_large_eps(norm: Norm, eps_values: list[float], inputs: RunInputs) -> No
     message = eps_beyond_box(norm, eps_values, math.prod(inputs.probe.input_shape))
     if message is not None:
         warn(message)
+
+
+def announce_cost(inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1,
+                  announce: bool = True) -> CostEstimate:
+    """What a sweep will cost at most; said on stderr (with ``announce``) when that is above
+    :data:`advgrad.cost.NOTICE_PASSES` model passes over one sample, with the time it may take,
+    timed on a first batch (the run shared by ``world_size`` processes)."""
+    estimate = estimate_cost(attacks, eps, inputs.n_samples, inputs.probe.num_classes)
+    if not announce or estimate.passes <= NOTICE_PASSES:
+        return estimate
+    x, y = inputs.data.fetch(inputs.selection()[:PROBE_SIZE])
+    seconds = seconds_per_sample_pass(inputs.model.module, x.to(inputs.device), y.to(inputs.device))
+    info(estimate.describe(seconds / max(1, world_size)))
+    return estimate
 
 
 def emit_json(path: Path | None, data: Any) -> bool:

@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from advgrad.errors import AdvgradError, ExitCode, first_line
+from advgrad.progress import ProgressTracker
 from advgrad.runtime import compile_failed, is_compile_error
 
 out = Console(highlight=False, soft_wrap=False)
@@ -107,15 +108,27 @@ def handle_errors(fn: F) -> F:
 
 
 @contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when it is a terminal; otherwise a silent callback."""
-    if not err.is_terminal or err.quiet:
-        yield lambda done: None
+def sweep_progress(total: int | None, *, batches: int | None = None, verbose: bool = False,
+                   eps_text: Callable[[float], str] | None = None) -> Iterator[ProgressTracker]:
+    """A :class:`ProgressTracker` for a sweep: a status line with attack, ε, step, share done and
+    ETA on stderr when it is a terminal (redrawn at most five times a second; Rich's own refresh
+    keeps the elapsed time moving); with ``verbose`` one line per finished attack × ε, terminal or
+    not (CI logs). Silent otherwise."""
+    options = {} if eps_text is None else {"eps_text": eps_text}
+    live = err.is_terminal and not err.quiet
+    if not live:
+        finished = (lambda line: err.print(line, markup=False)) if verbose and not err.quiet else None
+        yield ProgressTracker(total, finished=finished, batches=batches, **options)
         return
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(),
         console=err, transient=True,
     )
     with bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
+        task = bar.add_task("starting", total=None if total is None else 1000)
+
+        def status(line: str, fraction: float | None) -> None:
+            bar.update(task, description=line, completed=None if fraction is None else int(1000 * fraction))
+
+        finished = (lambda line: bar.console.print(line, markup=False)) if verbose else None
+        yield ProgressTracker(total, status=status, finished=finished, batches=batches, **options)

@@ -8,9 +8,9 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
-from advgrad.cli.common import attacks_from, open_and_describe, warn_large_eps, warn_unused
+from advgrad.cli.common import announce_cost, attacks_from, open_and_describe, warn_large_eps, warn_unused
 from advgrad.cli.config_file import META_KEY
-from advgrad.cli.console import err, handle_errors, progress
+from advgrad.cli.console import err, handle_errors, sweep_progress
 from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.paths import check_output_paths, input_paths
@@ -20,6 +20,7 @@ from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
+from advgrad.report.fmt import eps_label
 from advgrad.resume import run_identity
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_labelled, parse_norm
@@ -48,6 +49,7 @@ def eval_command(
     strict: r.StrictOpt = False,
     state_file: r.StateOpt = None,
     resume: r.ResumeOpt = True,
+    verbose: o.VerboseOpt = False,
     io_options: InputOptions = InputOptions(),
 ) -> None:
     """Measure accuracy under each attack at each ε: the robustness curve, with sanity checks.
@@ -85,14 +87,18 @@ def eval_command(
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
         warn_large_eps(threat_norm, config.eps, inputs)
+        estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
         identity = run_identity(inputs.options.to_dict(), attacks, config, inputs.device)
         with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
             # only read it: clearing it again could delete a batch rank 0 has already saved
             state = open_run_state(identity, state_file, resume or not process.is_main)
         try:
-            with progress("eval", inputs.n_samples) as tick:
+            batches = -(-inputs.n_samples // io_options.batch_size)
+            share = -(-batches // process.world_size)  # this process runs batches rank, rank + W, …
+            with sweep_progress(estimate.passes * share // max(batches, 1), batches=share, verbose=verbose,
+                                eps_text=eps_label) as monitor:
                 report = evaluate(inputs.model.module, inputs.batches(process.rank, process.world_size), attacks, config,
-                                  device=inputs.device, progress=tick, state=state, shard=process.shard)
+                                  device=inputs.device, state=state, shard=process.shard, monitor=monitor)
         except KeyboardInterrupt:
             saved = "nothing was finished" if state is None or not state.saved_batches() else (
                 f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue")
@@ -106,7 +112,7 @@ def eval_command(
             "inputs": inputs.options.to_dict(), "attacks": [a.name for a in attacks],
             "target": None if config.target is None else str(config.target), "eps": list(config.eps),
             "norm": config.norm, "gates": [g.text for g in gates], "strict": strict, "outputs": outputs.to_dict(),
-            "config_file": ctx.meta.get(META_KEY),
+            "config_file": ctx.meta.get(META_KEY), "threads": None if inputs.threads is None else inputs.threads.threads,
         })
         report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
         write_outputs(report, outputs, strict=strict)

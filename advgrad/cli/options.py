@@ -124,6 +124,14 @@ ChannelsLastOpt = Annotated[
                  "(default: on for convolutional models on CUDA, off otherwise).", rich_help_panel=RUNTIME_PANEL,
                  show_default=False),
 ]
+ThreadsOpt = Annotated[
+    str,
+    typer.Option("--threads", help=(
+        "CPU threads for torch: a number, or auto (the CPUs this process may use — affinity, cgroup quota, "
+        "split among torchrun's ranks — less those other processes keep busy, and one for small models, which "
+        "run fastest so; docs/scale.md)."),
+        rich_help_panel=RUNTIME_PANEL),
+]
 
 NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2, or 1 (PGD); `advgrad attacks` lists each attack's norms.", rich_help_panel=ATTACK_PANEL)]
 StepsOpt = Annotated[
@@ -195,6 +203,10 @@ JsonOpt = Annotated[
     Optional[Path], typer.Option("--json", help="Write the results as JSON to FILE ('-' for stdout instead of the table).",
                                  rich_help_panel=OUTPUT_PANEL, show_default=False)
 ]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="One line on stderr per finished attack × ε (and batch), also when stderr is "
+                       "not a terminal (CI logs); without it progress shows only on a terminal.", rich_help_panel=OUTPUT_PANEL)
+]
 ImagesOpt = Annotated[
     Optional[Path], typer.Option("--images", help="Write PNG images to this folder.", rich_help_panel=OUTPUT_PANEL, show_default=False)
 ]
@@ -208,7 +220,7 @@ _INPUT_PARAMS: list[tuple[str, Any, Any]] = [
     ("download", DownloadOpt, False), ("image_size", ImageSizeOpt, None), ("limit", LimitOpt, None),
     ("shuffle", ShuffleOpt, False), ("batch_size", BatchOpt, 256), ("num_workers", WorkersOpt, 0),
     ("seed", SeedOpt, 0), ("device", DeviceOpt, "auto"), ("precision", PrecisionOpt, "fp32"),
-    ("compile", CompileOpt, False), ("channels_last", ChannelsLastOpt, None),
+    ("compile", CompileOpt, False), ("channels_last", ChannelsLastOpt, None), ("threads", ThreadsOpt, "auto"),
 ]
 
 
@@ -224,6 +236,7 @@ def input_options(**given: Any) -> InputOptions:
         std=parse_channels(values["std"], "--std"), data_root=values["data_root"], download=values["download"],
         image_size=values["image_size"], num_workers=values["num_workers"], shuffle=values["shuffle"],
         precision=values["precision"], compile=values["compile"], channels_last=values["channels_last"],
+        threads=str(values["threads"]),
     )
 
 

@@ -18,6 +18,15 @@ from advgrad.io.outputs import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, normalisation_hint, probe
 from advgrad.numeric import check_number
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
+from advgrad.threads import (
+    ThreadChoice,
+    apply_threads,
+    available_cpus,
+    choose_threads,
+    forward_flops,
+    idle_cpus,
+    parse_threads,
+)
 
 PROBE_SIZE = 64
 
@@ -31,7 +40,8 @@ class InputOptions:
     Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
     ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
     ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
-    :mod:`advgrad.runtime`. See docs/loading.md for every accepted form.
+    :mod:`advgrad.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.threads`). See
+    docs/loading.md for every accepted form.
     """
 
     model: str | None = None
@@ -54,6 +64,7 @@ class InputOptions:
     precision: str = "fp32"
     compile: bool = False
     channels_last: bool | None = None
+    threads: str = "auto"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -85,6 +96,7 @@ class RunInputs:
     options: InputOptions
     warnings: list[str] = field(default_factory=list)
     runtime: list[str] = field(default_factory=list)  # how the model runs: "bf16 autocast", "compiled"…
+    threads: ThreadChoice | None = None  # the CPU threads torch was given for the run
 
     @property
     def n_samples(self) -> int:
@@ -110,6 +122,7 @@ class RunInputs:
             "num_classes": self.probe.num_classes,
             "device": str(self.device),
             "runtime": list(self.runtime),
+            "threads": None if self.threads is None else self.threads.threads,
             "probe": {
                 "samples": self.probe.batch_size,
                 "correct": self.probe.correct,
@@ -144,6 +157,7 @@ def _check_options(options: InputOptions) -> None:
         raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
     check_number(options.seed, "--seed", integer=True, minimum=0, maximum=2**63 - 1)
     parse_precision(options.precision)
+    parse_threads(options.threads)
 
 
 def _class_warnings(data: DataSource, classes: int) -> list[str]:
@@ -160,6 +174,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     and model, set up how the model runs (precision, compile, channels-last) and probe them with
     the first batch.
 
+    ``options.threads`` sets torch's CPU thread count for the process (:mod:`advgrad.threads`).
     Beyond the probe batch, every label the data knows cheaply is checked against the model's
     number of classes, so that a label out of range fails before the run, not in its middle.
     """
@@ -171,6 +186,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     selection = data.select(limit=options.limit, shuffle=options.shuffle, seed=options.seed)
     x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
     x, y = x.to(device), y.to(device)
+    threads = _set_threads(options, model.module, x, len(selection), device)
     model.module, runtime = prepare_model(model.module, options.runtime_options(), device, x)
     model.module = GuardedModel(model.module, model.source)  # the model's failures name the model: exit 2
     result = probe(model.module, x, y)
@@ -183,4 +199,24 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     if model.normalization is None and not any("--mean" in w for w in warnings):
         hint = normalisation_hint(model.module, x, y, result.num_classes)
         warnings += [hint] if hint else []
-    return RunInputs(model, data, device, result, options, warnings, runtime)
+    if threads.warning:
+        warnings.append(threads.warning)
+    return RunInputs(model, data, device, result, options, warnings, runtime, threads)
+
+
+def _set_threads(options: InputOptions, module: torch.nn.Module, x: Tensor, samples: int,
+                 device: torch.device) -> ThreadChoice:
+    """Choose and apply torch's CPU threads for the run (:mod:`advgrad.threads`): ``auto`` from
+    the CPUs available, the FLOPs of a forward pass over one batch (counted on one sample) and,
+    when that asks for more than one thread, the CPUs other processes leave idle."""
+    requested = parse_threads(options.threads)
+    batch_flops = None
+    if requested is None and device.type != "cuda" and x.shape[0]:
+        per_sample = forward_flops(module, x[:1])
+        batch_flops = None if per_sample is None else per_sample * max(1, min(options.batch_size, samples))
+    cpus = available_cpus()
+    choice = choose_threads(requested, cpus=cpus, batch_flops=batch_flops, device_type=device.type)
+    if choice.threads > 1 and requested is None and device.type != "cuda":  # worth a look at the neighbours
+        choice = choose_threads(None, cpus=cpus, batch_flops=batch_flops, idle=idle_cpus())
+    apply_threads(choice.threads)
+    return choice

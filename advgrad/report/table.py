@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Group, RenderableType
 from rich.padding import Padding
 from rich.table import Table
@@ -108,7 +110,11 @@ def attacks_listing(rows: list[dict]) -> Group:
         aliases = f" (also: {', '.join(row['aliases'])})" if row["aliases"] else ""
         norms = ", ".join(norm_symbol(n) for n in row["norms"])
         blocks.append(Text.assemble((row["name"], "bold"), f"{aliases} · {row['kind']} · {norms}"))
-        blocks.append(Padding(Text(f"{row['summary']}\npaper: {row['reference']}"), (0, 0, 0, 2)))
+        cost = row.get("cost")
+        cost_line = "" if cost is None else (
+            f"\ncost per sample: {cost['formula']} model passes ({cost['default']:,} with the defaults"
+            + (f", {cost['classes']} classes)" if re.search(r"\bclasses\b", cost["formula"]) else ")"))
+        blocks.append(Padding(Text(f"{row['summary']}\npaper: {row['reference']}{cost_line}"), (0, 0, 0, 2)))
         params = Table(box=None, show_header=False, padding=(0, 2, 0, 4))
         params.add_column("option", no_wrap=True)
         params.add_column("default", no_wrap=True)

@@ -1,0 +1,81 @@
+"""Cost before it is paid (advgrad/cost.py and each attack's ``cost_formula``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import invoke
+
+from advgrad.attacks import (
+    APGDParams,
+    APGDTParams,
+    CWParams,
+    DeepFoolParams,
+    FGSMParams,
+    PGDParams,
+    SquareParams,
+    StrongParams,
+    get_attack,
+    list_attacks,
+)
+from advgrad.cost import NOTICE_PASSES, estimate_cost
+from advgrad.evaluate import EvalAttack
+
+
+@pytest.mark.parametrize("params, classes, passes", [
+    (PGDParams(steps=20, restarts=2), 10, 40),
+    (PGDParams(), 10, 20),
+    (FGSMParams(), 10, 1),
+    (SquareParams(queries=300), 10, 300),
+    (APGDParams(steps=50, restarts=3), 10, 150),
+    (APGDTParams(steps=10, restarts=2, target_classes=4), 10, 80),
+    (CWParams(steps=100, binary_steps=5), 10, 500),
+    (DeepFoolParams(steps=50), 100, 51 * 10 + 13),  # ten candidate classes at most
+    (DeepFoolParams(steps=50), 3, 51 * 3 + 13),
+    (StrongParams(steps=10, restarts=1, target_classes=3, queries=100), 10, 10 + 30 + 100),
+])
+def test_passes_per_sample(params, classes, passes):
+    assert params.passes_per_sample(classes) == passes
+
+
+def test_every_attack_has_a_cost_that_evaluates():
+    for spec in list_attacks():
+        cost = spec.params_type.describe_cost()
+        assert cost["default"] >= 1 and cost["formula"]
+
+
+def test_sweep_estimate_counts_bounded_attacks_per_eps_and_minimal_once():
+    pgd = EvalAttack(get_attack("pgd"), PGDParams(steps=10))
+    deepfool = EvalAttack(get_attack("deepfool"), DeepFoolParams(steps=5))
+    estimate = estimate_cost([pgd, deepfool], [0, 0.1, 0.2, 0.3], samples=100, classes=10)
+    assert [a.passes for a in estimate.attacks] == [10 * 3 * 100, (6 * 10 + 13) * 100]
+    assert estimate.passes == 3000 + 7300
+    assert estimate_cost([pgd], [0], samples=100, classes=10).passes == 0
+
+
+def test_attacks_listing_shows_cost_in_table_and_json():
+    result = invoke(["attacks", "pgd", "--json", "-"])
+    assert result.exit_code == 0, result.stderr
+    cost = json.loads(result.stdout)["attacks"][0]["cost"]
+    assert cost["formula"] == "steps×restarts" and cost["default"] == 20
+    table = invoke(["attacks", "square"])
+    assert "cost per sample: queries model passes (5,000 with the defaults)" in " ".join(table.stdout.split())
+
+
+def _cost_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("cost:")]
+
+
+def test_eval_states_the_cost_of_a_big_run_only():
+    small = invoke(["eval", "--attack", "fgsm", "--eps", "0,0.1", "--limit", "20", "--json", "-"])
+    assert small.exit_code == 0, small.stderr
+    assert _cost_lines(small) == []
+    # 300 samples × 2 ε × 2000 queries = 1.2M passes at most: announced (the run itself is far shorter:
+    # early stop drops each sample Square fools, and on the digits model that is most of them)
+    big = invoke(["eval", "--attack", "square", "--eps", "0,0.1,0.2", "--queries", "2000", "--limit", "300",
+                  "--json", "-"])
+    assert big.exit_code == 0, big.stderr
+    lines = _cost_lines(big)
+    assert len(lines) == 1 and "up to 1,200,000 model passes" in lines[0] and "square 2,000 × 300 samples × 2 ε" in lines[0]
+    assert 300 * 2 * 2000 > NOTICE_PASSES
