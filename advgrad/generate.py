@@ -15,6 +15,7 @@ from advgrad.evaluate import CountingModel
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
+from advgrad.progress import Monitor, PassCounter
 from advgrad.results import float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.targets import resolve_targets
