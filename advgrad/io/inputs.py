@@ -186,7 +186,8 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     selection = data.select(limit=options.limit, shuffle=options.shuffle, seed=options.seed)
     x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
     x, y = x.to(device), y.to(device)
-    threads = _set_threads(options, model.module, x, len(selection), device)
+    # counting FLOPs runs the model once: guarded, so that even sys.exit there is the model's failure
+    threads = _set_threads(options, GuardedModel(model.module, model.source), x, len(selection), device)
     model.module, runtime = prepare_model(model.module, options.runtime_options(), device, x)
     model.module = GuardedModel(model.module, model.source)  # the model's failures name the model: exit 2
     result = probe(model.module, x, y)
