@@ -126,12 +126,8 @@ def test_cli_says_how_many_batches_it_really_restores_and_warns_per_discarded_fi
     args = ["eval", "--attack", "fgsm", "--eps", "0,0.1", "--limit", "70", "--batch-size", "10", "--json", "-"]
     state, other = tmp_path / "state", tmp_path / "other"
 
-    @contextlib.contextmanager
-    def stop_at_six(description, total):
-        yield stop_after(6)
-
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "progress", stop_at_six)
+        patch.setattr(cli_evaluate, "sweep_progress", interrupting_after(6))
         assert runner.invoke(app, args + ["--state", str(state)]).exit_code == 130
         assert runner.invoke(app, args[:-4] + ["--limit", "71", "--batch-size", "10", "--state", str(other)]).exit_code == 130
     expected = _damage(state, other)
@@ -177,13 +173,20 @@ ARGS = ["eval", "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.05,0.1,0.3
         "--batch-size", "10", "--json", "-"]
 
 
-@contextlib.contextmanager
-def interrupting_progress(total, **options):
-    """The sweep's progress, interrupting the run (KeyboardInterrupt) after three batches."""
-    tracker = ProgressTracker(total)
-    tick = stop_after(3)
-    tracker.next_batch = lambda: tick(0)
-    yield tracker
+def interrupting_after(batches: int):
+    """The sweep's progress, interrupting the run (KeyboardInterrupt) after ``batches`` batches."""
+
+    @contextlib.contextmanager
+    def progress(total, **options):
+        tracker = ProgressTracker(total)
+        tick = stop_after(batches)
+        tracker.next_batch = lambda: tick(0)
+        yield tracker
+
+    return progress
+
+
+interrupting_progress = interrupting_after(3)
 
 
 def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):

@@ -129,7 +129,7 @@ ThreadsOpt = Annotated[
     typer.Option("--threads", help=(
         "CPU threads for torch: a number, or auto (the CPUs this process may use — affinity, cgroup quota, "
         "split among torchrun's ranks — less those other processes keep busy, and one for small models, which "
-        "run fastest so; docs/scale.md)."),
+        "run fastest so; `advgrad docs scale`)."),
         rich_help_panel=RUNTIME_PANEL),
 ]
 
