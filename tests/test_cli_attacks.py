@@ -7,11 +7,11 @@ import dataclasses
 import json
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from advgrad.attacks import list_attacks
 from advgrad.cli import app
-from advgrad.cli.options import ATTACK_OPTIONS
 
 ATTACKS = list_attacks()
 # Small budgets so that every attack runs in a blink; each attack takes the ones it knows.
@@ -59,11 +59,16 @@ def test_attacks_pattern(runner) -> None:
     assert bad.exit_code == 2 and "no attack matches" in bad.stderr
 
 
-def test_every_parameter_has_a_cli_option() -> None:
+@pytest.mark.parametrize("command", ["attack", "eval"])
+def test_every_parameter_has_a_cli_option(command) -> None:
     """Each parameter of each attack can be set from the command line, by its own name."""
+    click_command = typer.main.get_command(app).commands[command]
+    options = {p.name: p for p in click_command.params}
     for spec in ATTACKS:
         for f in dataclasses.fields(spec.params_type):
-            assert f.name in ATTACK_OPTIONS, f"{spec.name}.{f.name} has no --{f.name.replace('_', '-')} option"
+            flag = "--" + f.name.replace("_", "-")
+            assert f.name in options, f"{spec.name}.{f.name} has no {flag} option"
+            assert flag in options[f.name].opts
 
 
 @pytest.mark.parametrize("spec", ATTACKS, ids=[s.name for s in ATTACKS])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
@@ -22,13 +23,28 @@ from torch import Tensor, nn
 from advgrad.errors import UsageError
 from advgrad.losses import get_loss
 from advgrad.numeric import check_number
-from advgrad.threat import Norm, ThreatModel
+from advgrad.threat import Norm, ThreatModel, parse_eps
 
 
-def param(default: Any, help: str, shown: str | None = None) -> Any:
+def param(default: Any, help: str, shown: str | None = None, *,
+          parse: Callable[[str, str], Any] | None = None) -> Any:
     """A parameter field with its help text and, for defaults that depend on the threat model
-    (``None`` until :meth:`AttackParams.resolve`), how the default is computed (``shown``)."""
-    return field(default=default, metadata={"help": help, "shown": shown})
+    (``None`` until :meth:`AttackParams.resolve`), how the default is computed (``shown``).
+
+    The field's name, type, default and help are all the command line needs: ``advgrad attack``
+    and ``advgrad eval`` take it as ``--name`` (:mod:`advgrad.attacks.options`). ``parse`` reads a
+    value written as text (command line, config file) where the field's type alone does not, e.g.
+    :func:`parse_step` for a step size written as a fraction; it is called as
+    ``parse(text, "--option")`` and raises :class:`UsageError` naming the option."""
+    return field(default=default, metadata={"help": help, "shown": shown, "parse": parse})
+
+
+def parse_step(text: str, option: str) -> float:
+    """A step size or rate as written on the command line: a number or a fraction (``2/255``),
+    finite and > 0 (a default step may be 0, at ε = 0; a step given as 0 would never move)."""
+    value = parse_eps(text, option)
+    check_number(value, option, above=0)
+    return value
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -17,7 +17,7 @@ class BIMParams(AttackParams):
     """Iterations, step size and objective of BIM; it starts from x and has no restarts."""
 
     steps: int = param(10, "iterations")
-    step_size: float | None = param(None, "step size α", shown="1.25·ε/steps")
+    step_size: float | None = param(None, "step size α", shown="1.25·ε/steps", parse=parse_step)
     loss: str = param("ce", "objective: ce, margin or dlr")
 
     at_least_one = ("steps",)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
+from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step, prepare_params
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, margin
@@ -24,7 +24,8 @@ class CWParams(AttackParams):
     and the confidence κ an adversarial example must reach."""
 
     steps: int = param(200, "Adam iterations for each value of c")
-    step_size: float = param(0.2, "Adam's initial learning rate in tanh space (cosine decay to 0 over the steps)")
+    step_size: float = param(0.2, "Adam's initial learning rate in tanh space (cosine decay to 0 over the steps)",
+                             parse=parse_step)
     binary_steps: int = param(9, "binary-search steps over the constant c")
     initial_const: float = param(1.0, "first value of c")
     confidence: float = param(0.0, "κ: required margin of the wrong (or target) class")

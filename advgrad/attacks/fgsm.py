@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -17,7 +17,7 @@ class FGSMParams(AttackParams):
     """``step_size`` defaults to ε; ``random_start`` draws the start uniformly from the ε-ball
     (R+FGSM, Tramèr et al. 2018); ``loss`` is ce, margin or dlr."""
 
-    step_size: float | None = param(None, "step size", shown="ε")
+    step_size: float | None = param(None, "step size", shown="ε", parse=parse_step)
     random_start: bool = param(False, "start from a uniform random point of the ε-ball (R+FGSM)")
     loss: str = param("ce", "objective: ce, margin or dlr")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -17,7 +17,7 @@ class MIFGSMParams(AttackParams):
     """Iterations, step size, decay factor μ of the momentum, and objective."""
 
     steps: int = param(10, "iterations")
-    step_size: float | None = param(None, "step size α", shown="ε/steps")
+    step_size: float | None = param(None, "step size α", shown="ε/steps", parse=parse_step)
     momentum: float = param(1.0, "decay factor μ of the accumulated gradient")
     loss: str = param("ce", "objective: ce, margin or dlr")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param
+from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -19,7 +19,7 @@ class PGDParams(AttackParams):
     (``random_start``), repeated ``restarts`` times keeping the best result per sample."""
 
     steps: int = param(20, "iterations")
-    step_size: float | None = param(None, "step size α", shown="2.5·ε/steps")
+    step_size: float | None = param(None, "step size α", shown="2.5·ε/steps", parse=parse_step)
     random_start: bool = param(True, "start from a uniform random point of the ε-ball")
     restarts: int = param(1, "random restarts; the best result per sample is kept")
     loss: str = param("ce", "objective: ce, margin or dlr")

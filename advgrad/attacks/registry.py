@@ -23,6 +23,15 @@ def register_attack(spec: AttackSpec) -> AttackSpec:
     return spec
 
 
+def unregister_attack(name: str) -> AttackSpec:
+    """Remove the attack registered as ``name`` (its aliases go with it) and return it: for tests
+    and plugins that register an attack for a while."""
+    spec = _REGISTRY.pop(name)
+    for alias in spec.aliases:
+        _ALIASES.pop(alias, None)
+    return spec
+
+
 def get_attack(name: str) -> AttackSpec:
     """The attack registered under ``name`` or one of its aliases (case-insensitive)."""
     key = name.strip().lower()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -134,66 +134,6 @@ ThreadsOpt = Annotated[
 ]
 
 NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2, or 1 (PGD); `advgrad attacks` lists each attack's norms.", rich_help_panel=ATTACK_PANEL)]
-StepsOpt = Annotated[
-    Optional[int],
-    typer.Option("--steps", help="Iterations of iterative attacks (default: 20 for PGD, 10 for BIM and MI-FGSM, 100 for APGD and strong, "
-                 "50 for DeepFool, 200 Adam steps per constant for CW).", rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-StepSizeOpt = Annotated[
-    Optional[str],
-    typer.Option("--step-size", help="Step size α, a number or a fraction (default: ε for FGSM, 2.5·ε/steps for PGD, 1.25·ε/steps for BIM, "
-                 "ε/steps for MI-FGSM; for CW Adam's initial learning rate, 0.2).",
-                 rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-RestartsOpt = Annotated[
-    Optional[int], typer.Option("--restarts", help="Random restarts (PGD, APGD, strong); the best result per sample is kept (default: 1).",
-                                rich_help_panel=ATTACK_PANEL, show_default=False)
-]
-RandomStartOpt = Annotated[
-    Optional[bool],
-    typer.Option("--random-start/--no-random-start", help="Start from a random point in the ε-ball (default: on for PGD and APGD, off for FGSM).",
-                 rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-LossOpt = Annotated[
-    Optional[str], typer.Option("--loss", help="Objective of gradient attacks: ce, margin or dlr (default: ce; dlr for apgd-dlr and apgd-t).",
-                                rich_help_panel=ATTACK_PANEL, show_default=False)
-]
-MomentumOpt = Annotated[
-    Optional[float],
-    typer.Option("--momentum", help="Momentum: the decay factor μ of MI-FGSM (default: 1.0) or the weight α of APGD's new step (default: 0.75).",
-                 rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-TargetClassesOpt = Annotated[
-    Optional[int],
-    typer.Option("--target-classes", help="APGD-T and strong: how many of the most likely wrong classes to target in turn (default: 9).",
-                 rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-QueriesOpt = Annotated[
-    Optional[int],
-    typer.Option("--queries", help="Square and strong: model evaluations per sample (default: 5000).", rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-PInitOpt = Annotated[
-    Optional[float],
-    typer.Option("--p-init", help="Square: initial fraction of the image a square covers (default: 0.05 for L∞, 0.1 for L2).",
-                 rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-OvershootOpt = Annotated[
-    Optional[float],
-    typer.Option("--overshoot", help="DeepFool: the accumulated step is scaled by 1 + overshoot to cross the boundary (default: 0.02).",
-                 rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-ConfidenceOpt = Annotated[
-    Optional[float],
-    typer.Option("--confidence", help="CW: logit margin κ an adversarial example must reach (default: 0).", rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-BinaryStepsOpt = Annotated[
-    Optional[int],
-    typer.Option("--binary-steps", help="CW: binary-search steps over the constant c (default: 9).", rich_help_panel=ATTACK_PANEL, show_default=False),
-]
-InitialConstOpt = Annotated[
-    Optional[float],
-    typer.Option("--initial-const", help="CW: first value of the constant c (default: 1.0).", rich_help_panel=ATTACK_PANEL, show_default=False),
-]
 TargetOpt = Annotated[
     Optional[str],
     typer.Option("--target", help="Targeted attack: a class index, random or least-likely. Default: untargeted.",
@@ -212,32 +152,110 @@ ImagesOpt = Annotated[
 ]
 
 
-# The options every command that loads a model and data accepts, in help order, with defaults.
-_INPUT_PARAMS: list[tuple[str, Any, Any]] = [
-    ("model", ModelOpt, None), ("weights", WeightsOpt, None), ("model_arg", ModelArgOpt, None),
-    ("unsafe_pickle", UnsafePickleOpt, False), ("mean", MeanOpt, None), ("std", StdOpt, None),
-    ("data", DataOpt, None), ("split", SplitOpt, "test"), ("data_root", DataRootOpt, None),
-    ("download", DownloadOpt, False), ("image_size", ImageSizeOpt, None), ("limit", LimitOpt, None),
-    ("shuffle", ShuffleOpt, False), ("batch_size", BatchOpt, 256), ("num_workers", WorkersOpt, 0),
-    ("seed", SeedOpt, 0), ("device", DeviceOpt, "auto"), ("precision", PrecisionOpt, "fp32"),
-    ("compile", CompileOpt, False), ("channels_last", ChannelsLastOpt, None), ("threads", ThreadsOpt, "auto"),
-]
+
+@dataclass(frozen=True)
+class _Input:
+    """A model and data option: its Typer declaration, the :class:`InputOptions` field it sets
+    (when not of the same name) and how its value becomes that field's."""
+
+    option: Any
+    field: str | None = None
+    convert: Callable[[Any], Any] | None = None
+
+
+# The options every command that loads a model and data accepts, in help order. The default of
+# each is its InputOptions field's; a config file key is the option's long name.
+INPUT_OPTIONS: dict[str, _Input] = {
+    "model": _Input(ModelOpt), "weights": _Input(WeightsOpt),
+    "model_arg": _Input(ModelArgOpt, "model_args", lambda v: tuple(v or ())),
+    "unsafe_pickle": _Input(UnsafePickleOpt),
+    "mean": _Input(MeanOpt, convert=lambda v: parse_channels(v, "--mean")),
+    "std": _Input(StdOpt, convert=lambda v: parse_channels(v, "--std")),
+    "data": _Input(DataOpt), "split": _Input(SplitOpt), "data_root": _Input(DataRootOpt),
+    "download": _Input(DownloadOpt), "image_size": _Input(ImageSizeOpt), "limit": _Input(LimitOpt),
+    "shuffle": _Input(ShuffleOpt), "batch_size": _Input(BatchOpt), "num_workers": _Input(WorkersOpt),
+    "seed": _Input(SeedOpt), "device": _Input(DeviceOpt), "precision": _Input(PrecisionOpt),
+    "compile": _Input(CompileOpt), "channels_last": _Input(ChannelsLastOpt), "threads": _Input(ThreadsOpt, convert=str),
+}
+_INPUT_DEFAULTS = {f.name: f.default for f in fields(InputOptions)}
 
 
 def input_options(**given: Any) -> InputOptions:
-    """The model and data options given on the command line, parsed into :class:`InputOptions`."""
-    values = {name: default for name, _, default in _INPUT_PARAMS}
-    values.update(given)
-    return InputOptions(
-        model=values["model"], data=values["data"], split=values["split"], limit=values["limit"],
-        batch_size=values["batch_size"], seed=values["seed"], device=values["device"],
-        weights=values["weights"], model_args=tuple(values["model_arg"] or ()),
-        unsafe_pickle=values["unsafe_pickle"], mean=parse_channels(values["mean"], "--mean"),
-        std=parse_channels(values["std"], "--std"), data_root=values["data_root"], download=values["download"],
-        image_size=values["image_size"], num_workers=values["num_workers"], shuffle=values["shuffle"],
-        precision=values["precision"], compile=values["compile"], channels_last=values["channels_last"],
-        threads=str(values["threads"]),
-    )
+    """The model and data options given on the command line, parsed into :class:`InputOptions`
+    (an option not given keeps the field's default)."""
+    values = {}
+    for name, value in given.items():
+        spec = INPUT_OPTIONS[name]
+        values[spec.field or name] = spec.convert(value) if spec.convert else value
+    return InputOptions(**values)
+
+
+def _input_parameters() -> list[inspect.Parameter]:
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=spec.option,
+                              default=None if spec.field else _INPUT_DEFAULTS[name])
+            for name, spec in INPUT_OPTIONS.items()]
+
+
+def attack_parameters() -> list[inspect.Parameter]:
+    """One Typer option per parameter of the attacks registered now (:mod:`advgrad.attacks.options`):
+    ``--name`` with the field's type (an on/off pair for a bool), ``None`` when not given."""
+    from advgrad.attacks.options import collect_options
+
+    params = []
+    for option in collect_options():
+        value_type = str if option.parse is not None else option.type
+        decl = f"{option.flag}/--no-{option.flag[2:]}" if option.type is bool else option.flag
+        annotation = Annotated[Optional[value_type], typer.Option(  # type: ignore[valid-type]
+            decl, help=option.help_text(), rich_help_panel=ATTACK_PANEL, show_default=False)]
+        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=annotation))
+    return params
+
+
+def attack_options(**given: Any) -> dict:
+    """The attack options given on the command line, as keyword arguments for ``make_params``
+    (``None`` means not given; each attack takes the ones it has parameters for). Every value
+    given is parsed and checked (finite, in range) even where no chosen attack takes it."""
+    from advgrad.attacks.options import read_options
+
+    return read_options(given)
+
+
+class ExpandedCommand:
+    """A command whose parameter ``placeholder`` stands for a list of options that
+    ``parameters()`` gives, and which receives them gathered into one value by ``gather``.
+
+    Its signature is computed each time it is read, and Typer reads it each time it builds the
+    click command, at every run of the app: options that come from the attack registry are those
+    of the attacks registered at that moment, also ones registered after ``advgrad.cli`` was
+    imported (a plugin, a test).
+    """
+
+    def __init__(self, fn: Callable[..., Any], placeholder: str,
+                 parameters: Callable[[], list[inspect.Parameter]], gather: Callable[..., Any]) -> None:
+        self._fn, self._placeholder, self._parameters, self._gather = fn, placeholder, parameters, gather
+        for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(self, attr, getattr(fn, attr, None))
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        signature = inspect.signature(self._fn, eval_str=True)  # annotations as objects, from fn's module
+        params: list[inspect.Parameter] = []
+        for p in signature.parameters.values():
+            if p.name == self._placeholder:
+                params.extend(self._parameters())
+            else:
+                params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+        return signature.replace(parameters=params)
+
+    @property
+    def __annotations__(self) -> dict[str, Any]:  # type: ignore[override]
+        return {p.name: p.annotation for p in self.__signature__.parameters.values()}
+
+    def __call__(self, **kwargs: Any) -> Any:
+        names = {p.name for p in self._parameters()}
+        given = {name: kwargs.pop(name) for name in list(kwargs) if name in names}
+        return self._fn(**{self._placeholder: self._gather(**given)}, **kwargs)
 
 
 def with_inputs(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -246,112 +264,14 @@ def with_inputs(command: Callable[..., Any]) -> Callable[..., Any]:
     The command declares a parameter ``io_options: InputOptions``; the options appear on its
     command line (panel "Model and data") and reach it parsed, as one :class:`InputOptions`.
     """
-    signature = inspect.signature(command, eval_str=True)
-    own = [p for p in signature.parameters.values() if p.name != "io_options"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
-             for name, annotation, default in _INPUT_PARAMS]
-    names = {name for name, _, _ in _INPUT_PARAMS}
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        given = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-        return command(*args, io_options=input_options(**given), **kwargs)
-
-    wrapper.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
-        *(p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own), *added])
-    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}  # type: ignore[attr-defined]
-    return wrapper
-
-
-def attack_options(
-    *,
-    steps=None,
-    step_size=None,
-    restarts=None,
-    random_start=None,
-    loss=None,
-    momentum=None,
-    target_classes=None,
-    queries=None,
-    p_init=None,
-    overshoot=None,
-    confidence=None,
-    binary_steps=None,
-    initial_const=None,
-) -> dict:
-    """The attack options given on the command line, as keyword arguments for ``make_params``
-    (``None`` means not given; each attack takes the ones it has parameters for). Every number
-    given is checked (finite, in range) even where no chosen attack takes it."""
-    from advgrad.attacks import list_attacks
-    from advgrad.numeric import check_number
-    from advgrad.threat import parse_eps
-
-    given = {
-        "steps": steps,
-        "step_size": None if step_size is None else parse_eps(step_size, "--step-size"),
-        "restarts": restarts,
-        "random_start": random_start,
-        "loss": loss,
-        "momentum": momentum,
-        "target_classes": target_classes,
-        "queries": queries,
-        "p_init": p_init,
-        "overshoot": overshoot,
-        "confidence": confidence,
-        "binary_steps": binary_steps,
-        "initial_const": initial_const,
-    }
-    if step_size is not None:  # a default step can be 0 (at ε = 0); a step size given as 0 never moves
-        check_number(given["step_size"], "--step-size", above=0)
-    for name, value in given.items():
-        for spec in list_attacks():
-            spec.params_type.check_value(name, value)
-    return given
-
-
-# Every attack option, in the order the help lists them. A command that takes them declares one
-# parameter ``attack_opts: dict`` and is decorated with :func:`with_attack_options`.
-ATTACK_OPTIONS: dict[str, Any] = {
-    "steps": StepsOpt,
-    "step_size": StepSizeOpt,
-    "restarts": RestartsOpt,
-    "random_start": RandomStartOpt,
-    "loss": LossOpt,
-    "momentum": MomentumOpt,
-    "target_classes": TargetClassesOpt,
-    "queries": QueriesOpt,
-    "p_init": PInitOpt,
-    "overshoot": OvershootOpt,
-    "confidence": ConfidenceOpt,
-    "binary_steps": BinaryStepsOpt,
-    "initial_const": InitialConstOpt,
-}
+    return ExpandedCommand(command, "io_options", _input_parameters, input_options)
 
 
 def with_attack_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Give a Typer command every attack option (--steps, --momentum, --queries…) in place of its
     ``attack_opts`` parameter, and call it with them gathered by :func:`attack_options`.
 
-    One definition serves ``attack`` and ``eval``, so the options mean the same in both and a new
-    option is added in one place.
+    One definition serves ``attack`` and ``eval``, so the options mean the same in both; they are
+    read from the registered attacks' parameters (:func:`attack_parameters`) whenever the app runs.
     """
-    signature = inspect.signature(fn, eval_str=True)  # annotations as objects, from fn's module
-    params: list[inspect.Parameter] = []
-    for p in signature.parameters.values():
-        if p.name == "attack_opts":
-            params.extend(
-                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-                for name, annotation in ATTACK_OPTIONS.items()
-            )
-        else:
-            params.append(p.replace(kind=inspect.Parameter.KEYWORD_ONLY))
-
-    @functools.wraps(fn)
-    def command(**kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name, None) for name in ATTACK_OPTIONS}
-        return fn(attack_opts=attack_options(**given), **kwargs)
-
-    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    del command.__wrapped__  # Typer must read the new signature, not the wrapped function's
-    return command
+    return ExpandedCommand(fn, "attack_opts", attack_parameters, attack_options)
