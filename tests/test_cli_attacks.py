@@ -165,3 +165,18 @@ def test_targeted_eval_and_attack(runner) -> None:
         assert curve["target"] == "least-likely"
     summary = _json(runner.invoke(app, ["attack", "--method", "apgd-t", "--target", "2", "--eps", "0.5", *FAST, "--json", "-"]))
     assert summary["target"] == "2"
+
+
+def test_docs_table_has_every_attack_and_option() -> None:
+    """docs/attacks.md (also `advgrad docs attacks`) has a row per registered attack, and names
+    every option the attacks' parameters give the command line."""
+    from pathlib import Path
+
+    from advgrad.attacks.options import collect_options
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "attacks.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    for spec in ATTACKS:
+        assert any(row.startswith(f"| `{spec.name}`") for row in rows), f"docs/attacks.md has no row for {spec.name}"
+    for option in collect_options():
+        assert f"`{option.flag}`" in text, f"docs/attacks.md does not mention {option.flag}"
