@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks import AttackSpec, get_attack
+from advgrad.attacks.options import collect_options
 from advgrad.errors import UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig
 from advgrad.evaluate import evaluate as _sweep
@@ -45,11 +46,11 @@ def _spec(method: str | AttackSpec) -> AttackSpec:
 
 
 def _options(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Keyword parameters as ``make_params`` takes them; a step size may be a fraction ("2/255")."""
-    options = dict(params)
-    if isinstance(options.get("step_size"), str):
-        options["step_size"] = parse_eps(options["step_size"], "step_size")
-    return options
+    """Keyword parameters as ``make_params`` takes them; text is read by the field's declared
+    parser where it has one (a step size may be a fraction, "2/255", as on the command line)."""
+    parsers = {option.name: option.parse for option in collect_options() if option.parse is not None}
+    return {name: parsers[name](value, name) if isinstance(value, str) and name in parsers else value
+            for name, value in params.items()}
 
 
 def _refuse_unknown(specs: Sequence[AttackSpec], options: Mapping[str, Any]) -> None:

@@ -90,3 +90,16 @@ def test_input_options_are_declared_once():
     given = input_options(model_arg=["a=1"], mean="0.5", std="0.25", threads=4, batch_size=8)
     assert given.model_args == ("a=1",) and given.mean == (0.5,) and given.std == (0.25,)
     assert given.threads == "4" and given.batch_size == 8
+
+
+def test_python_api_reads_text_with_the_fields_parser(digits_model, digits_test):
+    import torch
+
+    import advgrad
+
+    x, y = digits_test.x[:16], digits_test.y[:16]
+    as_text = advgrad.attack(digits_model, x, y, "bim", eps=0.1, steps=3, step_size="1/40")
+    as_number = advgrad.attack(digits_model, x, y, "bim", eps=0.1, steps=3, step_size=0.025)
+    assert torch.equal(as_text, as_number) and not torch.equal(as_text, x)
+    with pytest.raises(UsageError, match="step_size"):
+        advgrad.attack(digits_model, x, y, "bim", eps=0.1, step_size="-1/40")
