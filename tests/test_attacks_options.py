@@ -84,9 +84,9 @@ def test_input_options_are_declared_once():
     assert sorted(spec.field or name for name, spec in INPUT_OPTIONS.items()) == sorted(fields)
     params = {p.name: p for p in typer.main.get_command(app).commands["eval"].params}
     defaults = InputOptions()
-    for name, spec in INPUT_OPTIONS.items():
-        if spec.field is None:  # the option's default is the field's
-            assert params[name].default == getattr(defaults, name), name
+    for name, spec in INPUT_OPTIONS.items():  # each option's default is its field's
+        field, default = spec.field or name, params[name].default
+        assert (tuple(default) if field == "model_args" else default) == getattr(defaults, field), name
     given = input_options(model_arg=["a=1"], mean="0.5", std="0.25", threads=4, batch_size=8)
     assert given.model_args == ("a=1",) and given.mean == (0.5,) and given.std == (0.25,)
     assert given.threads == "4" and given.batch_size == 8

@@ -152,7 +152,6 @@ ImagesOpt = Annotated[
 ]
 
 
-
 @dataclass(frozen=True)
 class _Input:
     """A model and data option: its Typer declaration, the :class:`InputOptions` field it sets
@@ -192,7 +191,7 @@ def input_options(**given: Any) -> InputOptions:
 
 def _input_parameters() -> list[inspect.Parameter]:
     return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=spec.option,
-                              default=None if spec.field else _INPUT_DEFAULTS[name])
+                              default=_INPUT_DEFAULTS[spec.field or name])
             for name, spec in INPUT_OPTIONS.items()]
 
 
