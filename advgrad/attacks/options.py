@@ -12,6 +12,7 @@ new parameter gets its option, its config key and its help line without an edit 
 from __future__ import annotations
 
 import fnmatch
+import re
 import typing
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ class AttackOption:
     help: str
     defaults: tuple[tuple[str, Any], ...]
     parse: Callable[[str, str], Any] | None = None
+    other_helps: tuple[tuple[str, str], ...] = ()  # (attacks, help) where an attack means something else by it
 
     @property
     def flag(self) -> str:
@@ -62,7 +64,15 @@ class AttackOption:
     def help_text(self) -> str:
         """The option's help line: ``Iterations N (default: apgd-*, strong: 100; …).``"""
         text = self.help[:1].upper() + self.help[1:] if self.help[:1].isascii() else self.help
-        return f"{text} ({self.defaults_text()})."
+        others = "".join(f"; for {attacks}: {help}" for attacks, help in self.other_helps)
+        return f"{text}{others} ({self.defaults_text()})."
+
+
+def _unrelated(text: str, other: str) -> bool:
+    """Whether two help texts share less than half of the shorter one's words (MI-FGSM's decay factor
+    against APGD's step weight, both ``momentum``), so that the option's help must give both."""
+    a, b = (set(re.findall(r"\w+", t.lower())) for t in (text, other))
+    return 2 * len(a & b) < min(len(a), len(b))
 
 
 def _shown(value: Any) -> str:
@@ -119,9 +129,15 @@ def collect_options(specs: Iterable[AttackSpec] | None = None) -> list[AttackOpt
             raise TypeError(f"attacks {owners} declare the parameter {name!r} with different types or parsers")
         helps = Counter(f.metadata.get("help", "") for _, f in decls)
         top = max(helps.values())
+        main = next(f.metadata.get("help", "") for _, f in decls if helps[f.metadata.get("help", "")] == top)
+        others: dict[str, list[str]] = {}  # helps that mean something else, not a rewording or refinement
+        for spec, f in decls:
+            text = f.metadata.get("help", "")
+            if _unrelated(text, main):
+                others.setdefault(text, []).append(spec.name)
         options.append(AttackOption(
-            name=name, type=types.pop(),
-            help=next(f.metadata.get("help", "") for _, f in decls if helps[f.metadata.get("help", "")] == top),
+            name=name, type=types.pop(), help=main,
+            other_helps=tuple((", ".join(_families(names)), text) for text, names in others.items()),
             defaults=tuple((spec.name, f.metadata["shown"] if f.metadata.get("shown") is not None else f.default)
                            for spec, f in decls),
             parse=parsers.pop() if parsers else None,
