@@ -2,7 +2,7 @@
 ``advgrad.load_data`` and ``advgrad.write_report``.
 
 Each is a thin layer over the library the command line uses (:mod:`advgrad.generate`,
-:mod:`advgrad.evaluate`, :mod:`advgrad.io`, :mod:`advgrad.report`), so the same call gives the same
+:mod:`advgrad.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`), so the same call gives the same
 numbers as the same ``advgrad`` command: ``advgrad.attack`` attacks a batch as ``advgrad attack``
 attacks its first batch, and ``advgrad.evaluate`` sweeps as ``advgrad eval`` does.
 
@@ -26,12 +26,12 @@ from torch import Tensor, nn
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.errors import UsageError
-from advgrad.evaluate import EvalAttack, EvalConfig
-from advgrad.evaluate import evaluate as _sweep
 from advgrad.generate import attack_batch
 from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
 from advgrad.results import RobustnessReport
+from advgrad.sweep import EvalAttack, EvalConfig
+from advgrad.sweep import evaluate as _sweep
 from advgrad.targets import parse_target
 from advgrad.threat import ThreatModel, parse_eps, parse_eps_list, parse_norm
 

@@ -93,7 +93,7 @@ def process_device(requested: str | None, launch: Launch) -> torch.device:
 class Shard:
     """This process's share of a distributed evaluation and the exchange of finished batches.
 
-    :func:`advgrad.evaluate.evaluate` uses it through four calls: :meth:`number` gives this
+    :func:`advgrad.sweep.evaluate` uses it through four calls: :meth:`number` gives this
     rank's batches their run-wide indices, :meth:`samples_before` says how many samples precede
     a batch in the whole run, :meth:`exchange` trades a finished batch for the round's finished
     batches (in batch order) and :meth:`drain` joins the remaining rounds once this rank is

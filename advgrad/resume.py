@@ -27,8 +27,8 @@ import torch
 
 from advgrad import __version__
 from advgrad.errors import UsageError, first_line
-from advgrad.evaluate import EvalAttack, EvalConfig
 from advgrad.io.files import write_tensors, write_text
+from advgrad.sweep import EvalAttack, EvalConfig
 from advgrad.tally import BatchTally
 
 STATE_FORMAT = "advgrad.eval-state"

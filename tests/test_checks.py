@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from advgrad.attacks import get_attack
 from advgrad.checks import CHECK_NAMES, CHECKS, large_eps_threshold, run_checks
 from advgrad.cli import app
-from advgrad.evaluate import EvalAttack
 from advgrad.evidence import measure
 from advgrad.io.models import load_default_model
+from advgrad.sweep import EvalAttack
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 

@@ -18,14 +18,13 @@ from helpers import assert_bad_input, invoke
 from report_helpers import comparable, stop_after
 
 import advgrad.cli.console as console
+import advgrad.sweep as sweep_module
 from advgrad.distributed import Launch, Shard, launch_from_env, process_device
 from advgrad.errors import InternalError, UsageError
-from advgrad.evaluate import evaluate
 from advgrad.evidence import Evidence
 from advgrad.resume import RunState
+from advgrad.sweep import evaluate
 from advgrad.tally import BatchTally
-
-evaluate_module = sys.modules["advgrad.evaluate"]  # the module: advgrad.evaluate is the API function
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds; a hung collective fails the test instead of the suite
@@ -55,7 +54,7 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
     # pass covers the first 25 samples only (three batches, on both ranks).
     limit, batch, examples = 45, 10, 15
     torch.set_num_threads(1)
-    monkeypatch.setattr(evaluate_module, "GRADIENT_SAMPLES", worker.GRADIENT_SAMPLES)
+    monkeypatch.setattr(sweep_module, "GRADIENT_SAMPLES", worker.GRADIENT_SAMPLES)
     inputs, attacks, config = worker.setup(limit, batch, examples)
     single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config))
     assert 0 < len(single["examples"]["pgd"]) <= examples

@@ -1,4 +1,4 @@
-"""advgrad/evaluate.py: the robustness sweep against independent computations.
+"""advgrad/sweep.py: the robustness sweep against independent computations.
 
 Most tests use "beacon" data: sample i is a grey 5×5 image (0.5) whose pixel i is bright (0.95).
 Any two samples differ by 0.45 in L∞, so every input a model sees within ε ≤ 0.2 of a sample
@@ -17,7 +17,7 @@ from torch import Tensor
 
 from advgrad.attacks import AttackSpec, FGSMParams, PGDParams, get_attack
 from advgrad.errors import UsageError
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 N, CLASSES = 24, 3
 EPS = [0.0, 0.003, 0.006, 0.012, 0.025]

@@ -16,12 +16,12 @@ from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.paths import check_output_paths, input_paths
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.report.fmt import eps_label
 from advgrad.resume import run_identity
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_labelled, parse_norm
 
