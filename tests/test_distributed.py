@@ -19,7 +19,7 @@ from report_helpers import comparable, stop_after
 
 import advgrad.cli.console as console
 import advgrad.sweep as sweep_module
-from advgrad.distributed import Launch, Shard, launch_from_env, process_device
+from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device
 from advgrad.errors import InternalError, UsageError
 from advgrad.evidence import Evidence
 from advgrad.resume import RunState
@@ -164,6 +164,23 @@ def test_process_device_refuses_one_named_gpu_and_keeps_the_cpu():
 
 def tally(n: int) -> BatchTally:
     return BatchTally(n, 0, [0, 0], [0, 0], [], Evidence())
+
+
+def test_a_process_alone_exchanges_with_itself():
+    local = LocalExchange()
+    assert local.world_size == 1 and [b for b, _ in local.number("abc")] == [0, 1, 2]
+    assert local.samples_before(0) == 0
+    assert local.exchange(0, first := tally(10)) == [first]
+    assert local.exchange(1, second := tally(7)) == [second]
+    assert local.samples_before(2) == 17 and list(local.drain()) == [] and local.total(5) == 5
+
+
+def test_the_sweep_alone_and_with_a_local_exchange_give_the_same_report():
+    inputs, attacks, config = worker.setup(25, 10, 4)
+    alone = evaluate(inputs.model.module, inputs.batches(), attacks, config)
+    local = evaluate(inputs.model.module, inputs.batches(), attacks, config, shard=LocalExchange())
+    assert comparable(alone.to_dict()) == comparable(local.to_dict())
+    assert alone.timing["world_size"] == local.timing["world_size"] == 1
 
 
 def test_shard_numbers_its_batches_and_checks_their_order():
