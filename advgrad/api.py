@@ -30,6 +30,7 @@ from advgrad.generate import attack_batch
 from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
 from advgrad.results import RobustnessReport
+from advgrad.run_description import RunDescription
 from advgrad.sweep import EvalAttack, EvalConfig
 from advgrad.sweep import evaluate as _sweep
 from advgrad.targets import parse_target
@@ -219,8 +220,7 @@ def evaluate(
     chosen = [EvalAttack(spec, spec.make_params(**options)) for spec in specs]
     report = _sweep(model, _batches(data, y, batch_size), chosen, config,
                     device=device if device is not None else _device(model, data))
-    report.config.update({"attacks": [a.name for a in chosen], "eps": list(config.eps), "norm": config.norm,
-                          "target": None if config.target is None else str(config.target)})
+    report.config.update(RunDescription(chosen, config).to_dict())
     report.model = {"source": "python", "description": type(model).__name__}
     shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
     report.data = {"source": "python", "description": f"tensors of {shape}" if shape else type(data).__name__}

@@ -90,6 +90,11 @@ class EvalConfig:
         self.eps = sorted(labels)
         self.eps_labels = [labels[e] for e in self.eps]
 
+    @property
+    def target_text(self) -> str | None:
+        """The target as reports name it: ``"3"``, ``"random"``, ``"least-likely"``, or None."""
+        return None if self.target is None else str(self.target)
+
 
 class CountingModel(nn.Module):
     """Wraps a model and counts the samples it is run on (forward passes × batch size) and the
@@ -478,7 +483,7 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
             attack=attack.spec.name,
             norm=config.norm,
             params=attack.params.to_dict(),
-            target=None if config.target is None else str(config.target),
+            target=config.target_text,
             points=points,
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
