@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -120,6 +120,10 @@ class LocalExchange:
     def total(self, value: int) -> int:
         """``value``: this process is the whole run."""
         return value
+
+    def main_first(self) -> AbstractContextManager[None]:
+        """The block, at once: there is no other process to wait for."""
+        return nullcontext()
 
 
 class Shard:

@@ -173,6 +173,9 @@ def test_a_process_alone_exchanges_with_itself():
     assert local.exchange(0, first := tally(10)) == [first]
     assert local.exchange(1, second := tally(7)) == [second]
     assert local.samples_before(2) == 17 and list(local.drain()) == [] and local.total(5) == 5
+    with local.main_first():  # nobody to wait for
+        ran = True
+    assert ran
 
 
 def test_the_sweep_alone_and_with_a_local_exchange_give_the_same_report():
