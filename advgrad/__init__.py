@@ -12,14 +12,12 @@ The main entry points, each with a docstring (``help(advgrad.attack)``)::
 ``advgrad.list_attacks()`` lists the attacks, ``advgrad.ThreatModel`` is the ε-ball with its
 projection, ``advgrad.input_gradient`` computes ∇ₓJ. They are loaded on first use, so
 ``import advgrad`` stays cheap; the modules below them (:mod:`advgrad.attacks`,
-:mod:`advgrad.evaluate`, :mod:`advgrad.io`, :mod:`advgrad.report`) give the full power.
+:mod:`advgrad.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`) give the full power.
 """
 
 from __future__ import annotations
 
 import importlib as _importlib
-import sys as _sys
-import types as _types
 from typing import Any as _Any
 
 __version__ = "0.1.0"
@@ -54,22 +52,3 @@ def __getattr__(name: str) -> _Any:
 def __dir__() -> list[str]:
     return sorted({*(n for n in globals() if not n.startswith("_") and n != "annotations"), *__all__, "__version__"})
 
-
-class _Package(_types.ModuleType):
-    """``advgrad.evaluate`` is the function :func:`advgrad.api.evaluate`, although a submodule
-    has the same name: importing the submodule (``from advgrad.evaluate import ...``, as the
-    library does) would otherwise replace the package's attribute with the module. The module
-    stays reachable as ``sys.modules["advgrad.evaluate"]`` or ``importlib.import_module``."""
-
-    @property
-    def evaluate(self) -> _Any:
-        from advgrad.api import evaluate
-
-        return evaluate
-
-    @evaluate.setter
-    def evaluate(self, module: _Any) -> None:
-        pass  # the import system recording the submodule; it is in sys.modules
-
-
-_sys.modules[__name__].__class__ = _Package

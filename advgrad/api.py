@@ -2,7 +2,7 @@
 ``advgrad.load_data`` and ``advgrad.write_report``.
 
 Each is a thin layer over the library the command line uses (:mod:`advgrad.generate`,
-:mod:`advgrad.evaluate`, :mod:`advgrad.io`, :mod:`advgrad.report`), so the same call gives the same
+:mod:`advgrad.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`), so the same call gives the same
 numbers as the same ``advgrad`` command: ``advgrad.attack`` attacks a batch as ``advgrad attack``
 attacks its first batch, and ``advgrad.evaluate`` sweeps as ``advgrad eval`` does.
 
@@ -27,12 +27,13 @@ from torch import Tensor, nn
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.attacks.options import collect_options
 from advgrad.errors import UsageError
-from advgrad.evaluate import EvalAttack, EvalConfig
-from advgrad.evaluate import evaluate as _sweep
 from advgrad.generate import attack_batch
 from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
 from advgrad.results import RobustnessReport
+from advgrad.run_description import RunDescription
+from advgrad.sweep import EvalAttack, EvalConfig
+from advgrad.sweep import evaluate as _sweep
 from advgrad.targets import parse_target
 from advgrad.threat import ThreatModel, parse_eps, parse_eps_list, parse_norm
 
@@ -220,8 +221,7 @@ def evaluate(
     chosen = [EvalAttack(spec, spec.make_params(**options)) for spec in specs]
     report = _sweep(model, _batches(data, y, batch_size), chosen, config,
                     device=device if device is not None else _device(model, data))
-    report.config.update({"attacks": [a.name for a in chosen], "eps": list(config.eps), "norm": config.norm,
-                          "target": None if config.target is None else str(config.target)})
+    report.config.update(RunDescription(chosen, config).to_dict())
     report.model = {"source": "python", "description": type(model).__name__}
     shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
     report.data = {"source": "python", "description": f"tensors of {shape}" if shape else type(data).__name__}

@@ -9,6 +9,10 @@ that explains it and what to do.
 A check's status is ``passed``, ``warning`` (it fired) or ``not-applicable`` (the run holds
 nothing it can look at, e.g. no gradient-free attack). A warning never changes the exit code
 unless ``--strict`` is given.
+
+A check is declared once, with :func:`check`: its name and title sit on the function, whose body
+returns an :class:`Outcome` (status, message, details). :data:`CHECKS` and :data:`CHECK_NAMES`
+(the order of every report's checks) follow from the declarations.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from advgrad.geometry import get_geometry
 from advgrad.results import AttackCurve, RobustnessReport, default_eps_label
@@ -53,6 +57,44 @@ class CheckResult:
         return {**asdict(self), "docs": self.docs}
 
 
+class Outcome(NamedTuple):
+    """What a check's body returns: its status, one line of message and the numbers behind it."""
+
+    status: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class Check:
+    """A declared check: calling it on a report gives its :class:`CheckResult`."""
+
+    name: str
+    title: str
+    body: Callable[[RobustnessReport], Outcome]
+
+    def __call__(self, report: RobustnessReport) -> CheckResult:
+        status, message, details = self.body(report)
+        return CheckResult(self.name, self.title, status, message, dict(details))
+
+
+CHECKS: list[Check] = []  # in the order every report lists them: the order of declaration below
+
+
+def check(name: str, title: str) -> Callable[[Callable[[RobustnessReport], Outcome]], Check]:
+    """Declare a check: ``name`` (stable; the anchor of its section in docs/checks.md) and ``title``
+    belong to the decorated function, which returns an :class:`Outcome`. Appends it to :data:`CHECKS`."""
+
+    def declare(body: Callable[[RobustnessReport], Outcome]) -> Check:
+        if any(c.name == name for c in CHECKS):
+            raise ValueError(f"two checks are named {name!r}")
+        found = Check(name, title, body)
+        CHECKS.append(found)
+        return found
+
+    return declare
+
+
 def _slack(n: int) -> float:
     """How many samples two counts may differ by before it means something."""
     return max(1.0, SLACK_SHARE * n)
@@ -62,17 +104,20 @@ def _gradient_curves(report: RobustnessReport) -> dict[str, AttackCurve]:
     return {k: c for k, c in report.attacks.items() if c.kind == "gradient"}
 
 
-def _steps(curve: AttackCurve) -> int | None:
-    """Gradient steps of a gradient attack: FGSM takes one; others say so in their parameters."""
-    steps = curve.params.get("steps")
-    if isinstance(steps, int) and not isinstance(steps, bool):
-        return steps
-    return 1 if curve.attack == "fgsm" else None
+def gradient_steps(curve: AttackCurve) -> int | None:
+    """The gradient steps (per restart) of a gradient attack, as its curve records them: its
+    ``steps`` parameter; a gradient attack without one takes a single step (the contract of
+    :class:`advgrad.attacks.base.AttackParams`: an iterating gradient attack names its iterations
+    ``steps``). None for other kinds and for a ``steps`` that is not a whole number."""
+    if curve.kind != "gradient":
+        return None
+    steps = curve.params.get("steps", 1)
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
-def accuracy_rises(report: RobustnessReport) -> CheckResult:
+@check("accuracy-rises-with-eps", "accuracy rises with ε")
+def accuracy_rises(report: RobustnessReport) -> Outcome:
     """Accuracy must not rise with ε: a larger ball contains every point of a smaller one."""
-    title = "accuracy rises with ε"
     rises = []
     for name, curve in report.attacks.items():
         previous, previous_eps = report.clean_correct, None
@@ -82,9 +127,8 @@ def accuracy_rises(report: RobustnessReport) -> CheckResult:
                 rises.append(f"{name} at ε={report.eps_label(p.eps)} ({p.robust} correct, more than {previous} at {where})")
             previous, previous_eps = p.robust, p.eps
     if rises:
-        return CheckResult("accuracy-rises-with-eps", title, WARNING,
-                           "accuracy rises with ε for " + "; ".join(rises), {"rises": rises})
-    return CheckResult("accuracy-rises-with-eps", title, PASSED, "accuracy never rises with ε")
+        return Outcome(WARNING, "accuracy rises with ε for " + "; ".join(rises), {"rises": rises})
+    return Outcome(PASSED, "accuracy never rises with ε")
 
 
 def _beaten(report: RobustnessReport, strong: dict[str, AttackCurve], weak: dict[str, AttackCurve],
@@ -115,19 +159,18 @@ def _finding(found: list[dict[str, Any]], stronger: str, weaker: str) -> str:
             f"{100 * worst['weaker_accuracy']:.1f}%{more}")
 
 
-def iterative_weaker(report: RobustnessReport) -> CheckResult:
+@check("iterative-weaker-than-single-step", "an iterative attack is weaker than a single-step one")
+def iterative_weaker(report: RobustnessReport) -> Outcome:
     """An iterative gradient attack should be at least as strong as a single-step one."""
-    name, title = "iterative-weaker-than-single-step", "an iterative attack is weaker than a single-step one"
     curves = _gradient_curves(report)
-    single = {k: c for k, c in curves.items() if _steps(c) == 1}
-    iterative = {k: c for k, c in curves.items() if (_steps(c) or 0) > 1}
+    single = {k: c for k, c in curves.items() if gradient_steps(c) == 1}
+    iterative = {k: c for k, c in curves.items() if (gradient_steps(c) or 0) > 1}
     if not single or not iterative:
-        return CheckResult(name, title, NOT_APPLICABLE, "needs a single-step and an iterative gradient attack "
-                           "(e.g. --attack fgsm,pgd)")
+        return Outcome(NOT_APPLICABLE, "needs a single-step and an iterative gradient attack (e.g. --attack fgsm,pgd)")
     found = _beaten(report, iterative, single, strongest_only=False)
     if found:
-        return CheckResult(name, title, WARNING, _finding(found, "iterative {}", "single-step {}"), {"points": found})
-    return CheckResult(name, title, PASSED, "every iterative attack is at least as strong as every single-step one")
+        return Outcome(WARNING, _finding(found, "iterative {}", "single-step {}"), {"points": found})
+    return Outcome(PASSED, "every iterative attack is at least as strong as every single-step one")
 
 
 def _or_one(accuracy: float | None) -> float:
@@ -142,103 +185,102 @@ def large_eps_threshold(norm: str, input_shape: list[int]) -> float | None:
     return None if diameter is None else 0.5 * diameter
 
 
-def large_eps_accuracy(report: RobustnessReport) -> CheckResult:
+@check("accuracy-at-large-eps", "accuracy far from zero at a large ε")
+def large_eps_accuracy(report: RobustnessReport) -> Outcome:
     """At an ε that allows any input to become the same image, accuracy must come near zero."""
-    name, title = "accuracy-at-large-eps", "accuracy far from zero at a large ε"
     threshold = large_eps_threshold(report.norm, report.diagnostics.get("input_shape", []))
     large = [e for e in report.eps if threshold is not None and e >= threshold * (1 - 1e-9)]
     if not large or not report.attacks:
         bound = "unknown" if threshold is None else f"{threshold:g}"
-        return CheckResult(name, title, NOT_APPLICABLE, f"no ε in this run reaches {bound}, where every input can "
-                           "be turned into the same grey image; add one to check that the attacks reach 0%",
-                           {"threshold": threshold})
+        return Outcome(NOT_APPLICABLE, f"no ε in this run reaches {bound}, where every input can "
+                       "be turned into the same grey image; add one to check that the attacks reach 0%",
+                       {"threshold": threshold})
     eps = max(large)
     best = min(report.attacks.values(), key=lambda c: _or_one(c.accuracy_at(eps)))
     accuracy = _or_one(best.accuracy_at(eps))
     share = max(report.class_counts) / report.n_samples if report.class_counts else None
     details = {"eps": eps, "threshold": threshold, "accuracy": accuracy, "largest_class_share": share}
     if accuracy > LARGE_EPS_ACCURACY:
-        return CheckResult(name, title, WARNING, (
+        return Outcome(WARNING, (
             f"at ε={report.eps_label(eps)} every input can be turned into the same grey image, yet the strongest attack "
             f"({best.attack}) leaves {100 * accuracy:.1f}% correct"), details)
-    return CheckResult(name, title, PASSED, f"at ε={report.eps_label(eps)} the attacks leave {100 * accuracy:.1f}% correct", details)
+    return Outcome(PASSED, f"at ε={report.eps_label(eps)} the attacks leave {100 * accuracy:.1f}% correct", details)
 
 
-def zero_gradients(report: RobustnessReport) -> CheckResult:
+@check("zero-gradients", "zero or non-finite input gradients")
+def zero_gradients(report: RobustnessReport) -> Outcome:
     """The gradient attacks need a usable ∇ₓJ: zero or non-finite gradients mean they are blind."""
-    name, title = "zero-gradients", "zero or non-finite input gradients"
     d = report.diagnostics
     measured = d.get("gradient_samples", 0)
     if not measured:
-        return CheckResult(name, title, NOT_APPLICABLE, "no clean-correct sample had its gradient measured")
+        return Outcome(NOT_APPLICABLE, "no clean-correct sample had its gradient measured")
     zero, nonfinite = d.get("gradient_zero", 0), d.get("gradient_nonfinite", 0)
     details = {"measured": measured, "zero": zero, "nonfinite": nonfinite}
     if nonfinite or zero > ZERO_GRADIENT_SHARE * measured:
-        return CheckResult(name, title, WARNING, (
+        return Outcome(WARNING, (
             f"{zero} of {measured} samples ({100 * zero / measured:.1f}%) have an input gradient that is exactly "
             f"zero and {nonfinite} a non-finite one; gradient attacks cannot move them"), details)
-    return CheckResult(name, title, PASSED, f"{measured - zero} of {measured} measured samples have a usable gradient",
-                       details)
+    return Outcome(PASSED, f"{measured - zero} of {measured} measured samples have a usable gradient", details)
 
 
-def gradient_free_stronger(report: RobustnessReport) -> CheckResult:
+@check("gradient-free-beats-gradient", "a gradient-free attack succeeds where gradient attacks fail")
+def gradient_free_stronger(report: RobustnessReport) -> Outcome:
     """A score-based attack (outputs only) should not beat the gradient attacks."""
-    name, title = "gradient-free-beats-gradient", "a gradient-free attack succeeds where gradient attacks fail"
     score = {k: c for k, c in report.attacks.items() if c.kind == "score"}
     gradient = _gradient_curves(report)
     if not score or not gradient:
-        return CheckResult(name, title, NOT_APPLICABLE, "needs a gradient-free (score-based) attack and a gradient "
-                           "attack in the same run (e.g. --attack pgd,square)")
+        return Outcome(NOT_APPLICABLE, "needs a gradient-free (score-based) attack and a gradient "
+                       "attack in the same run (e.g. --attack pgd,square)")
     found = _beaten(report, gradient, score, strongest_only=True, survivor_share=GRADIENT_FREE_SURVIVOR_SHARE)
     if found:
-        return CheckResult(name, title, WARNING, _finding(found, "the strongest gradient attack ({})", "gradient-free {}"),
-                           {"points": found})
-    return CheckResult(name, title, PASSED, "no gradient-free attack beats the gradient attacks")
+        return Outcome(WARNING, _finding(found, "the strongest gradient attack ({})", "gradient-free {}"),
+                       {"points": found})
+    return Outcome(PASSED, "no gradient-free attack beats the gradient attacks")
 
 
-def randomised_outputs(report: RobustnessReport) -> CheckResult:
+@check("randomised-outputs", "outputs change between two identical forward passes")
+def randomised_outputs(report: RobustnessReport) -> Outcome:
     """The same input must give the same output; a randomised model defeats the attacks' steps."""
-    name, title = "randomised-outputs", "outputs change between two identical forward passes"
     d = report.diagnostics
     measured = d.get("repeat_samples", 0)
     if not measured:
-        return CheckResult(name, title, NOT_APPLICABLE, "no sample was run twice")
+        return Outcome(NOT_APPLICABLE, "no sample was run twice")
     changed = d.get("repeat_changed", 0)
     details = {"measured": measured, "changed": changed, "max_relative_difference": d.get("repeat_max_difference", 0.0)}
     if changed:
-        return CheckResult(name, title, WARNING, (
+        return Outcome(WARNING, (
             f"the outputs of {changed} of {measured} samples changed between two forward passes on the same input "
             f"(up to {100 * details['max_relative_difference']:.3g}% of the largest output)"), details)
-    return CheckResult(name, title, PASSED, f"{measured} samples gave the same outputs twice", details)
+    return Outcome(PASSED, f"{measured} samples gave the same outputs twice", details)
 
 
-def probability_outputs(report: RobustnessReport) -> CheckResult:
+@check("probability-outputs", "outputs look like probabilities rather than logits")
+def probability_outputs(report: RobustnessReport) -> Outcome:
     """Attacks expect logits; probabilities (softmax already applied) weaken their gradients."""
-    name, title = "probability-outputs", "outputs look like probabilities rather than logits"
     d = report.diagnostics
     rows = d.get("output_rows", 0)
     if not rows:
-        return CheckResult(name, title, NOT_APPLICABLE, "no outputs were measured")
+        return Outcome(NOT_APPLICABLE, "no outputs were measured")
     unit, simplex = d.get("output_unit_rows", 0), d.get("output_simplex_rows", 0)
     details = {"rows": rows, "in_unit_interval": unit, "sum_to_one": simplex}
     if unit >= PROBABILITY_SHARE * rows:
         what = "non-negative and sum to 1 (softmax)" if simplex >= PROBABILITY_SHARE * rows else "lie in [0, 1]"
-        return CheckResult(name, title, WARNING, (
+        return Outcome(WARNING, (
             f"{unit} of {rows} output rows {what}: the model seems to return probabilities, not logits"), details)
-    return CheckResult(name, title, PASSED, "the outputs look like logits", details)
+    return Outcome(PASSED, "the outputs look like logits", details)
 
 
-def nonfinite_logits(report: RobustnessReport) -> CheckResult:
+@check("non-finite-logits", "the model returned NaN or infinite logits")
+def nonfinite_logits(report: RobustnessReport) -> Outcome:
     """NaN or infinite logits: clean ones count as misclassified, those met during an attack never
     count as fooled (the sample keeps its last point with finite logits). Either way the numbers
     rest on a model that fails numerically somewhere near the data."""
-    name, title = "non-finite-logits", "the model returned NaN or infinite logits"
     d = report.diagnostics
     clean = d.get("clean_nonfinite", 0)
     during = d.get("nonfinite_logits", [])
     details = {"clean_samples": clean, "attacks": during}
     if not clean and not during:
-        return CheckResult(name, title, PASSED, "every logit the model returned was finite", details)
+        return Outcome(PASSED, "every logit the model returned was finite", details)
     parts = []
     if clean:
         parts.append(f"{clean} of {report.n_samples} samples have NaN or infinite clean logits (counted as misclassified)")
@@ -246,35 +288,15 @@ def nonfinite_logits(report: RobustnessReport) -> CheckResult:
         where = "in its unbounded search" if item["eps"] is None else f"at ε={item['eps']:g}"
         parts.append(f"{item['attack']} {where}: {item['inputs']} inputs tried gave NaN or infinite logits "
                      "(never counted as fooled)")
-    return CheckResult(name, title, WARNING, "; ".join(parts), details)
+    return Outcome(WARNING, "; ".join(parts), details)
 
 
-CHECKS: list[Callable[[RobustnessReport], CheckResult]] = [
-    accuracy_rises,
-    iterative_weaker,
-    large_eps_accuracy,
-    zero_gradients,
-    gradient_free_stronger,
-    randomised_outputs,
-    probability_outputs,
-    nonfinite_logits,
-]
-
-CHECK_NAMES = (
-    "accuracy-rises-with-eps",
-    "iterative-weaker-than-single-step",
-    "accuracy-at-large-eps",
-    "zero-gradients",
-    "gradient-free-beats-gradient",
-    "randomised-outputs",
-    "probability-outputs",
-    "non-finite-logits",
-)
+CHECK_NAMES = tuple(c.name for c in CHECKS)
 
 
 def run_checks(report: RobustnessReport) -> list[dict[str, Any]]:
     """Every check on ``report``, as the dicts the report stores (in ``CHECK_NAMES`` order)."""
-    return [check(report).to_dict() for check in CHECKS]
+    return [c(report).to_dict() for c in CHECKS]
 
 
 def fired(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -90,10 +90,46 @@ def process_device(requested: str | None, launch: Launch) -> torch.device:
     return torch.device("cuda", launch.local_rank)
 
 
+class LocalExchange:
+    """The exchange of a process that runs alone: every batch is its own, in order, and what it
+    finishes is all there is. :func:`advgrad.sweep.evaluate` uses it when no :class:`Shard` is
+    given, so a single-process run and a distributed one take the same path through the sweep."""
+
+    world_size = 1
+
+    def __init__(self) -> None:
+        self._samples = 0  # samples in the batches exchanged so far
+
+    def number(self, batches: Iterable[T]) -> Iterator[tuple[int, T]]:
+        """The batches with their indices ``0, 1, 2…``."""
+        return enumerate(batches)
+
+    def samples_before(self, batch_index: int) -> int:
+        """Samples in the batches before ``batch_index``: all those exchanged so far."""
+        return self._samples
+
+    def exchange(self, batch_index: int, part: BatchTally) -> list[BatchTally]:
+        """The finished batch, alone."""
+        self._samples += part.n
+        return [part]
+
+    def drain(self) -> Iterator[BatchTally]:
+        """Nothing is left to receive."""
+        return iter(())
+
+    def total(self, value: int) -> int:
+        """``value``: this process is the whole run."""
+        return value
+
+    def main_first(self) -> AbstractContextManager[None]:
+        """The block, at once: there is no other process to wait for."""
+        return nullcontext()
+
+
 class Shard:
     """This process's share of a distributed evaluation and the exchange of finished batches.
 
-    :func:`advgrad.evaluate.evaluate` uses it through four calls: :meth:`number` gives this
+    :func:`advgrad.sweep.evaluate` uses it through four calls: :meth:`number` gives this
     rank's batches their run-wide indices, :meth:`samples_before` says how many samples precede
     a batch in the whole run, :meth:`exchange` trades a finished batch for the round's finished
     batches (in batch order) and :meth:`drain` joins the remaining rounds once this rank is

@@ -11,13 +11,13 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.errors import UsageError
-from advgrad.evaluate import CountingModel
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
 from advgrad.progress import Monitor, PassCounter
 from advgrad.results import float32_decimal
 from advgrad.seeding import generator_for
+from advgrad.sweep import CountingModel
 from advgrad.targets import resolve_targets
 from advgrad.threat import ThreatModel
 

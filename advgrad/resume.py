@@ -7,10 +7,11 @@ restores those batches instead of running them and computes only the rest. Per-b
 (:mod:`advgrad.seeding`) makes each batch's result independent of what ran before, so the report
 is the same as an uninterrupted run's (timing aside).
 
-The folder is named from a hash of everything that decides the result (:func:`run_key`): model
-and data (and the size and modification time of their files), the selection of samples and the
-batch size, the attacks and their parameters, ε, norm, target, seed and advgrad's version. A
-different run gets a different folder, so a state can never be mixed into the wrong report.
+The folder is named from a hash of everything that decides the result (:func:`run_key` of the
+run's :meth:`~advgrad.run_description.RunDescription.identity`): model and data (and the size and
+modification time of their files), the selection of samples and the batch size, the attacks and
+their parameters, ε, norm, target, seed and advgrad's version. A different run gets a different
+folder, so a state can never be mixed into the wrong report.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import torch
 
 from advgrad import __version__
 from advgrad.errors import UsageError, first_line
-from advgrad.evaluate import EvalAttack, EvalConfig
 from advgrad.io.files import write_tensors, write_text
+from advgrad.run_description import RunDescription
+from advgrad.sweep import EvalAttack, EvalConfig
 from advgrad.tally import BatchTally
 
 STATE_FORMAT = "advgrad.eval-state"
@@ -43,37 +45,14 @@ def default_state_dir() -> Path:
     return Path(cache) / "advgrad" / "state"
 
 
-def file_fingerprints(values: dict[str, Any]) -> dict[str, list[int]]:
-    """Size and modification time of every string value that names an existing file or folder,
-    so that a model retrained into the same path starts a new state."""
-    found = {}
-    for value in values.values():
-        if isinstance(value, str) and value and os.path.exists(value):
-            info = os.stat(value)
-            found[os.path.abspath(value)] = [info.st_size if os.path.isfile(value) else 0, info.st_mtime_ns]
-    return found
-
-
 def run_identity(
     inputs: dict[str, Any], attacks: list[EvalAttack], config: EvalConfig, device: torch.device | str
 ) -> dict[str, Any]:
     """Everything that decides an evaluation's result: ``inputs`` are the options that choose
     model, data and samples (every field counts, so options added later count too), plus the
     files they name, the attacks and their parameters, the sweep's settings, the device type and
-    advgrad's version."""
-    return {
-        "advgrad": __version__,
-        "inputs": {k: v for k, v in inputs.items() if k not in ("device", "threads")},  # where it runs, not what
-        "device": torch.device(device).type,
-        "files": file_fingerprints(inputs),
-        "attacks": [[a.name, a.spec.name, a.params.to_dict()] for a in attacks],
-        "eps": list(config.eps),
-        "norm": config.norm,
-        "target": None if config.target is None else str(config.target),
-        "seed": config.seed,
-        "early_stop": config.early_stop,
-        "examples": config.examples,
-    }
+    advgrad's version (:meth:`RunDescription.identity`)."""
+    return RunDescription(attacks, config, inputs).identity(device)
 
 
 def run_key(identity: dict[str, Any]) -> str:

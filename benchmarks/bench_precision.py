@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fitted_resnet18, template_images  # noqa: E402
 
 from advgrad.attacks import get_attack  # noqa: E402
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate  # noqa: E402
 from advgrad.gradient import input_gradient  # noqa: E402
 from advgrad.io.data import load_default  # noqa: E402
 from advgrad.io.models import load_default_model  # noqa: E402
 from advgrad.runtime import RuntimeModel, RuntimeOptions, check_precision  # noqa: E402
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate  # noqa: E402
 from advgrad.threat import parse_eps_list  # noqa: E402
 
 

@@ -11,11 +11,11 @@ from torch import Tensor, nn
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import AttackParams, AttackSpec
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.io.data import load_default
 from advgrad.io.models import load_default_model
 from advgrad.losses import margin
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 DIAGNOSTICS_OK = {
     "gradient_samples": 100, "gradient_zero": 0, "gradient_nonfinite": 0, "repeat_samples": 100,

@@ -42,11 +42,12 @@ def test_all_entries_resolve_and_are_documented():
         assert "Example" in getattr(advgrad, name).__doc__, name
 
 
-def test_evaluate_is_the_function_although_a_submodule_has_its_name():
-    from advgrad.evaluate import EvalConfig  # imports the submodule  # noqa: F401
+def test_evaluate_is_the_function_and_the_sweep_module_does_not_shadow_it():
+    from advgrad.sweep import EvalConfig  # imports the sweep's module  # noqa: F401
 
     assert callable(advgrad.evaluate) and advgrad.evaluate.__module__ == "advgrad.api"
-    assert sys.modules["advgrad.evaluate"].evaluate is not advgrad.evaluate
+    assert sys.modules["advgrad.sweep"].evaluate is not advgrad.evaluate
+    assert "advgrad.evaluate" not in sys.modules  # no submodule has the function's name
 
 
 def test_import_is_cheap():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from advgrad.attacks import get_attack, list_attacks
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.generate import generate
 from advgrad.io.inputs import InputOptions, open_inputs
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 from advgrad.threat import ThreatModel
 
 

@@ -12,12 +12,15 @@ from report_helpers import RANDOM_SEARCH, RandomSearchParams, Rounding, crafted,
 from torch import nn
 from typer.testing import CliRunner
 
-from advgrad.attacks import get_attack
-from advgrad.checks import CHECK_NAMES, CHECKS, large_eps_threshold, run_checks
+from advgrad.attacks import get_attack, list_attacks
+from advgrad.checks import CHECK_NAMES, CHECKS, gradient_steps, large_eps_threshold, run_checks
+from advgrad.checks import check as declare_check
 from advgrad.cli import app
-from advgrad.evaluate import EvalAttack
 from advgrad.evidence import measure
 from advgrad.io.models import load_default_model
+from advgrad.report.schema import report_schema
+from advgrad.results import AttackCurve
+from advgrad.sweep import EvalAttack
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 
@@ -48,6 +51,27 @@ def test_every_check_is_named_and_documented():
         assert check["status"] in ("passed", "warning", "not-applicable")
 
 
+def test_check_names_and_titles_are_declared_once_in_report_order():
+    # what every report's JSON lists, in this order (the names are docs anchors and JUnit case names)
+    assert [(c.name, c.title) for c in CHECKS] == [
+        ("accuracy-rises-with-eps", "accuracy rises with ε"),
+        ("iterative-weaker-than-single-step", "an iterative attack is weaker than a single-step one"),
+        ("accuracy-at-large-eps", "accuracy far from zero at a large ε"),
+        ("zero-gradients", "zero or non-finite input gradients"),
+        ("gradient-free-beats-gradient", "a gradient-free attack succeeds where gradient attacks fail"),
+        ("randomised-outputs", "outputs change between two identical forward passes"),
+        ("probability-outputs", "outputs look like probabilities rather than logits"),
+        ("non-finite-logits", "the model returned NaN or infinite logits"),
+    ]
+    assert [(c["name"], c["title"]) for c in run_checks(crafted({"pgd": [95, 50, 10]}))] == \
+        [(c.name, c.title) for c in CHECKS]
+    # the JSON Schema enumerates the same names
+    assert report_schema()["$defs"]["check"]["properties"]["name"]["enum"] == list(CHECK_NAMES)
+    with pytest.raises(ValueError, match="two checks"):
+        declare_check("zero-gradients", "again")(lambda report: None)
+    assert len(CHECKS) == 8  # the refused declaration was not added
+
+
 # --- the checks that read only the curves, on crafted reports -------------------------------------
 
 def test_accuracy_rising_with_eps_fires():
@@ -66,6 +90,31 @@ def test_iterative_weaker_than_single_step():
     one_step = crafted({"pgd1": [95, 40, 10], "pgd": [95, 60, 20]}, params={"pgd1": {"steps": 1}})
     assert status(one_step, "iterative-weaker-than-single-step") == "warning"
     assert status(crafted({"pgd": [95, 60, 20]}), "iterative-weaker-than-single-step") == "not-applicable"
+
+
+def test_single_step_is_read_from_the_curve_not_the_attack_name():
+    # a gradient attack without a `steps` parameter takes one step, whatever it is called
+    renamed = crafted({"fgm": [95, 60, 20], "pgd": [95, 55, 30]}, params={"fgm": {}})
+    assert status(renamed, "iterative-weaker-than-single-step") == "warning"
+    # a curve named fgsm that is not a gradient attack is no single-step gradient attack
+    scored = crafted({"fgsm": [95, 60, 20], "pgd": [95, 55, 30]}, kinds={"fgsm": "score"})
+    assert status(scored, "iterative-weaker-than-single-step") == "not-applicable"
+
+
+def test_every_gradient_attack_declares_its_steps_as_the_checks_read_them():
+    gradient = [spec for spec in list_attacks() if spec.kind == "gradient"]
+    assert {"fgsm", "pgd"} <= {spec.name for spec in gradient}
+    for spec in gradient:
+        params = spec.params_type()
+        curve = AttackCurve(spec.name, "inf", params.to_dict(), None, [], kind=spec.kind)
+        steps = gradient_steps(curve)
+        if hasattr(params, "steps"):
+            assert steps == params.steps, spec.name
+        else:  # no `steps`: a single step, and the declared cost says one pass per sample
+            assert steps == 1 and params.passes_per_sample() == 1, spec.name
+    assert gradient_steps(AttackCurve("fgsm", "inf", {}, None, [], kind="gradient")) == 1
+    assert gradient_steps(AttackCurve("pgd", "inf", {"steps": 7}, None, [], kind="gradient")) == 7
+    assert gradient_steps(AttackCurve("square", "inf", {}, None, [], kind="score")) is None
 
 
 def test_large_eps_threshold_is_where_everything_can_become_grey():

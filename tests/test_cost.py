@@ -20,7 +20,7 @@ from advgrad.attacks import (
     list_attacks,
 )
 from advgrad.cost import NOTICE_PASSES, estimate_cost
-from advgrad.evaluate import EvalAttack
+from advgrad.sweep import EvalAttack
 
 
 @pytest.mark.parametrize("params, classes, passes", [

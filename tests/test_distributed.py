@@ -18,14 +18,13 @@ from helpers import assert_bad_input, invoke
 from report_helpers import comparable, stop_after
 
 import advgrad.cli.console as console
-from advgrad.distributed import Launch, Shard, launch_from_env, process_device
+import advgrad.sweep as sweep_module
+from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device
 from advgrad.errors import InternalError, UsageError
-from advgrad.evaluate import evaluate
 from advgrad.evidence import Evidence
 from advgrad.resume import RunState
+from advgrad.sweep import evaluate
 from advgrad.tally import BatchTally
-
-evaluate_module = sys.modules["advgrad.evaluate"]  # the module: advgrad.evaluate is the API function
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds; a hung collective fails the test instead of the suite
@@ -55,7 +54,7 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
     # pass covers the first 25 samples only (three batches, on both ranks).
     limit, batch, examples = 45, 10, 15
     torch.set_num_threads(1)
-    monkeypatch.setattr(evaluate_module, "GRADIENT_SAMPLES", worker.GRADIENT_SAMPLES)
+    monkeypatch.setattr(sweep_module, "GRADIENT_SAMPLES", worker.GRADIENT_SAMPLES)
     inputs, attacks, config = worker.setup(limit, batch, examples)
     single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config))
     assert 0 < len(single["examples"]["pgd"]) <= examples
@@ -165,6 +164,26 @@ def test_process_device_refuses_one_named_gpu_and_keeps_the_cpu():
 
 def tally(n: int) -> BatchTally:
     return BatchTally(n, 0, [0, 0], [0, 0], [], Evidence())
+
+
+def test_a_process_alone_exchanges_with_itself():
+    local = LocalExchange()
+    assert local.world_size == 1 and [b for b, _ in local.number("abc")] == [0, 1, 2]
+    assert local.samples_before(0) == 0
+    assert local.exchange(0, first := tally(10)) == [first]
+    assert local.exchange(1, second := tally(7)) == [second]
+    assert local.samples_before(2) == 17 and list(local.drain()) == [] and local.total(5) == 5
+    with local.main_first():  # nobody to wait for
+        ran = True
+    assert ran
+
+
+def test_the_sweep_alone_and_with_a_local_exchange_give_the_same_report():
+    inputs, attacks, config = worker.setup(25, 10, 4)
+    alone = evaluate(inputs.model.module, inputs.batches(), attacks, config)
+    local = evaluate(inputs.model.module, inputs.batches(), attacks, config, shard=LocalExchange())
+    assert comparable(alone.to_dict()) == comparable(local.to_dict())
+    assert alone.timing["world_size"] == local.timing["world_size"] == 1
 
 
 def test_shard_numbers_its_batches_and_checks_their_order():

@@ -1,4 +1,4 @@
-"""advgrad/evaluate.py: the robustness sweep against independent computations.
+"""advgrad/sweep.py: the robustness sweep against independent computations.
 
 Most tests use "beacon" data: sample i is a grey 5×5 image (0.5) whose pixel i is bright (0.95).
 Any two samples differ by 0.45 in L∞, so every input a model sees within ε ≤ 0.2 of a sample
@@ -17,7 +17,8 @@ from torch import Tensor
 
 from advgrad.attacks import AttackSpec, FGSMParams, PGDParams, get_attack
 from advgrad.errors import UsageError
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
+from advgrad.sweep import AttackSweep, CleanBatch, CountingModel, EvalAttack, EvalConfig, evaluate
+from advgrad.tally import AttackTally
 
 N, CLASSES = 24, 3
 EPS = [0.0, 0.003, 0.006, 0.012, 0.025]
@@ -82,6 +83,27 @@ def test_cascade_equals_an_independent_per_eps_computation():
     assert report.n_samples == N and report.clean_accuracy == pytest.approx((N - 4) / N)
     robust = [p.robust for p in report.attacks["fgsm"].points]
     assert robust[0] > robust[-1] > 0  # the curve is not trivial: it drops but not to zero
+
+
+def test_one_attack_sweep_on_one_batch_is_the_cascade_by_hand():
+    """AttackSweep, the sweep of one attack on one batch: its tally holds the cascade computed by
+    hand, its remaining samples are those never fooled, and the norms are those of the fooled."""
+    model, x, y, w, b = _beacons()
+    with torch.no_grad():
+        logits = model(x)
+    correct = logits.argmax(1) == y
+    attacks, config = _fgsm()
+    tally = AttackTally.empty(len(EPS), CLASSES)
+    sweep = AttackSweep(CountingModel(model), attacks[0], config, CleanBatch(x, y, logits, correct, 0, CLASSES), 0, tally)
+    sweep.run()
+    survives = correct.clone()
+    for j, eps in enumerate(EPS):
+        survives &= _predict(_fgsm_by_hand(x, y, w, b, eps), w, b) == y
+        assert tally.robust[j] == int(survives.sum()), eps
+    assert sweep.active.tolist() == survives.nonzero().squeeze(1).tolist()
+    fooled = correct & ~survives
+    assert fooled.any() and torch.equal(~torch.isnan(sweep.found_norm), fooled)
+    assert tally.norm_count[-1] == int(fooled.sum()) and tally.norm_max[-1] <= EPS[-1] * (1 + 1e-6)
 
 
 def test_misclassified_samples_are_never_attacked_and_fooled_samples_leave_the_sweep():

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import AttackParams, AttackSpec
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.generate import generate
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 from advgrad.threat import ThreatModel
 
 

@@ -1,4 +1,4 @@
-"""Bounded memory (advgrad/evaluate.py, advgrad/tally.py): an evaluation holds counters and the
+"""Bounded memory (advgrad/sweep.py, advgrad/tally.py): an evaluation holds counters and the
 few images asked for, never something per sample or per batch (benchmarks/bench_memory.py
 measures the process's peak)."""
 
@@ -10,10 +10,10 @@ import tracemalloc
 import torch
 
 from advgrad.attacks import get_attack
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.io.data import load_default
 from advgrad.io.models import load_default_model
 from advgrad.io.sources import CycledSource
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 BATCH = 20
 EARLY, BATCHES = 50, 150  # measured after 50 and after 150 batches (3,000 samples)

@@ -8,10 +8,10 @@ import torch
 from helpers import invoke
 
 from advgrad.attacks import PGDParams, get_attack
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.io.data import load_default
 from advgrad.io.models import load_default_model
 from advgrad.progress import MIN_INTERVAL, PassCounter, ProgressTracker, format_eta
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 
 class FakeClock:

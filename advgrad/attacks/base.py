@@ -51,7 +51,9 @@ def parse_step(text: str, option: str) -> float:
 class AttackParams:
     """Base of every attack's parameters. Fields set to ``None`` take a default that may depend
     on the threat model (see :meth:`resolve`). Fields named in ``at_least_one`` (iterations,
-    restarts, queries…) must be ≥ 1; every number must be ≥ 0."""
+    restarts, queries…) must be ≥ 1; every number must be ≥ 0. A gradient attack that iterates
+    names its iterations ``steps``; one without ``steps`` takes a single gradient step (the sanity
+    checks read this from the report's parameters: :func:`advgrad.checks.gradient_steps`)."""
 
     at_least_one: ClassVar[tuple[str, ...]] = ()
     positive: ClassVar[tuple[str, ...]] = ("initial_const",)

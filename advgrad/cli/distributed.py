@@ -9,14 +9,14 @@ under a launch of several processes rather than repeat the same work N times.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import typer
 
 from advgrad.cli.console import err, info, quiet_rank
-from advgrad.distributed import Launch, Shard, launch_from_env, process_device, process_group
+from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 from advgrad.io.inputs import InputOptions
 
@@ -46,7 +46,7 @@ class Process:
 
     launch: Launch | None = None
     device: torch.device | None = None  # None: the device --device resolves to
-    shard: Shard | None = None
+    shard: Shard | LocalExchange = field(default_factory=LocalExchange)  # how its finished batches are shared
 
     @property
     def is_main(self) -> bool:
@@ -62,7 +62,7 @@ class Process:
 
     def main_first(self) -> AbstractContextManager[None]:
         """Rank 0 runs the block before the others (alone: just the block)."""
-        return nullcontext() if self.shard is None else self.shard.main_first()
+        return self.shard.main_first()
 
 
 @contextmanager

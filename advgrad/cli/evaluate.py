@@ -16,12 +16,12 @@ from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.paths import check_output_paths, input_paths
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
-from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
 from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.report.fmt import eps_label
-from advgrad.resume import run_identity
+from advgrad.run_description import RunDescription, RunSettings
+from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_labelled, parse_norm
 
@@ -88,10 +88,12 @@ def eval_command(
         inputs = open_and_describe(io_options, process.device)
         warn_large_eps(threat_norm, config.eps, inputs)
         estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
-        identity = run_identity(inputs.options.to_dict(), attacks, config, inputs.device)
+        run = RunDescription(attacks, config, inputs.options.to_dict(), RunSettings(
+            gates=[g.text for g in gates], strict=strict, outputs=outputs.to_dict(), config_file=ctx.meta.get(META_KEY),
+            threads=None if inputs.threads is None else inputs.threads.threads))
         with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
             # only read it: clearing it again could delete a batch rank 0 has already saved
-            state = open_run_state(identity, state_file, resume or not process.is_main)
+            state = open_run_state(run.identity(inputs.device), state_file, resume or not process.is_main)
         try:
             batches = -(-inputs.n_samples // io_options.batch_size)
             share = -(-batches // process.world_size)  # this process runs batches rank, rank + W, …
@@ -108,12 +110,7 @@ def eval_command(
             return
         report.model = inputs.model.to_dict()
         report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
-        report.config.update({
-            "inputs": inputs.options.to_dict(), "attacks": [a.name for a in attacks],
-            "target": None if config.target is None else str(config.target), "eps": list(config.eps),
-            "norm": config.norm, "gates": [g.text for g in gates], "strict": strict, "outputs": outputs.to_dict(),
-            "config_file": ctx.meta.get(META_KEY), "threads": None if inputs.threads is None else inputs.threads.threads,
-        })
+        report.config.update(run.to_dict())
         report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
         write_outputs(report, outputs, strict=strict)
     if state is not None:

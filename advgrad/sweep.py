@@ -31,6 +31,7 @@ from advgrad import __version__
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.attacks.minimal import find_minimal
 from advgrad.checks import run_checks
+from advgrad.distributed import LocalExchange
 from advgrad.errors import InternalError, UsageError
 from advgrad.evidence import GRADIENT_SAMPLES, measure
 from advgrad.gradient import frozen
@@ -89,6 +90,11 @@ class EvalConfig:
         self.eps = sorted(labels)
         self.eps_labels = [labels[e] for e in self.eps]
 
+    @property
+    def target_text(self) -> str | None:
+        """The target as reports name it: ``"3"``, ``"random"``, ``"least-likely"``, or None."""
+        return None if self.target is None else str(self.target)
+
 
 class CountingModel(nn.Module):
     """Wraps a model and counts the samples it is run on (forward passes × batch size) and the
@@ -138,9 +144,9 @@ class BatchStore(Protocol):
 
 
 class BatchExchange(Protocol):
-    """How the processes of a distributed run share their finished batches
-    (:class:`advgrad.distributed.Shard`): each runs its own batches and adds everyone's to its
-    totals in batch order."""
+    """How the processes of a run share their finished batches: each runs its own batches and
+    adds everyone's to its totals in batch order (:class:`advgrad.distributed.Shard` under
+    torchrun; :class:`advgrad.distributed.LocalExchange` for a process alone)."""
 
     world_size: int
 
@@ -155,78 +161,174 @@ class BatchExchange(Protocol):
     def total(self, value: int) -> int: ...
 
 
-def _attack_batch(
-    model: CountingModel,
-    attack: EvalAttack,
-    x: Tensor,
-    y: Tensor,
-    logits: Tensor,
-    correct: Tensor,
-    config: EvalConfig,
-    tally: AttackTally,
-    batch_index: int,
-    attack_index: int,
-    keep: int = 0,
-    monitor: Monitor | None = None,
-    classes: int = 10,
-) -> None:
-    """Run one attack over the ε sweep on one batch, updating ``tally`` (and keeping up to
-    ``keep`` adversarial examples in it); ``monitor`` hears each run begin and end."""
-    device = x.device
-    # model calls of one run (the formula with one class: DeepFool's gradients per class share a call),
-    # the run's budget in sample-passes, and what one call is
-    budget = (attack.params.passes_per_sample(1), x.shape[0] * attack.params.passes_per_sample(classes),
-              "query" if attack.spec.kind == "score" else "step")
-    active = correct.nonzero().squeeze(1)
-    found_norm = torch.full((x.shape[0],), float("nan"), device=device)
-    target_gen = generator_for(device, config.seed, "target", batch_index, attack_index)
-    targets = resolve_targets(config.target, logits, y, target_gen)
-    if targets is not None:  # a sample whose label is its target cannot be attacked towards it
-        active = active[targets[active] != y[active]]
-        tally_fixed = (correct & (targets == y)).long()
-    else:
-        tally_fixed = torch.zeros_like(y)
-    if attack.spec.kind == "minimal":
-        gen = generator_for(device, config.seed, batch_index, attack_index, "minimal")
-        if monitor is not None:
-            monitor.begin(attack.name, None, budget[0], int(active.numel()), budget[1], budget[2])
-        _minimal_sweep(model, attack, x, y, active, targets, tally_fixed, config, tally, gen, keep)
-        if monitor is not None:
-            monitor.end()
-        return
-    for j, eps in enumerate(config.eps):
-        nonfinite_before = model.nonfinite
-        if eps > 0 and monitor is not None:
-            monitor.begin(attack.name, eps, budget[0], int(active.numel()), budget[1], budget[2])
-        if eps > 0 and active.numel():
-            threat = ThreatModel(config.norm, eps)
-            gen = generator_for(device, config.seed, batch_index, attack_index, j)
-            xa, ya = x[active], y[active]
-            ta = None if targets is None else targets[active]
-            x_adv = run_attack(
-                attack.spec, model, xa, ya, threat=threat, params=attack.params, target=ta,
-                generator=gen, early_stop=config.early_stop,
-            )
-            inside = threat.contains(x_adv, xa)
-            if not bool(inside.all()):
-                raise InternalError(  # run_attack clips every result, so this is a bug, never data
-                    f"internal check failed: {attack.name} returned points outside the ε-ball at ε={eps}"
-                )
-            with torch.no_grad():
-                out = model(x_adv)
-            pred = out.argmax(dim=1)
-            fooled = (pred != ya) & finite_rows(out)  # non-finite logits never count as fooled
-            found_norm[active[fooled]] = threat.norm_of(x_adv[fooled] - xa[fooled]).float()
-            if keep > len(tally.examples) and bool(fooled.any()):
-                tally.add_examples(attack.name, eps, xa[fooled], x_adv[fooled], ya[fooled], pred[fooled], keep)
-            active = active[~fooled]
-        if eps > 0 and monitor is not None:
-            monitor.end()
+class _Silent:
+    """The monitor of a sweep nobody watches: every event is ignored."""
+
+    def begin(self, attack: str, eps: float | None, steps: int, samples: int, units: int, unit: str = "step") -> None:
+        pass
+
+    def on_pass(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def next_batch(self) -> None:
+        pass
+
+    def skip(self, units: int) -> None:
+        pass
+
+
+@dataclass
+class CleanBatch:
+    """One batch of the run with its clean predictions: ``correct`` marks the samples classified
+    correctly (with finite logits); ``index`` is the batch's place in the run, which seeds it."""
+
+    x: Tensor
+    y: Tensor
+    logits: Tensor
+    correct: Tensor
+    index: int
+    classes: int
+
+
+@dataclass
+class AttackSweep:
+    """One attack over the ε values of ``config`` on one batch, filling ``tally`` (and keeping up to
+    ``keep`` adversarial examples in it); ``monitor`` hears each run of the attack begin and end.
+
+    The samples attacked (``active``) are those classified correctly, less those labelled as their
+    target (they count as robust: ``fixed``). :meth:`run` runs a bounded attack at each ε on the
+    samples it has not fooled yet, or a minimal attack once for every ε; either way each fooled
+    sample's adversarial example is confirmed by a forward pass before it counts."""
+
+    model: CountingModel
+    attack: EvalAttack
+    config: EvalConfig
+    batch: CleanBatch
+    attack_index: int
+    tally: AttackTally
+    keep: int = 0
+    monitor: Monitor = field(default_factory=_Silent)
+    targets: Tensor | None = field(init=False)
+    active: Tensor = field(init=False)  # indices into the batch of the samples still attacked
+    fixed: Tensor = field(init=False)  # 1 for a sample that counts as robust whatever the attack does
+    found_norm: Tensor = field(init=False)  # per sample: the norm of its counted adversarial example, else NaN
+
+    def __post_init__(self) -> None:
+        b = self.batch
+        device = b.x.device
+        self.active = b.correct.nonzero().squeeze(1)
+        self.found_norm = torch.full((b.x.shape[0],), float("nan"), device=device)
+        target_gen = generator_for(device, self.config.seed, "target", b.index, self.attack_index)
+        self.targets = resolve_targets(self.config.target, b.logits, b.y, target_gen)
+        if self.targets is not None:  # a sample whose label is its target cannot be attacked towards it
+            self.active = self.active[self.targets[self.active] != b.y[self.active]]
+            self.fixed = (b.correct & (self.targets == b.y)).long()
+        else:
+            self.fixed = torch.zeros_like(b.y)
+
+    def run(self) -> None:
+        """The whole curve of this attack on this batch."""
+        if self.attack.spec.kind == "minimal":
+            self._begin(None)
+            self._minimal()
+            self.monitor.end()
+        else:
+            self._bounded()
+
+    def _begin(self, eps: float | None) -> None:
+        """Announce a run: model calls of one run (the formula with one class: DeepFool's gradients
+        per class share a call), the run's budget in sample-passes, and what one call is."""
+        params = self.attack.params
+        self.monitor.begin(self.attack.name, eps, params.passes_per_sample(1), int(self.active.numel()),
+                           self.batch.x.shape[0] * params.passes_per_sample(self.batch.classes),
+                           "query" if self.attack.spec.kind == "score" else "step")
+
+    def _inputs(self, at: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Inputs, labels and targets of the samples ``at`` (indices into the batch)."""
+        return self.batch.x[at], self.batch.y[at], None if self.targets is None else self.targets[at]
+
+    def _bounded(self) -> None:
+        """A bounded attack at each ε > 0, on the samples not fooled at a smaller ε."""
+        model, config = self.model, self.config
+        for j, eps in enumerate(config.eps):
+            nonfinite_before = model.nonfinite
+            if eps > 0:
+                self._begin(eps)
+            if eps > 0 and self.active.numel():
+                threat = ThreatModel(config.norm, eps)
+                gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, j)
+                xa, ya, ta = self._inputs(self.active)
+                x_adv = run_attack(self.attack.spec, model, xa, ya, threat=threat, params=self.attack.params,
+                                   target=ta, generator=gen, early_stop=config.early_stop)
+                if not bool(threat.contains(x_adv, xa).all()):
+                    raise InternalError(  # run_attack clips every result, so this is a bug, never data
+                        f"internal check failed: {self.attack.name} returned points outside the ε-ball at ε={eps}"
+                    )
+                with torch.no_grad():
+                    out = model(x_adv)
+                pred = out.argmax(dim=1)
+                fooled = (pred != ya) & finite_rows(out)  # non-finite logits never count as fooled
+                self._fooled(eps, threat, self.active[fooled], xa[fooled], x_adv[fooled], ya[fooled], pred[fooled])
+                self.active = self.active[~fooled]
+            if eps > 0:
+                self.monitor.end()
+            self._count(j, self.active)
+            self.tally.nonfinite[j] += model.nonfinite - nonfinite_before
+
+    def _minimal(self) -> None:
+        """One unbounded run of a minimal attack on the active samples gives every ε of the curve.
+
+        At each ε the samples whose confirmed adversarial example has norm ≤ ε·(1 + 10⁻⁵) are
+        projected onto the ε-ball (a no-op unless rounding put them a hair outside), checked for
+        ball and box, and confirmed again by a forward pass before they count as fooled."""
+        model, config, active = self.model, self.config, self.active
+        pending = torch.ones_like(active, dtype=torch.bool)  # per active sample: not yet counted as fooled
+        if active.numel():
+            xa, ya, ta = self._inputs(active)
+            gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, "minimal")
+            before = model.nonfinite
+            result = find_minimal(self.attack.spec, model, xa, ya, norm=config.norm, params=self.attack.params,
+                                  target=ta, generator=gen)
+            self.tally.nonfinite_search += model.nonfinite - before
+            norms = result.norm.double()
+            minimal = torch.where(result.fooled, norms, torch.full_like(norms, float("inf")))
+            self.tally.minimal_norms.extend(minimal.cpu().tolist())
+        for j, eps in enumerate(config.eps):
+            near = (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
+            if near.numel():
+                threat = ThreatModel(config.norm, eps)
+                x_eps = threat.clip(result.x_adv[near], xa[near])
+                before = model.nonfinite
+                with torch.no_grad():
+                    out = model(x_eps)
+                pred = out.argmax(dim=1)
+                confirmed = threat.contains(x_eps, xa[near]) & (pred != ya[near]) & finite_rows(out)
+                self.tally.nonfinite[j] += model.nonfinite - before
+                counted = near[confirmed]
+                pending[counted] = False
+                # the confirming pass's predictions: the forward-pass count must not depend on how many
+                # examples a batch keeps (distributed runs)
+                self._fooled(eps, threat, active[counted], xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
+            self._count(j, active[pending])
+
+    def _fooled(self, eps: float, threat: ThreatModel, at: Tensor, x: Tensor, x_adv: Tensor, y: Tensor,
+                pred: Tensor) -> None:
+        """The samples ``at`` (indices into the batch) are fooled at ``eps`` by ``x_adv``: record the
+        norms of their perturbations, and keep them as examples while the tally wants more."""
+        self.found_norm[at] = threat.norm_of(x_adv - x).float()
+        if self.keep > len(self.tally.examples) and at.numel():
+            self.tally.add_examples(self.attack.name, eps, x, x_adv, y, pred, self.keep)
+
+    def _count(self, j: int, robust: Tensor) -> None:
+        """The point at the ``j``-th ε: the samples ``robust`` (indices into the batch) and the fixed
+        ones are still classified correctly."""
+        y = self.batch.y
         still = torch.zeros_like(y)
-        still[active] = 1
-        still = (still | tally_fixed).bool()
-        tally.add_point(j, still, y, found_norm[~torch.isnan(found_norm)])
-        tally.nonfinite[j] += model.nonfinite - nonfinite_before
+        still[robust] = 1
+        self.tally.add_point(j, (still | self.fixed).bool(), y, self.found_norm[~torch.isnan(self.found_norm)])
 
 
 def _run_batch(
@@ -238,7 +340,7 @@ def _run_batch(
     batch_index: int,
     before: int,
     done: BatchTally | None,
-    monitor: Monitor | None = None,
+    monitor: Monitor,
 ) -> BatchTally:
     """Clean predictions, the checks' evidence and every attack's sweep on one batch.
 
@@ -263,67 +365,16 @@ def _run_batch(
         clean_seconds=time.perf_counter() - t0,
     )
     part.evidence.clean_nonfinite = int((~finite).sum())
+    batch = CleanBatch(x, y, logits, correct, batch_index, classes)
     kept = [0] * len(attacks) if done is None else done.examples_kept()
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
         t0, samples = time.perf_counter(), counted.samples
-        _attack_batch(counted, attack, x, y, logits, correct, config, tally, batch_index, a,
-                      keep=max(config.examples - kept[a], 0), monitor=monitor, classes=classes)
+        AttackSweep(counted, attack, config, batch, a, tally, keep=max(config.examples - kept[a], 0),
+                    monitor=monitor).run()
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
     return part
-
-
-def _minimal_sweep(
-    model: CountingModel,
-    attack: EvalAttack,
-    x: Tensor,
-    y: Tensor,
-    active: Tensor,
-    targets: Tensor | None,
-    tally_fixed: Tensor,
-    config: EvalConfig,
-    tally: AttackTally,
-    generator: torch.Generator,
-    keep: int = 0,
-) -> None:
-    """One unbounded run of a minimal attack on the ``active`` samples gives every ε of the curve.
-
-    At each ε the samples whose confirmed adversarial example has norm ≤ ε·(1 + 10⁻⁵) are projected
-    onto the ε-ball (a no-op unless rounding put them a hair outside), checked for ball and box,
-    and confirmed again by a forward pass before they count as fooled.
-    """
-    found_norm = torch.full((x.shape[0],), float("nan"), device=x.device)
-    pending = torch.ones_like(active, dtype=torch.bool)  # per active sample: not yet counted as fooled
-    if active.numel():
-        xa, ya = x[active], y[active]
-        ta = None if targets is None else targets[active]
-        before = model.nonfinite
-        result = find_minimal(attack.spec, model, xa, ya, norm=config.norm, params=attack.params, target=ta,
-                              generator=generator)
-        tally.nonfinite_search += model.nonfinite - before
-        minimal = torch.where(result.fooled, result.norm.double(), torch.full_like(result.norm.double(), float("inf")))
-        tally.minimal_norms.extend(minimal.cpu().tolist())
-    for j, eps in enumerate(config.eps):
-        near = (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
-        if near.numel():
-            threat = ThreatModel(config.norm, eps)
-            x_eps = threat.clip(result.x_adv[near], xa[near])
-            before = model.nonfinite
-            with torch.no_grad():
-                out = model(x_eps)
-            pred = out.argmax(dim=1)
-            confirmed = threat.contains(x_eps, xa[near]) & (pred != ya[near]) & finite_rows(out)
-            tally.nonfinite[j] += model.nonfinite - before
-            counted = near[confirmed]
-            pending[counted] = False
-            found_norm[active[counted]] = threat.norm_of(x_eps[confirmed] - xa[counted]).float()
-            if keep > len(tally.examples) and counted.numel():  # the confirming pass's predictions: the
-                # forward-pass count must not depend on how many examples a batch keeps (distributed runs)
-                tally.add_examples(attack.name, eps, xa[counted], x_eps[confirmed], ya[counted], pred[confirmed], keep)
-        still = torch.zeros_like(y)
-        still[active[pending]] = 1
-        tally.add_point(j, (still | tally_fixed).bool(), y, found_norm[~torch.isnan(found_norm)])
 
 
 def evaluate(
@@ -345,7 +396,8 @@ def evaluate(
     saved there and a batch it already holds is not run again, so an interrupted run continues
     where it stopped (batch ``k`` must be the same samples in both runs) and gives the same report.
     With ``shard`` (a distributed run, :mod:`advgrad.distributed`) ``batches`` are this process's
-    share of the run and the report is the whole run's, equal to a single process's (timing aside).
+    share of the run and the report is the whole run's, equal to a single process's (timing aside);
+    without it the process runs alone (:class:`advgrad.distributed.LocalExchange`).
     With ``monitor`` (:mod:`advgrad.progress`) each run of an attack at one ε is announced as it
     begins and ends, and every model call in between is counted (host-side, no synchronisation).
     The model's mode and its parameters' ``requires_grad`` are restored afterwards.
@@ -355,6 +407,8 @@ def evaluate(
     if len(set(names)) != len(names):
         raise UsageError(f"each attack may appear once in a sweep, got {', '.join(names)}")
     counted = CountingModel(model if monitor is None else PassCounter(model, monitor))
+    monitor = _Silent() if monitor is None else monitor
+    exchange = LocalExchange() if shard is None else shard
     total: BatchTally | None = None
     resumed = 0
     started = time.perf_counter()
@@ -369,31 +423,28 @@ def evaluate(
                 progress(total.n)
 
     with frozen(counted):
-        for b, (x, y) in enumerate(batches) if shard is None else shard.number(batches):
+        for b, (x, y) in exchange.number(batches):
             part = state.restore(b) if state is not None else None
             if part is None:
-                before = (0 if total is None else total.n) if shard is None else shard.samples_before(b)
-                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, before, total, monitor)
+                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, exchange.samples_before(b),
+                                  total, monitor)
                 if state is not None:
                     state.save(b, part)
             else:
                 resumed += 1
-                if monitor is not None:
-                    runs = [1 if a.spec.kind == "minimal" else sum(e > 0 for e in config.eps) for a in attacks]
-                    monitor.skip(part.n * sum(r * a.params.passes_per_sample(len(part.class_counts))
-                                              for r, a in zip(runs, attacks, strict=True)))
-            if monitor is not None:
-                monitor.next_batch()
-            add([part] if shard is None else shard.exchange(b, part))
-        if shard is not None:
-            add(shard.drain())
-            resumed = shard.total(resumed)
+                runs = [1 if a.spec.kind == "minimal" else sum(e > 0 for e in config.eps) for a in attacks]
+                monitor.skip(part.n * sum(r * a.params.passes_per_sample(len(part.class_counts))
+                                          for r, a in zip(runs, attacks, strict=True)))
+            monitor.next_batch()
+            add(exchange.exchange(b, part))
+        add(exchange.drain())
+        resumed = exchange.total(resumed)
     if total is None or total.n == 0:
         raise UsageError("no samples to evaluate: the data is empty")
     report = _report(total, attacks, config, device)
     report.timing = {"total_seconds": round(time.perf_counter() - started, 4),
                      "clean_seconds": round(total.clean_seconds, 4), "resumed_batches": resumed,
-                     "world_size": 1 if shard is None else shard.world_size}
+                     "world_size": exchange.world_size}
     report.checks = run_checks(report)
     return report
 
@@ -432,7 +483,7 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
             attack=attack.spec.name,
             norm=config.norm,
             params=attack.params.to_dict(),
-            target=None if config.target is None else str(config.target),
+            target=config.target_text,
             points=points,
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
