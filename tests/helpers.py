@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from advgrad.io.data.sources import Batch, DataSource
+
 # ---------------------------------------------------------------- models
 
 
@@ -218,3 +220,25 @@ if not torch.cuda.is_available():  # --device cuda is bad input only where there
 
 def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- data
+
+
+class CycledSource(DataSource):
+    """Another source's samples repeated to ``n`` (sample ``i`` is ``base``'s ``i mod len(base)``),
+    fetched batch by batch: arbitrarily long runs with no data held beyond ``base``, for measuring
+    how a run scales with its number of samples (tests/test_memory.py; benchmarks/common.py has the benchmarks' own)."""
+
+    def __init__(self, base: DataSource, n: int):
+        if n < 0 or len(base) == 0:
+            raise ValueError(f"cannot cycle {len(base)} samples to {n}")
+        self.base, self.n = base, n
+        self.name, self.description = f"{base.name}-cycled", f"{base.description}, cycled to {n} samples"
+        self.classes = base.classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def fetch(self, indices: Tensor) -> Batch:
+        return self.base.fetch(indices % len(self.base))

@@ -17,7 +17,7 @@ from advgrad.checks import CHECK_NAMES, CHECKS, large_eps_threshold, run_checks
 from advgrad.cli import app
 from advgrad.evaluate import EvalAttack
 from advgrad.evidence import measure
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 
@@ -135,7 +135,7 @@ class Softmax(nn.Module):
 
 
 def _evidence(model: nn.Module):
-    from advgrad.io.data import load_default
+    from advgrad.io.data.load import load_default
 
     data = load_default()
     x, y = data.x[:40], data.y[:40]

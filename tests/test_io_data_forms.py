@@ -1,4 +1,4 @@
-"""Loading data (advgrad/io/data.py, sources.py, tensorfiles.py, datasets.py): tensor files, image folders, torchvision datasets by name, selection and streaming."""
+"""Loading data (advgrad/io/data/load.py, sources.py, tensorfiles.py, datasets.py): tensor files, image folders, torchvision datasets by name, selection and streaming."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from loading_fixtures import (
 )
 from safetensors.torch import save_file
 
-import advgrad.io.tensorfiles as tensorfiles
+import advgrad.io.data.tensorfiles as tensorfiles
 from advgrad.errors import DataError, UsageError
-from advgrad.io.data import DataOptions, load_data
-from advgrad.io.datasets import DatasetSource
-from advgrad.io.sources import TensorSource
+from advgrad.io.data.datasets import DatasetSource
+from advgrad.io.data.load import DataOptions, load_data
+from advgrad.io.data.sources import TensorSource
 
 
 def everything(source):

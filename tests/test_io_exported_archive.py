@@ -1,4 +1,4 @@
-"""Crafted .pt2 archives (advgrad/io/exported_archive.py): whatever torch.export.load would
+"""Crafted .pt2 archives (advgrad/io/model/exported_archive.py): whatever torch.export.load would
 deserialize beyond tensor data is refused before torch reads it, however the members are spelled."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 from loading_fixtures import assert_bad_input, run_cli, save_tensors
 
 from advgrad.errors import ModelError
-from advgrad.io.exported_archive import archive_refusals, safe_sympy_expression
-from advgrad.io.models import ModelOptions, load_model
+from advgrad.io.model.exported_archive import archive_refusals, safe_sympy_expression
+from advgrad.io.model.load import ModelOptions, load_model
 
 X = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 

@@ -1,4 +1,4 @@
-"""The operator allow-list (advgrad/io/graph_ops.py): graphs that touch files are refused, named,
+"""The operator allow-list (advgrad/io/model/graph_ops.py): graphs that touch files are refused, named,
 before they run; the graphs of real models are entirely on the list."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torchvision
 from loading_fixtures import assert_bad_input, run_cli, save_tensors
 
 from advgrad.errors import ModelError
-from advgrad.io.exported_archive import archive_refusals
-from advgrad.io.graph_ops import fx_disallowed, torchscript_disallowed, torchscript_kind_allowed
-from advgrad.io.models import ModelOptions, load_model
+from advgrad.io.model.exported_archive import archive_refusals
+from advgrad.io.model.graph_ops import fx_disallowed, torchscript_disallowed, torchscript_kind_allowed
+from advgrad.io.model.load import ModelOptions, load_model
 from advgrad.models.digits import DigitsCNN
 
 X = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))

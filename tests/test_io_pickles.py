@@ -13,8 +13,8 @@ import torch
 from loading_fixtures import rewrite_zip
 
 from advgrad.errors import AdvgradError, DataError, ModelError
-from advgrad.io.data import load_data
-from advgrad.io.models import ModelOptions, load_model
+from advgrad.io.data.load import load_data
+from advgrad.io.model.load import ModelOptions, load_model
 from advgrad.io.pickles import pickle_damage
 
 

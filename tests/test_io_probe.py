@@ -10,7 +10,7 @@ from torch import nn
 
 from advgrad.errors import DataError, ModelError, UsageError
 from advgrad.io.inputs import InputOptions, open_inputs
-from advgrad.io.outputs import LogitsOf, OutputRule, logits_rule
+from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 from advgrad.io.probe import probe
 
 X = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -163,7 +163,7 @@ def test_normalisation_hint_for_a_model_trained_on_standardised_inputs():
     import standardised_models as sm
     from helpers import invoke
 
-    from advgrad.io.data import load_default
+    from advgrad.io.data.load import load_default
     from advgrad.io.probe import normalisation_hint
 
     x, y = load_default().fetch(torch.arange(64))

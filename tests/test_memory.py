@@ -8,12 +8,12 @@ import gc
 import tracemalloc
 
 import torch
+from helpers import CycledSource
 
 from advgrad.attacks import get_attack
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
-from advgrad.io.data import load_default
-from advgrad.io.models import load_default_model
-from advgrad.io.sources import CycledSource
+from advgrad.io.data.load import load_default
+from advgrad.io.model.load import load_default_model
 
 BATCH = 20
 EARLY, BATCHES = 50, 150  # measured after 50 and after 150 batches (3,000 samples)

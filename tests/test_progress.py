@@ -9,8 +9,8 @@ from helpers import invoke
 
 from advgrad.attacks import PGDParams, get_attack
 from advgrad.evaluate import EvalAttack, EvalConfig, evaluate
-from advgrad.io.data import load_default
-from advgrad.io.models import load_default_model
+from advgrad.io.data.load import load_default
+from advgrad.io.model.load import load_default_model
 from advgrad.progress import MIN_INTERVAL, PassCounter, ProgressTracker, format_eta
 
 

@@ -23,7 +23,7 @@ from advgrad.attacks import get_attack
 from advgrad.cli import app
 from advgrad.errors import UsageError
 from advgrad.evaluate import EvalAttack, EvalConfig
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 from advgrad.progress import ProgressTracker
 from advgrad.resume import RunState, run_identity, run_key
 

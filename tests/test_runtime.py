@@ -16,7 +16,7 @@ from advgrad.attacks import PGDParams, get_attack, run_attack
 from advgrad.cli.console import handle_errors
 from advgrad.errors import UsageError
 from advgrad.gradient import input_gradient
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 from advgrad.runtime import (
     RuntimeModel,
     RuntimeOptions,
@@ -33,7 +33,7 @@ CPU = torch.device("cpu")
 
 
 def digits(n: int = 16):
-    from advgrad.io.data import load_default
+    from advgrad.io.data.load import load_default
 
     x, y = load_default().fetch(torch.arange(n))
     return x, y

@@ -11,7 +11,7 @@ from helpers import assert_bad_input, invoke
 
 from advgrad import threads as t
 from advgrad.errors import UsageError
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from torch import Tensor
 
 from advgrad.device import resolve_device
 from advgrad.errors import UsageError
-from advgrad.io.data import DataOptions, DataSource, load_data
-from advgrad.io.factories import parse_model_args
-from advgrad.io.guard import GuardedModel
-from advgrad.io.models import LoadedModel, ModelOptions, load_model
-from advgrad.io.outputs import LogitsOf
+from advgrad.io.data.load import DataOptions, DataSource, load_data
+from advgrad.io.model.factories import parse_model_args
+from advgrad.io.model.guard import GuardedModel
+from advgrad.io.model.load import LoadedModel, ModelOptions, load_model
+from advgrad.io.model.logits import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, normalisation_hint, probe
 from advgrad.numeric import check_number
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model

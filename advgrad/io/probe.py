@@ -2,7 +2,7 @@
 
 The probe checks, in order, each failure being one clear message: the model accepts the data's
 shape (a wrong number of input channels is named as such); its output holds logits (a tuple, a
-mapping or an object with ``.logits`` is handled: see :mod:`advgrad.io.outputs`); the logits are
+mapping or an object with ``.logits`` is handled: see :mod:`advgrad.io.model.logits`); the logits are
 N×classes and cover the labels; they are finite; they depend differentiably on the input (else
 no gradient attack can work, and robustness would be overstated). It also warns when the
 outputs change between two identical calls (randomness left on) or when a sample's output
@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import AdvgradError, ModelError
-from advgrad.io.guard import ModelFailure
-from advgrad.io.outputs import LogitsOf, OutputRule, logits_rule
-from advgrad.io.paths import first_line
+from advgrad.errors import AdvgradError, ModelError, first_line
+from advgrad.io.model.guard import ModelFailure
+from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 
 
 @dataclass(frozen=True)

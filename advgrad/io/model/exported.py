@@ -3,9 +3,9 @@
 A ``.pt2`` archive holds a graph of tensor operations (JSON) and tensors. torch's loader may
 still unpickle parts of it with ``weights_only=False``; advgrad loads it with unpickling forced
 to ``weights_only`` (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``), first refuses archives from which torch
-would deserialize anything but tensor data (:mod:`advgrad.io.exported_archive`), and refuses
+would deserialize anything but tensor data (:mod:`advgrad.io.model.exported_archive`), and refuses
 graphs that call an operator not on the allow-list of pure tensor computations
-(:mod:`advgrad.io.graph_ops`) — unless ``--unsafe-pickle``.
+(:mod:`advgrad.io.model.graph_ops`) — unless ``--unsafe-pickle``.
 
 An exported graph keeps the train/eval behaviour it was exported with, so ``model.eval()``
 cannot reach it; advgrad switches dropout and batch norm nodes to inference instead. A graph
@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError
-from advgrad.io.exported_archive import archive_refusals
-from advgrad.io.graph_ops import fx_disallowed, operator_refusal
-from advgrad.io.model_types import LoadedModel, ModelOptions
-from advgrad.io.paths import first_line
-from advgrad.io.weights import needs_code, refuse_pickle
+from advgrad.errors import ModelError, first_line
+from advgrad.io.model.exported_archive import archive_refusals
+from advgrad.io.model.graph_ops import fx_disallowed, operator_refusal
+from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.weights import refuse_pickle
+from advgrad.io.pickles import needs_code
 
 
 @contextlib.contextmanager

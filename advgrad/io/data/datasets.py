@@ -23,9 +23,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from advgrad.errors import DataError, UsageError
-from advgrad.io.paths import first_line
-from advgrad.io.sources import Batch, DataOptions, DataSource, TensorSource, check_pixels, label_vector
+from advgrad.errors import DataError, UsageError, first_line
+from advgrad.io.data.sources import Batch, DataOptions, DataSource, TensorSource, check_pixels, label_vector
 
 
 class _Guarded(Dataset):

@@ -11,16 +11,15 @@ from ``torch.compile`` likewise).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError
-from advgrad.io.paths import first_line, require_file
-from advgrad.io.pickles import pickle_damage
+from advgrad.errors import ModelError, first_line
+from advgrad.io.paths import require_file
+from advgrad.io.pickles import unreadable
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 PREFIXES = ("module.", "_orig_mod.")
@@ -29,21 +28,6 @@ EXPECTED = "a weights file (.pt, .pth or .safetensors state dict)"
 
 def _is_state_dict(obj: object) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
-
-
-def needs_code(exc: BaseException) -> bool:
-    """Whether ``torch.load(weights_only=True)`` failed because the pickle names Python code."""
-    return isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()
-
-
-def unreadable(path: Path, exc: BaseException) -> str | None:
-    """Why ``torch.load(weights_only=True)`` could not read ``path``, when the file is damaged or
-    foreign; ``None`` when it is a well-formed pickle that names Python code (see :func:`needs_code`).
-    Random bytes after a pickle header fail like a pickle of a class does, so the pickle itself is
-    examined (without running it) before anyone is told to opt in to unpickling."""
-    if not needs_code(exc):
-        return first_line(exc)
-    return pickle_damage(path)
 
 
 def pickled_globals(path: Path, limit: int = 4) -> str:

@@ -3,7 +3,7 @@
 ``package.module:callable`` imports ``package.module`` — which runs that module's code, as any
 import does — and calls ``callable(**model_args)``. This is code the user names on the command
 line, not code from a data file. The working directory is on the import path, as with
-``python -m``. Weights (``--weights``) are read without running code: see :mod:`advgrad.io.weights`.
+``python -m``. Weights (``--weights``) are read without running code: see :mod:`advgrad.io.model.weights`.
 
 ``torchvision:NAME`` builds a torchvision classifier. ``--weights DEFAULT`` (or a weights enum
 member such as ``IMAGENET1K_V1``) loads torchvision's pretrained weights from the local torch hub
@@ -27,10 +27,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError, UsageError
-from advgrad.io.normalize import Normalization
-from advgrad.io.paths import first_line
-from advgrad.io.weights import load_weights
+from advgrad.errors import ModelError, UsageError, first_line
+from advgrad.io.model.normalize import Normalization
+from advgrad.io.model.weights import load_weights
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 FACTORY = re.compile(rf"^({_DOTTED}):({_DOTTED})$")

@@ -1,8 +1,8 @@
 """Loading the model under attack: a ``--model`` value → a :class:`LoadedModel`.
 
 Accepted: the embedded digits CNN (default, or ``digits-cnn``); a model file (TorchScript,
-ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advgrad.io.model_files`);
-``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.factories`). Every loader
+ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advgrad.io.model.model_files`);
+``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.model.factories`). Every loader
 returns a module in eval mode on the requested device; ``--mean``/``--std`` (or the
 normalisation of torchvision's pretrained weights) is put in front of it, so that it takes
 pixels in [0, 1]. Loading never executes code from a file unless ``--unsafe-pickle`` says so.
@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from advgrad.errors import ModelError, UsageError
-from advgrad.io.factories import build_factory, build_torchvision, is_factory
-from advgrad.io.model_files import load_model_file
-from advgrad.io.model_types import LoadedModel, ModelOptions
-from advgrad.io.normalize import Normalization, Normalized
+from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
+from advgrad.io.model.model_files import load_model_file
+from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.normalize import Normalization, Normalized
 
 __all__ = ["DEFAULT_MODEL", "FORMATS", "LoadedModel", "ModelFormat", "ModelOptions", "load_default_model", "load_model"]
 

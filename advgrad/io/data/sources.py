@@ -242,23 +242,3 @@ class TensorSource(DataSource):
 
     def labels(self) -> Tensor:
         return self.y
-
-
-class CycledSource(DataSource):
-    """Another source's samples repeated to ``n`` (sample ``i`` is ``base``'s ``i mod len(base)``),
-    fetched batch by batch: arbitrarily long runs with no data held beyond ``base``, for measuring
-    how a run scales with its number of samples (benchmarks/bench_memory.py)."""
-
-    def __init__(self, base: DataSource, n: int):
-        if n < 0 or len(base) == 0:
-            raise UsageError(f"cannot cycle {len(base)} samples to {n}")
-        self.base, self.n = base, n
-        self.name, self.description = f"{base.name}-cycled", f"{base.description}, cycled to {n} samples"
-        self.classes = base.classes
-
-    def __len__(self) -> int:
-        return self.n
-
-    def fetch(self, indices: Tensor) -> Batch:
-        return self.base.fetch(indices % len(self.base))
-

@@ -3,7 +3,7 @@
 The file's contents, not its name, decide how it is read:
 
 - a TorchScript archive (``torch.jit.save``: compiled code and tensors, no Python pickles);
-- an ExportedProgram archive (``torch.export.save``): see :mod:`advgrad.io.exported`;
+- an ExportedProgram archive (``torch.export.save``): see :mod:`advgrad.io.model.exported`;
 - a ``torch.save`` pickle. Holding only tensors, it is a state dict and needs its architecture
   (``--model module:callable --weights FILE``). Holding a whole model, it names Python classes
   that unpickling would import and run: refused unless ``--unsafe-pickle``.
@@ -19,12 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError
-from advgrad.io.exported import load_exported
-from advgrad.io.graph_ops import operator_refusal, torchscript_disallowed
-from advgrad.io.model_types import LoadedModel, ModelOptions
-from advgrad.io.paths import first_line, require_file
-from advgrad.io.weights import refuse_pickle, unreadable
+from advgrad.errors import ModelError, first_line
+from advgrad.io.model.exported import load_exported
+from advgrad.io.model.graph_ops import operator_refusal, torchscript_disallowed
+from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.weights import refuse_pickle
+from advgrad.io.paths import require_file
+from advgrad.io.pickles import unreadable
 
 EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
 _STORAGE = re.compile(r"data/[0-9]+")
@@ -78,7 +79,7 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
     """A TorchScript archive written by ``torch.jit.save``; its graphs must call allowed operators only.
 
     TorchScript code is compiled, not Python, but it can still call operators that touch files
-    (``aten::from_file``) or print; see :mod:`advgrad.io.graph_ops`. Code in ``__setstate__``
+    (``aten::from_file``) or print; see :mod:`advgrad.io.model.graph_ops`. Code in ``__setstate__``
     would run during loading itself, so an archive defining one is refused before loading.
     """
     if not options.unsafe_pickle:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from advgrad.errors import DataError, UsageError
-from advgrad.io.datasets import NAMED, is_named_dataset, load_image_folder, load_named
-from advgrad.io.sources import (
+from advgrad.io.data.datasets import NAMED, is_named_dataset, load_image_folder, load_named
+from advgrad.io.data.sources import (
     Batch,
     DataOptions,
     DataSource,
@@ -27,7 +27,7 @@ from advgrad.io.sources import (
     pixel_array,
     to_pixels,
 )
-from advgrad.io.tensorfiles import load_npz, load_pt, load_safetensors
+from advgrad.io.data.tensorfiles import load_npz, load_pt, load_safetensors
 
 __all__ = [
     "DEFAULT_DATA", "FORMATS", "Batch", "DataFormat", "DataOptions", "DataSource", "TensorSource",
