@@ -84,7 +84,7 @@ def test_torch_unpickles_the_crafted_constant(tmp_path, member):
 def test_opaque_constant_refused_however_spelled(tmp_path, member):
     marker = tmp_path / "code-ran"
     path = with_pickled_constant(tmp_path, member, "opaque_obj_0", marker)
-    with pytest.raises(ModelError, match=r"'evil' \(stored as 'opaque_obj_0'\) is a pickled Python object.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match=r"'evil' \(stored as 'opaque_obj_0'\) is a pickled Python object.*`unsafe_pickle`"):
         load_model(str(path))
     assert not marker.exists()
 
@@ -93,7 +93,7 @@ def test_opaque_constant_refused_however_spelled(tmp_path, member):
 def test_other_pickled_constants_refused(tmp_path, path_name):
     marker = tmp_path / "code-ran"
     path = with_pickled_constant(tmp_path, f"data/constants/{path_name}", path_name, marker)
-    with pytest.raises(ModelError, match="--unsafe-pickle"):
+    with pytest.raises(ModelError, match="`unsafe_pickle`"):
         load_model(str(path))
     assert not marker.exists()
 

@@ -68,7 +68,7 @@ def test_crafted_export_writes_the_file_when_torch_runs_it(tmp_path, victim):
 
 def test_exported_graph_touching_files_is_refused(tmp_path, victim):
     path = file_writing_export(tmp_path, victim)
-    with pytest.raises(ModelError, match=r"calls aten\.from_file\.default.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match=r"calls aten\.from_file\.default.*`unsafe_pickle`"):
         load_model(str(path))
     assert victim.read_bytes() == b"xxxx"
 
@@ -112,7 +112,7 @@ def test_torchscript_touching_files_is_refused(tmp_path, victim):
     torch.jit.load(str(path))(X)  # the fixture is real
     assert victim.read_bytes() == b"AAAA"
     victim.write_bytes(b"xxxx")
-    with pytest.raises(ModelError, match=r"TorchScript model calls aten::from_file.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match=r"TorchScript model calls aten::from_file.*`unsafe_pickle`"):
         load_model(str(path))
     assert victim.read_bytes() == b"xxxx"
 
@@ -150,7 +150,7 @@ def test_torchscript_load_time_code_is_refused(tmp_path, victim):
     path = tmp_path / "setstate.ts"
     torch.jit.save(torch.jit.script(SetState(str(victim))), path)
     victim.write_bytes(b"xxxx")
-    with pytest.raises(ModelError, match="__setstate__.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match="__setstate__.*`unsafe_pickle`"):
         load_model(str(path))
     assert victim.read_bytes() == b"xxxx"
     torch.jit.load(str(path))  # the fixture is real: loading alone writes the file

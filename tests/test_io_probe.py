@@ -144,18 +144,18 @@ def test_open_inputs_warns_on_class_count_mismatch(tmp_path):
 
 
 def test_open_inputs_checks_options():
-    with pytest.raises(UsageError, match="--limit must be at least 1"):
+    with pytest.raises(UsageError, match="`limit` must be at least 1"):
         open_inputs(InputOptions(limit=0))
-    with pytest.raises(UsageError, match="--num-workers"):
+    with pytest.raises(UsageError, match="`num_workers`"):
         open_inputs(InputOptions(num_workers=-1))
-    with pytest.raises(UsageError, match="--model-arg"):
+    with pytest.raises(UsageError, match="`model_args`"):
         open_inputs(InputOptions(model="factory_models:make", model_args=("oops",)))
 
 
 def test_normalised_data_with_normalised_model_is_still_refused(tmp_path):
     x = (torch.rand(4, 1, 8, 8) - 0.5) / 0.25
     data = save_tensors(tmp_path / "d.pt", x, torch.zeros(4, dtype=torch.long))
-    with pytest.raises(DataError, match="--mean/--std"):
+    with pytest.raises(DataError, match="`mean`/`std`"):
         open_inputs(InputOptions(data=str(data), mean=(0.5,), std=(0.25,)))
 
 

@@ -36,6 +36,21 @@ def quiet_rank(rank: int) -> None:
     out.quiet = err.quiet = True
 
 
+# Parameters whose flag is not "--" + the name with dashes (the library's ``model_args`` is the
+# repeatable ``--model-arg``). Every other parameter is its flag: ``batch_size`` is ``--batch-size``.
+_FLAGS = {"model_args": "--model-arg"}
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a library parameter: ``batch_size`` → ``--batch-size``."""
+    return _FLAGS.get(param) or "--" + param.replace("_", "-")
+
+
+def error_text(exc: AdvgradError) -> str:
+    """An error's message as the CLI shows it: the parameters it names spelled as flags."""
+    return exc.render(flag)
+
+
 def _error(text: str) -> None:
     if _state["rank"]:
         sys.stderr.write(f"[rank {_state['rank']}] {text}\n")
@@ -81,7 +96,7 @@ def handle_errors(fn: F) -> F:
         except AdvgradError as exc:
             if _state["debug"]:
                 raise
-            _error(f"error: {exc}")
+            _error(f"error: {error_text(exc)}")
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("interrupted", markup=False)

@@ -81,8 +81,7 @@ def pickle_damage(path: str | Path) -> str | None:
                     if not stream.left:
                         break
     except Exception as exc:  # pickletools' ValueError, EOF, zip and decompression errors
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"damaged pickle data: {detail[:160]}"
+        return f"damaged pickle data: {first_line(exc, 160)}"
     return None if imports else "damaged pickle data"
 
 

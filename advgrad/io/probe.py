@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import AdvgradError, ModelError, first_line
+from advgrad.errors import AdvgradError, InternalError, ModelError, first_line
 from advgrad.io.model.guard import ModelFailure
 from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 
@@ -97,9 +97,10 @@ def _explain_failure(exc: Exception, x: Tensor) -> ModelError:
             f"wrong number of input channels: the model expects {channels.group(1)} but the data has "
             f"{channels.group(2)} (inputs of shape {shape})"
         )
-    hint = " (check the image size: --image-size)" if _MATMUL.search(text) else ""
+    hint = " (check the image size: `image_size`)" if _MATMUL.search(text) else ""
     return ModelError(
-        f"the model failed on inputs of shape {shape} ({text}){hint}; check that the data has the shape the model expects"
+        f"the model failed on inputs of shape {shape} ({text}){hint}; check that the data has the shape the model expects",
+        params="image_size",
     )
 
 
@@ -119,7 +120,7 @@ def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
         if not isinstance(failure.cause, Exception):
             raise  # sys.exit: the guard's message says it all
         raise explain(failure.cause, x) from None
-    except AdvgradError:
+    except (AdvgradError, InternalError):  # advgrad's own: not the model's failure
         raise
     except Exception as exc:
         raise explain(exc, x) from None

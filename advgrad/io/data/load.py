@@ -88,7 +88,8 @@ def load_data(spec: str | None = None, options: DataOptions | None = None) -> Da
     for fmt in FORMATS:
         if fmt.matches(spec):
             if options.image_size is not None and fmt.name != "image-folder":
-                raise UsageError(f"--image-size resizes image folders only; {spec} is read at its stored size")
+                raise UsageError(f"`image_size` resizes image folders only; {spec} is read at its stored size",
+                                 params="image_size")
             return fmt.load(spec, options)
     names = ", ".join([DEFAULT_DATA, *NAMED])
     if not Path(spec).expanduser().exists():

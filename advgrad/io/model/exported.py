@@ -55,7 +55,8 @@ def _refuse_unsafe_archive(path: Path) -> None:
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
         raise ModelError(
             f"{path}: {reasons[0]}{more}; loading it could run code from the file, so advgrad does not load it "
-            "unless you pass --unsafe-pickle (only for files you trust)"
+            "unless you pass `unsafe_pickle` (only for files you trust)",
+            params="unsafe_pickle",
         )
 
 
@@ -148,7 +149,7 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)})") from None
     shape, batch = _user_input_shape(ep)
     if not options.unsafe_pickle and (disallowed := fx_disallowed(ep.graph_module)):
-        raise ModelError(operator_refusal(path, "exported graph", disallowed))
+        raise ModelError(operator_refusal(path, "exported graph", disallowed), params="unsafe_pickle")
     try:
         if options.device.type != "cpu":
             ep = torch.export.passes.move_to_device_pass(ep, options.device)
@@ -156,7 +157,7 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
     except Exception as exc:  # an archive whose parts do not fit together
         raise ModelError(f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})") from None
     if not options.unsafe_pickle and (disallowed := fx_disallowed(graph)):  # and what unlifting made of it
-        raise ModelError(operator_refusal(path, "exported graph", disallowed))
+        raise ModelError(operator_refusal(path, "exported graph", disallowed), params="unsafe_pickle")
     switched = _to_inference(graph)
     extra: dict = {"exported_batch": batch if batch is not None else "dynamic"}
     notes = []

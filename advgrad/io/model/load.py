@@ -107,9 +107,10 @@ def load_model(spec: str | None = None, options: ModelOptions | None = None) -> 
     for fmt in FORMATS:
         if fmt.matches(spec):
             if not fmt.builds and (options.weights is not None or options.model_args):
-                flags = " and ".join(f for f, v in (("--weights", options.weights), ("--model-arg", options.model_args)) if v)
+                given = [p for p, v in (("weights", options.weights), ("model_args", options.model_args)) if v]
                 raise UsageError(
-                    f"{flags} apply to models built in code (torchvision:NAME, package.module:callable), not to {spec}"
+                    f"{' and '.join(f'`{p}`' for p in given)} apply to models built in code (torchvision:NAME, "
+                    f"package.module:callable), not to {spec}", params=given,
                 )
             loaded = fmt.load(spec, options)
             _normalize(loaded, options)

@@ -30,7 +30,7 @@ from advgrad.io.pickles import unreadable
 EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
 _STORAGE = re.compile(r"data/[0-9]+")
 STATE_DICT_HINT = (
-    "give its architecture: --model package.module:callable --weights FILE, or --model torchvision:NAME --weights FILE"
+    "give its architecture: `model` package.module:callable `weights` FILE, or `model` torchvision:NAME `weights` FILE"
 )
 
 
@@ -90,7 +90,8 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
         if setstate:
             raise ModelError(
                 f"{path}: the TorchScript model defines __setstate__, code that torch.jit.load runs while loading; "
-                "advgrad does not load it unless you pass --unsafe-pickle (only for files you trust)"
+                "advgrad does not load it unless you pass `unsafe_pickle` (only for files you trust)",
+                params="unsafe_pickle",
             )
     try:
         with warnings.catch_warnings():
@@ -100,7 +101,7 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: cannot load as TorchScript, truncated or corrupt ({first_line(exc)})") from None
     disallowed = torchscript_disallowed(module)
     if disallowed and not options.unsafe_pickle:
-        raise ModelError(operator_refusal(path, "TorchScript model", disallowed))
+        raise ModelError(operator_refusal(path, "TorchScript model", disallowed), params="unsafe_pickle")
     return LoadedModel(module, "torchscript", str(path), f"TorchScript model from {path.name}")
 
 
@@ -116,10 +117,10 @@ def load_pickle(path: Path, options: ModelOptions) -> LoadedModel:
             raise refuse_pickle(
                 path, "a whole pickled model (torch.save(model))",
                 "save it with torch.jit.save or torch.export.save, or save model.state_dict() and use "
-                "--model package.module:callable --weights FILE",
+                "`model` package.module:callable `weights` FILE",
             ) from None
         return _load_whole_pickle(path, options)
-    raise ModelError(f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}")
+    raise ModelError(f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}", params=("model", "weights"))
 
 
 def _load_whole_pickle(path: Path, options: ModelOptions) -> LoadedModel:
@@ -140,7 +141,7 @@ def load_model_file(spec: str, options: ModelOptions) -> LoadedModel:
     """Read a model file of any kind advgrad accepts (see the module docstring)."""
     path = require_file(spec, EXPECTED, ModelError)
     if path.suffix.lower() == ".safetensors":
-        raise ModelError(f"{path} holds weights only (safetensors), not a model; {STATE_DICT_HINT}")
+        raise ModelError(f"{path} holds weights only (safetensors), not a model; {STATE_DICT_HINT}", params=("model", "weights"))
     kind = file_kind(path)
     if kind == "exported":
         return load_exported(path, options)

@@ -42,10 +42,12 @@ def pickled_globals(path: Path, limit: int = 4) -> str:
 
 
 def refuse_pickle(path: Path, what: str, safer: str) -> ModelError:
-    """The refusal for a file that only unpickling with code execution could read."""
+    """The refusal for a file that only unpickling with code execution could read; ``safer`` may
+    name the ```model``` and ```weights``` parameters."""
     return ModelError(
         f"{path} holds {what}{pickled_globals(path)}; unpickling it runs code from the file, so advgrad "
-        f"does not load it unless you pass --unsafe-pickle (only for files you trust); safer: {safer}"
+        f"does not load it unless you pass `unsafe_pickle` (only for files you trust); safer: {safer}",
+        params=("unsafe_pickle", "model", "weights"),
     )
 
 
@@ -137,7 +139,8 @@ def fit_state_dict(model: nn.Module, state: dict[str, Tensor], path: Path | str,
         more = f" (and {len(wrong) - 1} more: {_some(wrong[1:], 3)})" if len(wrong) > 1 else ""
         raise ModelError(
             f"tensor sizes in {path} do not match {name}: {k} is {_dims(state[k].shape)} in the file but "
-            f"{_dims(expected[k].shape)} in the model{more}; check the architecture and its --model-arg values"
+            f"{_dims(expected[k].shape)} in the model{more}; check the architecture and its `model_args` values",
+            params="model_args",
         )
     for k, v in expected.items():  # fill what old checkpoints lack
         state.setdefault(k, v)
