@@ -10,7 +10,7 @@ from helpers import linear_model, tiny_net, torchscript
 from torch import Tensor, nn
 
 from advgrad.errors import UsageError
-from advgrad.gradient import finite_difference_check, frozen, gradients, input_gradient
+from advgrad.gradient import finite_difference_check, frozen, input_gradient
 
 # ---------------------------------------------------------------- the worked example
 
@@ -219,27 +219,6 @@ def test_frozen_restores_state_after_an_exception():
         raise RuntimeError("boom")
     assert model.training and model.conv.training and not model.bn.training
     assert model.conv.weight.requires_grad and not model.head.bias.requires_grad
-
-
-def test_gradients_over_batches_matches_one_batch():
-    w, b, x, y = _linear_setup(3, seed=6, n=7)
-    model = linear_model(w, b)
-    batches = [(x[i : i + 3], y[i : i + 3]) for i in range(0, 7, 3)]
-    result = gradients(model, batches)
-    grad, loss, logits = input_gradient(model, x, y)
-    assert torch.allclose(result.grad, grad, rtol=1e-12)
-    assert torch.allclose(result.loss, loss, rtol=1e-12)
-    assert torch.equal(result.pred, logits.argmax(1)) and torch.equal(result.y, y) and torch.equal(result.x, x)
-    norms = result.norms()
-    flat = grad.flatten(1).numpy()
-    assert np.allclose(norms["l1"].numpy(), np.abs(flat).sum(1))
-    assert np.allclose(norms["l2"].numpy(), np.sqrt((flat**2).sum(1)))
-    assert np.allclose(norms["linf"].numpy(), np.abs(flat).max(1))
-
-
-def test_gradients_of_no_batches_is_an_error():
-    with pytest.raises(UsageError):
-        gradients(linear_model(torch.eye(2, dtype=torch.float64)), [])
 
 
 # ---------------------------------------------------------------- finite differences
