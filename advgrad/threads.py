@@ -52,9 +52,9 @@ def parse_threads(value: object) -> int | None:
     try:
         n = int(text)
     except ValueError:
-        raise UsageError(f"--threads must be a whole number ≥ 1 or auto, got {value!r}") from None
+        raise UsageError(f"`threads` must be a whole number ≥ 1 or auto, got {value!r}", params="threads") from None
     if n < 1:
-        raise UsageError(f"--threads must be a whole number ≥ 1 or auto, got {value!r}")
+        raise UsageError(f"`threads` must be a whole number ≥ 1 or auto, got {value!r}", params="threads")
     return n
 
 

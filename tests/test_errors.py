@@ -16,7 +16,9 @@ from advgrad.io.model.factories import parse_model_args
 from advgrad.io.model.normalize import Normalization, parse_channels
 from advgrad.losses import dlr, get_loss
 from advgrad.numeric import check_number
+from advgrad.runtime import compile_failed
 from advgrad.targets import parse_target, resolve_targets
+from advgrad.threads import parse_threads
 from advgrad.threat import parse_eps_list
 
 
@@ -41,6 +43,10 @@ def test_the_cli_maps_parameters_to_flags():
     assert param_label("steps") == ("`steps`", ("steps",)) and param_label("--steps") == ("--steps", ())
 
 
+def _throw(exc: Exception):
+    raise exc
+
+
 def _raised(fn, *args, **kwargs) -> AdvgradError:
     with pytest.raises(AdvgradError) as info:
         fn(*args, **kwargs)
@@ -63,6 +69,8 @@ def _raised(fn, *args, **kwargs) -> AdvgradError:
     (lambda: parse_channels("a,b", "std"), "std"),
     (lambda: parse_model_args(["not an arg"]), "model_args"),
     (lambda: check_number(2.5, "steps", integer=True), "steps"),
+    (lambda: parse_threads("0"), "threads"),
+    (lambda: _throw(compile_failed(RuntimeError("no compiler"))), "compile"),
 ])
 def test_library_errors_name_parameters_not_flags(call, param):
     exc = _raised(call)

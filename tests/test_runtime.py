@@ -194,7 +194,7 @@ def test_compile_unavailable_is_a_usage_error(monkeypatch):
     monkeypatch.setattr("advgrad.runtime.shutil.which", lambda name: None)
     reason = compile_unavailable(CPU)
     assert reason is not None and "C++ compiler" in reason
-    with pytest.raises(UsageError, match="run without --compile"):
+    with pytest.raises(UsageError, match="run without `compile`"):
         prepare_model(Tiny(), RuntimeOptions(compile=True), CPU, torch.rand(2, 1, 8, 8))
 
 

@@ -99,7 +99,7 @@ def test_explicit_count_is_used_and_warned_about_when_too_many():
 
 @pytest.mark.parametrize("value", ["0", "-1", "x", "1.5", ""])
 def test_bad_values_are_usage_errors(value):
-    with pytest.raises(UsageError, match="--threads"):
+    with pytest.raises(UsageError, match="`threads`"):
         t.parse_threads(value)
 
 

@@ -111,7 +111,7 @@ def handle_errors(fn: F) -> F:
                 _error("error: the device ran out of memory; lower --batch-size")
                 raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
             if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
-                _error(f"error: {compile_failed(exc)}")
+                _error(f"error: {error_text(compile_failed(exc))}")
                 raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
             _error(f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
                    "and please report it)")
