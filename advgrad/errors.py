@@ -61,10 +61,29 @@ class AdvgradError(Exception):
 
     def render(self, spell: Callable[[str], str]) -> str:
         """The message with each named parameter ```name``` written as ``spell(name)``."""
-        text = str(self)
-        for name in self.params:
-            text = text.replace(f"`{name}`", spell(name))
-        return text
+        return _spelled(str(self), self.params, spell)
+
+
+class Notice(str):
+    """A warning's text that names parameters as errors do (```mean```), with the ``params`` it
+    names; it is a plain ``str`` to everyone else. The CLI renders it with its flags."""
+
+    params: tuple[str, ...]
+
+    def __new__(cls, text: str, params: str | Sequence[str] = ()) -> Notice:
+        self = super().__new__(cls, text)
+        self.params = (params,) if isinstance(params, str) else tuple(params)
+        return self
+
+    def render(self, spell: Callable[[str], str]) -> str:
+        """The text with each named parameter ```name``` written as ``spell(name)``."""
+        return _spelled(str(self), self.params, spell)
+
+
+def _spelled(text: str, params: tuple[str, ...], spell: Callable[[str], str]) -> str:
+    for name in params:
+        text = text.replace(f"`{name}`", spell(name))
+    return text
 
 
 class UsageError(AdvgradError):

@@ -138,3 +138,15 @@ def test_cli_messages_name_the_flags(args, needle):
     result = invoke(["attack", "--limit", "4", *args, "--out", "never-written.pt"])
     message = assert_bad_input(result)
     assert message.startswith(needle) and "`" not in message, message
+
+
+def test_warnings_name_parameters_and_the_cli_shows_flags():
+    from advgrad.cli.console import notice_text
+    from advgrad.errors import Notice
+    from advgrad.threads import choose_threads
+
+    warning = choose_threads(8, cpus=2).warning
+    assert isinstance(warning, Notice) and warning.params == ("threads",) and "--" not in warning
+    assert notice_text(warning).startswith("--threads 8 is more than the 2 CPU(s)")
+    assert notice_text(warning).endswith("(try --threads auto)")
+    assert notice_text("a plain warning") == "a plain warning"

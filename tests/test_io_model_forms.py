@@ -415,7 +415,7 @@ def test_torchvision_warnings_for_random_weights_and_missing_normalisation(tmp_p
     path = tmp_path / "w.pth"
     torch.save(random.module.state_dict(), path)
     plain = load_model("torchvision:squeezenet1_1", ModelOptions(weights=str(path), model_args={"num_classes": 3}))
-    assert any("no --mean/--std given" in w for w in plain.warnings)
+    assert any("no `mean`/`std` given" in w for w in plain.warnings)
     normalised = load_model("torchvision:squeezenet1_1",
                             ModelOptions(weights=str(path), model_args={"num_classes": 3}, mean=(0.5,), std=(0.5,)))
     assert normalised.warnings == []

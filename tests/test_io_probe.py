@@ -168,11 +168,11 @@ def test_normalisation_hint_for_a_model_trained_on_standardised_inputs():
 
     x, y = load_default().fetch(torch.arange(64))
     hint = normalisation_hint(sm.expects_standardised(), x, y, 10)
-    assert hint is not None and "--mean" in hint and "--std" in hint
+    assert hint is not None and "`mean`" in hint and "`std`" in hint and hint.params == ("mean", "std")
     assert normalisation_hint(sm.expects_pixels(), x, y, 10) is None
     assert normalisation_hint(sm.expects_standardised(), x[:10], y[:10], 10) is None  # too few to tell
     warned = invoke(["info", "--model", "standardised_models:expects_standardised"])
-    assert warned.exit_code == 0 and "trained on normalised inputs" in warned.stderr
+    assert warned.exit_code == 0 and "trained on normalised inputs" in warned.stderr and "e.g. --mean " in warned.stderr
     given = invoke(["info", "--model", "standardised_models:expects_standardised", "--mean", "0.305", "--std", "0.376"])
     assert given.exit_code == 0 and "normalised inputs" not in given.stderr
     default = invoke(["info"])

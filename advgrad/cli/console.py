@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from advgrad.errors import AdvgradError, ExitCode, first_line
+from advgrad.errors import AdvgradError, ExitCode, Notice, first_line
 from advgrad.progress import ProgressTracker
 from advgrad.runtime import compile_failed, is_compile_error
 
@@ -49,6 +49,11 @@ def flag(param: str) -> str:
 def error_text(exc: AdvgradError) -> str:
     """An error's message as the CLI shows it: the parameters it names spelled as flags."""
     return exc.render(flag)
+
+
+def notice_text(message: str) -> str:
+    """A warning as the CLI shows it: a :class:`~advgrad.errors.Notice` with its parameters as flags."""
+    return message.render(flag) if isinstance(message, Notice) else message
 
 
 def _error(text: str) -> None:

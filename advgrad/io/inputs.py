@@ -191,7 +191,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
     warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
-    if model.normalization is None and not any("--mean" in w for w in warnings):
+    if model.normalization is None and not any("mean" in getattr(w, "params", ()) for w in warnings):
         hint = normalisation_hint(model.module, x, y, result.num_classes)
         warnings += [hint] if hint else []
     if threads.warning:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import AdvgradError, InternalError, ModelError, first_line
+from advgrad.errors import AdvgradError, InternalError, ModelError, Notice, first_line
 from advgrad.io.model.guard import ModelFailure
 from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 
@@ -142,10 +142,10 @@ def _behaviour_warnings(model: nn.Module, x: Tensor, logits: Tensor) -> list[str
     if x.shape[0] > 1:  # attacks shrink batches as samples are fooled: a batch of one must work
         alone = _forward(model, x[:1], _one_sample_failure)
         if not found and not _close(alone, logits[:1]):
-            found.append(
+            found.append(Notice(
                 "a sample's output depends on the rest of its batch (batch norm in training mode?); "
-                "results would depend on --batch-size"
-            )
+                "results would depend on `batch_size`", "batch_size"
+            ))
     return found
 
 
@@ -233,7 +233,8 @@ def normalisation_hint(model: nn.Module, x: Tensor, y: Tensor, classes: int) -> 
     if best - raw <= HINT_MIN_RISE or best < 2 / classes:
         return None
     values = ",".join(f"{v:.3g}" for v in mean.tolist()), ",".join(f"{v:.3g}" for v in std.tolist())
-    return (f"no --mean/--std given, yet the model classifies the probe batch much better once it is standardised "
-            f"with {name} ({100 * raw:.0f}% → {100 * best:.0f}%): it was probably trained on normalised inputs; give "
-            f"the normalisation it was trained with, e.g. --mean {values[0]} --std {values[1]}, so that attacks and ε "
-            "are in pixel units")
+    return Notice(
+        f"no `mean`/`std` given, yet the model classifies the probe batch much better once it is standardised "
+        f"with {name} ({100 * raw:.0f}% → {100 * best:.0f}%): it was probably trained on normalised inputs; give "
+        f"the normalisation it was trained with, e.g. `mean` {values[0]} `std` {values[1]}, so that attacks and ε "
+        "are in pixel units", ("mean", "std"))

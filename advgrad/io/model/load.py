@@ -18,7 +18,7 @@ from importlib import resources
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError, UsageError
+from advgrad.errors import ModelError, Notice, UsageError
 from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
 from advgrad.io.model.model_files import load_model_file
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
@@ -56,12 +56,14 @@ def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
     )
     loaded = LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
     if options.weights is None:
-        loaded.warnings.append(f"{spec} has random weights (no --weights given): its results describe a random network")
+        loaded.warnings.append(Notice(
+            f"{spec} has random weights (no `weights` given): its results describe a random network", "weights"))
     elif normalization is None and options.mean is None:
-        loaded.warnings.append(
-            f"no --mean/--std given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
-            "trained on normalised inputs (ImageNet: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)"
-        )
+        loaded.warnings.append(Notice(
+            f"no `mean`/`std` given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
+            "trained on normalised inputs (ImageNet: `mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225)",
+            ("mean", "std"),
+        ))
     return loaded
 
 
