@@ -31,6 +31,7 @@ from advgrad.evaluate import evaluate as _sweep
 from advgrad.generate import attack_batch
 from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
+from advgrad.io.data.sources import check_at_least
 from advgrad.results import RobustnessReport
 from advgrad.targets import parse_target
 from advgrad.threat import ThreatModel, parse_eps, parse_eps_list, parse_norm
@@ -132,6 +133,7 @@ def attack(
 
 
 def _batches(data: Any, y: Tensor | None, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
+    check_at_least(batch_size=(batch_size, 1))
     if isinstance(data, Tensor):
         if y is None:
             raise TypeError("evaluate(model, x, y): give the labels y with a tensor of inputs")

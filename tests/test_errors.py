@@ -93,6 +93,16 @@ def test_size_checks_are_one_check():
     check_at_least(limit=(None, 1), batch_size=(1, 1), num_workers=(0, 0))  # None: not given
 
 
+def test_the_api_checks_batch_size_with_the_same_check():
+    import advgrad
+
+    x, y = load_default().fetch(torch.arange(4))
+    with pytest.raises(UsageError, match="`batch_size` must be at least 1, got 0") as info:
+        advgrad.evaluate(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), x, y, attacks=["fgsm"],
+                         eps=[0.1], batch_size=0)
+    assert info.value.param == "batch_size"
+
+
 def test_internal_error_is_not_a_user_error():
     assert not issubclass(InternalError, AdvgradError)
     for user in (UsageError, DataError, ModelError):
