@@ -55,6 +55,16 @@ class TinyNet(nn.Module):
         return self.head(h.flatten(1)) * 4.0
 
 
+def linear_setup(classes: int, seed: int = 0, d: int = 6, n: int = 5):
+    """Weights of a linear classifier over d features and a float64 batch of n samples (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(classes, d, generator=gen, dtype=torch.float64)
+    b = torch.randn(classes, generator=gen, dtype=torch.float64)
+    x = torch.rand(n, 1, 1, d, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    return w, b, x, y
+
+
 def tiny_net(seed: int = 0, channels: int = 2, classes: int = 3, dtype=torch.float32) -> TinyNet:
     gen = torch.Generator().manual_seed(seed)
     model = TinyNet(channels, classes)

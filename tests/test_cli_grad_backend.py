@@ -5,25 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import linear_model
+from helpers import linear_model, linear_setup
 
 from advgrad.cli.grad_backend import gradients, sample_rows
 from advgrad.errors import UsageError
 from advgrad.gradient import input_gradient
 
 
-def _linear_setup(classes: int, seed: int = 0, d: int = 6, n: int = 5):
-    """A linear classifier's weights and a batch (as tests/test_gradient.py builds them)."""
-    gen = torch.Generator().manual_seed(seed)
-    w = torch.randn(classes, d, generator=gen, dtype=torch.float64)
-    b = torch.randn(classes, generator=gen, dtype=torch.float64)
-    x = torch.rand(n, 1, 1, d, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, classes, (n,), generator=gen)
-    return w, b, x, y
-
-
 def test_gradients_over_batches_matches_one_batch():
-    w, b, x, y = _linear_setup(3, seed=6, n=7)
+    w, b, x, y = linear_setup(3, seed=6, n=7)
     model = linear_model(w, b)
     batches = [(x[i : i + 3], y[i : i + 3]) for i in range(0, 7, 3)]
     result = gradients(model, batches)
@@ -44,7 +34,7 @@ def test_gradients_of_no_batches_is_an_error():
 
 
 def test_sample_rows_hold_each_samples_norms():
-    w, b, x, y = _linear_setup(3, seed=2, n=5)
+    w, b, x, y = linear_setup(3, seed=2, n=5)
     result = gradients(linear_model(w, b), [(x, y)])
     rows = sample_rows(result)
     flat = result.grad.flatten(1)
