@@ -30,6 +30,7 @@ from advgrad.errors import UsageError
 from advgrad.generate import attack_batch
 from advgrad.geometry import get_geometry
 from advgrad.gradient import frozen
+from advgrad.io.data.sources import check_at_least
 from advgrad.results import RobustnessReport
 from advgrad.run_description import RunDescription
 from advgrad.sweep import EvalAttack, EvalConfig
@@ -134,6 +135,7 @@ def attack(
 
 
 def _batches(data: Any, y: Tensor | None, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
+    check_at_least(batch_size=(batch_size, 1))
     if isinstance(data, Tensor):
         if y is None:
             raise TypeError("evaluate(model, x, y): give the labels y with a tensor of inputs")
@@ -141,7 +143,7 @@ def _batches(data: Any, y: Tensor | None, batch_size: int) -> Iterable[tuple[Ten
         return zip(data.split(batch_size), y.split(batch_size), strict=True)
     if y is not None:
         raise TypeError("y is given with the inputs tensor only; batches and data sources carry their labels")
-    if hasattr(data, "batches"):  # a DataSource (advgrad.io.data.load_data)
+    if hasattr(data, "batches"):  # a DataSource (advgrad.io.data.load.load_data)
         return data.batches(batch_size)
     return data  # an iterable of (x, y) batches, e.g. a torch DataLoader
 
@@ -178,7 +180,7 @@ def evaluate(
     Args:
         model: a classifier returning logits, taking pixels in [0, 1].
         data: inputs ``x`` (N, ...) with ``y``; or an iterable of ``(x, y)`` batches such as a
-            ``torch.utils.data.DataLoader``; or a data source from :func:`advgrad.io.data.load_data`.
+            ``torch.utils.data.DataLoader``; or a data source from :func:`advgrad.io.data.load.load_data`.
         y: labels (N,) when ``data`` is a tensor.
         attacks: attack names, a list or ``"fgsm,pgd"``.
         eps: the ε values (numbers or fractions such as ``"8/255"``), a list or one value; default:
@@ -251,8 +253,8 @@ def load_model(
         ...                            mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
     """
     from advgrad.device import resolve_device
-    from advgrad.io.models import ModelOptions
-    from advgrad.io.models import load_model as _load
+    from advgrad.io.model.load import ModelOptions
+    from advgrad.io.model.load import load_model as _load
 
     options = ModelOptions(
         device=resolve_device(str(device)), weights=None if weights is None else str(weights),
@@ -283,14 +285,14 @@ def load_data(
     ``.safetensors`` file holding x and y, an image folder (one sub-folder per class), or ``mnist``,
     ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn`` (from ``root``; ``download=True`` fetches
     them). ``limit`` keeps the first N samples (of a ``seed``-ed shuffle with ``shuffle=True``).
-    For data too large to hold at once, :func:`advgrad.io.data.load_data` gives a source to pass
+    For data too large to hold at once, :func:`advgrad.io.data.load.load_data` gives a source to pass
     to :func:`advgrad.evaluate` as it is.
 
     Example:
         >>> x, y = advgrad.load_data("cifar10", root="data", limit=500)
     """
-    from advgrad.io.data import DataOptions
-    from advgrad.io.data import load_data as _load
+    from advgrad.io.data.load import DataOptions
+    from advgrad.io.data.load import load_data as _load
 
     source = _load(None if spec is None else str(spec), DataOptions(
         split=split, root=None if root is None else str(root), download=download, image_size=image_size))

@@ -115,7 +115,7 @@ def compare_reports(
     """Pair the points of ``baseline`` and ``new`` and flag drops larger than ``max_drop`` (None:
     larger than each point's :func:`noise_tolerance`)."""
     if max_drop is not None and not 0 <= max_drop <= 1:
-        raise UsageError(f"--max-drop must be between 0 and 1, got {max_drop:g}")
+        raise UsageError(f"`max_drop` must be between 0 and 1, got {max_drop:g}", params="max_drop")
     if baseline.norm != new.norm:
         raise UsageError(f"the reports use different threat models (L{baseline.norm} and L{new.norm}); "
                          "their accuracies cannot be compared")

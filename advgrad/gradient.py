@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import UsageError
-from advgrad.io.probe import check_logits
 from advgrad.losses import get_loss
 
 
@@ -155,40 +153,3 @@ def finite_difference_check(
         dtype=str(dtype).replace("torch.", ""),
         step=h,
     )
-
-
-
-
-@dataclass
-class GradientSet:
-    """∇ₓJ for a set of samples, with the inputs, labels, predictions and per-sample losses."""
-
-    x: Tensor
-    y: Tensor
-    grad: Tensor
-    loss: Tensor
-    pred: Tensor
-
-    def norms(self) -> dict[str, Tensor]:
-        """Per-sample ‖∇ₓJ‖ in L1, L2 and L∞."""
-        flat = self.grad.reshape(self.grad.shape[0], -1)
-        return {"l1": flat.abs().sum(1), "l2": flat.norm(dim=1), "linf": flat.abs().amax(1)}
-
-    def to_dict(self) -> dict[str, Tensor]:
-        return {"x": self.x, "y": self.y, "grad": self.grad, "loss": self.loss, "pred": self.pred}
-
-
-def gradients(
-    model: nn.Module, batches, *, loss: str = "ce", device: torch.device | str = "cpu"
-) -> GradientSet:
-    """∇ₓJ for every sample of ``batches`` (an iterable of (x, y)), gathered on the CPU."""
-    parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "y", "grad", "loss", "pred")}
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        grad, value, logits = input_gradient(model, x, y, loss=loss)
-        check_logits(logits, y)
-        for key, t in (("x", x), ("y", y), ("grad", grad), ("loss", value), ("pred", logits.argmax(1))):
-            parts[key].append(t.cpu())
-    if not parts["x"]:
-        raise UsageError("no samples: the data is empty")
-    return GradientSet(**{k: torch.cat(v) for k, v in parts.items()})

@@ -54,11 +54,11 @@ def dlr(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     if target is None:
         if logits.shape[1] < 3:
-            raise UsageError("the DLR loss needs at least 3 classes; use --loss ce or margin")
+            raise UsageError("`loss` dlr needs at least 3 classes; use ce or margin", params="loss")
         denom = sorted_logits[:, 0] - sorted_logits[:, 2] + 1e-12
         return -(z_y - _other_max(logits, y)) / denom
     if logits.shape[1] < 4:
-        raise UsageError("the targeted DLR loss needs at least 4 classes; use --loss ce or margin")
+        raise UsageError("`loss` dlr needs at least 4 classes when targeted; use ce or margin", params="loss")
     z_t = logits.gather(1, target[:, None]).squeeze(1)
     denom = sorted_logits[:, 0] - 0.5 * (sorted_logits[:, 2] + sorted_logits[:, 3]) + 1e-12
     return -(z_y - z_t) / denom
@@ -72,7 +72,7 @@ def get_loss(name: str) -> Objective:
     try:
         return LOSSES[name]
     except KeyError:
-        raise UsageError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}") from None
+        raise UsageError(f"unknown loss {name!r}: use one of {', '.join(LOSSES)}", params="loss") from None
 
 
 def is_successful(logits: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from advgrad.errors import UsageError
+from advgrad.errors import UsageError, param_label
 
 
 def check_number(
@@ -23,22 +23,25 @@ def check_number(
     above: float | None = None,
     maximum: float | None = None,
 ) -> None:
-    """Raise :class:`UsageError` naming ``name`` (e.g. ``--steps``) unless ``value`` is a finite
-    number (a whole one with ``integer``) with ``value ≥ minimum``, ``value > above`` and
-    ``value ≤ maximum`` for each bound given."""
+    """Raise :class:`UsageError` naming ``name`` unless ``value`` is a finite number (a whole one
+    with ``integer``) with ``value ≥ minimum``, ``value > above`` and ``value ≤ maximum`` for each
+    bound given. A Python name (``steps``) is a parameter: the error names it in backquotes and in
+    its ``params``, so that the CLI shows its flag; other text (``--steps``, a config key) is shown
+    as given."""
+    label, params = param_label(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "a whole number" if integer else "a number"
-        raise UsageError(f"{name} must be {kind}, got {_shown(value)}")
+        raise UsageError(f"{label} must be {kind}, got {_shown(value)}", params=params)
     if integer and not isinstance(value, int):
-        raise UsageError(f"{name} must be a whole number, got {_shown(value)}")
+        raise UsageError(f"{label} must be a whole number, got {_shown(value)}", params=params)
     if not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value}")
+        raise UsageError(f"{label} must be a finite number, got {value}", params=params)
     if minimum is not None and value < minimum:
-        raise UsageError(f"{name} must be ≥ {minimum:g}, got {value:g}")
+        raise UsageError(f"{label} must be ≥ {minimum:g}, got {value:g}", params=params)
     if above is not None and value <= above:
-        raise UsageError(f"{name} must be > {above:g}, got {value:g}")
+        raise UsageError(f"{label} must be > {above:g}, got {value:g}", params=params)
     if maximum is not None and value > maximum:
-        raise UsageError(f"{name} must be ≤ {maximum:g}, got {value:g}")
+        raise UsageError(f"{label} must be ≤ {maximum:g}, got {value:g}", params=params)
 
 
 def _shown(value: Any) -> str:

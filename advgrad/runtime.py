@@ -66,17 +66,20 @@ def check_precision(precision: str, device: torch.device) -> None:
     name = parse_precision(precision)
     if device.type == "cuda":
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            raise UsageError(f"{torch.cuda.get_device_name(device)} does not support bf16; use --precision fp16 or fp32")
+            raise UsageError(f"{torch.cuda.get_device_name(device)} does not support bf16; use `precision` fp16 or fp32",
+                             params="precision")
         return
     if not torch.amp.is_autocast_available(device.type):
-        raise UsageError(f"autocast is not available on {device.type} in this torch; use --precision fp32")
+        raise UsageError(f"autocast is not available on {device.type} in this torch; use `precision` fp32",
+                         params="precision")
     try:
         with torch.autocast(device_type=device.type, dtype=dtype):
             torch.ones(1, 1, device=device) @ torch.ones(1, 1, device=device)
     except (RuntimeError, AssertionError) as exc:
         raise UsageError(
-            f"--precision {name} is not supported on {device.type} by torch {torch.__version__} ({first_line(exc)}); "
-            "use --precision bf16 or fp32"
+            f"`precision` {name} is not supported on {device.type} by torch {torch.__version__} ({first_line(exc)}); "
+            "use `precision` bf16 or fp32",
+            params="precision",
         ) from None
 
 
@@ -151,7 +154,8 @@ def is_compile_error(exc: BaseException) -> bool:
 
 def compile_failed(exc: BaseException) -> UsageError:
     return UsageError(
-        f"torch.compile failed on this model ({type(exc).__name__}: {first_line(exc)}); run again without --compile"
+        f"torch.compile failed on this model ({type(exc).__name__}: {first_line(exc)}); run again without `compile`",
+        params="compile",
     )
 
 
@@ -174,7 +178,8 @@ def prepare_model(model: nn.Module, options: RuntimeOptions, device: torch.devic
             notes.append("channels-last")
         except (RuntimeError, TypeError) as exc:  # a loaded module that cannot convert its weights
             if options.channels_last:
-                raise UsageError(f"this model cannot be converted to channels-last ({exc}); drop --channels-last") from None
+                raise UsageError(f"this model cannot be converted to channels-last ({exc}); drop `channels_last`",
+                                 params="channels_last") from None
             channels_last = False
     if dtype is not None:
         notes.append(f"{parse_precision(options.precision)} autocast")
@@ -183,7 +188,7 @@ def prepare_model(model: nn.Module, options: RuntimeOptions, device: torch.devic
     if options.compile:
         reason = compile_unavailable(device)
         if reason is not None:
-            raise UsageError(f"--compile: {reason}; run without --compile")
+            raise UsageError(f"`compile`: {reason}; run without `compile`", params="compile")
         if device.type == "cpu":  # a warning torch logs on machines without CUDA, not ours to show
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         # Every guard that differs between calls costs a compile, and after 8 torch falls back to

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import UsageError
+from advgrad.errors import Notice, UsageError
 
 FLOPS_PER_THREAD = 4e9  # forward-pass FLOPs over one batch that make one more thread worth it
 CUDA_THREADS = 4
@@ -52,9 +52,9 @@ def parse_threads(value: object) -> int | None:
     try:
         n = int(text)
     except ValueError:
-        raise UsageError(f"--threads must be a whole number ≥ 1 or auto, got {value!r}") from None
+        raise UsageError(f"`threads` must be a whole number ≥ 1 or auto, got {value!r}", params="threads") from None
     if n < 1:
-        raise UsageError(f"--threads must be a whole number ≥ 1 or auto, got {value!r}")
+        raise UsageError(f"`threads` must be a whole number ≥ 1 or auto, got {value!r}", params="threads")
     return n
 
 
@@ -198,8 +198,8 @@ def choose_threads(
     if requested is not None:
         warning = None
         if requested > cpus:
-            warning = (f"--threads {requested} is more than the {cpus} CPU(s) this process may use; "
-                       "threads that share a core wait on each other (try --threads auto)")
+            warning = Notice(f"`threads` {requested} is more than the {cpus} CPU(s) this process may use; "
+                             "threads that share a core wait on each other (try `threads` auto)", "threads")
         return ThreadChoice(requested, "as given", warning)
     if device_type == "cuda":
         return ThreadChoice(min(cpus, CUDA_THREADS), f"auto: CUDA device, {cpus} CPU(s) available")

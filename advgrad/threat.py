@@ -131,7 +131,7 @@ def parse_eps_labelled(text: str | list[str]) -> list[tuple[float, str]]:
     parts = [text] if isinstance(text, str) else list(text)
     pairs = [(parse_eps(p), eps_text(p)) for chunk in parts for p in str(chunk).split(",") if p.strip()]
     if not pairs:
-        raise UsageError("give at least one ε value, e.g. --eps 8/255")
+        raise UsageError("give at least one ε value, e.g. `eps` 8/255", params="eps")
     return pairs
 
 

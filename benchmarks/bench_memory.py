@@ -41,11 +41,11 @@ def child_library(n: int, device: str, steps: int, batch: int) -> None:
     import tracemalloc
 
     import torch
+    from common import CycledSource  # benchmarks/ is on the path: this file runs as a script
 
     from advgrad.attacks import get_attack
-    from advgrad.io.data import load_default
-    from advgrad.io.models import load_default_model
-    from advgrad.io.sources import CycledSource
+    from advgrad.io.data.load import load_default
+    from advgrad.io.model.load import load_default_model
     from advgrad.sweep import EvalAttack, EvalConfig, evaluate
     from advgrad.threat import parse_eps_list
 
@@ -84,7 +84,7 @@ def run_child(args: list[str], threads: int, extra_env: dict[str, str] | None = 
 def write_data(path: Path, n: int) -> None:
     import numpy as np
 
-    from advgrad.io.data import load_default
+    from advgrad.io.data.load import load_default
 
     base = load_default()
     index = np.arange(n) % len(base)

@@ -26,8 +26,8 @@ from common import fitted_resnet18, template_images  # noqa: E402
 
 from advgrad.attacks import get_attack  # noqa: E402
 from advgrad.gradient import input_gradient  # noqa: E402
-from advgrad.io.data import load_default  # noqa: E402
-from advgrad.io.models import load_default_model  # noqa: E402
+from advgrad.io.data.load import load_default  # noqa: E402
+from advgrad.io.model.load import load_default_model  # noqa: E402
 from advgrad.runtime import RuntimeModel, RuntimeOptions, check_precision  # noqa: E402
 from advgrad.sweep import EvalAttack, EvalConfig, evaluate  # noqa: E402
 from advgrad.threat import parse_eps_list  # noqa: E402

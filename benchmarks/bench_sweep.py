@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_medians  # noqa: E402
 
 from advgrad.attacks import PGDParams, get_attack, run_attack  # noqa: E402
-from advgrad.io.data import load_default  # noqa: E402
-from advgrad.io.models import load_default_model  # noqa: E402
+from advgrad.io.data.load import load_default  # noqa: E402
+from advgrad.io.model.load import load_default_model  # noqa: E402
 from advgrad.seeding import generator_for  # noqa: E402
 from advgrad.sweep import CountingModel, EvalAttack, EvalConfig, evaluate  # noqa: E402
 from advgrad.threat import ThreatModel, parse_eps_list  # noqa: E402

@@ -8,7 +8,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+
+from advgrad.io.data.sources import Batch, DataSource
 
 
 def cifar_convnet(width: int = 32, classes: int = 10) -> nn.Module:
@@ -105,3 +107,22 @@ def fitted_resnet18(device: torch.device, noise: float = 0.6, seed: int = 0, fit
         head.bias.copy_(bias - (weight / std) @ mean)
     model.fc = head
     return model.to(device).eval(), templates
+
+
+class CycledSource(DataSource):
+    """Another source's samples repeated to ``n`` (sample ``i`` is ``base``'s ``i mod len(base)``),
+    fetched batch by batch: arbitrarily long runs with no data held beyond ``base``, for measuring
+    how a run scales with its number of samples (bench_memory.py)."""
+
+    def __init__(self, base: DataSource, n: int):
+        if n < 0 or len(base) == 0:
+            raise ValueError(f"cannot cycle {len(base)} samples to {n}")
+        self.base, self.n = base, n
+        self.name, self.description = f"{base.name}-cycled", f"{base.description}, cycled to {n} samples"
+        self.classes = base.classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def fetch(self, indices: Tensor) -> Batch:
+        return self.base.fetch(indices % len(self.base))

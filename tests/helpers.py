@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from advgrad.io.data.sources import Batch, DataSource
+
 # ---------------------------------------------------------------- models
 
 
@@ -51,6 +53,16 @@ class TinyNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.pool(self.drop(torch.tanh(self.bn(self.conv(x)))))
         return self.head(h.flatten(1)) * 4.0
+
+
+def linear_setup(classes: int, seed: int = 0, d: int = 6, n: int = 5):
+    """Weights of a linear classifier over d features and a float64 batch of n samples (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(classes, d, generator=gen, dtype=torch.float64)
+    b = torch.randn(classes, generator=gen, dtype=torch.float64)
+    x = torch.rand(n, 1, 1, d, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    return w, b, x, y
 
 
 def tiny_net(seed: int = 0, channels: int = 2, classes: int = 3, dtype=torch.float32) -> TinyNet:
@@ -218,3 +230,25 @@ if not torch.cuda.is_available():  # --device cuda is bad input only where there
 
 def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- data
+
+
+class CycledSource(DataSource):
+    """Another source's samples repeated to ``n`` (sample ``i`` is ``base``'s ``i mod len(base)``),
+    fetched batch by batch: arbitrarily long runs with no data held beyond ``base``, for measuring
+    how a run scales with its number of samples (tests/test_memory.py; benchmarks/common.py has the benchmarks' own)."""
+
+    def __init__(self, base: DataSource, n: int):
+        if n < 0 or len(base) == 0:
+            raise ValueError(f"cannot cycle {len(base)} samples to {n}")
+        self.base, self.n = base, n
+        self.name, self.description = f"{base.name}-cycled", f"{base.description}, cycled to {n} samples"
+        self.classes = base.classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def fetch(self, indices: Tensor) -> Batch:
+        return self.base.fetch(indices % len(self.base))

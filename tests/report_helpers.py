@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import AttackParams, AttackSpec
-from advgrad.io.data import load_default
-from advgrad.io.models import load_default_model
+from advgrad.io.data.load import load_default
+from advgrad.io.model.load import load_default_model
 from advgrad.losses import margin
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.sweep import EvalAttack, EvalConfig, evaluate

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from advgrad.attacks import SquareParams, square
 from advgrad.attacks.square import _propose_l2, meta_pattern, square_fraction
-from advgrad.io.data import DataOptions, load_data
-from advgrad.io.models import load_model
+from advgrad.io.data.load import DataOptions, load_data
+from advgrad.io.model.load import load_model
 from advgrad.threat import ThreatModel
 
 

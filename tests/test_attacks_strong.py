@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks import StrongParams, apgd, strong
-from advgrad.io.data import DataOptions, load_data
-from advgrad.io.models import load_model
+from advgrad.io.data.load import DataOptions, load_data
+from advgrad.io.model.load import load_model
 from advgrad.threat import ThreatModel
 
 

@@ -17,7 +17,7 @@ from advgrad.checks import CHECK_NAMES, CHECKS, gradient_steps, large_eps_thresh
 from advgrad.checks import check as declare_check
 from advgrad.cli import app
 from advgrad.evidence import measure
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 from advgrad.report.schema import report_schema
 from advgrad.results import AttackCurve
 from advgrad.sweep import EvalAttack
@@ -184,7 +184,7 @@ class Softmax(nn.Module):
 
 
 def _evidence(model: nn.Module):
-    from advgrad.io.data import load_default
+    from advgrad.io.data.load import load_default
 
     data = load_default()
     x, y = data.x[:40], data.y[:40]

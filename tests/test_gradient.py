@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import linear_model, tiny_net, torchscript
+from helpers import linear_model, linear_setup, tiny_net, torchscript
 from torch import Tensor, nn
 
 from advgrad.errors import UsageError
-from advgrad.gradient import finite_difference_check, frozen, gradients, input_gradient
+from advgrad.gradient import finite_difference_check, frozen, input_gradient
 
 # ---------------------------------------------------------------- the worked example
 
@@ -133,19 +133,10 @@ def test_input_gradient_on_the_worked_example_network_with_cross_entropy():
 # ---------------------------------------------------------------- closed forms on linear models
 
 
-def _linear_setup(classes: int, seed: int = 0, d: int = 6, n: int = 5):
-    gen = torch.Generator().manual_seed(seed)
-    w = torch.randn(classes, d, generator=gen, dtype=torch.float64)
-    b = torch.randn(classes, generator=gen, dtype=torch.float64)
-    x = torch.rand(n, 1, 1, d, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, classes, (n,), generator=gen)
-    return w, b, x, y
-
-
 @pytest.mark.parametrize("classes", [2, 3, 5])
 def test_input_gradient_cross_entropy_closed_form(classes):
     """For z = Wx + b, ∇ₓCE(z, y) = Wᵀ(softmax(z) − e_y); targeted J = −CE(z, t) gives −Wᵀ(p − e_t)."""
-    w, b, x, y = _linear_setup(classes)
+    w, b, x, y = linear_setup(classes)
     z = x.flatten(1) @ w.T + b
     p = torch.exp(z - z.logsumexp(1, keepdim=True))
     expected = ((p - F.one_hot(y, classes)) @ w).reshape(x.shape)
@@ -162,7 +153,7 @@ def test_input_gradient_cross_entropy_closed_form(classes):
 
 def test_input_gradient_two_classes_points_from_true_to_other_class():
     """With 2 classes ∇ₓCE = p_other·(w_other − w_y): a positive multiple of w_other − w_y."""
-    w, b, x, y = _linear_setup(2, seed=4)
+    w, b, x, y = linear_setup(2, seed=4)
     grad, _, _ = input_gradient(linear_model(w, b), x, y)
     direction = (w[1 - y] - w[y]).reshape(x.shape)
     cos = F.cosine_similarity(grad.flatten(1), direction.flatten(1), dim=1)
@@ -171,7 +162,7 @@ def test_input_gradient_two_classes_points_from_true_to_other_class():
 
 def test_input_gradient_margin_closed_form():
     """∇ₓ(max_{j≠y} z_j − z_y) = w_{j*} − w_y on a linear model."""
-    w, b, x, y = _linear_setup(4, seed=5)
+    w, b, x, y = linear_setup(4, seed=5)
     z = x.flatten(1) @ w.T + b
     other = z.masked_fill(F.one_hot(y, 4).bool(), float("-inf")).argmax(1)
     grad, _, _ = input_gradient(linear_model(w, b), x, y, loss="margin")
@@ -179,7 +170,7 @@ def test_input_gradient_margin_closed_form():
 
 
 def test_input_gradient_unknown_loss():
-    w, b, x, y = _linear_setup(2)
+    w, b, x, y = linear_setup(2)
     with pytest.raises(UsageError):
         input_gradient(linear_model(w, b), x, y, loss="nope")
 
@@ -219,27 +210,6 @@ def test_frozen_restores_state_after_an_exception():
         raise RuntimeError("boom")
     assert model.training and model.conv.training and not model.bn.training
     assert model.conv.weight.requires_grad and not model.head.bias.requires_grad
-
-
-def test_gradients_over_batches_matches_one_batch():
-    w, b, x, y = _linear_setup(3, seed=6, n=7)
-    model = linear_model(w, b)
-    batches = [(x[i : i + 3], y[i : i + 3]) for i in range(0, 7, 3)]
-    result = gradients(model, batches)
-    grad, loss, logits = input_gradient(model, x, y)
-    assert torch.allclose(result.grad, grad, rtol=1e-12)
-    assert torch.allclose(result.loss, loss, rtol=1e-12)
-    assert torch.equal(result.pred, logits.argmax(1)) and torch.equal(result.y, y) and torch.equal(result.x, x)
-    norms = result.norms()
-    flat = grad.flatten(1).numpy()
-    assert np.allclose(norms["l1"].numpy(), np.abs(flat).sum(1))
-    assert np.allclose(norms["l2"].numpy(), np.sqrt((flat**2).sum(1)))
-    assert np.allclose(norms["linf"].numpy(), np.abs(flat).max(1))
-
-
-def test_gradients_of_no_batches_is_an_error():
-    with pytest.raises(UsageError):
-        gradients(linear_model(torch.eye(2, dtype=torch.float64)), [])
 
 
 # ---------------------------------------------------------------- finite differences

@@ -1,4 +1,4 @@
-"""advgrad/io/data.py: the embedded digits, .pt and .npz files, and every way they can be wrong."""
+"""advgrad/io/data/load.py: the embedded digits, .pt and .npz files, and every way they can be wrong."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from helpers import Trap
 
 from advgrad.errors import DataError, UsageError
-from advgrad.io.data import TensorSource, load_data, load_default
+from advgrad.io.data.load import TensorSource, load_data, load_default
 
 # ---------------------------------------------------------------- the embedded default
 

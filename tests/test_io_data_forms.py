@@ -1,4 +1,4 @@
-"""Loading data (advgrad/io/data.py, sources.py, tensorfiles.py, datasets.py): tensor files, image folders, torchvision datasets by name, selection and streaming."""
+"""Loading data (advgrad/io/data/load.py, sources.py, tensorfiles.py, datasets.py): tensor files, image folders, torchvision datasets by name, selection and streaming."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from loading_fixtures import (
 )
 from safetensors.torch import save_file
 
-import advgrad.io.tensorfiles as tensorfiles
+import advgrad.io.data.tensorfiles as tensorfiles
 from advgrad.errors import DataError, UsageError
-from advgrad.io.data import DataOptions, load_data
-from advgrad.io.datasets import DatasetSource
-from advgrad.io.sources import TensorSource
+from advgrad.io.data.datasets import DatasetSource
+from advgrad.io.data.load import DataOptions, load_data
+from advgrad.io.data.sources import TensorSource
 
 
 def everything(source):
@@ -86,7 +86,7 @@ def test_nan_or_infinite_inputs(tmp_path, bad):
 def test_normalised_data_is_explained(tmp_path):
     x = (torch.rand(5, 3, 3, 3) - 0.45) / 0.22
     for path in write_all_formats(tmp_path, x, torch.zeros(5, dtype=torch.long)):
-        with pytest.raises(DataError, match=r"outside \[0, 1\].*looks normalised.*--mean/--std"):
+        with pytest.raises(DataError, match=r"outside \[0, 1\].*looks normalised.*`mean`/`std`"):
             load_data(str(path))
 
 
@@ -165,7 +165,7 @@ def test_shuffle_is_seeded_and_limit_takes_a_subset(tmp_path):
 
 
 def test_limit_zero():
-    with pytest.raises(UsageError, match="--limit must be at least 1"):
+    with pytest.raises(UsageError, match="`limit` must be at least 1"):
         load_data(None).select(limit=0)
 
 
@@ -195,7 +195,7 @@ def test_image_folder_resize_and_centre_crop(tmp_path):
     source = load_data(str(root), DataOptions(image_size=6))
     x, _ = everything(source)
     assert x.shape == (2, 3, 6, 6)
-    with pytest.raises(DataError, match="different sizes.*--image-size"):
+    with pytest.raises(DataError, match="different sizes.*`image_size`"):
         everything(load_data(str(root)))
 
 
@@ -344,5 +344,5 @@ def test_download_flag_reaches_torchvision_and_keeps_stdout_clean(tmp_path, monk
 
 def test_image_size_only_for_image_folders(tmp_path):
     path = save_tensors(tmp_path / "d.pt", pixels_u8(), torch.zeros(10, dtype=torch.long))
-    with pytest.raises(UsageError, match="--image-size resizes image folders only"):
+    with pytest.raises(UsageError, match="`image_size` resizes image folders only"):
         load_data(str(path), DataOptions(image_size=4))

@@ -1,4 +1,4 @@
-"""Crafted .pt2 archives (advgrad/io/exported_archive.py): whatever torch.export.load would
+"""Crafted .pt2 archives (advgrad/io/model/exported_archive.py): whatever torch.export.load would
 deserialize beyond tensor data is refused before torch reads it, however the members are spelled."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 from loading_fixtures import assert_bad_input, run_cli, save_tensors
 
 from advgrad.errors import ModelError
-from advgrad.io.exported_archive import archive_refusals, safe_sympy_expression
-from advgrad.io.models import ModelOptions, load_model
+from advgrad.io.model.exported_archive import archive_refusals, safe_sympy_expression
+from advgrad.io.model.load import ModelOptions, load_model
 
 X = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 
@@ -84,7 +84,7 @@ def test_torch_unpickles_the_crafted_constant(tmp_path, member):
 def test_opaque_constant_refused_however_spelled(tmp_path, member):
     marker = tmp_path / "code-ran"
     path = with_pickled_constant(tmp_path, member, "opaque_obj_0", marker)
-    with pytest.raises(ModelError, match=r"'evil' \(stored as 'opaque_obj_0'\) is a pickled Python object.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match=r"'evil' \(stored as 'opaque_obj_0'\) is a pickled Python object.*`unsafe_pickle`"):
         load_model(str(path))
     assert not marker.exists()
 
@@ -93,7 +93,7 @@ def test_opaque_constant_refused_however_spelled(tmp_path, member):
 def test_other_pickled_constants_refused(tmp_path, path_name):
     marker = tmp_path / "code-ran"
     path = with_pickled_constant(tmp_path, f"data/constants/{path_name}", path_name, marker)
-    with pytest.raises(ModelError, match="--unsafe-pickle"):
+    with pytest.raises(ModelError, match="`unsafe_pickle`"):
         load_model(str(path))
     assert not marker.exists()
 

@@ -1,4 +1,4 @@
-"""The operator allow-list (advgrad/io/graph_ops.py): graphs that touch files are refused, named,
+"""The operator allow-list (advgrad/io/model/graph_ops.py): graphs that touch files are refused, named,
 before they run; the graphs of real models are entirely on the list."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torchvision
 from loading_fixtures import assert_bad_input, run_cli, save_tensors
 
 from advgrad.errors import ModelError
-from advgrad.io.exported_archive import archive_refusals
-from advgrad.io.graph_ops import fx_disallowed, torchscript_disallowed, torchscript_kind_allowed
-from advgrad.io.models import ModelOptions, load_model
+from advgrad.io.model.exported_archive import archive_refusals
+from advgrad.io.model.graph_ops import fx_disallowed, torchscript_disallowed, torchscript_kind_allowed
+from advgrad.io.model.load import ModelOptions, load_model
 from advgrad.models.digits import DigitsCNN
 
 X = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -68,7 +68,7 @@ def test_crafted_export_writes_the_file_when_torch_runs_it(tmp_path, victim):
 
 def test_exported_graph_touching_files_is_refused(tmp_path, victim):
     path = file_writing_export(tmp_path, victim)
-    with pytest.raises(ModelError, match=r"calls aten\.from_file\.default.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match=r"calls aten\.from_file\.default.*`unsafe_pickle`"):
         load_model(str(path))
     assert victim.read_bytes() == b"xxxx"
 
@@ -112,7 +112,7 @@ def test_torchscript_touching_files_is_refused(tmp_path, victim):
     torch.jit.load(str(path))(X)  # the fixture is real
     assert victim.read_bytes() == b"AAAA"
     victim.write_bytes(b"xxxx")
-    with pytest.raises(ModelError, match=r"TorchScript model calls aten::from_file.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match=r"TorchScript model calls aten::from_file.*`unsafe_pickle`"):
         load_model(str(path))
     assert victim.read_bytes() == b"xxxx"
 
@@ -150,7 +150,7 @@ def test_torchscript_load_time_code_is_refused(tmp_path, victim):
     path = tmp_path / "setstate.ts"
     torch.jit.save(torch.jit.script(SetState(str(victim))), path)
     victim.write_bytes(b"xxxx")
-    with pytest.raises(ModelError, match="__setstate__.*--unsafe-pickle"):
+    with pytest.raises(ModelError, match="__setstate__.*`unsafe_pickle`"):
         load_model(str(path))
     assert victim.read_bytes() == b"xxxx"
     torch.jit.load(str(path))  # the fixture is real: loading alone writes the file

@@ -1,4 +1,4 @@
-"""Loading models (advgrad/io/models.py, model_files.py, exported.py, factories.py, weights.py, normalize.py): every --model form, weights and their wrappings, refusals that keep code from running."""
+"""Loading models (advgrad/io/model/load.py, model_files.py, exported.py, factories.py, weights.py, normalize.py): every --model form, weights and their wrappings, refusals that keep code from running."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from loading_fixtures import as_if_saved_on_gpu, rewrite_zip, truncate
 from safetensors.torch import save_file
 
 from advgrad.errors import ModelError, UsageError
-from advgrad.io.exported import ExportedModule
-from advgrad.io.factories import parse_model_args
-from advgrad.io.graph_ops import fx_disallowed
-from advgrad.io.models import ModelOptions, load_model
-from advgrad.io.normalize import Normalization, Normalized, parse_channels
+from advgrad.io.model.exported import ExportedModule
+from advgrad.io.model.factories import parse_model_args
+from advgrad.io.model.graph_ops import fx_disallowed
+from advgrad.io.model.load import ModelOptions, load_model
+from advgrad.io.model.normalize import Normalization, Normalized, parse_channels
 
 X = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
 
@@ -97,7 +97,7 @@ def test_exported_archive_with_a_code_running_pickle_never_runs_it(tmp_path):
     torch.save({"inputs": Payload(marker)}, payload)
     # torch.export.load itself falls back to unpickling this part with weights_only=False
     path = exported_with(tmp_path, "evil.pt2", "data/sample_inputs/model.pt", lambda _: payload.read_bytes())
-    with pytest.raises(ModelError, match="--unsafe-pickle"):
+    with pytest.raises(ModelError, match="`unsafe_pickle`"):
         load_model(str(path))
     assert not marker.exists()
 
@@ -125,7 +125,7 @@ def test_foreign_calls_are_found():
 def test_whole_pickle_refused_without_flag_and_loaded_with_it(tmp_path):
     path = tmp_path / "whole.pt"
     torch.save(reference(), path)
-    with pytest.raises(ModelError, match="--unsafe-pickle") as info:
+    with pytest.raises(ModelError, match="`unsafe_pickle`") as info:
         load_model(str(path))
     assert "TinyNet" in str(info.value)  # names the code the pickle would run
     loaded = load_model(str(path), ModelOptions(unsafe_pickle=True))
@@ -150,7 +150,7 @@ def test_malicious_pickle_never_runs_without_the_flag(tmp_path, as_weights):
     torch.save({"state_dict": Payload(marker)}, path)
     spec, options = (("factory_models:make", ModelOptions(weights=str(path))) if as_weights
                      else (str(path), ModelOptions()))
-    with pytest.raises(ModelError, match="--unsafe-pickle"):
+    with pytest.raises(ModelError, match="`unsafe_pickle`"):
         load_model(spec, options)
     assert not marker.exists()
 
@@ -158,7 +158,7 @@ def test_malicious_pickle_never_runs_without_the_flag(tmp_path, as_weights):
 def test_state_dict_given_as_model_is_explained(tmp_path):
     path = tmp_path / "sd.pt"
     torch.save(reference().state_dict(), path)
-    with pytest.raises(ModelError, match=r"weights only.*--model package.module:callable --weights FILE"):
+    with pytest.raises(ModelError, match=r"weights only.*`model` package.module:callable `weights` FILE"):
         load_model(str(path))
 
 
@@ -180,9 +180,9 @@ def test_damaged_model_files(tmp_path):
 def test_weights_and_model_args_only_for_built_models(tmp_path):
     path = tmp_path / "m.ts"
     torch.jit.save(torch.jit.script(reference()), path)
-    with pytest.raises(UsageError, match="--weights apply to models built in code"):
+    with pytest.raises(UsageError, match="`weights` apply to models built in code"):
         load_model(str(path), ModelOptions(weights="w.pt"))
-    with pytest.raises(UsageError, match="--model-arg apply"):
+    with pytest.raises(UsageError, match="`model_args` apply"):
         load_model(None, ModelOptions(model_args={"a": 1}))
 
 
@@ -230,7 +230,7 @@ def test_factory_failures(spec, error, message):
 
 
 def test_factory_rejects_unknown_model_arg():
-    with pytest.raises(UsageError, match=r"--model-arg: factory_models:make does not accept depth=3"):
+    with pytest.raises(UsageError, match=r"`model_args`: factory_models:make does not accept depth=3"):
         load_model("factory_models:make", ModelOptions(model_args={"depth": 3}))
 
 
@@ -283,7 +283,7 @@ def test_pickled_module_as_weights_needs_flag(tmp_path):
     trained = fm.make(seed=4)
     path = tmp_path / "whole.pt"
     torch.save(trained, path)
-    with pytest.raises(ModelError, match="--unsafe-pickle"):
+    with pytest.raises(ModelError, match="`unsafe_pickle`"):
         load_model("factory_models:make", ModelOptions(weights=str(path)))
     _weights_match(load_model("factory_models:make", ModelOptions(weights=str(path), unsafe_pickle=True)), trained)
 
@@ -333,7 +333,7 @@ def test_torchvision_default_weights_not_cached_is_one_clear_error(tmp_path, mon
         load_model("torchvision:squeezenet1_1", ModelOptions(weights="DEFAULT"))
     message = str(info.value)
     expected = tmp_path / "torch-home" / "hub" / "checkpoints"
-    assert str(expected) in message and "never downloads" in message and "--weights FILE" in message
+    assert str(expected) in message and "never downloads" in message and "`weights` FILE" in message
     assert "\n" not in message and not expected.exists()
 
 
@@ -390,8 +390,8 @@ def test_single_value_applies_to_every_channel():
 
 @pytest.mark.parametrize(
     ("mean", "std", "message"),
-    [((0.5,), None, "--mean needs --std"), (None, (0.5,), "--std needs --mean"),
-     ((0.1, 0.2), (0.1, 0.2, 0.3), "--mean has 2 values but --std has 3"), ((0.5,), (0.0,), "must be positive")],
+    [((0.5,), None, "`mean` needs `std`"), (None, (0.5,), "`std` needs `mean`"),
+     ((0.1, 0.2), (0.1, 0.2, 0.3), "`mean` has 2 values but `std` has 3"), ((0.5,), (0.0,), "must be positive")],
 )
 def test_bad_normalisation(mean, std, message):
     with pytest.raises(UsageError, match=message):
@@ -415,7 +415,7 @@ def test_torchvision_warnings_for_random_weights_and_missing_normalisation(tmp_p
     path = tmp_path / "w.pth"
     torch.save(random.module.state_dict(), path)
     plain = load_model("torchvision:squeezenet1_1", ModelOptions(weights=str(path), model_args={"num_classes": 3}))
-    assert any("no --mean/--std given" in w for w in plain.warnings)
+    assert any("no `mean`/`std` given" in w for w in plain.warnings)
     normalised = load_model("torchvision:squeezenet1_1",
                             ModelOptions(weights=str(path), model_args={"num_classes": 3}, mean=(0.5,), std=(0.5,)))
     assert normalised.warnings == []

@@ -1,4 +1,4 @@
-"""advgrad/io/models.py and advgrad/io/probe.py: the embedded model, TorchScript files, probing."""
+"""advgrad/io/model/load.py and advgrad/io/probe.py: the embedded model, TorchScript files, probing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from helpers import Trap, torchscript
 from torch import nn
 
 from advgrad.errors import ModelError
-from advgrad.io.models import load_default_model, load_model
+from advgrad.io.model.load import load_default_model, load_model
 from advgrad.io.probe import check_logits, probe
 from advgrad.models.digits import DigitsCNN
 

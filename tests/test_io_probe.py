@@ -10,7 +10,7 @@ from torch import nn
 
 from advgrad.errors import DataError, ModelError, UsageError
 from advgrad.io.inputs import InputOptions, open_inputs
-from advgrad.io.outputs import LogitsOf, OutputRule, logits_rule
+from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 from advgrad.io.probe import probe
 
 X = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -144,18 +144,18 @@ def test_open_inputs_warns_on_class_count_mismatch(tmp_path):
 
 
 def test_open_inputs_checks_options():
-    with pytest.raises(UsageError, match="--limit must be at least 1"):
+    with pytest.raises(UsageError, match="`limit` must be at least 1"):
         open_inputs(InputOptions(limit=0))
-    with pytest.raises(UsageError, match="--num-workers"):
+    with pytest.raises(UsageError, match="`num_workers`"):
         open_inputs(InputOptions(num_workers=-1))
-    with pytest.raises(UsageError, match="--model-arg"):
+    with pytest.raises(UsageError, match="`model_args`"):
         open_inputs(InputOptions(model="factory_models:make", model_args=("oops",)))
 
 
 def test_normalised_data_with_normalised_model_is_still_refused(tmp_path):
     x = (torch.rand(4, 1, 8, 8) - 0.5) / 0.25
     data = save_tensors(tmp_path / "d.pt", x, torch.zeros(4, dtype=torch.long))
-    with pytest.raises(DataError, match="--mean/--std"):
+    with pytest.raises(DataError, match="`mean`/`std`"):
         open_inputs(InputOptions(data=str(data), mean=(0.5,), std=(0.25,)))
 
 
@@ -163,16 +163,16 @@ def test_normalisation_hint_for_a_model_trained_on_standardised_inputs():
     import standardised_models as sm
     from helpers import invoke
 
-    from advgrad.io.data import load_default
+    from advgrad.io.data.load import load_default
     from advgrad.io.probe import normalisation_hint
 
     x, y = load_default().fetch(torch.arange(64))
     hint = normalisation_hint(sm.expects_standardised(), x, y, 10)
-    assert hint is not None and "--mean" in hint and "--std" in hint
+    assert hint is not None and "`mean`" in hint and "`std`" in hint and hint.params == ("mean", "std")
     assert normalisation_hint(sm.expects_pixels(), x, y, 10) is None
     assert normalisation_hint(sm.expects_standardised(), x[:10], y[:10], 10) is None  # too few to tell
     warned = invoke(["info", "--model", "standardised_models:expects_standardised"])
-    assert warned.exit_code == 0 and "trained on normalised inputs" in warned.stderr
+    assert warned.exit_code == 0 and "trained on normalised inputs" in warned.stderr and "e.g. --mean " in warned.stderr
     given = invoke(["info", "--model", "standardised_models:expects_standardised", "--mean", "0.305", "--std", "0.376"])
     assert given.exit_code == 0 and "normalised inputs" not in given.stderr
     default = invoke(["info"])

@@ -8,11 +8,11 @@ import gc
 import tracemalloc
 
 import torch
+from helpers import CycledSource
 
 from advgrad.attacks import get_attack
-from advgrad.io.data import load_default
-from advgrad.io.models import load_default_model
-from advgrad.io.sources import CycledSource
+from advgrad.io.data.load import load_default
+from advgrad.io.model.load import load_default_model
 from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 BATCH = 20

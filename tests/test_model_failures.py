@@ -13,7 +13,7 @@ import torch
 from loading_fixtures import run_cli, save_tensors
 
 from advgrad.errors import ModelError
-from advgrad.io.guard import GuardedModel
+from advgrad.io.model.guard import GuardedModel
 
 MODEL = "factory_models:make_misbehaving"
 AFTER_PROBE = 5

@@ -22,7 +22,7 @@ import advgrad.cli.evaluate as cli_evaluate
 from advgrad.attacks import get_attack
 from advgrad.cli import app
 from advgrad.errors import UsageError
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 from advgrad.progress import ProgressTracker
 from advgrad.resume import RunState, run_identity, run_key
 from advgrad.sweep import EvalAttack, EvalConfig

@@ -16,7 +16,7 @@ from advgrad.attacks import PGDParams, get_attack, run_attack
 from advgrad.cli.console import handle_errors
 from advgrad.errors import UsageError
 from advgrad.gradient import input_gradient
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 from advgrad.runtime import (
     RuntimeModel,
     RuntimeOptions,
@@ -33,7 +33,7 @@ CPU = torch.device("cpu")
 
 
 def digits(n: int = 16):
-    from advgrad.io.data import load_default
+    from advgrad.io.data.load import load_default
 
     x, y = load_default().fetch(torch.arange(n))
     return x, y
@@ -194,7 +194,7 @@ def test_compile_unavailable_is_a_usage_error(monkeypatch):
     monkeypatch.setattr("advgrad.runtime.shutil.which", lambda name: None)
     reason = compile_unavailable(CPU)
     assert reason is not None and "C++ compiler" in reason
-    with pytest.raises(UsageError, match="run without --compile"):
+    with pytest.raises(UsageError, match="run without `compile`"):
         prepare_model(Tiny(), RuntimeOptions(compile=True), CPU, torch.rand(2, 1, 8, 8))
 
 

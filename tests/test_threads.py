@@ -11,7 +11,7 @@ from helpers import assert_bad_input, invoke
 
 from advgrad import threads as t
 from advgrad.errors import UsageError
-from advgrad.io.models import load_default_model
+from advgrad.io.model.load import load_default_model
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_explicit_count_is_used_and_warned_about_when_too_many():
 
 @pytest.mark.parametrize("value", ["0", "-1", "x", "1.5", ""])
 def test_bad_values_are_usage_errors(value):
-    with pytest.raises(UsageError, match="--threads"):
+    with pytest.raises(UsageError, match="`threads`"):
         t.parse_threads(value)
 
 

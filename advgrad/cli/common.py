@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from advgrad.attacks import AttackSpec, get_attack
-from advgrad.cli.console import info, print_json, warn
+from advgrad.cli.console import info, notice_text, print_json, warn
 from advgrad.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.errors import UsageError
 from advgrad.io.files import write_json
@@ -30,7 +30,7 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
         f"{inputs.n_samples} samples of {shape}, {inputs.probe.num_classes} classes · device: {inputs.device}{runtime}"
     )
     for message in inputs.warnings:
-        warn(message)
+        warn(notice_text(message))
     return inputs
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from advgrad.cli.console import err
+from advgrad.cli.console import err, error_text
 from advgrad.config import OptionInfo, map_config, read_config
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 
@@ -75,7 +75,7 @@ def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
         mapped = map_config(data, command_options(ctx.command), source)
         _check_values(ctx, mapped, Path(source))
     except AdvgradError as exc:
-        err.print(f"error: {exc}", style="red", markup=False)
+        err.print(f"error: {error_text(exc)}", style="red", markup=False)
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     ctx.default_map = {**(ctx.default_map or {}), **mapped}
     ctx.meta[META_KEY] = source

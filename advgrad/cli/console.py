@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from advgrad.errors import AdvgradError, ExitCode, first_line
+from advgrad.errors import AdvgradError, ExitCode, Notice, first_line
 from advgrad.progress import ProgressTracker
 from advgrad.runtime import compile_failed, is_compile_error
 
@@ -34,6 +34,26 @@ def quiet_rank(rank: int) -> None:
     progress; only its errors are printed, prefixed with its rank, so a failure says where it was."""
     _state["rank"] = rank
     out.quiet = err.quiet = True
+
+
+# Parameters whose flag is not "--" + the name with dashes (the library's ``model_args`` is the
+# repeatable ``--model-arg``). Every other parameter is its flag: ``batch_size`` is ``--batch-size``.
+_FLAGS = {"model_args": "--model-arg"}
+
+
+def flag(param: str) -> str:
+    """The command-line flag of a library parameter: ``batch_size`` → ``--batch-size``."""
+    return _FLAGS.get(param) or "--" + param.replace("_", "-")
+
+
+def error_text(exc: AdvgradError) -> str:
+    """An error's message as the CLI shows it: the parameters it names spelled as flags."""
+    return exc.render(flag)
+
+
+def notice_text(message: str) -> str:
+    """A warning as the CLI shows it: a :class:`~advgrad.errors.Notice` with its parameters as flags."""
+    return message.render(flag) if isinstance(message, Notice) else message
 
 
 def _error(text: str) -> None:
@@ -81,7 +101,7 @@ def handle_errors(fn: F) -> F:
         except AdvgradError as exc:
             if _state["debug"]:
                 raise
-            _error(f"error: {exc}")
+            _error(f"error: {error_text(exc)}")
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
             err.print("interrupted", markup=False)
@@ -96,7 +116,7 @@ def handle_errors(fn: F) -> F:
                 _error("error: the device ran out of memory; lower --batch-size")
                 raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
             if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
-                _error(f"error: {compile_failed(exc)}")
+                _error(f"error: {error_text(compile_failed(exc))}")
                 raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
             _error(f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
                    "and please report it)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import typer
 
-from advgrad.cli.console import err, info, quiet_rank
+from advgrad.cli.console import err, error_text, info, quiet_rank
 from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 from advgrad.io.inputs import InputOptions
@@ -36,7 +36,7 @@ def setup_process(command: str | None) -> None:
             raise UsageError(f"only `advgrad eval` shares its work among torchrun's processes; run `advgrad {command}` "
                              "as one process, without torchrun")
     except AdvgradError as exc:
-        err.print(f"error: {exc}", style="red", markup=False)
+        err.print(f"error: {error_text(exc)}", style="red", markup=False)
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
 
 

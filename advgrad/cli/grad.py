@@ -11,16 +11,16 @@ from rich.text import Text
 from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, info, out
+from advgrad.cli.grad_backend import gradients, sample_rows
 from advgrad.cli.paths import check_output_paths, images_file, input_paths
 from advgrad.errors import ExitCode
-from advgrad.gradient import finite_difference_check, gradients
+from advgrad.gradient import finite_difference_check
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.losses import get_loss
 from advgrad.numeric import check_number
 from advgrad.report.images import saliency_grid
 from advgrad.report.table import gradient_table
-from advgrad.results import float32_decimal
 
 IMAGES_FILE = "saliency.png"  # what --images FOLDER holds
 
@@ -52,12 +52,7 @@ def grad(
         check_number(tolerance, "--tolerance", minimum=0)
     inputs = open_and_describe(io_options)
     result = gradients(inputs.model.module, inputs.batches(), loss=loss, device=inputs.device)
-    norms = result.norms()
-    rows = [
-        {"index": i, "label": int(result.y[i]), "pred": int(result.pred[i]), "loss": float32_decimal(float(result.loss[i])),
-         **{k: float32_decimal(float(norms[k][i])) for k in ("l1", "l2", "linf")}}
-        for i in range(result.y.shape[0])
-    ]
+    rows = sample_rows(result)
     if out_file is not None:
         write_tensors(out_file, {**result.to_dict(), "loss_name": loss})
         info(f"wrote {out_file}")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from advgrad.io.inputs import InputOptions
-from advgrad.io.normalize import parse_channels
+from advgrad.io.model.normalize import parse_channels
 
 IO_PANEL = "Model and data"
 RUNTIME_PANEL = "Speed and scale"

@@ -9,12 +9,12 @@ import torch
 from torch import Tensor
 
 from advgrad.device import resolve_device
-from advgrad.errors import UsageError
-from advgrad.io.data import DataOptions, DataSource, load_data
-from advgrad.io.factories import parse_model_args
-from advgrad.io.guard import GuardedModel
-from advgrad.io.models import LoadedModel, ModelOptions, load_model
-from advgrad.io.outputs import LogitsOf
+from advgrad.io.data.load import DataOptions, DataSource, load_data
+from advgrad.io.data.sources import check_at_least
+from advgrad.io.model.factories import parse_model_args
+from advgrad.io.model.guard import GuardedModel
+from advgrad.io.model.load import LoadedModel, ModelOptions, load_model
+from advgrad.io.model.logits import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, normalisation_hint, probe
 from advgrad.numeric import check_number
 from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
@@ -147,15 +147,9 @@ class RunInputs:
 
 
 def _check_options(options: InputOptions) -> None:
-    if options.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {options.batch_size}")
-    if options.limit is not None and options.limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {options.limit}")
-    if options.num_workers < 0:
-        raise UsageError(f"--num-workers must be 0 or more, got {options.num_workers}")
-    if options.image_size is not None and options.image_size < 1:
-        raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
-    check_number(options.seed, "--seed", integer=True, minimum=0, maximum=2**63 - 1)
+    check_at_least(batch_size=(options.batch_size, 1), limit=(options.limit, 1), num_workers=(options.num_workers, 0))
+    options.data_options()  # checks image_size
+    check_number(options.seed, "seed", integer=True, minimum=0, maximum=2**63 - 1)
     parse_precision(options.precision)
     parse_threads(options.threads)
 
@@ -197,7 +191,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
     warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
-    if model.normalization is None and not any("--mean" in w for w in warnings):
+    if model.normalization is None and not any("mean" in getattr(w, "params", ()) for w in warnings):
         hint = normalisation_hint(model.module, x, y, result.num_classes)
         warnings += [hint] if hint else []
     if threads.warning:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advgrad.errors import AdvgradError, first_line
-
-__all__ = ["first_line", "require_file"]
+from advgrad.errors import AdvgradError
 
 
 def require_file(path: str | Path, expected: str, error: type[AdvgradError]) -> Path:

@@ -10,10 +10,13 @@ them without executing or importing anything, and says what is wrong with it, if
 
 from __future__ import annotations
 
+import pickle
 import pickletools
 import zipfile
 from pathlib import Path
 from typing import BinaryIO
+
+from advgrad.errors import first_line
 
 # Opcodes that import a name: a pickle that fails weights_only loading because of code has one.
 IMPORTING = {"GLOBAL", "STACK_GLOBAL", "INST"}
@@ -78,6 +81,20 @@ def pickle_damage(path: str | Path) -> str | None:
                     if not stream.left:
                         break
     except Exception as exc:  # pickletools' ValueError, EOF, zip and decompression errors
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"damaged pickle data: {detail[:160]}"
+        return f"damaged pickle data: {first_line(exc, 160)}"
     return None if imports else "damaged pickle data"
+
+
+def needs_code(exc: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` failed because the pickle names Python code."""
+    return isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()
+
+
+def unreadable(path: Path, exc: BaseException) -> str | None:
+    """Why ``torch.load(weights_only=True)`` could not read ``path``, when the file is damaged or
+    foreign; ``None`` when it is a well-formed pickle that names Python code (see :func:`needs_code`).
+    Random bytes after a pickle header fail like a pickle of a class does, so the pickle itself is
+    examined (without running it) before anyone is told to opt in to unpickling."""
+    if not needs_code(exc):
+        return first_line(exc)
+    return pickle_damage(path)

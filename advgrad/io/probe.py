@@ -2,7 +2,7 @@
 
 The probe checks, in order, each failure being one clear message: the model accepts the data's
 shape (a wrong number of input channels is named as such); its output holds logits (a tuple, a
-mapping or an object with ``.logits`` is handled: see :mod:`advgrad.io.outputs`); the logits are
+mapping or an object with ``.logits`` is handled: see :mod:`advgrad.io.model.logits`); the logits are
 N×classes and cover the labels; they are finite; they depend differentiably on the input (else
 no gradient attack can work, and robustness would be overstated). It also warns when the
 outputs change between two identical calls (randomness left on) or when a sample's output
@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import AdvgradError, ModelError
-from advgrad.io.guard import ModelFailure
-from advgrad.io.outputs import LogitsOf, OutputRule, logits_rule
-from advgrad.io.paths import first_line
+from advgrad.errors import AdvgradError, InternalError, ModelError, Notice, first_line
+from advgrad.io.model.guard import ModelFailure
+from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 
 
 @dataclass(frozen=True)
@@ -98,9 +97,10 @@ def _explain_failure(exc: Exception, x: Tensor) -> ModelError:
             f"wrong number of input channels: the model expects {channels.group(1)} but the data has "
             f"{channels.group(2)} (inputs of shape {shape})"
         )
-    hint = " (check the image size: --image-size)" if _MATMUL.search(text) else ""
+    hint = " (check the image size: `image_size`)" if _MATMUL.search(text) else ""
     return ModelError(
-        f"the model failed on inputs of shape {shape} ({text}){hint}; check that the data has the shape the model expects"
+        f"the model failed on inputs of shape {shape} ({text}){hint}; check that the data has the shape the model expects",
+        params="image_size",
     )
 
 
@@ -120,7 +120,7 @@ def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
         if not isinstance(failure.cause, Exception):
             raise  # sys.exit: the guard's message says it all
         raise explain(failure.cause, x) from None
-    except AdvgradError:
+    except (AdvgradError, InternalError):  # advgrad's own: not the model's failure
         raise
     except Exception as exc:
         raise explain(exc, x) from None
@@ -142,10 +142,10 @@ def _behaviour_warnings(model: nn.Module, x: Tensor, logits: Tensor) -> list[str
     if x.shape[0] > 1:  # attacks shrink batches as samples are fooled: a batch of one must work
         alone = _forward(model, x[:1], _one_sample_failure)
         if not found and not _close(alone, logits[:1]):
-            found.append(
+            found.append(Notice(
                 "a sample's output depends on the rest of its batch (batch norm in training mode?); "
-                "results would depend on --batch-size"
-            )
+                "results would depend on `batch_size`", "batch_size"
+            ))
     return found
 
 
@@ -233,7 +233,8 @@ def normalisation_hint(model: nn.Module, x: Tensor, y: Tensor, classes: int) -> 
     if best - raw <= HINT_MIN_RISE or best < 2 / classes:
         return None
     values = ",".join(f"{v:.3g}" for v in mean.tolist()), ",".join(f"{v:.3g}" for v in std.tolist())
-    return (f"no --mean/--std given, yet the model classifies the probe batch much better once it is standardised "
-            f"with {name} ({100 * raw:.0f}% → {100 * best:.0f}%): it was probably trained on normalised inputs; give "
-            f"the normalisation it was trained with, e.g. --mean {values[0]} --std {values[1]}, so that attacks and ε "
-            "are in pixel units")
+    return Notice(
+        f"no `mean`/`std` given, yet the model classifies the probe batch much better once it is standardised "
+        f"with {name} ({100 * raw:.0f}% → {100 * best:.0f}%): it was probably trained on normalised inputs; give "
+        f"the normalisation it was trained with, e.g. `mean` {values[0]} `std` {values[1]}, so that attacks and ε "
+        "are in pixel units", ("mean", "std"))

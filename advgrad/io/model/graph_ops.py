@@ -221,10 +221,11 @@ def torchscript_disallowed(module: torch.nn.Module) -> list[str]:
 
 
 def operator_refusal(path: Path | str, what: str, names: list[str]) -> str:
-    """The refusal for a graph calling operators that are not on the allow-list."""
+    """The refusal for a graph calling operators that are not on the allow-list (it names the
+    ```unsafe_pickle``` parameter: raise it with ``params="unsafe_pickle"``)."""
     more = f" and {len(names) - 4} more" if len(names) > 4 else ""
     return (
         f"{path}: the {what} calls {', '.join(names[:4])}{more}, not on advgrad's list of pure tensor operators "
-        "(such operators can touch files or the process); advgrad runs it only with --unsafe-pickle "
+        "(such operators can touch files or the process); advgrad runs it only with `unsafe_pickle` "
         "(only for files you trust)"
     )

@@ -3,7 +3,7 @@
 ``package.module:callable`` imports ``package.module`` — which runs that module's code, as any
 import does — and calls ``callable(**model_args)``. This is code the user names on the command
 line, not code from a data file. The working directory is on the import path, as with
-``python -m``. Weights (``--weights``) are read without running code: see :mod:`advgrad.io.weights`.
+``python -m``. Weights (``--weights``) are read without running code: see :mod:`advgrad.io.model.weights`.
 
 ``torchvision:NAME`` builds a torchvision classifier. ``--weights DEFAULT`` (or a weights enum
 member such as ``IMAGENET1K_V1``) loads torchvision's pretrained weights from the local torch hub
@@ -27,10 +27,9 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError, UsageError
-from advgrad.io.normalize import Normalization
-from advgrad.io.paths import first_line
-from advgrad.io.weights import load_weights
+from advgrad.errors import ModelError, UsageError, first_line
+from advgrad.io.model.normalize import Normalization
+from advgrad.io.model.weights import load_weights
 
 _DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 FACTORY = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
@@ -52,13 +51,13 @@ def parse_model_args(items: Sequence[str] | Mapping[str, object] | None) -> dict
         key, sep, raw = str(item).partition("=")
         key = key.strip()
         if not sep or not _KEY.match(key):
-            raise UsageError(f"--model-arg takes KEY=VALUE with KEY a Python name, got {item!r}")
+            raise UsageError(f"`model_args` takes KEY=VALUE with KEY a Python name, got {item!r}", params="model_args")
         if key in args:
-            raise UsageError(f"--model-arg {key} is given twice")
+            raise UsageError(f"`model_args` {key} is given twice", params="model_args")
         args[key] = _parse_value(raw.strip())
         if isinstance(args[key], float) and not math.isfinite(args[key]):  # no report could record it
-            raise UsageError(f"--model-arg {key}={raw.strip()}: a number must be finite "
-                             f"(quote it, {key}='{raw.strip()}', to pass the text)")
+            raise UsageError(f"`model_args` {key}={raw.strip()}: a number must be finite "
+                             f"(quote it, {key}='{raw.strip()}', to pass the text)", params="model_args")
     return args
 
 
@@ -123,7 +122,7 @@ def _call(fn: object, args: dict[str, object], spec: str) -> nn.Module:
         inspect.signature(fn).bind(**args)
     except TypeError as exc:
         given = _describe_args(args) or "no arguments"
-        raise UsageError(f"--model-arg: {spec} does not accept {given} ({first_line(exc)})") from None
+        raise UsageError(f"`model_args`: {spec} does not accept {given} ({first_line(exc)})", params="model_args") from None
     except ValueError:  # no signature to check (builtins); the call itself will tell
         pass
     try:
@@ -182,7 +181,8 @@ def _pretrained(name: str, enum, member: str):
         return enum[key]
     except KeyError:
         names = ", ".join(["DEFAULT", *(m for m in enum.__members__ if m != "DEFAULT")])
-        raise UsageError(f"--weights {member}: not a file, and {enum.__name__} has no such entry (entries: {names})") from None
+        raise UsageError(f"`weights` {member}: not a file, and {enum.__name__} has no such entry (entries: {names})",
+                         params="weights") from None
 
 
 def build_torchvision(
@@ -211,7 +211,8 @@ def build_torchvision(
             f"the {name} weights {label} are not in the local torch hub cache ({path}) and advgrad never downloads "
             f"weights; on a machine with internet run: python -c \"import torchvision; "
             f"torchvision.models.get_model('{name}', weights='{entry.name}')\" and copy {path.name} to {path.parent} "
-            "(TORCH_HOME sets the cache folder), or give --weights FILE"
+            "(TORCH_HOME sets the cache folder), or give `weights` FILE",
+            params="weights",
         )
     extra["weights"] = f"{label} ({path})"
     load_weights(model, path, spec, unsafe_pickle=False)

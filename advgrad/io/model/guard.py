@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from advgrad.errors import AdvgradError, ModelError, first_line
+from advgrad.errors import AdvgradError, InternalError, ModelError, first_line
 from advgrad.runtime import is_compile_error
 
 
@@ -50,7 +50,7 @@ class GuardedModel(nn.Module):
         before = _version(x)
         try:
             out = self.model(x)
-        except AdvgradError:
+        except (AdvgradError, InternalError):  # advgrad's own: not the model's failure
             raise
         except SystemExit as exc:
             raise ModelFailure(f"the model {self.name} called sys.exit({exc.code!r}) while running on a batch of "

@@ -26,14 +26,24 @@ CHECK_CHUNK = 4096
 
 NORMALISED_HINT = (
     "it looks normalised already. advgrad attacks pixels in [0, 1] so that ε is in pixel units: "
-    "give unnormalised pixels and pass the model's normalisation with --mean/--std "
-    "(e.g. --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225), which puts it inside the model"
+    "give unnormalised pixels and pass the model's normalisation with `mean`/`std` "
+    "(e.g. `mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225), which puts it inside the model"
 )
 
 PIXELS_255_HINT = (
     "they look like 0–255 pixels. advgrad attacks pixels in [0, 1] so that ε is in pixel units: divide x by 255, "
     "or store x as uint8, which advgrad scales to [0, 1] itself"
 )
+
+
+def check_at_least(**bounds: tuple[int | None, int]) -> None:
+    """The one check of the sizes that select and batch data (``batch_size``, ``limit``,
+    ``num_workers``, ``image_size``): each ``name=(value, least)`` needs ``value ≥ least``
+    (``None``: not given). Loaders and :func:`advgrad.io.inputs.open_inputs` all call it."""
+    for name, (value, least) in bounds.items():
+        if value is not None and value < least:
+            bound = "0 or more" if least == 0 else f"at least {least}"
+            raise UsageError(f"`{name}` must be {bound}, got {value}", params=name)
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,9 @@ class DataOptions:
     root: str | None = None
     download: bool = False
     image_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_at_least(image_size=(self.image_size, 1))
 
 
 class DataSource(ABC):
@@ -72,8 +85,7 @@ class DataSource(ABC):
     def select(self, *, limit: int | None = None, shuffle: bool = False, seed: int = 0) -> Tensor:
         """Indices of the samples a run uses: all, or a seeded shuffle, cut to ``limit``."""
         n = len(self)
-        if limit is not None and limit <= 0:
-            raise UsageError(f"--limit must be at least 1, got {limit}")
+        check_at_least(limit=(limit, 1))
         if shuffle:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         else:
@@ -94,10 +106,7 @@ class DataSource(ABC):
         ``num_workers`` processes prepare batches ahead for sources that decode files; sources
         held in memory ignore it.
         """
-        if batch_size <= 0:
-            raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-        if num_workers < 0:
-            raise UsageError(f"--num-workers must be 0 or more, got {num_workers}")
+        check_at_least(batch_size=(batch_size, 1), num_workers=(num_workers, 0))
         return self.stream(self.select(limit=limit, shuffle=shuffle, seed=seed), batch_size, num_workers)
 
     def stream(self, selection: Tensor, batch_size: int, num_workers: int) -> Iterator[Batch]:
@@ -145,7 +154,8 @@ def check_pixels(x: Tensor, where: str) -> None:
             raise DataError(f"{where}: x contains NaN or infinite values")
         lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
     if lo < 0.0 or hi > 1.0:
-        raise DataError(f"{where}: x has values in [{lo:.3g}, {hi:.3g}], outside [0, 1]; {range_hint(lo, hi)}")
+        raise DataError(f"{where}: x has values in [{lo:.3g}, {hi:.3g}], outside [0, 1]; {range_hint(lo, hi)}",
+                        params=("mean", "std"))
 
 
 def range_hint(lo: float, hi: float) -> str:
@@ -242,23 +252,3 @@ class TensorSource(DataSource):
 
     def labels(self) -> Tensor:
         return self.y
-
-
-class CycledSource(DataSource):
-    """Another source's samples repeated to ``n`` (sample ``i`` is ``base``'s ``i mod len(base)``),
-    fetched batch by batch: arbitrarily long runs with no data held beyond ``base``, for measuring
-    how a run scales with its number of samples (benchmarks/bench_memory.py)."""
-
-    def __init__(self, base: DataSource, n: int):
-        if n < 0 or len(base) == 0:
-            raise UsageError(f"cannot cycle {len(base)} samples to {n}")
-        self.base, self.n = base, n
-        self.name, self.description = f"{base.name}-cycled", f"{base.description}, cycled to {n} samples"
-        self.classes = base.classes
-
-    def __len__(self) -> int:
-        return self.n
-
-    def fetch(self, indices: Tensor) -> Batch:
-        return self.base.fetch(indices % len(self.base))
-

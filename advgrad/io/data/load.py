@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from advgrad.errors import DataError, UsageError
-from advgrad.io.datasets import NAMED, is_named_dataset, load_image_folder, load_named
-from advgrad.io.sources import (
+from advgrad.io.data.datasets import NAMED, is_named_dataset, load_image_folder, load_named
+from advgrad.io.data.sources import (
     Batch,
     DataOptions,
     DataSource,
@@ -27,7 +27,7 @@ from advgrad.io.sources import (
     pixel_array,
     to_pixels,
 )
-from advgrad.io.tensorfiles import load_npz, load_pt, load_safetensors
+from advgrad.io.data.tensorfiles import load_npz, load_pt, load_safetensors
 
 __all__ = [
     "DEFAULT_DATA", "FORMATS", "Batch", "DataFormat", "DataOptions", "DataSource", "TensorSource",
@@ -88,7 +88,8 @@ def load_data(spec: str | None = None, options: DataOptions | None = None) -> Da
     for fmt in FORMATS:
         if fmt.matches(spec):
             if options.image_size is not None and fmt.name != "image-folder":
-                raise UsageError(f"--image-size resizes image folders only; {spec} is read at its stored size")
+                raise UsageError(f"`image_size` resizes image folders only; {spec} is read at its stored size",
+                                 params="image_size")
             return fmt.load(spec, options)
     names = ", ".join([DEFAULT_DATA, *NAMED])
     if not Path(spec).expanduser().exists():

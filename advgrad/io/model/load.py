@@ -1,8 +1,8 @@
 """Loading the model under attack: a ``--model`` value → a :class:`LoadedModel`.
 
 Accepted: the embedded digits CNN (default, or ``digits-cnn``); a model file (TorchScript,
-ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advgrad.io.model_files`);
-``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.factories`). Every loader
+ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advgrad.io.model.model_files`);
+``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.model.factories`). Every loader
 returns a module in eval mode on the requested device; ``--mean``/``--std`` (or the
 normalisation of torchvision's pretrained weights) is put in front of it, so that it takes
 pixels in [0, 1]. Loading never executes code from a file unless ``--unsafe-pickle`` says so.
@@ -18,11 +18,11 @@ from importlib import resources
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError, UsageError
-from advgrad.io.factories import build_factory, build_torchvision, is_factory
-from advgrad.io.model_files import load_model_file
-from advgrad.io.model_types import LoadedModel, ModelOptions
-from advgrad.io.normalize import Normalization, Normalized
+from advgrad.errors import ModelError, Notice, UsageError
+from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
+from advgrad.io.model.model_files import load_model_file
+from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.normalize import Normalization, Normalized
 
 __all__ = ["DEFAULT_MODEL", "FORMATS", "LoadedModel", "ModelFormat", "ModelOptions", "load_default_model", "load_model"]
 
@@ -56,12 +56,14 @@ def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
     )
     loaded = LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
     if options.weights is None:
-        loaded.warnings.append(f"{spec} has random weights (no --weights given): its results describe a random network")
+        loaded.warnings.append(Notice(
+            f"{spec} has random weights (no `weights` given): its results describe a random network", "weights"))
     elif normalization is None and options.mean is None:
-        loaded.warnings.append(
-            f"no --mean/--std given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
-            "trained on normalised inputs (ImageNet: --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225)"
-        )
+        loaded.warnings.append(Notice(
+            f"no `mean`/`std` given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
+            "trained on normalised inputs (ImageNet: `mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225)",
+            ("mean", "std"),
+        ))
     return loaded
 
 
@@ -107,9 +109,10 @@ def load_model(spec: str | None = None, options: ModelOptions | None = None) -> 
     for fmt in FORMATS:
         if fmt.matches(spec):
             if not fmt.builds and (options.weights is not None or options.model_args):
-                flags = " and ".join(f for f, v in (("--weights", options.weights), ("--model-arg", options.model_args)) if v)
+                given = [p for p, v in (("weights", options.weights), ("model_args", options.model_args)) if v]
                 raise UsageError(
-                    f"{flags} apply to models built in code (torchvision:NAME, package.module:callable), not to {spec}"
+                    f"{' and '.join(f'`{p}`' for p in given)} apply to models built in code (torchvision:NAME, "
+                    f"package.module:callable), not to {spec}", params=given,
                 )
             loaded = fmt.load(spec, options)
             _normalize(loaded, options)

@@ -3,9 +3,9 @@
 A ``.pt2`` archive holds a graph of tensor operations (JSON) and tensors. torch's loader may
 still unpickle parts of it with ``weights_only=False``; advgrad loads it with unpickling forced
 to ``weights_only`` (``TORCH_FORCE_WEIGHTS_ONLY_LOAD``), first refuses archives from which torch
-would deserialize anything but tensor data (:mod:`advgrad.io.exported_archive`), and refuses
+would deserialize anything but tensor data (:mod:`advgrad.io.model.exported_archive`), and refuses
 graphs that call an operator not on the allow-list of pure tensor computations
-(:mod:`advgrad.io.graph_ops`) — unless ``--unsafe-pickle``.
+(:mod:`advgrad.io.model.graph_ops`) — unless ``--unsafe-pickle``.
 
 An exported graph keeps the train/eval behaviour it was exported with, so ``model.eval()``
 cannot reach it; advgrad switches dropout and batch norm nodes to inference instead. A graph
@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError
-from advgrad.io.exported_archive import archive_refusals
-from advgrad.io.graph_ops import fx_disallowed, operator_refusal
-from advgrad.io.model_types import LoadedModel, ModelOptions
-from advgrad.io.paths import first_line
-from advgrad.io.weights import needs_code, refuse_pickle
+from advgrad.errors import ModelError, first_line
+from advgrad.io.model.exported_archive import archive_refusals
+from advgrad.io.model.graph_ops import fx_disallowed, operator_refusal
+from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.weights import refuse_pickle
+from advgrad.io.pickles import needs_code
 
 
 @contextlib.contextmanager
@@ -55,7 +55,8 @@ def _refuse_unsafe_archive(path: Path) -> None:
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
         raise ModelError(
             f"{path}: {reasons[0]}{more}; loading it could run code from the file, so advgrad does not load it "
-            "unless you pass --unsafe-pickle (only for files you trust)"
+            "unless you pass `unsafe_pickle` (only for files you trust)",
+            params="unsafe_pickle",
         )
 
 
@@ -148,7 +149,7 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)})") from None
     shape, batch = _user_input_shape(ep)
     if not options.unsafe_pickle and (disallowed := fx_disallowed(ep.graph_module)):
-        raise ModelError(operator_refusal(path, "exported graph", disallowed))
+        raise ModelError(operator_refusal(path, "exported graph", disallowed), params="unsafe_pickle")
     try:
         if options.device.type != "cpu":
             ep = torch.export.passes.move_to_device_pass(ep, options.device)
@@ -156,7 +157,7 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
     except Exception as exc:  # an archive whose parts do not fit together
         raise ModelError(f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})") from None
     if not options.unsafe_pickle and (disallowed := fx_disallowed(graph)):  # and what unlifting made of it
-        raise ModelError(operator_refusal(path, "exported graph", disallowed))
+        raise ModelError(operator_refusal(path, "exported graph", disallowed), params="unsafe_pickle")
     switched = _to_inference(graph)
     extra: dict = {"exported_batch": batch if batch is not None else "dynamic"}
     notes = []

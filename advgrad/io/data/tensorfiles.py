@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advgrad.errors import DataError
-from advgrad.io.paths import first_line, require_file
-from advgrad.io.sources import DataOptions, DataSource, TensorSource
-from advgrad.io.weights import unreadable
+from advgrad.errors import DataError, first_line
+from advgrad.io.data.sources import DataOptions, DataSource, TensorSource
+from advgrad.io.paths import require_file
+from advgrad.io.pickles import unreadable
 
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
 

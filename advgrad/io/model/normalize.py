@@ -16,20 +16,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, UsageError
+from advgrad.errors import ModelError, UsageError, param_label
 
 
-def parse_channels(text: str | Sequence[float] | None, flag: str) -> tuple[float, ...] | None:
-    """``"0.485,0.456,0.406"`` → (0.485, 0.456, 0.406); a sequence of numbers passes through."""
+def parse_channels(text: str | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
+    """``"0.485,0.456,0.406"`` → (0.485, 0.456, 0.406); a sequence of numbers passes through.
+    ``name``: the parameter (``mean``) errors name (:func:`advgrad.errors.param_label`)."""
+    label, params = param_label(name)
     if text is None:
         return None
     parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
     try:
         values = tuple(float(p) for p in parts)
     except (TypeError, ValueError):
-        raise UsageError(f"{flag} takes numbers separated by commas (one per channel), got {text!r}") from None
+        raise UsageError(f"{label} takes numbers separated by commas (one per channel), got {text!r}",
+                         params=params) from None
     if not values or not all(math.isfinite(v) for v in values):
-        raise UsageError(f"{flag} takes finite numbers separated by commas (one per channel), got {text!r}")
+        raise UsageError(f"{label} takes finite numbers separated by commas (one per channel), got {text!r}",
+                         params=params)
     return values
 
 
@@ -49,13 +53,15 @@ class Normalization:
         if mean is None and std is None:
             return None
         if mean is None or std is None:
-            given, missing = ("--mean", "--std") if std is None else ("--std", "--mean")
-            raise UsageError(f"{given} needs {missing} too (one value per channel, e.g. --mean 0.5 --std 0.5)")
+            given, missing = ("mean", "std") if std is None else ("std", "mean")
+            raise UsageError(f"`{given}` needs `{missing}` too (one value per channel, e.g. `mean` 0.5 `std` 0.5)",
+                             params=(given, missing))
         mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         if len(mean) != len(std) and 1 not in (len(mean), len(std)):
-            raise UsageError(f"--mean has {len(mean)} values but --std has {len(std)}; give one per channel")
+            raise UsageError(f"`mean` has {len(mean)} values but `std` has {len(std)}; give one per channel",
+                             params=("mean", "std"))
         if any(s <= 0 for s in std):
-            raise UsageError(f"--std values must be positive, got {','.join(f'{s:g}' for s in std)}")
+            raise UsageError(f"`std` values must be positive, got {','.join(f'{s:g}' for s in std)}", params="std")
         channels = max(len(mean), len(std))
         if len(mean) == 1:
             mean = mean * channels
@@ -92,7 +98,8 @@ class Normalized(nn.Module):
         if x.dim() != 4 or self.mean.shape[1] not in (1, x.shape[1]):  # one value serves every channel
             got = x.shape[1] if x.dim() == 4 else f"shape {tuple(x.shape)}"
             raise ModelError(
-                f"--mean/--std give {self.mean.shape[1]} channel(s) but the data has {got}; "
-                "give one value per input channel"
+                f"`mean`/`std` give {self.mean.shape[1]} channel(s) but the data has {got}; "
+                "give one value per input channel",
+                params=("mean", "std"),
             )
         return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from advgrad.io.normalize import Normalization
+from advgrad.io.model.normalize import Normalization
 
 
 @dataclass
@@ -16,7 +16,7 @@ class LoadedModel:
     """A model ready to attack, and what to say about it.
 
     ``module`` takes pixels in [0, 1] (any normalisation is inside it) and is in eval mode on
-    the requested device. ``normalization`` is what :func:`advgrad.io.models.load_model` put in
+    the requested device. ``normalization`` is what :func:`advgrad.io.model.load.load_model` put in
     front of it (a loader may propose one, e.g. pretrained weights' own); ``extra`` holds facts a
     loader found worth reporting, ``warnings`` what the user should know before trusting results.
     """

@@ -3,7 +3,7 @@
 The file's contents, not its name, decide how it is read:
 
 - a TorchScript archive (``torch.jit.save``: compiled code and tensors, no Python pickles);
-- an ExportedProgram archive (``torch.export.save``): see :mod:`advgrad.io.exported`;
+- an ExportedProgram archive (``torch.export.save``): see :mod:`advgrad.io.model.exported`;
 - a ``torch.save`` pickle. Holding only tensors, it is a state dict and needs its architecture
   (``--model module:callable --weights FILE``). Holding a whole model, it names Python classes
   that unpickling would import and run: refused unless ``--unsafe-pickle``.
@@ -19,17 +19,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError
-from advgrad.io.exported import load_exported
-from advgrad.io.graph_ops import operator_refusal, torchscript_disallowed
-from advgrad.io.model_types import LoadedModel, ModelOptions
-from advgrad.io.paths import first_line, require_file
-from advgrad.io.weights import refuse_pickle, unreadable
+from advgrad.errors import ModelError, first_line
+from advgrad.io.model.exported import load_exported
+from advgrad.io.model.graph_ops import operator_refusal, torchscript_disallowed
+from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.weights import refuse_pickle
+from advgrad.io.paths import require_file
+from advgrad.io.pickles import unreadable
 
 EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
 _STORAGE = re.compile(r"data/[0-9]+")
 STATE_DICT_HINT = (
-    "give its architecture: --model package.module:callable --weights FILE, or --model torchvision:NAME --weights FILE"
+    "give its architecture: `model` package.module:callable `weights` FILE, or `model` torchvision:NAME `weights` FILE"
 )
 
 
@@ -78,7 +79,7 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
     """A TorchScript archive written by ``torch.jit.save``; its graphs must call allowed operators only.
 
     TorchScript code is compiled, not Python, but it can still call operators that touch files
-    (``aten::from_file``) or print; see :mod:`advgrad.io.graph_ops`. Code in ``__setstate__``
+    (``aten::from_file``) or print; see :mod:`advgrad.io.model.graph_ops`. Code in ``__setstate__``
     would run during loading itself, so an archive defining one is refused before loading.
     """
     if not options.unsafe_pickle:
@@ -89,7 +90,8 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
         if setstate:
             raise ModelError(
                 f"{path}: the TorchScript model defines __setstate__, code that torch.jit.load runs while loading; "
-                "advgrad does not load it unless you pass --unsafe-pickle (only for files you trust)"
+                "advgrad does not load it unless you pass `unsafe_pickle` (only for files you trust)",
+                params="unsafe_pickle",
             )
     try:
         with warnings.catch_warnings():
@@ -99,7 +101,7 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: cannot load as TorchScript, truncated or corrupt ({first_line(exc)})") from None
     disallowed = torchscript_disallowed(module)
     if disallowed and not options.unsafe_pickle:
-        raise ModelError(operator_refusal(path, "TorchScript model", disallowed))
+        raise ModelError(operator_refusal(path, "TorchScript model", disallowed), params="unsafe_pickle")
     return LoadedModel(module, "torchscript", str(path), f"TorchScript model from {path.name}")
 
 
@@ -115,10 +117,10 @@ def load_pickle(path: Path, options: ModelOptions) -> LoadedModel:
             raise refuse_pickle(
                 path, "a whole pickled model (torch.save(model))",
                 "save it with torch.jit.save or torch.export.save, or save model.state_dict() and use "
-                "--model package.module:callable --weights FILE",
+                "`model` package.module:callable `weights` FILE",
             ) from None
         return _load_whole_pickle(path, options)
-    raise ModelError(f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}")
+    raise ModelError(f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}", params=("model", "weights"))
 
 
 def _load_whole_pickle(path: Path, options: ModelOptions) -> LoadedModel:
@@ -139,7 +141,7 @@ def load_model_file(spec: str, options: ModelOptions) -> LoadedModel:
     """Read a model file of any kind advgrad accepts (see the module docstring)."""
     path = require_file(spec, EXPECTED, ModelError)
     if path.suffix.lower() == ".safetensors":
-        raise ModelError(f"{path} holds weights only (safetensors), not a model; {STATE_DICT_HINT}")
+        raise ModelError(f"{path} holds weights only (safetensors), not a model; {STATE_DICT_HINT}", params=("model", "weights"))
     kind = file_kind(path)
     if kind == "exported":
         return load_exported(path, options)

@@ -23,9 +23,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from advgrad.errors import DataError, UsageError
-from advgrad.io.paths import first_line
-from advgrad.io.sources import Batch, DataOptions, DataSource, TensorSource, check_pixels, label_vector
+from advgrad.errors import DataError, UsageError, first_line
+from advgrad.io.data.sources import Batch, DataOptions, DataSource, TensorSource, check_pixels, label_vector
 
 
 class _Guarded(Dataset):
@@ -63,7 +62,7 @@ def _collate(items: list) -> tuple:
     if len(shapes) > 1:
         a, b = sorted(shapes)[:2]
         return ("error", f"images of different sizes ({'×'.join(map(str, a))} and {'×'.join(map(str, b))}) "
-                         "cannot form a batch; give --image-size N to resize and centre-crop them")
+                         "cannot form a batch; give `image_size` N to resize and centre-crop them")
     return ("ok", torch.stack([x for x, _, _ in items]), torch.tensor([int(y) for _, y, _ in items]))
 
 
@@ -91,7 +90,7 @@ class DatasetSource(DataSource):
 
     def _checked(self, collated: tuple) -> Batch:
         if collated[0] == "error":
-            raise DataError(f"{self.name}: {collated[1]}")
+            raise DataError(f"{self.name}: {collated[1]}", params="image_size")
         _, x, y = collated
         check_pixels(x, self.name)
         return x.float(), y.long()
@@ -123,9 +122,7 @@ def load_image_folder(path: Path, options: DataOptions) -> DataSource:
     from torchvision.transforms import v2
 
     steps: list = []
-    if options.image_size is not None:
-        if options.image_size < 1:
-            raise UsageError(f"--image-size must be at least 1, got {options.image_size}")
+    if options.image_size is not None:  # ≥ 1: DataOptions checks it
         steps += [v2.Resize(options.image_size), v2.CenterCrop(options.image_size)]
     transform = v2.Compose([*steps, v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
     try:
@@ -181,7 +178,7 @@ def _svhn(root: str, split: str, download: bool):
     import torchvision.datasets as tvd
 
     if importlib.util.find_spec("scipy") is None:  # torchvision reads SVHN's .mat files with scipy
-        raise UsageError("--data svhn needs scipy to read SVHN's .mat files: pip install scipy")
+        raise UsageError("`data` svhn needs scipy to read SVHN's .mat files: pip install scipy", params="data")
     return tvd.SVHN(root, split=split, download=download)
 
 
@@ -223,10 +220,12 @@ def load_named(spec: str, options: DataOptions) -> DataSource:
     """A torchvision dataset by name, from ``options.root`` (downloaded there if asked)."""
     entry = NAMED[spec.lower()]
     if options.split not in entry.splits:
-        raise UsageError(f"{entry.name} has splits {' and '.join(entry.splits)}, not {options.split!r} (--split)")
+        raise UsageError(f"{entry.name} has splits {' and '.join(entry.splits)}, not {options.split!r} (`split`)",
+                         params="split")
     root = Path(options.root).expanduser() if options.root else default_data_root()
     if root.exists() and not root.is_dir():
-        raise DataError(f"--data-root {root} is a file; expected the folder that holds (or will hold) {entry.name}")
+        raise DataError(f"`data_root` {root} is a file; expected the folder that holds (or will hold) {entry.name}",
+                        params="data_root")
     get = (
         f"advgrad info --data {entry.name} --split {options.split} --data-root {root} --download"
     )

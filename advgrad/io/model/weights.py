@@ -11,16 +11,15 @@ from ``torch.compile`` likewise).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError
-from advgrad.io.paths import first_line, require_file
-from advgrad.io.pickles import pickle_damage
+from advgrad.errors import ModelError, first_line
+from advgrad.io.paths import require_file
+from advgrad.io.pickles import unreadable
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 PREFIXES = ("module.", "_orig_mod.")
@@ -29,21 +28,6 @@ EXPECTED = "a weights file (.pt, .pth or .safetensors state dict)"
 
 def _is_state_dict(obj: object) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
-
-
-def needs_code(exc: BaseException) -> bool:
-    """Whether ``torch.load(weights_only=True)`` failed because the pickle names Python code."""
-    return isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in str(exc).lower()
-
-
-def unreadable(path: Path, exc: BaseException) -> str | None:
-    """Why ``torch.load(weights_only=True)`` could not read ``path``, when the file is damaged or
-    foreign; ``None`` when it is a well-formed pickle that names Python code (see :func:`needs_code`).
-    Random bytes after a pickle header fail like a pickle of a class does, so the pickle itself is
-    examined (without running it) before anyone is told to opt in to unpickling."""
-    if not needs_code(exc):
-        return first_line(exc)
-    return pickle_damage(path)
 
 
 def pickled_globals(path: Path, limit: int = 4) -> str:
@@ -58,10 +42,12 @@ def pickled_globals(path: Path, limit: int = 4) -> str:
 
 
 def refuse_pickle(path: Path, what: str, safer: str) -> ModelError:
-    """The refusal for a file that only unpickling with code execution could read."""
+    """The refusal for a file that only unpickling with code execution could read; ``safer`` may
+    name the ```model``` and ```weights``` parameters."""
     return ModelError(
         f"{path} holds {what}{pickled_globals(path)}; unpickling it runs code from the file, so advgrad "
-        f"does not load it unless you pass --unsafe-pickle (only for files you trust); safer: {safer}"
+        f"does not load it unless you pass `unsafe_pickle` (only for files you trust); safer: {safer}",
+        params=("unsafe_pickle", "model", "weights"),
     )
 
 
@@ -153,7 +139,8 @@ def fit_state_dict(model: nn.Module, state: dict[str, Tensor], path: Path | str,
         more = f" (and {len(wrong) - 1} more: {_some(wrong[1:], 3)})" if len(wrong) > 1 else ""
         raise ModelError(
             f"tensor sizes in {path} do not match {name}: {k} is {_dims(state[k].shape)} in the file but "
-            f"{_dims(expected[k].shape)} in the model{more}; check the architecture and its --model-arg values"
+            f"{_dims(expected[k].shape)} in the model{more}; check the architecture and its `model_args` values",
+            params="model_args",
         )
     for k, v in expected.items():  # fill what old checkpoints lack
         state.setdefault(k, v)

@@ -1,0 +1,1 @@
+"""Loading data: every --data form, as a DataSource of (x, y) batches."""
