@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import formula_text
+from advgrad.errors import Notice
 
 NOTICE_PASSES = 1_000_000  # sample-passes above which eval states the cost before it starts
 
@@ -61,9 +62,10 @@ class CostEstimate:
         time_text = ""
         if seconds_per_pass is not None:
             time_text = f", up to about {format_duration(self.passes * seconds_per_pass)} here"
-        return (f"cost: up to {self.passes:,} model passes over one sample ({parts}){time_text}; "
-                "early stop and samples fooled at a smaller ε make it less. "
-                "Cut it with --limit, fewer ε values or a smaller --steps/--queries.")
+        return Notice(f"cost: up to {self.passes:,} model passes over one sample ({parts}){time_text}; "
+                      "early stop and samples fooled at a smaller ε make it less. "
+                      "Cut it with `limit`, fewer ε values or a smaller `steps`/`queries`.",
+                      ("limit", "steps", "queries"))
 
 
 def estimate_cost(attacks: Sequence, eps: Sequence[float], samples: int, classes: int) -> CostEstimate:

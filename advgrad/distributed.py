@@ -75,8 +75,8 @@ def process_device(requested: str | None, launch: Launch) -> torch.device:
     text = (requested or "auto").strip().lower()
     if text.startswith("cuda:"):
         raise UsageError(
-            f"--device {requested} names one GPU, but under torchrun each process takes the GPU of its LOCAL_RANK; "
-            "pass --device cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES"
+            f"`device` {requested} names one GPU, but under torchrun each process takes the GPU of its LOCAL_RANK; "
+            "set `device` to cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES", params="device"
         )
     device = resolve_device(text)
     if device.type != "cuda":

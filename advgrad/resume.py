@@ -94,12 +94,12 @@ class RunState:
         header = state._header()
         if header is None:
             if any(state.path.iterdir()):
-                raise UsageError(f"{state.path} is a folder that holds no advgrad state; choose another --state")
+                raise UsageError(f"{state.path} is a folder that holds no advgrad state; choose another `state`", params="state")
             return state
         if header.get("key") != key and resume:
             raise UsageError(
-                f"{state.path} holds the state of a different run; delete it, choose another --state folder, "
-                "or pass --no-resume to overwrite it"
+                f"{state.path} holds the state of a different run; delete it, choose another `state` folder, "
+                "or turn `resume` off to start afresh over it", params=("state", "resume")
             )
         if header.get("version") != STATE_VERSION:
             state.discarded = f"{state.path} was written by another version of advgrad; starting afresh"

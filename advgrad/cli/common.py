@@ -51,7 +51,7 @@ def announce_cost(inputs: RunInputs, attacks: list, eps: list[float], world_size
         return estimate
     x, y = inputs.data.fetch(inputs.selection()[:PROBE_SIZE])
     seconds = seconds_per_sample_pass(inputs.model.module, x.to(inputs.device), y.to(inputs.device))
-    info(estimate.describe(seconds / max(1, world_size)))
+    info(notice_text(estimate.describe(seconds / max(1, world_size))))
     return estimate
 
 

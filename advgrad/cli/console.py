@@ -38,7 +38,7 @@ def quiet_rank(rank: int) -> None:
 
 # Parameters whose flag is not "--" + the name with dashes (the library's ``model_args`` is the
 # repeatable ``--model-arg``). Every other parameter is its flag: ``batch_size`` is ``--batch-size``.
-_FLAGS = {"model_args": "--model-arg"}
+_FLAGS = {"model_args": "--model-arg", "resume": "--resume/--no-resume"}
 
 
 def flag(param: str) -> str:
