@@ -20,8 +20,8 @@ from torch import Tensor
 
 from advgrad.errors import UsageError
 
-# Below this a norm counts as zero when dividing by it.
-_TINY = 1e-12
+# Below this a norm counts as zero when dividing by it (the one such floor of every attack).
+TINY = 1e-12
 # Share of the coordinates the L1 ascent direction leaves out (it moves the top 1%).
 L1_SPARSITY = 0.99
 
@@ -288,12 +288,12 @@ class L2Geometry(_LpGeometry):
 
     def steepest(self, grad: Tensor) -> Tensor:
         fl = grad.reshape(grad.shape[0], -1)
-        return (fl / fl.norm(dim=1, keepdim=True).clamp_min(_TINY)).reshape(grad.shape)
+        return (fl / fl.norm(dim=1, keepdim=True).clamp_min(TINY)).reshape(grad.shape)
 
     def _direction(self, n: int, d: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
         """A normalised Gaussian: uniform on the sphere."""
         direction = torch.randn(n, d, generator=generator, device=generator.device, dtype=dtype)
-        return direction / direction.norm(dim=1, keepdim=True).clamp_min(_TINY)
+        return direction / direction.norm(dim=1, keepdim=True).clamp_min(TINY)
 
     def box_diameter(self, d: int | None, width: float = 1.0) -> float | None:
         return None if d is None else width * d**0.5
@@ -346,7 +346,7 @@ class L1Geometry(_LpGeometry):
     def _direction(self, n: int, d: int, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
         """e/Σe over d + 1 exponentials (uniform on the simplex), with random signs."""
         device = generator.device
-        exps = -torch.log(torch.rand(n, d + 1, generator=generator, device=device, dtype=dtype).clamp_min(_TINY))
+        exps = -torch.log(torch.rand(n, d + 1, generator=generator, device=device, dtype=dtype).clamp_min(TINY))
         direction = exps[:, :d] / exps.sum(dim=1, keepdim=True)
         signs = torch.randint(0, 2, (n, d), generator=generator, device=device).to(dtype) * 2 - 1
         return direction * signs

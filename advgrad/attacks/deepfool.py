@@ -10,14 +10,13 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.minimal import SHRINK_STEPS, shrink
 from advgrad.errors import UsageError
-from advgrad.geometry import NormGeometry
+from advgrad.geometry import TINY, NormGeometry
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, ranked_other_classes
 from advgrad.threat import ThreatModel
 
 # Classes DeepFool considers: the most likely ones at x (the paper uses 10 on ImageNet).
 CANDIDATES = 10
-_TINY = 1e-12
 
 
 @dataclass
@@ -36,7 +35,7 @@ def _linear_step(f: Tensor, w: Tensor, geometry: NormGeometry) -> tuple[Tensor, 
     """For the linearised constraint f + w·r ≥ 0 (f < 0): the distance |f|/‖w‖_* to it, with ‖·‖_*
     the dual norm (L2 for L2, L1 for L∞), and the smallest step r reaching it, that distance along
     the steepest direction d of w (⟨w, d⟩ = ‖w‖_*): L2: r = |f|·w/‖w‖₂², L∞: r = |f|·sign(w)/‖w‖₁."""
-    dual = geometry.dual_norm(w).clamp_min(_TINY)
+    dual = geometry.dual_norm(w).clamp_min(TINY)
     distance = (f.abs() + 1e-4) / dual  # the paper adds 1e-4 so the step does not stop short
     return distance, distance.reshape((-1,) + (1,) * (w.dim() - 1)) * geometry.steepest(w)
 

@@ -23,13 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, prepare_params
-from advgrad.geometry import L1_SPARSITY
+from advgrad.geometry import L1_SPARSITY, TINY
 from advgrad.geometry import movable as box_movable
 from advgrad.gradient import frozen
 from advgrad.losses import finite_rows, get_loss, is_successful
 from advgrad.threat import ThreatModel
-
-_TINY = 1e-12
 
 
 @dataclass(frozen=True)
@@ -170,7 +168,7 @@ def _one_run(
                 if batch.index.numel() == 0:
                     break
         if config.momentum is not None:
-            l1 = grad.abs().reshape(grad.shape[0], -1).sum(dim=1).clamp_min(_TINY)
+            l1 = grad.abs().reshape(grad.shape[0], -1).sum(dim=1).clamp_min(TINY)
             normalised = grad / l1.reshape((-1,) + (1,) * (grad.dim() - 1))
             batch.velocity = normalised if batch.velocity is None else config.momentum * batch.velocity + normalised
             grad = batch.velocity

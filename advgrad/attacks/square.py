@@ -17,14 +17,13 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.errors import UsageError
-from advgrad.geometry import L2, LINF
+from advgrad.geometry import L2, LINF, TINY
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, margin
 from advgrad.threat import ThreatModel
 
 # Iterations (out of 10,000 queries) after which the square's area fraction p is halved.
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-_TINY = 1e-12
 
 
 @dataclass
@@ -102,7 +101,7 @@ def l2_window_pattern(side: int, transpose: bool, device=None, dtype=torch.float
     pattern = torch.cat([meta_pattern(side, k, device, dtype), -meta_pattern(side, side - k, device, dtype)], dim=1)
     if transpose:
         pattern = pattern.t()
-    return pattern / pattern.norm().clamp_min(_TINY)
+    return pattern / pattern.norm().clamp_min(TINY)
 
 
 def _margin_score(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -129,7 +128,7 @@ def _init_l2(x: Tensor, eps: float, gen: torch.Generator) -> Tensor:
             pattern = meta_pattern(th, tw, x.device, x.dtype)
             signs = _signs((n, c, 1, 1), gen, x.device, x.dtype)
             delta[:, :, top : top + th, left : left + tw] = signs * pattern
-    norms = delta.flatten(1).norm(dim=1).clamp_min(_TINY)
+    norms = delta.flatten(1).norm(dim=1).clamp_min(TINY)
     return delta * (eps / norms).reshape(-1, 1, 1, 1)
 
 
@@ -170,9 +169,9 @@ def _propose_l2(x: Tensor, delta: Tensor, threat: ThreatModel, p: float, gen: to
     in_w1 = delta * m1
     w1_norm = in_w1.pow(2).sum(dim=(2, 3), keepdim=True).sqrt()
     sign = _signs((n, c, 1, 1), gen, device, dtype)
-    new = sign * canvas[:, None] + in_w1 / w1_norm.clamp_min(_TINY)
+    new = sign * canvas[:, None] + in_w1 / w1_norm.clamp_min(TINY)
     available = ((delta * both).pow(2).sum(dim=(2, 3), keepdim=True) + unused.reshape(-1, 1, 1, 1) / c).sqrt()
-    new = new / (new * m1).pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(_TINY) * available
+    new = new / (new * m1).pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(TINY) * available
     return delta * (1 - both) + new * m1
 
 
