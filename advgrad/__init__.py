@@ -51,4 +51,3 @@ def __getattr__(name: str) -> _Any:
 
 def __dir__() -> list[str]:
     return sorted({*(n for n in globals() if not n.startswith("_") and n != "annotations"), *__all__, "__version__"})
-

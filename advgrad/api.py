@@ -51,8 +51,10 @@ def _options(params: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword parameters as ``make_params`` takes them; text is read by the field's declared
     parser where it has one (a step size may be a fraction, "2/255", as on the command line)."""
     parsers = {option.name: option.parse for option in collect_options() if option.parse is not None}
-    return {name: parsers[name](value, name) if isinstance(value, str) and name in parsers else value
-            for name, value in params.items()}
+    return {
+        name: parsers[name](value, name) if isinstance(value, str) and name in parsers else value
+        for name, value in params.items()
+    }
 
 
 def _refuse_unknown(specs: Sequence[AttackSpec], options: Mapping[str, Any]) -> None:
@@ -60,18 +62,24 @@ def _refuse_unknown(specs: Sequence[AttackSpec], options: Mapping[str, Any]) -> 
     if unknown:
         names = ", ".join(spec.name for spec in specs)
         takes = sorted({row["name"] for spec in specs for row in spec.params_type.describe()})
-        raise TypeError(f"{', '.join(sorted(unknown))}: not a parameter of {names} (parameters: {', '.join(takes)}; "
-                        "advgrad.list_attacks() describes them)")
+        raise TypeError(
+            f"{', '.join(sorted(unknown))}: not a parameter of {names} (parameters: {', '.join(takes)}; "
+            "advgrad.list_attacks() describes them)"
+        )
 
 
 def _check_batch(x: Tensor, y: Tensor) -> None:
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError("x and y must be tensors: x of shape (N, C, H, W) or (N, D) with pixels in [0, 1], y of N labels")
+        raise TypeError(
+            "x and y must be tensors: x of shape (N, C, H, W) or (N, D) with pixels in [0, 1], y of N labels"
+        )
     if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise UsageError(f"x must be (N, ...) and y (N,) with the same N, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.numel() and (not torch.isfinite(x).all() or float(x.min()) < 0 or float(x.max()) > 1):
-        raise UsageError("x must hold finite pixels in [0, 1]; put normalisation inside the model "
-                         "(advgrad.load_model(..., mean=, std=)) so that ε is in pixel units")
+        raise UsageError(
+            "x must hold finite pixels in [0, 1]; put normalisation inside the model "
+            "(advgrad.load_model(..., mean=, std=)) so that ε is in pixel units"
+        )
 
 
 def attack(
@@ -125,12 +133,23 @@ def attack(
     _refuse_unknown([spec], options)
     if isinstance(target, Tensor):
         if target.shape != y.shape:
-            raise UsageError(f"target must hold one class per sample, shape {tuple(y.shape)}, got {tuple(target.shape)}")
+            raise UsageError(
+                f"target must hold one class per sample, shape {tuple(y.shape)}, got {tuple(target.shape)}"
+            )
     else:
         target = parse_target(target)
     with frozen(model):
-        x_adv, _, _ = attack_batch(model, x, y.to(x.device), spec, spec.make_params(**options), threat, target=target,
-                                   seed=seed, early_stop=early_stop)
+        x_adv, _, _ = attack_batch(
+            model,
+            x,
+            y.to(x.device),
+            spec,
+            spec.make_params(**options),
+            threat,
+            target=target,
+            seed=seed,
+            early_stop=early_stop,
+        )
     return x_adv
 
 
@@ -218,11 +237,22 @@ def evaluate(
     if eps is None:
         eps = get_geometry(threat_norm).default_eps
     eps_values = parse_eps_list([str(e) for e in eps] if isinstance(eps, (list, tuple)) else str(eps))
-    config = EvalConfig(eps=eps_values, norm=threat_norm, target=parse_target(target), seed=seed,
-                        early_stop=early_stop, examples=EXAMPLES_KEPT)
+    config = EvalConfig(
+        eps=eps_values,
+        norm=threat_norm,
+        target=parse_target(target),
+        seed=seed,
+        early_stop=early_stop,
+        examples=EXAMPLES_KEPT,
+    )
     chosen = [EvalAttack(spec, spec.make_params(**options)) for spec in specs]
-    report = _sweep(model, _batches(data, y, batch_size), chosen, config,
-                    device=device if device is not None else _device(model, data))
+    report = _sweep(
+        model,
+        _batches(data, y, batch_size),
+        chosen,
+        config,
+        device=device if device is not None else _device(model, data),
+    )
     report.config.update(RunDescription(chosen, config).to_dict())
     report.model = {"source": "python", "description": type(model).__name__}
     shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
@@ -257,8 +287,10 @@ def load_model(
     from advgrad.io.model.load import load_model as _load
 
     options = ModelOptions(
-        device=resolve_device(str(device)), weights=None if weights is None else str(weights),
-        model_args=dict(model_args or {}), unsafe_pickle=unsafe_pickle,
+        device=resolve_device(str(device)),
+        weights=None if weights is None else str(weights),
+        model_args=dict(model_args or {}),
+        unsafe_pickle=unsafe_pickle,
         mean=None if mean is None else tuple(float(m) for m in mean),
         std=None if std is None else tuple(float(s) for s in std),
     )
@@ -294,8 +326,10 @@ def load_data(
     from advgrad.io.data.load import DataOptions
     from advgrad.io.data.load import load_data as _load
 
-    source = _load(None if spec is None else str(spec), DataOptions(
-        split=split, root=None if root is None else str(root), download=download, image_size=image_size))
+    source = _load(
+        None if spec is None else str(spec),
+        DataOptions(split=split, root=None if root is None else str(root), download=download, image_size=image_size),
+    )
     return source.fetch(source.select(limit=limit, shuffle=shuffle, seed=seed))
 
 
@@ -315,8 +349,13 @@ def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: s
 
     path = Path(path)
     kind = (format or path.suffix.lstrip(".")).lower()
-    text_renderers = {"csv": render_csv, "md": render_markdown, "markdown": render_markdown,
-                      "xml": render_junit, "junit": render_junit}
+    text_renderers = {
+        "csv": render_csv,
+        "md": render_markdown,
+        "markdown": render_markdown,
+        "xml": render_junit,
+        "junit": render_junit,
+    }
     if kind == "json":
         write_json(path, report.to_dict())
     elif kind in text_renderers:

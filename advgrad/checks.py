@@ -124,15 +124,23 @@ def accuracy_rises(report: RobustnessReport) -> Outcome:
         for p in sorted(curve.points, key=lambda p: p.eps):
             if p.robust > previous:
                 where = "clean accuracy" if previous_eps is None else f"ε={report.eps_label(previous_eps)}"
-                rises.append(f"{name} at ε={report.eps_label(p.eps)} ({p.robust} correct, more than {previous} at {where})")
+                rises.append(
+                    f"{name} at ε={report.eps_label(p.eps)} ({p.robust} correct, more than {previous} at {where})"
+                )
             previous, previous_eps = p.robust, p.eps
     if rises:
         return Outcome(WARNING, "accuracy rises with ε for " + "; ".join(rises), {"rises": rises})
     return Outcome(PASSED, "accuracy never rises with ε")
 
 
-def _beaten(report: RobustnessReport, strong: dict[str, AttackCurve], weak: dict[str, AttackCurve],
-            *, strongest_only: bool, survivor_share: float = 0.0) -> list[dict[str, Any]]:
+def _beaten(
+    report: RobustnessReport,
+    strong: dict[str, AttackCurve],
+    weak: dict[str, AttackCurve],
+    *,
+    strongest_only: bool,
+    survivor_share: float = 0.0,
+) -> list[dict[str, Any]]:
     """Points where an attack of ``weak`` leaves fewer samples correct, by more than the slack,
     than an attack of ``strong`` that should be at least as strong (only the strongest of
     ``strong`` at that ε when ``strongest_only``). With ``survivor_share`` the gap must also exceed
@@ -143,10 +151,17 @@ def _beaten(report: RobustnessReport, strong: dict[str, AttackCurve], weak: dict
             rivals = [(q, s_name) for s_name, s in strong.items() if (q := s.point_at(p.eps)) is not None]
             if strongest_only and rivals:
                 rivals = [min(rivals, key=lambda t: t[0].robust)]
-            found += [{"eps": p.eps, "expected_stronger": s_name, "expected_stronger_accuracy": q.accuracy,
-                       "weaker": w_name, "weaker_accuracy": p.accuracy}
-                      for q, s_name in rivals
-                      if q.robust - p.robust > max(_slack(report.n_samples), survivor_share * q.robust)]
+            found += [
+                {
+                    "eps": p.eps,
+                    "expected_stronger": s_name,
+                    "expected_stronger_accuracy": q.accuracy,
+                    "weaker": w_name,
+                    "weaker_accuracy": p.accuracy,
+                }
+                for q, s_name in rivals
+                if q.robust - p.robust > max(_slack(report.n_samples), survivor_share * q.robust)
+            ]
     return sorted(found, key=lambda f: f["weaker_accuracy"] - f["expected_stronger_accuracy"])
 
 
@@ -154,9 +169,11 @@ def _finding(found: list[dict[str, Any]], stronger: str, weaker: str) -> str:
     """One line about the largest gap: '{stronger} leaves X% correct at ε=E where {weaker} leaves Y%'."""
     worst = found[0]
     more = f" (and {len(found) - 1} more points)" if len(found) > 1 else ""
-    return (f"{stronger.format(worst['expected_stronger'])} leaves {100 * worst['expected_stronger_accuracy']:.1f}% "
-            f"correct at ε={default_eps_label(worst['eps'])} where {weaker.format(worst['weaker'])} leaves "
-            f"{100 * worst['weaker_accuracy']:.1f}%{more}")
+    return (
+        f"{stronger.format(worst['expected_stronger'])} leaves {100 * worst['expected_stronger_accuracy']:.1f}% "
+        f"correct at ε={default_eps_label(worst['eps'])} where {weaker.format(worst['weaker'])} leaves "
+        f"{100 * worst['weaker_accuracy']:.1f}%{more}"
+    )
 
 
 @check("iterative-weaker-than-single-step", "an iterative attack is weaker than a single-step one")
@@ -192,18 +209,26 @@ def large_eps_accuracy(report: RobustnessReport) -> Outcome:
     large = [e for e in report.eps if threshold is not None and e >= threshold * (1 - 1e-9)]
     if not large or not report.attacks:
         bound = "unknown" if threshold is None else f"{threshold:g}"
-        return Outcome(NOT_APPLICABLE, f"no ε in this run reaches {bound}, where every input can "
-                       "be turned into the same grey image; add one to check that the attacks reach 0%",
-                       {"threshold": threshold})
+        return Outcome(
+            NOT_APPLICABLE,
+            f"no ε in this run reaches {bound}, where every input can "
+            "be turned into the same grey image; add one to check that the attacks reach 0%",
+            {"threshold": threshold},
+        )
     eps = max(large)
     best = min(report.attacks.values(), key=lambda c: _or_one(c.accuracy_at(eps)))
     accuracy = _or_one(best.accuracy_at(eps))
     share = max(report.class_counts) / report.n_samples if report.class_counts else None
     details = {"eps": eps, "threshold": threshold, "accuracy": accuracy, "largest_class_share": share}
     if accuracy > LARGE_EPS_ACCURACY:
-        return Outcome(WARNING, (
-            f"at ε={report.eps_label(eps)} every input can be turned into the same grey image, yet the strongest attack "
-            f"({best.attack}) leaves {100 * accuracy:.1f}% correct"), details)
+        return Outcome(
+            WARNING,
+            (
+                f"at ε={report.eps_label(eps)} every input can be turned into the same grey image, yet the strongest attack "
+                f"({best.attack}) leaves {100 * accuracy:.1f}% correct"
+            ),
+            details,
+        )
     return Outcome(PASSED, f"at ε={report.eps_label(eps)} the attacks leave {100 * accuracy:.1f}% correct", details)
 
 
@@ -217,9 +242,14 @@ def zero_gradients(report: RobustnessReport) -> Outcome:
     zero, nonfinite = d.get("gradient_zero", 0), d.get("gradient_nonfinite", 0)
     details = {"measured": measured, "zero": zero, "nonfinite": nonfinite}
     if nonfinite or zero > ZERO_GRADIENT_SHARE * measured:
-        return Outcome(WARNING, (
-            f"{zero} of {measured} samples ({100 * zero / measured:.1f}%) have an input gradient that is exactly "
-            f"zero and {nonfinite} a non-finite one; gradient attacks cannot move them"), details)
+        return Outcome(
+            WARNING,
+            (
+                f"{zero} of {measured} samples ({100 * zero / measured:.1f}%) have an input gradient that is exactly "
+                f"zero and {nonfinite} a non-finite one; gradient attacks cannot move them"
+            ),
+            details,
+        )
     return Outcome(PASSED, f"{measured - zero} of {measured} measured samples have a usable gradient", details)
 
 
@@ -229,12 +259,16 @@ def gradient_free_stronger(report: RobustnessReport) -> Outcome:
     score = {k: c for k, c in report.attacks.items() if c.kind == "score"}
     gradient = _gradient_curves(report)
     if not score or not gradient:
-        return Outcome(NOT_APPLICABLE, "needs a gradient-free (score-based) attack and a gradient "
-                       "attack in the same run (e.g. --attack pgd,square)")
+        return Outcome(
+            NOT_APPLICABLE,
+            "needs a gradient-free (score-based) attack and a gradient "
+            "attack in the same run (e.g. --attack pgd,square)",
+        )
     found = _beaten(report, gradient, score, strongest_only=True, survivor_share=GRADIENT_FREE_SURVIVOR_SHARE)
     if found:
-        return Outcome(WARNING, _finding(found, "the strongest gradient attack ({})", "gradient-free {}"),
-                       {"points": found})
+        return Outcome(
+            WARNING, _finding(found, "the strongest gradient attack ({})", "gradient-free {}"), {"points": found}
+        )
     return Outcome(PASSED, "no gradient-free attack beats the gradient attacks")
 
 
@@ -248,9 +282,14 @@ def randomised_outputs(report: RobustnessReport) -> Outcome:
     changed = d.get("repeat_changed", 0)
     details = {"measured": measured, "changed": changed, "max_relative_difference": d.get("repeat_max_difference", 0.0)}
     if changed:
-        return Outcome(WARNING, (
-            f"the outputs of {changed} of {measured} samples changed between two forward passes on the same input "
-            f"(up to {100 * details['max_relative_difference']:.3g}% of the largest output)"), details)
+        return Outcome(
+            WARNING,
+            (
+                f"the outputs of {changed} of {measured} samples changed between two forward passes on the same input "
+                f"(up to {100 * details['max_relative_difference']:.3g}% of the largest output)"
+            ),
+            details,
+        )
     return Outcome(PASSED, f"{measured} samples gave the same outputs twice", details)
 
 
@@ -265,8 +304,11 @@ def probability_outputs(report: RobustnessReport) -> Outcome:
     details = {"rows": rows, "in_unit_interval": unit, "sum_to_one": simplex}
     if unit >= PROBABILITY_SHARE * rows:
         what = "non-negative and sum to 1 (softmax)" if simplex >= PROBABILITY_SHARE * rows else "lie in [0, 1]"
-        return Outcome(WARNING, (
-            f"{unit} of {rows} output rows {what}: the model seems to return probabilities, not logits"), details)
+        return Outcome(
+            WARNING,
+            (f"{unit} of {rows} output rows {what}: the model seems to return probabilities, not logits"),
+            details,
+        )
     return Outcome(PASSED, "the outputs look like logits", details)
 
 
@@ -283,11 +325,15 @@ def nonfinite_logits(report: RobustnessReport) -> Outcome:
         return Outcome(PASSED, "every logit the model returned was finite", details)
     parts = []
     if clean:
-        parts.append(f"{clean} of {report.n_samples} samples have NaN or infinite clean logits (counted as misclassified)")
+        parts.append(
+            f"{clean} of {report.n_samples} samples have NaN or infinite clean logits (counted as misclassified)"
+        )
     for item in during:
         where = "in its unbounded search" if item["eps"] is None else f"at ε={item['eps']:g}"
-        parts.append(f"{item['attack']} {where}: {item['inputs']} inputs tried gave NaN or infinite logits "
-                     "(never counted as fooled)")
+        parts.append(
+            f"{item['attack']} {where}: {item['inputs']} inputs tried gave NaN or infinite logits "
+            "(never counted as fooled)"
+        )
     return Outcome(WARNING, "; ".join(parts), details)
 
 

@@ -5,9 +5,10 @@ clean accuracy, and accuracy under each attack at each ε (attacks matched by na
 relative tolerance) — and flags every point where the new accuracy is lower than the baseline's
 by more than ``max_drop``; without ``max_drop`` (``--max-drop auto``, the default) each point
 allows the sampling noise of its accuracy, :func:`noise_tolerance`. Clean accuracy is compared
-once: an attack's ε = 0 point is clean accuracy again and is left out. Reports that cannot be compared (different threat models, nothing in
-common, not an advgrad report) are errors; differences that make a comparison less meaningful
-(other data, other attack parameters) are warnings.
+once: an attack's ε = 0 point is clean accuracy again and is left out. Reports that cannot be
+compared (different threat models, nothing in common, not an advgrad report) are errors;
+differences that make a comparison less meaningful (other data, other attack parameters) are
+warnings.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def read_report(path: str | os.PathLike) -> RobustnessReport:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON report ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
-        raise DataError(f"{path}: not an advgrad robustness report (no \"schema\": \"{SCHEMA_NAME}\")")
+        raise DataError(f'{path}: not an advgrad robustness report (no "schema": "{SCHEMA_NAME}")')
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise DataError(f"{path}: report schema version {version!r}; this advgrad reads version {SCHEMA_VERSION}")
@@ -101,15 +102,19 @@ class Comparison:
         return {**asdict(self), "regressed": bool(self.regressions)}
 
 
-def _change(attack: str, eps: float | None, base: float, new: float, max_drop: float | None, n: int,
-            label: str | None = None) -> PointChange:
+def _change(
+    attack: str, eps: float | None, base: float, new: float, max_drop: float | None, n: int, label: str | None = None
+) -> PointChange:
     change = new - base
     allowed = noise_tolerance(base, n) if max_drop is None else max_drop
     return PointChange(attack, eps, base, new, change, change < -(allowed + FLOAT_SLACK), allowed, label)
 
 
 def compare_reports(
-    baseline: RobustnessReport, new: RobustnessReport, max_drop: float | None, *,
+    baseline: RobustnessReport,
+    new: RobustnessReport,
+    max_drop: float | None,
+    *,
     names: tuple[str, str] = ("baseline", "new"),
 ) -> Comparison:
     """Pair the points of ``baseline`` and ``new`` and flag drops larger than ``max_drop`` (None:
@@ -117,12 +122,16 @@ def compare_reports(
     if max_drop is not None and not 0 <= max_drop <= 1:
         raise UsageError(f"`max_drop` must be between 0 and 1, got {max_drop:g}", params="max_drop")
     if baseline.norm != new.norm:
-        raise UsageError(f"the reports use different threat models (L{baseline.norm} and L{new.norm}); "
-                         "their accuracies cannot be compared")
+        raise UsageError(
+            f"the reports use different threat models (L{baseline.norm} and L{new.norm}); "
+            "their accuracies cannot be compared"
+        )
     warnings = []
     if baseline.n_samples != new.n_samples or baseline.data.get("source") != new.data.get("source"):
-        warnings.append(f"the reports were measured on different data ({baseline.n_samples} samples of "
-                        f"{baseline.data.get('source', '?')} and {new.n_samples} of {new.data.get('source', '?')})")
+        warnings.append(
+            f"the reports were measured on different data ({baseline.n_samples} samples of "
+            f"{baseline.data.get('source', '?')} and {new.n_samples} of {new.data.get('source', '?')})"
+        )
     n = min(baseline.n_samples, new.n_samples)
     points = [_change("clean", None, baseline.clean_accuracy, new.clean_accuracy, max_drop, n)]
     grids: list[str] = []  # ε values only one report measured, per attack
@@ -140,8 +149,9 @@ def compare_reports(
         for p in curve.points:
             q = other.point_at(p.eps)
             if q is not None and p.eps > 0:  # at ε = 0 an attack's accuracy is the clean row's
-                points.append(_change(name, p.eps, p.accuracy, q.accuracy, max_drop, n,
-                                      p.eps_label or baseline.eps_label(p.eps)))
+                points.append(
+                    _change(name, p.eps, p.accuracy, q.accuracy, max_drop, n, p.eps_label or baseline.eps_label(p.eps))
+                )
         unshared = _unshared_eps(name, curve, other, names)
         if unshared:
             grids.append(unshared)
@@ -151,8 +161,9 @@ def compare_reports(
             warnings.append(f"{name} is only in the new report")
     if baseline.attacks and not any(p.eps for p in points if p.eps is not None):
         detail = f" ({grids[0]}{'; …' if len(grids) > 1 else ''})" if grids else ""
-        raise UsageError(f"the reports share no (attack, ε) point beyond ε = 0{detail}: run the same attacks at the "
-                         "same ε values")
+        raise UsageError(
+            f"the reports share no (attack, ε) point beyond ε = 0{detail}: run the same attacks at the same ε values"
+        )
     return Comparison(names[0], names[1], max_drop, points, warnings)
 
 
@@ -160,6 +171,9 @@ def _unshared_eps(name: str, curve: AttackCurve, other: AttackCurve, names: tupl
     """A message naming the ε values at which only one of the reports measured ``name``, or None."""
     only_base = [p.eps for p in curve.points if other.point_at(p.eps) is None]
     only_new = [q.eps for q in other.points if curve.point_at(q.eps) is None]
-    parts = [f"ε = {', '.join(f'{e:.4g}' for e in values)} only in {where}"
-             for values, where in ((only_base, names[0]), (only_new, names[1])) if values]
+    parts = [
+        f"ε = {', '.join(f'{e:.4g}' for e in values)} only in {where}"
+        for values, where in ((only_base, names[0]), (only_new, names[1]))
+        if values
+    ]
     return f"{name}: {'; '.join(parts)}" if parts else None

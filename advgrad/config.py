@@ -84,8 +84,9 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError as exc:  # a binary file, or text in another encoding than UTF-8
-        raise UsageError(f"{path}: not a TOML text file (byte {exc.start} is not UTF-8); --config needs a "
-                         "UTF-8 .toml file") from None
+        raise UsageError(
+            f"{path}: not a TOML text file (byte {exc.start} is not UTF-8); --config needs a UTF-8 .toml file"
+        ) from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
 
@@ -96,8 +97,9 @@ def _flatten(data: dict[str, Any], path: Path) -> dict[str, tuple[str, Any]]:
     for key, value in data.items():
         if isinstance(value, dict):
             if key not in SECTIONS:
-                raise UsageError(f"{path}: unknown table [{key}]; keys may be grouped under "
-                                 f"{', '.join(f'[{s}]' for s in SECTIONS)}")
+                raise UsageError(
+                    f"{path}: unknown table [{key}]; keys may be grouped under {', '.join(f'[{s}]' for s in SECTIONS)}"
+                )
             items = [(f"{key}.{k}", k, v) for k, v in value.items()]
         else:
             items = [(key, key, value)]
@@ -144,8 +146,9 @@ def map_config(data: dict[str, Any], options: list[OptionInfo], path: str | os.P
         if option is None:
             close = difflib.get_close_matches(key, list(by_key), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise UsageError(f"{path}: unknown key {where!r}{hint}; keys are the long option names of "
-                             "`advgrad eval --help`")
+            raise UsageError(
+                f"{path}: unknown key {where!r}{hint}; keys are the long option names of `advgrad eval --help`"
+            )
         if option.name in seen:
             raise UsageError(f"{path}: {where} is set twice (also as {seen[option.name]}; they are the same option)")
         seen[option.name] = where

@@ -57,15 +57,18 @@ class CostEstimate:
         """One line for stderr: the total, each attack's share, and the time it may take at most."""
         parts = ", ".join(
             f"{a.name} {a.per_sample:,} × {a.samples:,} samples" + (f" × {a.runs} ε" if a.runs != 1 else "")
-            for a in sorted(self.attacks, key=lambda a: -a.passes) if a.passes
+            for a in sorted(self.attacks, key=lambda a: -a.passes)
+            if a.passes
         )
         time_text = ""
         if seconds_per_pass is not None:
             time_text = f", up to about {format_duration(self.passes * seconds_per_pass)} here"
-        return Notice(f"cost: up to {self.passes:,} model passes over one sample ({parts}){time_text}; "
-                      "early stop and samples fooled at a smaller ε make it less. "
-                      "Cut it with `limit`, fewer ε values or a smaller `steps`/`queries`.",
-                      ("limit", "steps", "queries"))
+        return Notice(
+            f"cost: up to {self.passes:,} model passes over one sample ({parts}){time_text}; "
+            "early stop and samples fooled at a smaller ε make it less. "
+            "Cut it with `limit`, fewer ε values or a smaller `steps`/`queries`.",
+            ("limit", "steps", "queries"),
+        )
 
 
 def estimate_cost(attacks: Sequence, eps: Sequence[float], samples: int, classes: int) -> CostEstimate:
@@ -75,8 +78,15 @@ def estimate_cost(attacks: Sequence, eps: Sequence[float], samples: int, classes
     rows = []
     for attack in attacks:
         runs = (1 if bounded_runs else 0) if attack.spec.kind == "minimal" else bounded_runs
-        rows.append(AttackCost(attack.name, formula_text(attack.params.cost_formula),
-                               attack.params.passes_per_sample(classes), runs, samples))
+        rows.append(
+            AttackCost(
+                attack.name,
+                formula_text(attack.params.cost_formula),
+                attack.params.passes_per_sample(classes),
+                runs,
+                samples,
+            )
+        )
     return CostEstimate(tuple(rows))
 
 

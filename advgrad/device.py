@@ -17,8 +17,9 @@ def resolve_device(name: str | None = "auto") -> torch.device:
         return torch.device("cpu")
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError("`device` cuda was asked for but no CUDA GPU is available; use `device` cpu or auto",
-                              params="device")
+            raise UsageError(
+                "`device` cuda was asked for but no CUDA GPU is available; use `device` cpu or auto", params="device"
+            )
         try:
             device = torch.device(text)
         except RuntimeError:

@@ -32,6 +32,7 @@ from advgrad.tally import BatchTally
 
 T = TypeVar("T")
 
+
 @dataclass(frozen=True)
 class Launch:
     """Where this process stands in a torchrun launch."""
@@ -76,7 +77,8 @@ def process_device(requested: str | None, launch: Launch) -> torch.device:
     if text.startswith("cuda:"):
         raise UsageError(
             f"`device` {requested} names one GPU, but under torchrun each process takes the GPU of its LOCAL_RANK; "
-            "set `device` to cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES", params="device"
+            "set `device` to cuda (or auto), and choose the GPUs with CUDA_VISIBLE_DEVICES",
+            params="device",
         )
     device = resolve_device(text)
     if device.type != "cuda":

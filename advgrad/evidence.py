@@ -49,9 +49,17 @@ class Evidence:
 
     def merge(self, other: Evidence) -> None:
         """Add ``other``'s counts to these (in place)."""
-        for name in ("gradient_samples", "gradient_zero", "gradient_nonfinite", "repeat_samples",
-                     "repeat_changed", "output_rows", "output_unit_rows", "output_simplex_rows",
-                     "clean_nonfinite"):
+        for name in (
+            "gradient_samples",
+            "gradient_zero",
+            "gradient_nonfinite",
+            "repeat_samples",
+            "repeat_changed",
+            "output_rows",
+            "output_unit_rows",
+            "output_simplex_rows",
+            "clean_nonfinite",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.repeat_max_difference = max(self.repeat_max_difference, other.repeat_max_difference)
         self.input_shape = self.input_shape or list(other.input_shape)
@@ -78,8 +86,9 @@ def measure(
     computed), ``correct`` marks the clean-correct samples. With ``gradients`` the clean-correct
     samples also get a gradient pass (whose forward pass doubles as the repeat check)."""
     unit, simplex = output_scale(logits)
-    evidence = Evidence(output_rows=logits.shape[0], output_unit_rows=unit, output_simplex_rows=simplex,
-                        input_shape=list(x.shape[1:]))
+    evidence = Evidence(
+        output_rows=logits.shape[0], output_unit_rows=unit, output_simplex_rows=simplex, input_shape=list(x.shape[1:])
+    )
     index = correct.nonzero().squeeze(1)
     if not gradients or index.numel() == 0:
         return evidence

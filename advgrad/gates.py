@@ -70,12 +70,15 @@ def check_gates_apply(gates: list[Gate], attacks: list[str], eps: list[float]) -
         if gate.attack == CLEAN:
             continue
         if gate.attack not in names:
-            raise UsageError(f"gate {gate.text!r} names attack {gate.attack!r}, which this run does not include "
-                             f"(attacks: {', '.join(attacks)})")
+            raise UsageError(
+                f"gate {gate.text!r} names attack {gate.attack!r}, which this run does not include "
+                f"(attacks: {', '.join(attacks)})"
+            )
         if not any(same_eps(gate.eps, e) for e in eps):
             listed = ", ".join(default_eps_label(e) for e in eps)
-            raise UsageError(f"gate {gate.text!r}: ε={default_eps_label(gate.eps)} is not among this run's ε values "
-                             f"({listed})")
+            raise UsageError(
+                f"gate {gate.text!r}: ε={default_eps_label(gate.eps)} is not among this run's ε values ({listed})"
+            )
 
 
 @dataclass
@@ -97,8 +100,10 @@ def describe_gate(result: dict[str, Any]) -> str:
     """``pgd at ε=0.1: accuracy 35.00% < required 40.00% (pgd@0.1=0.40)`` for a gate result dict."""
     where = "clean accuracy" if result["eps"] is None else f"{result['attack']} at ε={default_eps_label(result['eps'])}"
     sign = "≥" if result["passed"] else "<"
-    return (f"{where}: accuracy {100 * result['accuracy']:.2f}% {sign} required {100 * result['threshold']:.2f}% "
-            f"({result['gate']})")
+    return (
+        f"{where}: accuracy {100 * result['accuracy']:.2f}% {sign} required {100 * result['threshold']:.2f}% "
+        f"({result['gate']})"
+    )
 
 
 def evaluate_gates(report: RobustnessReport, gates: list[Gate]) -> list[GateResult]:

@@ -107,8 +107,19 @@ def generate(
     with frozen(model):
         for b, (x, y) in enumerate(batches):
             x, y = x.to(device), y.to(device)
-            x_adv, logits, targets = attack_batch(counted, x, y, spec, params, threat, target=target, seed=seed,
-                                                  batch_index=b, early_stop=early_stop, monitor=monitor)
+            x_adv, logits, targets = attack_batch(
+                counted,
+                x,
+                y,
+                spec,
+                params,
+                threat,
+                target=target,
+                seed=seed,
+                batch_index=b,
+                early_stop=early_stop,
+                monitor=monitor,
+            )
             finite = finite_rows(logits)
             pred_clean = torch.where(finite, logits.argmax(dim=1), torch.full_like(y, -1))
             with torch.no_grad():
@@ -118,8 +129,14 @@ def generate(
             pred_adv = torch.where(finite_rows(logits_adv), logits_adv.argmax(dim=1), pred_clean)
             nonfinite[0] += int((~finite).sum())
             nonfinite[1] += int(lost.sum())
-            for key, value in (("x", x), ("x_adv", x_adv), ("y", y), ("pred_clean", pred_clean),
-                               ("pred_adv", pred_adv), ("target", targets)):
+            for key, value in (
+                ("x", x),
+                ("x_adv", x_adv),
+                ("y", y),
+                ("pred_clean", pred_clean),
+                ("pred_adv", pred_adv),
+                ("target", targets),
+            ):
                 if value is not None:
                     parts[key].append(value.detach().cpu())
             n += y.shape[0]
@@ -158,7 +175,8 @@ def attack_batch(
 
     Randomness is seeded by (``seed``, ``batch_index``); a sample whose label is its target is
     returned unchanged, and so is one whose clean logits are NaN or infinite. ``monitor`` hears the
-    attack begin and end and every model call in between. The caller freezes the model (:func:`advgrad.gradient.frozen`).
+    attack begin and end and every model call in between. The caller freezes the model
+    (:func:`advgrad.gradient.frozen`).
     """
     with torch.no_grad():
         logits = model(x)
@@ -173,13 +191,24 @@ def attack_batch(
     idx = todo.nonzero().squeeze(1)
     if idx.numel():
         if monitor is not None:
-            monitor.begin(spec.name, threat.eps, params.passes_per_sample(1), int(idx.numel()),
-                          y.shape[0] * params.passes_per_sample(logits.shape[1]),
-                          "query" if spec.kind == "score" else "step")
+            monitor.begin(
+                spec.name,
+                threat.eps,
+                params.passes_per_sample(1),
+                int(idx.numel()),
+                y.shape[0] * params.passes_per_sample(logits.shape[1]),
+                "query" if spec.kind == "score" else "step",
+            )
         x_adv[idx] = run_attack(
-            spec, model if monitor is None else PassCounter(model, monitor), x[idx], y[idx], threat=threat,
-            params=params, target=None if targets is None else targets[idx],
-            generator=generator_for(x.device, seed, batch_index), early_stop=early_stop,
+            spec,
+            model if monitor is None else PassCounter(model, monitor),
+            x[idx],
+            y[idx],
+            threat=threat,
+            params=params,
+            target=None if targets is None else targets[idx],
+            generator=generator_for(x.device, seed, batch_index),
+            early_stop=early_stop,
         )
         if monitor is not None:
             monitor.end()

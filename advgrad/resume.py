@@ -94,12 +94,15 @@ class RunState:
         header = state._header()
         if header is None:
             if any(state.path.iterdir()):
-                raise UsageError(f"{state.path} is a folder that holds no advgrad state; choose another `state`", params="state")
+                raise UsageError(
+                    f"{state.path} is a folder that holds no advgrad state; choose another `state`", params="state"
+                )
             return state
         if header.get("key") != key and resume:
             raise UsageError(
                 f"{state.path} holds the state of a different run; delete it, choose another `state` folder, "
-                "or turn `resume` off to start afresh over it", params=("state", "resume")
+                "or turn `resume` off to start afresh over it",
+                params=("state", "resume"),
             )
         if header.get("version") != STATE_VERSION:
             state.discarded = f"{state.path} was written by another version of advgrad; starting afresh"
@@ -182,10 +185,15 @@ class RunState:
     def save(self, batch_index: int, tally: BatchTally) -> None:
         """Write a finished batch (atomically; the run's header first)."""
         if not (self.path / "run.json").exists():
-            write_text(self.path / "run.json", json.dumps(
-                {"format": STATE_FORMAT, "version": STATE_VERSION, "key": self.key, "advgrad": __version__}) + "\n")
-        write_tensors(self._file(batch_index),
-                      {"format": STATE_FORMAT, "key": self.key, "batch": batch_index, "tally": tally.to_state()})
+            write_text(
+                self.path / "run.json",
+                json.dumps({"format": STATE_FORMAT, "version": STATE_VERSION, "key": self.key, "advgrad": __version__})
+                + "\n",
+            )
+        write_tensors(
+            self._file(batch_index),
+            {"format": STATE_FORMAT, "key": self.key, "batch": batch_index, "tally": tally.to_state()},
+        )
         self._done.add(batch_index)
 
     def remove(self) -> None:

@@ -76,8 +76,14 @@ class RunDescription:
         described: dict[str, Any] = {"early_stop": config.early_stop}
         if self.inputs is not None:
             described["inputs"] = dict(self.inputs)
-        described.update({"attacks": [a.name for a in self.attacks], "target": config.target_text,
-                          "eps": list(config.eps), "norm": config.norm})
+        described.update(
+            {
+                "attacks": [a.name for a in self.attacks],
+                "target": config.target_text,
+                "eps": list(config.eps),
+                "norm": config.norm,
+            }
+        )
         if self.settings is not None:
             described.update(self.settings.to_dict())
         return described

@@ -66,12 +66,15 @@ def check_precision(precision: str, device: torch.device) -> None:
     name = parse_precision(precision)
     if device.type == "cuda":
         if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            raise UsageError(f"{torch.cuda.get_device_name(device)} does not support bf16; use `precision` fp16 or fp32",
-                             params="precision")
+            raise UsageError(
+                f"{torch.cuda.get_device_name(device)} does not support bf16; use `precision` fp16 or fp32",
+                params="precision",
+            )
         return
     if not torch.amp.is_autocast_available(device.type):
-        raise UsageError(f"autocast is not available on {device.type} in this torch; use `precision` fp32",
-                         params="precision")
+        raise UsageError(
+            f"autocast is not available on {device.type} in this torch; use `precision` fp32", params="precision"
+        )
     try:
         with torch.autocast(device_type=device.type, dtype=dtype):
             torch.ones(1, 1, device=device) @ torch.ones(1, 1, device=device)
@@ -159,7 +162,9 @@ def compile_failed(exc: BaseException) -> UsageError:
     )
 
 
-def prepare_model(model: nn.Module, options: RuntimeOptions, device: torch.device, sample: Tensor) -> tuple[nn.Module, list[str]]:
+def prepare_model(
+    model: nn.Module, options: RuntimeOptions, device: torch.device, sample: Tensor
+) -> tuple[nn.Module, list[str]]:
     """The model as ``options`` ask it to run on ``device``, and a note for each choice made.
 
     ``sample`` (a batch of inputs) warms a compiled model up — one forward pass and one input
@@ -178,8 +183,10 @@ def prepare_model(model: nn.Module, options: RuntimeOptions, device: torch.devic
             notes.append("channels-last")
         except (RuntimeError, TypeError) as exc:  # a loaded module that cannot convert its weights
             if options.channels_last:
-                raise UsageError(f"this model cannot be converted to channels-last ({exc}); drop `channels_last`",
-                                 params="channels_last") from None
+                raise UsageError(
+                    f"this model cannot be converted to channels-last ({exc}); drop `channels_last`",
+                    params="channels_last",
+                ) from None
             channels_last = False
     if dtype is not None:
         notes.append(f"{parse_precision(options.precision)} autocast")

@@ -65,8 +65,10 @@ def _markdown_description(text: str) -> str:
 def list_configs() -> list[ShippedFile]:
     """The example configurations shipped with advgrad, by name."""
     found = [entry for entry in _configs_folder().iterdir() if entry.name.endswith(CONFIG_SUFFIX)]
-    return [ShippedFile(e.name[: -len(CONFIG_SUFFIX)], _toml_description(e.read_text(encoding="utf-8")), e)
-            for e in sorted(found, key=lambda e: e.name)]
+    return [
+        ShippedFile(e.name[: -len(CONFIG_SUFFIX)], _toml_description(e.read_text(encoding="utf-8")), e)
+        for e in sorted(found, key=lambda e: e.name)
+    ]
 
 
 def list_docs() -> list[ShippedFile]:
@@ -75,8 +77,10 @@ def list_docs() -> list[ShippedFile]:
     if folder is None:
         return []
     found = [entry for entry in folder.iterdir() if entry.name.endswith(".md")]
-    return [ShippedFile(e.name[:-3], _markdown_description(e.read_text(encoding="utf-8")), e)
-            for e in sorted(found, key=lambda e: e.name)]
+    return [
+        ShippedFile(e.name[:-3], _markdown_description(e.read_text(encoding="utf-8")), e)
+        for e in sorted(found, key=lambda e: e.name)
+    ]
 
 
 def _pick(kind: str, name: str, files: list[ShippedFile], suffix: str, listing: str) -> ShippedFile:
@@ -87,8 +91,9 @@ def _pick(kind: str, name: str, files: list[ShippedFile], suffix: str, listing: 
     names = [f.name for f in files]
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
-    raise UsageError(f"no shipped {kind} named {name!r}{hint} (there are: {', '.join(names) or 'none'}; "
-                     f"see `{listing}`)")
+    raise UsageError(
+        f"no shipped {kind} named {name!r}{hint} (there are: {', '.join(names) or 'none'}; see `{listing}`)"
+    )
 
 
 def shipped_config(name: str) -> ShippedFile:

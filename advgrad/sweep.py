@@ -242,9 +242,14 @@ class AttackSweep:
         """Announce a run: model calls of one run (the formula with one class: DeepFool's gradients
         per class share a call), the run's budget in sample-passes, and what one call is."""
         params = self.attack.params
-        self.monitor.begin(self.attack.name, eps, params.passes_per_sample(1), int(self.active.numel()),
-                           self.batch.x.shape[0] * params.passes_per_sample(self.batch.classes),
-                           "query" if self.attack.spec.kind == "score" else "step")
+        self.monitor.begin(
+            self.attack.name,
+            eps,
+            params.passes_per_sample(1),
+            int(self.active.numel()),
+            self.batch.x.shape[0] * params.passes_per_sample(self.batch.classes),
+            "query" if self.attack.spec.kind == "score" else "step",
+        )
 
     def _inputs(self, at: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Inputs, labels and targets of the samples ``at`` (indices into the batch)."""
@@ -261,8 +266,17 @@ class AttackSweep:
                 threat = ThreatModel(config.norm, eps)
                 gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, j)
                 xa, ya, ta = self._inputs(self.active)
-                x_adv = run_attack(self.attack.spec, model, xa, ya, threat=threat, params=self.attack.params,
-                                   target=ta, generator=gen, early_stop=config.early_stop)
+                x_adv = run_attack(
+                    self.attack.spec,
+                    model,
+                    xa,
+                    ya,
+                    threat=threat,
+                    params=self.attack.params,
+                    target=ta,
+                    generator=gen,
+                    early_stop=config.early_stop,
+                )
                 if not bool(threat.contains(x_adv, xa).all()):
                     raise InternalError(  # run_attack clips every result, so this is a bug, never data
                         f"internal check failed: {self.attack.name} returned points outside the ε-ball at ε={eps}"
@@ -290,14 +304,17 @@ class AttackSweep:
             xa, ya, ta = self._inputs(active)
             gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, "minimal")
             before = model.nonfinite
-            result = find_minimal(self.attack.spec, model, xa, ya, norm=config.norm, params=self.attack.params,
-                                  target=ta, generator=gen)
+            result = find_minimal(
+                self.attack.spec, model, xa, ya, norm=config.norm, params=self.attack.params, target=ta, generator=gen
+            )
             self.tally.nonfinite_search += model.nonfinite - before
             norms = result.norm.double()
             minimal = torch.where(result.fooled, norms, torch.full_like(norms, float("inf")))
             self.tally.minimal_norms.extend(minimal.cpu().tolist())
         for j, eps in enumerate(config.eps):
-            near = (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
+            near = (
+                (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
+            )
             if near.numel():
                 threat = ThreatModel(config.norm, eps)
                 x_eps = threat.clip(result.x_adv[near], xa[near])
@@ -314,8 +331,9 @@ class AttackSweep:
                 self._fooled(eps, threat, active[counted], xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
             self._count(j, active[pending])
 
-    def _fooled(self, eps: float, threat: ThreatModel, at: Tensor, x: Tensor, x_adv: Tensor, y: Tensor,
-                pred: Tensor) -> None:
+    def _fooled(
+        self, eps: float, threat: ThreatModel, at: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, pred: Tensor
+    ) -> None:
         """The samples ``at`` (indices into the batch) are fooled at ``eps`` by ``x_adv``: record the
         norms of their perturbations, and keep them as examples while the tally wants more."""
         self.found_norm[at] = threat.norm_of(x_adv - x).float()
@@ -354,7 +372,9 @@ def _run_batch(
     classes = check_logits(logits, y, allow_nonfinite=True)
     finite = finite_rows(logits)  # a sample without finite clean logits has no prediction: not correct
     correct = (logits.argmax(dim=1) == y) & finite
-    evidence = measure(counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES)
+    evidence = measure(
+        counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES
+    )
     part = BatchTally(
         n=y.shape[0],
         clean_correct=int(correct.sum()),
@@ -370,8 +390,9 @@ def _run_batch(
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
         t0, samples = time.perf_counter(), counted.samples
-        AttackSweep(counted, attack, config, batch, a, tally, keep=max(config.examples - kept[a], 0),
-                    monitor=monitor).run()
+        AttackSweep(
+            counted, attack, config, batch, a, tally, keep=max(config.examples - kept[a], 0), monitor=monitor
+        ).run()
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
     return part
@@ -426,15 +447,21 @@ def evaluate(
         for b, (x, y) in exchange.number(batches):
             part = state.restore(b) if state is not None else None
             if part is None:
-                part = _run_batch(counted, attacks, config, x.to(device), y.to(device), b, exchange.samples_before(b),
-                                  total, monitor)
+                part = _run_batch(
+                    counted, attacks, config, x.to(device), y.to(device), b, exchange.samples_before(b), total, monitor
+                )
                 if state is not None:
                     state.save(b, part)
             else:
                 resumed += 1
                 runs = [1 if a.spec.kind == "minimal" else sum(e > 0 for e in config.eps) for a in attacks]
-                monitor.skip(part.n * sum(r * a.params.passes_per_sample(len(part.class_counts))
-                                          for r, a in zip(runs, attacks, strict=True)))
+                monitor.skip(
+                    part.n
+                    * sum(
+                        r * a.params.passes_per_sample(len(part.class_counts))
+                        for r, a in zip(runs, attacks, strict=True)
+                    )
+                )
             monitor.next_batch()
             add(exchange.exchange(b, part))
         add(exchange.drain())
@@ -442,9 +469,12 @@ def evaluate(
     if total is None or total.n == 0:
         raise UsageError("no samples to evaluate: the data is empty")
     report = _report(total, attacks, config, device)
-    report.timing = {"total_seconds": round(time.perf_counter() - started, 4),
-                     "clean_seconds": round(total.clean_seconds, 4), "resumed_batches": resumed,
-                     "world_size": exchange.world_size}
+    report.timing = {
+        "total_seconds": round(time.perf_counter() - started, 4),
+        "clean_seconds": round(total.clean_seconds, 4),
+        "resumed_batches": resumed,
+        "world_size": exchange.world_size,
+    }
     report.checks = run_checks(report)
     return report
 
@@ -456,8 +486,11 @@ def _nonfinite_logits(attacks: list[EvalAttack], total: BatchTally, config: Eval
     for attack, tally in zip(attacks, total.attacks, strict=True):
         if tally.nonfinite_search:
             found.append({"attack": attack.name, "eps": None, "inputs": tally.nonfinite_search})
-        found += [{"attack": attack.name, "eps": eps, "inputs": k}
-                  for eps, k in zip(config.eps, tally.nonfinite, strict=True) if k]
+        found += [
+            {"attack": attack.name, "eps": eps, "inputs": k}
+            for eps, k in zip(config.eps, tally.nonfinite, strict=True)
+            if k
+        ]
     return found
 
 
@@ -504,6 +537,8 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         seed=config.seed,
         versions=versions(device),
         diagnostics={**total.evidence.to_dict(), "nonfinite_logits": _nonfinite_logits(attacks, total, config)},
-        examples={attack.name: tally.examples[: config.examples]  # the first ones by batch order
-                  for attack, tally in zip(attacks, total.attacks, strict=True)},
+        examples={
+            attack.name: tally.examples[: config.examples]  # the first ones by batch order
+            for attack, tally in zip(attacks, total.attacks, strict=True)
+        },
     )

@@ -71,8 +71,16 @@ class AttackTally:
         """Keep up to ``limit`` examples in all (copies on the CPU, so memory stays flat)."""
         take = min(max(limit - len(self.examples), 0), x.shape[0])
         for i in range(take):
-            self.examples.append(Example(attack, float(eps), x[i].detach().cpu().clone(),
-                                         x_adv[i].detach().cpu().clone(), int(y[i]), int(pred[i])))
+            self.examples.append(
+                Example(
+                    attack,
+                    float(eps),
+                    x[i].detach().cpu().clone(),
+                    x_adv[i].detach().cpu().clone(),
+                    int(y[i]),
+                    int(pred[i]),
+                )
+            )
 
     def merge(self, other: AttackTally) -> None:
         """Add ``other`` (a later batch) to these counts, in place."""
@@ -126,8 +134,14 @@ class BatchTally:
     @classmethod
     def empty(cls, n_eps: int, classes: int, n_attacks: int) -> BatchTally:
         """Zero counts, to which batches are added in order."""
-        return cls(0, 0, [0] * classes, [0] * classes,
-                   [AttackTally.empty(n_eps, classes) for _ in range(n_attacks)], Evidence())
+        return cls(
+            0,
+            0,
+            [0] * classes,
+            [0] * classes,
+            [AttackTally.empty(n_eps, classes) for _ in range(n_attacks)],
+            Evidence(),
+        )
 
     def merge(self, other: BatchTally) -> None:
         self.n += other.n
@@ -144,9 +158,13 @@ class BatchTally:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "n": self.n, "clean_correct": self.clean_correct, "class_counts": self.class_counts,
-            "clean_per_class": self.clean_per_class, "clean_seconds": self.clean_seconds,
-            "attacks": [a.to_state() for a in self.attacks], "evidence": self.evidence.to_dict(),
+            "n": self.n,
+            "clean_correct": self.clean_correct,
+            "class_counts": self.class_counts,
+            "clean_per_class": self.clean_per_class,
+            "clean_seconds": self.clean_seconds,
+            "attacks": [a.to_state() for a in self.attacks],
+            "evidence": self.evidence.to_dict(),
         }
 
     @classmethod

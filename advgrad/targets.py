@@ -22,7 +22,9 @@ def parse_target(value: str | int | None) -> int | str | None:
     try:
         cls = int(text)
     except ValueError:
-        raise UsageError(f"bad `target` {value!r}: give a class index, random or least-likely", params="target") from None
+        raise UsageError(
+            f"bad `target` {value!r}: give a class index, random or least-likely", params="target"
+        ) from None
     if cls < 0:
         raise UsageError(f"`target` must be a class index ≥ 0, got {cls}", params="target")
     return cls
@@ -41,7 +43,9 @@ def resolve_targets(
     classes = logits.shape[1]
     if isinstance(target, int):
         if target >= classes:
-            raise UsageError(f"`target` {target} is not a class of this model (classes 0..{classes - 1})", params="target")
+            raise UsageError(
+                f"`target` {target} is not a class of this model (classes 0..{classes - 1})", params="target"
+            )
         return torch.full_like(y, target)
     if target == "least-likely":
         return logits.argmin(dim=1)

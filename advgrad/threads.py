@@ -184,7 +184,11 @@ class ThreadChoice:
 
 
 def choose_threads(
-    requested: int | None, *, cpus: int, batch_flops: float | None = None, device_type: str = "cpu",
+    requested: int | None,
+    *,
+    cpus: int,
+    batch_flops: float | None = None,
+    device_type: str = "cpu",
     idle: float | None = None,
 ) -> ThreadChoice:
     """Threads for a run: ``requested`` (None for auto) given ``cpus`` available, the FLOPs of
@@ -198,8 +202,11 @@ def choose_threads(
     if requested is not None:
         warning = None
         if requested > cpus:
-            warning = Notice(f"`threads` {requested} is more than the {cpus} CPU(s) this process may use; "
-                             "threads that share a core wait on each other (try `threads` auto)", "threads")
+            warning = Notice(
+                f"`threads` {requested} is more than the {cpus} CPU(s) this process may use; "
+                "threads that share a core wait on each other (try `threads` auto)",
+                "threads",
+            )
         return ThreadChoice(requested, "as given", warning)
     if device_type == "cuda":
         return ThreadChoice(min(cpus, CUDA_THREADS), f"auto: CUDA device, {cpus} CPU(s) available")

@@ -156,8 +156,10 @@ def eps_beyond_box(norm: Norm, eps_values: list[float], features: int) -> str | 
         return None
     shown = ", ".join(f"{e:g}" for e in large)
     each = "" if geometry.box_diameter(2) == geometry.box_diameter(1) else f" ({features} values each)"
-    text = (f"ε = {shown} exceeds {diameter:g}, the largest {geometry.label} distance between two inputs in [0, 1]"
-            f"{each}: any input can become any other")
+    text = (
+        f"ε = {shown} exceeds {diameter:g}, the largest {geometry.label} distance between two inputs in [0, 1]"
+        f"{each}: any input can become any other"
+    )
     whole = [e for e in large if e == int(e) and e <= 255]
     if whole:
         text += "; did you mean " + " or ".join(f"{int(e)}/255" for e in whole[:3]) + "?"

@@ -51,25 +51,37 @@ def child_library(n: int, device: str, steps: int, batch: int) -> None:
 
     dev = torch.device(device)
     model = load_default_model(dev)
-    attacks = [EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
-               EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=steps))]
+    attacks = [
+        EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
+        EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=steps)),
+    ]
     config = EvalConfig(eps=parse_eps_list(EPS), examples=8)
     tracemalloc.start()
     started = time.perf_counter()
     report = evaluate(model, CycledSource(load_default(), n).batches(batch), attacks, config, device=dev)
     seconds = time.perf_counter() - started
     _, python_peak = tracemalloc.get_traced_memory()
-    print(json.dumps({
-        "python_peak": python_peak, "seconds": seconds, "samples": report.n_samples,
-        "cuda_peak": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
-        "pgd_at_0.1": report.attacks["pgd"].accuracy_at(0.1),
-    }))
+    print(
+        json.dumps(
+            {
+                "python_peak": python_peak,
+                "seconds": seconds,
+                "samples": report.n_samples,
+                "cuda_peak": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
+                "pgd_at_0.1": report.attacks["pgd"].accuracy_at(0.1),
+            }
+        )
+    )
 
 
 def run_child(args: list[str], threads: int, extra_env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run a child to its end; return its peak RSS in bytes (Linux reports KiB) and its stdout."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": str(threads), **(extra_env or {})}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": str(threads),
+        **(extra_env or {}),
+    }
     with tempfile.TemporaryFile("w+") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
         _, status, usage = os.wait4(process.pid, 0)
@@ -102,7 +114,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch", type=int, default=250)
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each run (1: steady on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads of each run (1: steady on a shared machine)"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -112,11 +126,22 @@ def main() -> None:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     machine = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {args.threads} thread(s)"
-    print(f"eval peak memory: digits CNN, fgsm + pgd-{args.steps}, ε {EPS}, batch {args.batch}, {machine}, "
-          f"torch {torch.__version__}")
+    print(
+        f"eval peak memory: digits CNN, fgsm + pgd-{args.steps}, ε {EPS}, batch {args.batch}, {machine}, "
+        f"torch {torch.__version__}"
+    )
     rows: dict[str, list[float]] = {}
     speed = []
-    library = [sys.executable, __file__, "--device", args.device, "--steps", str(args.steps), "--batch", str(args.batch)]
+    library = [
+        sys.executable,
+        __file__,
+        "--device",
+        args.device,
+        "--steps",
+        str(args.steps),
+        "--batch",
+        str(args.batch),
+    ]
     no_cache = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"}
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "digits-cycled.npz"
@@ -132,11 +157,34 @@ def main() -> None:
                 rss_plain, _ = run_child([*library, "--child", str(n)], args.threads, no_cache)
                 rows.setdefault("library: RSS peak, oneDNN primitive cache off", []).append(rss_plain)
             speed.append(measured["samples"] / measured["seconds"])
-            cli_rss, _ = run_child([sys.executable, "-m", "advgrad", "eval", "--data", str(data), "--limit", str(n),
-                                    "--attack", "fgsm,pgd", "--steps", str(args.steps), "--eps", EPS,
-                                    "--batch-size", str(args.batch), "--device", args.device, "--no-resume",
-                                    "--state", str(Path(folder) / f"state-{n}"), "--json", str(Path(folder) / "r.json")],
-                                   args.threads)
+            cli_rss, _ = run_child(
+                [
+                    sys.executable,
+                    "-m",
+                    "advgrad",
+                    "eval",
+                    "--data",
+                    str(data),
+                    "--limit",
+                    str(n),
+                    "--attack",
+                    "fgsm,pgd",
+                    "--steps",
+                    str(args.steps),
+                    "--eps",
+                    EPS,
+                    "--batch-size",
+                    str(args.batch),
+                    "--device",
+                    args.device,
+                    "--no-resume",
+                    "--state",
+                    str(Path(folder) / f"state-{n}"),
+                    "--json",
+                    str(Path(folder) / "r.json"),
+                ],
+                args.threads,
+            )
             rows.setdefault(f"advgrad eval (CLI, one {max(sizes):,}-sample file): RSS peak", []).append(cli_rss)
     width = max(len(k) for k in rows)
     print(f"  {'':{width}}" + "".join(f"{n:>14,}" for n in sizes) + f"{'change':>14}")

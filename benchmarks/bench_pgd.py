@@ -65,11 +65,11 @@ def main() -> None:
         gen = torch.Generator(device=device).manual_seed(0)
         run_attack(spec, model, x, y, threat=threat, params=params, generator=gen)
 
-    times = interleaved_medians(
-        {"bare": bare_loop, "advgrad": advgrad_pgd, "naive": naive_loop}, args.repeats, device
-    )
+    times = interleaved_medians({"bare": bare_loop, "advgrad": advgrad_pgd, "naive": naive_loop}, args.repeats, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"PGD-{args.steps}, batch {args.batch}×3×32×32, convnet width {args.width}, {name}, torch {torch.__version__}")
+    print(
+        f"PGD-{args.steps}, batch {args.batch}×3×32×32, convnet width {args.width}, {name}, torch {torch.__version__}"
+    )
     print(f"  bare loop (forward + input-gradient backward, frozen weights): {times['bare'] * 1000:8.1f} ms")
     print(f"  advgrad PGD (fixed budget, no early stop):                     {times['advgrad'] * 1000:8.1f} ms")
     print(f"  naive loop (loss.backward(), weight gradients too):            {times['naive'] * 1000:8.1f} ms")

@@ -47,15 +47,23 @@ def main() -> None:
     parser.add_argument("--model", choices=["digits", "resnet18"], default="digits")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--eps", default=None, help="[default: 0,0.02,0.05,0.1,0.15,0.2,0.3 for digits; 0,0.5/255,1/255,2/255,4/255 for resnet18]")
+    parser.add_argument(
+        "--eps",
+        default=None,
+        help="[default: 0,0.02,0.05,0.1,0.15,0.2,0.3 for digits; 0,0.5/255,1/255,2/255,4/255 for resnet18]",
+    )
     parser.add_argument("--precisions", default="fp32,bf16,fp16")
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
     device = torch.device(args.device)
     model, x, y, what = inputs(args.model, device)
-    eps = parse_eps_list(args.eps or ("0,0.02,0.05,0.1,0.15,0.2,0.3" if args.model == "digits" else "0,0.5/255,1/255,2/255,4/255"))
-    attacks = [EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
-               EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=args.steps))]
+    eps = parse_eps_list(
+        args.eps or ("0,0.02,0.05,0.1,0.15,0.2,0.3" if args.model == "digits" else "0,0.5/255,1/255,2/255,4/255")
+    )
+    attacks = [
+        EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
+        EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=args.steps)),
+    ]
     config = EvalConfig(eps=eps, seed=0)
     reference, _, logits32 = input_gradient(model, x, y)
     results = {}
@@ -81,8 +89,10 @@ def main() -> None:
         print(f"  {e:9.4g}  " + "  ".join(cells))
     for p in names:
         _, flips, cosine, changed = results[p]
-        print(f"  {p}: gradient signs flipped {flips:.2%}, mean cosine to fp32 gradient {cosine:.5f}, "
-              f"clean predictions changed {changed:.2%}")
+        print(
+            f"  {p}: gradient signs flipped {flips:.2%}, mean cosine to fp32 gradient {cosine:.5f}, "
+            f"clean predictions changed {changed:.2%}"
+        )
 
 
 if __name__ == "__main__":

@@ -69,13 +69,19 @@ def main() -> None:
         fn()
         counts[name] = model.samples
     times = interleaved_medians({"advgrad": sweep, "independent": independent}, args.repeats, device)
-    print(f"PGD-{args.steps} sweep over ε = {args.eps} on the embedded digits CNN, {len(data)} samples, "
-          f"CPU {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"PGD-{args.steps} sweep over ε = {args.eps} on the embedded digits CNN, {len(data)} samples, "
+        f"CPU {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"  {'ε':>6} {'advgrad acc':>12} {'independent acc':>16}")
     for eps, a, b in zip(eps_values, results["advgrad"], results["independent"], strict=True):
         print(f"  {eps:>6.3g} {100 * a:>11.1f}% {100 * b:>15.1f}%")
-    print(f"  advgrad eval sweep:            {times['advgrad'] * 1000:8.1f} ms, {counts['advgrad']:>9,} sample-forwards")
-    print(f"  six independent full-budget:   {times['independent'] * 1000:8.1f} ms, {counts['independent']:>9,} sample-forwards")
+    print(
+        f"  advgrad eval sweep:            {times['advgrad'] * 1000:8.1f} ms, {counts['advgrad']:>9,} sample-forwards"
+    )
+    print(
+        f"  six independent full-budget:   {times['independent'] * 1000:8.1f} ms, {counts['independent']:>9,} sample-forwards"
+    )
     print(f"  ratio advgrad / independent: {times['advgrad'] / times['independent']:.3f}  (target ≤ 0.5)")
 
 

@@ -58,8 +58,14 @@ def _env() -> dict[str, str]:
 def _run(args: list[str]) -> tuple[float, int | None]:
     """Wall seconds of one ``python -m advgrad`` process, and the threads it reported using."""
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "advgrad", *args], env=_env(), cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "advgrad", *args],
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seconds = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"advgrad {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
@@ -105,18 +111,35 @@ def main() -> None:
 
     from advgrad.threads import available_cpus
 
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, this process may use {available_cpus()}; "
-          f"torch {torch.__version__}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, this process may use {available_cpus()}; "
+        f"torch {torch.__version__}, python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "cifar.pt"
         gen = torch.Generator().manual_seed(0)
-        torch.save({"x": torch.rand(args.samples, 3, 32, 32, generator=gen),
-                    "y": torch.randint(0, 10, (args.samples,), generator=gen)}, data)
+        torch.save(
+            {
+                "x": torch.rand(args.samples, 3, 32, 32, generator=gen),
+                "y": torch.randint(0, 10, (args.samples,), generator=gen),
+            },
+            data,
+        )
         workloads = {
             "eval (digits, defaults)": ["eval"],
             f"pgd-10 (CIFAR convnet, {args.samples} samples)": [
-                "attack", "--model", "bench_threads:cifar_model", "--data", str(data), "--method", "pgd",
-                "--steps", "10", "--eps", "8/255"],
+                "attack",
+                "--model",
+                "bench_threads:cifar_model",
+                "--data",
+                str(data),
+                "--method",
+                "pgd",
+                "--steps",
+                "10",
+                "--eps",
+                "8/255",
+            ],
         }
         rows = []
         for load in ("idle", f"busy ×{args.busy}"):

@@ -74,7 +74,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, help="samples per batch [default: 32 on CPU, 256 on CUDA]")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--eps", default="1/255,4/255", help="ε values; the first is the attacks', each times an evaluation")
+    parser.add_argument(
+        "--eps", default="1/255,4/255", help="ε values; the first is the attacks', each times an evaluation"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="CPU threads [default: torch's]")
     parser.add_argument("--precision", default="fp32")
@@ -112,7 +114,9 @@ def main() -> None:
         run_attack(spec, model, x, y, threat=threat, params=params, generator=torch.Generator(device).manual_seed(0))
 
     def advgrad_eval(at: float):
-        return lambda: evaluate(model, [(x, y)], [EvalAttack(spec, params)], EvalConfig(eps=[at], seed=0), device=device)
+        return lambda: evaluate(
+            model, [(x, y)], [EvalAttack(spec, params)], EvalConfig(eps=[at], seed=0), device=device
+        )
 
     candidates = {"bare": bare_loop, "advgrad-fixed": advgrad_fixed}
     labels = {
@@ -126,8 +130,10 @@ def main() -> None:
         key = f"advgrad-eval-{at}"
         candidates[key] = advgrad_eval(at)
         labels[key] = f"advgrad eval, early exit (evaluate, ε={at * 255:g}/255)"
-        context.append(f"at ε={at * 255:g}/255 PGD-{steps} leaves {curve.points[0].accuracy:.0%} correct and the "
-                       f"evaluation runs {curve.forward_samples:,} sample-forwards in the attack (fixed budget: {steps * batch:,})")
+        context.append(
+            f"at ε={at * 255:g}/255 PGD-{steps} leaves {curve.points[0].accuracy:.0%} correct and the "
+            f"evaluation runs {curve.forward_samples:,} sample-forwards in the attack (fixed budget: {steps * batch:,})"
+        )
     missing = []
     torchattacks = installed("torchattacks")
     if torchattacks is not None:
@@ -150,15 +156,21 @@ def main() -> None:
     times = interleaved_medians(candidates, args.repeats, device)
 
     runtime = ", ".join(notes) or "fp32"
-    print(f"PGD-{steps}, L∞ ε={eps * 255:g}/255, step 2.5·ε/{steps} = {alpha * 255:.3g}/255, random start; batch {batch}×3×32×32; "
-          f"CIFAR-shaped ResNet-18 ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {runtime})")
-    print(f"model: random conv weights, batch norm calibrated, linear head fitted on a synthetic 10-class task; "
-          f"clean accuracy {clean:.0%}; " + "; ".join(context))
+    print(
+        f"PGD-{steps}, L∞ ε={eps * 255:g}/255, step 2.5·ε/{steps} = {alpha * 255:.3g}/255, random start; batch {batch}×3×32×32; "
+        f"CIFAR-shaped ResNet-18 ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {runtime})"
+    )
+    print(
+        f"model: random conv weights, batch norm calibrated, linear head fitted on a synthetic 10-class task; "
+        f"clean accuracy {clean:.0%}; " + "; ".join(context)
+    )
     print(f"machine: {machine(device)}, torch {torch.__version__}, median of {args.repeats}")
     width = max(len(v) for v in labels.values())
     print(f"  {'':{width}}  {'ms/batch':>9}  {'samples/s':>10}  {'× bare loop':>11}")
     for key, seconds in times.items():
-        print(f"  {labels[key]:{width}}  {seconds * 1000:9.1f}  {batch / seconds:10.1f}  {seconds / times['bare']:11.3f}")
+        print(
+            f"  {labels[key]:{width}}  {seconds * 1000:9.1f}  {batch / seconds:10.1f}  {seconds / times['bare']:11.3f}"
+        )
     for name in missing:
         print(f"  {name + ' PGD':{width}}  not installed")
 

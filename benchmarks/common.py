@@ -17,12 +17,26 @@ def cifar_convnet(width: int = 32, classes: int = 10) -> nn.Module:
     """A small VGG-style convnet for 3×32×32 inputs (what attack papers call a CIFAR model)."""
     c = width
     return nn.Sequential(
-        nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-        nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
-        nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(2 * c, 4 * c, 3, padding=1), nn.BatchNorm2d(4 * c), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(4 * c, classes),
+        nn.Conv2d(3, c, 3, padding=1),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+        nn.Conv2d(c, c, 3, padding=1),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c, 2 * c, 3, padding=1),
+        nn.BatchNorm2d(2 * c),
+        nn.ReLU(),
+        nn.Conv2d(2 * c, 2 * c, 3, padding=1),
+        nn.BatchNorm2d(2 * c),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(2 * c, 4 * c, 3, padding=1),
+        nn.BatchNorm2d(4 * c),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * c, classes),
     ).eval()
 
 
@@ -31,9 +45,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], repeats: int, device: torch.device
-) -> dict[str, float]:
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
     """Median wall time of each function, running them in turn ``repeats`` times so that
     machine noise (other processes, frequency changes) hits every candidate alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -60,7 +72,9 @@ def cifar_resnet18(classes: int = 10) -> nn.Module:
     return model.eval()
 
 
-def template_images(n: int, templates: torch.Tensor, noise: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def template_images(
+    n: int, templates: torch.Tensor, noise: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` labelled images: class c is ``templates[c]`` blended with uniform noise (weight ``noise``)."""
     y = torch.randint(0, templates.shape[0], (n,), generator=generator)
     x = (1 - noise) * templates[y] + noise * torch.rand((n, *templates.shape[1:]), generator=generator)

@@ -21,9 +21,7 @@ from torch import nn
 torch.set_num_threads(1)
 
 # Few examples and no deadline: the suite runs on 2 shared CPU cores.
-settings.register_profile(
-    "advgrad", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("advgrad", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "advgrad"))
 
 
@@ -85,5 +83,3 @@ def files(tmp_path_factory, digits_model, digits_test) -> Files:
     torchscript(digits_model, script_path)
 
     return Files(folder, digits_pt, digits_npz, truncated, nan_pt, normalised, three_path, script_path)
-
-

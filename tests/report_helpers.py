@@ -18,9 +18,16 @@ from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 DIAGNOSTICS_OK = {
-    "gradient_samples": 100, "gradient_zero": 0, "gradient_nonfinite": 0, "repeat_samples": 100,
-    "repeat_changed": 0, "repeat_max_difference": 0.0, "output_rows": 100, "output_unit_rows": 0,
-    "output_simplex_rows": 0, "input_shape": [1, 8, 8],
+    "gradient_samples": 100,
+    "gradient_zero": 0,
+    "gradient_nonfinite": 0,
+    "repeat_samples": 100,
+    "repeat_changed": 0,
+    "repeat_max_difference": 0.0,
+    "output_rows": 100,
+    "output_unit_rows": 0,
+    "output_simplex_rows": 0,
+    "input_shape": [1, 8, 8],
 }
 
 
@@ -43,19 +50,35 @@ def crafted(
     curves = {}
     for name, values in robust.items():
         points = [
-            CurvePoint(eps=e, accuracy=r / n, robust=r, success_rate=(clean - r) / clean,
-                       mean_norm=None if r == clean else e / 2, max_norm=None if r == clean else e,
-                       robust_per_class=[r * c // n for c in counts])
+            CurvePoint(
+                eps=e,
+                accuracy=r / n,
+                robust=r,
+                success_rate=(clean - r) / clean,
+                mean_norm=None if r == clean else e / 2,
+                max_norm=None if r == clean else e,
+                robust_per_class=[r * c // n for c in counts],
+            )
             for e, r in zip(eps, values, strict=True)
         ]
         default_params = {"steps": 20} if name != "fgsm" else {}
-        curves[name] = AttackCurve(name, norm, params.get(name, default_params), None, points, 1.0, 1000,
-                                   kinds.get(name, "gradient"))
+        curves[name] = AttackCurve(
+            name, norm, params.get(name, default_params), None, points, 1.0, 1000, kinds.get(name, "gradient")
+        )
     return RobustnessReport(
-        n_samples=n, clean_correct=clean, clean_accuracy=clean / n, eps=list(eps), norm=norm, attacks=curves,
-        class_counts=counts, clean_correct_per_class=[clean * c // n for c in counts],
-        model={"source": "crafted"}, data={"source": "crafted", "description": "crafted data"},
-        config={"early_stop": True}, seed=0, timing={"total_seconds": 1.0},
+        n_samples=n,
+        clean_correct=clean,
+        clean_accuracy=clean / n,
+        eps=list(eps),
+        norm=norm,
+        attacks=curves,
+        class_counts=counts,
+        clean_correct_per_class=[clean * c // n for c in counts],
+        model={"source": "crafted"},
+        data={"source": "crafted", "description": "crafted data"},
+        config={"early_stop": True},
+        seed=0,
+        timing={"total_seconds": 1.0},
         versions={"advgrad": "0", "torch": "0", "python": "3"},
         diagnostics=dict(DIAGNOSTICS_OK if diagnostics is None else diagnostics),
     )
@@ -99,8 +122,13 @@ def random_search(model, x, y, *, threat, params=None, target=None, generator=No
 
 
 RANDOM_SEARCH = AttackSpec(
-    name="random-search", function=random_search, params_type=RandomSearchParams, norms=("inf",), kind="score",
-    summary="random corners of the L∞ ball (test only)", reference="test helper",
+    name="random-search",
+    function=random_search,
+    params_type=RandomSearchParams,
+    norms=("inf",),
+    kind="score",
+    summary="random corners of the L∞ ball (test only)",
+    reference="test helper",
 )
 
 
@@ -113,13 +141,21 @@ def registered_square() -> AttackSpec | None:
 
 
 def run_default(
-    attacks: list[EvalAttack] | None = None, *, eps=(0.0, 0.1, 0.3), limit: int = 60, batch_size: int = 20,
-    model: nn.Module | None = None, examples: int = 0, **kwargs,
+    attacks: list[EvalAttack] | None = None,
+    *,
+    eps=(0.0, 0.1, 0.3),
+    limit: int = 60,
+    batch_size: int = 20,
+    model: nn.Module | None = None,
+    examples: int = 0,
+    **kwargs,
 ) -> RobustnessReport:
     """evaluate() on the first ``limit`` embedded digits with the default model (or ``model``)."""
     if attacks is None:
-        attacks = [EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
-                   EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=10))]
+        attacks = [
+            EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
+            EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=10)),
+        ]
     data = load_default()
     net = model if model is not None else load_default_model()
     config = EvalConfig(eps=list(eps), seed=0, examples=examples)
@@ -146,4 +182,3 @@ def stop_after(batches: int):
             raise KeyboardInterrupt
 
     return tick
-

@@ -32,8 +32,9 @@ def model():
 
 
 def test_all_entries_resolve_and_are_documented():
-    assert {"attack", "evaluate", "load_model", "load_data", "write_report", "list_attacks",
-            "ThreatModel"} <= set(advgrad.__all__)
+    assert {"attack", "evaluate", "load_model", "load_data", "write_report", "list_attacks", "ThreatModel"} <= set(
+        advgrad.__all__
+    )
     for name in advgrad.__all__:
         obj = getattr(advgrad, name)
         assert callable(obj) and (obj.__doc__ or "").strip(), name
@@ -52,8 +53,13 @@ def test_evaluate_is_the_function_and_the_sweep_module_does_not_shadow_it():
 
 def test_import_is_cheap():
     code = "import sys, advgrad; print('torch' in sys.modules, sorted(advgrad.__all__) == sorted(set(dir(advgrad)) & set(advgrad.__all__)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.stdout.split() == ["False", "True"], result.stderr
 
 
@@ -75,16 +81,34 @@ def test_attack_stays_in_the_ball_and_the_box(batch, model, norm, eps):
 
 def test_pgd_fools_at_least_as_many_as_fgsm(batch, model):
     x, y = batch
-    fooled = {name: int((model(advgrad.attack(model, x, y, name, eps=0.1)).argmax(1) != y).sum())
-              for name in ("fgsm", "pgd")}
+    fooled = {
+        name: int((model(advgrad.attack(model, x, y, name, eps=0.1)).argmax(1) != y).sum()) for name in ("fgsm", "pgd")
+    }
     assert fooled["pgd"] >= fooled["fgsm"] > 0
 
 
 def test_attack_equals_the_cli(batch, model, tmp_path):
     x, y = batch
     out = tmp_path / "adv.pt"
-    result = invoke(["attack", "--method", "pgd", "--eps", "8/255", "--steps", "7", "--limit", LIMIT,
-                     "--batch-size", LIMIT, "--seed", "3", "--out", out])
+    result = invoke(
+        [
+            "attack",
+            "--method",
+            "pgd",
+            "--eps",
+            "8/255",
+            "--steps",
+            "7",
+            "--limit",
+            LIMIT,
+            "--batch-size",
+            LIMIT,
+            "--seed",
+            "3",
+            "--out",
+            out,
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     saved = torch.load(out, weights_only=True)
     x_adv = advgrad.attack(model, x, y, "pgd", eps="8/255", steps=7, seed=3)
@@ -122,7 +146,9 @@ def test_evaluate_equals_the_cli(batch, model):
     api = report.to_dict()
     assert api["clean_correct"] == cli["clean_correct"] and api["eps"] == cli["eps"]
     for name in ("fgsm", "pgd"):
-        assert [p["robust"] for p in api["attacks"][name]["points"]] == [p["robust"] for p in cli["attacks"][name]["points"]]
+        assert [p["robust"] for p in api["attacks"][name]["points"]] == [
+            p["robust"] for p in cli["attacks"][name]["points"]
+        ]
         assert api["attacks"][name]["params"] == cli["attacks"][name]["params"]
     assert [c["status"] for c in api["checks"]] == [c["status"] for c in cli["checks"]]
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=256)
@@ -135,7 +161,8 @@ def test_write_report_by_suffix(batch, model, tmp_path):
     x, y = batch
     report = advgrad.evaluate(model, x[:32], y[:32], attacks=["fgsm"], eps=[0, 0.1])
     assert json.loads(advgrad.write_report(report, tmp_path / "r.json").read_text()) == json.loads(
-        json.dumps(report.to_dict()))
+        json.dumps(report.to_dict())
+    )
     assert "fgsm" in advgrad.write_report(report, tmp_path / "r.md").read_text()
     assert advgrad.write_report(report, tmp_path / "r.csv").read_text().count("\n") >= 2
     with pytest.raises(UsageError, match="json, csv, md, xml or png"):

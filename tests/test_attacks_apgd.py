@@ -42,8 +42,14 @@ def test_reaches_the_corner_of_a_linear_model() -> None:
     eps = 0.05
     expected = (x + eps * direction).clamp(0, 1)
     for loss in ("ce", "margin"):
-        x_adv = apgd(model, x, y, threat=ThreatModel("inf", eps), params=APGDParams(steps=10, loss=loss),
-                     generator=torch.Generator().manual_seed(0))
+        x_adv = apgd(
+            model,
+            x,
+            y,
+            threat=ThreatModel("inf", eps),
+            params=APGDParams(steps=10, loss=loss),
+            generator=torch.Generator().manual_seed(0),
+        )
         assert torch.allclose(x_adv, expected, atol=1e-12)
 
 
@@ -89,12 +95,16 @@ def test_step_size_halving_finds_an_interior_maximum(norm: str) -> None:
         c = x + 0.37 * eps * u / u.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1)
     model = Bowl(c)
     y = torch.zeros(4, dtype=torch.long)
-    x_adv = apgd(model, x, y, threat=ThreatModel(norm, eps), params=APGDParams(steps=100, loss="margin", random_start=False))
+    x_adv = apgd(
+        model, x, y, threat=ThreatModel(norm, eps), params=APGDParams(steps=100, loss="margin", random_start=False)
+    )
     error = (x_adv - c).flatten(1)
     error = error.abs().amax(dim=1) if norm == "inf" else error.norm(dim=1)
     assert bool((error <= eps / 40).all()), error
     # One step of 2ε, the first iterate without any halving, is nowhere near.
-    first = apgd(model, x, y, threat=ThreatModel(norm, eps), params=APGDParams(steps=1, loss="margin", random_start=False))
+    first = apgd(
+        model, x, y, threat=ThreatModel(norm, eps), params=APGDParams(steps=1, loss="margin", random_start=False)
+    )
     first_error = (first - c).flatten(1)
     first_error = first_error.abs().amax(dim=1) if norm == "inf" else first_error.norm(dim=1)
     assert bool((first_error > eps / 4).all())
@@ -112,8 +122,12 @@ def test_targeted_version_goes_through_several_targets() -> None:
     x = torch.zeros(3, 1, 2, 2, dtype=torch.float64)
     y = torch.zeros(3, dtype=torch.long)
     threat = ThreatModel("inf", 0.2)  # z_2 = 1 + 20·0.2 = 5 > 3 = z_0
-    one = apgd_targeted(model, x, y, threat=threat, params=APGDTParams(steps=10, target_classes=1, loss="ce", random_start=False))
-    three = apgd_targeted(model, x, y, threat=threat, params=APGDTParams(steps=10, target_classes=3, loss="ce", random_start=False))
+    one = apgd_targeted(
+        model, x, y, threat=threat, params=APGDTParams(steps=10, target_classes=1, loss="ce", random_start=False)
+    )
+    three = apgd_targeted(
+        model, x, y, threat=threat, params=APGDTParams(steps=10, target_classes=3, loss="ce", random_start=False)
+    )
     with torch.no_grad():
         assert bool((model(one).argmax(1) == 0).all())  # the most likely wrong class (1) cannot be reached
         assert bool((model(three).argmax(1) == 2).all())

@@ -87,11 +87,14 @@ def test_the_pgd_family_declares_its_loop_configuration():
     threat = ThreatModel("inf", 0.2)
     assert FGSMParams().resolve(threat).loop_config() == LoopConfig(steps=1, step_size=0.2, random_start=False)
     assert BIMParams(steps=5, loss="margin").resolve(threat).loop_config() == LoopConfig(
-        steps=5, step_size=pytest.approx(0.05), random_start=False, loss="margin")
+        steps=5, step_size=pytest.approx(0.05), random_start=False, loss="margin"
+    )
     assert MIFGSMParams(momentum=0.5).resolve(threat).loop_config() == LoopConfig(
-        steps=10, step_size=pytest.approx(0.02), random_start=False, momentum=0.5)
+        steps=10, step_size=pytest.approx(0.02), random_start=False, momentum=0.5
+    )
     assert PGDParams(restarts=3).resolve(threat).loop_config() == LoopConfig(
-        steps=20, step_size=pytest.approx(0.025), random_start=True, restarts=3)
+        steps=20, step_size=pytest.approx(0.025), random_start=True, restarts=3
+    )
 
 
 def test_a_direct_call_with_no_parameters_runs_the_loop_with_the_defaults():

@@ -57,8 +57,13 @@ def cases(draw, norm: str):
         "binary_steps": draw(st.integers(1, 3)),
     }
     return {
-        "x": x, "y": y, "eps": eps, "target": target, "options": options,
-        "early_stop": draw(st.booleans()), "model_seed": draw(st.integers(0, 50)),
+        "x": x,
+        "y": y,
+        "eps": eps,
+        "target": target,
+        "options": options,
+        "early_stop": draw(st.booleans()),
+        "model_seed": draw(st.integers(0, 50)),
         "x_requires_grad": draw(st.booleans()),
     }
 
@@ -91,8 +96,17 @@ def _check_invariants(spec, norm, case, call):
     threat = ThreatModel(norm, eps)
 
     def attack(generator):
-        return call(spec, model, x_in, y, threat=threat, params=params, target=case["target"],
-                    generator=generator, early_stop=case["early_stop"])
+        return call(
+            spec,
+            model,
+            x_in,
+            y,
+            threat=threat,
+            params=params,
+            target=case["target"],
+            generator=generator,
+            early_stop=case["early_stop"],
+        )
 
     rng = torch.get_rng_state()
     first = attack(torch.Generator().manual_seed(123))
@@ -151,5 +165,10 @@ def test_unsupported_norms_are_refused(name, norm):
 
     x = torch.rand(2, 1, 3, 3)
     with pytest.raises(UsageError, match="does not support"):
-        run_attack(get_attack(name), tiny_net(channels=1, classes=CLASSES), x, torch.tensor([0, 1]),
-                   threat=ThreatModel(norm, 0.1))
+        run_attack(
+            get_attack(name),
+            tiny_net(channels=1, classes=CLASSES),
+            x,
+            torch.tensor([0, 1]),
+            threat=ThreatModel(norm, 0.1),
+        )

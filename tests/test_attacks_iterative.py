@@ -142,8 +142,9 @@ def test_restarts_with_early_stop_only_rerun_unbroken_samples(monkeypatch):
     with torch.no_grad():
         y = model(x).argmax(1)
     config = LoopConfig(steps=2, step_size=0.02, restarts=4)
-    result = gradient_attack(model, x, y, ThreatModel("inf", 0.06), config, early_stop=True,
-                             generator=torch.Generator().manual_seed(0))
+    result = gradient_attack(
+        model, x, y, ThreatModel("inf", 0.06), config, early_stop=True, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         assert torch.equal(result.success, model(result.x_adv).argmax(1) != y)
     assert len(calls) >= 2 and calls[0][0] == 16
@@ -160,8 +161,14 @@ def test_loop_restores_model_state_and_leaves_x_alone():
     model.train()
     x = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
     x0 = x.clone()
-    gradient_attack(model, x, torch.tensor([0, 1, 2]), ThreatModel("inf", 0.1), LoopConfig(steps=2, step_size=0.05),
-                    generator=torch.Generator().manual_seed(0))
+    gradient_attack(
+        model,
+        x,
+        torch.tensor([0, 1, 2]),
+        ThreatModel("inf", 0.1),
+        LoopConfig(steps=2, step_size=0.05),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert model.training and all(m.training for m in model.modules())
     assert all(p.requires_grad for p in model.parameters())
     assert torch.equal(x, x0)

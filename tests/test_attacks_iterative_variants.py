@@ -69,8 +69,12 @@ def test_momentum_changes_the_path() -> None:
     model = Switch(0.52)
     threat = ThreatModel("inf", 0.1)
     plain = bim(model, x, y, threat=threat, params=BIMParams(steps=10, step_size=0.01, loss="margin"))
-    no_momentum = mifgsm(model, x, y, threat=threat, params=MIFGSMParams(steps=10, step_size=0.01, momentum=0.0, loss="margin"))
-    with_momentum = mifgsm(model, x, y, threat=threat, params=MIFGSMParams(steps=10, step_size=0.01, momentum=1.0, loss="margin"))
+    no_momentum = mifgsm(
+        model, x, y, threat=threat, params=MIFGSMParams(steps=10, step_size=0.01, momentum=0.0, loss="margin")
+    )
+    with_momentum = mifgsm(
+        model, x, y, threat=threat, params=MIFGSMParams(steps=10, step_size=0.01, momentum=1.0, loss="margin")
+    )
     assert torch.allclose(plain, no_momentum)
     assert not torch.allclose(with_momentum, no_momentum)
 
@@ -110,7 +114,9 @@ def test_l1_pgd_stays_in_ball_and_box_from_a_random_start() -> None:
     model, x, y, _ = _setup(4, low=0.0, high=1.0)
     x[:, :, 0] = 0.0
     threat = ThreatModel("1", 2.0)
-    x_adv = pgd(model, x, y, threat=threat, params=PGDParams(steps=10, restarts=2), generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(
+        model, x, y, threat=threat, params=PGDParams(steps=10, restarts=2), generator=torch.Generator().manual_seed(0)
+    )
     assert bool(threat.contains(x_adv, x).all())
 
 

@@ -25,7 +25,8 @@ def _by_name():
 def test_help_lines_give_each_attacks_default():
     options = _by_name()
     assert options["steps"].help_text() == (
-        "Iterations N (default: apgd-*, strong: 100; bim, mifgsm: 10; cw: 200; deepfool: 50; pgd: 20).")
+        "Iterations N (default: apgd-*, strong: 100; bim, mifgsm: 10; cw: 200; deepfool: 50; pgd: 20)."
+    )
     assert options["loss"].help_text() == "Objective: ce, margin or dlr (default: ce; apgd-dlr, apgd-t: dlr)."
     assert options["random_start"].help_text().endswith("(default: on; fgsm: off).")
     assert options["binary_steps"].help_text() == "Binary-search steps over the constant c (cw; default: 9)."
@@ -39,8 +40,11 @@ def test_types_and_order():
     assert by_name["steps"].type is int and by_name["momentum"].type is float
     assert by_name["random_start"].type is bool and by_name["loss"].type is str
     assert by_name["step_size"].parse is parse_step and by_name["steps"].parse is None
-    fields = {f.name for spec in (get_attack(n) for n in ("pgd", "cw", "square")) for f in
-              dataclasses.fields(spec.params_type)}
+    fields = {
+        f.name
+        for spec in (get_attack(n) for n in ("pgd", "cw", "square"))
+        for f in dataclasses.fields(spec.params_type)
+    }
     assert fields <= set(by_name)
 
 
@@ -48,7 +52,8 @@ def test_types_and_order():
 def test_click_options_follow_the_fields(command):
     params = {p.name: p for p in typer.main.get_command(app).commands[command].params}
     assert params["random_start"].opts == ["--random-start"] and params["random_start"].secondary_opts == [
-        "--no-random-start"]
+        "--no-random-start"
+    ]
     assert params["steps"].default is None and params["step_size"].default is None  # attack's default
 
 
@@ -72,8 +77,10 @@ class _FloatSteps(AttackParams):
 
 
 def test_one_name_with_two_types_is_refused():
-    specs = [AttackSpec(name, lambda *a, **k: None, params, ("inf",), "gradient", "", "")
-             for name, params in (("a", _IntSteps), ("b", _FloatSteps))]
+    specs = [
+        AttackSpec(name, lambda *a, **k: None, params, ("inf",), "gradient", "", "")
+        for name, params in (("a", _IntSteps), ("b", _FloatSteps))
+    ]
     with pytest.raises(TypeError, match="'steps'"):
         collect_options(specs)
 

@@ -36,7 +36,9 @@ def test_l2_pgd_moves_exactly_eps_along_the_normalised_gradient(seed, steps):
 @pytest.mark.parametrize("seed", range(3))
 def test_linf_pgd_reaches_the_corner_of_the_ball(seed):
     model, x, y, u = two_class_linear(seed)
-    x_adv = run_attack(SPEC, model, x, y, threat=ThreatModel("inf", 0.1), params=PGDParams(steps=10, random_start=False))
+    x_adv = run_attack(
+        SPEC, model, x, y, threat=ThreatModel("inf", 0.1), params=PGDParams(steps=10, random_start=False)
+    )
     assert torch.allclose(x_adv - x, 0.1 * u.sign(), rtol=0, atol=1e-12)
 
 
@@ -109,10 +111,18 @@ def test_restarts_keep_the_best_result_per_sample():
     with torch.no_grad():
         y = model(x).argmax(1)  # all correct to start
     threat = ThreatModel("inf", 0.05)
-    one = run_attack(SPEC, model, x, y, threat=threat, params=PGDParams(steps=3),
-                     generator=torch.Generator().manual_seed(7))
-    many = run_attack(SPEC, model, x, y, threat=threat, params=PGDParams(steps=3, restarts=5),
-                      generator=torch.Generator().manual_seed(7))
+    one = run_attack(
+        SPEC, model, x, y, threat=threat, params=PGDParams(steps=3), generator=torch.Generator().manual_seed(7)
+    )
+    many = run_attack(
+        SPEC,
+        model,
+        x,
+        y,
+        threat=threat,
+        params=PGDParams(steps=3, restarts=5),
+        generator=torch.Generator().manual_seed(7),
+    )
     loss_one, fooled_one = _objective_and_success(model, one, y)
     loss_many, fooled_many = _objective_and_success(model, many, y)
     assert bool((fooled_many | ~fooled_one).all())
@@ -133,8 +143,9 @@ def test_early_stop_never_loses_a_sample_the_full_budget_fools():
     threat = ThreatModel("inf", 0.05)
     params = PGDParams(steps=8)
     full = run_attack(SPEC, model, x, y, threat=threat, params=params, generator=torch.Generator().manual_seed(2))
-    early = run_attack(SPEC, model, x, y, threat=threat, params=params, generator=torch.Generator().manual_seed(2),
-                       early_stop=True)
+    early = run_attack(
+        SPEC, model, x, y, threat=threat, params=params, generator=torch.Generator().manual_seed(2), early_stop=True
+    )
     _, fooled_full = _objective_and_success(model, full, y)
     _, fooled_early = _objective_and_success(model, early, y)
     assert 0 < int(fooled_full.sum()) < len(y)  # the case is not trivial
@@ -150,7 +161,9 @@ def test_same_seed_same_result_and_different_seed_different_start():
     params = PGDParams(steps=2)
 
     def run(seed):
-        return run_attack(SPEC, model, x, y, threat=threat, params=params, generator=torch.Generator().manual_seed(seed))
+        return run_attack(
+            SPEC, model, x, y, threat=threat, params=params, generator=torch.Generator().manual_seed(seed)
+        )
 
     assert torch.equal(run(3), run(3))
     assert not torch.equal(run(3), run(4))

@@ -72,8 +72,15 @@ def _run_twice_and_check(spec, dtype, norm, eps, seed, targeted) -> None:
 
     results = []
     for _ in range(2):
-        out = spec.function(model, x, y, threat=threat, params=params.resolve(threat), target=target,
-                            generator=torch.Generator().manual_seed(1234))
+        out = spec.function(
+            model,
+            x,
+            y,
+            threat=threat,
+            params=params.resolve(threat),
+            target=target,
+            generator=torch.Generator().manual_seed(1234),
+        )
         results.append(out)
     out = results[0]
     assert torch.equal(results[0], results[1]), "same seed, different result"
@@ -82,8 +89,9 @@ def _run_twice_and_check(spec, dtype, norm, eps, seed, targeted) -> None:
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     if spec.kind != "minimal":
         assert bool(threat.contains(out, x).all()), "outside the ε-ball"
-    clipped = run_attack(spec, model, x, y, threat=threat, params=params, target=target,
-                         generator=torch.Generator().manual_seed(1234))
+    clipped = run_attack(
+        spec, model, x, y, threat=threat, params=params, target=target, generator=torch.Generator().manual_seed(1234)
+    )
     assert bool(threat.contains(clipped, x).all())
     if spec.kind != "minimal":
         assert torch.allclose(clipped, out, rtol=0, atol=1e-5)  # run_attack's clip had nothing (but rounding) to do

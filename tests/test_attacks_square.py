@@ -60,8 +60,9 @@ def test_square_fools_a_model_without_gradients(digits, norm: str, eps: float) -
     model, x, y = digits
     wrapped = GradientFree(model)
     threat = ThreatModel(norm, eps)
-    x_adv = square(wrapped, x, y, threat=threat, params=SquareParams(queries=300),
-                   generator=torch.Generator().manual_seed(0))
+    x_adv = square(
+        wrapped, x, y, threat=threat, params=SquareParams(queries=300), generator=torch.Generator().manual_seed(0)
+    )
     assert bool(threat.contains(x_adv, x).all())
     with torch.no_grad():
         fooled = (model(x_adv).argmax(1) != y).float().mean()
@@ -71,8 +72,15 @@ def test_square_fools_a_model_without_gradients(digits, norm: str, eps: float) -
 def test_square_targeted_reaches_the_target(digits) -> None:
     model, x, y = digits
     target = (y + 3) % 10
-    x_adv = square(GradientFree(model), x, y, threat=ThreatModel("inf", 0.4), params=SquareParams(queries=500),
-                   target=target, generator=torch.Generator().manual_seed(0))
+    x_adv = square(
+        GradientFree(model),
+        x,
+        y,
+        threat=ThreatModel("inf", 0.4),
+        params=SquareParams(queries=500),
+        target=target,
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         reached = (model(x_adv).argmax(1) == target).float().mean()
     assert reached >= 0.9
@@ -128,8 +136,14 @@ def test_queries_are_counted(digits) -> None:
             calls.append(inp.shape[0])
             return model(inp)
 
-    square(Counting(), x, y, threat=ThreatModel("inf", 0.05), params=SquareParams(queries=40),
-           generator=torch.Generator().manual_seed(0))
+    square(
+        Counting(),
+        x,
+        y,
+        threat=ThreatModel("inf", 0.05),
+        params=SquareParams(queries=40),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert len(calls) <= 40
     assert sum(calls) <= 40 * x.shape[0]
     assert calls[0] == x.shape[0] and calls[-1] <= calls[0]

@@ -45,7 +45,9 @@ def test_square_stage_breaks_a_model_that_masks_its_gradients() -> None:
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         gradient_only = (masked(apgd(masked, x, y, threat=threat, generator=gen)).argmax(1) != y).float().mean()
-        x_adv = strong(masked, x, y, threat=threat, params=StrongParams(steps=10, target_classes=2, queries=500), generator=gen)
+        x_adv = strong(
+            masked, x, y, threat=threat, params=StrongParams(steps=10, target_classes=2, queries=500), generator=gen
+        )
         cascade = (masked(x_adv).argmax(1) != y).float().mean()
     assert gradient_only <= 0.3  # zero gradients: APGD only has its random start
     assert cascade >= 0.9 and cascade >= gradient_only + 0.5
@@ -70,8 +72,14 @@ def test_a_sample_no_stage_fools_keeps_the_first_stage_point() -> None:
     """With ε = tiny nothing is fooled; the result is APGD-CE's point, inside the ball."""
     model, x, y = _digits(8)
     threat = ThreatModel("inf", 1e-4)
-    x_adv = strong(model, x, y, threat=threat, params=StrongParams(steps=5, target_classes=1, queries=5),
-                   generator=torch.Generator().manual_seed(0))
+    x_adv = strong(
+        model,
+        x,
+        y,
+        threat=threat,
+        params=StrongParams(steps=5, target_classes=1, queries=5),
+        generator=torch.Generator().manual_seed(0),
+    )
     with torch.no_grad():
         assert bool((model(x_adv).argmax(1) == y).all())
     assert bool(threat.contains(x_adv, x).all()) and not torch.equal(x_adv, x)

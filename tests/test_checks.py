@@ -30,11 +30,14 @@ def status(report, name: str) -> str:
 
 
 def fgsm_pgd(steps: int = 10) -> list[EvalAttack]:
-    return [EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
-            EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=steps))]
+    return [
+        EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
+        EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=steps)),
+    ]
 
 
 # --- every check has a stable name and a paragraph in the docs ------------------------------------
+
 
 def test_every_check_is_named_and_documented():
     report = crafted({"pgd": [95, 50, 10]})
@@ -63,8 +66,9 @@ def test_check_names_and_titles_are_declared_once_in_report_order():
         ("probability-outputs", "outputs look like probabilities rather than logits"),
         ("non-finite-logits", "the model returned NaN or infinite logits"),
     ]
-    assert [(c["name"], c["title"]) for c in run_checks(crafted({"pgd": [95, 50, 10]}))] == \
-        [(c.name, c.title) for c in CHECKS]
+    assert [(c["name"], c["title"]) for c in run_checks(crafted({"pgd": [95, 50, 10]}))] == [
+        (c.name, c.title) for c in CHECKS
+    ]
     # the JSON Schema enumerates the same names
     assert report_schema()["$defs"]["check"]["properties"]["name"]["enum"] == list(CHECK_NAMES)
     with pytest.raises(ValueError, match="two checks"):
@@ -73,6 +77,7 @@ def test_check_names_and_titles_are_declared_once_in_report_order():
 
 
 # --- the checks that read only the curves, on crafted reports -------------------------------------
+
 
 def test_accuracy_rising_with_eps_fires():
     assert status(crafted({"pgd": [95, 40, 50]}), "accuracy-rises-with-eps") == "warning"
@@ -137,23 +142,32 @@ def test_large_eps_accuracy():
 
 def test_gradient_free_beats_gradient_generically_from_the_report():
     kinds = {"square": "score"}
-    assert status(crafted({"pgd": [95, 80, 70], "square": [95, 40, 5]}, kinds=kinds),
-                  "gradient-free-beats-gradient") == "warning"
-    assert status(crafted({"pgd": [95, 40, 5], "square": [95, 60, 20]}, kinds=kinds),
-                  "gradient-free-beats-gradient") == "passed"
-    assert status(crafted({"pgd": [95, 40, 5], "square": [95, 40, 4]}, kinds=kinds),
-                  "gradient-free-beats-gradient") == "passed"  # one sample is within the slack
+    assert (
+        status(crafted({"pgd": [95, 80, 70], "square": [95, 40, 5]}, kinds=kinds), "gradient-free-beats-gradient")
+        == "warning"
+    )
+    assert (
+        status(crafted({"pgd": [95, 40, 5], "square": [95, 60, 20]}, kinds=kinds), "gradient-free-beats-gradient")
+        == "passed"
+    )
+    assert (
+        status(crafted({"pgd": [95, 40, 5], "square": [95, 40, 4]}, kinds=kinds), "gradient-free-beats-gradient")
+        == "passed"
+    )  # one sample is within the slack
     assert status(crafted({"pgd": [95, 40, 5]}), "gradient-free-beats-gradient") == "not-applicable"
 
 
-@pytest.mark.parametrize(("field", "value", "name"), [
-    ("gradient_zero", 50, "zero-gradients"),
-    ("gradient_nonfinite", 1, "zero-gradients"),
-    ("repeat_changed", 3, "randomised-outputs"),
-    ("output_unit_rows", 100, "probability-outputs"),
-    ("clean_nonfinite", 2, "non-finite-logits"),
-    ("nonfinite_logits", [{"attack": "pgd", "eps": 0.1, "inputs": 3}], "non-finite-logits"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "name"),
+    [
+        ("gradient_zero", 50, "zero-gradients"),
+        ("gradient_nonfinite", 1, "zero-gradients"),
+        ("repeat_changed", 3, "randomised-outputs"),
+        ("output_unit_rows", 100, "probability-outputs"),
+        ("clean_nonfinite", 2, "non-finite-logits"),
+        ("nonfinite_logits", [{"attack": "pgd", "eps": 0.1, "inputs": 3}], "non-finite-logits"),
+    ],
+)
 def test_evidence_checks_fire_on_crafted_evidence(field, value, name):
     report = crafted({"pgd": [95, 40, 5]})
     assert status(report, name) == "passed"
@@ -162,6 +176,7 @@ def test_evidence_checks_fire_on_crafted_evidence(field, value, name):
 
 
 # --- the evidence, measured on real models -----------------------------------------------------------
+
 
 class Noisy(nn.Module):
     """A randomised model: different outputs on every call."""
@@ -211,6 +226,7 @@ def test_measure_sees_a_randomised_model_and_probabilities():
 
 # --- end to end: a gradient-masking model fires, the default model fires nothing ---------------------
 
+
 def _with_score_attacks(steps: int = 5, queries: int = 30) -> list[EvalAttack]:
     attacks = fgsm_pgd(steps) + [EvalAttack(RANDOM_SEARCH, RandomSearchParams(queries=queries))]
     return attacks
@@ -233,12 +249,15 @@ def test_default_model_fires_no_check():
 def test_square_attack_when_registered():
     square = registered_square()
     if square is None:
-        pytest.skip("the Square attack is not registered on this branch (it comes with the attacks issue); "
-                    "the test-only random-search attack exercises the gradient-free check above")
+        pytest.skip(
+            "the Square attack is not registered on this branch (it comes with the attacks issue); "
+            "the test-only random-search attack exercises the gradient-free check above"
+        )
     attack = [EvalAttack(square, square.make_params())]
     masked = run_default(fgsm_pgd(5) + attack, model=Rounding(load_default_model()), eps=(0.0, 0.2, 0.3), limit=40)
-    assert {"zero-gradients", "gradient-free-beats-gradient"} <= {c["name"] for c in masked.checks
-                                                                  if c["status"] == "warning"}
+    assert {"zero-gradients", "gradient-free-beats-gradient"} <= {
+        c["name"] for c in masked.checks if c["status"] == "warning"
+    }
     default = run_default(fgsm_pgd(10) + attack, eps=(0.0, 0.1, 0.2, 0.5), limit=40)
     assert [c["name"] for c in default.checks if c["status"] == "warning"] == []
 
@@ -256,6 +275,8 @@ def test_cli_warns_and_strict_fails(tmp_path, monkeypatch):
     strict = runner.invoke(app, args + ["--strict"])
     assert strict.exit_code == 1
     assert "--strict" in strict.stderr
-    clean = runner.invoke(app, ["eval", "--attack", "fgsm", "--eps", "0,0.1", "--limit", "20", "--strict", "--json", "-"])
+    clean = runner.invoke(
+        app, ["eval", "--attack", "fgsm", "--eps", "0,0.1", "--limit", "20", "--strict", "--json", "-"]
+    )
     assert clean.exit_code == 0, clean.output
     assert "warning" not in clean.stderr

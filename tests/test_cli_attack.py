@@ -9,8 +9,21 @@ import torch
 from helpers import INPUT_ERRORS, assert_bad_input, assert_inside, invoke, is_png, listing
 
 SUMMARY_KEYS = {
-    "attack", "norm", "eps", "n_samples", "clean_accuracy", "accuracy", "attacked", "successes",
-    "success_rate", "mean_norm", "max_norm", "target", "params", "seed", "early_stop",
+    "attack",
+    "norm",
+    "eps",
+    "n_samples",
+    "clean_accuracy",
+    "accuracy",
+    "attacked",
+    "successes",
+    "success_rate",
+    "mean_norm",
+    "max_norm",
+    "target",
+    "params",
+    "seed",
+    "early_stop",
 }
 
 
@@ -38,8 +51,29 @@ def test_table_output():
 @pytest.mark.parametrize("norm, eps, eps_value", [("inf", "8/255", 8 / 255), ("2", "0.5", 0.5)])
 def test_out_file_holds_the_examples(tmp_path, norm, eps, eps_value, digits_model):
     out = tmp_path / "sub" / "adv.pt"
-    args = ["attack", "--method", "pgd", "--eps", eps, "--norm", norm, "--steps", "3", "--step-size", "1/255",
-            "--restarts", "2", "--limit", "12", "--batch-size", "5", "--seed", "4", "--out", out]
+    args = [
+        "attack",
+        "--method",
+        "pgd",
+        "--eps",
+        eps,
+        "--norm",
+        norm,
+        "--steps",
+        "3",
+        "--step-size",
+        "1/255",
+        "--restarts",
+        "2",
+        "--limit",
+        "12",
+        "--batch-size",
+        "5",
+        "--seed",
+        "4",
+        "--out",
+        out,
+    ]
     result = invoke(args)
     assert result.exit_code == 0, result.stderr
     data = torch.load(out, weights_only=True)
@@ -50,8 +84,13 @@ def test_out_file_holds_the_examples(tmp_path, norm, eps, eps_value, digits_mode
     with torch.no_grad():
         assert torch.equal(data["pred_adv"], digits_model(x_adv).argmax(1))
         assert torch.equal(data["pred_clean"], digits_model(x).argmax(1))
-    assert data["params"] == {"steps": 3, "step_size": pytest.approx(1 / 255), "random_start": True,
-                              "restarts": 2, "loss": "ce"}
+    assert data["params"] == {
+        "steps": 3,
+        "step_size": pytest.approx(1 / 255),
+        "random_start": True,
+        "restarts": 2,
+        "loss": "ce",
+    }
     assert listing(tmp_path) == ["sub", "sub/adv.pt"]  # no temporary file left behind
 
 
@@ -70,8 +109,23 @@ def test_images(tmp_path):
 
 
 def test_targeted(tmp_path):
-    result = invoke(["attack", "--target", "3", "--eps", "0.3", "--steps", "10", "--limit", "20", "--json", "-",
-                     "--out", tmp_path / "t.pt"])
+    result = invoke(
+        [
+            "attack",
+            "--target",
+            "3",
+            "--eps",
+            "0.3",
+            "--steps",
+            "10",
+            "--limit",
+            "20",
+            "--json",
+            "-",
+            "--out",
+            tmp_path / "t.pt",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     data = torch.load(tmp_path / "t.pt", weights_only=True)

@@ -92,7 +92,9 @@ def test_attack_command_runs_every_attack(runner, spec) -> None:
 def test_eval_runs_every_attack(runner, spec) -> None:
     norm = spec.norms[0]
     eps = {"inf": "0,0.1,0.3", "2": "0,1,3", "1": "0,4,12"}[norm]
-    report = _json(runner.invoke(app, ["eval", "--attack", spec.name, "--norm", norm, "--eps", eps, *FAST, "--json", "-"]))
+    report = _json(
+        runner.invoke(app, ["eval", "--attack", spec.name, "--norm", norm, "--eps", eps, *FAST, "--json", "-"])
+    )
     curve = report["attacks"][spec.name]
     accuracies = [p["accuracy"] for p in curve["points"]]
     assert accuracies[0] == report["clean_accuracy"]
@@ -102,11 +104,17 @@ def test_eval_runs_every_attack(runner, spec) -> None:
 
 
 def test_eval_minimal_attack_gives_curve_and_median(runner) -> None:
-    result = runner.invoke(app, ["eval", "--attack", "deepfool,pgd", "--norm", "2", "--eps", "0,0.25,0.5,1", "--limit", "40"])
+    result = runner.invoke(
+        app, ["eval", "--attack", "deepfool,pgd", "--norm", "2", "--eps", "0,0.25,0.5,1", "--limit", "40"]
+    )
     assert result.exit_code == 0, result.stderr
     assert "median ‖δ‖₂" in result.stdout
-    report = _json(runner.invoke(app, ["eval", "--attack", "deepfool", "--norm", "2", "--eps", "0,0.25,0.5,1",
-                                       "--limit", "40", "--json", "-"]))
+    report = _json(
+        runner.invoke(
+            app,
+            ["eval", "--attack", "deepfool", "--norm", "2", "--eps", "0,0.25,0.5,1", "--limit", "40", "--json", "-"],
+        )
+    )
     curve = report["attacks"]["deepfool"]
     assert 0.1 < curve["median_norm"] < 1.0
     # Half of the attacked samples need more than the median: accuracy at ε just below it is ≥ 50%.
@@ -116,26 +124,65 @@ def test_eval_minimal_attack_gives_curve_and_median(runner) -> None:
 
 
 def test_attack_with_minimal_attack_stays_within_eps(runner) -> None:
-    summary = _json(runner.invoke(app, ["attack", "--method", "deepfool", "--norm", "2", "--eps", "0.3",
-                                        "--limit", "30", "--json", "-"]))
+    summary = _json(
+        runner.invoke(
+            app, ["attack", "--method", "deepfool", "--norm", "2", "--eps", "0.3", "--limit", "30", "--json", "-"]
+        )
+    )
     assert summary["max_norm"] <= 0.3 * (1 + 1e-6)
     assert 0 < summary["success_rate"] < 1
 
 
 def test_new_options_reach_the_attack(runner) -> None:
-    summary = _json(runner.invoke(app, ["attack", "--method", "mifgsm", "--momentum", "0.5", "--limit", "4", "--json", "-"]))
+    summary = _json(
+        runner.invoke(app, ["attack", "--method", "mifgsm", "--momentum", "0.5", "--limit", "4", "--json", "-"])
+    )
     assert summary["params"]["momentum"] == 0.5
-    summary = _json(runner.invoke(app, ["attack", "--method", "cw", "--norm", "2", "--eps", "2", "--confidence", "1.5",
-                                        "--binary-steps", "1", "--initial-const", "3", "--steps", "5", "--limit", "4", "--json", "-"]))
+    summary = _json(
+        runner.invoke(
+            app,
+            [
+                "attack",
+                "--method",
+                "cw",
+                "--norm",
+                "2",
+                "--eps",
+                "2",
+                "--confidence",
+                "1.5",
+                "--binary-steps",
+                "1",
+                "--initial-const",
+                "3",
+                "--steps",
+                "5",
+                "--limit",
+                "4",
+                "--json",
+                "-",
+            ],
+        )
+    )
     assert summary["params"]["confidence"] == 1.5 and summary["params"]["initial_const"] == 3.0
-    summary = _json(runner.invoke(app, ["attack", "--method", "square", "--p-init", "0.2", "--queries", "5", "--limit", "4", "--json", "-"]))
+    summary = _json(
+        runner.invoke(
+            app, ["attack", "--method", "square", "--p-init", "0.2", "--queries", "5", "--limit", "4", "--json", "-"]
+        )
+    )
     assert summary["params"]["p_init"] == 0.2
-    summary = _json(runner.invoke(app, ["attack", "--method", "deepfool", "--norm", "2", "--overshoot", "0.1", "--limit", "4", "--json", "-"]))
+    summary = _json(
+        runner.invoke(
+            app, ["attack", "--method", "deepfool", "--norm", "2", "--overshoot", "0.1", "--limit", "4", "--json", "-"]
+        )
+    )
     assert summary["params"]["overshoot"] == 0.1
 
 
 def test_eval_warns_about_options_no_attack_uses(runner) -> None:
-    result = runner.invoke(app, ["eval", "--attack", "fgsm,pgd", "--queries", "5", "--steps", "2", "--limit", "4", "--eps", "0.1"])
+    result = runner.invoke(
+        app, ["eval", "--attack", "fgsm,pgd", "--queries", "5", "--steps", "2", "--limit", "4", "--eps", "0.1"]
+    )
     assert result.exit_code == 0
     assert "--queries" in result.stderr and "--steps" not in result.stderr.split("uses")[-1]
 
@@ -159,11 +206,30 @@ def test_bad_options_exit_2(runner, args, message) -> None:
 
 
 def test_targeted_eval_and_attack(runner) -> None:
-    report = _json(runner.invoke(app, ["eval", "--attack", "apgd-dlr,square,cw", "--norm", "2", "--eps", "0,3",
-                                       "--target", "least-likely", *FAST, "--json", "-"]))
+    report = _json(
+        runner.invoke(
+            app,
+            [
+                "eval",
+                "--attack",
+                "apgd-dlr,square,cw",
+                "--norm",
+                "2",
+                "--eps",
+                "0,3",
+                "--target",
+                "least-likely",
+                *FAST,
+                "--json",
+                "-",
+            ],
+        )
+    )
     for curve in report["attacks"].values():
         assert curve["target"] == "least-likely"
-    summary = _json(runner.invoke(app, ["attack", "--method", "apgd-t", "--target", "2", "--eps", "0.5", *FAST, "--json", "-"]))
+    summary = _json(
+        runner.invoke(app, ["attack", "--method", "apgd-t", "--target", "2", "--eps", "0.5", *FAST, "--json", "-"])
+    )
     assert summary["target"] == "2"
 
 

@@ -21,7 +21,9 @@ def write(path, report) -> str:
 
 
 def compare(tmp_path, base, new, *args):
-    return runner.invoke(app, ["compare", write(tmp_path / "base.json", base), write(tmp_path / "new.json", new), *args])
+    return runner.invoke(
+        app, ["compare", write(tmp_path / "base.json", base), write(tmp_path / "new.json", new), *args]
+    )
 
 
 BASE = {"fgsm": [95, 60, 20], "pgd": [95, 50, 10]}
@@ -74,14 +76,17 @@ def test_eps_matched_with_tolerance(tmp_path):
     assert [p.attack for p in comparison.regressions] == ["pgd"]
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: "not json at all",
-    lambda d: {**d, "schema": "something.else"},
-    lambda d: {**d, "schema_version": 99},
-    lambda d: {k: v for k, v in d.items() if k != "attacks"},
-    lambda d: {**d, "clean_accuracy": "high"},
-    lambda d: [1, 2, 3],
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: "not json at all",
+        lambda d: {**d, "schema": "something.else"},
+        lambda d: {**d, "schema_version": 99},
+        lambda d: {k: v for k, v in d.items() if k != "attacks"},
+        lambda d: {**d, "clean_accuracy": "high"},
+        lambda d: [1, 2, 3],
+    ],
+)
 def test_unreadable_reports_are_exit_2(tmp_path, mutate):
     good = crafted(BASE).to_dict()
     bad = mutate(good)
@@ -121,8 +126,7 @@ def test_eps_in_only_one_report_are_named(tmp_path):
     result = compare(tmp_path, base, new, "--json", "-")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert {(p["attack"], p["eps"]) for p in data["points"]} == {
-        ("clean", None), ("fgsm", 0.1), ("pgd", 0.1)}
+    assert {(p["attack"], p["eps"]) for p in data["points"]} == {("clean", None), ("fgsm", 0.1), ("pgd", 0.1)}
     lines = [line for line in result.stderr.splitlines() if "pgd:" in line]
     assert len(lines) == 1
     assert "ε = 0.2 only in" in lines[0] and "base.json" in lines[0]
@@ -158,14 +162,20 @@ def test_clean_row_once_not_as_each_attacks_eps_zero(tmp_path):
     result = compare(tmp_path, crafted(BASE), crafted(BASE), "--json", "-")
     data = json.loads(result.stdout)
     assert [(p["attack"], p["eps"]) for p in data["points"]] == [
-        ("clean", None), ("fgsm", 0.1), ("fgsm", 0.2), ("pgd", 0.1), ("pgd", 0.2)]
+        ("clean", None),
+        ("fgsm", 0.1),
+        ("fgsm", 0.2),
+        ("pgd", 0.1),
+        ("pgd", 0.2),
+    ]
 
 
 def test_one_line_verdict_on_stderr_pass_and_fail(tmp_path):
     passed = compare(tmp_path, crafted(BASE), crafted(BASE))
     assert passed.exit_code == 0
     assert [line for line in passed.stderr.splitlines() if line.startswith("compare:")] == [
-        "compare: passed: no regression at 5 points; no drop"]
+        "compare: passed: no regression at 5 points; no drop"
+    ]
     new = crafted({"fgsm": [95, 60, 20], "pgd": [95, 47, 10]})
     failed = compare(tmp_path, crafted(BASE), new, "--max-drop", "0.02")
     verdict = [line for line in failed.stderr.splitlines() if line.startswith("compare:")]

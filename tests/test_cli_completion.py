@@ -20,15 +20,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_module(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "advgrad", *args], capture_output=True, text=True, timeout=120,
-                          env=environ)
+    return subprocess.run(
+        [sys.executable, "-m", "advgrad", *args], capture_output=True, text=True, timeout=120, env=environ
+    )
 
 
-@pytest.mark.parametrize(("shell", "marker"), [
-    ("bash", "complete -o default -F _advgrad_completion advgrad"),
-    ("zsh", "#compdef advgrad"),
-    ("fish", "complete --command advgrad"),
-])
+@pytest.mark.parametrize(
+    ("shell", "marker"),
+    [
+        ("bash", "complete -o default -F _advgrad_completion advgrad"),
+        ("zsh", "#compdef advgrad"),
+        ("fish", "complete --command advgrad"),
+    ],
+)
 def test_show_completion_for_a_named_shell(shell, marker):
     result = CliRunner().invoke(app, ["--show-completion", shell], env={"SHELL": "/bin/sh"})
     assert result.exit_code == 0, result.output
@@ -52,8 +56,9 @@ def test_completion_requests_are_answered():
     commands = run_module(env={"_ADVGRAD_COMPLETE": "complete_bash", "COMP_WORDS": "advgrad ev", "COMP_CWORD": "1"})
     assert commands.returncode == 0, commands.stderr
     assert commands.stdout.split() == ["eval"]
-    options = run_module(env={"_ADVGRAD_COMPLETE": "complete_bash", "COMP_WORDS": "advgrad eval --fail-u",
-                              "COMP_CWORD": "2"})
+    options = run_module(
+        env={"_ADVGRAD_COMPLETE": "complete_bash", "COMP_WORDS": "advgrad eval --fail-u", "COMP_CWORD": "2"}
+    )
     assert options.stdout.split() == ["--fail-under"]
 
 
@@ -74,11 +79,14 @@ def test_help_lists_the_completion_options():
     assert "--show-completion" in result.stdout and "--install-completion" in result.stdout
 
 
-@pytest.mark.parametrize(("args", "filled"), [
-    (["--show-completion"], ["--show-completion", "auto"]),
-    (["--show-completion", "zsh"], ["--show-completion", "zsh"]),
-    (["--debug", "--install-completion", "--version"], ["--debug", "--install-completion", "auto", "--version"]),
-    (["eval", "--show-completion"], ["eval", "--show-completion"]),  # a command's own arguments are left alone
-])
+@pytest.mark.parametrize(
+    ("args", "filled"),
+    [
+        (["--show-completion"], ["--show-completion", "auto"]),
+        (["--show-completion", "zsh"], ["--show-completion", "zsh"]),
+        (["--debug", "--install-completion", "--version"], ["--debug", "--install-completion", "auto", "--version"]),
+        (["eval", "--show-completion"], ["eval", "--show-completion"]),  # a command's own arguments are left alone
+    ],
+)
 def test_fill_shell(args, filled):
     assert fill_shell(args) == filled

@@ -63,8 +63,21 @@ def test_eps_lists_and_fractions(eps, expected):
 
 
 def test_json_file_and_plot(tmp_path):
-    args = ["eval", "--attack", "pgd,fgsm", "--eps", "0,0.1", "--steps", "3", "--limit", "16",
-            "--json", tmp_path / "out" / "report.json", "--plot", tmp_path / "curve.png"]
+    args = [
+        "eval",
+        "--attack",
+        "pgd,fgsm",
+        "--eps",
+        "0,0.1",
+        "--steps",
+        "3",
+        "--limit",
+        "16",
+        "--json",
+        tmp_path / "out" / "report.json",
+        "--plot",
+        tmp_path / "curve.png",
+    ]
     result = invoke(args)
     assert result.exit_code == 0, result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -76,8 +89,25 @@ def test_json_file_and_plot(tmp_path):
 
 
 def test_attack_options_reach_the_attacks():
-    report = _json(["--attack", "pgd", "--eps", "0.1", "--steps", "4", "--step-size", "1/255", "--restarts", "2",
-                    "--no-random-start", "--loss", "margin", "--limit", "8"])
+    report = _json(
+        [
+            "--attack",
+            "pgd",
+            "--eps",
+            "0.1",
+            "--steps",
+            "4",
+            "--step-size",
+            "1/255",
+            "--restarts",
+            "2",
+            "--no-random-start",
+            "--loss",
+            "margin",
+            "--limit",
+            "8",
+        ]
+    )
     params = report["attacks"]["pgd"]["params"]
     assert params["steps"] == 4 and params["step_size"] == pytest.approx(1 / 255)
     assert params["restarts"] == 2 and params["random_start"] is False and params["loss"] == "margin"

@@ -83,8 +83,9 @@ def test_check_on_a_torchscript_model(files):
 
 @pytest.mark.parametrize("case_id, make, message", INPUT_ERRORS, ids=[c[0] for c in INPUT_ERRORS])
 def test_bad_inputs(tmp_path, files, case_id, make, message):
-    result = invoke(["grad", *make(files), "--out", tmp_path / "g.pt", "--images", tmp_path / "img",
-                     "--json", tmp_path / "g.json"])
+    result = invoke(
+        ["grad", *make(files), "--out", tmp_path / "g.pt", "--images", tmp_path / "img", "--json", tmp_path / "g.json"]
+    )
     assert_bad_input(result, message)
     assert listing(tmp_path) == []
 

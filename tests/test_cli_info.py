@@ -42,9 +42,23 @@ def test_info_reports_model_data_and_probe_accuracy(tmp_path):
 
 
 def test_info_names_normalisation_and_logits_rule(tmp_path):
-    report = info_json("--model", "factory_models:make_dict", "--model-arg", "channels=3", "--mean", "0.1,0.2,0.3",
-                       "--std", "0.5,0.5,0.5", "--data", write_image_folder(tmp_path / "imgs", {"x": 2}))
-    assert report["model"]["normalization"] == {"mean": [0.1, 0.2, 0.3], "std": [0.5, 0.5, 0.5], "source": "--mean/--std"}
+    report = info_json(
+        "--model",
+        "factory_models:make_dict",
+        "--model-arg",
+        "channels=3",
+        "--mean",
+        "0.1,0.2,0.3",
+        "--std",
+        "0.5,0.5,0.5",
+        "--data",
+        write_image_folder(tmp_path / "imgs", {"x": 2}),
+    )
+    assert report["model"]["normalization"] == {
+        "mean": [0.1, 0.2, 0.3],
+        "std": [0.5, 0.5, 0.5],
+        "source": "--mean/--std",
+    }
     assert report["model"]["output"] == "the 'logits' entry of the returned mapping"
     assert report["model"]["model_args"] == {"channels": 3}
     assert report["data"]["class_names"] == ["x"]
@@ -55,8 +69,18 @@ def test_info_table_on_the_default():
     # DigitsCNN: conv 1·16·9+16 = 160, conv 16·32·9+32 = 4,640, linear 512·64+64 = 32,832, linear 64·10+10 = 650
     result = run_cli("info", "--device", "cpu")
     assert result.exit_code == 0, result.stderr
-    for text in ("kind", "default", "parameters", "38,282", "1×8×8", "classes", "normalisation", "none",
-                 "clean accuracy (probe batch)", "cpu"):
+    for text in (
+        "kind",
+        "default",
+        "parameters",
+        "38,282",
+        "1×8×8",
+        "classes",
+        "normalisation",
+        "none",
+        "clean accuracy (probe batch)",
+        "cpu",
+    ):
         assert text in result.stdout, text
 
 

@@ -42,8 +42,20 @@ def _save(obj, path):
 
 def attack_with(files, *args):
     """``advgrad attack`` asked to write two files; on bad input neither may appear."""
-    return run_cli("attack", "--method", "fgsm", "--eps", "0.1", "--out", files["out"], "--json", files["json"],
-                   "--device", "cpu", *args)
+    return run_cli(
+        "attack",
+        "--method",
+        "fgsm",
+        "--eps",
+        "0.1",
+        "--out",
+        files["out"],
+        "--json",
+        files["json"],
+        "--device",
+        "cpu",
+        *args,
+    )
 
 
 def assert_nothing_written(files):
@@ -85,8 +97,14 @@ def test_truncated_or_corrupt_files(files):
     bad(files, "--data", truncate(files["data"], d / "cut.pt"), ["truncated or corrupt"])
     np.savez(d / "d.npz", x=np.zeros((3, 1, 8, 8), np.float32), y=np.zeros(3, np.int64))
     bad(files, "--data", truncate(d / "d.npz", d / "cut.npz"), ["truncated or corrupt"])
-    bad(files, "--model", "factory_models:make", "--weights", truncate(files["weights"], d / "cut.pth"),
-        ["truncated or corrupt"])
+    bad(
+        files,
+        "--model",
+        "factory_models:make",
+        "--weights",
+        truncate(files["weights"], d / "cut.pth"),
+        ["truncated or corrupt"],
+    )
 
 
 def test_pickle_without_opt_in(files):
@@ -114,34 +132,73 @@ def test_state_dict_keys_missing_or_unexpected(files):
         del sd[key]
     sd["classifier.weight"] = torch.zeros(1)
     weights = _save(sd, files["dir"] / "partial.pt")
-    bad(files, "--model", "factory_models:make", "--weights", weights,
-        ["3 missing (bn.weight, head.bias, head.weight)", "1 unexpected (classifier.weight)"])
+    bad(
+        files,
+        "--model",
+        "factory_models:make",
+        "--weights",
+        weights,
+        ["3 missing (bn.weight, head.bias, head.weight)", "1 unexpected (classifier.weight)"],
+    )
 
 
 def test_tensor_sizes_not_matching_architecture(files):
-    bad(files, "--model", "factory_models:make", "--model-arg", "width=6", "--weights", files["weights"],
-        ["conv.weight is 4×1×3×3 in the file but 6×1×3×3 in the model"])
+    bad(
+        files,
+        "--model",
+        "factory_models:make",
+        "--model-arg",
+        "width=6",
+        "--weights",
+        files["weights"],
+        ["conv.weight is 4×1×3×3 in the file but 6×1×3×3 in the model"],
+    )
 
 
 def test_wrong_number_of_input_channels(files):
-    bad(files, "--model", "factory_models:make", "--model-arg", "channels=3", "--data", files["data"],
-        ["wrong number of input channels: the model expects 3 but the data has 1"])
-    bad(files, "--mean", "0.5,0.5,0.5", "--std", "0.2,0.2,0.2", "--data", files["data"],
-        ["--mean/--std give 3 channel(s) but the data has 1"])
+    bad(
+        files,
+        "--model",
+        "factory_models:make",
+        "--model-arg",
+        "channels=3",
+        "--data",
+        files["data"],
+        ["wrong number of input channels: the model expects 3 but the data has 1"],
+    )
+    bad(
+        files,
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.2,0.2,0.2",
+        "--data",
+        files["data"],
+        ["--mean/--std give 3 channel(s) but the data has 1"],
+    )
 
 
 def test_labels_outside_the_models_classes(files):
     data = save_tensors(files["dir"] / "labels.pt", torch.rand(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4]))
-    bad(files, "--model", "factory_models:make", "--model-arg", "classes=3", "--data", data,
-        ["labels go up to 4 but the model outputs 3 classes"])
+    bad(
+        files,
+        "--model",
+        "factory_models:make",
+        "--model-arg",
+        "classes=3",
+        "--data",
+        data,
+        ["labels go up to 4 but the model outputs 3 classes"],
+    )
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_nan_or_infinite_inputs(files, value):
     x = torch.rand(5, 1, 8, 8)
     x[2, 0, 3, 3] = value
-    bad(files, "--data", save_tensors(files["dir"] / "nan.pt", x, torch.zeros(5, dtype=torch.long)),
-        ["NaN or infinite"])
+    bad(
+        files, "--data", save_tensors(files["dir"] / "nan.pt", x, torch.zeros(5, dtype=torch.long)), ["NaN or infinite"]
+    )
 
 
 def test_empty_dataset_and_limit_zero(files):
@@ -160,8 +217,12 @@ def test_named_dataset_absent_without_download(files):
 
 def test_normalised_data_is_explained(files):
     x = (torch.rand(5, 1, 8, 8) - 0.5) / 0.2
-    bad(files, "--data", save_tensors(files["dir"] / "norm.pt", x, torch.zeros(5, dtype=torch.long)),
-        ["looks normalised", "--mean/--std"])
+    bad(
+        files,
+        "--data",
+        save_tensors(files["dir"] / "norm.pt", x, torch.zeros(5, dtype=torch.long)),
+        ["looks normalised", "--mean/--std"],
+    )
 
 
 def test_bad_values_found_mid_run_leave_nothing_written(files, monkeypatch):
@@ -182,9 +243,29 @@ def test_eps_is_in_pixel_units_under_mean_std(tmp_path):
     data = save_tensors(tmp_path / "d.pt", x, y)
     out = tmp_path / "adv.pt"
     mean, std = (0.4, 0.5, 0.6), (0.1, 0.2, 0.25)
-    result = run_cli("attack", "--method", "fgsm", "--eps", "0.05", "--model", "factory_models:make",
-                     "--model-arg", "channels=3", "--model-arg", "dropout=0", "--mean", "0.4,0.5,0.6",
-                     "--std", "0.1,0.2,0.25", "--data", data, "--out", out, "--device", "cpu")
+    result = run_cli(
+        "attack",
+        "--method",
+        "fgsm",
+        "--eps",
+        "0.05",
+        "--model",
+        "factory_models:make",
+        "--model-arg",
+        "channels=3",
+        "--model-arg",
+        "dropout=0",
+        "--mean",
+        "0.4,0.5,0.6",
+        "--std",
+        "0.1,0.2,0.25",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.stderr
     saved = torch.load(out, weights_only=True)
     delta = (saved["x_adv"] - saved["x"]).abs()
@@ -207,19 +288,55 @@ def test_eps_is_in_pixel_units_under_mean_std(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    [["attack", "--method", "fgsm", "--eps", "0.05"], ["eval", "--attack", "fgsm", "--eps", "0,0.05"],
-     ["grad"], ["info"]],
+    [
+        ["attack", "--method", "fgsm", "--eps", "0.05"],
+        ["eval", "--attack", "fgsm", "--eps", "0,0.05"],
+        ["grad"],
+        ["info"],
+    ],
     ids=["attack", "eval", "grad", "info"],
 )
 def test_every_command_takes_the_loading_options(tmp_path, command):
     root = write_image_folder(tmp_path / "imgs", {"a": 3, "b": 3, "c": 2})
-    weights = _save({"state_dict": {"module." + k: v for k, v in fm.make(channels=3, classes=3).state_dict().items()}},
-                    tmp_path / "w.pth")
+    weights = _save(
+        {"state_dict": {"module." + k: v for k, v in fm.make(channels=3, classes=3).state_dict().items()}},
+        tmp_path / "w.pth",
+    )
     result = run_cli(
-        *command, "--model", "factory_models:make", "--weights", weights, "--model-arg", "channels=3",
-        "--model-arg", "classes=3", "--mean", "0.5", "--std", "0.25", "--data", root, "--image-size", "6",
-        "--split", "test", "--data-root", tmp_path, "--limit", "5", "--shuffle", "--seed", "2",
-        "--batch-size", "2", "--num-workers", "1", "--device", "cpu", "--json", "-",
+        *command,
+        "--model",
+        "factory_models:make",
+        "--weights",
+        weights,
+        "--model-arg",
+        "channels=3",
+        "--model-arg",
+        "classes=3",
+        "--mean",
+        "0.5",
+        "--std",
+        "0.25",
+        "--data",
+        root,
+        "--image-size",
+        "6",
+        "--split",
+        "test",
+        "--data-root",
+        tmp_path,
+        "--limit",
+        "5",
+        "--shuffle",
+        "--seed",
+        "2",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        "-",
     )
     assert result.exit_code == 0, result.stderr
     assert "normalisation mean 0.5, std 0.25 (--mean/--std)" in result.stderr
@@ -228,8 +345,21 @@ def test_every_command_takes_the_loading_options(tmp_path, command):
 
 def test_grad_on_a_named_dataset(tmp_path):
     write_mnist(tmp_path)
-    result = run_cli("grad", "--data", "mnist", "--data-root", tmp_path, "--model", "factory_models:make",
-                     "--limit", "4", "--device", "cpu", "--json", "-")
+    result = run_cli(
+        "grad",
+        "--data",
+        "mnist",
+        "--data-root",
+        tmp_path,
+        "--model",
+        "factory_models:make",
+        "--limit",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+        "-",
+    )
     assert result.exit_code == 0, result.stderr
     assert "mnist test split" in result.stderr and '"n_samples": 4' in result.stdout
 
@@ -242,13 +372,34 @@ def test_same_model_in_every_file_form_gives_the_same_curve(tmp_path):
     example = torch.rand(5, 1, 8, 8)
     torch.jit.save(torch.jit.trace(model, example), tmp_path / "m.ts")
     torch.export.save(torch.export.export(model, (example,)), tmp_path / "fixed.pt2")
-    torch.export.save(torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("b")}}),
-                      tmp_path / "dynamic.pt2")
+    torch.export.save(
+        torch.export.export(model, (example,), dynamic_shapes={"x": {0: torch.export.Dim("b")}}),
+        tmp_path / "dynamic.pt2",
+    )
     curves = []
     for spec in ("digits-cnn", tmp_path / "m.ts", tmp_path / "fixed.pt2", tmp_path / "dynamic.pt2"):
-        result = run_cli("eval", "--model", spec, "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.1,0.2",
-                         "--limit", "40", "--batch-size", "16", "--device", "cpu", "--json", "-")
+        result = run_cli(
+            "eval",
+            "--model",
+            spec,
+            "--attack",
+            "fgsm,pgd",
+            "--steps",
+            "5",
+            "--eps",
+            "0,0.1,0.2",
+            "--limit",
+            "40",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+            "--json",
+            "-",
+        )
         assert result.exit_code == 0, result.stderr
         report = json.loads(result.stdout)
-        curves.append([report["clean_accuracy"]] + [p["robust"] for c in report["attacks"].values() for p in c["points"]])
+        curves.append(
+            [report["clean_accuracy"]] + [p["robust"] for c in report["attacks"].values() for p in c["points"]]
+        )
     assert all(c == curves[0] for c in curves), curves

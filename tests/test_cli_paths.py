@@ -54,23 +54,50 @@ def refused(inputs, *args, needles: tuple[str, ...]) -> str:
 
 
 def test_attack_out_over_the_data_file(inputs):
-    refused(inputs, "attack", "--model", inputs["model"], "--data", inputs["data"], "--out", inputs["data"],
-            needles=("--out", "--data"))
+    refused(
+        inputs,
+        "attack",
+        "--model",
+        inputs["model"],
+        "--data",
+        inputs["data"],
+        "--out",
+        inputs["data"],
+        needles=("--out", "--data"),
+    )
 
 
 def test_attack_json_through_a_symlink_to_the_model(inputs):
     link = inputs["dir"] / "report.json"
     link.symlink_to(inputs["model"])
-    refused(inputs, "attack", "--model", inputs["model"], "--data", inputs["data"], "--json", link,
-            needles=("--json", "--model"))
+    refused(
+        inputs,
+        "attack",
+        "--model",
+        inputs["model"],
+        "--data",
+        inputs["data"],
+        "--json",
+        link,
+        needles=("--json", "--model"),
+    )
 
 
 def test_attack_images_folder_whose_png_is_the_model(inputs):
     folder = inputs["dir"] / "adv"
     folder.mkdir()
     os.link(inputs["model"], folder / "adversarial.png")  # a hard link: another name for the model file
-    refused(inputs, "attack", "--model", folder / "adversarial.png", "--data", inputs["data"], "--images", folder,
-            needles=("--images", "--model"))
+    refused(
+        inputs,
+        "attack",
+        "--model",
+        folder / "adversarial.png",
+        "--data",
+        inputs["data"],
+        "--images",
+        folder,
+        needles=("--images", "--model"),
+    )
 
 
 def test_attack_images_folder_that_is_the_data_folder(inputs):
@@ -88,8 +115,17 @@ def test_attack_two_outputs_on_one_file(inputs):
 def test_grad_out_over_the_weights_through_a_hard_link(inputs):
     link = inputs["dir"] / "grad.pt"
     os.link(inputs["weights"], link)
-    refused(inputs, "grad", "--model", "factory_models:make", "--weights", inputs["weights"], "--out", link,
-            needles=("--out", "--weights"))
+    refused(
+        inputs,
+        "grad",
+        "--model",
+        "factory_models:make",
+        "--weights",
+        inputs["weights"],
+        "--out",
+        link,
+        needles=("--out", "--weights"),
+    )
 
 
 def test_info_json_over_the_model(inputs):
@@ -105,8 +141,19 @@ def test_eval_two_outputs_on_one_file_through_a_symlink(inputs):
     report = inputs["dir"] / "report.txt"
     link = inputs["dir"] / "link.txt"
     link.symlink_to(report)  # not yet written: the real path decides
-    refused(inputs, "eval", "--attack", "fgsm", "--eps", "0,0.1", "--csv", report, "--markdown", link,
-            needles=("--csv", "--markdown", "same file"))
+    refused(
+        inputs,
+        "eval",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0,0.1",
+        "--csv",
+        report,
+        "--markdown",
+        link,
+        needles=("--csv", "--markdown", "same file"),
+    )
     assert not report.exists()
 
 
@@ -130,7 +177,22 @@ def test_compare_json_over_a_report(inputs):
 
 def test_distinct_outputs_beside_the_inputs_are_fine(inputs):
     out = inputs["dir"] / "out"
-    result = run_cli("attack", "--method", "fgsm", "--model", inputs["model"], "--data", inputs["data"], "--limit", "4",
-                     "--out", out / "adv.pt", "--json", out / "adv.json", "--images", out)
+    result = run_cli(
+        "attack",
+        "--method",
+        "fgsm",
+        "--model",
+        inputs["model"],
+        "--data",
+        inputs["data"],
+        "--limit",
+        "4",
+        "--out",
+        out / "adv.pt",
+        "--json",
+        out / "adv.json",
+        "--images",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["adv.json", "adv.pt", "adversarial.png"]

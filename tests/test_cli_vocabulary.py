@@ -29,22 +29,28 @@ def test_help_shows_both_spellings(command):
     assert "--attack" in result.stdout and "--method" in result.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["eval", "--atack", "pgd"], "no such option --atack; did you mean --attack?"),
-    (["eval", "--metod", "pgd"], "no such option --metod; did you mean --method?"),
-    (["attack", "--metod", "pgd"], "no such option --metod; did you mean --method?"),
-    (["attack", "--step", "3"], "no such option --step; did you mean --steps?"),
-    (["eval", "--zzzzzzzz"], "no such option --zzzzzzzz (see 'advgrad eval --help')"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "--atack", "pgd"], "no such option --atack; did you mean --attack?"),
+        (["eval", "--metod", "pgd"], "no such option --metod; did you mean --method?"),
+        (["attack", "--metod", "pgd"], "no such option --metod; did you mean --method?"),
+        (["attack", "--step", "3"], "no such option --step; did you mean --steps?"),
+        (["eval", "--zzzzzzzz"], "no such option --zzzzzzzz (see 'advgrad eval --help')"),
+    ],
+)
 def test_a_misspelt_option_gets_a_suggestion(args, message):
     assert_bad_input(invoke(args), message)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["eval", "--attack", "pdg"], "unknown attack 'pdg'; did you mean pgd?"),
-    (["eval", "--method", "fgsm,squre"], "unknown attack 'squre'; did you mean square?"),
-    (["attack", "--attack", "fsgm"], "unknown attack 'fsgm'; did you mean fgsm?"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["eval", "--attack", "pdg"], "unknown attack 'pdg'; did you mean pgd?"),
+        (["eval", "--method", "fgsm,squre"], "unknown attack 'squre'; did you mean square?"),
+        (["attack", "--attack", "fsgm"], "unknown attack 'fsgm'; did you mean fgsm?"),
+    ],
+)
 def test_a_misspelt_attack_gets_a_suggestion(args, message):
     assert_bad_input(invoke(args), message)
 

@@ -16,9 +16,13 @@ from advgrad.errors import UsageError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "advgrad" / "configs"
 runner = CliRunner()
-OPTIONS = [OptionInfo("eps", "--eps"), OptionInfo("fail_under", "--fail-under", multiple=True),
-           OptionInfo("early_stop", "--early-stop", is_flag=True), OptionInfo("batch_size", "--batch-size"),
-           OptionInfo("attack", "--attack")]
+OPTIONS = [
+    OptionInfo("eps", "--eps"),
+    OptionInfo("fail_under", "--fail-under", multiple=True),
+    OptionInfo("early_stop", "--early-stop", is_flag=True),
+    OptionInfo("batch_size", "--batch-size"),
+    OptionInfo("attack", "--attack"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -32,21 +36,33 @@ def eval_options() -> list[OptionInfo]:
 
 
 def test_map_config_values_and_sections():
-    data = {"eps": ["0", "8/255", 0.1], "fail-under": "pgd@0.1=0.4", "attacks": {"attack": ["fgsm", "pgd"]},
-            "inputs": {"batch_size": 64}, "early-stop": False}
+    data = {
+        "eps": ["0", "8/255", 0.1],
+        "fail-under": "pgd@0.1=0.4",
+        "attacks": {"attack": ["fgsm", "pgd"]},
+        "inputs": {"batch_size": 64},
+        "early-stop": False,
+    }
     assert map_config(data, OPTIONS, "x.toml") == {
-        "eps": "0,8/255,0.1", "fail_under": ["pgd@0.1=0.4"], "attack": "fgsm,pgd", "batch_size": 64,
-        "early_stop": False}
+        "eps": "0,8/255,0.1",
+        "fail_under": ["pgd@0.1=0.4"],
+        "attack": "fgsm,pgd",
+        "batch_size": 64,
+        "early_stop": False,
+    }
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"epss": "0.1"}, "'epss' (did you mean eps?)"),
-    ({"inputs": {"limt": 3}}, "'inputs.limt'"),
-    ({"extras": {"eps": "0"}}, "[extras]"),
-    ({"eps": "0", "attacks": {"eps": "0.1"}}, "set twice"),
-    ({"early-stop": "yes"}, "true or false"),
-    ({"eps": [[0, 1]]}, "flat list"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"epss": "0.1"}, "'epss' (did you mean eps?)"),
+        ({"inputs": {"limt": 3}}, "'inputs.limt'"),
+        ({"extras": {"eps": "0"}}, "[extras]"),
+        ({"eps": "0", "attacks": {"eps": "0.1"}}, "set twice"),
+        ({"early-stop": "yes"}, "true or false"),
+        ({"eps": [[0, 1]]}, "flat list"),
+    ],
+)
 def test_map_config_errors_name_the_key(data, message):
     with pytest.raises(UsageError) as info:
         map_config(data, OPTIONS, "x.toml")
@@ -55,8 +71,22 @@ def test_map_config_errors_name_the_key(data, message):
 
 def test_every_eval_option_can_be_set_from_a_file():
     keys = {o.key for o in eval_options()}
-    assert {"attack", "eps", "fail-under", "json", "markdown", "junit", "csv", "plot", "limit", "steps",
-            "batch-size", "model", "data", "strict"} <= keys
+    assert {
+        "attack",
+        "eps",
+        "fail-under",
+        "json",
+        "markdown",
+        "junit",
+        "csv",
+        "plot",
+        "limit",
+        "steps",
+        "batch-size",
+        "model",
+        "data",
+        "strict",
+    } <= keys
     assert "config" not in keys and "help" not in keys
 
 
@@ -90,8 +120,9 @@ def test_full_config_runs_with_a_limit_override():
 
 def test_command_line_overrides_the_file(tmp_path):
     config = tmp_path / "c.toml"
-    config.write_text('attack = "fgsm,pgd"\neps = ["0", "0.1"]\nlimit = 12\nsteps = 4\n'
-                      'fail-under = ["clean=1.5"]\n')  # an impossible gate, overridden below
+    config.write_text(
+        'attack = "fgsm,pgd"\neps = ["0", "0.1"]\nlimit = 12\nsteps = 4\nfail-under = ["clean=1.5"]\n'
+    )  # an impossible gate, overridden below
     assert run("--config", str(config)).exit_code == 2  # the file's gate is read (and is invalid)
     result = run("--config", str(config), "--attack", "fgsm", "--fail-under", "clean=0.5", "--json", "-")
     assert result.exit_code == 0, result.output
@@ -100,12 +131,15 @@ def test_command_line_overrides_the_file(tmp_path):
     assert [g["gate"] for g in report["gates"]] == ["clean=0.5"]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("limt = 3\n", "unknown key 'limt'"),
-    ("limit = 'abc'\n", "bad value for limit"),
-    ("limit = [\n", "not valid TOML"),
-    ("[weird]\nlimit = 3\n", "unknown table [weird]"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("limt = 3\n", "unknown key 'limt'"),
+        ("limit = 'abc'\n", "bad value for limit"),
+        ("limit = [\n", "not valid TOML"),
+        ("[weird]\nlimit = 3\n", "unknown table [weird]"),
+    ],
+)
 def test_bad_config_is_one_line_and_exit_2(tmp_path, text, message):
     config = tmp_path / "bad.toml"
     config.write_text(text)
@@ -119,10 +153,14 @@ def test_missing_config_is_exit_2(tmp_path):
     assert result.exit_code == 2 and "no such config file" in result.stderr
 
 
-@pytest.mark.parametrize("content", [
-    (Path(__file__).resolve().parent.parent / "advgrad" / "assets" / "digits_cnn.pt").read_bytes()[:400],  # binary
-    "limit = 5\n# caf\u00e9 in Latin-1\n".encode("latin-1"),
-], ids=["binary", "latin-1"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        (Path(__file__).resolve().parent.parent / "advgrad" / "assets" / "digits_cnn.pt").read_bytes()[:400],  # binary
+        "limit = 5\n# caf\u00e9 in Latin-1\n".encode("latin-1"),
+    ],
+    ids=["binary", "latin-1"],
+)
 def test_binary_or_non_utf8_config_is_one_line_and_exit_2(tmp_path, content):
     config = tmp_path / "bin.toml"
     config.write_bytes(content)

@@ -23,18 +23,21 @@ from advgrad.cost import NOTICE_PASSES, estimate_cost
 from advgrad.sweep import EvalAttack
 
 
-@pytest.mark.parametrize("params, classes, passes", [
-    (PGDParams(steps=20, restarts=2), 10, 40),
-    (PGDParams(), 10, 20),
-    (FGSMParams(), 10, 1),
-    (SquareParams(queries=300), 10, 300),
-    (APGDParams(steps=50, restarts=3), 10, 150),
-    (APGDTParams(steps=10, restarts=2, target_classes=4), 10, 80),
-    (CWParams(steps=100, binary_steps=5), 10, 500),
-    (DeepFoolParams(steps=50), 100, 51 * 10 + 13),  # ten candidate classes at most
-    (DeepFoolParams(steps=50), 3, 51 * 3 + 13),
-    (StrongParams(steps=10, restarts=1, target_classes=3, queries=100), 10, 10 + 30 + 100),
-])
+@pytest.mark.parametrize(
+    "params, classes, passes",
+    [
+        (PGDParams(steps=20, restarts=2), 10, 40),
+        (PGDParams(), 10, 20),
+        (FGSMParams(), 10, 1),
+        (SquareParams(queries=300), 10, 300),
+        (APGDParams(steps=50, restarts=3), 10, 150),
+        (APGDTParams(steps=10, restarts=2, target_classes=4), 10, 80),
+        (CWParams(steps=100, binary_steps=5), 10, 500),
+        (DeepFoolParams(steps=50), 100, 51 * 10 + 13),  # ten candidate classes at most
+        (DeepFoolParams(steps=50), 3, 51 * 3 + 13),
+        (StrongParams(steps=10, restarts=1, target_classes=3, queries=100), 10, 10 + 30 + 100),
+    ],
+)
 def test_passes_per_sample(params, classes, passes):
     assert params.passes_per_sample(classes) == passes
 
@@ -73,9 +76,14 @@ def test_eval_states_the_cost_of_a_big_run_only():
     assert _cost_lines(small) == []
     # 300 samples × 2 ε × 2000 queries = 1.2M passes at most: announced (the run itself is far shorter:
     # early stop drops each sample Square fools, and on the digits model that is most of them)
-    big = invoke(["eval", "--attack", "square", "--eps", "0,0.1,0.2", "--queries", "2000", "--limit", "300",
-                  "--json", "-"])
+    big = invoke(
+        ["eval", "--attack", "square", "--eps", "0,0.1,0.2", "--queries", "2000", "--limit", "300", "--json", "-"]
+    )
     assert big.exit_code == 0, big.stderr
     lines = _cost_lines(big)
-    assert len(lines) == 1 and "up to 1,200,000 model passes" in lines[0] and "square 2,000 × 300 samples × 2 ε" in lines[0]
+    assert (
+        len(lines) == 1
+        and "up to 1,200,000 model passes" in lines[0]
+        and "square 2,000 × 300 samples × 2 ε" in lines[0]
+    )
     assert 300 * 2 * 2000 > NOTICE_PASSES

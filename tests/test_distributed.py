@@ -62,13 +62,22 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
 
     state = tmp_path / "state"  # a single-process run interrupted after two batches
     with pytest.raises(KeyboardInterrupt):
-        evaluate(inputs.model.module, inputs.batches(), attacks, config, state=RunState.open(state, "key"),
-                 progress=stop_after(2))
+        evaluate(
+            inputs.model.module,
+            inputs.batches(),
+            attacks,
+            config,
+            state=RunState.open(state, "key"),
+            progress=stop_after(2),
+        )
     assert RunState.open(state, "key").finished == 2
 
     context = mp.start_processes(
-        worker.run, args=(2, free_port(), str(tmp_path), limit, batch, examples, str(state)), nprocs=2,
-        join=False, start_method="spawn",
+        worker.run,
+        args=(2, free_port(), str(tmp_path), limit, batch, examples, str(state)),
+        nprocs=2,
+        join=False,
+        start_method="spawn",
     )
     for process in context.processes:
         process.join(TIMEOUT)
@@ -90,14 +99,46 @@ def test_torchrun_eval_equals_the_single_process_eval_and_only_rank_0_speaks(tmp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "states")}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
-    args = ["eval", "--limit", "45", "--batch-size", "10", "--eps", "0,0.1,0.3", "--steps", "5",
-            "--fail-under", "pgd@0.1=0.9", "--device", "cpu"]
-    single = subprocess.run([sys.executable, "-m", "advgrad", *args, "--json", str(tmp_path / "single.json")],
-                            env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    args = [
+        "eval",
+        "--limit",
+        "45",
+        "--batch-size",
+        "10",
+        "--eps",
+        "0,0.1,0.3",
+        "--steps",
+        "5",
+        "--fail-under",
+        "pgd@0.1=0.9",
+        "--device",
+        "cpu",
+    ]
+    single = subprocess.run(
+        [sys.executable, "-m", "advgrad", *args, "--json", str(tmp_path / "single.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     launched = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "advgrad", *args, "--json", str(tmp_path / "dist.json")],
-        env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "advgrad",
+            *args,
+            "--json",
+            str(tmp_path / "dist.json"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
     )
     assert single.returncode == 1, single.stderr  # the gate fails in both
     assert launched.returncode != 0, launched.stderr

@@ -53,25 +53,28 @@ def _raised(fn, *args, **kwargs) -> AdvgradError:
     return info.value
 
 
-@pytest.mark.parametrize("call, param", [
-    (lambda: dlr(torch.zeros(1, 2), torch.tensor([0])), "loss"),
-    (lambda: dlr(torch.zeros(1, 3), torch.tensor([0]), torch.tensor([1])), "loss"),
-    (lambda: parse_target("-1"), "target"),
-    (lambda: parse_target("two"), "target"),
-    (lambda: resolve_targets(7, torch.zeros(2, 3), torch.tensor([0, 1])), "target"),
-    (lambda: parse_eps_list(","), "eps"),
-    (lambda: load_default().select(limit=0), "limit"),
-    (lambda: next(load_default().batches(0)), "batch_size"),
-    (lambda: next(load_default().batches(4, num_workers=-1)), "num_workers"),
-    (lambda: DataOptions(image_size=0), "image_size"),
-    (lambda: Normalization.from_options((0.5,), None), "mean"),
-    (lambda: Normalization.from_options((0.5, 0.5), (0.1, 0.2, 0.3)), "mean"),
-    (lambda: parse_channels("a,b", "std"), "std"),
-    (lambda: parse_model_args(["not an arg"]), "model_args"),
-    (lambda: check_number(2.5, "steps", integer=True), "steps"),
-    (lambda: parse_threads("0"), "threads"),
-    (lambda: _throw(compile_failed(RuntimeError("no compiler"))), "compile"),
-])
+@pytest.mark.parametrize(
+    "call, param",
+    [
+        (lambda: dlr(torch.zeros(1, 2), torch.tensor([0])), "loss"),
+        (lambda: dlr(torch.zeros(1, 3), torch.tensor([0]), torch.tensor([1])), "loss"),
+        (lambda: parse_target("-1"), "target"),
+        (lambda: parse_target("two"), "target"),
+        (lambda: resolve_targets(7, torch.zeros(2, 3), torch.tensor([0, 1])), "target"),
+        (lambda: parse_eps_list(","), "eps"),
+        (lambda: load_default().select(limit=0), "limit"),
+        (lambda: next(load_default().batches(0)), "batch_size"),
+        (lambda: next(load_default().batches(4, num_workers=-1)), "num_workers"),
+        (lambda: DataOptions(image_size=0), "image_size"),
+        (lambda: Normalization.from_options((0.5,), None), "mean"),
+        (lambda: Normalization.from_options((0.5, 0.5), (0.1, 0.2, 0.3)), "mean"),
+        (lambda: parse_channels("a,b", "std"), "std"),
+        (lambda: parse_model_args(["not an arg"]), "model_args"),
+        (lambda: check_number(2.5, "steps", integer=True), "steps"),
+        (lambda: parse_threads("0"), "threads"),
+        (lambda: _throw(compile_failed(RuntimeError("no compiler"))), "compile"),
+    ],
+)
 def test_library_errors_name_parameters_not_flags(call, param):
     exc = _raised(call)
     assert exc.param == param
@@ -98,8 +101,14 @@ def test_the_api_checks_batch_size_with_the_same_check():
 
     x, y = load_default().fetch(torch.arange(4))
     with pytest.raises(UsageError, match="`batch_size` must be at least 1, got 0") as info:
-        advgrad.evaluate(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)), x, y, attacks=["fgsm"],
-                         eps=[0.1], batch_size=0)
+        advgrad.evaluate(
+            torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
+            x,
+            y,
+            attacks=["fgsm"],
+            eps=[0.1],
+            batch_size=0,
+        )
     assert info.value.param == "batch_size"
 
 
@@ -133,17 +142,20 @@ def test_a_user_error_is_shown_with_flags(capsys):
     assert capsys.readouterr().err.strip() == "error: --model-arg takes KEY=VALUE; --image-size too"
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--mean", "0.5"], "error: --mean needs --std too (one value per channel, e.g. --mean 0.5 --std 0.5)"),
-    (["--mean", "0.5,0.5", "--std", "0.1,0.2,0.3"], "error: --mean has 2 values but --std has 3"),
-    (["--target", "-1"], "error: --target must be a class index ≥ 0, got -1"),
-    (["--seed", "-1"], "error: --seed must be ≥ 0, got -1"),
-    (["--batch-size", "0"], "error: --batch-size must be at least 1, got 0"),
-    (["--num-workers", "-1"], "error: --num-workers must be 0 or more, got -1"),
-    (["--image-size", "0"], "error: --image-size must be at least 1, got 0"),
-    (["--image-size", "8"], "error: --image-size resizes image folders only"),
-    (["--weights", "w.pt"], "error: --weights apply to models built in code"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--mean", "0.5"], "error: --mean needs --std too (one value per channel, e.g. --mean 0.5 --std 0.5)"),
+        (["--mean", "0.5,0.5", "--std", "0.1,0.2,0.3"], "error: --mean has 2 values but --std has 3"),
+        (["--target", "-1"], "error: --target must be a class index ≥ 0, got -1"),
+        (["--seed", "-1"], "error: --seed must be ≥ 0, got -1"),
+        (["--batch-size", "0"], "error: --batch-size must be at least 1, got 0"),
+        (["--num-workers", "-1"], "error: --num-workers must be 0 or more, got -1"),
+        (["--image-size", "0"], "error: --image-size must be at least 1, got 0"),
+        (["--image-size", "8"], "error: --image-size resizes image folders only"),
+        (["--weights", "w.pt"], "error: --weights apply to models built in code"),
+    ],
+)
 def test_cli_messages_name_the_flags(args, needle):
     result = invoke(["attack", "--limit", "4", *args, "--out", "never-written.pt"])
     message = assert_bad_input(result)

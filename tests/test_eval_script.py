@@ -21,11 +21,31 @@ pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash
 
 
 def run_script(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ADVGRAD": f"{sys.executable} -m advgrad",
-           "ADVGRAD_STATE_DIR": str(tmp_path / "state"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run(["bash", str(SCRIPT), "-c", str(tmp_path / "tiny.toml"), "-b", str(tmp_path / "base"),
-                           "-o", str(tmp_path / "out"), *args], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ADVGRAD": f"{sys.executable} -m advgrad",
+        "ADVGRAD_STATE_DIR": str(tmp_path / "state"),
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [
+            "bash",
+            str(SCRIPT),
+            "-c",
+            str(tmp_path / "tiny.toml"),
+            "-b",
+            str(tmp_path / "base"),
+            "-o",
+            str(tmp_path / "out"),
+            *args,
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")

@@ -56,7 +56,9 @@ def _batches(x, y, size):
 
 
 def _fgsm(early_stop=False, eps=EPS, **config):
-    return [EvalAttack(get_attack("fgsm"), FGSMParams())], EvalConfig(eps=list(eps), early_stop=early_stop, **{"gradient_evidence": False, **config})
+    return [EvalAttack(get_attack("fgsm"), FGSMParams())], EvalConfig(
+        eps=list(eps), early_stop=early_stop, **{"gradient_evidence": False, **config}
+    )
 
 
 def test_cascade_equals_an_independent_per_eps_computation():
@@ -94,7 +96,9 @@ def test_one_attack_sweep_on_one_batch_is_the_cascade_by_hand():
     correct = logits.argmax(1) == y
     attacks, config = _fgsm()
     tally = AttackTally.empty(len(EPS), CLASSES)
-    sweep = AttackSweep(CountingModel(model), attacks[0], config, CleanBatch(x, y, logits, correct, 0, CLASSES), 0, tally)
+    sweep = AttackSweep(
+        CountingModel(model), attacks[0], config, CleanBatch(x, y, logits, correct, 0, CLASSES), 0, tally
+    )
     sweep.run()
     survives = correct.clone()
     for j, eps in enumerate(EPS):

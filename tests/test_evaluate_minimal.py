@@ -68,7 +68,9 @@ def test_curve_and_median_match_the_closed_form(problem, name: str) -> None:
         expected = int((dist > point.eps).sum())
         assert point.robust == expected, (point.eps, point.robust, expected)
         assert point.accuracy == pytest.approx(expected / n)
-    assert curve.median_norm == pytest.approx(float(dist.median() if n % 2 else dist.sort().values[n // 2 - 1 : n // 2 + 1].mean()), rel=0.01)
+    assert curve.median_norm == pytest.approx(
+        float(dist.median() if n % 2 else dist.sort().values[n // 2 - 1 : n // 2 + 1].mean()), rel=0.01
+    )
     # Norm statistics are those of the examples counted, never above ε.
     for point in curve.points:
         if point.max_norm is not None:

@@ -25,8 +25,22 @@ def test_parse_gate_forms():
     assert parse_gate("clean=0.95").eps is None
 
 
-@pytest.mark.parametrize("text", ["pgd", "pgd@0.1", "pgd=0.4", "@0.1=0.4", "pgd@=0.4", "pgd@0.1=", "pgd@0.1=1.5",
-                                  "pgd@-1=0.4", "pgd@x=0.4", "pgd@0.1=abc", "pgd@0.1=-0.1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "pgd",
+        "pgd@0.1",
+        "pgd=0.4",
+        "@0.1=0.4",
+        "pgd@=0.4",
+        "pgd@0.1=",
+        "pgd@0.1=1.5",
+        "pgd@-1=0.4",
+        "pgd@x=0.4",
+        "pgd@0.1=abc",
+        "pgd@0.1=-0.1",
+    ],
+)
 def test_bad_gates_are_usage_errors(text):
     with pytest.raises(UsageError):
         parse_gate(text)
@@ -41,8 +55,9 @@ def test_parse_share():
 
 def test_gates_on_a_crafted_report():
     report = crafted({"fgsm": [95, 60, 20], "pgd": [95, 40, 10]}, eps=(0.0, 8 / 255, 16 / 255))
-    results = evaluate_gates(report, parse_gates(["pgd@8/255=0.40", "pgd@0.0314=0.41", "fgsm@16/255=0.25",
-                                                  "clean=0.95", "clean=96%"]))
+    results = evaluate_gates(
+        report, parse_gates(["pgd@8/255=0.40", "pgd@0.0314=0.41", "fgsm@16/255=0.25", "clean=0.95", "clean=96%"])
+    )
     assert [r.passed for r in results] == [True, False, False, True, False]
     assert [r.accuracy for r in results] == [0.40, 0.40, 0.20, 0.95, 0.95]
     assert results[1].eps == 8 / 255  # 0.0314 matched the report's 8/255
@@ -71,8 +86,20 @@ def test_cli_gates_exit_codes_on_a_crafted_report(crafted_eval, tmp_path):
     ok = runner.invoke(app, crafted_eval + ["--fail-under", "pgd@0.1=0.40", "--fail-under", "clean=0.9"])
     assert ok.exit_code == 0, ok.output
     assert "FAILED" not in ok.stderr
-    fail = runner.invoke(app, crafted_eval + ["--fail-under", "pgd@0.1=0.41", "--fail-under", "fgsm@0.2=0.5",
-                                              "--fail-under", "fgsm@0.1=0.5", "--json", str(tmp_path / "r.json")])
+    fail = runner.invoke(
+        app,
+        crafted_eval
+        + [
+            "--fail-under",
+            "pgd@0.1=0.41",
+            "--fail-under",
+            "fgsm@0.2=0.5",
+            "--fail-under",
+            "fgsm@0.1=0.5",
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+    )
     assert fail.exit_code == 1
     assert "pgd at ε=0.1" in fail.stderr and "fgsm at ε=0.2" in fail.stderr
     assert "2 gates failed" in fail.stderr

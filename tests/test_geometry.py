@@ -69,8 +69,14 @@ def test_the_built_in_norms_are_registered_and_their_duals_pair_up():
     assert [g.label for g in (LINF, L2, L1)] == ["L∞", "L2", "L1"]
 
 
-@given(st.sampled_from(NORMS), st.floats(0.0, 3.0), st.floats(0.01, 5.0), st.integers(1, 4), st.integers(1, 20),
-       st.integers(0, 2**31 - 1))
+@given(
+    st.sampled_from(NORMS),
+    st.floats(0.0, 3.0),
+    st.floats(0.01, 5.0),
+    st.integers(1, 4),
+    st.integers(1, 20),
+    st.integers(0, 2**31 - 1),
+)
 def test_projection_lands_in_the_ball_and_is_idempotent(norm, eps, scale, n, d, seed):
     geometry = get_geometry(norm)
     delta = _batch(seed, n, d, scale)
@@ -156,8 +162,15 @@ def test_box_diameter_is_the_distance_between_opposite_corners(norm, d):
 
 
 def test_parse_norm_reads_each_geometry_aliases_and_get_geometry_refuses_unknown_names():
-    assert [parse_norm(t) for t in ("Linf", "∞", "infinity", "L2", "2.0", "l1", 1)] == ["inf", "inf", "inf", "2", "2",
-                                                                                     "1", "1"]
+    assert [parse_norm(t) for t in ("Linf", "∞", "infinity", "L2", "2.0", "l1", 1)] == [
+        "inf",
+        "inf",
+        "inf",
+        "2",
+        "2",
+        "1",
+        "1",
+    ]
     with pytest.raises(UsageError, match="unknown norm"):
         get_geometry("3")
     with pytest.raises(ValueError, match="already registered"):
@@ -219,8 +232,9 @@ def test_a_registered_toy_norm_works_in_threat_models_attacks_and_reports(half_n
     assert float(start.abs().max()) <= 0.1
     g = torch.randn(4, 9, dtype=torch.float64)
     assert torch.allclose((g * threat.geometry.steepest(g)).sum(dim=1), threat.geometry.dual_norm(g))
-    x_adv = pgd(digits_model, x, y, threat=threat, params=PGDParams(steps=5),
-                generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(
+        digits_model, x, y, threat=threat, params=PGDParams(steps=5), generator=torch.Generator().manual_seed(0)
+    )
     assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
     assert norm_symbol("half") == "L½" and norm_sub("half") == "½"
     assert math.isclose(threat.geometry.box_diameter(64), 2.0)

@@ -103,7 +103,12 @@ Y6 = torch.arange(6)
         (lambda p: str(p), "directory"),
         (lambda p: _save_pt(p / "nan.pt", x=torch.full((6, 1, 2, 2), float("nan")), y=Y6), "NaN"),
         (lambda p: _save_pt(p / "inf.pt", x=torch.full((6, 1, 2, 2), float("inf")), y=Y6), "NaN or infinite"),
-        (lambda p: _save_pt(p / "norm.pt", x=torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0)), y=Y6), "normalised"),
+        (
+            lambda p: _save_pt(
+                p / "norm.pt", x=torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0)), y=Y6
+            ),
+            "normalised",
+        ),
         (lambda p: _save_pt(p / "big.pt", x=torch.full((6, 1, 2, 2), 255.0), y=Y6), "outside \\[0, 1\\]"),
         (lambda p: _save_pt(p / "keys.pt", images=torch.rand(6, 1, 2, 2), labels=Y6), "x and y"),
         (lambda p: _save_pt(p / "short.pt", x=torch.rand(6, 1, 2, 2), y=torch.arange(5)), "one label per sample"),

@@ -1,4 +1,5 @@
-"""Loading data (advgrad/io/data/load.py, sources.py, tensorfiles.py, datasets.py): tensor files, image folders, torchvision datasets by name, selection and streaming."""
+"""Loading data (advgrad/io/data/load.py, sources.py, tensorfiles.py, datasets.py): tensor files, image
+folders, torchvision datasets by name, selection and streaming."""
 
 from __future__ import annotations
 
@@ -94,7 +95,9 @@ def test_normalised_data_is_explained(tmp_path):
 def test_0_255_pixels_are_explained_as_such(tmp_path, dtype):
     x = (torch.rand(5, 3, 3, 3, generator=torch.Generator().manual_seed(0)) * 255).round().to(dtype)
     for path in write_all_formats(tmp_path, x, torch.zeros(5, dtype=torch.long)):
-        with pytest.raises(DataError, match=r"outside \[0, 1\]; they look like 0–255 pixels.*divide x by 255.*uint8") as info:
+        with pytest.raises(
+            DataError, match=r"outside \[0, 1\]; they look like 0–255 pixels.*divide x by 255.*uint8"
+        ) as info:
             load_data(str(path))
         assert "normalised" not in str(info.value)
 

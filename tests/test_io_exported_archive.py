@@ -56,10 +56,15 @@ def rebuild(src: pathlib.Path, dst: pathlib.Path, edit_json=None, extra: dict | 
 def with_pickled_constant(tmp_path, member: str, path_name: str, marker: pathlib.Path) -> pathlib.Path:
     """An archive whose constants config names ``path_name`` (read from ``member``), a pickle
     that creates ``marker`` when unpickled."""
+
     def edit(name, parsed):
         if name == "data/constants/model_constants_config.json":
-            parsed["config"]["evil"] = {"path_name": path_name, "is_param": False, "use_pickle": True,
-                                        "tensor_meta": None}
+            parsed["config"]["evil"] = {
+                "path_name": path_name,
+                "is_param": False,
+                "use_pickle": True,
+                "tensor_meta": None,
+            }
         return parsed
 
     base = exported(tmp_path / "base.pt2")
@@ -67,8 +72,12 @@ def with_pickled_constant(tmp_path, member: str, path_name: str, marker: pathlib
 
 
 # member spellings torch's case-insensitive reader resolves to data/constants/opaque_obj_0
-SPELLINGS = ["data/constants/opaque_obj_0", "data/constants/Opaque_obj_0", "data/CONSTANTS/opaque_obj_0",
-             "DATA/Constants/OPAQUE_OBJ_0"]
+SPELLINGS = [
+    "data/constants/opaque_obj_0",
+    "data/constants/Opaque_obj_0",
+    "data/CONSTANTS/opaque_obj_0",
+    "DATA/Constants/OPAQUE_OBJ_0",
+]
 
 
 @pytest.mark.parametrize("member", SPELLINGS)
@@ -84,7 +93,9 @@ def test_torch_unpickles_the_crafted_constant(tmp_path, member):
 def test_opaque_constant_refused_however_spelled(tmp_path, member):
     marker = tmp_path / "code-ran"
     path = with_pickled_constant(tmp_path, member, "opaque_obj_0", marker)
-    with pytest.raises(ModelError, match=r"'evil' \(stored as 'opaque_obj_0'\) is a pickled Python object.*`unsafe_pickle`"):
+    with pytest.raises(
+        ModelError, match=r"'evil' \(stored as 'opaque_obj_0'\) is a pickled Python object.*`unsafe_pickle`"
+    ):
         load_model(str(path))
     assert not marker.exists()
 
@@ -134,8 +145,9 @@ def test_symbolic_size_that_is_code_refused(tmp_path):
 
     def edit(name, parsed):
         if name == "models/model.json":
-            text = json.dumps(parsed).replace('"expr_str": "Symbol(', '"expr_str": "' + code.replace('"', '\\"')
-                                              + 'Symbol(', 1)
+            text = json.dumps(parsed).replace(
+                '"expr_str": "Symbol(', '"expr_str": "' + code.replace('"', '\\"') + "Symbol(", 1
+            )
             return json.loads(text)
         return parsed
 
@@ -146,18 +158,21 @@ def test_symbolic_size_that_is_code_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("text, safe", [
-    ("Symbol('s77', positive=True, integer=True)", True),
-    ("2*s0 + FloorDiv(s1, 2)", True),
-    ("Max(1, s77) <= 64", True),
-    ("Mul(Float('0.5', precision=53), Symbol('s0', integer=True))", True),
-    ("Float('1.5; x')", False),
-    ("__import__('os').system('id')", False),
-    ("open('s0', 'w')", False),
-    ("s0.__class__", False),
-    ("Symbol('x; import os')", False),
-    ("sympify('open')", False),
-])
+@pytest.mark.parametrize(
+    "text, safe",
+    [
+        ("Symbol('s77', positive=True, integer=True)", True),
+        ("2*s0 + FloorDiv(s1, 2)", True),
+        ("Max(1, s77) <= 64", True),
+        ("Mul(Float('0.5', precision=53), Symbol('s0', integer=True))", True),
+        ("Float('1.5; x')", False),
+        ("__import__('os').system('id')", False),
+        ("open('s0', 'w')", False),
+        ("s0.__class__", False),
+        ("Symbol('x; import os')", False),
+        ("sympify('open')", False),
+    ],
+)
 def test_safe_sympy_expression(text, safe):
     assert safe_sympy_expression(text) is safe
 
@@ -183,8 +198,9 @@ def test_guard_code_never_runs(tmp_path):
 
 
 def test_compiled_code_refused(tmp_path):
-    path = rebuild(exported(tmp_path / "base.pt2"), tmp_path / "aoti.pt2",
-                   extra={"data/AOTInductor/model/model.so": b"\x7fELF"})
+    path = rebuild(
+        exported(tmp_path / "base.pt2"), tmp_path / "aoti.pt2", extra={"data/AOTInductor/model/model.so": b"\x7fELF"}
+    )
     with pytest.raises(ModelError, match="compiled code"):
         load_model(str(path))
 

@@ -25,11 +25,15 @@ def char_device(tmp_path):
     return null_device(tmp_path / "null-device")
 
 
-@pytest.mark.parametrize("write", [
-    lambda p: write_json(p, {"a": 1}),
-    lambda p: write_text(p, "text\n"),
-    lambda p: write_tensors(p, {"x": torch.zeros(2)}),
-], ids=["json", "text", "tensors"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda p: write_json(p, {"a": 1}),
+        lambda p: write_text(p, "text\n"),
+        lambda p: write_tensors(p, {"x": torch.zeros(2)}),
+    ],
+    ids=["json", "text", "tensors"],
+)
 def test_a_character_device_is_written_to_not_replaced(char_device, write):
     write(char_device)
     assert is_null_device(char_device)

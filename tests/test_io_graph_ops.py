@@ -157,17 +157,28 @@ def test_torchscript_load_time_code_is_refused(tmp_path, victim):
     assert victim.read_bytes() == b"BBBB"
 
 
-@pytest.mark.parametrize("kind, allowed", [
-    ("aten::conv2d", True), ("aten::relu_", True), ("prim::If", True), ("aten::view_copy", True),
-    ("aten::from_file", False), ("prim::Print", False), ("aten::set_", False), ("aten::__setitem__", False),
-    ("quantized::linear", False), ("prim::PythonOp", False),
-])
+@pytest.mark.parametrize(
+    "kind, allowed",
+    [
+        ("aten::conv2d", True),
+        ("aten::relu_", True),
+        ("prim::If", True),
+        ("aten::view_copy", True),
+        ("aten::from_file", False),
+        ("prim::Print", False),
+        ("aten::set_", False),
+        ("aten::__setitem__", False),
+        ("quantized::linear", False),
+        ("prim::PythonOp", False),
+    ],
+)
 def test_torchscript_kinds(kind, allowed):
     assert torchscript_kind_allowed(kind) is allowed
 
 
 # ---------------------------------------------------------------------------------------------
 # The list is not too narrow: every operator of the models people attack is on it.
+
 
 def _digits():
     return DigitsCNN().eval(), torch.rand(2, 1, 8, 8)
@@ -176,6 +187,7 @@ def _digits():
 def _torchvision(name: str, size: int = 64):
     def build():
         return torchvision.models.get_model(name, weights=None, num_classes=10).eval(), torch.rand(2, 3, size, size)
+
     return build
 
 

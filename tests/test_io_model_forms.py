@@ -1,4 +1,5 @@
-"""Loading models (advgrad/io/model/load.py, model_files.py, exported.py, factories.py, weights.py, normalize.py): every --model form, weights and their wrappings, refusals that keep code from running."""
+"""Loading models (advgrad/io/model/load.py, model_files.py, exported.py, factories.py, weights.py,
+normalize.py): every --model form, weights and their wrappings, refusals that keep code from running."""
 
 from __future__ import annotations
 
@@ -103,8 +104,12 @@ def test_exported_archive_with_a_code_running_pickle_never_runs_it(tmp_path):
 
 
 def test_exported_graph_calling_python_is_refused(tmp_path):
-    path = exported_with(tmp_path, "calls.pt2", "models/model.json",
-                         lambda data: data.replace(b"torch.ops.aten.linear.default", b"torch.hub.load"))
+    path = exported_with(
+        tmp_path,
+        "calls.pt2",
+        "models/model.json",
+        lambda data: data.replace(b"torch.ops.aten.linear.default", b"torch.hub.load"),
+    )
     with pytest.raises(ModelError, match="calls.pt2"):
         load_model(str(path))
 
@@ -148,8 +153,9 @@ def test_malicious_pickle_never_runs_without_the_flag(tmp_path, as_weights):
     marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pt"
     torch.save({"state_dict": Payload(marker)}, path)
-    spec, options = (("factory_models:make", ModelOptions(weights=str(path))) if as_weights
-                     else (str(path), ModelOptions()))
+    spec, options = (
+        ("factory_models:make", ModelOptions(weights=str(path))) if as_weights else (str(path), ModelOptions())
+    )
     with pytest.raises(ModelError, match="`unsafe_pickle`"):
         load_model(spec, options)
     assert not marker.exists()
@@ -321,7 +327,9 @@ def test_torchvision_with_weights_file(tmp_path):
     trained = torchvision.models.get_model("mobilenet_v3_small", weights=None, num_classes=10).eval()
     path = tmp_path / "mnv3.pth"
     torch.save(trained.state_dict(), path)
-    loaded = load_model("torchvision:mobilenet_v3_small", ModelOptions(weights=str(path), model_args={"num_classes": 10}))
+    loaded = load_model(
+        "torchvision:mobilenet_v3_small", ModelOptions(weights=str(path), model_args={"num_classes": 10})
+    )
     assert loaded.kind == "torchvision" and not loaded.module.training and loaded.normalization is None
     x = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(outputs(loaded, x), trained(x))
@@ -346,7 +354,9 @@ def test_torchvision_default_weights_from_cache_bring_their_normalisation(tmp_pa
     stand_in = torchvision.models.get_model("squeezenet1_1", weights=None).eval()  # random, not the real weights
     torch.save(stand_in.state_dict(), cache / entry.url.rsplit("/", 1)[-1])
     loaded = load_model("torchvision:squeezenet1_1", ModelOptions(weights="DEFAULT"))
-    assert loaded.normalization == Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), loaded.normalization.source)
+    assert loaded.normalization == Normalization(
+        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), loaded.normalization.source
+    )
     x = torch.rand(2, 3, 64, 64)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -390,8 +400,12 @@ def test_single_value_applies_to_every_channel():
 
 @pytest.mark.parametrize(
     ("mean", "std", "message"),
-    [((0.5,), None, "`mean` needs `std`"), (None, (0.5,), "`std` needs `mean`"),
-     ((0.1, 0.2), (0.1, 0.2, 0.3), "`mean` has 2 values but `std` has 3"), ((0.5,), (0.0,), "must be positive")],
+    [
+        ((0.5,), None, "`mean` needs `std`"),
+        (None, (0.5,), "`std` needs `mean`"),
+        ((0.1, 0.2), (0.1, 0.2, 0.3), "`mean` has 2 values but `std` has 3"),
+        ((0.5,), (0.0,), "must be positive"),
+    ],
 )
 def test_bad_normalisation(mean, std, message):
     with pytest.raises(UsageError, match=message):
@@ -416,6 +430,8 @@ def test_torchvision_warnings_for_random_weights_and_missing_normalisation(tmp_p
     torch.save(random.module.state_dict(), path)
     plain = load_model("torchvision:squeezenet1_1", ModelOptions(weights=str(path), model_args={"num_classes": 3}))
     assert any("no `mean`/`std` given" in w for w in plain.warnings)
-    normalised = load_model("torchvision:squeezenet1_1",
-                            ModelOptions(weights=str(path), model_args={"num_classes": 3}, mean=(0.5,), std=(0.5,)))
+    normalised = load_model(
+        "torchvision:squeezenet1_1",
+        ModelOptions(weights=str(path), model_args={"num_classes": 3}, mean=(0.5,), std=(0.5,)),
+    )
     assert normalised.warnings == []

@@ -69,7 +69,11 @@ def test_noise_after_a_pickle_header_is_corrupt_and_never_invites_the_opt_in(tmp
             load()
         message = str(info.value)
         assert f"not a readable {what} file, truncated or corrupt" in message and "damaged pickle data" in message
-        assert "unsafe_pickle" not in message and "--unsafe-pickle" not in message and "pickled" not in message.split("(")[0]
+        assert (
+            "unsafe_pickle" not in message
+            and "--unsafe-pickle" not in message
+            and "pickled" not in message.split("(")[0]
+        )
 
 
 @pytest.mark.parametrize("legacy", [False, True])

@@ -19,8 +19,12 @@ Y = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])
 
 @pytest.mark.parametrize(
     ("factory", "rule"),
-    [(fm.make, OutputRule("tensor")), (fm.make_tuple, OutputRule("index", 0)),
-     (fm.make_dict, OutputRule("key", "logits")), (fm.make_object, OutputRule("attribute", "logits"))],
+    [
+        (fm.make, OutputRule("tensor")),
+        (fm.make_tuple, OutputRule("index", 0)),
+        (fm.make_dict, OutputRule("key", "logits")),
+        (fm.make_object, OutputRule("attribute", "logits")),
+    ],
 )
 def test_outputs_with_logits_inside(factory, rule):
     model = factory().eval()
@@ -139,7 +143,9 @@ def test_open_inputs_warns_on_class_count_mismatch(tmp_path):
     from loading_fixtures import write_image_folder
 
     root = write_image_folder(tmp_path / "imgs", {"a": 1, "b": 1})
-    run = open_inputs(InputOptions(model="factory_models:make", model_args=("channels=3",), data=str(root), device="cpu"))
+    run = open_inputs(
+        InputOptions(model="factory_models:make", model_args=("channels=3",), data=str(root), device="cpu")
+    )
     assert any("the data has 2 classes but the model outputs 10" in w for w in run.warnings)
 
 

@@ -25,17 +25,20 @@ def test_box_diameter():
     assert get_geometry("1").box_diameter(64) == 64
 
 
-@pytest.mark.parametrize(("norm", "eps", "features", "fires", "suggests"), [
-    ("inf", [8.0], 64, True, "8/255"),
-    ("inf", [1.5], 64, True, None),
-    ("inf", [0.0, 1.0, 8 / 255], 64, False, None),
-    ("inf", [256.0], 64, True, None),
-    ("2", [8.0], 64, False, None),
-    ("2", [9.0], 64, True, "9/255"),
-    ("2", [math.sqrt(3 * 32 * 32) * 1.01], 3 * 32 * 32, True, None),
-    ("1", [64.0], 64, False, None),
-    ("1", [65.0], 64, True, "65/255"),
-])
+@pytest.mark.parametrize(
+    ("norm", "eps", "features", "fires", "suggests"),
+    [
+        ("inf", [8.0], 64, True, "8/255"),
+        ("inf", [1.5], 64, True, None),
+        ("inf", [0.0, 1.0, 8 / 255], 64, False, None),
+        ("inf", [256.0], 64, True, None),
+        ("2", [8.0], 64, False, None),
+        ("2", [9.0], 64, True, "9/255"),
+        ("2", [math.sqrt(3 * 32 * 32) * 1.01], 3 * 32 * 32, True, None),
+        ("1", [64.0], 64, False, None),
+        ("1", [65.0], 64, True, "65/255"),
+    ],
+)
 def test_eps_beyond_box(norm, eps, features, fires, suggests):
     message = eps_beyond_box(norm, eps, features)
     assert (message is not None) == fires, message

@@ -25,8 +25,10 @@ def live_tensors() -> int:
 
 def test_an_evaluation_holds_nothing_that_grows_with_the_samples():
     # (a minimal attack's exact median norm keeps one float per sample, by design: docs/scale.md)
-    attacks = [EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
-               EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=3))]
+    attacks = [
+        EvalAttack(get_attack("fgsm"), get_attack("fgsm").make_params()),
+        EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=3)),
+    ]
     config = EvalConfig(eps=[0.0, 0.1, 0.3], examples=4)
     checkpoints = {EARLY: None, BATCHES: None}  # after these many batches
     batches = [0]
@@ -39,7 +41,13 @@ def test_an_evaluation_holds_nothing_that_grows_with_the_samples():
 
     tracemalloc.start()
     try:
-        report = evaluate(load_default_model(), CycledSource(load_default(), BATCH * BATCHES).batches(BATCH), attacks, config, progress=tick)
+        report = evaluate(
+            load_default_model(),
+            CycledSource(load_default(), BATCH * BATCHES).batches(BATCH),
+            attacks,
+            config,
+            progress=tick,
+        )
     finally:
         tracemalloc.stop()
     assert report.n_samples == BATCH * BATCHES

@@ -29,8 +29,25 @@ def run(command, data, how, fail_on, *extra):
     picks = ["--method", "pgd", "--eps", "0.1"] if command == "attack" else ["--attack", "pgd", "--eps", "0,0.1"]
     if command in ("grad", "info"):
         picks = []
-    return run_cli(command, *picks, "--model", MODEL, "--model-arg", f"how={how}", "--model-arg", f"fail_on={fail_on}",
-                   "--data", data, "--device", "cpu", "--batch-size", "8", "--json", "-", *extra)
+    return run_cli(
+        command,
+        *picks,
+        "--model",
+        MODEL,
+        "--model-arg",
+        f"how={how}",
+        "--model-arg",
+        f"fail_on={fail_on}",
+        "--data",
+        data,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--json",
+        "-",
+        *extra,
+    )
 
 
 def assert_model_failure(result, *needles):
@@ -62,8 +79,10 @@ def test_a_model_that_changes_its_input_in_place(data, command, fail_on):
     assert_model_failure(run(command, data, "inplace", fail_on), MODEL, "in place")
 
 
-@pytest.mark.parametrize(("command", "fail_on"), [("eval", 1), ("eval", AFTER_PROBE), ("attack", 1),
-                                                  ("attack", AFTER_PROBE), ("grad", AFTER_PROBE), ("info", 1)])
+@pytest.mark.parametrize(
+    ("command", "fail_on"),
+    [("eval", 1), ("eval", AFTER_PROBE), ("attack", 1), ("attack", AFTER_PROBE), ("grad", AFTER_PROBE), ("info", 1)],
+)
 def test_a_model_that_calls_sys_exit(data, command, fail_on):
     assert_model_failure(run(command, data, "exit", fail_on), MODEL, "sys.exit(0)")
 

@@ -39,8 +39,8 @@ def _grid_data(value: str = "nan", off_grid: int = 0):
     y[18:] = (pred[18:] + 1) % 3
     assert int((y[:18] != 0).sum()) >= 6  # samples a NaN argmax (class 0) would count as fooled
     if off_grid:  # labelled 0: the argmax of a NaN row, which must not count as a correct prediction
-        x[N - off_grid:] = x[N - off_grid:] * 0.9 + 0.01
-        y[N - off_grid:] = 0
+        x[N - off_grid :] = x[N - off_grid :] * 0.9 + 0.01
+        y[N - off_grid :] = 0
     return x, y
 
 
@@ -66,8 +66,9 @@ def test_attacks_return_points_that_are_not_counted_as_fooled(method):
     spec = get_attack(method)
     threat = ThreatModel("inf" if "inf" in spec.norms else spec.norms[0], 0.1)
     params = spec.make_params(queries=50, steps=5)
-    x_adv = run_attack(spec, model, x, y, threat=threat, params=params, generator=torch.Generator().manual_seed(0),
-                       early_stop=True)
+    x_adv = run_attack(
+        spec, model, x, y, threat=threat, params=params, generator=torch.Generator().manual_seed(0), early_stop=True
+    )
     assert torch.isfinite(x_adv).all()
     assert bool(threat.contains(x_adv, x).all())
     with torch.no_grad():
@@ -78,9 +79,27 @@ def test_attacks_return_points_that_are_not_counted_as_fooled(method):
 def test_eval_counts_non_finite_logits_as_not_fooled_and_the_check_fires(tmp_path, value):
     x, y = _grid_data(value)
     data = save_tensors(tmp_path / "grid.pt", x, y)
-    result = run_cli("eval", "--model", "factory_models:make_off_grid_nan", "--model-arg", f"value='{value}'",
-                     "--data", data, "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.1", "--device", "cpu",
-                     "--batch-size", "10", "--json", "-")
+    result = run_cli(
+        "eval",
+        "--model",
+        "factory_models:make_off_grid_nan",
+        "--model-arg",
+        f"value='{value}'",
+        "--data",
+        data,
+        "--attack",
+        "fgsm,pgd",
+        "--steps",
+        "5",
+        "--eps",
+        "0,0.1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "10",
+        "--json",
+        "-",
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     clean = _finite_correct(x, y, value)
@@ -99,8 +118,23 @@ def test_eval_counts_non_finite_logits_as_not_fooled_and_the_check_fires(tmp_pat
 def test_eval_counts_non_finite_clean_logits_as_misclassified(tmp_path):
     x, y = _grid_data(off_grid=4)
     data = save_tensors(tmp_path / "grid.pt", x, y)
-    result = run_cli("eval", "--model", "factory_models:make_off_grid_nan", "--data", data, "--attack", "fgsm",
-                     "--eps", "0,0.1", "--device", "cpu", "--batch-size", "8", "--json", "-")
+    result = run_cli(
+        "eval",
+        "--model",
+        "factory_models:make_off_grid_nan",
+        "--data",
+        data,
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0,0.1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--json",
+        "-",
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     clean = _finite_correct(x, y)
@@ -114,8 +148,23 @@ def test_eval_counts_non_finite_clean_logits_as_misclassified(tmp_path):
 def test_an_honest_model_passes_the_check(tmp_path):
     x, y = _grid_data()
     data = save_tensors(tmp_path / "grid.pt", x, y)
-    result = run_cli("eval", "--model", "factory_models:Linear", "--model-arg", "features=64", "--data", data,
-                     "--attack", "fgsm", "--eps", "0,0.1", "--device", "cpu", "--json", "-")
+    result = run_cli(
+        "eval",
+        "--model",
+        "factory_models:Linear",
+        "--model-arg",
+        "features=64",
+        "--data",
+        data,
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0,0.1",
+        "--device",
+        "cpu",
+        "--json",
+        "-",
+    )
     assert result.exit_code == 0, result.stderr
     check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "non-finite-logits")
     assert check["status"] == "passed"
@@ -126,8 +175,23 @@ def test_attack_counts_non_finite_logits_as_not_fooled(tmp_path, method):
     x, y = _grid_data()
     data = save_tensors(tmp_path / "grid.pt", x, y)
     out = tmp_path / "adv.pt"
-    result = run_cli("attack", "--method", method, "--eps", "0.1", "--model", "factory_models:make_off_grid_nan",
-                     "--data", data, "--device", "cpu", "--json", "-", "--out", out)
+    result = run_cli(
+        "attack",
+        "--method",
+        method,
+        "--eps",
+        "0.1",
+        "--model",
+        "factory_models:make_off_grid_nan",
+        "--data",
+        data,
+        "--device",
+        "cpu",
+        "--json",
+        "-",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["clean_accuracy"] == pytest.approx(18 / N)
@@ -141,8 +205,19 @@ def test_attack_counts_non_finite_logits_as_not_fooled(tmp_path, method):
 def test_a_non_finite_model_arg_is_refused(tmp_path):
     x, y = _grid_data()
     data = save_tensors(tmp_path / "grid.pt", x, y)
-    result = run_cli("eval", "--model", "factory_models:make_off_grid_nan", "--model-arg", "value=nan",
-                     "--data", data, "--eps", "0.1", "--device", "cpu")
+    result = run_cli(
+        "eval",
+        "--model",
+        "factory_models:make_off_grid_nan",
+        "--model-arg",
+        "value=nan",
+        "--data",
+        data,
+        "--eps",
+        "0.1",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 2 and "must be finite" in result.stderr, (result.exit_code, result.stderr)
 
 
@@ -165,8 +240,15 @@ def test_the_loop_keeps_its_last_finite_candidate(early_stop):
     model = _FiniteNearGrey()
     x, y = torch.full((2, 1, 4, 4), 0.5), torch.zeros(2, dtype=torch.long)
     spec = get_attack("bim")
-    x_adv = run_attack(spec, model, x, y, threat=ThreatModel("inf", 0.1), params=spec.make_params(steps=10, step_size=0.02),
-                       early_stop=early_stop)
+    x_adv = run_attack(
+        spec,
+        model,
+        x,
+        y,
+        threat=ThreatModel("inf", 0.1),
+        params=spec.make_params(steps=10, step_size=0.02),
+        early_stop=early_stop,
+    )
     with torch.no_grad():
         logits = model(x_adv)
     assert torch.isfinite(logits).all()

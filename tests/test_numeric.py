@@ -45,19 +45,27 @@ ATTACK_OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "option", "value"),
-                         [(m, o, v) for m, o, values in ATTACK_OPTIONS for v in values])
+@pytest.mark.parametrize(("method", "option", "value"), [(m, o, v) for m, o, values in ATTACK_OPTIONS for v in values])
 @pytest.mark.parametrize("command", ["attack", "eval"])
 def test_bad_attack_option_values_are_refused(command, method, option, value):
     picks = ["--method", method] if command == "attack" else ["--attack", method, "--eps", "0,0.1"]
     assert_refused(run_cli(command, *picks, *FAST, option, value), option.lstrip("-"))
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("--confidence", "nan"), ("--confidence", "inf"), ("--confidence", "-1"),
-    ("--initial-const", "nan"), ("--initial-const", "0"), ("--initial-const", "-1"),
-    ("--binary-steps", "0"), ("--binary-steps", "-2"), ("--steps", "-1"),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--confidence", "nan"),
+        ("--confidence", "inf"),
+        ("--confidence", "-1"),
+        ("--initial-const", "nan"),
+        ("--initial-const", "0"),
+        ("--initial-const", "-1"),
+        ("--binary-steps", "0"),
+        ("--binary-steps", "-2"),
+        ("--steps", "-1"),
+    ],
+)
 def test_bad_cw_option_values_are_refused(option, value):
     assert_refused(run_cli("attack", "--method", "cw", "--norm", "2", *FAST, option, value), option.lstrip("-"))
 
@@ -75,10 +83,18 @@ def test_eps_values(value):
     assert_refused(run_cli("eval", "--attack", "fgsm", *FAST, "--eps", f"0,{value}"), "ε")
 
 
-@pytest.mark.parametrize(("option", "value"), [
-    ("--seed", "-1"), ("--batch-size", "0"), ("--batch-size", "-4"), ("--num-workers", "-1"),
-    ("--image-size", "0"), ("--image-size", "-8"), ("--limit", "-1"),
-])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--seed", "-1"),
+        ("--batch-size", "0"),
+        ("--batch-size", "-4"),
+        ("--num-workers", "-1"),
+        ("--image-size", "0"),
+        ("--image-size", "-8"),
+        ("--limit", "-1"),
+    ],
+)
 @pytest.mark.parametrize("command", ["attack", "eval", "grad", "info"])
 def test_bad_input_option_values_are_refused(command, option, value):
     assert_refused(run_cli(command, *FAST, option, value), option)
@@ -107,21 +123,24 @@ def test_fail_under_and_max_drop_shares(value, tmp_path):
     assert_refused(run_cli("compare", report, report, "--max-drop", value), "--max-drop")
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    ("limit = true", "limit: must be a whole number, got true"),
-    ("limit = 2.5", "limit: must be a whole number"),
-    ("limit = '8'", "limit: must be a whole number"),
-    ("steps = true", "steps: must be a whole number"),
-    ("steps = nan", "steps: must be a whole number"),
-    ("batch-size = 1e3", "batch-size: must be a whole number"),
-    ("momentum = nan", "momentum: must be a finite number"),
-    ("momentum = inf", "momentum: must be a finite number"),
-    ("momentum = true", "momentum: must be a number"),
-    ("momentum = '0.5'", "momentum: must be a number"),
-    ("[attacks]\nsteps = -3", "--steps must be ≥ 1"),
-    ("seed = -1", "--seed must be ≥ 0"),
-    ("eps = true", "eps"),
-])
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("limit = true", "limit: must be a whole number, got true"),
+        ("limit = 2.5", "limit: must be a whole number"),
+        ("limit = '8'", "limit: must be a whole number"),
+        ("steps = true", "steps: must be a whole number"),
+        ("steps = nan", "steps: must be a whole number"),
+        ("batch-size = 1e3", "batch-size: must be a whole number"),
+        ("momentum = nan", "momentum: must be a finite number"),
+        ("momentum = inf", "momentum: must be a finite number"),
+        ("momentum = true", "momentum: must be a number"),
+        ("momentum = '0.5'", "momentum: must be a number"),
+        ("[attacks]\nsteps = -3", "--steps must be ≥ 1"),
+        ("seed = -1", "--seed must be ≥ 0"),
+        ("eps = true", "eps"),
+    ],
+)
 def test_config_values_have_strict_types(tmp_path, body, needle):
     config = tmp_path / "run.toml"
     config.write_text(body + "\n")
@@ -160,7 +179,15 @@ def test_int_parameters_take_whole_numbers_only(value):
 def test_check_number():
     check_number(3, "--n", integer=True, minimum=1)
     check_number(0.5, "--x", above=0, maximum=1)
-    for bad, kwargs in [(math.nan, {}), (math.inf, {}), (True, {}), ("1", {}), (1.5, {"integer": True}),
-                        (0, {"above": 0}), (-1, {"minimum": 0}), (2, {"maximum": 1})]:
+    for bad, kwargs in [
+        (math.nan, {}),
+        (math.inf, {}),
+        (True, {}),
+        ("1", {}),
+        (1.5, {"integer": True}),
+        (0, {"above": 0}),
+        (-1, {"minimum": 0}),
+        (2, {"maximum": 1}),
+    ]:
         with pytest.raises(UsageError, match="--x"):
             check_number(bad, "--x", **kwargs)

@@ -27,8 +27,14 @@ def test_status_lines_for_a_fake_clock():
     lines: list[tuple[str, float | None]] = []
     finished: list[str] = []
     # two runs of 20 steps on 100 samples: a budget of 2 × 100 × 20 sample-passes
-    tracker = ProgressTracker(4000, status=lambda line, f: lines.append((line, f)), finished=finished.append,
-                              batches=1, clock=clock, eps_text=lambda e: "8/255" if abs(e - 8 / 255) < 1e-12 else f"{e:g}")
+    tracker = ProgressTracker(
+        4000,
+        status=lambda line, f: lines.append((line, f)),
+        finished=finished.append,
+        batches=1,
+        clock=clock,
+        eps_text=lambda e: "8/255" if abs(e - 8 / 255) < 1e-12 else f"{e:g}",
+    )
     tracker.begin("pgd", 8 / 255, 20, 100, 2000)
     assert lines[-1][0] == "pgd ε=8/255 · step 0/20 · 0%"  # no rate yet, no ETA
     # steps at t=0.1 (×4), 0.5, 0.6 (×4), 1.2: redrawn at 0.5 and 1.2 only (at most every 0.2 s)
@@ -101,7 +107,10 @@ def test_evaluate_tells_each_run_and_counts_passes_without_changing_the_report()
     watched = evaluate(model, [(x[:20], y[:20]), (x[20:], y[20:])], attacks, config, monitor=recorder)
     assert [p.robust for p in watched.attacks["pgd"].points] == [p.robust for p in plain.attacks["pgd"].points]
     begins = [e for e in recorder.events if e[0] == "begin"]
-    assert [(e[1], e[2], e[3], e[5], e[6]) for e in begins] == [("pgd", 0.1, 5, 100, "step"), ("pgd", 0.3, 5, 100, "step")] * 2
+    assert [(e[1], e[2], e[3], e[5], e[6]) for e in begins] == [
+        ("pgd", 0.1, 5, 100, "step"),
+        ("pgd", 0.3, 5, 100, "step"),
+    ] * 2
     assert [e[0] for e in recorder.events] == ["begin", "end", "begin", "end", "batch"] * 2
     assert 0 < recorder.passes <= 2 * 2 * (5 + 2)  # a call per step, and a check per run at most
 
@@ -127,7 +136,13 @@ def test_no_progress_off_a_terminal_but_one_line_per_attack_and_eps_with_verbose
     assert verbose.exit_code == 0, verbose.stderr
     lines = _progress_lines(verbose.stderr)
     assert [line.split(" done")[0] for line in lines] == [
-        "fgsm ε=0.05", "fgsm ε=0.1", "fgsm ε=0.2", "pgd ε=0.05", "pgd ε=0.1", "pgd ε=0.2"]
+        "fgsm ε=0.05",
+        "fgsm ε=0.1",
+        "fgsm ε=0.2",
+        "pgd ε=0.05",
+        "pgd ε=0.1",
+        "pgd ε=0.2",
+    ]
     assert all("(batch 1/1," in line for line in lines) and lines[-1].endswith("100% · ETA 0:00")
     short = invoke(args + ["-v", "--batch-size", "20"])
     assert len(_progress_lines(short.stderr)) == 12  # two batches

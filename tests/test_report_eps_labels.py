@@ -16,8 +16,9 @@ from advgrad.results import RobustnessReport, default_eps_label, float32_decimal
 from advgrad.threat import parse_eps_labelled
 
 
-@pytest.mark.parametrize("value, label", [(8 / 255, "8/255"), (0.1, "0.1"), (2.0, "2"), (0.0, "0"),
-                                          (0.0314, "0.0314"), (1 / 510, "1/510")])
+@pytest.mark.parametrize(
+    "value, label", [(8 / 255, "8/255"), (0.1, "0.1"), (2.0, "2"), (0.0, "0"), (0.0314, "0.0314"), (1 / 510, "1/510")]
+)
 def test_default_label(value, label):
     assert default_eps_label(value) == label
 
@@ -26,8 +27,9 @@ def test_parsed_labels_keep_the_text():
     assert parse_eps_labelled("0, 8 / 255,0.1,1e-2") == [(0.0, "0"), (8 / 255, "8/255"), (0.1, "0.1"), (0.01, "1e-2")]
 
 
-@pytest.mark.parametrize("value, shortest", [(0.10000000149011612, 0.1), (0.0313725508749485, 0.03137255),
-                                             (0.5, 0.5), (None, None)])
+@pytest.mark.parametrize(
+    "value, shortest", [(0.10000000149011612, 0.1), (0.0313725508749485, 0.03137255), (0.5, 0.5), (None, None)]
+)
 def test_float32_noise_removed(value, shortest):
     assert float32_decimal(value) == shortest
 
@@ -43,8 +45,23 @@ def test_label_in_markdown_and_chart():
 
 def test_eval_json_table_markdown_csv(tmp_path):
     md, csv_path = tmp_path / "r.md", tmp_path / "r.csv"
-    result = invoke(["eval", "--attack", "fgsm", "--eps", "0,8/255,0.1", "--limit", "64", "--json", "-",
-                     "--markdown", md, "--csv", csv_path])
+    result = invoke(
+        [
+            "eval",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0,8/255,0.1",
+            "--limit",
+            "64",
+            "--json",
+            "-",
+            "--markdown",
+            md,
+            "--csv",
+            csv_path,
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["eps"] == [0.0, 8 / 255, 0.1]  # the values as written, exactly, in Python floats

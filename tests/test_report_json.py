@@ -24,9 +24,28 @@ Validator = jsonschema.Draft202012Validator
 @pytest.fixture(scope="module")
 def cli_report(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("json")
-    result = CliRunner().invoke(app, [
-        "eval", "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.05,8/255,0.5", "--limit", "40",
-        "--fail-under", "pgd@0.05=0.1", "--fail-under", "clean=0.5", "--state", str(tmp / "state"), "--json", "-"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--attack",
+            "fgsm,pgd",
+            "--steps",
+            "5",
+            "--eps",
+            "0,0.05,8/255,0.5",
+            "--limit",
+            "40",
+            "--fail-under",
+            "pgd@0.05=0.1",
+            "--fail-under",
+            "clean=0.5",
+            "--state",
+            str(tmp / "state"),
+            "--json",
+            "-",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -40,17 +59,20 @@ def test_cli_report_validates(cli_report):
     assert cli_report["schema"] == "advgrad.robustness-report" and cli_report["schema_version"] == 1
 
 
-@pytest.mark.parametrize("break_it", [
-    lambda r: r.pop("clean_accuracy"),
-    lambda r: r.update(clean_accuracy="99%"),
-    lambda r: r.update(clean_accuracy=1.5),
-    lambda r: r["attacks"]["pgd"]["points"][0].update(accuracy=None),
-    lambda r: r["attacks"]["pgd"].update(kind="magic"),
-    lambda r: r["checks"][0].update(status="fine"),
-    lambda r: r["gates"][0].pop("passed"),
-    lambda r: r.update(schema_version=2),
-    lambda r: r["diagnostics"].pop("gradient_zero"),
-])
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda r: r.pop("clean_accuracy"),
+        lambda r: r.update(clean_accuracy="99%"),
+        lambda r: r.update(clean_accuracy=1.5),
+        lambda r: r["attacks"]["pgd"]["points"][0].update(accuracy=None),
+        lambda r: r["attacks"]["pgd"].update(kind="magic"),
+        lambda r: r["checks"][0].update(status="fine"),
+        lambda r: r["gates"][0].pop("passed"),
+        lambda r: r.update(schema_version=2),
+        lambda r: r["diagnostics"].pop("gradient_zero"),
+    ],
+)
 def test_schema_rejects_broken_reports(cli_report, break_it):
     broken = copy.deepcopy(cli_report)
     break_it(broken)
@@ -82,7 +104,9 @@ def test_numbers_are_consistent(cli_report):
             assert p["accuracy"] == p["robust"] / n and p["robust"] <= previous
             assert p["success_rate"] == pytest.approx((clean - p["robust"]) / clean)
             assert sum(p["robust_per_class"]) == p["robust"]
-            for acc, robust, count in zip(p["accuracy_per_class"], p["robust_per_class"], r["class_counts"], strict=True):
+            for acc, robust, count in zip(
+                p["accuracy_per_class"], p["robust_per_class"], r["class_counts"], strict=True
+            ):
                 assert acc == (robust / count if count else None)
             if p["robust"] < clean:  # some adversarial examples: their norms are within the budget
                 assert 0 < p["mean_norm"] <= p["max_norm"] <= eps * (1 + 1e-5)
@@ -93,9 +117,16 @@ def test_numbers_are_consistent(cli_report):
 
 def test_per_class_accuracy_known_answer():
     point = CurvePoint(eps=0.1, accuracy=0.3, robust=3, success_rate=0.5, robust_per_class=[0, 3, 0])
-    report = RobustnessReport(n_samples=10, clean_correct=6, clean_accuracy=0.6, eps=[0.1], norm="inf",
-                              attacks={"pgd": AttackCurve("pgd", "inf", {}, None, [point])},
-                              class_counts=[4, 6, 0], clean_correct_per_class=[2, 4, 0])
+    report = RobustnessReport(
+        n_samples=10,
+        clean_correct=6,
+        clean_accuracy=0.6,
+        eps=[0.1],
+        norm="inf",
+        attacks={"pgd": AttackCurve("pgd", "inf", {}, None, [point])},
+        class_counts=[4, 6, 0],
+        clean_correct_per_class=[2, 4, 0],
+    )
     data = report.to_dict()
     assert data["clean_accuracy_per_class"] == [0.5, 4 / 6, None]
     assert data["attacks"]["pgd"]["points"][0]["accuracy_per_class"] == [0.0, 0.5, None]
@@ -114,6 +145,9 @@ def test_docs_describe_every_top_level_field():
     text = DOC.read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| `([a-z_]+)`", text, flags=re.M))
     schema = report_schema()
-    missing = (set(schema["properties"]) | set(schema["$defs"]["point"]["properties"])
-               | set(schema["$defs"]["curve"]["properties"])) - documented
+    missing = (
+        set(schema["properties"])
+        | set(schema["$defs"]["point"]["properties"])
+        | set(schema["$defs"]["curve"]["properties"])
+    ) - documented
     assert not missing, f"docs/report-schema.md does not describe {sorted(missing)}"

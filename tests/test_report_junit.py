@@ -15,8 +15,10 @@ from advgrad.report.junit import render_junit
 def report_with(gates, robust=None):
     report = crafted(robust or {"fgsm": [95, 60, 20], "pgd": [95, 47, 0]}, eps=(0.0, 0.1, 0.5))
     report.checks = run_checks(report)
-    report.gates = [{"gate": g, "attack": g.split("@")[0], "eps": 0.1, "threshold": t, "accuracy": a,
-                     "passed": a >= t} for g, t, a in gates]
+    report.gates = [
+        {"gate": g, "attack": g.split("@")[0], "eps": 0.1, "threshold": t, "accuracy": a, "passed": a >= t}
+        for g, t, a in gates
+    ]
     return report
 
 
@@ -27,7 +29,9 @@ def suites(xml: str) -> dict[str, ET.Element]:
 
 
 def test_one_test_case_per_gate():
-    xml = render_junit(report_with([("pgd@0.1=0.4", 0.4, 0.47), ("fgsm@0.1=0.7", 0.7, 0.6), ("pgd@0.1=0.5", 0.5, 0.47)]))
+    xml = render_junit(
+        report_with([("pgd@0.1=0.4", 0.4, 0.47), ("fgsm@0.1=0.7", 0.7, 0.6), ("pgd@0.1=0.5", 0.5, 0.47)])
+    )
     gates = suites(xml)["advgrad.gates"]
     cases = gates.findall("testcase")
     assert [c.get("name") for c in cases] == ["pgd@0.1=0.4", "fgsm@0.1=0.7", "pgd@0.1=0.5"]
@@ -55,8 +59,24 @@ def test_checks_fail_only_under_strict():
 def test_cli_writes_parsable_junit(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
     path = tmp_path / "out" / "junit.xml"
-    result = CliRunner().invoke(app, ["eval", "--attack", "fgsm", "--eps", "0,0.5", "--limit", "20", "--junit", str(path),
-                                      "--fail-under", "fgsm@0=0.9", "--fail-under", "fgsm@0.5=0.99"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0,0.5",
+            "--limit",
+            "20",
+            "--junit",
+            str(path),
+            "--fail-under",
+            "fgsm@0=0.9",
+            "--fail-under",
+            "fgsm@0.5=0.99",
+        ],
+    )
     assert result.exit_code == 1
     gates = suites(path.read_text(encoding="utf-8"))["advgrad.gates"]
     assert [c.get("name") for c in gates.findall("testcase")] == ["fgsm@0=0.9", "fgsm@0.5=0.99"]

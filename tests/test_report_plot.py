@@ -87,8 +87,9 @@ def test_curve_ticks_carry_the_labels_and_the_title_names_model_and_data():
 
 
 def test_per_class_panel_picks_where_classes_differ():
-    report = crafted({"fgsm": [10, 10, 10, 6], "pgd": [10, 10, 10, 5]}, eps=(0.0, 0.1, 0.2, 0.3), n=10, clean=10,
-                     class_counts=[5, 5])
+    report = crafted(
+        {"fgsm": [10, 10, 10, 6], "pgd": [10, 10, 10, 5]}, eps=(0.0, 0.1, 0.2, 0.3), n=10, clean=10, class_counts=[5, 5]
+    )
     for curve in report.attacks.values():
         for point in curve.points:
             point.robust_per_class = [5, 5]  # every class at 100%...

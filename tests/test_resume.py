@@ -57,8 +57,12 @@ def test_interrupted_run_resumes_to_the_same_report(tmp_path):
     assert 0 < resumed_model.calls < whole_model.calls  # the two saved batches did not run again
     assert comparable(resumed.to_dict()) == comparable(whole.to_dict())
     for name in whole.examples:  # the image grid's examples come back too
-        assert [(e.y, e.pred, e.eps) for e in resumed.examples[name]] == [(e.y, e.pred, e.eps) for e in whole.examples[name]]
-        assert all(torch.equal(a.x_adv, b.x_adv) for a, b in zip(resumed.examples[name], whole.examples[name], strict=True))
+        assert [(e.y, e.pred, e.eps) for e in resumed.examples[name]] == [
+            (e.y, e.pred, e.eps) for e in whole.examples[name]
+        ]
+        assert all(
+            torch.equal(a.x_adv, b.x_adv) for a, b in zip(resumed.examples[name], whole.examples[name], strict=True)
+        )
         assert 0 < len(whole.examples[name]) <= 3
 
 
@@ -100,8 +104,12 @@ def _damage(path: Path, other_run: Path) -> dict[str, str]:
     (path / "batch-000001.pt").write_text('{"format": "advgrad.eval-state", "key": "k"', encoding="utf-8")  # garbage
     (path / "batch-000002.pt").write_bytes((other_run / "batch-000002.pt").read_bytes())  # another run's batch
     (path / "batch-000004.pt").write_bytes((path / "batch-000003.pt").read_bytes())  # batch 3 under batch 4's name
-    return {"batch-000000.pt": "truncated", "batch-000001.pt": "truncated or damaged",
-            "batch-000002.pt": "another run", "batch-000004.pt": "holds batch 3"}
+    return {
+        "batch-000000.pt": "truncated",
+        "batch-000001.pt": "truncated or damaged",
+        "batch-000002.pt": "another run",
+        "batch-000004.pt": "holds batch 3",
+    }
 
 
 def test_damaged_batch_files_are_discarded_when_opened_and_counted_exactly(tmp_path):
@@ -129,7 +137,10 @@ def test_cli_says_how_many_batches_it_really_restores_and_warns_per_discarded_fi
     with monkeypatch.context() as patch:
         patch.setattr(cli_evaluate, "sweep_progress", interrupting_after(6))
         assert runner.invoke(app, args + ["--state", str(state)]).exit_code == 130
-        assert runner.invoke(app, args[:-4] + ["--limit", "71", "--batch-size", "10", "--state", str(other)]).exit_code == 130
+        assert (
+            runner.invoke(app, args[:-4] + ["--limit", "71", "--batch-size", "10", "--state", str(other)]).exit_code
+            == 130
+        )
     expected = _damage(state, other)
     resumed = runner.invoke(app, args + ["--state", str(state)])
     assert resumed.exit_code == 0, resumed.output
@@ -147,8 +158,9 @@ def test_the_key_covers_everything_that_decides_the_result(tmp_path):
     attacks = [EvalAttack(pgd, pgd.make_params(steps=10))]
     config = EvalConfig(eps=[0.0, 0.1])
     key = run_key(run_identity(inputs, attacks, config, "cpu"))
-    assert key == run_key(run_identity(dict(inputs), [EvalAttack(pgd, pgd.make_params(steps=10))],
-                                       EvalConfig(eps=[0.1, 0.0]), "cpu"))
+    assert key == run_key(
+        run_identity(dict(inputs), [EvalAttack(pgd, pgd.make_params(steps=10))], EvalConfig(eps=[0.1, 0.0]), "cpu")
+    )
     changed = [
         run_identity({**inputs, "limit": 99}, attacks, config, "cpu"),
         run_identity({**inputs, "batch_size": 25}, attacks, config, "cpu"),
@@ -169,8 +181,21 @@ def test_the_key_covers_everything_that_decides_the_result(tmp_path):
     assert run_key(run_identity({**inputs, "model": str(model)}, attacks, config, "cpu")) != first
 
 
-ARGS = ["eval", "--attack", "fgsm,pgd", "--steps", "5", "--eps", "0,0.05,0.1,0.3", "--limit", "50",
-        "--batch-size", "10", "--json", "-"]
+ARGS = [
+    "eval",
+    "--attack",
+    "fgsm,pgd",
+    "--steps",
+    "5",
+    "--eps",
+    "0,0.05,0.1,0.3",
+    "--limit",
+    "50",
+    "--batch-size",
+    "10",
+    "--json",
+    "-",
+]
 
 
 def interrupting_after(batches: int):
@@ -229,12 +254,33 @@ def test_cli_explicit_state_file_and_no_resume(tmp_path, monkeypatch):
 def test_real_signal_then_rerun(tmp_path, signum):
     """A real process stopped by a signal once its first batches are saved, then run again."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "state"), "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "advgrad", "eval", "--attack", "pgd", "--steps", "10", "--eps", "0,0.05,0.1",
-            "--limit", "120", "--batch-size", "5", "--seed", "3", "--json", str(tmp_path / "r.json")]
+    args = [
+        sys.executable,
+        "-m",
+        "advgrad",
+        "eval",
+        "--attack",
+        "pgd",
+        "--steps",
+        "10",
+        "--eps",
+        "0,0.05,0.1",
+        "--limit",
+        "120",
+        "--batch-size",
+        "5",
+        "--seed",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not list((tmp_path / "state").glob("eval-*/batch-*.pt")) and process.poll() is None \
-            and time.monotonic() < deadline:
+    while (
+        not list((tmp_path / "state").glob("eval-*/batch-*.pt"))
+        and process.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.02)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)

@@ -14,8 +14,16 @@ from advgrad.resume import run_identity, run_key
 from advgrad.run_description import NOT_IDENTITY, WHERE_IT_RUNS, RunDescription, RunSettings
 from advgrad.sweep import EvalAttack, EvalConfig
 
-INPUTS = {"model": None, "data": None, "split": "test", "limit": 100, "batch_size": 50, "seed": 0, "device": "auto",
-          "threads": "auto"}
+INPUTS = {
+    "model": None,
+    "data": None,
+    "split": "test",
+    "limit": 100,
+    "batch_size": 50,
+    "seed": 0,
+    "device": "auto",
+    "threads": "auto",
+}
 SETTINGS = RunSettings(gates=["pgd@0.1=0.5"], strict=False, outputs={"json": "r.json"}, config_file=None, threads=2)
 
 
@@ -27,14 +35,39 @@ def _pgd(steps: int = 10) -> list[EvalAttack]:
 def test_the_report_config_is_the_description_in_a_fixed_order():
     run = RunDescription(_pgd(), EvalConfig(eps=[0.1, 0.0], target=3), INPUTS, SETTINGS)
     assert run.to_dict() == {
-        "early_stop": True, "inputs": INPUTS, "attacks": ["pgd"], "target": "3", "eps": [0.0, 0.1], "norm": "inf",
-        "gates": ["pgd@0.1=0.5"], "strict": False, "outputs": {"json": "r.json"}, "config_file": None, "threads": 2,
+        "early_stop": True,
+        "inputs": INPUTS,
+        "attacks": ["pgd"],
+        "target": "3",
+        "eps": [0.0, 0.1],
+        "norm": "inf",
+        "gates": ["pgd@0.1=0.5"],
+        "strict": False,
+        "outputs": {"json": "r.json"},
+        "config_file": None,
+        "threads": 2,
     }
-    assert list(run.to_dict()) == ["early_stop", "inputs", "attacks", "target", "eps", "norm",
-                                   "gates", "strict", "outputs", "config_file", "threads"]
+    assert list(run.to_dict()) == [
+        "early_stop",
+        "inputs",
+        "attacks",
+        "target",
+        "eps",
+        "norm",
+        "gates",
+        "strict",
+        "outputs",
+        "config_file",
+        "threads",
+    ]
     # without inputs and settings (the Python API): the sweep's part alone
     assert RunDescription(_pgd(), EvalConfig(eps=[0.0])).to_dict() == {
-        "early_stop": True, "attacks": ["pgd"], "target": None, "eps": [0.0], "norm": "inf"}
+        "early_stop": True,
+        "attacks": ["pgd"],
+        "target": None,
+        "eps": [0.0],
+        "norm": "inf",
+    }
 
 
 def test_the_identity_is_what_earlier_versions_hashed():
@@ -46,7 +79,12 @@ def test_the_identity_is_what_earlier_versions_hashed():
         "device": "cpu",
         "files": {},
         "attacks": [["pgd", "pgd", get_attack("pgd").make_params(steps=10).to_dict()]],
-        "eps": [0.0, 0.1], "norm": "inf", "target": None, "seed": 4, "early_stop": True, "examples": 8,
+        "eps": [0.0, 0.1],
+        "norm": "inf",
+        "target": None,
+        "seed": 4,
+        "early_stop": True,
+        "examples": 8,
     }
     assert run.identity("cpu") == run_identity(INPUTS, run.attacks, run.config, "cpu")
 
@@ -71,10 +109,37 @@ def test_what_changes_no_number_leaves_the_identity_alone(monkeypatch):
 
 def test_the_cli_report_config_is_the_run_description(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
-    result = CliRunner().invoke(app, ["eval", "--attack", "fgsm", "--eps", "0,0.1", "--limit", "20", "--target", "2",
-                                      "--fail-under", "fgsm@0.1=0", "--json", "-"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "0,0.1",
+            "--limit",
+            "20",
+            "--target",
+            "2",
+            "--fail-under",
+            "fgsm@0.1=0",
+            "--json",
+            "-",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads(result.stdout)["config"]
-    assert list(config) == ["early_stop", "inputs", "attacks", "target", "eps", "norm",
-                            "gates", "strict", "outputs", "config_file", "threads"]
+    assert list(config) == [
+        "early_stop",
+        "inputs",
+        "attacks",
+        "target",
+        "eps",
+        "norm",
+        "gates",
+        "strict",
+        "outputs",
+        "config_file",
+        "threads",
+    ]
     assert config["target"] == "2" and config["gates"] == ["fgsm@0.1=0"] and config["inputs"]["limit"] == 20

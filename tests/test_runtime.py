@@ -106,7 +106,9 @@ def test_fp16_on_cpu_runs_or_is_a_clear_usage_error():
 
 
 def test_precision_names():
-    assert parse_precision("BF16") == "bf16" and parse_precision("half") == "fp16" and parse_precision("float32") == "fp32"
+    assert (
+        parse_precision("BF16") == "bf16" and parse_precision("half") == "fp16" and parse_precision("float32") == "fp32"
+    )
     with pytest.raises(UsageError, match="fp32, bf16 or fp16"):
         parse_precision("fp8")
     assert RuntimeOptions("bf16").dtype == torch.bfloat16 and RuntimeOptions().dtype is None
@@ -125,7 +127,9 @@ def test_fp32_without_other_options_leaves_the_model_untouched():
 def test_channels_last_converts_the_inputs_the_model_sees_and_not_the_numbers():
     model, reference = tiny_net(channels=3).eval(), tiny_net(channels=3).eval()
     layouts = []
-    model.conv.register_forward_pre_hook(lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    model.conv.register_forward_pre_hook(
+        lambda m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
     x = torch.rand(6, 3, 5, 5, generator=torch.Generator().manual_seed(1))
     y = torch.arange(6) % 3
     wrapped, notes = prepare_model(model, RuntimeOptions(channels_last=True), CPU, x)
@@ -167,7 +171,9 @@ class Tiny(nn.Module):
         return self.b(torch.tanh(self.a(x.flatten(1))))
 
 
-@pytest.mark.skipif(compile_unavailable(CPU) is not None, reason=f"torch.compile unavailable: {compile_unavailable(CPU)}")
+@pytest.mark.skipif(
+    compile_unavailable(CPU) is not None, reason=f"torch.compile unavailable: {compile_unavailable(CPU)}"
+)
 def test_compiled_model_gives_the_eager_adversarial_examples():
     # A tiny MLP keeps the (cold) compile to seconds; the first smaller batch in the loop adds one
     # dynamic-shape recompile, as in a real run with early stop.
@@ -182,8 +188,9 @@ def test_compiled_model_gives_the_eager_adversarial_examples():
     results = []
     for model in (eager, compiled):
         gen = torch.Generator().manual_seed(5)
-        results.append(run_attack(spec, model, x, y, threat=threat, params=PGDParams(steps=5), generator=gen,
-                                  early_stop=True))
+        results.append(
+            run_attack(spec, model, x, y, threat=threat, params=PGDParams(steps=5), generator=gen, early_stop=True)
+        )
     with torch.no_grad():
         assert torch.allclose(compiled(x), eager(x), atol=1e-5)
     assert torch.allclose(results[0], results[1], atol=1e-5)
@@ -210,7 +217,9 @@ def test_a_compile_error_is_one_line_and_exit_2(capsys):
         command()
     assert info.value.exit_code == 2
     message = capsys.readouterr().err
-    assert "torch.compile failed" in message and "without --compile" in message and len(message.strip().splitlines()) == 1
+    assert (
+        "torch.compile failed" in message and "without --compile" in message and len(message.strip().splitlines()) == 1
+    )
 
 
 # ------------------------------------------------------------------------------ command line
@@ -219,8 +228,23 @@ def test_a_compile_error_is_one_line_and_exit_2(capsys):
 def test_eval_with_bf16_records_the_precision_and_stays_close_to_fp32():
     reports = {}
     for precision in ("fp32", "bf16"):
-        result = invoke(["eval", "--limit", "40", "--eps", "0,0.1", "--attack", "pgd", "--steps", "5",
-                         "--precision", precision, "--json", "-"])
+        result = invoke(
+            [
+                "eval",
+                "--limit",
+                "40",
+                "--eps",
+                "0,0.1",
+                "--attack",
+                "pgd",
+                "--steps",
+                "5",
+                "--precision",
+                precision,
+                "--json",
+                "-",
+            ]
+        )
         assert result.exit_code == 0, result.stderr
         reports[precision] = json.loads(result.stdout)
     assert reports["bf16"]["config"]["inputs"]["precision"] == "bf16"
@@ -230,10 +254,13 @@ def test_eval_with_bf16_records_the_precision_and_stays_close_to_fp32():
     assert abs(a - b) <= 0.15
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--precision", "fp8"], "fp32, bf16 or fp16"),
-    (["--device", "cuda"], "no CUDA GPU") if not torch.cuda.is_available() else (["--precision", "x"], "fp32"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--precision", "fp8"], "fp32, bf16 or fp16"),
+        (["--device", "cuda"], "no CUDA GPU") if not torch.cuda.is_available() else (["--precision", "x"], "fp32"),
+    ],
+)
 def test_bad_runtime_options_are_one_line(args, message):
     assert_bad_input(invoke(["eval", "--limit", "4", *args]), message)
 
@@ -252,6 +279,8 @@ def test_runtime_options_change_the_resume_key():
 
     attacks = [EvalAttack(attack("pgd"), attack("pgd").make_params())]
     config = EvalConfig(eps=[0.1])
-    keys = {run_key(run_identity(InputOptions(**kw).to_dict(), attacks, config, CPU))
-            for kw in ({}, {"precision": "bf16"}, {"compile": True}, {"channels_last": True})}
+    keys = {
+        run_key(run_identity(InputOptions(**kw).to_dict(), attacks, config, CPU))
+        for kw in ({}, {"precision": "bf16"}, {"compile": True}, {"channels_last": True})
+    }
     assert len(keys) == 4

@@ -102,10 +102,31 @@ def installed(tmp_path_factory) -> dict[str, str]:
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy(ROOT / name, source / name)
     target = base / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
-    env = {**os.environ, "PYTHONPATH": str(target), "PATH": f"{target / 'bin'}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1", "ADVGRAD_STATE_DIR": str(base / "state")}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(target),
+        "PATH": f"{target / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "ADVGRAD_STATE_DIR": str(base / "state"),
+    }
     return {"env": env, "target": str(target)}
 
 
@@ -136,7 +157,7 @@ def _workflow_steps(markdown: str) -> dict[str, str]:
         indent, rest = len(found.group(1)), found.group(2).split("#")[0].strip()
         if rest in (">", "|"):
             body = []
-            for following in lines[i + 1:]:
+            for following in lines[i + 1 :]:
                 if following.strip() and len(following) - len(following.lstrip()) <= indent:
                     break
                 body.append(following.strip())
@@ -153,8 +174,9 @@ def test_the_ci_workflow_runs_as_written_in_a_fresh_repository(installed, tmp_pa
     env = {**installed["env"], "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
     for attempt in ("first run: creates the baseline", "second run: compares with it"):
         for name, command in list(steps.items())[1:]:
-            result = subprocess.run(["bash", "-ec", command], capture_output=True, text=True, timeout=300, env=env,
-                                    cwd=repo)
+            result = subprocess.run(
+                ["bash", "-ec", command], capture_output=True, text=True, timeout=300, env=env, cwd=repo
+            )
             assert result.returncode == 0, (attempt, name, result.stdout[-2000:], result.stderr[-2000:])
         if attempt.startswith("first"):
             assert "no baseline yet" in result.stdout

@@ -141,11 +141,13 @@ def test_cpus_other_processes_keep_busy_are_not_used():
 
 def test_idle_cpus_from_proc_stat(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    samples = iter([
-        "cpu  1 2 3 4\ncpu0 100 0 0 100 0 0 0 0\ncpu1 100 0 0 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
-        # cpu0 busy all 10 ticks, cpu1 idle 8 of 10; cpu2 is not in the affinity mask
-        "cpu  1 2 3 4\ncpu0 110 0 0 100 0 0 0 0\ncpu1 102 0 0 108 0 0 0 0\ncpu2 0 0 0 50 0 0 0 0\n",
-    ])
+    samples = iter(
+        [
+            "cpu  1 2 3 4\ncpu0 100 0 0 100 0 0 0 0\ncpu1 100 0 0 100 0 0 0 0\ncpu2 0 0 0 0 0 0 0 0\n",
+            # cpu0 busy all 10 ticks, cpu1 idle 8 of 10; cpu2 is not in the affinity mask
+            "cpu  1 2 3 4\ncpu0 110 0 0 100 0 0 0 0\ncpu1 102 0 0 108 0 0 0 0\ncpu2 0 0 0 50 0 0 0 0\n",
+        ]
+    )
     monkeypatch.setattr(t, "_read", lambda path: next(samples) if str(path) == "/proc/stat" else None)
     monkeypatch.setattr(t.time, "sleep", lambda s: None)
     assert t.idle_cpus() == pytest.approx(0.8)

@@ -27,8 +27,19 @@ from advgrad.threat import (
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("inf", "inf"), ("Linf", "inf"), ("linf", "inf"), ("∞", "inf"), ("2", "2"), ("l2", "2"), ("L2", "2"),
-     (2, "2"), ("1", "1"), ("l1", "1"), (1.0, "1")],
+    [
+        ("inf", "inf"),
+        ("Linf", "inf"),
+        ("linf", "inf"),
+        ("∞", "inf"),
+        ("2", "2"),
+        ("l2", "2"),
+        ("L2", "2"),
+        (2, "2"),
+        ("1", "1"),
+        ("l1", "1"),
+        (1.0, "1"),
+    ],
 )
 def test_parse_norm_accepts_usual_spellings(text, expected):
     assert parse_norm(text) == expected

@@ -40,9 +40,7 @@ def brute_force_projection(v: np.ndarray, low: np.ndarray, high: np.ndarray, eps
                     lam = (rhs - np.sum(s[free] * v[free])) / free.sum()
                     cand = np.where(free, v + lam * s, base)
                 feasible = (
-                    np.all(s * cand >= -1e-12)
-                    and np.all(s * cand <= u + 1e-12)
-                    and np.sum(np.abs(cand)) <= eps + 1e-12
+                    np.all(s * cand >= -1e-12) and np.all(s * cand <= u + 1e-12) and np.sum(np.abs(cand)) <= eps + 1e-12
                 )
                 dist = np.sum((cand - v) ** 2)
                 if feasible and dist < best_dist:
@@ -65,9 +63,7 @@ def test_matches_brute_force(d: int, seed: int, eps: float, scale: float) -> Non
     v = rng.normal(0, scale, d)
     low, high = -x, 1 - x
     expected = brute_force_projection(v, low, high, eps)
-    got = project_l1_box(
-        torch.tensor(v)[None], torch.tensor(low)[None], torch.tensor(high)[None], eps
-    )[0].numpy()
+    got = project_l1_box(torch.tensor(v)[None], torch.tensor(low)[None], torch.tensor(high)[None], eps)[0].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-9)
 
 

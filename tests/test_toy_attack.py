@@ -38,8 +38,17 @@ class ToyParams(AttackParams):
     cost_formula = "shakes"
 
 
-def toy(model: nn.Module, x: Tensor, y: Tensor, *, threat: ThreatModel, params: ToyParams | None = None,
-        target: Tensor | None = None, generator: torch.Generator | None = None, early_stop: bool = False) -> Tensor:
+def toy(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    threat: ThreatModel,
+    params: ToyParams | None = None,
+    target: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    early_stop: bool = False,
+) -> Tensor:
     """Moves every pixel by ±wobble·ε (a random sign); run_attack keeps it in the ball and box."""
     params = prepare_params(params, ToyParams, threat)
     SEEN.append(params.wobble)
@@ -50,8 +59,17 @@ def toy(model: nn.Module, x: Tensor, y: Tensor, *, threat: ThreatModel, params: 
 @pytest.fixture
 def toy_attack():
     SEEN.clear()
-    spec = register_attack(AttackSpec(name="toy", function=toy, params_type=ToyParams, norms=("inf", "2"),
-                                      kind="score", summary="random ±wobble·ε", reference="none"))
+    spec = register_attack(
+        AttackSpec(
+            name="toy",
+            function=toy,
+            params_type=ToyParams,
+            norms=("inf", "2"),
+            kind="score",
+            summary="random ±wobble·ε",
+            reference="none",
+        )
+    )
     try:
         yield spec
     finally:
@@ -70,10 +88,30 @@ def test_attack_command_takes_the_new_parameter(toy_attack):
 
 
 def test_eval_command_takes_the_new_parameter(toy_attack):
-    report = _json(run_cli("eval", "--attack", "toy", "--eps", "0,0.1", "--wobble", "0.7", "--shakes", "3",
-                           *FAST, "--no-resume", "--json", "-"))
+    report = _json(
+        run_cli(
+            "eval",
+            "--attack",
+            "toy",
+            "--eps",
+            "0,0.1",
+            "--wobble",
+            "0.7",
+            "--shakes",
+            "3",
+            *FAST,
+            "--no-resume",
+            "--json",
+            "-",
+        )
+    )
     curve = report["attacks"]["toy"]
-    assert list(report["attacks"]) == ["toy"] and curve["kind"] == "score" and curve["params"]["wobble"] == 0.7 and curve["params"]["shakes"] == 3
+    assert (
+        list(report["attacks"]) == ["toy"]
+        and curve["kind"] == "score"
+        and curve["params"]["wobble"] == 0.7
+        and curve["params"]["shakes"] == 3
+    )
     assert SEEN and set(SEEN) == {0.7}
 
 
@@ -100,7 +138,9 @@ def test_listing_and_help_show_the_new_attack(toy_attack):
     listing = _json(run_cli("attacks", "--json", "-"))
     toy_row = next(row for row in listing["attacks"] if row["name"] == "toy")
     assert [(p["option"], p["default"], p["help"]) for p in toy_row["params"]] == [
-        ("--wobble", 0.5, "how much to wobble"), ("--shakes", 2, "how often to shake")]
+        ("--wobble", 0.5, "how much to wobble"),
+        ("--shakes", 2, "how often to shake"),
+    ]
     assert toy_row["cost"]["formula"] == "shakes" and toy_row["cost"]["default"] == 2
     for command in ("attack", "eval"):
         assert "--wobble" in run_cli(command, "--help").stdout

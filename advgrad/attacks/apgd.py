@@ -98,8 +98,24 @@ def _expand(v: Tensor, like: Tensor) -> Tensor:
 class _State:
     """APGD's per-sample state for the samples still running (compacted on early stop)."""
 
-    names = ("index", "x", "y", "loss_target", "goal_target", "x_cur", "x_prev", "grad", "f_cur",
-             "x_max", "f_max", "grad_max", "eta", "count", "f_max_ckpt", "halved_last")
+    names = (
+        "index",
+        "x",
+        "y",
+        "loss_target",
+        "goal_target",
+        "x_cur",
+        "x_prev",
+        "grad",
+        "f_cur",
+        "x_max",
+        "f_max",
+        "grad_max",
+        "eta",
+        "count",
+        "f_max_ckpt",
+        "halved_last",
+    )
 
     def __init__(self, **tensors: Tensor | None):
         for name in self.names:
@@ -137,10 +153,22 @@ def _apgd_run(
     out = x0.clone()
     out_value = f0.clone()
     s = _State(
-        index=torch.arange(n, device=x.device), x=x, y=y, loss_target=loss_target, goal_target=goal_target,
-        x_cur=x0, x_prev=x0, grad=grad, f_cur=f0, x_max=x0, f_max=f0, grad_max=grad,
+        index=torch.arange(n, device=x.device),
+        x=x,
+        y=y,
+        loss_target=loss_target,
+        goal_target=goal_target,
+        x_cur=x0,
+        x_prev=x0,
+        grad=grad,
+        f_cur=f0,
+        x_max=x0,
+        f_max=f0,
+        grad_max=grad,
         eta=torch.full((n,), 2.0 * threat.eps, device=x.device, dtype=x.dtype),
-        count=torch.zeros(n, device=x.device), f_max_ckpt=f0, halved_last=torch.zeros(n, dtype=torch.bool, device=x.device),
+        count=torch.zeros(n, device=x.device),
+        f_max_ckpt=f0,
+        halved_last=torch.zeros(n, dtype=torch.bool, device=x.device),
     )
     if early_stop:
         s.keep(~found)
@@ -256,8 +284,16 @@ def apgd_targeted(
     params = prepare_params(params, APGDTParams, threat)
     if target is not None:
         base = {f.name: getattr(params, f.name) for f in fields(APGDParams)}
-        return apgd(model, x, y, threat=threat, params=APGDParams(**base), target=target,
-                    generator=generator, early_stop=early_stop)
+        return apgd(
+            model,
+            x,
+            y,
+            threat=threat,
+            params=APGDParams(**base),
+            target=target,
+            generator=generator,
+            early_stop=early_stop,
+        )
     generator = generator if generator is not None else fresh_generator(x.device)
     x = x.detach()
     with frozen(model), torch.enable_grad():

@@ -26,8 +26,7 @@ from advgrad.numeric import check_number
 from advgrad.threat import Norm, ThreatModel, parse_eps
 
 
-def param(default: Any, help: str, shown: str | None = None, *,
-          parse: Callable[[str, str], Any] | None = None) -> Any:
+def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[[str, str], Any] | None = None) -> Any:
     """A parameter field with its help text and, for defaults that depend on the threat model
     (``None`` until :meth:`AttackParams.resolve`), how the default is computed (``shown``).
 
@@ -88,8 +87,9 @@ class AttackParams:
         """Raise :class:`UsageError` unless ``value`` suits the numeric field ``name``: finite, a
         whole number for an ``int`` field, ≥ 1 for those in ``at_least_one``, > 0 for those in
         ``positive``, else ≥ 0. Non-numeric fields (bools, strings) are not checked here."""
-        declared = {f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-                    for f in fields(cls)}.get(name, "")
+        declared = {
+            f.name: f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "") for f in fields(cls)
+        }.get(name, "")
         if not any(t in declared for t in ("int", "float")) or value is None:
             return
         option = "--" + name.replace("_", "-")
@@ -119,21 +119,26 @@ class AttackParams:
         rows = []
         for f in fields(cls):
             shown = f.metadata.get("shown")
-            rows.append({
-                "name": f.name,
-                "option": "--" + f.name.replace("_", "-"),
-                "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
-                "default": shown if shown is not None else f.default,
-                "help": f.metadata.get("help", ""),
-            })
+            rows.append(
+                {
+                    "name": f.name,
+                    "option": "--" + f.name.replace("_", "-"),
+                    "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
+                    "default": shown if shown is not None else f.default,
+                    "help": f.metadata.get("help", ""),
+                }
+            )
         return rows
 
     @classmethod
     def describe_cost(cls, classes: int = 10) -> dict[str, Any]:
         """The cost per sample: the formula and its value with the default parameters."""
-        return {"formula": formula_text(cls.cost_formula), "default": cls().passes_per_sample(classes),
-                "unit": "model passes per sample (forward, and backward where a gradient is taken; checking passes left out)",
-                "classes": classes}
+        return {
+            "formula": formula_text(cls.cost_formula),
+            "default": cls().passes_per_sample(classes),
+            "unit": "model passes per sample (forward, and backward where a gradient is taken; checking passes left out)",
+            "classes": classes,
+        }
 
 
 def _evaluate_formula(node: ast.expr, names: dict[str, Any]) -> int:
@@ -141,8 +146,13 @@ def _evaluate_formula(node: ast.expr, names: dict[str, Any]) -> int:
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
         left, right = _evaluate_formula(node.left, names), _evaluate_formula(node.right, names)
         return left + right if isinstance(node.op, ast.Add) else left * right
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "min"
-            and node.args and not node.keywords):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "min"
+        and node.args
+        and not node.keywords
+    ):
         return min(_evaluate_formula(arg, names) for arg in node.args)
     if isinstance(node, ast.Constant) and isinstance(node.value, int):
         return node.value
@@ -260,5 +270,3 @@ def run_attack(
     # A NaN coordinate (from NaN gradients) would pass through the clip: it takes the value of x.
     x_adv = torch.where(torch.isfinite(x_adv), x_adv, x.detach())
     return threat.clip_exact(x_adv, x.detach())
-
-

@@ -53,8 +53,9 @@ def bim(
 
     >>> x_adv = bim(model, x, y, threat=ThreatModel("inf", 8 / 255), params=BIMParams(steps=10))
     """
-    return loop_attack(BIMParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
-                       early_stop=early_stop)
+    return loop_attack(
+        BIMParams, model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
+    )
 
 
 SPEC = AttackSpec(

@@ -24,8 +24,9 @@ class CWParams(AttackParams):
     and the confidence κ an adversarial example must reach."""
 
     steps: int = param(200, "Adam iterations for each value of c")
-    step_size: float = param(0.2, "Adam's initial learning rate in tanh space (cosine decay to 0 over the steps)",
-                             parse=parse_step)
+    step_size: float = param(
+        0.2, "Adam's initial learning rate in tanh space (cosine decay to 0 over the steps)", parse=parse_step
+    )
     binary_steps: int = param(9, "binary-search steps over the constant c")
     initial_const: float = param(1.0, "first value of c")
     confidence: float = param(0.0, "κ: required margin of the wrong (or target) class")
@@ -72,9 +73,12 @@ def cw(
     and records every iterate that is adversarial (argmax ≠ y, or = t, with margin ≥ κ) and
     closer than the best so far. Unlike the paper (10,000 steps at a fixed rate) Adam's learning
     rate follows a cosine from ``step_size`` to 0 within each c: the large early steps move
-    pixels that sit at 0 or 1 (far out in tanh space), the small late ones settle on the boundary. A binary search over c follows, per sample: after a success
-    c ← (c_lo + c_hi)/2 with c_hi = c; after a failure c_lo = c and c ← 10c until a success
-    bounds it, then the midpoint. Samples never fooled are returned unchanged; the result is clipped into ``threat``'s ball (the minimal example when its norm is ≤ ε, else its projection), so with the unbounded threat of :func:`advgrad.attacks.minimal.find_minimal` it is the minimal example itself. ``generator`` is
+    pixels that sit at 0 or 1 (far out in tanh space), the small late ones settle on the boundary.
+    A binary search over c follows, per sample: after a success c ← (c_lo + c_hi)/2 with c_hi = c;
+    after a failure c_lo = c and c ← 10c until a success bounds it, then the midpoint. Samples never
+    fooled are returned unchanged; the result is clipped into ``threat``'s ball (the minimal example
+    when its norm is ≤ ε, else its projection), so with the unbounded threat of
+    :func:`advgrad.attacks.minimal.find_minimal` it is the minimal example itself. ``generator`` is
     unused (CW is deterministic). Shapes: x (N, C, H, W) in [0, 1], y (N,) int64.
 
     >>> x_adv = cw(model, x, y, threat=ThreatModel("2", 10.0), params=CWParams(binary_steps=9, steps=200))

@@ -81,8 +81,10 @@ def deepfool(
     |w·x + b|/‖w‖. The found perturbation is then shortened by bisection along its direction,
     keeping only points a forward pass confirms (this removes most of the overshoot). Targeted:
     the only candidate is the target, against the current top class, until the target wins.
-    Samples it cannot fool are returned unchanged; the result is clipped into ``threat``'s ball (the minimal example when its norm is ≤ ε, else its projection), so with the unbounded threat of :func:`advgrad.attacks.minimal.find_minimal` it is the minimal example itself. ``generator`` is unused (DeepFool is
-    deterministic). Shapes: x (N, C, H, W) in [0, 1], y (N,) int64.
+    Samples it cannot fool are returned unchanged; the result is clipped into ``threat``'s ball (the
+    minimal example when its norm is ≤ ε, else its projection), so with the unbounded threat of
+    :func:`advgrad.attacks.minimal.find_minimal` it is the minimal example itself. ``generator`` is
+    unused (DeepFool is deterministic). Shapes: x (N, C, H, W) in [0, 1], y (N,) int64.
 
     >>> x_adv = deepfool(model, x, y, threat=ThreatModel("2", 10.0))
     >>> norms = (x_adv - x).flatten(1).norm(dim=1)   # the minimal L2 perturbation per sample

@@ -51,8 +51,9 @@ def fgsm(
 
     >>> x_adv = fgsm(model, x, y, threat=ThreatModel("inf", 8 / 255))
     """
-    return loop_attack(FGSMParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
-                       early_stop=early_stop)
+    return loop_attack(
+        FGSMParams, model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
+    )
 
 
 SPEC = AttackSpec(

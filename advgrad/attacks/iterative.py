@@ -59,9 +59,7 @@ def fresh_generator(device: torch.device) -> torch.Generator:
     return gen
 
 
-def random_start(
-    shape: torch.Size, threat: ThreatModel, generator: torch.Generator, dtype: torch.dtype
-) -> Tensor:
+def random_start(shape: torch.Size, threat: ThreatModel, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     """A perturbation drawn uniformly from the ε-ball of the threat model's norm
     (:meth:`advgrad.geometry.NormGeometry.random_point`)."""
     return threat.geometry.random_point(shape, threat.eps, generator, dtype)
@@ -125,7 +123,8 @@ class _Batch:
 
     def keep(self, mask: Tensor) -> None:
         self.index, self.x, self.y, self.x_adv, self.last_finite, self.halted = (
-            t[mask] for t in (self.index, self.x, self.y, self.x_adv, self.last_finite, self.halted))
+            t[mask] for t in (self.index, self.x, self.y, self.x_adv, self.last_finite, self.halted)
+        )
         if self.velocity is not None:
             self.velocity = self.velocity[mask]
         if self.target is not None:

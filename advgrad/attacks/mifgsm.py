@@ -55,8 +55,17 @@ def mifgsm(
 
     >>> x_adv = mifgsm(model, x, y, threat=ThreatModel("inf", 8 / 255), params=MIFGSMParams(momentum=1.0))
     """
-    return loop_attack(MIFGSMParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
-                       early_stop=early_stop)
+    return loop_attack(
+        MIFGSMParams,
+        model,
+        x,
+        y,
+        threat=threat,
+        params=params,
+        target=target,
+        generator=generator,
+        early_stop=early_stop,
+    )
 
 
 SPEC = AttackSpec(

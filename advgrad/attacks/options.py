@@ -135,13 +135,19 @@ def collect_options(specs: Iterable[AttackSpec] | None = None) -> list[AttackOpt
             text = f.metadata.get("help", "")
             if _unrelated(text, main):
                 others.setdefault(text, []).append(spec.name)
-        options.append(AttackOption(
-            name=name, type=types.pop(), help=main,
-            other_helps=tuple((", ".join(_families(names)), text) for text, names in others.items()),
-            defaults=tuple((spec.name, f.metadata["shown"] if f.metadata.get("shown") is not None else f.default)
-                           for spec, f in decls),
-            parse=parsers.pop() if parsers else None,
-        ))
+        options.append(
+            AttackOption(
+                name=name,
+                type=types.pop(),
+                help=main,
+                other_helps=tuple((", ".join(_families(names)), text) for text, names in others.items()),
+                defaults=tuple(
+                    (spec.name, f.metadata["shown"] if f.metadata.get("shown") is not None else f.default)
+                    for spec, f in decls
+                ),
+                parse=parsers.pop() if parsers else None,
+            )
+        )
     order = list(declared)
     return sorted(options, key=lambda o: (-len(o.defaults), order.index(o.name)))
 

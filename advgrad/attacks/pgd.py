@@ -32,9 +32,13 @@ class PGDParams(AttackParams):
 
     def loop_config(self) -> LoopConfig:
         """How the shared loop runs with these (resolved) parameters."""
-        return LoopConfig(steps=self.steps, step_size=self.step_size, random_start=self.random_start,
-                          restarts=self.restarts, loss=self.loss)
-
+        return LoopConfig(
+            steps=self.steps,
+            step_size=self.step_size,
+            random_start=self.random_start,
+            restarts=self.restarts,
+            loss=self.loss,
+        )
 
 
 def pgd(
@@ -62,8 +66,9 @@ def pgd(
     >>> params = PGDParams(steps=40, restarts=5)
     >>> x_adv = pgd(model, x, y, threat=ThreatModel("2", 0.5), params=params)
     """
-    return loop_attack(PGDParams, model, x, y, threat=threat, params=params, target=target, generator=generator,
-                       early_stop=early_stop)
+    return loop_attack(
+        PGDParams, model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
+    )
 
 
 SPEC = AttackSpec(

@@ -31,7 +31,9 @@ class SquareParams(AttackParams):
     """Query budget per sample and the initial fraction of pixels a square covers."""
 
     queries: int = param(5000, "model evaluations per sample (the first one is the initial point)")
-    p_init: float | None = param(None, "initial fraction p of the image a square covers", shown="0.05 for L∞, 0.1 for L2")
+    p_init: float | None = param(
+        None, "initial fraction p of the image a square covers", shown="0.05 for L∞, 0.1 for L2"
+    )
 
     def resolve(self, threat: ThreatModel) -> SquareParams:
         return self.fill(p_init=_moves(threat).p_init)
@@ -61,7 +63,9 @@ def _as_image(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], 1, 1, -1)
 
 
-def _window(n: int, h: int, w: int, side_h: int, side_w: int, gen: torch.Generator, device) -> tuple[Tensor, Tensor, Tensor]:
+def _window(
+    n: int, h: int, w: int, side_h: int, side_w: int, gen: torch.Generator, device
+) -> tuple[Tensor, Tensor, Tensor]:
     """A random side_h×side_w window per sample: its mask (N, H, W) and its top-left corners."""
     top = torch.randint(0, h - side_h + 1, (n,), generator=gen, device=gen.device).to(device)
     left = torch.randint(0, w - side_w + 1, (n,), generator=gen, device=gen.device).to(device)
@@ -144,7 +148,9 @@ def _propose_linf(x: Tensor, delta: Tensor, threat: ThreatModel, p: float, gen: 
     window = mask[:, None].expand_as(delta)
     colour = threat.eps * _signs((n, c, 1, 1), gen, delta.device, delta.dtype)
     new = torch.where(window, colour.expand_as(delta), delta)
-    unchanged = (((x + new).clamp(threat.lower, threat.upper) - x - delta).abs().flatten(1).amax(dim=1) == 0).reshape(-1, 1, 1, 1)
+    unchanged = (((x + new).clamp(threat.lower, threat.upper) - x - delta).abs().flatten(1).amax(dim=1) == 0).reshape(
+        -1, 1, 1, 1
+    )
     return torch.where(window & unchanged, -new, new)
 
 
@@ -235,7 +241,9 @@ def square(
             if active.numel() == 0:
                 break
             xa = x_img[active]
-            delta = moves.propose(xa, best[active] - xa, threat, square_fraction(params.p_init, i, params.queries), generator)
+            delta = moves.propose(
+                xa, best[active] - xa, threat, square_fraction(params.p_init, i, params.queries), generator
+            )
             candidate = threat.clip(xa + delta, xa)
             t = None if target is None else target[active]
             cand_score, cand_done = _margin_score(model, candidate.reshape((-1,) + shape[1:]), y[active], t)

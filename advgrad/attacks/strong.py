@@ -67,8 +67,15 @@ def strong(
         targeted_loss = "dlr" if classes >= 4 else "ce"  # the targeted DLR needs 4 classes
         stages = [
             (apgd, APGDParams(steps=params.steps, restarts=params.restarts, loss="ce")),
-            (apgd_targeted, APGDTParams(steps=params.steps, restarts=params.restarts, loss=targeted_loss,
-                                        target_classes=params.target_classes)),
+            (
+                apgd_targeted,
+                APGDTParams(
+                    steps=params.steps,
+                    restarts=params.restarts,
+                    loss=targeted_loss,
+                    target_classes=params.target_classes,
+                ),
+            ),
             (square, SquareParams(queries=params.queries)),
         ]
         for k, (attack, stage_params) in enumerate(stages):
@@ -76,8 +83,16 @@ def strong(
             if idx.numel() == 0:
                 break
             t = None if target is None else target[idx]
-            adv = attack(model, x[idx], y[idx], threat=threat, params=stage_params, target=t,
-                         generator=generator, early_stop=early_stop)
+            adv = attack(
+                model,
+                x[idx],
+                y[idx],
+                threat=threat,
+                params=stage_params,
+                target=t,
+                generator=generator,
+                early_stop=early_stop,
+            )
             adv = threat.clip(adv.to(x.dtype), x[idx])
             with torch.no_grad():
                 ok = is_successful(model(adv).float(), y[idx], t)

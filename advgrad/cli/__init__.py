@@ -47,15 +47,35 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
-    show: Annotated[Optional[str], typer.Option(
-        "--show-completion", metavar="[SHELL]", callback=show_completion, is_eager=True, expose_value=False,
-        help="Print the shell completion script for SHELL (bash, zsh, fish, powershell; default: your $SHELL), "
-             "e.g. eval \"$(advgrad --show-completion bash)\".", show_default=False)] = None,
-    install: Annotated[Optional[str], typer.Option(
-        "--install-completion", metavar="[SHELL]", callback=install_completion, is_eager=True, expose_value=False,
-        help="Install shell completion for SHELL (default: your $SHELL) in its start-up files; takes effect "
-             "in a new shell.", show_default=False)] = None,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+    show: Annotated[
+        Optional[str],
+        typer.Option(
+            "--show-completion",
+            metavar="[SHELL]",
+            callback=show_completion,
+            is_eager=True,
+            expose_value=False,
+            help="Print the shell completion script for SHELL (bash, zsh, fish, powershell; default: your $SHELL), "
+            'e.g. eval "$(advgrad --show-completion bash)".',
+            show_default=False,
+        ),
+    ] = None,
+    install: Annotated[
+        Optional[str],
+        typer.Option(
+            "--install-completion",
+            metavar="[SHELL]",
+            callback=install_completion,
+            is_eager=True,
+            expose_value=False,
+            help="Install shell completion for SHELL (default: your $SHELL) in its start-up files; takes effect "
+            "in a new shell.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Adversarial examples and robustness evaluation for trained PyTorch classifiers."""
     set_debug(debug)

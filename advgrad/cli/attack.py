@@ -27,13 +27,43 @@ IMAGES_FILE = "adversarial.png"  # what --images FOLDER holds
 @o.with_inputs
 @o.with_attack_options
 def attack(
-    method: Annotated[str, typer.Option("--method", "--attack", "-a", help="Attack to run (see `advgrad attacks`); --attack is the same option, as in `advgrad eval`.", rich_help_panel=o.ATTACK_PANEL)] = "pgd",
-    eps: Annotated[str, typer.Option("--eps", "-e", help="Budget ε: a number or a fraction such as 8/255.", rich_help_panel=o.ATTACK_PANEL)] = "0.1",
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "--attack",
+            "-a",
+            help="Attack to run (see `advgrad attacks`); --attack is the same option, as in `advgrad eval`.",
+            rich_help_panel=o.ATTACK_PANEL,
+        ),
+    ] = "pgd",
+    eps: Annotated[
+        str,
+        typer.Option(
+            "--eps", "-e", help="Budget ε: a number or a fraction such as 8/255.", rich_help_panel=o.ATTACK_PANEL
+        ),
+    ] = "0.1",
     norm: o.NormOpt = "inf",
     attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
     target: o.TargetOpt = None,
-    early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (default: spend the full step budget).", rich_help_panel=o.ATTACK_PANEL)] = False,
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
+    early_stop: Annotated[
+        bool,
+        typer.Option(
+            "--early-stop/--no-early-stop",
+            help="Stop attacking a sample once it is fooled (default: spend the full step budget).",
+            rich_help_panel=o.ATTACK_PANEL,
+        ),
+    ] = False,
+    out_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file.",
+            rich_help_panel=o.OUTPUT_PANEL,
+            show_default=False,
+        ),
+    ] = None,
     images: o.ImagesOpt = None,
     json_out: o.JsonOpt = None,
     verbose: o.VerboseOpt = False,
@@ -48,8 +78,11 @@ def attack(
 
     Example: advgrad attack --method pgd --eps 8/255 --steps 40 --out adv.pt --images adv/
     """
-    check_output_paths({"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
-                       input_paths(io_options), {"--images": images})
+    check_output_paths(
+        {"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
+        input_paths(io_options),
+        {"--images": images},
+    )
     spec = get_attack(method)
     threat = ThreatModel(parse_norm(norm), parse_eps(eps))
     spec.check_norm(threat.norm)
@@ -59,32 +92,53 @@ def attack(
     inputs = open_and_describe(io_options)
     warn_large_eps(threat.norm, [threat.eps], inputs)
     total = inputs.n_samples * params.passes_per_sample(inputs.probe.num_classes) if threat.eps > 0 else None
-    with sweep_progress(total, batches=-(-inputs.n_samples // io_options.batch_size), verbose=verbose,
-                        eps_text=lambda _: eps) as monitor:
+    with sweep_progress(
+        total, batches=-(-inputs.n_samples // io_options.batch_size), verbose=verbose, eps_text=lambda _: eps
+    ) as monitor:
         result, summary = generate(
-            inputs.model.module, inputs.batches(), spec, params, threat, target=goal, seed=io_options.seed,
-            early_stop=early_stop, device=inputs.device, monitor=monitor,
+            inputs.model.module,
+            inputs.batches(),
+            spec,
+            params,
+            threat,
+            target=goal,
+            seed=io_options.seed,
+            early_stop=early_stop,
+            device=inputs.device,
+            monitor=monitor,
         )
     summary.eps_label = eps_text(eps)
     if summary.nonfinite_clean or summary.nonfinite_inputs:
-        warn(f"non-finite-logits: {summary.nonfinite_clean} samples have NaN or infinite clean logits (counted as "
-             f"misclassified); {spec.name} at ε={threat.eps:g} met NaN or infinite logits on {summary.nonfinite_inputs} "
-             "inputs it tried (never counted as fooled); see `advgrad docs checks`, section non-finite-logits")
+        warn(
+            f"non-finite-logits: {summary.nonfinite_clean} samples have NaN or infinite clean logits (counted as "
+            f"misclassified); {spec.name} at ε={threat.eps:g} met NaN or infinite logits on {summary.nonfinite_inputs} "
+            "inputs it tried (never counted as fooled); see `advgrad docs checks`, section non-finite-logits"
+        )
     resolved = params.resolve(threat).to_dict()
     if out_file is not None:
-        write_tensors(out_file, {
-            **result.to_dict(),
-            "attack": spec.name,
-            "params": resolved,
-            "threat": threat.to_dict(),
-            "target": result.target if result.target is not None else None,
-            "seed": io_options.seed,
-            "early_stop": early_stop,
-        })
+        write_tensors(
+            out_file,
+            {
+                **result.to_dict(),
+                "attack": spec.name,
+                "params": resolved,
+                "threat": threat.to_dict(),
+                "target": result.target if result.target is not None else None,
+                "seed": io_options.seed,
+                "early_stop": early_stop,
+            },
+        )
         info(f"wrote {out_file}")
     if images is not None:
-        path = adversarial_grid(result.x, result.x_adv, result.y, result.pred_clean, result.pred_adv,
-                                Path(images) / IMAGES_FILE, norm=threat.norm)
+        path = adversarial_grid(
+            result.x,
+            result.x_adv,
+            result.y,
+            result.pred_clean,
+            result.pred_adv,
+            Path(images) / IMAGES_FILE,
+            norm=threat.norm,
+        )
         info(f"wrote {path}")
     report = {**summary.to_dict(), "params": resolved, "seed": io_options.seed, "early_stop": early_stop}
     if not emit_json(json_out, report):

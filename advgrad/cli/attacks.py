@@ -30,7 +30,9 @@ def describe_attack(spec: AttackSpec) -> dict[str, Any]:
 
 @handle_errors
 def attacks(
-    pattern: Annotated[str, typer.Argument(help="Only attacks whose name matches this shell pattern, e.g. 'apgd*'.")] = "*",
+    pattern: Annotated[
+        str, typer.Argument(help="Only attacks whose name matches this shell pattern, e.g. 'apgd*'.")
+    ] = "*",
     json_out: o.JsonOpt = None,
 ) -> None:
     """List every attack: threat models, kind, parameters with their defaults, and the paper.

@@ -41,8 +41,9 @@ def warn_large_eps(norm: Norm, eps_values: list[float], inputs: RunInputs) -> No
         warn(message)
 
 
-def announce_cost(inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1,
-                  announce: bool = True) -> CostEstimate:
+def announce_cost(
+    inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1, announce: bool = True
+) -> CostEstimate:
     """What a sweep will cost at most; said on stderr (with ``announce``) when that is above
     :data:`advgrad.cost.NOTICE_PASSES` model passes over one sample, with the time it may take,
     timed on a first batch (the run shared by ``world_size`` processes)."""

@@ -31,8 +31,16 @@ def comparison_table(comparison: Comparison) -> Table:
         table.add_column(col, justify="left" if col in ("attack", "result") else "right")
     for p in comparison.points:
         verdict = "REGRESSED" if p.regressed else ("improved" if p.change > p.allowed else "ok")
-        table.add_row(p.attack, "—" if p.eps is None else eps_label(p.eps, p.eps_label), pct(p.baseline), pct(p.new),
-                      points_change(p.change), f"{100 * p.allowed:.1f}", verdict, style="red" if p.regressed else None)
+        table.add_row(
+            p.attack,
+            "—" if p.eps is None else eps_label(p.eps, p.eps_label),
+            pct(p.baseline),
+            pct(p.new),
+            points_change(p.change),
+            f"{100 * p.allowed:.1f}",
+            verdict,
+            style="red" if p.regressed else None,
+        )
     return table
 
 
@@ -45,10 +53,16 @@ def parse_max_drop(text: str) -> float | None:
 def compare_command(
     baseline: Annotated[Path, typer.Argument(help="The reference report (advgrad eval --json).", show_default=False)],
     new: Annotated[Path, typer.Argument(help="The report to check against it.", show_default=False)],
-    max_drop: Annotated[str, typer.Option("--max-drop", help="Largest drop in accuracy allowed at a point: a share "
-                                          "(0.02), a percentage (2%), or auto: twice the binomial standard error "
-                                          "of the point's accuracy on the report's samples, so that sampling noise "
-                                          "is not a regression (`advgrad docs ci`).")] = "auto",
+    max_drop: Annotated[
+        str,
+        typer.Option(
+            "--max-drop",
+            help="Largest drop in accuracy allowed at a point: a share "
+            "(0.02), a percentage (2%), or auto: twice the binomial standard error "
+            "of the point's accuracy on the report's samples, so that sampling noise "
+            "is not a regression (`advgrad docs ci`).",
+        ),
+    ] = "auto",
     json_out: o.JsonOpt = None,
     markdown: r.MarkdownOpt = None,
 ) -> None:
@@ -82,8 +96,11 @@ def compare_command(
     if not used_stdout:
         out.print(comparison_table(comparison))
     for p in comparison.regressions:
-        err.print(f"regression: {where(p)}: {pct(p.baseline)} → {pct(p.new)} ({points_change(p.change)} points; at "
-                  f"most {100 * p.allowed:.1f} allowed)", markup=False)
+        err.print(
+            f"regression: {where(p)}: {pct(p.baseline)} → {pct(p.new)} ({points_change(p.change)} points; at "
+            f"most {100 * p.allowed:.1f} allowed)",
+            markup=False,
+        )
     err.print(verdict_line(comparison), markup=False)
     if comparison.regressions:
         raise typer.Exit(int(ExitCode.GATE_FAILED))

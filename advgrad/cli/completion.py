@@ -41,8 +41,10 @@ def resolve_shell(value: str | None) -> str:
     """The shell to write completion for: ``value`` unless it is empty or ``auto``, else the detected one."""
     shell = detect_shell() if value in (None, "", AUTO) else value.strip().lower()
     if shell is None:
-        raise UsageError(f"cannot tell which shell you use; name it, e.g. advgrad --show-completion bash "
-                         f"(one of {', '.join(SHELLS)})")
+        raise UsageError(
+            f"cannot tell which shell you use; name it, e.g. advgrad --show-completion bash "
+            f"(one of {', '.join(SHELLS)})"
+        )
     if shell not in SHELLS:
         raise UsageError(f"no completion for the shell {shell!r}; choose one of {', '.join(SHELLS)}")
     return shell

@@ -39,8 +39,14 @@ def _kind(param: Any) -> str:
 def command_options(command: Any) -> list[OptionInfo]:
     """The options of a (Typer-built click) ``command`` that a config file may set."""
     return [
-        OptionInfo(p.name, _long_flag(p), multiple=p.multiple, is_flag=p.is_flag, kind=_kind(p),
-                   aliases=tuple(o for o in p.opts if o.startswith("--") and o != _long_flag(p)))
+        OptionInfo(
+            p.name,
+            _long_flag(p),
+            multiple=p.multiple,
+            is_flag=p.is_flag,
+            kind=_kind(p),
+            aliases=tuple(o for o in p.opts if o.startswith("--") and o != _long_flag(p)),
+        )
         for p in command.params
         if p.param_type_name == "option" and p.name and not p.hidden and _long_flag(p) not in _NOT_IN_FILES
     ]

@@ -118,8 +118,10 @@ def handle_errors(fn: F) -> F:
             if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
                 _error(f"error: {error_text(compile_failed(exc))}")
                 raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
-            _error(f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
-                   "and please report it)")
+            _error(
+                f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
+                "and please report it)"
+            )
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
         finally:
             warnings.showwarning = previous
@@ -128,8 +130,13 @@ def handle_errors(fn: F) -> F:
 
 
 @contextmanager
-def sweep_progress(total: int | None, *, batches: int | None = None, verbose: bool = False,
-                   eps_text: Callable[[float], str] | None = None) -> Iterator[ProgressTracker]:
+def sweep_progress(
+    total: int | None,
+    *,
+    batches: int | None = None,
+    verbose: bool = False,
+    eps_text: Callable[[float], str] | None = None,
+) -> Iterator[ProgressTracker]:
     """A :class:`ProgressTracker` for a sweep: a status line with attack, ε, step, share done and
     ETA on stderr when it is a terminal (redrawn at most five times a second; Rich's own refresh
     keeps the elapsed time moving); with ``verbose`` one line per finished attack × ε, terminal or
@@ -141,8 +148,11 @@ def sweep_progress(total: int | None, *, batches: int | None = None, verbose: bo
         yield ProgressTracker(total, finished=finished, batches=batches, **options)
         return
     bar = Progress(
-        TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(),
-        console=err, transient=True,
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     )
     with bar:
         task = bar.add_task("starting", total=None if total is None else 1000)

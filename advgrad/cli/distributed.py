@@ -33,8 +33,10 @@ def setup_process(command: str | None) -> None:
         if not launch.is_main:
             quiet_rank(launch.rank)
         if command is not None and command not in DISTRIBUTED_COMMANDS:
-            raise UsageError(f"only `advgrad eval` shares its work among torchrun's processes; run `advgrad {command}` "
-                             "as one process, without torchrun")
+            raise UsageError(
+                f"only `advgrad eval` shares its work among torchrun's processes; run `advgrad {command}` "
+                "as one process, without torchrun"
+            )
     except AdvgradError as exc:
         err.print(f"error: {error_text(exc)}", style="red", markup=False)
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
@@ -76,6 +78,8 @@ def join_run(options: InputOptions) -> Iterator[Process]:
     device = process_device(options.device, launch)
     with process_group(launch, device):
         backend = "NCCL" if device.type == "cuda" else "gloo"
-        info(f"distributed: {launch.world_size} processes ({backend}), batch k runs on rank k mod {launch.world_size}; "
-             "rank 0 writes the report")
+        info(
+            f"distributed: {launch.world_size} processes ({backend}), batch k runs on rank k mod {launch.world_size}; "
+            "rank 0 writes the report"
+        )
         yield Process(launch, device, Shard(launch, options.batch_size))

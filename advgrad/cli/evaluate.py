@@ -34,12 +34,37 @@ EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 def eval_command(
     ctx: typer.Context,
     config_file: r.ConfigOpt = None,
-    attack: Annotated[str, typer.Option("--attack", "--method", "-a", help="Attacks to run, comma-separated (see `advgrad attacks`); --method is the same option, as in `advgrad attack`.", rich_help_panel=o.ATTACK_PANEL)] = "fgsm,pgd",
-    eps: Annotated[Optional[str], typer.Option("--eps", "-e", help="ε values, comma-separated; fractions allowed (0,1/255,2/255). (default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2)", rich_help_panel=o.ATTACK_PANEL, show_default=False)] = None,
+    attack: Annotated[
+        str,
+        typer.Option(
+            "--attack",
+            "--method",
+            "-a",
+            help="Attacks to run, comma-separated (see `advgrad attacks`); --method is the same option, as in `advgrad attack`.",
+            rich_help_panel=o.ATTACK_PANEL,
+        ),
+    ] = "fgsm,pgd",
+    eps: Annotated[
+        Optional[str],
+        typer.Option(
+            "--eps",
+            "-e",
+            help="ε values, comma-separated; fractions allowed (0,1/255,2/255). (default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2)",
+            rich_help_panel=o.ATTACK_PANEL,
+            show_default=False,
+        ),
+    ] = None,
     norm: o.NormOpt = "inf",
     attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
     target: o.TargetOpt = None,
-    early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop attacking a sample once it is fooled (the result is the same; it only saves time).", rich_help_panel=o.ATTACK_PANEL)] = True,
+    early_stop: Annotated[
+        bool,
+        typer.Option(
+            "--early-stop/--no-early-stop",
+            help="Stop attacking a sample once it is fooled (the result is the same; it only saves time).",
+            rich_help_panel=o.ATTACK_PANEL,
+        ),
+    ] = True,
     json_out: o.JsonOpt = None,
     csv_out: r.CsvOpt = None,
     markdown: r.MarkdownOpt = None,
@@ -63,11 +88,11 @@ def eval_command(
     smallest adversarial example, and the median of those norms. Each attack takes the options it has parameters for
     (`advgrad attacks`); an option no chosen attack takes is ignored with a warning.
 
-    Example: advgrad eval --attack fgsm,pgd --eps 0,2/255,4/255,8/255 --fail-under pgd@8/255=0.40 --json report.json --markdown report.md --plot report.png
+    Example: advgrad eval --attack fgsm,pgd --eps 0,4/255,8/255 --fail-under pgd@8/255=0.40 --json r.json --plot r.png
 
     Example: advgrad eval --config quick --junit junit.xml   (shipped configs: `advgrad config list`)
 
-    Example (one process per GPU, `advgrad docs scale`): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full --precision bf16
+    Example (a process per GPU): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full
     """
     threat_norm = parse_norm(norm)
     eps_given = parse_eps_labelled(eps if eps is not None else get_geometry(threat_norm).default_eps)
@@ -76,34 +101,65 @@ def eval_command(
         spec.check_norm(threat_norm)
     warn_unused(specs, attack_opts)
     attacks = [EvalAttack(spec, spec.make_params(**attack_opts)) for spec in specs]
-    config = EvalConfig(eps=[v for v, _ in eps_given], eps_labels=[t for _, t in eps_given], norm=threat_norm,
-                        target=parse_target(target), seed=io_options.seed, early_stop=early_stop,
-                        examples=EXAMPLES_KEPT)
+    config = EvalConfig(
+        eps=[v for v, _ in eps_given],
+        eps_labels=[t for _, t in eps_given],
+        norm=threat_norm,
+        target=parse_target(target),
+        seed=io_options.seed,
+        early_stop=early_stop,
+        examples=EXAMPLES_KEPT,
+    )
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [a.name for a in attacks], config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
-    check_output_paths({f"--{name}": path for name, path in outputs.to_dict().items()},
-                       {**input_paths(io_options), "--config": ctx.meta.get(META_KEY)})
+    check_output_paths(
+        {f"--{name}": path for name, path in outputs.to_dict().items()},
+        {**input_paths(io_options), "--config": ctx.meta.get(META_KEY)},
+    )
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
         warn_large_eps(threat_norm, config.eps, inputs)
         estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
-        run = RunDescription(attacks, config, inputs.options.to_dict(), RunSettings(
-            gates=[g.text for g in gates], strict=strict, outputs=outputs.to_dict(), config_file=ctx.meta.get(META_KEY),
-            threads=None if inputs.threads is None else inputs.threads.threads))
+        run = RunDescription(
+            attacks,
+            config,
+            inputs.options.to_dict(),
+            RunSettings(
+                gates=[g.text for g in gates],
+                strict=strict,
+                outputs=outputs.to_dict(),
+                config_file=ctx.meta.get(META_KEY),
+                threads=None if inputs.threads is None else inputs.threads.threads,
+            ),
+        )
         with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
             # only read it: clearing it again could delete a batch rank 0 has already saved
             state = open_run_state(run.identity(inputs.device), state_file, resume or not process.is_main)
         try:
             batches = -(-inputs.n_samples // io_options.batch_size)
             share = -(-batches // process.world_size)  # this process runs batches rank, rank + W, …
-            with sweep_progress(estimate.passes * share // max(batches, 1), batches=share, verbose=verbose,
-                                eps_text=eps_label) as monitor:
-                report = evaluate(inputs.model.module, inputs.batches(process.rank, process.world_size), attacks, config,
-                                  device=inputs.device, state=state, shard=process.shard, monitor=monitor)
+            with sweep_progress(
+                estimate.passes * share // max(batches, 1), batches=share, verbose=verbose, eps_text=eps_label
+            ) as monitor:
+                report = evaluate(
+                    inputs.model.module,
+                    inputs.batches(process.rank, process.world_size),
+                    attacks,
+                    config,
+                    device=inputs.device,
+                    state=state,
+                    shard=process.shard,
+                    monitor=monitor,
+                )
         except KeyboardInterrupt:
-            saved = "nothing was finished" if state is None or not state.saved_batches() else (
-                f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue")
+            saved = (
+                "nothing was finished"
+                if state is None or not state.saved_batches()
+                else (
+                    f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue"
+                )
+            )
             err.print(f"interrupted: {saved}", markup=False)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         if not process.is_main:  # rank 0 alone writes the report and decides the exit code

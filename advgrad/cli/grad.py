@@ -28,14 +28,43 @@ IMAGES_FILE = "saliency.png"  # what --images FOLDER holds
 @handle_errors
 @o.with_inputs
 def grad(
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write x, y, grad, loss and pred to this .pt file.", rich_help_panel=o.OUTPUT_PANEL, show_default=False)] = None,
+    out_file: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write x, y, grad, loss and pred to this .pt file.",
+            rich_help_panel=o.OUTPUT_PANEL,
+            show_default=False,
+        ),
+    ] = None,
     images: o.ImagesOpt = None,
-    check: Annotated[bool, typer.Option("--check", help="Compare autograd with central finite differences on sampled coordinates.")] = False,
-    coordinates: Annotated[int, typer.Option("--coordinates", help="Coordinates per sample that --check compares.")] = 16,
-    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Largest relative error --check accepts (a finite number ≥ 0); above it the exit code is 1. (default: 1e-4 in float64, 1e-2 in float32)", show_default=False)] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Compare autograd with central finite differences on sampled coordinates.")
+    ] = False,
+    coordinates: Annotated[
+        int, typer.Option("--coordinates", help="Coordinates per sample that --check compares.")
+    ] = 16,
+    tolerance: Annotated[
+        Optional[float],
+        typer.Option(
+            "--tolerance",
+            help="Largest relative error --check accepts (a finite number ≥ 0); above it the exit code is 1. (default: 1e-4 in float64, 1e-2 in float32)",
+            show_default=False,
+        ),
+    ] = None,
     loss: Annotated[str, typer.Option("--loss", help="J: ce, margin or dlr.")] = "ce",
-    show: Annotated[int, typer.Option("--show", help="Samples listed in the table and drawn in saliency.png (0: none).")] = 10,
-    signed: Annotated[bool, typer.Option("--signed", help="Saliency maps of the signed gradient (red: a brighter pixel raises the loss, blue: lowers it) instead of |∇ₓJ|.", rich_help_panel=o.OUTPUT_PANEL)] = False,
+    show: Annotated[
+        int, typer.Option("--show", help="Samples listed in the table and drawn in saliency.png (0: none).")
+    ] = 10,
+    signed: Annotated[
+        bool,
+        typer.Option(
+            "--signed",
+            help="Saliency maps of the signed gradient (red: a brighter pixel raises the loss, blue: lowers it) instead of |∇ₓJ|.",
+            rich_help_panel=o.OUTPUT_PANEL,
+        ),
+    ] = False,
     json_out: o.JsonOpt = None,
     io_options: InputOptions = InputOptions(),
 ) -> None:
@@ -43,8 +72,11 @@ def grad(
 
     Example: advgrad grad --limit 16 --out grad.pt --images saliency/ --check
     """
-    check_output_paths({"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
-                       input_paths(io_options), {"--images": images})
+    check_output_paths(
+        {"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
+        input_paths(io_options),
+        {"--images": images},
+    )
     get_loss(loss)
     check_number(coordinates, "--coordinates", integer=True, minimum=1)
     check_number(show, "--show", integer=True, minimum=0)
@@ -58,8 +90,16 @@ def grad(
         info(f"wrote {out_file}")
     if images is not None:
         title = f"Input gradient ∇ₓJ of the {loss} loss · {inputs.model.description}"
-        path = saliency_grid(result.x, result.grad, result.y, result.pred, Path(images) / IMAGES_FILE, count=show,
-                             signed=signed, title=title)
+        path = saliency_grid(
+            result.x,
+            result.grad,
+            result.y,
+            result.pred,
+            Path(images) / IMAGES_FILE,
+            count=show,
+            signed=signed,
+            title=title,
+        )
         info(f"wrote {path}")
     report: dict = {"loss": loss, "n_samples": len(rows), "samples": rows}
     failed = False
@@ -76,10 +116,13 @@ def grad(
         if check:
             c = report["check"]
             verdict = "FAILED" if failed else "ok"
-            out.print(Text(
-                f"finite-difference check ({c['n_coordinates']} coordinates, {c['dtype']}, h={c['step']:g}): "
-                f"largest relative error {c['max_relative_error']:.2e}, largest absolute error "
-                f"{c['max_absolute_error']:.2e} — {verdict} (tolerance {tolerance:g})"
-            ), soft_wrap=True)
+            out.print(
+                Text(
+                    f"finite-difference check ({c['n_coordinates']} coordinates, {c['dtype']}, h={c['step']:g}): "
+                    f"largest relative error {c['max_relative_error']:.2e}, largest absolute error "
+                    f"{c['max_absolute_error']:.2e} — {verdict} (tolerance {tolerance:g})"
+                ),
+                soft_wrap=True,
+            )
     if failed:
         raise typer.Exit(int(ExitCode.GATE_FAILED))

@@ -38,9 +38,7 @@ class GradientSet:
         return {"x": self.x, "y": self.y, "grad": self.grad, "loss": self.loss, "pred": self.pred}
 
 
-def gradients(
-    model: nn.Module, batches, *, loss: str = "ce", device: torch.device | str = "cpu"
-) -> GradientSet:
+def gradients(model: nn.Module, batches, *, loss: str = "ce", device: torch.device | str = "cpu") -> GradientSet:
     """∇ₓJ for every sample of ``batches`` (an iterable of (x, y)), gathered on the CPU."""
     parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "y", "grad", "loss", "pred")}
     for x, y in batches:
@@ -58,7 +56,12 @@ def sample_rows(result: GradientSet) -> list[dict]:
     """One row per sample: index, label, pred, loss and the ‖∇ₓJ‖ norms (as float32 decimals)."""
     norms = result.norms()
     return [
-        {"index": i, "label": int(result.y[i]), "pred": int(result.pred[i]), "loss": float32_decimal(float(result.loss[i])),
-         **{k: float32_decimal(float(norms[k][i])) for k in ("l1", "l2", "linf")}}
+        {
+            "index": i,
+            "label": int(result.y[i]),
+            "pred": int(result.pred[i]),
+            "loss": float32_decimal(float(result.loss[i])),
+            **{k: float32_decimal(float(norms[k][i])) for k in ("l1", "l2", "linf")},
+        }
         for i in range(result.y.shape[0])
     ]

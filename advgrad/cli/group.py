@@ -53,8 +53,14 @@ class AdvgradGroup(HelpGroup):
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, fill_shell(list(args)))
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         typer_completion.completion_init()  # Typer's completion classes answer $_ADVGRAD_COMPLETE requests
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)

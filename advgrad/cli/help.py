@@ -14,10 +14,27 @@ from typing import Any
 from typer.core import TyperCommand, TyperGroup
 
 METAVARS = {  # options whose value has a better name than its type
-    "eps": "EPS", "attack": "NAMES", "method": "NAME", "norm": "NORM", "step_size": "STEP", "target": "CLASS",
-    "model": "MODEL", "weights": "WEIGHTS", "model_args": "KEY=VALUE", "model_arg": "KEY=VALUE", "mean": "MEAN",
-    "std": "STD", "data": "DATA", "split": "SPLIT", "data_root": "DIR", "device": "DEVICE",
-    "precision": "PRECISION", "loss": "LOSS", "fail_under": "GATE", "max_drop": "SHARE", "images": "DIR",
+    "eps": "EPS",
+    "attack": "NAMES",
+    "method": "NAME",
+    "norm": "NORM",
+    "step_size": "STEP",
+    "target": "CLASS",
+    "model": "MODEL",
+    "weights": "WEIGHTS",
+    "model_args": "KEY=VALUE",
+    "model_arg": "KEY=VALUE",
+    "mean": "MEAN",
+    "std": "STD",
+    "data": "DATA",
+    "split": "SPLIT",
+    "data_root": "DIR",
+    "device": "DEVICE",
+    "precision": "PRECISION",
+    "loss": "LOSS",
+    "fail_under": "GATE",
+    "max_drop": "SHARE",
+    "images": "DIR",
 }
 TYPE_METAVARS = {int: "N", float: "NUMBER", str: "TEXT", Path: "FILE"}
 

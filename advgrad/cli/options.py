@@ -20,135 +20,245 @@ OUTPUT_PANEL = "Output"
 
 ModelOpt = Annotated[
     Optional[str],
-    typer.Option("--model", "-m", help=(
-        "Model to attack: an ExportedProgram (.pt2, torch.export.save), package.module:callable with --weights "
-        "(imports and runs that module, your own code), torchvision:NAME (e.g. torchvision:resnet18) or a "
-        "TorchScript file (deprecated by torch); a whole pickled model only with --unsafe-pickle. "
-        "Default: the embedded digits CNN."),
-        rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--model",
+        "-m",
+        help=(
+            "Model to attack: an ExportedProgram (.pt2, torch.export.save), package.module:callable with --weights "
+            "(imports and runs that module, your own code), torchvision:NAME (e.g. torchvision:resnet18) or a "
+            "TorchScript file (deprecated by torch); a whole pickled model only with --unsafe-pickle. "
+            "Default: the embedded digits CNN."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 WeightsOpt = Annotated[
     Optional[str],
-    typer.Option("--weights", "-w", help=(
-        "Weights for torchvision:NAME or package.module:callable: a state-dict file (.pt/.pth read with "
-        "weights_only, or .safetensors), or DEFAULT (torchvision's pretrained weights, from the local cache only)."),
-        rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--weights",
+        "-w",
+        help=(
+            "Weights for torchvision:NAME or package.module:callable: a state-dict file (.pt/.pth read with "
+            "weights_only, or .safetensors), or DEFAULT (torchvision's pretrained weights, from the local cache only)."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 ModelArgOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--model-arg", help=(
-        "KEY=VALUE passed to the model's callable or torchvision builder; repeat for more "
-        "(e.g. --model-arg num_classes=10). Values read as int, float, true/false, else string."),
-        rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--model-arg",
+        help=(
+            "KEY=VALUE passed to the model's callable or torchvision builder; repeat for more "
+            "(e.g. --model-arg num_classes=10). Values read as int, float, true/false, else string."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 UnsafePickleOpt = Annotated[
     bool,
-    typer.Option("--unsafe-pickle", help=(
-        "DANGEROUS, runs arbitrary code from the file: allows unpickling (a whole model saved with "
-        "torch.save(model)) and model graphs that call operators outside advgrad's allow-list "
-        "(`advgrad docs loading`). Only for files you trust."),
-        rich_help_panel=IO_PANEL),
+    typer.Option(
+        "--unsafe-pickle",
+        help=(
+            "DANGEROUS, runs arbitrary code from the file: allows unpickling (a whole model saved with "
+            "torch.save(model)) and model graphs that call operators outside advgrad's allow-list "
+            "(`advgrad docs loading`). Only for files you trust."
+        ),
+        rich_help_panel=IO_PANEL,
+    ),
 ]
 MeanOpt = Annotated[
     Optional[str],
-    typer.Option("--mean", help=(
-        "Per-channel mean the model was trained with, comma-separated (e.g. 0.485,0.456,0.406). With --std it "
-        "puts (x - mean) / std inside the model, so attacks work on [0,1] pixels and ε is in pixel units."),
-        rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--mean",
+        help=(
+            "Per-channel mean the model was trained with, comma-separated (e.g. 0.485,0.456,0.406). With --std it "
+            "puts (x - mean) / std inside the model, so attacks work on [0,1] pixels and ε is in pixel units."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 StdOpt = Annotated[
     Optional[str],
-    typer.Option("--std", help="Per-channel standard deviation, comma-separated (e.g. 0.229,0.224,0.225); see --mean.",
-                 rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--std",
+        help="Per-channel standard deviation, comma-separated (e.g. 0.229,0.224,0.225); see --mean.",
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 DataOpt = Annotated[
     Optional[str],
-    typer.Option("--data", "-d", help=(
-        "Data: a .pt, .npz or .safetensors file holding x (N×C×H×W floats in [0,1] or uint8) and y (N labels); "
-        "an image folder (one sub-folder per class); or mnist, fashion-mnist, cifar10, cifar100, svhn "
-        "(torchvision, from --data-root). Default: the embedded digits."),
-        rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--data",
+        "-d",
+        help=(
+            "Data: a .pt, .npz or .safetensors file holding x (N×C×H×W floats in [0,1] or uint8) and y (N labels); "
+            "an image folder (one sub-folder per class); or mnist, fashion-mnist, cifar10, cifar100, svhn "
+            "(torchvision, from --data-root). Default: the embedded digits."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 SplitOpt = Annotated[
-    str, typer.Option("--split", help="Split of a named dataset or the embedded digits: test or train (svhn: extra too).",
-                      rich_help_panel=IO_PANEL)
+    str,
+    typer.Option(
+        "--split",
+        help="Split of a named dataset or the embedded digits: test or train (svhn: extra too).",
+        rich_help_panel=IO_PANEL,
+    ),
 ]
 DataRootOpt = Annotated[
     Optional[str],
-    typer.Option("--data-root", help="Folder of named datasets. Default: ~/.cache/advgrad/datasets (or $XDG_CACHE_HOME/advgrad/datasets).",
-                 rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--data-root",
+        help="Folder of named datasets. Default: ~/.cache/advgrad/datasets (or $XDG_CACHE_HOME/advgrad/datasets).",
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 DownloadOpt = Annotated[
-    bool, typer.Option("--download", help="Download a named dataset into --data-root if it is not there.",
-                       rich_help_panel=IO_PANEL)
+    bool,
+    typer.Option(
+        "--download", help="Download a named dataset into --data-root if it is not there.", rich_help_panel=IO_PANEL
+    ),
 ]
 ImageSizeOpt = Annotated[
     Optional[int],
-    typer.Option("--image-size", help="Image folders: resize the shorter side to N and centre-crop N×N.",
-                 rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--image-size",
+        help="Image folders: resize the shorter side to N and centre-crop N×N.",
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 LimitOpt = Annotated[
     Optional[int],
-    typer.Option("--limit", "-n", help="Use only the first N samples (of the shuffled order with --shuffle).",
-                 rich_help_panel=IO_PANEL, show_default=False),
+    typer.Option(
+        "--limit",
+        "-n",
+        help="Use only the first N samples (of the shuffled order with --shuffle).",
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
 ]
 ShuffleOpt = Annotated[
-    bool, typer.Option("--shuffle", help="Take the samples in a random order fixed by --seed (with --limit: a random subset).",
-                       rich_help_panel=IO_PANEL)
+    bool,
+    typer.Option(
+        "--shuffle",
+        help="Take the samples in a random order fixed by --seed (with --limit: a random subset).",
+        rich_help_panel=IO_PANEL,
+    ),
 ]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Samples per batch.", rich_help_panel=IO_PANEL)]
 WorkersOpt = Annotated[
-    int, typer.Option("--num-workers", help="Processes decoding images ahead of the run (image folders).",
-                      rich_help_panel=IO_PANEL)
+    int,
+    typer.Option(
+        "--num-workers", help="Processes decoding images ahead of the run (image folders).", rich_help_panel=IO_PANEL
+    ),
 ]
 SeedOpt = Annotated[
-    int, typer.Option("--seed", help="Seed for random starts, targets and --shuffle; same seed, same result.",
-                      rich_help_panel=IO_PANEL)
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed for random starts, targets and --shuffle; same seed, same result.",
+        rich_help_panel=IO_PANEL,
+    ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (under torchrun: each process takes cuda:LOCAL_RANK).",
-                                        rich_help_panel=RUNTIME_PANEL)]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto, cpu, cuda or cuda:N (under torchrun: each process takes cuda:LOCAL_RANK).",
+        rich_help_panel=RUNTIME_PANEL,
+    ),
+]
 PrecisionOpt = Annotated[
     str,
-    typer.Option("--precision", help=(
-        "fp32, bf16 or fp16: run the model under autocast in that precision; inputs, gradients, perturbations and "
-        "their projection stay fp32 (`advgrad docs scale` shows what it does to attack strength)."),
-        rich_help_panel=RUNTIME_PANEL),
+    typer.Option(
+        "--precision",
+        help=(
+            "fp32, bf16 or fp16: run the model under autocast in that precision; inputs, gradients, perturbations and "
+            "their projection stay fp32 (`advgrad docs scale` shows what it does to attack strength)."
+        ),
+        rich_help_panel=RUNTIME_PANEL,
+    ),
 ]
 CompileOpt = Annotated[
-    bool, typer.Option("--compile", help="Run the model through torch.compile (needs a C++ compiler on CPU, Triton on CUDA).",
-                       rich_help_panel=RUNTIME_PANEL)
+    bool,
+    typer.Option(
+        "--compile",
+        help="Run the model through torch.compile (needs a C++ compiler on CPU, Triton on CUDA).",
+        rich_help_panel=RUNTIME_PANEL,
+    ),
 ]
 ChannelsLastOpt = Annotated[
     Optional[bool],
-    typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format for the model and its inputs "
-                 "(default: on for convolutional models on CUDA, off otherwise).", rich_help_panel=RUNTIME_PANEL,
-                 show_default=False),
+    typer.Option(
+        "--channels-last/--no-channels-last",
+        help="Channels-last memory format for the model and its inputs "
+        "(default: on for convolutional models on CUDA, off otherwise).",
+        rich_help_panel=RUNTIME_PANEL,
+        show_default=False,
+    ),
 ]
 ThreadsOpt = Annotated[
     str,
-    typer.Option("--threads", help=(
-        "CPU threads for torch: a number, or auto (the CPUs this process may use — affinity, cgroup quota, "
-        "split among torchrun's ranks — less those other processes keep busy, and one for small models, which "
-        "run fastest so; `advgrad docs scale`)."),
-        rich_help_panel=RUNTIME_PANEL),
+    typer.Option(
+        "--threads",
+        help=(
+            "CPU threads for torch: a number, or auto (the CPUs this process may use — affinity, cgroup quota, "
+            "split among torchrun's ranks — less those other processes keep busy, and one for small models, which "
+            "run fastest so; `advgrad docs scale`)."
+        ),
+        rich_help_panel=RUNTIME_PANEL,
+    ),
 ]
 
-NormOpt = Annotated[str, typer.Option("--norm", help="Threat model: inf, 2, or 1 (PGD); `advgrad attacks` lists each attack's norms.", rich_help_panel=ATTACK_PANEL)]
+NormOpt = Annotated[
+    str,
+    typer.Option(
+        "--norm",
+        help="Threat model: inf, 2, or 1 (PGD); `advgrad attacks` lists each attack's norms.",
+        rich_help_panel=ATTACK_PANEL,
+    ),
+]
 TargetOpt = Annotated[
     Optional[str],
-    typer.Option("--target", help="Targeted attack: a class index, random or least-likely. Default: untargeted.",
-                 rich_help_panel=ATTACK_PANEL, show_default=False),
+    typer.Option(
+        "--target",
+        help="Targeted attack: a class index, random or least-likely. Default: untargeted.",
+        rich_help_panel=ATTACK_PANEL,
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[
-    Optional[Path], typer.Option("--json", help="Write the results as JSON to FILE ('-' for stdout instead of the table).",
-                                 rich_help_panel=OUTPUT_PANEL, show_default=False)
+    Optional[Path],
+    typer.Option(
+        "--json",
+        help="Write the results as JSON to FILE ('-' for stdout instead of the table).",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+    ),
 ]
 VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help="One line on stderr per finished attack × ε (and batch), also when stderr is "
-                       "not a terminal (CI logs); without it progress shows only on a terminal.", rich_help_panel=OUTPUT_PANEL)
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="One line on stderr per finished attack × ε (and batch), also when stderr is "
+        "not a terminal (CI logs); without it progress shows only on a terminal.",
+        rich_help_panel=OUTPUT_PANEL,
+    ),
 ]
 ImagesOpt = Annotated[
-    Optional[Path], typer.Option("--images", help="Write PNG images to this folder.", rich_help_panel=OUTPUT_PANEL, show_default=False)
+    Optional[Path],
+    typer.Option("--images", help="Write PNG images to this folder.", rich_help_panel=OUTPUT_PANEL, show_default=False),
 ]
 
 
@@ -165,16 +275,27 @@ class _Input:
 # The options every command that loads a model and data accepts, in help order. The default of
 # each is its InputOptions field's; a config file key is the option's long name.
 INPUT_OPTIONS: dict[str, _Input] = {
-    "model": _Input(ModelOpt), "weights": _Input(WeightsOpt),
+    "model": _Input(ModelOpt),
+    "weights": _Input(WeightsOpt),
     "model_arg": _Input(ModelArgOpt, "model_args", lambda v: tuple(v or ())),
     "unsafe_pickle": _Input(UnsafePickleOpt),
     "mean": _Input(MeanOpt, convert=lambda v: parse_channels(v, "--mean")),
     "std": _Input(StdOpt, convert=lambda v: parse_channels(v, "--std")),
-    "data": _Input(DataOpt), "split": _Input(SplitOpt), "data_root": _Input(DataRootOpt),
-    "download": _Input(DownloadOpt), "image_size": _Input(ImageSizeOpt), "limit": _Input(LimitOpt),
-    "shuffle": _Input(ShuffleOpt), "batch_size": _Input(BatchOpt), "num_workers": _Input(WorkersOpt),
-    "seed": _Input(SeedOpt), "device": _Input(DeviceOpt), "precision": _Input(PrecisionOpt),
-    "compile": _Input(CompileOpt), "channels_last": _Input(ChannelsLastOpt), "threads": _Input(ThreadsOpt, convert=str),
+    "data": _Input(DataOpt),
+    "split": _Input(SplitOpt),
+    "data_root": _Input(DataRootOpt),
+    "download": _Input(DownloadOpt),
+    "image_size": _Input(ImageSizeOpt),
+    "limit": _Input(LimitOpt),
+    "shuffle": _Input(ShuffleOpt),
+    "batch_size": _Input(BatchOpt),
+    "num_workers": _Input(WorkersOpt),
+    "seed": _Input(SeedOpt),
+    "device": _Input(DeviceOpt),
+    "precision": _Input(PrecisionOpt),
+    "compile": _Input(CompileOpt),
+    "channels_last": _Input(ChannelsLastOpt),
+    "threads": _Input(ThreadsOpt, convert=str),
 }
 _INPUT_DEFAULTS = {f.name: f.default for f in fields(InputOptions)}
 
@@ -190,9 +311,12 @@ def input_options(**given: Any) -> InputOptions:
 
 
 def _input_parameters() -> list[inspect.Parameter]:
-    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=spec.option,
-                              default=_INPUT_DEFAULTS[spec.field or name])
-            for name, spec in INPUT_OPTIONS.items()]
+    return [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, annotation=spec.option, default=_INPUT_DEFAULTS[spec.field or name]
+        )
+        for name, spec in INPUT_OPTIONS.items()
+    ]
 
 
 def attack_parameters() -> list[inspect.Parameter]:
@@ -204,10 +328,15 @@ def attack_parameters() -> list[inspect.Parameter]:
     for option in collect_options():
         value_type = str if option.parse is not None else option.type
         decl = f"{option.flag}/--no-{option.flag[2:]}" if option.type is bool else option.flag
-        annotation = Annotated[Optional[value_type], typer.Option(  # type: ignore[valid-type]
-            decl, help=option.help_text(), rich_help_panel=ATTACK_PANEL, show_default=False)]
-        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=annotation))
+        annotation = Annotated[
+            Optional[value_type],
+            typer.Option(  # type: ignore[valid-type]
+                decl, help=option.help_text(), rich_help_panel=ATTACK_PANEL, show_default=False
+            ),
+        ]
+        params.append(
+            inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        )
     return params
 
 
@@ -230,8 +359,13 @@ class ExpandedCommand:
     imported (a plugin, a test).
     """
 
-    def __init__(self, fn: Callable[..., Any], placeholder: str,
-                 parameters: Callable[[], list[inspect.Parameter]], gather: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        placeholder: str,
+        parameters: Callable[[], list[inspect.Parameter]],
+        gather: Callable[..., Any],
+    ) -> None:
         self._fn, self._placeholder, self._parameters, self._gather = fn, placeholder, parameters, gather
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(self, attr, getattr(fn, attr, None))

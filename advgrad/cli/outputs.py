@@ -91,11 +91,17 @@ def print_terminal(report: RobustnessReport) -> None:
     warned = [c["name"] for c in fired(report.checks)]
     applicable = sum(c["status"] != "not-applicable" for c in report.checks)
     if warned:
-        out.print(f"sanity checks: {len(warned)} warning{'s' if len(warned) > 1 else ''} ({', '.join(warned)}); "
-                  "see `advgrad docs checks`", markup=False)
+        out.print(
+            f"sanity checks: {len(warned)} warning{'s' if len(warned) > 1 else ''} ({', '.join(warned)}); "
+            "see `advgrad docs checks`",
+            markup=False,
+        )
     else:
-        out.print(f"sanity checks: all {applicable} applicable checks passed "
-                  f"({len(report.checks) - applicable} not applicable)", markup=False)
+        out.print(
+            f"sanity checks: all {applicable} applicable checks passed "
+            f"({len(report.checks) - applicable} not applicable)",
+            markup=False,
+        )
 
 
 def exit_on_failures(report: RobustnessReport, *, strict: bool) -> None:

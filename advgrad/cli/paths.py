@@ -41,8 +41,12 @@ def _is_special(path: PathLike) -> bool:
 def input_paths(options: InputOptions) -> dict[str, str | None]:
     """The files and folders the model and data options read, by option (values that name no
     existing path, such as ``torchvision:resnet18`` or ``mnist``, are skipped when checked)."""
-    return {"--model": options.model, "--weights": options.weights, "--data": options.data,
-            "--data-root": options.data_root}
+    return {
+        "--model": options.model,
+        "--weights": options.weights,
+        "--data": options.data,
+        "--data-root": options.data_root,
+    }
 
 
 def _existing(paths: Mapping[str, PathLike | None]) -> list[tuple[str, str]]:
@@ -73,13 +77,16 @@ def check_output_paths(
         path, key = str(value), _identity(value)
         for in_option, in_path, in_key in read:
             if key == in_key:
-                raise UsageError(f"{option} {path} would overwrite the {in_option} input {in_path}; write the "
-                                 "output to another path")
+                raise UsageError(
+                    f"{option} {path} would overwrite the {in_option} input {in_path}; write the output to another path"
+                )
         if not _is_special(path):
             for other_option, other_path, other_key in written:
                 if key == other_key:
-                    raise UsageError(f"{other_option} {other_path} and {option} {path} are the same file; give each "
-                                     "output its own path")
+                    raise UsageError(
+                        f"{other_option} {other_path} and {option} {path} are the same file; give each "
+                        "output its own path"
+                    )
         written.append((option, path, key))
     for option, value in (folders or {}).items():
         if value is None:
@@ -87,8 +94,9 @@ def check_output_paths(
         key = _identity(value)
         for in_option, in_path, in_key in read:
             if key == in_key:
-                raise UsageError(f"{option} {value} is the {in_option} input {in_path}; give {option} a folder "
-                                 "of its own")
+                raise UsageError(
+                    f"{option} {value} is the {in_option} input {in_path}; give {option} a folder of its own"
+                )
 
 
 def images_file(folder: PathLike | None, name: str) -> Path | None:

@@ -38,8 +38,9 @@ def config_list() -> None:
 @config_app.command("show", cls=HelpCommand)
 @handle_errors
 def config_show(
-    name: Annotated[str, typer.Argument(help="A shipped config's name, e.g. quick (see `advgrad config list`).",
-                                        show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="A shipped config's name, e.g. quick (see `advgrad config list`).", show_default=False)
+    ],
 ) -> None:
     """Print a shipped config (TOML): its header says what it needs; copy it to start your own.
 
@@ -50,8 +51,9 @@ def config_show(
 
 @handle_errors
 def docs_command(
-    topic: Annotated[Optional[str], typer.Argument(help="A topic, e.g. checks, ci, configs; none lists them.",
-                                                   show_default=False)] = None,
+    topic: Annotated[
+        Optional[str], typer.Argument(help="A topic, e.g. checks, ci, configs; none lists them.", show_default=False)
+    ] = None,
 ) -> None:
     """Print advgrad's documentation on a topic (Markdown), e.g. the sanity checks or a CI job.
 

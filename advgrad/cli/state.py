@@ -19,8 +19,10 @@ def open_run_state(identity: dict, path: Path | None, resume: bool) -> RunState 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        warn(f"cannot save progress in {target.parent} ({exc.strerror or exc}); this run cannot be resumed "
-             "(choose a folder with --state DIR or ADVGRAD_STATE_DIR)")
+        warn(
+            f"cannot save progress in {target.parent} ({exc.strerror or exc}); this run cannot be resumed "
+            "(choose a folder with --state DIR or ADVGRAD_STATE_DIR)"
+        )
         return None
     state = RunState.open(target, key, resume=resume)
     if state.discarded:
@@ -36,6 +38,7 @@ def open_run_state(identity: dict, path: Path | None, resume: bool) -> RunState 
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM (``kill``) like Ctrl-C inside the block, so an interrupted run stops between
     writes and says where its progress is. Outside the main thread nothing changes."""
+
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 

@@ -45,8 +45,13 @@ def special_file(path: str | os.PathLike) -> str | None:
         mode = os.stat(path).st_mode
     except OSError:  # missing (or unreachable): written as a new file
         return None
-    kinds = [(stat.S_ISCHR, "character device"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISBLK, "block device"),
-             (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory")]
+    kinds = [
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "directory"),
+    ]
     return next((name for test, name in kinds if test(mode)), None)
 
 
@@ -58,8 +63,8 @@ def _open_descriptor(path: str | os.PathLike) -> int | None:
     own = ("/proc/self/fd/", f"/proc/{os.getpid()}/fd/", "/dev/fd/")
     for _ in range(40):
         prefix = next((o for o in own if p.startswith(o)), None)
-        if prefix is not None and p[len(prefix):].isdigit():
-            return int(p[len(prefix):])
+        if prefix is not None and p[len(prefix) :].isdigit():
+            return int(p[len(prefix) :])
         if p.startswith("/proc/"):
             return -1
         if not os.path.islink(p):

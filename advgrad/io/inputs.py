@@ -80,8 +80,12 @@ class InputOptions:
 
     def model_options(self, device: torch.device) -> ModelOptions:
         return ModelOptions(
-            device=device, weights=self.weights, model_args=parse_model_args(self.model_args),
-            unsafe_pickle=self.unsafe_pickle, mean=self.mean, std=self.std,
+            device=device,
+            weights=self.weights,
+            model_args=parse_model_args(self.model_args),
+            unsafe_pickle=self.unsafe_pickle,
+            mean=self.mean,
+            std=self.std,
         )
 
 
@@ -199,8 +203,9 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     return RunInputs(model, data, device, result, options, warnings, runtime, threads)
 
 
-def _set_threads(options: InputOptions, module: torch.nn.Module, x: Tensor, samples: int,
-                 device: torch.device) -> ThreadChoice:
+def _set_threads(
+    options: InputOptions, module: torch.nn.Module, x: Tensor, samples: int, device: torch.device
+) -> ThreadChoice:
     """Choose and apply torch's CPU threads for the run (:mod:`advgrad.threads`): ``auto`` from
     the CPUs available, the FLOPs of a forward pass over one batch (counted on one sample) and,
     when that asks for more than one thread, the CPUs other processes leave idle."""

@@ -67,9 +67,7 @@ def check_logits(logits: object, y: Tensor, *, allow_nonfinite: bool = False) ->
     With ``allow_nonfinite`` rows holding NaN or ±∞ are accepted: the caller counts those samples
     as misclassified."""
     if not isinstance(logits, Tensor):
-        raise ModelError(
-            f"the model returned {type(logits).__name__}, expected a tensor of N×classes logits"
-        )
+        raise ModelError(f"the model returned {type(logits).__name__}, expected a tensor of N×classes logits")
     n = y.shape[0]
     if logits.dim() != 2 or logits.shape[0] != n:
         raise ModelError(
@@ -142,10 +140,13 @@ def _behaviour_warnings(model: nn.Module, x: Tensor, logits: Tensor) -> list[str
     if x.shape[0] > 1:  # attacks shrink batches as samples are fooled: a batch of one must work
         alone = _forward(model, x[:1], _one_sample_failure)
         if not found and not _close(alone, logits[:1]):
-            found.append(Notice(
-                "a sample's output depends on the rest of its batch (batch norm in training mode?); "
-                "results would depend on `batch_size`", "batch_size"
-            ))
+            found.append(
+                Notice(
+                    "a sample's output depends on the rest of its batch (batch norm in training mode?); "
+                    "results would depend on `batch_size`",
+                    "batch_size",
+                )
+            )
     return found
 
 
@@ -161,8 +162,10 @@ def _gradient_check(model: nn.Module, x: Tensor, y: Tensor) -> list[str]:
             )
         (grad,) = torch.autograd.grad(out.gather(1, y[:, None]).sum(), x, allow_unused=True)
     if grad is None or not torch.any(grad != 0):
-        return ["the input gradient is zero on the whole probe batch (gradient masking?): gradient attacks will "
-                "find nothing and accuracy under attack would overstate robustness"]
+        return [
+            "the input gradient is zero on the whole probe batch (gradient masking?): gradient attacks will "
+            "find nothing and accuracy under attack would overstate robustness"
+        ]
     if not torch.isfinite(grad).all():
         return ["the input gradient has NaN or infinite values on the probe batch"]
     return []
@@ -182,8 +185,10 @@ def probe(model: nn.Module, x: Tensor, y: Tensor) -> ProbeResult:
         raise ModelError("the model's outputs contain NaN or infinite values on the probe batch")
     found = []
     if not bool(finite.all()):
-        found.append(f"{int((~finite).sum())} of {finite.numel()} samples of the probe batch have NaN or infinite "
-                     "logits; such samples count as misclassified (see the non-finite-logits check)")
+        found.append(
+            f"{int((~finite).sum())} of {finite.numel()} samples of the probe batch have NaN or infinite "
+            "logits; such samples count as misclassified (see the non-finite-logits check)"
+        )
     wrapped = model if rule.kind == "tensor" else LogitsOf(model, rule)
     found += _behaviour_warnings(wrapped, x, logits)
     found += _gradient_check(wrapped, x[finite], y[finite])
@@ -206,7 +211,9 @@ def _standardisations(x: Tensor) -> list[tuple[str, Tensor, Tensor]]:
     found = [("the probe batch's own per-channel mean and std", *own)]
     if channels == 3:
         found.append(("ImageNet's mean and std", x.new_tensor(IMAGENET_MEAN), x.new_tensor(IMAGENET_STD)))
-    found.append(("mean 0.5 and std 0.5 (inputs in [-1, 1])", x.new_full((channels,), 0.5), x.new_full((channels,), 0.5)))
+    found.append(
+        ("mean 0.5 and std 0.5 (inputs in [-1, 1])", x.new_full((channels,), 0.5), x.new_full((channels,), 0.5))
+    )
     return found
 
 
@@ -237,4 +244,6 @@ def normalisation_hint(model: nn.Module, x: Tensor, y: Tensor, classes: int) -> 
         f"no `mean`/`std` given, yet the model classifies the probe batch much better once it is standardised "
         f"with {name} ({100 * raw:.0f}% → {100 * best:.0f}%): it was probably trained on normalised inputs; give "
         f"the normalisation it was trained with, e.g. `mean` {values[0]} `std` {values[1]}, so that attacks and ε "
-        "are in pixel units", ("mean", "std"))
+        "are in pixel units",
+        ("mean", "std"),
+    )

@@ -26,8 +26,10 @@ def verdict_line(comparison: Comparison) -> str:
     largest = f"largest change {points_change(worst.change)} points ({where(worst)})" if worst.change < 0 else "no drop"
     if comparison.regressions:
         k = len(comparison.regressions)
-        return (f"compare: REGRESSED at {k} of {len(comparison.points)} points; {largest}; "
-                f"regression = {tolerance_text(comparison)}")
+        return (
+            f"compare: REGRESSED at {k} of {len(comparison.points)} points; {largest}; "
+            f"regression = {tolerance_text(comparison)}"
+        )
     return f"compare: passed: no regression at {len(comparison.points)} points; {largest}"
 
 
@@ -45,10 +47,23 @@ def _mark(p: PointChange) -> str:
 def render_comparison_markdown(comparison: Comparison, *, title: str = "advgrad robustness comparison") -> str:
     """A heading with the verdict and a table: attack, ε, baseline, new, Δ (points), verdict."""
     status = "❌ regressed" if comparison.regressions else "✅ no regression"
-    lines = [f"## {title}: {status}", "",
-             f"Baseline `{comparison.baseline}` → new `{comparison.new}`. Regression: {tolerance_text(comparison)}.", ""]
-    rows = [[p.attack, "—" if p.eps is None else eps_label(p.eps, p.eps_label), pct(p.baseline), pct(p.new),
-             points_change(p.change), _mark(p)] for p in comparison.points]
+    lines = [
+        f"## {title}: {status}",
+        "",
+        f"Baseline `{comparison.baseline}` → new `{comparison.new}`. Regression: {tolerance_text(comparison)}.",
+        "",
+    ]
+    rows = [
+        [
+            p.attack,
+            "—" if p.eps is None else eps_label(p.eps, p.eps_label),
+            pct(p.baseline),
+            pct(p.new),
+            points_change(p.change),
+            _mark(p),
+        ]
+        for p in comparison.points
+    ]
     lines += _table(["attack", "ε", "baseline", "new", "Δ (points)", "verdict"], rows, align="lrrrrl")
     if comparison.warnings:
         lines += ["", *(f"- ⚠️ {w}" for w in comparison.warnings)]

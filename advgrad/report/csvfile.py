@@ -7,8 +7,19 @@ import io
 
 from advgrad.results import RobustnessReport
 
-COLUMNS = ["attack", "kind", "norm", "eps", "accuracy", "robust", "n_samples", "success_rate", "mean_norm", "max_norm",
-           "eps_label"]
+COLUMNS = [
+    "attack",
+    "kind",
+    "norm",
+    "eps",
+    "accuracy",
+    "robust",
+    "n_samples",
+    "success_rate",
+    "mean_norm",
+    "max_norm",
+    "eps_label",
+]
 
 
 def render_csv(report: RobustnessReport) -> str:
@@ -16,11 +27,24 @@ def render_csv(report: RobustnessReport) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerow(["clean", "", report.norm, 0, report.clean_accuracy, report.clean_correct, report.n_samples,
-                     "", "", "", "0"])
+    writer.writerow(
+        ["clean", "", report.norm, 0, report.clean_accuracy, report.clean_correct, report.n_samples, "", "", "", "0"]
+    )
     for name, curve in report.attacks.items():
         for p in curve.points:
-            writer.writerow([name, curve.kind, report.norm, repr(p.eps), repr(p.accuracy), p.robust, report.n_samples,
-                             repr(p.success_rate), "" if p.mean_norm is None else repr(p.mean_norm),
-                             "" if p.max_norm is None else repr(p.max_norm), report.eps_label(p.eps)])
+            writer.writerow(
+                [
+                    name,
+                    curve.kind,
+                    report.norm,
+                    repr(p.eps),
+                    repr(p.accuracy),
+                    p.robust,
+                    report.n_samples,
+                    repr(p.success_rate),
+                    "" if p.mean_norm is None else repr(p.mean_norm),
+                    "" if p.max_norm is None else repr(p.max_norm),
+                    report.eps_label(p.eps),
+                ]
+            )
     return buffer.getvalue()

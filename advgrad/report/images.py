@@ -82,8 +82,16 @@ def draw_examples(axes, examples: list[Example], norm: str = "inf", *, eps_label
 
 
 def adversarial_grid(
-    x: Tensor, x_adv: Tensor, y: Tensor, pred_clean: Tensor, pred_adv: Tensor, path: str | os.PathLike,
-    *, count: int = 8, class_names: list[str] | None = None, norm: str = "inf",
+    x: Tensor,
+    x_adv: Tensor,
+    y: Tensor,
+    pred_clean: Tensor,
+    pred_adv: Tensor,
+    path: str | os.PathLike,
+    *,
+    count: int = 8,
+    class_names: list[str] | None = None,
+    norm: str = "inf",
 ) -> Path:
     """Three rows: originals, perturbations (amplified by one factor, named in the row label) and
     adversarial examples, each labelled with the model's prediction (and the true label on the
@@ -114,8 +122,9 @@ def adversarial_grid(
 SALIENCY_PER_ROW = 10
 
 
-def saliency_figure(x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, *, count: int = 8, signed: bool = False,
-                    title: str | None = None):
+def saliency_figure(
+    x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, *, count: int = 8, signed: bool = False, title: str | None = None
+):
     """Inputs above their input gradients, ``count`` samples (all of them when fewer), in rows of
     up to :data:`SALIENCY_PER_ROW`, with a colour bar. Each map is scaled by its own largest
     |∇ₓJ| (printed above it): |∇ₓJ| (largest over channels) in [0, 1], or with ``signed`` the
@@ -124,8 +133,14 @@ def saliency_figure(x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, *, count: 
     count = min(count, x.shape[0])
     columns = max(min(count, SALIENCY_PER_ROW), 1)
     chunks = max(-(-count // columns), 1)
-    fig, axes = plt.subplots(2 * chunks, columns, figsize=(1.3 * columns + 1.5, 3.0 * chunks + 0.5), dpi=120,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        2 * chunks,
+        columns,
+        figsize=(1.3 * columns + 1.5, 3.0 * chunks + 0.5),
+        dpi=120,
+        squeeze=False,
+        layout="constrained",
+    )
     image = None
     for i in range(chunks * columns):
         row, col = 2 * (i // columns), i % columns
@@ -149,8 +164,7 @@ def saliency_figure(x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, *, count: 
         axes[2 * k][0].set_ylabel("input", fontsize=8)
         axes[2 * k + 1][0].set_ylabel("∇ₓJ (signed)" if signed else "|∇ₓJ|", fontsize=8)
     if image is not None:
-        what = ("∇ₓJ ÷ sample's max |∇ₓJ| (red: raises the loss)" if signed
-                else "|∇ₓJ| ÷ sample's max |∇ₓJ|")
+        what = "∇ₓJ ÷ sample's max |∇ₓJ| (red: raises the loss)" if signed else "|∇ₓJ| ÷ sample's max |∇ₓJ|"
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
         bar.set_label(what, fontsize=8)
     fig.suptitle(title or f"Input gradient ∇ₓJ of {count} samples", fontsize=10)
@@ -158,8 +172,15 @@ def saliency_figure(x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, *, count: 
 
 
 def saliency_grid(
-    x: Tensor, grad: Tensor, y: Tensor, pred: Tensor, path: str | os.PathLike, *, count: int = 8,
-    signed: bool = False, title: str | None = None,
+    x: Tensor,
+    grad: Tensor,
+    y: Tensor,
+    pred: Tensor,
+    path: str | os.PathLike,
+    *,
+    count: int = 8,
+    signed: bool = False,
+    title: str | None = None,
 ) -> Path:
     """:func:`saliency_figure` written as a PNG to ``path``."""
     out = Path(path)

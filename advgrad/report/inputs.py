@@ -39,7 +39,10 @@ def inputs_table(summary: dict) -> Table:
         ("samples used", f"{data['samples']:,} of {data['total_samples']:,}"),
         ("input shape", "×".join(map(str, summary["input_shape"]))),
         ("classes", str(summary["num_classes"])),
-        ("device", summary["device"] + ("" if summary.get("threads") is None else f", {summary['threads']} CPU thread(s)")),
+        (
+            "device",
+            summary["device"] + ("" if summary.get("threads") is None else f", {summary['threads']} CPU thread(s)"),
+        ),
         ("clean accuracy (probe batch)", f"{pct(probe['clean_accuracy'])} ({probe['correct']}/{probe['samples']})"),
     ]
     for what, value in rows:

@@ -40,7 +40,9 @@ def render_junit(report: RobustnessReport, *, strict: bool = False) -> str:
         case = ET.SubElement(checks, "testcase", classname="advgrad.checks", name=c["name"])
         if c["status"] == "warning":
             tag = "failure" if strict else "skipped"
-            element = ET.SubElement(case, tag, message=f"warning: {c['message']} (see `advgrad docs checks`, section {c['name']})")
+            element = ET.SubElement(
+                case, tag, message=f"warning: {c['message']} (see `advgrad docs checks`, section {c['name']})"
+            )
             if strict:
                 element.set("type", "sanity-check")
         elif c["status"] == "not-applicable":

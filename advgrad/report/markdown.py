@@ -21,8 +21,7 @@ def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[st
     column left, the others right)."""
     align = align or "l" + "r" * (len(header) - 1)
     rule = {"l": ":--", "r": "--:"}
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join(rule[a] for a in align) + "|"]
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join(rule[a] for a in align) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return lines
 
@@ -45,22 +44,45 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         "### Accuracy under attack",
         "",
     ]
-    rows = [[report.eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()] for j, e in enumerate(report.eps)]
+    rows = [
+        [report.eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()]
+        for j, e in enumerate(report.eps)
+    ]
     lines += _table(["ε"] + list(report.attacks), rows)
     lines += ["", "### Attacks", ""]
     attack_rows = []
     for name, curve in report.attacks.items():
         params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
         largest = curve.points[-1]
-        attack_rows.append([f"`{name}`", curve.kind, params or "—", pct(largest.success_rate),
-                            num(largest.mean_norm), f"{curve.seconds:.2f}"])
-    lines += _table(["attack", "kind", "parameters", f"success at ε={report.eps_label(report.eps[-1])}",
-                     "mean ‖δ‖ there", "seconds"], attack_rows, align="lllrrr")
+        attack_rows.append(
+            [
+                f"`{name}`",
+                curve.kind,
+                params or "—",
+                pct(largest.success_rate),
+                num(largest.mean_norm),
+                f"{curve.seconds:.2f}",
+            ]
+        )
+    lines += _table(
+        [
+            "attack",
+            "kind",
+            "parameters",
+            f"success at ε={report.eps_label(report.eps[-1])}",
+            "mean ‖δ‖ there",
+            "seconds",
+        ],
+        attack_rows,
+        align="lllrrr",
+    )
     if report.gates:
         failed = sum(not g["passed"] for g in report.gates)
         lines += ["", f"### Gates: {len(report.gates) - failed} passed, {failed} failed", ""]
-        gate_rows = [[f"`{g['gate']}`", pct(g["accuracy"]), pct(g["threshold"]), "✅ pass" if g["passed"] else "❌ FAIL"]
-                     for g in report.gates]
+        gate_rows = [
+            [f"`{g['gate']}`", pct(g["accuracy"]), pct(g["threshold"]), "✅ pass" if g["passed"] else "❌ FAIL"]
+            for g in report.gates
+        ]
         lines += _table(["gate", "accuracy", "required", "result"], gate_rows)
     if report.checks:
         warned = sum(c["status"] == "warning" for c in report.checks)
@@ -70,6 +92,15 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         if warned:
             lines += ["", "A warning means the numbers above are probably too good; see `advgrad docs checks`."]
     context = {"config": report.config, "seed": report.seed, "versions": report.versions}
-    lines += ["", "<details><summary>Configuration and versions</summary>", "", "```json",
-              json.dumps(context, indent=2, ensure_ascii=False, default=str), "```", "", "</details>", ""]
+    lines += [
+        "",
+        "<details><summary>Configuration and versions</summary>",
+        "",
+        "```json",
+        json.dumps(context, indent=2, ensure_ascii=False, default=str),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     return "\n".join(lines)

@@ -128,17 +128,26 @@ def report_figure(report: RobustnessReport):
     empty = [name for name, ex in example_blocks(report) if not ex]
     columns = max([len(ex) for _, ex in blocks] + [4])
     top_height, block_height = 4.6, 3.9
-    fig = plt.figure(figsize=(max(12.0, 1.45 * columns), top_height + block_height * len(blocks) + 0.6), dpi=110,
-                     layout="constrained")
+    fig = plt.figure(
+        figsize=(max(12.0, 1.45 * columns), top_height + block_height * len(blocks) + 0.6),
+        dpi=110,
+        layout="constrained",
+    )
     fig.suptitle(run_title(report), fontsize=10)
-    top, *rest = fig.subfigures(1 + len(blocks), 1, height_ratios=[top_height] + [block_height] * len(blocks),
-                                squeeze=False)[:, 0]
+    top, *rest = fig.subfigures(
+        1 + len(blocks), 1, height_ratios=[top_height] + [block_height] * len(blocks), squeeze=False
+    )[:, 0]
     curve_ax, class_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
     _draw_curves(curve_ax, report)
     _draw_classes(class_ax, report)
     for sub, (name, examples) in zip(rest, blocks, strict=True):
-        sub.suptitle(f"{name}: {len(examples)} adversarial example{'s' if len(examples) != 1 else ''}",
-                     fontsize=10, fontweight="bold", x=0.01, ha="left")
+        sub.suptitle(
+            f"{name}: {len(examples)} adversarial example{'s' if len(examples) != 1 else ''}",
+            fontsize=10,
+            fontweight="bold",
+            x=0.01,
+            ha="left",
+        )
         axes = sub.subplots(3, columns, squeeze=False)
         draw_examples(axes, examples, report.norm, eps_label=report.eps_label)
     notes = [EXAMPLE_LEGEND] if blocks else ["No adversarial examples were found."]

@@ -61,7 +61,9 @@ def summary_table(summary: AttackSummary) -> Table:
     table = Table(show_header=False)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps, summary.eps_label)}")
+    table.add_row(
+        "attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps, summary.eps_label)}"
+    )
     table.add_row("samples", f"{summary.n_samples}")
     table.add_row("clean accuracy", pct(summary.clean_accuracy))
     table.add_row("accuracy under attack", pct(summary.accuracy))
@@ -83,8 +85,13 @@ def gradient_table(rows: list[dict], limit: int = 20, saved_to: str | None = Non
         table.add_column(col, justify="right")
     for row in rows[:limit]:
         table.add_row(
-            str(row["index"]), str(row["label"]), str(row["pred"]), num(row["loss"]),
-            num(row["l1"]), num(row["l2"]), num(row["linf"]),
+            str(row["index"]),
+            str(row["label"]),
+            str(row["pred"]),
+            num(row["loss"]),
+            num(row["l1"]),
+            num(row["l2"]),
+            num(row["linf"]),
         )
     if len(rows) > limit:
         where = f"all are in {saved_to}" if saved_to else "--out FILE or --json FILE keeps them all"
@@ -102,9 +109,14 @@ def attacks_listing(rows: list[dict]) -> Group:
         norms = ", ".join(norm_symbol(n) for n in row["norms"])
         blocks.append(Text.assemble((row["name"], "bold"), f"{aliases} · {row['kind']} · {norms}"))
         cost = row.get("cost")
-        cost_line = "" if cost is None else (
-            f"\ncost per sample: {cost['formula']} model passes ({cost['default']:,} with the defaults"
-            + (f", {cost['classes']} classes)" if re.search(r"\bclasses\b", cost["formula"]) else ")"))
+        cost_line = (
+            ""
+            if cost is None
+            else (
+                f"\ncost per sample: {cost['formula']} model passes ({cost['default']:,} with the defaults"
+                + (f", {cost['classes']} classes)" if re.search(r"\bclasses\b", cost["formula"]) else ")")
+            )
+        )
         blocks.append(Padding(Text(f"{row['summary']}\npaper: {row['reference']}{cost_line}"), (0, 0, 0, 2)))
         params = Table(box=None, show_header=False, padding=(0, 2, 0, 4))
         params.add_column("option", no_wrap=True)

@@ -61,8 +61,11 @@ def _collate(items: list) -> tuple:
     shapes = {tuple(x.shape) for x, _, _ in items}
     if len(shapes) > 1:
         a, b = sorted(shapes)[:2]
-        return ("error", f"images of different sizes ({'×'.join(map(str, a))} and {'×'.join(map(str, b))}) "
-                         "cannot form a batch; give `image_size` N to resize and centre-crop them")
+        return (
+            "error",
+            f"images of different sizes ({'×'.join(map(str, a))} and {'×'.join(map(str, b))}) "
+            "cannot form a batch; give `image_size` N to resize and centre-crop them",
+        )
     return ("ok", torch.stack([x for x, _, _ in items]), torch.tensor([int(y) for _, y, _ in items]))
 
 
@@ -101,8 +104,12 @@ class DatasetSource(DataSource):
     def stream(self, selection: Tensor, batch_size: int, num_workers: int) -> Iterator[Batch]:
         """Batches of ``selection`` decoded by ``num_workers`` processes (0: in this one)."""
         loader = DataLoader(
-            self._items, batch_size=batch_size, sampler=selection.tolist(), num_workers=num_workers,
-            collate_fn=_collate, shuffle=False,
+            self._items,
+            batch_size=batch_size,
+            sampler=selection.tolist(),
+            num_workers=num_workers,
+            collate_fn=_collate,
+            shuffle=False,
         )
         for collated in loader:
             yield self._checked(collated)
@@ -220,15 +227,16 @@ def load_named(spec: str, options: DataOptions) -> DataSource:
     """A torchvision dataset by name, from ``options.root`` (downloaded there if asked)."""
     entry = NAMED[spec.lower()]
     if options.split not in entry.splits:
-        raise UsageError(f"{entry.name} has splits {' and '.join(entry.splits)}, not {options.split!r} (`split`)",
-                         params="split")
+        raise UsageError(
+            f"{entry.name} has splits {' and '.join(entry.splits)}, not {options.split!r} (`split`)", params="split"
+        )
     root = Path(options.root).expanduser() if options.root else default_data_root()
     if root.exists() and not root.is_dir():
-        raise DataError(f"`data_root` {root} is a file; expected the folder that holds (or will hold) {entry.name}",
-                        params="data_root")
-    get = (
-        f"advgrad info --data {entry.name} --split {options.split} --data-root {root} --download"
-    )
+        raise DataError(
+            f"`data_root` {root} is a file; expected the folder that holds (or will hold) {entry.name}",
+            params="data_root",
+        )
+    get = f"advgrad info --data {entry.name} --split {options.split} --data-root {root} --download"
     try:
         # torchvision prints download progress on stdout; stdout is for results only.
         with contextlib.redirect_stdout(sys.stderr):
@@ -240,18 +248,26 @@ def load_named(spec: str, options: DataOptions) -> DataSource:
             raise DataError(
                 f"{entry.name} ({options.split} split) is not in {root}{damaged}; download it once with: {get}"
             ) from None
-        raise DataError(f"{entry.name}: cannot read it from {root} ({text}); delete its folder and run: {get}") from None
+        raise DataError(
+            f"{entry.name}: cannot read it from {root} ({text}); delete its folder and run: {get}"
+        ) from None
     except ImportError as exc:
         raise DataError(f"{entry.name} needs a package that is not installed ({first_line(exc)})") from None
     except (DataError, UsageError):
         raise
     except Exception as exc:  # network errors while downloading, damaged files
         action = "download" if options.download else "read"
-        raise DataError(f"{entry.name}: cannot {action} it in {root} ({type(exc).__name__}: {first_line(exc)})") from None
+        raise DataError(
+            f"{entry.name}: cannot {action} it in {root} ({type(exc).__name__}: {first_line(exc)})"
+        ) from None
     x, y = entry.arrays(ds)
     classes = list(getattr(ds, "classes", None) or [str(i) for i in range(10)])
     c, h, w = x.shape[1:]
     return TensorSource.from_arrays(  # kept as uint8 (4× smaller than floats), converted per batch
-        x, y, name=f"{entry.name}-{options.split}", classes=classes, convert_now=False,
+        x,
+        y,
+        name=f"{entry.name}-{options.split}",
+        classes=classes,
+        convert_now=False,
         description=f"{entry.name} {options.split} split from {root}: {x.shape[0]} samples, {c}×{h}×{w}",
     )

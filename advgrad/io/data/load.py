@@ -30,8 +30,19 @@ from advgrad.io.data.sources import (
 from advgrad.io.data.tensorfiles import load_npz, load_pt, load_safetensors
 
 __all__ = [
-    "DEFAULT_DATA", "FORMATS", "Batch", "DataFormat", "DataOptions", "DataSource", "TensorSource",
-    "check_pixels", "label_vector", "load_data", "load_default", "pixel_array", "to_pixels",
+    "DEFAULT_DATA",
+    "FORMATS",
+    "Batch",
+    "DataFormat",
+    "DataOptions",
+    "DataSource",
+    "TensorSource",
+    "check_pixels",
+    "label_vector",
+    "load_data",
+    "load_default",
+    "pixel_array",
+    "to_pixels",
 ]
 
 DEFAULT_DATA = "digits"
@@ -45,7 +56,10 @@ def load_default(split: str = "test") -> TensorSource:
     with resources.as_file(asset) as path, np.load(path, allow_pickle=False) as f:
         x, y = f["x"], f["y"]
     return TensorSource.from_arrays(
-        x, y, name=f"digits-{split}", classes=[str(i) for i in range(10)],
+        x,
+        y,
+        name=f"digits-{split}",
+        classes=[str(i) for i in range(10)],
         description=f"embedded UCI digits, {split} split: {len(y)} samples, 1×8×8",
     )
 
@@ -88,8 +102,9 @@ def load_data(spec: str | None = None, options: DataOptions | None = None) -> Da
     for fmt in FORMATS:
         if fmt.matches(spec):
             if options.image_size is not None and fmt.name != "image-folder":
-                raise UsageError(f"`image_size` resizes image folders only; {spec} is read at its stored size",
-                                 params="image_size")
+                raise UsageError(
+                    f"`image_size` resizes image folders only; {spec} is read at its stored size", params="image_size"
+                )
             return fmt.load(spec, options)
     names = ", ".join([DEFAULT_DATA, *NAMED])
     if not Path(spec).expanduser().exists():

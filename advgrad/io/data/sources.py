@@ -154,8 +154,10 @@ def check_pixels(x: Tensor, where: str) -> None:
             raise DataError(f"{where}: x contains NaN or infinite values")
         lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
     if lo < 0.0 or hi > 1.0:
-        raise DataError(f"{where}: x has values in [{lo:.3g}, {hi:.3g}], outside [0, 1]; {range_hint(lo, hi)}",
-                        params=("mean", "std"))
+        raise DataError(
+            f"{where}: x has values in [{lo:.3g}, {hi:.3g}], outside [0, 1]; {range_hint(lo, hi)}",
+            params=("mean", "std"),
+        )
 
 
 def range_hint(lo: float, hi: float) -> str:

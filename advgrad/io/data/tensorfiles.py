@@ -74,9 +74,16 @@ def load_pt(path: Path, options: DataOptions) -> DataSource:
 
 # safetensors dtype → (numpy dtype to map the bytes with, torch dtype to view them as)
 _SAFETENSORS_DTYPES = {
-    "F64": (np.float64, None), "F32": (np.float32, None), "F16": (np.float16, None),
-    "BF16": (np.uint16, torch.bfloat16), "U8": (np.uint8, None), "I8": (np.int8, None),
-    "I16": (np.int16, None), "I32": (np.int32, None), "I64": (np.int64, None), "BOOL": (np.bool_, None),
+    "F64": (np.float64, None),
+    "F32": (np.float32, None),
+    "F16": (np.float16, None),
+    "BF16": (np.uint16, torch.bfloat16),
+    "U8": (np.uint8, None),
+    "I8": (np.int8, None),
+    "I16": (np.int16, None),
+    "I32": (np.int32, None),
+    "I64": (np.int64, None),
+    "BOOL": (np.bool_, None),
 }
 
 
@@ -95,7 +102,9 @@ def map_safetensors(path: Path) -> dict[str, Tensor]:
             (header_len,) = struct.unpack("<Q", fh.read(8))
             header = json.loads(fh.read(header_len))
     except Exception as exc:  # SafetensorError, OSError, JSON errors on damaged files
-        raise DataError(f"{path}: not a readable .safetensors file, truncated or corrupt ({first_line(exc, 200)})") from None
+        raise DataError(
+            f"{path}: not a readable .safetensors file, truncated or corrupt ({first_line(exc, 200)})"
+        ) from None
     start = 8 + header_len
     tensors: dict[str, Tensor] = {}
     for name in names:

@@ -144,8 +144,11 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
             ep = torch.export.load(str(path))
     except Exception as exc:
         if needs_code(exc):
-            raise refuse_pickle(path, "pickled Python objects besides its graph and tensors",
-                                "export the model again with torch.export.save") from None
+            raise refuse_pickle(
+                path,
+                "pickled Python objects besides its graph and tensors",
+                "export the model again with torch.export.save",
+            ) from None
         raise ModelError(f"{path}: cannot load the ExportedProgram ({type(exc).__name__}: {first_line(exc)})") from None
     shape, batch = _user_input_shape(ep)
     if not options.unsafe_pickle and (disallowed := fx_disallowed(ep.graph_module)):
@@ -155,7 +158,9 @@ def load_exported(path: Path, options: ModelOptions) -> LoadedModel:
             ep = torch.export.passes.move_to_device_pass(ep, options.device)
         graph = ep.module(check_guards=False)  # no guard code generated from the file and executed
     except Exception as exc:  # an archive whose parts do not fit together
-        raise ModelError(f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})") from None
+        raise ModelError(
+            f"{path}: cannot rebuild the exported model ({type(exc).__name__}: {first_line(exc)})"
+        ) from None
     if not options.unsafe_pickle and (disallowed := fx_disallowed(graph)):  # and what unlifting made of it
         raise ModelError(operator_refusal(path, "exported graph", disallowed), params="unsafe_pickle")
     switched = _to_inference(graph)

@@ -44,7 +44,8 @@ TENSOR_CONSTANT_PREFIX = "tensor_"
 COMPILED_DIR = "data/aotinductor/"
 
 # Names a symbolic size expression may use (sympy.sympify evaluates anything else it is given).
-_SYMPY_NAMES = frozenset("""
+_SYMPY_NAMES = frozenset(
+    """
     Add Mul Pow Equality Unequality StrictLessThan StrictGreaterThan LessThan GreaterThan true false
     Abs And CeilDiv CeilToInt CleanDiv Eq False Float FloatPow FloatTrueDiv FloorDiv FloorToInt Ge Gt
     Identity IntTrueDiv Integer IsNonOverlappingAndDenseIndicator LShift Le Lt Max Min Mod ModularIndexing
@@ -52,7 +53,8 @@ _SYMPY_NAMES = frozenset("""
     TruncToInt Where ceiling floor nan oo sqrt zoo
     IntInfinity NegativeIntInfinity Infinity NegativeInfinity NaN
     finite integer negative nonnegative nonpositive nonzero positive precision real
-""".split())
+""".split()
+)
 _SYMBOL = re.compile(r"[a-z]{1,4}[0-9]+")
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?")
 _TOKEN = re.compile(
@@ -130,14 +132,16 @@ def _read_json(reader, name: str):
 
 
 def _model_refusals(reader, records: set[str], record: str) -> list[str]:
-    model = record[len(MODELS_DIR): -len(MODEL_SUFFIX)]  # as torch slices it
+    model = record[len(MODELS_DIR) : -len(MODEL_SUFFIX)]  # as torch slices it
     reasons = []
     graph = _read_json(reader, record)
     bad = [e for e in _strings_under(graph, "expr_str") if not isinstance(e, str) or not safe_sympy_expression(e)]
     if bad:
         reasons.append(f"its graph holds a symbolic size that is Python code to evaluate ({str(bad[0])[:60]!r})")
-    for legacy, config, constants in ((LEGACY_WEIGHTS, WEIGHTS_CONFIG, False),
-                                      (LEGACY_CONSTANTS, CONSTANTS_CONFIG, True)):
+    for legacy, config, constants in (
+        (LEGACY_WEIGHTS, WEIGHTS_CONFIG, False),
+        (LEGACY_CONSTANTS, CONSTANTS_CONFIG, True),
+    ):
         if legacy.format(model) in records:
             continue  # read with torch.load, forced to weights_only by the caller
         name = config.format(model)

@@ -56,8 +56,11 @@ def parse_model_args(items: Sequence[str] | Mapping[str, object] | None) -> dict
             raise UsageError(f"`model_args` {key} is given twice", params="model_args")
         args[key] = _parse_value(raw.strip())
         if isinstance(args[key], float) and not math.isfinite(args[key]):  # no report could record it
-            raise UsageError(f"`model_args` {key}={raw.strip()}: a number must be finite "
-                             f"(quote it, {key}='{raw.strip()}', to pass the text)", params="model_args")
+            raise UsageError(
+                f"`model_args` {key}={raw.strip()}: a number must be finite "
+                f"(quote it, {key}='{raw.strip()}', to pass the text)",
+                params="model_args",
+            )
     return args
 
 
@@ -117,12 +120,16 @@ def _attribute(module: object, path: str, module_name: str) -> object:
 
 def _call(fn: object, args: dict[str, object], spec: str) -> nn.Module:
     if not callable(fn):
-        raise ModelError(f"{spec} is not callable (it is of type {type(fn).__name__}); name a function or class that builds the model")
+        raise ModelError(
+            f"{spec} is not callable (it is of type {type(fn).__name__}); name a function or class that builds the model"
+        )
     try:
         inspect.signature(fn).bind(**args)
     except TypeError as exc:
         given = _describe_args(args) or "no arguments"
-        raise UsageError(f"`model_args`: {spec} does not accept {given} ({first_line(exc)})", params="model_args") from None
+        raise UsageError(
+            f"`model_args`: {spec} does not accept {given} ({first_line(exc)})", params="model_args"
+        ) from None
     except ValueError:  # no signature to check (builtins); the call itself will tell
         pass
     try:
@@ -134,7 +141,9 @@ def _call(fn: object, args: dict[str, object], spec: str) -> nn.Module:
     return model
 
 
-def build_factory(spec: str, args: Mapping[str, object], weights: str | None, *, unsafe_pickle: bool) -> tuple[nn.Module, dict]:
+def build_factory(
+    spec: str, args: Mapping[str, object], weights: str | None, *, unsafe_pickle: bool
+) -> tuple[nn.Module, dict]:
     """Import and call ``package.module:callable``; load ``weights`` into the result."""
     match = FACTORY.match(spec)
     if match is None:  # pragma: no cover - dispatch checks this first
@@ -164,7 +173,7 @@ def _torchvision_builder(name: str):
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelError(
             f"torchvision has no classifier named {name!r}{hint} (list them: "
-            "python -c \"import torchvision; print(torchvision.models.list_models(module=torchvision.models))\")"
+            'python -c "import torchvision; print(torchvision.models.list_models(module=torchvision.models))")'
         )
     return models.get_model_builder(name), models.get_model_weights(name)
 
@@ -181,8 +190,10 @@ def _pretrained(name: str, enum, member: str):
         return enum[key]
     except KeyError:
         names = ", ".join(["DEFAULT", *(m for m in enum.__members__ if m != "DEFAULT")])
-        raise UsageError(f"`weights` {member}: not a file, and {enum.__name__} has no such entry (entries: {names})",
-                         params="weights") from None
+        raise UsageError(
+            f"`weights` {member}: not a file, and {enum.__name__} has no such entry (entries: {names})",
+            params="weights",
+        ) from None
 
 
 def build_torchvision(
@@ -209,7 +220,7 @@ def build_torchvision(
     if not path.is_file():
         raise ModelError(
             f"the {name} weights {label} are not in the local torch hub cache ({path}) and advgrad never downloads "
-            f"weights; on a machine with internet run: python -c \"import torchvision; "
+            f'weights; on a machine with internet run: python -c "import torchvision; '
             f"torchvision.models.get_model('{name}', weights='{entry.name}')\" and copy {path.name} to {path.parent} "
             "(TORCH_HOME sets the cache folder), or give `weights` FILE",
             params="weights",

@@ -98,42 +98,94 @@ _SYMBOLIC = """
     _assert_async _assert_scalar _assert_tensor_metadata _local_scalar_dense item sym_constrain_range
     sym_constrain_range_for_size sym_is_contiguous sym_numel sym_size sym_storage_offset sym_stride
 """
-ATEN_OPS: frozenset[str] = frozenset(" ".join((
-    _ARITHMETIC, _ACTIVATIONS, _SOFTMAX, _LINEAR_ALGEBRA, _CONVOLUTION, _POOLING, _NORMALISATION,
-    _REDUCTIONS, _SHAPES, _RESAMPLING, _INDEXING, _JOINING, _CREATION, _CONVERSION, _RANDOM, _ATTENTION,
-    _SYMBOLIC,
-)).split())
+ATEN_OPS: frozenset[str] = frozenset(
+    " ".join(
+        (
+            _ARITHMETIC,
+            _ACTIVATIONS,
+            _SOFTMAX,
+            _LINEAR_ALGEBRA,
+            _CONVOLUTION,
+            _POOLING,
+            _NORMALISATION,
+            _REDUCTIONS,
+            _SHAPES,
+            _RESAMPLING,
+            _INDEXING,
+            _JOINING,
+            _CREATION,
+            _CONVERSION,
+            _RANDOM,
+            _ATTENTION,
+            _SYMBOLIC,
+        )
+    ).split()
+)
 
 # TorchScript's own operators on Python values (ints, lists, strings) and its control flow.
-TORCHSCRIPT_ATEN_EXTRA: frozenset[str] = frozenset("""
+TORCHSCRIPT_ATEN_EXTRA: frozenset[str] = frozenset(
+    """
     Bool Complex ComplexImplicit Float FloatImplicit Int IntImplicit ScalarImplicit __and__ __contains__
     __derive_index __getitem__ __interpolate __is__ __isnot__ __lshift__ __not__ __or__ __range_length
     __round_to_zero_floordiv __rshift__ __upsample __upsample_bilinear __xor__ _set_item append dim
     extend format get insert is_floating_point items keys len list numel pop size str values warn
     dict device floordiv layout
     is_autocast_cpu_enabled is_autocast_enabled is_grad_enabled is_inference_mode_enabled
-""".split())
-TORCHSCRIPT_PRIM: frozenset[str] = frozenset("""
+""".split()
+)
+TORCHSCRIPT_PRIM: frozenset[str] = frozenset(
+    """
     AutogradZero BroadcastSizes ConstantChunk Constant CreateObject DictConstruct EnumName EnumValue
     GetAttr If ListConstruct ListUnpack Loop NumToTensor RaiseException SetAttr TupleConstruct TupleIndex
     TupleUnpack Uninitialized abs data device dtype grad is_cpu is_cuda is_meta is_mkldnn is_mps is_nested
     is_quantized is_sparse is_sparse_csr is_xpu isinstance layout max min requires_grad shape type
     unchecked_cast unchecked_unwrap_optional
-""".split())
+""".split()
+)
 
 # Higher-order operators torch.export emits around subgraphs (which are checked in turn).
 HIGHER_ORDER_OPS: frozenset[str] = frozenset(
     "cond map_impl scan while_loop wrap_with_autocast wrap_with_set_grad_enabled".split()
 )
 # Plain Python callables export emits for sizes and tuple outputs.
-PYTHON_CALLS: frozenset = frozenset({
-    operator.getitem, operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv,
-    operator.mod, operator.pow, operator.neg, operator.pos, operator.abs, operator.eq, operator.ne,
-    operator.lt, operator.le, operator.gt, operator.ge, operator.and_, operator.or_, operator.xor,
-    operator.not_, operator.invert, math.floor, math.ceil, math.trunc, math.sqrt,
-    torch.sym_int, torch.sym_float, torch.sym_max, torch.sym_min, torch.sym_not, torch.sym_ite,
-    torch.sym_sum, torch._sym_sqrt,
-})
+PYTHON_CALLS: frozenset = frozenset(
+    {
+        operator.getitem,
+        operator.add,
+        operator.sub,
+        operator.mul,
+        operator.truediv,
+        operator.floordiv,
+        operator.mod,
+        operator.pow,
+        operator.neg,
+        operator.pos,
+        operator.abs,
+        operator.eq,
+        operator.ne,
+        operator.lt,
+        operator.le,
+        operator.gt,
+        operator.ge,
+        operator.and_,
+        operator.or_,
+        operator.xor,
+        operator.not_,
+        operator.invert,
+        math.floor,
+        math.ceil,
+        math.trunc,
+        math.sqrt,
+        torch.sym_int,
+        torch.sym_float,
+        torch.sym_max,
+        torch.sym_min,
+        torch.sym_not,
+        torch.sym_ite,
+        torch.sym_sum,
+        torch._sym_sqrt,
+    }
+)
 
 
 def _allowed_name(name: str, allowed: frozenset[str]) -> bool:

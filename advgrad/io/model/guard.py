@@ -53,23 +53,29 @@ class GuardedModel(nn.Module):
         except (AdvgradError, InternalError):  # advgrad's own: not the model's failure
             raise
         except SystemExit as exc:
-            raise ModelFailure(f"the model {self.name} called sys.exit({exc.code!r}) while running on a batch of "
-                               f"{_shape(x)}; a model must return logits, not end the process", exc) from exc
+            raise ModelFailure(
+                f"the model {self.name} called sys.exit({exc.code!r}) while running on a batch of "
+                f"{_shape(x)}; a model must return logits, not end the process",
+                exc,
+            ) from exc
         except Exception as exc:
             if _passes_through(exc):
                 raise
             if "in-place operation" in str(exc):  # autograd refuses to change an input that needs a gradient
                 raise ModelError(self._in_place()) from exc
-            raise ModelFailure(f"the model {self.name} failed on a batch of {_shape(x)}: {type(exc).__name__}: "
-                               f"{first_line(exc)}", exc) from exc
+            raise ModelFailure(
+                f"the model {self.name} failed on a batch of {_shape(x)}: {type(exc).__name__}: {first_line(exc)}", exc
+            ) from exc
         if before is not None and _version(x) != before:
             raise ModelError(self._in_place())
         return out
 
     def _in_place(self) -> str:
-        return (f"the model {self.name} changes its input tensor in place (e.g. x.mul_()); attacks pass the same "
-                "tensor on, so the model must leave it as it is: use out-of-place operations or clone the input "
-                "first (x = x.clone())")
+        return (
+            f"the model {self.name} changes its input tensor in place (e.g. x.mul_()); attacks pass the same "
+            "tensor on, so the model must leave it as it is: use out-of-place operations or clone the input "
+            "first (x = x.clone())"
+        )
 
 
 def _shape(x: object) -> str:

@@ -50,20 +50,23 @@ def _load_default(spec: str, options: ModelOptions) -> LoadedModel:
 
 
 def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
-    name = spec[len(TORCHVISION):]
+    name = spec[len(TORCHVISION) :]
     module, extra, normalization = build_torchvision(
         name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle
     )
     loaded = LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
     if options.weights is None:
-        loaded.warnings.append(Notice(
-            f"{spec} has random weights (no `weights` given): its results describe a random network", "weights"))
+        loaded.warnings.append(
+            Notice(f"{spec} has random weights (no `weights` given): its results describe a random network", "weights")
+        )
     elif normalization is None and options.mean is None:
-        loaded.warnings.append(Notice(
-            f"no `mean`/`std` given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
-            "trained on normalised inputs (ImageNet: `mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225)",
-            ("mean", "std"),
-        ))
+        loaded.warnings.append(
+            Notice(
+                f"no `mean`/`std` given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
+                "trained on normalised inputs (ImageNet: `mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225)",
+                ("mean", "std"),
+            )
+        )
     return loaded
 
 
@@ -112,7 +115,8 @@ def load_model(spec: str | None = None, options: ModelOptions | None = None) -> 
                 given = [p for p, v in (("weights", options.weights), ("model_args", options.model_args)) if v]
                 raise UsageError(
                     f"{' and '.join(f'`{p}`' for p in given)} apply to models built in code (torchvision:NAME, "
-                    f"package.module:callable), not to {spec}", params=given,
+                    f"package.module:callable), not to {spec}",
+                    params=given,
                 )
             loaded = fmt.load(spec, options)
             _normalize(loaded, options)

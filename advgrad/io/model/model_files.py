@@ -69,10 +69,9 @@ def _load_time_code(path: Path) -> bool:
                 while chunk := fh.read(1 << 20):
                     if needle in tail + chunk:
                         return True
-                    tail = chunk[-len(needle):]
+                    tail = chunk[-len(needle) :]
     reader = torch._C.PyTorchFileReader(str(path))
-    return any(needle in reader.get_record(name) for name in reader.get_all_records()
-               if not _STORAGE.fullmatch(name))
+    return any(needle in reader.get_record(name) for name in reader.get_all_records() if not _STORAGE.fullmatch(name))
 
 
 def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
@@ -115,12 +114,16 @@ def load_pickle(path: Path, options: ModelOptions) -> LoadedModel:
             raise ModelError(f"{path}: not a readable model file, truncated or corrupt ({damage})") from None
         if not options.unsafe_pickle:
             raise refuse_pickle(
-                path, "a whole pickled model (torch.save(model))",
+                path,
+                "a whole pickled model (torch.save(model))",
                 "save it with torch.jit.save or torch.export.save, or save model.state_dict() and use "
                 "`model` package.module:callable `weights` FILE",
             ) from None
         return _load_whole_pickle(path, options)
-    raise ModelError(f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}", params=("model", "weights"))
+    raise ModelError(
+        f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}",
+        params=("model", "weights"),
+    )
 
 
 def _load_whole_pickle(path: Path, options: ModelOptions) -> LoadedModel:
@@ -132,7 +135,9 @@ def _load_whole_pickle(path: Path, options: ModelOptions) -> LoadedModel:
     if not isinstance(obj, nn.Module):
         raise ModelError(f"{path} unpickles to a {type(obj).__name__}, not a torch.nn.Module")
     return LoadedModel(
-        obj.to(options.device), "pickle", str(path),
+        obj.to(options.device),
+        "pickle",
+        str(path),
         f"pickled {type(obj).__name__} from {path.name} (loaded with --unsafe-pickle)",
     )
 
@@ -141,7 +146,9 @@ def load_model_file(spec: str, options: ModelOptions) -> LoadedModel:
     """Read a model file of any kind advgrad accepts (see the module docstring)."""
     path = require_file(spec, EXPECTED, ModelError)
     if path.suffix.lower() == ".safetensors":
-        raise ModelError(f"{path} holds weights only (safetensors), not a model; {STATE_DICT_HINT}", params=("model", "weights"))
+        raise ModelError(
+            f"{path} holds weights only (safetensors), not a model; {STATE_DICT_HINT}", params=("model", "weights")
+        )
     kind = file_kind(path)
     if kind == "exported":
         return load_exported(path, options)

@@ -29,11 +29,13 @@ def parse_channels(text: str | Sequence[float] | None, name: str) -> tuple[float
     try:
         values = tuple(float(p) for p in parts)
     except (TypeError, ValueError):
-        raise UsageError(f"{label} takes numbers separated by commas (one per channel), got {text!r}",
-                         params=params) from None
+        raise UsageError(
+            f"{label} takes numbers separated by commas (one per channel), got {text!r}", params=params
+        ) from None
     if not values or not all(math.isfinite(v) for v in values):
-        raise UsageError(f"{label} takes finite numbers separated by commas (one per channel), got {text!r}",
-                         params=params)
+        raise UsageError(
+            f"{label} takes finite numbers separated by commas (one per channel), got {text!r}", params=params
+        )
     return values
 
 
@@ -54,12 +56,15 @@ class Normalization:
             return None
         if mean is None or std is None:
             given, missing = ("mean", "std") if std is None else ("std", "mean")
-            raise UsageError(f"`{given}` needs `{missing}` too (one value per channel, e.g. `mean` 0.5 `std` 0.5)",
-                             params=(given, missing))
+            raise UsageError(
+                f"`{given}` needs `{missing}` too (one value per channel, e.g. `mean` 0.5 `std` 0.5)",
+                params=(given, missing),
+            )
         mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         if len(mean) != len(std) and 1 not in (len(mean), len(std)):
-            raise UsageError(f"`mean` has {len(mean)} values but `std` has {len(std)}; give one per channel",
-                             params=("mean", "std"))
+            raise UsageError(
+                f"`mean` has {len(mean)} values but `std` has {len(std)}; give one per channel", params=("mean", "std")
+            )
         if any(s <= 0 for s in std):
             raise UsageError(f"`std` values must be positive, got {','.join(f'{s:g}' for s in std)}", params="std")
         channels = max(len(mean), len(std))

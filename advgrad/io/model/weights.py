@@ -60,7 +60,9 @@ def read_state_dict(path: str | Path, *, unsafe_pickle: bool = False) -> tuple[d
         try:
             obj: object = load_file(str(path), device="cpu")
         except Exception as exc:
-            raise ModelError(f"{path}: not a readable .safetensors file, truncated or corrupt ({first_line(exc)})") from None
+            raise ModelError(
+                f"{path}: not a readable .safetensors file, truncated or corrupt ({first_line(exc)})"
+            ) from None
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -69,8 +71,9 @@ def read_state_dict(path: str | Path, *, unsafe_pickle: bool = False) -> tuple[d
             if damage is not None:
                 raise ModelError(f"{path}: not a readable weights file, truncated or corrupt ({damage})") from None
             if not unsafe_pickle:
-                raise refuse_pickle(path, "pickled Python objects, not just tensors",
-                                    "save model.state_dict() instead of the model") from None
+                raise refuse_pickle(
+                    path, "pickled Python objects, not just tensors", "save model.state_dict() instead of the model"
+                ) from None
             obj = _unsafe_load(path)
     return unwrap_state_dict(obj, path)
 
@@ -106,7 +109,7 @@ def unwrap_state_dict(obj: object, path: Path) -> tuple[dict[str, Tensor], list[
     state = {str(k): v for k, v in obj.items()}  # type: ignore[union-attr]
     for prefix in PREFIXES:
         if all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
+            state = {k[len(prefix) :]: v for k, v in state.items()}
             notes.append(f"removed the {prefix!r} key prefix")
     return state, notes
 
