@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -23,9 +24,8 @@ from advgrad.errors import ModelError, first_line
 from advgrad.io.model.exported import load_exported
 from advgrad.io.model.graph_ops import operator_refusal, torchscript_disallowed
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
-from advgrad.io.model.weights import refuse_pickle
+from advgrad.io.model.weights import load_torch_file
 from advgrad.io.paths import require_file
-from advgrad.io.pickles import unreadable
 
 EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
 _STORAGE = re.compile(r"data/[0-9]+")
@@ -106,32 +106,17 @@ def load_torchscript(path: Path, options: ModelOptions) -> LoadedModel:
 
 def load_pickle(path: Path, options: ModelOptions) -> LoadedModel:
     """A ``torch.save`` file: a state dict is explained; a whole model needs ``--unsafe-pickle``."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        damage = unreadable(path, exc)
-        if damage is not None:
-            raise ModelError(f"{path}: not a readable model file, truncated or corrupt ({damage})") from None
-        if not options.unsafe_pickle:
-            raise refuse_pickle(
-                path,
-                "a whole pickled model (torch.save(model))",
-                "save it with torch.jit.save or torch.export.save, or save model.state_dict() and use "
-                "`model` package.module:callable `weights` FILE",
-            ) from None
-        return _load_whole_pickle(path, options)
-    raise ModelError(
-        f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}",
-        params=("model", "weights"),
+    refusal = (
+        "a whole pickled model (torch.save(model))",
+        "save it with torch.jit.save or torch.export.save, or save model.state_dict() and use "
+        "`model` package.module:callable `weights` FILE",
     )
-
-
-def _load_whole_pickle(path: Path, options: ModelOptions) -> LoadedModel:
-    """``torch.load(weights_only=False)``: runs code from the file. Only behind --unsafe-pickle."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # e.g. the pickled class cannot be imported here
-        raise ModelError(f"{path}: cannot unpickle it ({type(exc).__name__}: {first_line(exc)})") from None
+    obj = load_torch_file(path, "model", unsafe_pickle=options.unsafe_pickle, refusal=refusal)
+    if isinstance(obj, (Mapping, torch.Tensor, list, tuple)):  # what weights_only=True reads: never a model
+        raise ModelError(
+            f"{path} holds weights only ({type(obj).__name__} of tensors), not a model; {STATE_DICT_HINT}",
+            params=("model", "weights"),
+        )
     if not isinstance(obj, nn.Module):
         raise ModelError(f"{path} unpickles to a {type(obj).__name__}, not a torch.nn.Module")
     return LoadedModel(

@@ -64,27 +64,33 @@ def read_state_dict(path: str | Path, *, unsafe_pickle: bool = False) -> tuple[d
                 f"{path}: not a readable .safetensors file, truncated or corrupt ({first_line(exc)})"
             ) from None
     else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            damage = unreadable(path, exc)
-            if damage is not None:
-                raise ModelError(f"{path}: not a readable weights file, truncated or corrupt ({damage})") from None
-            if not unsafe_pickle:
-                raise refuse_pickle(
-                    path, "pickled Python objects, not just tensors", "save model.state_dict() instead of the model"
-                ) from None
-            obj = _unsafe_load(path)
+        obj = load_torch_file(
+            path,
+            "weights",
+            unsafe_pickle=unsafe_pickle,
+            refusal=("pickled Python objects, not just tensors", "save model.state_dict() instead of the model"),
+        )
+        if isinstance(obj, nn.Module):  # a whole model, unpickled behind unsafe_pickle
+            obj = obj.state_dict()
     return unwrap_state_dict(obj, path)
 
 
-def _unsafe_load(path: Path) -> object:
-    """``torch.load(weights_only=False)``: runs code from the file. Only behind --unsafe-pickle."""
+def load_torch_file(path: Path, what: str, *, unsafe_pickle: bool, refusal: tuple[str, str]) -> object:
+    """A ``torch.save`` file read with ``weights_only=True``. Damaged bytes are called corrupt (``what``
+    names the kind of file); a pickle that needs code is refused with ``refusal`` (what it holds, the
+    safer way) unless ``unsafe_pickle``, which reads it with ``weights_only=False``: code from the file runs."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        damage = unreadable(path, exc)
+        if damage is not None:
+            raise ModelError(f"{path}: not a readable {what} file, truncated or corrupt ({damage})") from None
+        if not unsafe_pickle:
+            raise refuse_pickle(path, *refusal) from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # e.g. the pickled class cannot be imported here
         raise ModelError(f"{path}: cannot unpickle it ({type(exc).__name__}: {first_line(exc)})") from None
-    return obj.state_dict() if isinstance(obj, nn.Module) else obj
 
 
 def unwrap_state_dict(obj: object, path: Path) -> tuple[dict[str, Tensor], list[str]]:
