@@ -14,7 +14,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from advgrad.errors import UsageError
+from advgrad.errors import UsageError, param_label
 from advgrad.geometry import (  # noqa: F401  (the projections are re-exported: advgrad.threat.project_l1_box)
     NormGeometry,
     get_geometry,
@@ -103,7 +103,9 @@ class ThreatModel:
 def parse_eps(text: str | float, what: str = "ε") -> float:
     """One ε: a decimal (``0.03``) or a fraction (``8/255``); must be finite and ≥ 0.
 
-    ``what`` names the quantity in error messages (ε, step size...)."""
+    ``what`` names the quantity in error messages: ε, or a parameter (``step_size``), which the CLI
+    shows as its flag."""
+    what, params = param_label(what) if what.isascii() else (what, ())
     raw = str(text).strip()
     try:
         if "/" in raw:
@@ -112,11 +114,13 @@ def parse_eps(text: str | float, what: str = "ε") -> float:
         else:
             value = float(raw)
     except (ValueError, ZeroDivisionError):
-        raise UsageError(f"bad {what} {raw!r}: write a number such as 0.03 or a fraction such as 8/255") from None
+        raise UsageError(
+            f"bad {what} {raw!r}: write a number such as 0.03 or a fraction such as 8/255", params=params
+        ) from None
     if not math.isfinite(value):
-        raise UsageError(f"bad {what} {raw!r}: it must be finite")
+        raise UsageError(f"bad {what} {raw!r}: it must be finite", params=params)
     if value < 0:
-        raise UsageError(f"bad {what} {raw!r}: it must be ≥ 0")
+        raise UsageError(f"bad {what} {raw!r}: it must be ≥ 0", params=params)
     return value
 
 

@@ -60,9 +60,9 @@ def test_click_options_follow_the_fields(command):
 def test_read_options_parses_and_checks_every_given_value():
     values = read_options({"step_size": "2/255", "steps": 7, "momentum": None})
     assert values == {"step_size": pytest.approx(2 / 255), "steps": 7, "momentum": None}
-    with pytest.raises(UsageError, match="--step-size must be > 0"):
+    with pytest.raises(UsageError, match="`step_size` must be > 0"):
         read_options({"step_size": "0"})
-    with pytest.raises(UsageError, match="--target-classes must be ≥ 1"):
+    with pytest.raises(UsageError, match="`target_classes` must be ≥ 1"):
         read_options({"target_classes": 0}, [get_attack("pgd"), get_attack("apgd-t")])
 
 

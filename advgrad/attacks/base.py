@@ -34,15 +34,15 @@ def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[
     and ``advgrad eval`` take it as ``--name`` (:mod:`advgrad.attacks.options`). ``parse`` reads a
     value written as text (command line, config file) where the field's type alone does not, e.g.
     :func:`parse_step` for a step size written as a fraction; it is called as
-    ``parse(text, "--option")`` and raises :class:`UsageError` naming the option."""
+    ``parse(text, "name")`` and raises :class:`UsageError` naming the parameter (the CLI shows its flag)."""
     return field(default=default, metadata={"help": help, "shown": shown, "parse": parse})
 
 
-def parse_step(text: str, option: str) -> float:
+def parse_step(text: str, name: str) -> float:
     """A step size or rate as written on the command line: a number or a fraction (``2/255``),
     finite and > 0 (a default step may be 0, at ε = 0; a step given as 0 would never move)."""
-    value = parse_eps(text, option)
-    check_number(value, option, above=0)
+    value = parse_eps(text, name)
+    check_number(value, name, above=0)
     return value
 
 
@@ -92,14 +92,13 @@ class AttackParams:
         }.get(name, "")
         if not any(t in declared for t in ("int", "float")) or value is None:
             return
-        option = "--" + name.replace("_", "-")
         integer = "int" in declared and "float" not in declared
         if name in cls.at_least_one:
-            check_number(value, option, integer=integer, minimum=1)
+            check_number(value, name, integer=integer, minimum=1)
         elif name in cls.positive:
-            check_number(value, option, integer=integer, above=0)
+            check_number(value, name, integer=integer, above=0)
         else:
-            check_number(value, option, integer=integer, minimum=0)
+            check_number(value, name, integer=integer, minimum=0)
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for values that make no sense (negative steps, NaN momentum...)."""

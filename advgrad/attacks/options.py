@@ -162,7 +162,7 @@ def read_options(given: dict[str, Any], specs: Iterable[AttackSpec] | None = Non
     for name, value in given.items():
         option = options.get(name)
         if value is not None and option is not None and option.parse is not None and isinstance(value, str):
-            value = option.parse(value, option.flag)
+            value = option.parse(value, option.name)
         for spec in specs:
             spec.params_type.check_value(name, value)
         values[name] = value
