@@ -126,7 +126,7 @@ def fitted_resnet18(device: torch.device, noise: float = 0.6, seed: int = 0, fit
 class CycledSource(DataSource):
     """Another source's samples repeated to ``n`` (sample ``i`` is ``base``'s ``i mod len(base)``),
     fetched batch by batch: arbitrarily long runs with no data held beyond ``base``, for measuring
-    how a run scales with its number of samples (bench_memory.py)."""
+    how a run scales with its number of samples (bench_memory.py, and tests/test_memory.py through helpers)."""
 
     def __init__(self, base: DataSource, n: int):
         if n < 0 or len(base) == 0:

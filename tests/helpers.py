@@ -12,8 +12,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from advgrad.io.data.sources import Batch, DataSource
-
 # ---------------------------------------------------------------- models
 
 
@@ -235,20 +233,13 @@ def is_png(path: Path) -> bool:
 # ---------------------------------------------------------------- data
 
 
-class CycledSource(DataSource):
-    """Another source's samples repeated to ``n`` (sample ``i`` is ``base``'s ``i mod len(base)``),
-    fetched batch by batch: arbitrarily long runs with no data held beyond ``base``, for measuring
-    how a run scales with its number of samples (tests/test_memory.py; benchmarks/common.py has the benchmarks' own)."""
+def cycled_source(base, n: int):
+    """benchmarks/common.py's CycledSource (``base``'s samples repeated to ``n``, fetched batch by batch):
+    the benchmarks' own helper, shared with tests/test_memory.py rather than copied."""
+    import importlib.util
 
-    def __init__(self, base: DataSource, n: int):
-        if n < 0 or len(base) == 0:
-            raise ValueError(f"cannot cycle {len(base)} samples to {n}")
-        self.base, self.n = base, n
-        self.name, self.description = f"{base.name}-cycled", f"{base.description}, cycled to {n} samples"
-        self.classes = base.classes
-
-    def __len__(self) -> int:
-        return self.n
-
-    def fetch(self, indices: Tensor) -> Batch:
-        return self.base.fetch(indices % len(self.base))
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "common.py"
+    spec = importlib.util.spec_from_file_location("advgrad_benchmarks_common", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CycledSource(base, n)

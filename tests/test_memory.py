@@ -8,7 +8,7 @@ import gc
 import tracemalloc
 
 import torch
-from helpers import CycledSource
+from helpers import cycled_source
 
 from advgrad.attacks import get_attack
 from advgrad.io.data.load import load_default
@@ -43,7 +43,7 @@ def test_an_evaluation_holds_nothing_that_grows_with_the_samples():
     try:
         report = evaluate(
             load_default_model(),
-            CycledSource(load_default(), BATCH * BATCHES).batches(BATCH),
+            cycled_source(load_default(), BATCH * BATCHES).batches(BATCH),
             attacks,
             config,
             progress=tick,
