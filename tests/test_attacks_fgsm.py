@@ -135,7 +135,7 @@ def test_default_step_size_is_eps():
 
 
 def test_negative_step_size_is_rejected():
-    with pytest.raises(UsageError, match="step-size"):
+    with pytest.raises(UsageError, match="`step_size`"):
         SPEC.make_params(step_size=-0.1)
 
 
