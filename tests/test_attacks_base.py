@@ -78,7 +78,7 @@ def test_prepared_parameters_changed_afterwards_are_prepared_again():
     assert params.step_size == pytest.approx(2.5 * 0.1 / 4)
     assert prepare_params(params, PGDParams, threat) is params
     params.steps = 0
-    with pytest.raises(UsageError, match="steps must be ≥ 1"):
+    with pytest.raises(UsageError, match="`steps` must be ≥ 1"):
         prepare_params(params, PGDParams, threat)
     assert prepare_params(None, PGDParams, threat) == PGDParams(step_size=2.5 * 0.1 / 20)
 
