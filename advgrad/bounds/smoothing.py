@@ -148,9 +148,7 @@ def certified_accuracy(result: SmoothingResult, y: Tensor, radii: Sequence[float
         check_number(r, "radii", minimum=0)
     y = y.detach().cpu().reshape(-1)
     if y.shape != result.prediction.shape:
-        raise UsageError(
-            f"`y` has {y.numel()} labels for {result.prediction.numel()} certified samples", params="y"
-        )
+        raise UsageError(f"`y` has {y.numel()} labels for {result.prediction.numel()} certified samples", params="y")
     correct = (result.prediction != ABSTAIN) & (result.prediction == y.to(result.prediction.dtype))
     return [int((correct & (result.radius >= r)).sum()) for r in radii]
 
