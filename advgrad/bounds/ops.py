@@ -389,15 +389,19 @@ class MaxPool2d(BoundOp):
         index = torch.arange(h * w, dtype=lo.dtype, device=lo.device).reshape(1, 1, h, w)
         iw = self._windows(index.expand(1, c, h, w), -1.0)[0].long()  # (C, K, L)
         best_lo, k = lw.max(dim=2)  # (N, C, L)
+        best_hi = uw.gather(2, k.unsqueeze(2)).squeeze(2)
         others_hi = uw.scatter(2, k.unsqueeze(2), -math.inf).amax(dim=2)
-        decided = best_lo >= others_hi
+        gap = (others_hi - best_lo).clamp(min=0)
         top_hi = uw.amax(dim=2)
+        # two sound upper bounds: the constant max u, or x_k + gap; take the line when it is lower
+        # on average over [l_k, u_k] (always when gap = 0: then max = x_k exactly)
+        use_line = ((best_lo + best_hi) / 2 + gap < top_hi) | (gap == 0)
         chosen = iw.unsqueeze(0).expand(n, -1, -1, -1).gather(2, k.unsqueeze(2)).squeeze(2)  # (N, C, L)
         af = a.reshape(n, s, c, -1)
         pos, neg = af.clamp(min=0), af.clamp(max=0)
-        neg_lin = neg * decided.unsqueeze(1)
+        neg_lin = neg * use_line.unsqueeze(1)
         coef = pos + neg_lin
         a_in = af.new_zeros(n, s, c, h * w)
         a_in.scatter_add_(3, chosen.unsqueeze(1).expand(n, s, c, -1), coef)
-        bias = ((neg - neg_lin) * top_hi.unsqueeze(1)).flatten(2).sum(-1)
+        bias = ((neg_lin * gap.unsqueeze(1)) + (neg - neg_lin) * top_hi.unsqueeze(1)).flatten(2).sum(-1)
         return [a_in.reshape(n, s, c, h, w)], bias

@@ -117,7 +117,7 @@ def interval_bounds(graph: BoundGraph, inputs: InputSet, refine: bool) -> dict[s
                     to_refine[name] = all(c.op.only_unstable for c in consumers)
     for node in graph.nodes:
         lo, hi = node.op.interval([bounds[i] for i in node.inputs])
-        bounds[node.name] = (lo, torch.maximum(lo, hi))
+        bounds[node.name] = (lo, hi)
         if node.name in to_refine:
             _refine(graph, inputs, node.name, bounds, to_refine[node.name])
     return bounds
