@@ -354,3 +354,26 @@ def test_max_pool_linear_bounds_hold_at_points_of_the_box(kernel, stride, paddin
     assert (linear <= exact + 1e-5).all()
     plo, phi = op.interval([(lo, hi)])
     assert (plo.flatten(1) <= pooled[:, :, 0].amin(0) + 1e-6).all() and (phi.flatten(1) >= pooled[:, :, 0].amax(0) - 1e-6).all()
+
+
+def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
+    from advgrad.attacks.pgd import PGDParams, pgd
+    from advgrad.io.data.load import load_default
+    from advgrad.io.model.load import load_default_model
+    from advgrad.threat import ThreatModel
+
+    model = load_default_model()
+    x, y = load_default().fetch(torch.arange(0, 450, 5))  # 90 samples
+    eps = 0.02
+    ok = {m: certified(model, x, y, [eps], method=m)[0] for m in METHODS}
+    assert ok["crown"].sum() >= ok["crown-ibp"].sum() >= ok["ibp"].sum()
+    assert ok["crown"].float().mean() > 0.5  # CROWN certifies most samples at this ε
+    threat = ThreatModel("inf", eps)
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    for loss in ("ce", "margin"):
+        adv = pgd(model, x, y, threat=threat, params=PGDParams(steps=20, loss=loss), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            robust = model(adv).argmax(1) == y
+        assert not (ok["crown"] & ~robust).any()  # certified yet fooled would be a contradiction
+    assert (ok["crown"] <= clean).all()
