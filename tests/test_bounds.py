@@ -377,3 +377,25 @@ def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
             robust = model(adv).argmax(1) == y
         assert not (ok["crown"] & ~robust).any()  # certified yet fooled would be a contradiction
     assert (ok["crown"] <= clean).all()
+
+
+@pytest.mark.parametrize(
+    "in_shape, kw",
+    [
+        ((2, 7, 7), dict(stride=2, padding=1, dilation=1, groups=1)),
+        ((4, 6, 6), dict(stride=1, padding=2, dilation=2, groups=2)),
+        ((2, 8, 8), dict(stride=3, padding=0, dilation=1, groups=1)),
+    ],
+)
+def test_conv_transpose_paths_agree_with_the_vector_jacobian_product(in_shape, kw):
+    from advgrad.bounds import ops
+
+    gen = torch.Generator().manual_seed(8)
+    weight = torch.randn((4, in_shape[0] // kw["groups"], 3, 3), generator=gen)
+    out = torch.nn.functional.conv2d(torch.zeros((1, *in_shape)), weight, None, **kw).shape[1:]
+    op = ops.Conv2d(in_shape, out, weight, torch.randn(4, generator=gen), **kw)
+    rows = torch.randn((2, 3, *out), generator=gen)
+    reference = ops.Affine.transpose(op, rows)[0]
+    torch.testing.assert_close(op._conv_transpose(rows)[0], reference, atol=1e-4, rtol=1e-4)
+    big = torch.randn((2, 400, *out), generator=gen)  # enough rows for the dense path
+    torch.testing.assert_close(op.transpose(big)[0], ops.Affine.transpose(op, big)[0], atol=1e-4, rtol=1e-4)

@@ -82,6 +82,17 @@ class Affine(BoundOp):
         bias = (_rows_flat(a) * self.offset(a).flatten(1).unsqueeze(1)).sum(-1)
         return self.transpose(a), bias
 
+    def jacobian(self, out_shape: tuple[int, ...], like: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The whole map once, for every output neuron: Lᵀ of the identity rows, one
+        (out_numel, *in_i) per input, and the constant (out_numel,). The same for every sample."""
+        cached = getattr(self, "_jacobian", None)
+        if cached is None:
+            m = torch.Size(out_shape).numel()
+            eye = torch.eye(m, dtype=like.dtype, device=like.device).reshape(1, m, *out_shape)
+            cached = ([t[0] for t in self.transpose(eye)], self.offset(like).flatten())
+            self._jacobian = cached
+        return cached
+
 
 class Linear(Affine):
     """z = x Wᵀ + b on the last dimension (linear, addmm, mm, matmul with a constant weight)."""
@@ -115,7 +126,21 @@ class Conv2d(Affine):
     def apply_abs(self, rs):
         return F.conv2d(rs[0], self.weight.abs(), None, **self.kw)
 
+    #: below this many kernel-matrix entries, Lᵀ is one matrix product with the dense matrix
+    DENSE_LIMIT = 2**22
+
     def transpose(self, a):
+        n, s = a.shape[:2]
+        m_in, m_out = torch.Size(self.in_shapes[0]).numel(), torch.Size(self.out_shape).numel()
+        if m_in * m_out <= self.DENSE_LIMIT and n * s > m_out:
+            dense = getattr(self, "_dense", None)
+            if dense is None:
+                eye = torch.eye(m_out, dtype=a.dtype, device=a.device).reshape(1, m_out, *self.out_shape)
+                dense = self._dense = self._conv_transpose(eye)[0].reshape(m_out, m_in)
+            return [(a.reshape(n, s, m_out) @ dense).reshape(n, s, *self.in_shapes[0])]
+        return self._conv_transpose(a)
+
+    def _conv_transpose(self, a):
         n, s = a.shape[:2]
         c, h, w = self.in_shapes[0]
         k = self.kw
@@ -127,7 +152,7 @@ class Conv2d(Affine):
         op_h = h - ((ho - 1) * st[0] - 2 * pad[0] + dil[0] * (kh - 1) + 1)
         op_w = w - ((wo - 1) * st[1] - 2 * pad[1] + dil[1] * (kw - 1) + 1)
         if not (0 <= op_h < max(st[0], dil[0]) and 0 <= op_w < max(st[1], dil[1])):
-            return super().transpose(a)
+            return Affine.transpose(self, a)
         out = F.conv_transpose2d(
             a.reshape(n * s, *a.shape[2:]), self.weight, None, st, pad, (op_h, op_w), k["groups"], dil
         )
@@ -259,11 +284,14 @@ class Elementwise(BoundOp):
 
     def backward(self, a, bounds):
         lo, hi = bounds[0]
-        al, bl, au, bu = self.relax(lo, hi)
-        pos, neg = a.clamp(min=0), a.clamp(max=0)
-        a_in = pos * al.unsqueeze(1) + neg * au.unsqueeze(1)
-        bias = _rows_flat(pos * bl.unsqueeze(1) + neg * bu.unsqueeze(1)).sum(-1)
-        return [a_in], bias
+        al, bl, au, bu = (t.flatten(1) for t in self.relax(lo, hi))
+        af = a.flatten(2)
+        pos = af.clamp(min=0)
+        # rows ≥ 0 take the lower line, rows < 0 the upper one: a·au + a⁺·(al − au)
+        a_in = af * au.unsqueeze(1)
+        a_in.addcmul_(pos, (al - au).unsqueeze(1))
+        bias = torch.bmm(af, bu.unsqueeze(2)).squeeze(2) + torch.bmm(pos, (bl - bu).unsqueeze(2)).squeeze(2)
+        return [a_in.reshape(a.shape)], bias
 
 
 class LeakyReLU(Elementwise):

@@ -20,7 +20,7 @@ from advgrad.bounds.graph import BoundGraph
 Interval = ops.Interval
 
 #: bytes a row-chunk of CROWN's linear bounds may take (rows × samples × largest layer × 4)
-ROW_BUDGET = 64 * 2**20
+ROW_BUDGET = 256 * 2**20
 
 
 @dataclass
@@ -53,10 +53,14 @@ class InputSet:
 
 def backward_lower(graph: BoundGraph, inputs: InputSet, start: str, rows: Tensor, bounds: dict[str, Interval]) -> Tensor:
     """Lower bounds (N, S) of Σ rows·z_start over the input set, by CROWN."""
-    index = {n.name: i for i, n in enumerate(graph.nodes)}
-    pending: dict[str, Tensor] = {start: rows}
-    bias = rows.new_zeros(rows.shape[:2])
-    for node in reversed(graph.nodes[: index[start] + 1]):
+    return _propagate(graph, inputs, {start: rows}, rows.new_zeros(rows.shape[:2]), bounds)
+
+
+def _propagate(
+    graph: BoundGraph, inputs: InputSet, pending: dict[str, Tensor], bias: Tensor, bounds: dict[str, Interval]
+) -> Tensor:
+    """Push the rows ``pending`` (node → (N, S, *shape)) back to the input and minimise."""
+    for node in reversed(graph.nodes):
         a = pending.pop(node.name, None)
         if a is None:
             continue
@@ -69,6 +73,10 @@ def backward_lower(graph: BoundGraph, inputs: InputSet, start: str, rows: Tensor
     if a_x is not None:
         bias = bias + inputs.minimise(a_x)
     return bias
+
+
+#: largest Jacobian (output neurons × input numbers) that :func:`_refine` precomputes
+JACOBIAN_LIMIT = 2**24
 
 
 def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, Interval], only_unstable: bool) -> None:
@@ -87,14 +95,29 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
     per_row = n * torch.Size(widest).numel() * lo.element_size() * 4
     chunk = max(1, ROW_BUDGET // max(per_row, 1))
     shape = graph.shapes[name]
+    node = next(nd for nd in graph.nodes if nd.name == name)
+    # the first step back from identity rows is the layer's Jacobian, the same for every sample:
+    # gather its rows instead of pushing one-hot rows through the layer
+    sizes = [torch.Size(graph.shapes[i]).numel() for i in node.inputs]
+    use_jacobian = isinstance(node.op, ops.Affine) and m * sum(sizes) <= JACOBIAN_LIMIT
     new_lo, new_hi = lo_f.clone(), hi_f.clone()
     for start in range(0, k, chunk):
         idx = order[:, start : start + chunk]  # (N, r)
         r = idx.shape[1]
-        eye = torch.zeros(n, r, m, dtype=lo.dtype, device=lo.device)
-        eye.scatter_(2, idx.unsqueeze(2), 1.0)
-        rows = torch.cat([eye, -eye], dim=1).reshape(n, 2 * r, *shape)
-        low = backward_lower(graph, inputs, name, rows, bounds)
+        if use_jacobian:
+            jac, const = node.op.jacobian(shape, lo)
+            both = torch.cat([idx, idx], dim=1)
+            sign = torch.cat([lo.new_ones(r), -lo.new_ones(r)]).reshape(1, 2 * r)
+            pending: dict[str, Tensor] = {}
+            for i, j in zip(node.inputs, jac):
+                a = j[both] * sign.reshape(1, 2 * r, *([1] * (j.dim() - 1)))
+                pending[i] = pending[i] + a if i in pending else a
+            low = _propagate(graph, inputs, pending, const[both] * sign, bounds)
+        else:
+            eye = torch.zeros(n, r, m, dtype=lo.dtype, device=lo.device)
+            eye.scatter_(2, idx.unsqueeze(2), 1.0)
+            rows = torch.cat([eye, -eye], dim=1).reshape(n, 2 * r, *shape)
+            low = backward_lower(graph, inputs, name, rows, bounds)
         new_lo.scatter_reduce_(1, idx, low[:, :r], reduce="amax")
         new_hi.scatter_reduce_(1, idx, -low[:, r:], reduce="amin")
     bounds[name] = (new_lo.reshape(lo.shape), torch.maximum(new_hi, new_lo).reshape(hi.shape))
