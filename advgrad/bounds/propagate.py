@@ -141,7 +141,9 @@ def interval_bounds(graph: BoundGraph, inputs: InputSet, refine: bool) -> dict[s
     for node in graph.nodes:
         lo, hi = node.op.interval([bounds[i] for i in node.inputs])
         bounds[node.name] = (lo, hi)
-        if node.name in to_refine:
+        # one affine layer on an L∞ box: the interval is already exact, CROWN cannot tighten it
+        exact = inputs.norm == "inf" and node.inputs == [graph.input] and isinstance(node.op, ops.Affine)
+        if node.name in to_refine and not exact:
             _refine(graph, inputs, node.name, bounds, to_refine[node.name])
     return bounds
 
