@@ -145,3 +145,8 @@ def test_certify_reads_a_config_file(tmp_path):
     config.write_text('certify = "ibp"\nattack = "fgsm"\neps = ["0", "0.01"]\nlimit = 16\n')
     report = _json(invoke(["eval", "--config", config, "--json", "-"]))
     assert report["attacks"]["ibp"]["kind"] == "certified" and report["config"]["certify"] == "ibp"
+
+
+def test_certify_refuses_reduced_precision_and_compile():
+    assert_bad_input(invoke(["certify", "--precision", "bf16", "--limit", "8"]), "float32 only")
+    assert_bad_input(invoke(["eval", "--certify", "crown", "--compile", "--limit", "8"]), "drop --compile")

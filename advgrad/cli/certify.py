@@ -20,9 +20,20 @@ from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.run_description import RunDescription, RunSettings
 from advgrad.sweep import EvalConfig, evaluate
+from advgrad.errors import UsageError
+from advgrad.runtime import parse_precision
 from advgrad.threat import parse_eps_labelled, parse_norm
 
 DEFAULT_METHOD = "crown"
+
+
+def check_bounds_runtime(io_options: InputOptions, flag: str) -> None:
+    """Bounds are computed on the float32 model itself: refuse reduced precision (its rounding would
+    make a certificate unsound) and --compile (the bounds read the model's graph, not compiled code)."""
+    if parse_precision(io_options.precision) != "fp32":
+        raise UsageError(f"{flag} computes bounds in float32 only; drop --precision {io_options.precision}")
+    if io_options.compile:
+        raise UsageError(f"{flag} reads the model's graph, not compiled code; drop --compile")
 
 
 @handle_errors
@@ -83,6 +94,7 @@ def certify_command(
         gradient_evidence=False,
         certify=method.strip().lower(),
     )
+    check_bounds_runtime(io_options, "advgrad certify")
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [config.certify, CERTIFIED], config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, plot=plot)

@@ -122,6 +122,10 @@ def eval_command(
         examples=EXAMPLES_KEPT,
         certify=None if certify is None else certify.strip().lower(),
     )
+    if config.certify is not None:
+        from advgrad.cli.certify import check_bounds_runtime
+
+        check_bounds_runtime(io_options, "--certify")
     gates = parse_gates(fail_under)
     curves = [a.name for a in attacks] + ([] if config.certify is None else [config.certify, "certified"])
     check_gates_apply(gates, curves, config.eps)
