@@ -399,3 +399,28 @@ def test_conv_transpose_paths_agree_with_the_vector_jacobian_product(in_shape, k
     torch.testing.assert_close(op._conv_transpose(rows)[0], reference, atol=1e-4, rtol=1e-4)
     big = torch.randn((2, 400, *out), generator=gen)  # enough rows for the dense path
     torch.testing.assert_close(op.transpose(big)[0], ops.Affine.transpose(op, big)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_l2_bound_uses_the_box_when_it_cuts_the_ball():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(6, 3)).eval()
+    x0 = torch.tensor([[0.0, 0.0, 1.0, 0.5, 0.05, 0.97]])
+    y = torch.tensor([0])
+    eps = 0.4
+    got = margin_bounds(model, x0, y, eps, norm="2", method="crown")[0].double()
+    w = model[0].weight.double()
+    b = model[0].bias.double()
+    for j in (1, 2):
+        a, c = w[0] - w[j], b[0] - b[j]
+        ball_only = a @ x0[0].double() + c - eps * a.norm()
+        # the optimum over ball ∩ box by many projected steps (alternating projections: box, ball)
+        x = x0[0].double().clone()
+        for _ in range(3000):
+            x = x - 1e-3 * a
+            d = x - x0[0].double()
+            x = x0[0].double() + d * min(1.0, eps / float(d.norm()))
+            x = x.clamp(0, 1)
+        optimum = a @ x + c
+        assert got[j] <= optimum + 1e-5
+        assert got[j] >= optimum - 1e-2  # near the optimum
+        assert got[j] > ball_only + 1e-3  # and tighter than the ball alone

@@ -41,14 +41,50 @@ class InputSet:
         """min over the set of Σ a·x for rows a (N, S, *input) → (N, S).
 
         L∞: each coordinate independently over [max(x0 − ε, lower), min(x0 + ε, upper)] (exact).
-        L2: a·x0 − ε‖a‖₂ (exact for the ball; the box is dropped, which only loosens the bound)."""
+        L2: the larger of a·x0 − ε‖a‖₂ (the ball alone) and a dual bound for the ball ∩ box
+        (:meth:`_ball_and_box`); both are sound."""
         flat = a.flatten(2)
         if self.norm == "inf":
             lo, hi = self.box()
             return (flat.clamp(min=0) * lo.flatten(1).unsqueeze(1)).sum(-1) + (
                 flat.clamp(max=0) * hi.flatten(1).unsqueeze(1)
             ).sum(-1)
-        return (flat * self.x0.flatten(1).unsqueeze(1)).sum(-1) - self.eps * flat.norm(dim=-1)
+        x0 = self.x0.flatten(1).unsqueeze(1)
+        norm = flat.norm(dim=-1)
+        ball = (flat * x0).sum(-1) - self.eps * norm
+        if self.eps == 0:
+            return ball
+        return torch.maximum(ball, self._ball_and_box(flat, x0, norm))
+
+    #: bisection steps of :meth:`_ball_and_box` (any step count is sound; more are tighter)
+    DUAL_STEPS = 14
+
+    def _ball_and_box(self, a: Tensor, x0: Tensor, norm: Tensor) -> Tensor:
+        """A lower bound of min a·x over the L2 ball ∩ box by weak duality: for every t > 0,
+        min ≥ g(t) = min_{x ∈ box} a·x + (‖x − x0‖² − ε²)/(2t), attained at
+        x(t) = clamp(x0 − t·a, lo, hi). The best t makes ‖x(t) − x0‖ = ε; it is bracketed by
+        bisection on log t from t₀ = ε/‖a‖ (where clamping can only shorten the step)."""
+        lo, hi = (t.flatten(1).unsqueeze(1) for t in self.box())
+        t0 = self.eps / norm.clamp(min=1e-12)
+        low_s = torch.zeros_like(norm)
+        high_s = torch.full_like(norm, 30.0)
+
+        def step(s: Tensor) -> Tensor:
+            return (t0 * torch.exp2(s)).unsqueeze(-1)
+
+        for _ in range(self.DUAL_STEPS):
+            mid = (low_s + high_s) / 2
+            dist = ((x0 - step(mid) * a).clamp(lo, hi) - x0).norm(dim=-1)
+            inside = dist <= self.eps
+            low_s = torch.where(inside, mid, low_s)
+            high_s = torch.where(inside, high_s, mid)
+        best = None
+        for s in (low_s, high_s):
+            t = step(s)
+            x = (x0 - t * a).clamp(lo, hi)
+            g = (a * x).sum(-1) + ((x - x0).pow(2).sum(-1) - self.eps**2) / (2 * t.squeeze(-1))
+            best = g if best is None else torch.maximum(best, g)
+        return best
 
 
 def backward_lower(graph: BoundGraph, inputs: InputSet, start: str, rows: Tensor, bounds: dict[str, Interval]) -> Tensor:
