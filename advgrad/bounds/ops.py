@@ -79,7 +79,7 @@ class Affine(BoundOp):
         return [g.reshape(n, s, *sh) for g, sh in zip(grads, self.in_shapes)]
 
     def backward(self, a: Tensor, bounds: Sequence[Interval]) -> tuple[list[Tensor], Tensor]:
-        bias = (_rows_flat(a) * self.offset(a).flatten(1).unsqueeze(1)).sum(-1)
+        bias = _rows_flat(a) @ self.offset(a).flatten()
         return self.transpose(a), bias
 
     def jacobian(self, out_shape: tuple[int, ...], like: Tensor) -> tuple[list[Tensor], Tensor]:

@@ -46,9 +46,9 @@ class InputSet:
         flat = a.flatten(2)
         if self.norm == "inf":
             lo, hi = self.box()
-            return (flat.clamp(min=0) * lo.flatten(1).unsqueeze(1)).sum(-1) + (
-                flat.clamp(max=0) * hi.flatten(1).unsqueeze(1)
-            ).sum(-1)
+            # Σ a⁺·lo + a⁻·hi = a·centre − |a|·radius
+            centre, radius = ((hi + lo) / 2).flatten(1).unsqueeze(2), ((hi - lo) / 2).flatten(1).unsqueeze(2)
+            return (torch.bmm(flat, centre) - torch.bmm(flat.abs(), radius)).squeeze(2)
         x0 = self.x0.flatten(1).unsqueeze(1)
         norm = flat.norm(dim=-1)
         ball = (flat * x0).sum(-1) - self.eps * norm
