@@ -279,6 +279,7 @@ class Recurrent(nn.Module):
         return self.fc(self.lstm(x)[0][:, -1])
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize(
     "model, shape, op",
     [(Sorting(), (4,), "sort"), (Recurrent(), (2, 4), "lstm"), (nn.Sequential(nn.Linear(4, 3), nn.GELU()), (4,), "gelu")],
@@ -408,8 +409,8 @@ def test_l2_bound_uses_the_box_when_it_cuts_the_ball():
     y = torch.tensor([0])
     eps = 0.4
     got = margin_bounds(model, x0, y, eps, norm="2", method="crown")[0].double()
-    w = model[0].weight.double()
-    b = model[0].bias.double()
+    w = model[0].weight.detach().double()
+    b = model[0].bias.detach().double()
     for j in (1, 2):
         a, c = w[0] - w[j], b[0] - b[j]
         ball_only = a @ x0[0].double() + c - eps * a.norm()
@@ -424,3 +425,14 @@ def test_l2_bound_uses_the_box_when_it_cuts_the_ball():
         assert got[j] <= optimum + 1e-5
         assert got[j] >= optimum - 1e-2  # near the optimum
         assert got[j] > ball_only + 1e-3  # and tighter than the ball alone
+
+
+def test_empty_batches_and_bad_labels():
+    from advgrad.errors import UsageError
+
+    model, shape = MODELS["conv-bn-avgpool"]
+    empty = torch.zeros((0, *shape))
+    assert margin_bounds(model, empty, torch.zeros(0, dtype=torch.long), 0.1).shape == (0, 4)
+    assert certified(model, empty, torch.zeros(0, dtype=torch.long), [0.1, 0.2]).shape == (2, 0)
+    with pytest.raises(UsageError):
+        margin_bounds(model, torch.rand((2, *shape)), torch.tensor([0, 7]), 0.1)

@@ -62,6 +62,11 @@ class BoundedModel:
         _check(eps, norm, method, lower, upper)
         if tuple(x.shape[1:]) != self.graph.input_shape:
             raise UsageError(f"inputs of shape {tuple(x.shape[1:])} do not fit the model's {self.graph.input_shape}")
+        classes = self.graph.shapes[self.graph.output][0]
+        if y.shape != (x.shape[0],) or (len(y) and not (0 <= int(y.min()) and int(y.max()) < classes)):
+            raise UsageError(f"labels must be {x.shape[0]} class indices in [0, {classes}), got shape {tuple(y.shape)}")
+        if len(x) == 0:
+            return x.new_zeros((0, classes))
         with torch.no_grad():
             inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper))
             return margin_lower(self.graph, inputs, y.to(x.device).long(), method)

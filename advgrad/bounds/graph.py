@@ -389,7 +389,8 @@ def export_model(model: nn.Module, example: Tensor) -> torch.export.ExportedProg
     if isinstance(model, torch.export.ExportedProgram):
         return model
     modes = {m: m.training for m in model.modules()}
-    batch = example[:1].expand(2, *example.shape[1:]).contiguous()
+    one = example[:1] if len(example) else torch.zeros((1, *example.shape[1:]), dtype=example.dtype, device=example.device)
+    batch = one.expand(2, *example.shape[1:]).contiguous()
     try:
         model.eval()
         return torch.export.export(model, (batch,), dynamic_shapes=({0: torch.export.Dim("batch")},), strict=False)
