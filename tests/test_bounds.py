@@ -282,7 +282,11 @@ class Recurrent(nn.Module):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize(
     "model, shape, op",
-    [(Sorting(), (4,), "sort"), (Recurrent(), (2, 4), "lstm"), (nn.Sequential(nn.Linear(4, 3), nn.GELU()), (4,), "gelu")],
+    [
+        (Sorting(), (4,), "sort"),
+        (Recurrent(), (2, 4), "lstm"),
+        (nn.Sequential(nn.Linear(4, 3), nn.GELU()), (4,), "gelu"),
+    ],
 )
 def test_an_unsupported_operator_is_named(model, shape, op):
     with pytest.raises(UnsupportedOperation) as info:
@@ -354,7 +358,9 @@ def test_max_pool_linear_bounds_hold_at_points_of_the_box(kernel, stride, paddin
     linear = (a_in.flatten(2) * x.reshape(100, n, 1, -1)).sum(-1) + bias
     assert (linear <= exact + 1e-5).all()
     plo, phi = op.interval([(lo, hi)])
-    assert (plo.flatten(1) <= pooled[:, :, 0].amin(0) + 1e-6).all() and (phi.flatten(1) >= pooled[:, :, 0].amax(0) - 1e-6).all()
+    assert (plo.flatten(1) <= pooled[:, :, 0].amin(0) + 1e-6).all() and (
+        phi.flatten(1) >= pooled[:, :, 0].amax(0) - 1e-6
+    ).all()
 
 
 def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
@@ -373,7 +379,14 @@ def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
     with torch.no_grad():
         clean = model(x).argmax(1) == y
     for loss in ("ce", "margin"):
-        adv = pgd(model, x, y, threat=threat, params=PGDParams(steps=20, loss=loss), generator=torch.Generator().manual_seed(0))
+        adv = pgd(
+            model,
+            x,
+            y,
+            threat=threat,
+            params=PGDParams(steps=20, loss=loss),
+            generator=torch.Generator().manual_seed(0),
+        )
         with torch.no_grad():
             robust = model(adv).argmax(1) == y
         assert not (ok["crown"] & ~robust).any()  # certified yet fooled would be a contradiction

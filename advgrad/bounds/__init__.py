@@ -84,7 +84,15 @@ class BoundedModel:
 
 
 def margin_bounds(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, norm: str = "inf", method: str = "crown", lower=0.0, upper=1.0
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    norm: str = "inf",
+    method: str = "crown",
+    lower=0.0,
+    upper=1.0,
 ) -> Tensor:
     """(N, C) lower bounds of z_y − z_j over the ε-ball ∩ [lower, upper] around each x (column y = +inf).
 

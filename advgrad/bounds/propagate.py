@@ -87,7 +87,9 @@ class InputSet:
         return best
 
 
-def backward_lower(graph: BoundGraph, inputs: InputSet, start: str, rows: Tensor, bounds: dict[str, Interval]) -> Tensor:
+def backward_lower(
+    graph: BoundGraph, inputs: InputSet, start: str, rows: Tensor, bounds: dict[str, Interval]
+) -> Tensor:
     """Lower bounds (N, S) of Σ rows·z_start over the input set, by CROWN."""
     return _propagate(graph, inputs, {start: rows}, rows.new_zeros(rows.shape[:2]), bounds)
 
@@ -103,7 +105,7 @@ def _propagate(
         in_bounds = [bounds[i] for i in node.inputs] if node.op.needs_input_bounds else []
         a_ins, b = node.op.backward(a, in_bounds)
         bias = bias + b
-        for name, a_in in zip(node.inputs, a_ins):
+        for name, a_in in zip(node.inputs, a_ins, strict=True):
             pending[name] = pending[name] + a_in if name in pending else a_in
     a_x = pending.pop(graph.input, None)
     if a_x is not None:
@@ -145,7 +147,7 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
             both = torch.cat([idx, idx], dim=1)
             sign = torch.cat([lo.new_ones(r), -lo.new_ones(r)]).reshape(1, 2 * r)
             pending: dict[str, Tensor] = {}
-            for i, j in zip(node.inputs, jac):
+            for i, j in zip(node.inputs, jac, strict=True):
                 a = j[both] * sign.reshape(1, 2 * r, *([1] * (j.dim() - 1)))
                 pending[i] = pending[i] + a if i in pending else a
             low = _propagate(graph, inputs, pending, const[both] * sign, bounds)
@@ -200,7 +202,7 @@ def margin_lower(graph: BoundGraph, inputs: InputSet, y: Tensor, method: str) ->
         last = next(n for n in graph.nodes if n.name == graph.output)
         if isinstance(last.op, ops.Affine):
             a_ins, low = last.op.backward(rows, [])
-            for name, a in zip(last.inputs, a_ins):
+            for name, a in zip(last.inputs, a_ins, strict=True):
                 lo, hi = bounds[name]
                 flat = a.flatten(2)
                 low = low + (flat.clamp(min=0) * lo.flatten(1).unsqueeze(1)).sum(-1)
