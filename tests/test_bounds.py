@@ -449,3 +449,13 @@ def test_empty_batches_and_bad_labels():
     assert certified(model, empty, torch.zeros(0, dtype=torch.long), [0.1, 0.2]).shape == (2, 0)
     with pytest.raises(UsageError):
         margin_bounds(model, torch.rand((2, *shape)), torch.tensor([0, 7]), 0.1)
+
+
+def test_an_exported_program_gives_the_same_bounds_as_its_module():
+    model, shape = MODELS["residual"]
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(10))
+    y = torch.tensor([0, 1, 2])
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    expected = margin_bounds(model, x, y, 0.03)
+    torch.testing.assert_close(margin_bounds(program, x, y, 0.03), expected)
+    assert torch.equal(certified(program, x, y, [0.03]), certified(model, x, y, [0.03]))

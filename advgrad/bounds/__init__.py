@@ -72,7 +72,11 @@ class BoundedModel:
             return margin_lower(self.graph, inputs, y.to(x.device).long(), method)
 
     def predict(self, x: Tensor) -> Tensor:
-        model = self.model.module() if isinstance(self.model, torch.export.ExportedProgram) else self.model
+        if isinstance(self.model, torch.export.ExportedProgram):
+            # an exported program is already fixed in the mode it was exported in
+            with torch.no_grad():
+                return self.model.module()(x).argmax(dim=1)
+        model = self.model
         modes = {m: m.training for m in model.modules()}
         try:
             model.eval()
