@@ -279,9 +279,14 @@ class Recurrent(nn.Module):
         return self.fc(self.lstm(x)[0][:, -1])
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize(
     "model, shape, op",
-    [(Sorting(), (4,), "sort"), (Recurrent(), (2, 4), "lstm"), (nn.Sequential(nn.Linear(4, 3), nn.GELU()), (4,), "gelu")],
+    [
+        (Sorting(), (4,), "sort"),
+        (Recurrent(), (2, 4), "lstm"),
+        (nn.Sequential(nn.Linear(4, 3), nn.GELU()), (4,), "gelu"),
+    ],
 )
 def test_an_unsupported_operator_is_named(model, shape, op):
     with pytest.raises(UnsupportedOperation) as info:
@@ -353,7 +358,9 @@ def test_max_pool_linear_bounds_hold_at_points_of_the_box(kernel, stride, paddin
     linear = (a_in.flatten(2) * x.reshape(100, n, 1, -1)).sum(-1) + bias
     assert (linear <= exact + 1e-5).all()
     plo, phi = op.interval([(lo, hi)])
-    assert (plo.flatten(1) <= pooled[:, :, 0].amin(0) + 1e-6).all() and (phi.flatten(1) >= pooled[:, :, 0].amax(0) - 1e-6).all()
+    assert (plo.flatten(1) <= pooled[:, :, 0].amin(0) + 1e-6).all() and (
+        phi.flatten(1) >= pooled[:, :, 0].amax(0) - 1e-6
+    ).all()
 
 
 def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
@@ -372,7 +379,14 @@ def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
     with torch.no_grad():
         clean = model(x).argmax(1) == y
     for loss in ("ce", "margin"):
-        adv = pgd(model, x, y, threat=threat, params=PGDParams(steps=20, loss=loss), generator=torch.Generator().manual_seed(0))
+        adv = pgd(
+            model,
+            x,
+            y,
+            threat=threat,
+            params=PGDParams(steps=20, loss=loss),
+            generator=torch.Generator().manual_seed(0),
+        )
         with torch.no_grad():
             robust = model(adv).argmax(1) == y
         assert not (ok["crown"] & ~robust).any()  # certified yet fooled would be a contradiction
@@ -399,3 +413,49 @@ def test_conv_transpose_paths_agree_with_the_vector_jacobian_product(in_shape, k
     torch.testing.assert_close(op._conv_transpose(rows)[0], reference, atol=1e-4, rtol=1e-4)
     big = torch.randn((2, 400, *out), generator=gen)  # enough rows for the dense path
     torch.testing.assert_close(op.transpose(big)[0], ops.Affine.transpose(op, big)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_l2_bound_uses_the_box_when_it_cuts_the_ball():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(6, 3)).eval()
+    x0 = torch.tensor([[0.0, 0.0, 1.0, 0.5, 0.05, 0.97]])
+    y = torch.tensor([0])
+    eps = 0.4
+    got = margin_bounds(model, x0, y, eps, norm="2", method="crown")[0].double()
+    w = model[0].weight.detach().double()
+    b = model[0].bias.detach().double()
+    for j in (1, 2):
+        a, c = w[0] - w[j], b[0] - b[j]
+        ball_only = a @ x0[0].double() + c - eps * a.norm()
+        # the optimum over ball ∩ box by many projected steps (alternating projections: box, ball)
+        x = x0[0].double().clone()
+        for _ in range(3000):
+            x = x - 1e-3 * a
+            d = x - x0[0].double()
+            x = x0[0].double() + d * min(1.0, eps / float(d.norm()))
+            x = x.clamp(0, 1)
+        optimum = a @ x + c
+        assert got[j] <= optimum + 1e-5
+        assert got[j] >= optimum - 1e-2  # near the optimum
+        assert got[j] > ball_only + 1e-3  # and tighter than the ball alone
+
+
+def test_empty_batches_and_bad_labels():
+    from advgrad.errors import UsageError
+
+    model, shape = MODELS["conv-bn-avgpool"]
+    empty = torch.zeros((0, *shape))
+    assert margin_bounds(model, empty, torch.zeros(0, dtype=torch.long), 0.1).shape == (0, 4)
+    assert certified(model, empty, torch.zeros(0, dtype=torch.long), [0.1, 0.2]).shape == (2, 0)
+    with pytest.raises(UsageError):
+        margin_bounds(model, torch.rand((2, *shape)), torch.tensor([0, 7]), 0.1)
+
+
+def test_an_exported_program_gives_the_same_bounds_as_its_module():
+    model, shape = MODELS["residual"]
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(10))
+    y = torch.tensor([0, 1, 2])
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    expected = margin_bounds(model, x, y, 0.03)
+    torch.testing.assert_close(margin_bounds(program, x, y, 0.03), expected)
+    assert torch.equal(certified(program, x, y, [0.03]), certified(model, x, y, [0.03]))

@@ -62,12 +62,21 @@ class BoundedModel:
         _check(eps, norm, method, lower, upper)
         if tuple(x.shape[1:]) != self.graph.input_shape:
             raise UsageError(f"inputs of shape {tuple(x.shape[1:])} do not fit the model's {self.graph.input_shape}")
+        classes = self.graph.shapes[self.graph.output][0]
+        if y.shape != (x.shape[0],) or (len(y) and not (0 <= int(y.min()) and int(y.max()) < classes)):
+            raise UsageError(f"labels must be {x.shape[0]} class indices in [0, {classes}), got shape {tuple(y.shape)}")
+        if len(x) == 0:
+            return x.new_zeros((0, classes))
         with torch.no_grad():
             inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper))
             return margin_lower(self.graph, inputs, y.to(x.device).long(), method)
 
     def predict(self, x: Tensor) -> Tensor:
-        model = self.model.module() if isinstance(self.model, torch.export.ExportedProgram) else self.model
+        if isinstance(self.model, torch.export.ExportedProgram):
+            # an exported program is already fixed in the mode it was exported in
+            with torch.no_grad():
+                return self.model.module()(x).argmax(dim=1)
+        model = self.model
         modes = {m: m.training for m in model.modules()}
         try:
             model.eval()
@@ -79,7 +88,15 @@ class BoundedModel:
 
 
 def margin_bounds(
-    model: nn.Module, x: Tensor, y: Tensor, eps: float, *, norm: str = "inf", method: str = "crown", lower=0.0, upper=1.0
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    norm: str = "inf",
+    method: str = "crown",
+    lower=0.0,
+    upper=1.0,
 ) -> Tensor:
     """(N, C) lower bounds of z_y − z_j over the ε-ball ∩ [lower, upper] around each x (column y = +inf).
 

@@ -389,7 +389,12 @@ def export_model(model: nn.Module, example: Tensor) -> torch.export.ExportedProg
     if isinstance(model, torch.export.ExportedProgram):
         return model
     modes = {m: m.training for m in model.modules()}
-    batch = example[:1].expand(2, *example.shape[1:]).contiguous()
+    one = (
+        example[:1]
+        if len(example)
+        else torch.zeros((1, *example.shape[1:]), dtype=example.dtype, device=example.device)
+    )
+    batch = one.expand(2, *example.shape[1:]).contiguous()
     try:
         model.eval()
         return torch.export.export(model, (batch,), dynamic_shapes=({0: torch.export.Dim("batch")},), strict=False)
@@ -434,8 +439,7 @@ def build_graph(model: nn.Module | torch.export.ExportedProgram, example: Tensor
                 raise UnsupportedOperation("the bounds need a model with exactly one input tensor")
         elif node.op == "call_function":
             args, kwargs = torch.fx.node.map_aggregate((node.args, node.kwargs), resolve)
-            found: list[Var] = []
-            torch.fx.node.map_aggregate((args, kwargs), lambda a: found.append(a) if isinstance(a, Var) else a)
+            found = [a for a in _leaves((args, kwargs)) if isinstance(a, Var)]
             if node.target is aten.sym_size.int:
                 consts[node.name] = BATCH
             elif node.target is operator.getitem and found:
@@ -443,7 +447,9 @@ def build_graph(model: nn.Module | torch.export.ExportedProgram, example: Tensor
                 if source.target in _MULTI_OUTPUT and node.args[1] == 0:
                     alias[node.name] = alias.get(source.name, source.name)
                 else:
-                    raise UnsupportedOperation(f"the bounds cannot use output {node.args[1]} of node {source.name!r}{_where(node)}")
+                    raise UnsupportedOperation(
+                        f"the bounds cannot use output {node.args[1]} of node {source.name!r}{_where(node)}"
+                    )
             elif node.target in _IGNORED:
                 consts[node.name] = None
             elif not found:

@@ -76,10 +76,10 @@ class Affine(BoundOp):
         zeros = [torch.zeros((n * s, *sh), dtype=a.dtype, device=a.device) for sh in self.in_shapes]
         _, vjp = torch.func.vjp(lambda *xs: self.apply(xs), *zeros)
         grads = vjp(a.reshape(n * s, *a.shape[2:]))
-        return [g.reshape(n, s, *sh) for g, sh in zip(grads, self.in_shapes)]
+        return [g.reshape(n, s, *sh) for g, sh in zip(grads, self.in_shapes, strict=True)]
 
     def backward(self, a: Tensor, bounds: Sequence[Interval]) -> tuple[list[Tensor], Tensor]:
-        bias = (_rows_flat(a) * self.offset(a).flatten(1).unsqueeze(1)).sum(-1)
+        bias = _rows_flat(a) @ self.offset(a).flatten()
         return self.transpose(a), bias
 
     def jacobian(self, out_shape: tuple[int, ...], like: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -197,20 +197,20 @@ class Sum(Affine):
         self.out_shape = tuple(out_shape)
 
     def apply(self, xs):
-        return sum(s * x for s, x in zip(self.signs, xs))
+        return sum(s * x for s, x in zip(self.signs, xs, strict=True))
 
     def apply_abs(self, rs):
-        return sum(abs(s) * r for s, r in zip(self.signs, rs))
+        return sum(abs(s) * r for s, r in zip(self.signs, rs, strict=True))
 
     def transpose(self, a):
         n, s = a.shape[:2]
         outs = []
-        for sign, shape in zip(self.signs, self.in_shapes):
+        for sign, shape in zip(self.signs, self.in_shapes, strict=True):
             g = a * sign
             # undo broadcasting: sum over the dimensions where the input had size 1
             pad = len(self.out_shape) - len(shape)
             full = (1,) * pad + shape
-            dims = [i + 2 for i, (d, o) in enumerate(zip(full, self.out_shape)) if d == 1 and o != 1]
+            dims = [i + 2 for i, (d, o) in enumerate(zip(full, self.out_shape, strict=True)) if d == 1 and o != 1]
             if dims:
                 g = g.sum(dim=dims, keepdim=True)
             outs.append(g.reshape(n, s, *shape))

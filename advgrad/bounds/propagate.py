@@ -41,17 +41,55 @@ class InputSet:
         """min over the set of Σ a·x for rows a (N, S, *input) → (N, S).
 
         L∞: each coordinate independently over [max(x0 − ε, lower), min(x0 + ε, upper)] (exact).
-        L2: a·x0 − ε‖a‖₂ (exact for the ball; the box is dropped, which only loosens the bound)."""
+        L2: the larger of a·x0 − ε‖a‖₂ (the ball alone) and a dual bound for the ball ∩ box
+        (:meth:`_ball_and_box`); both are sound."""
         flat = a.flatten(2)
         if self.norm == "inf":
             lo, hi = self.box()
-            return (flat.clamp(min=0) * lo.flatten(1).unsqueeze(1)).sum(-1) + (
-                flat.clamp(max=0) * hi.flatten(1).unsqueeze(1)
-            ).sum(-1)
-        return (flat * self.x0.flatten(1).unsqueeze(1)).sum(-1) - self.eps * flat.norm(dim=-1)
+            # Σ a⁺·lo + a⁻·hi = a·centre − |a|·radius
+            centre, radius = ((hi + lo) / 2).flatten(1).unsqueeze(2), ((hi - lo) / 2).flatten(1).unsqueeze(2)
+            return (torch.bmm(flat, centre) - torch.bmm(flat.abs(), radius)).squeeze(2)
+        x0 = self.x0.flatten(1).unsqueeze(1)
+        norm = flat.norm(dim=-1)
+        ball = (flat * x0).sum(-1) - self.eps * norm
+        if self.eps == 0:
+            return ball
+        return torch.maximum(ball, self._ball_and_box(flat, x0, norm))
+
+    #: bisection steps of :meth:`_ball_and_box` (any step count is sound; more are tighter)
+    DUAL_STEPS = 14
+
+    def _ball_and_box(self, a: Tensor, x0: Tensor, norm: Tensor) -> Tensor:
+        """A lower bound of min a·x over the L2 ball ∩ box by weak duality: for every t > 0,
+        min ≥ g(t) = min_{x ∈ box} a·x + (‖x − x0‖² − ε²)/(2t), attained at
+        x(t) = clamp(x0 − t·a, lo, hi). The best t makes ‖x(t) − x0‖ = ε; it is bracketed by
+        bisection on log t from t₀ = ε/‖a‖ (where clamping can only shorten the step)."""
+        lo, hi = (t.flatten(1).unsqueeze(1) for t in self.box())
+        t0 = self.eps / norm.clamp(min=1e-12)
+        low_s = torch.zeros_like(norm)
+        high_s = torch.full_like(norm, 30.0)
+
+        def step(s: Tensor) -> Tensor:
+            return (t0 * torch.exp2(s)).unsqueeze(-1)
+
+        for _ in range(self.DUAL_STEPS):
+            mid = (low_s + high_s) / 2
+            dist = ((x0 - step(mid) * a).clamp(lo, hi) - x0).norm(dim=-1)
+            inside = dist <= self.eps
+            low_s = torch.where(inside, mid, low_s)
+            high_s = torch.where(inside, high_s, mid)
+        best = None
+        for s in (low_s, high_s):
+            t = step(s)
+            x = (x0 - t * a).clamp(lo, hi)
+            g = (a * x).sum(-1) + ((x - x0).pow(2).sum(-1) - self.eps**2) / (2 * t.squeeze(-1))
+            best = g if best is None else torch.maximum(best, g)
+        return best
 
 
-def backward_lower(graph: BoundGraph, inputs: InputSet, start: str, rows: Tensor, bounds: dict[str, Interval]) -> Tensor:
+def backward_lower(
+    graph: BoundGraph, inputs: InputSet, start: str, rows: Tensor, bounds: dict[str, Interval]
+) -> Tensor:
     """Lower bounds (N, S) of Σ rows·z_start over the input set, by CROWN."""
     return _propagate(graph, inputs, {start: rows}, rows.new_zeros(rows.shape[:2]), bounds)
 
@@ -67,7 +105,7 @@ def _propagate(
         in_bounds = [bounds[i] for i in node.inputs] if node.op.needs_input_bounds else []
         a_ins, b = node.op.backward(a, in_bounds)
         bias = bias + b
-        for name, a_in in zip(node.inputs, a_ins):
+        for name, a_in in zip(node.inputs, a_ins, strict=True):
             pending[name] = pending[name] + a_in if name in pending else a_in
     a_x = pending.pop(graph.input, None)
     if a_x is not None:
@@ -109,7 +147,7 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
             both = torch.cat([idx, idx], dim=1)
             sign = torch.cat([lo.new_ones(r), -lo.new_ones(r)]).reshape(1, 2 * r)
             pending: dict[str, Tensor] = {}
-            for i, j in zip(node.inputs, jac):
+            for i, j in zip(node.inputs, jac, strict=True):
                 a = j[both] * sign.reshape(1, 2 * r, *([1] * (j.dim() - 1)))
                 pending[i] = pending[i] + a if i in pending else a
             low = _propagate(graph, inputs, pending, const[both] * sign, bounds)
@@ -164,7 +202,7 @@ def margin_lower(graph: BoundGraph, inputs: InputSet, y: Tensor, method: str) ->
         last = next(n for n in graph.nodes if n.name == graph.output)
         if isinstance(last.op, ops.Affine):
             a_ins, low = last.op.backward(rows, [])
-            for name, a in zip(last.inputs, a_ins):
+            for name, a in zip(last.inputs, a_ins, strict=True):
                 lo, hi = bounds[name]
                 flat = a.flatten(2)
                 low = low + (flat.clamp(min=0) * lo.flatten(1).unsqueeze(1)).sum(-1)
