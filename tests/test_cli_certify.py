@@ -150,3 +150,29 @@ def test_certify_reads_a_config_file(tmp_path):
 def test_certify_refuses_reduced_precision_and_compile():
     assert_bad_input(invoke(["certify", "--precision", "bf16", "--limit", "8"]), "float32 only")
     assert_bad_input(invoke(["eval", "--certify", "crown", "--compile", "--limit", "8"]), "drop --compile")
+
+
+def test_eval_certify_resumes_with_its_certified_counts(tmp_path, monkeypatch):
+    import advgrad.cli.evaluate as cli_evaluate
+    from report_helpers import comparable
+    from test_resume import interrupting_after
+
+    monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
+    args = ["eval", "--attack", "fgsm", "--certify", "ibp", "--eps", "0,0.01", "--limit", "40", "--batch-size", "10",
+            "--json", "-"]
+    whole = invoke([*args, "--no-resume"])
+    assert whole.exit_code == 0, whole.stderr
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_evaluate, "sweep_progress", interrupting_after(2))
+        stopped = invoke(args)
+    assert stopped.exit_code == 130, stopped.stderr
+    [folder] = list((tmp_path / "state").glob("eval-*"))
+    assert len(list(folder.glob("batch-*.pt"))) == 2
+    other = invoke([*args[:4], "crown", *args[5:]])  # another bound method is another run: nothing restored
+    assert other.exit_code == 0 and "resuming" not in other.stderr
+    resumed = invoke(args)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "resuming: 2 finished batches restored" in resumed.stderr
+    assert comparable(json.loads(resumed.stdout)) == comparable(json.loads(whole.stdout))
+    report = json.loads(resumed.stdout)
+    assert report["attacks"]["ibp"]["points"][0]["robust"] == report["clean_correct"]
