@@ -4,8 +4,8 @@ A gate ``pgd@8/255=0.40`` passes when the accuracy under ``pgd`` at ε = 8/255 i
 ``clean=0.95`` gates the clean accuracy. ε is matched to the report's ε values with a small
 relative tolerance (0.0314 names 8/255); the accuracy may be written as a fraction (0.4, 2/5) or a
 percentage (40%). ``certified@EPS=ACC`` gates the certified curve of ``eval --certify`` or
-``advgrad certify`` (certified accuracy, a lower bound). A gate that names an attack or an ε the run does not have is a usage error,
-never a silent pass.
+``advgrad certify`` (certified accuracy, a lower bound). A gate that names an attack or an ε the
+run does not have is a usage error, never a silent pass.
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ import json
 import jsonschema
 import pytest
 import torch
+from helpers import assert_bad_input, invoke
 
+from advgrad.evidence import Evidence
 from advgrad.report.schema import report_schema
 from advgrad.run_description import RunDescription
 from advgrad.sweep import EvalConfig
 from advgrad.tally import AttackTally, BatchTally
-from advgrad.evidence import Evidence
-from helpers import assert_bad_input, invoke
 
 EPS = ["0", "0.01", "0.02"]
 
@@ -88,8 +88,10 @@ def test_eval_certify_gates():
     assert failed.exit_code == 1, failed.stderr
     assert "gate FAILED: certified at ε=0.01" in failed.stderr
     # without --certify there is no certified curve to gate: a usage error before anything runs
-    assert_bad_input(invoke(["eval", "--attack", "pgd", "--eps", "0,0.01", "--limit", "8", "--fail-under",
-                             "certified@0.01=0.5"]), "certified")
+    assert_bad_input(
+        invoke(["eval", "--attack", "pgd", "--eps", "0,0.01", "--limit", "8", "--fail-under", "certified@0.01=0.5"]),
+        "certified",
+    )
 
 
 def test_certified_yet_fooled_is_an_internal_error(monkeypatch):
@@ -124,7 +126,8 @@ def test_certify_method_is_part_of_the_run_identity():
 
 
 def test_plot_band_lies_between_certified_and_attacked(sandwich):
-    from advgrad.report.plot import example_blocks, sandwich as band_of
+    from advgrad.report.plot import example_blocks
+    from advgrad.report.plot import sandwich as band_of
     from advgrad.results import RobustnessReport
 
     report = RobustnessReport.from_dict(sandwich)
@@ -153,13 +156,27 @@ def test_certify_refuses_reduced_precision_and_compile():
 
 
 def test_eval_certify_resumes_with_its_certified_counts(tmp_path, monkeypatch):
-    import advgrad.cli.evaluate as cli_evaluate
     from report_helpers import comparable
     from test_resume import interrupting_after
 
+    import advgrad.cli.evaluate as cli_evaluate
+
     monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
-    args = ["eval", "--attack", "fgsm", "--certify", "ibp", "--eps", "0,0.01", "--limit", "40", "--batch-size", "10",
-            "--json", "-"]
+    args = [
+        "eval",
+        "--attack",
+        "fgsm",
+        "--certify",
+        "ibp",
+        "--eps",
+        "0,0.01",
+        "--limit",
+        "40",
+        "--batch-size",
+        "10",
+        "--json",
+        "-",
+    ]
     whole = invoke([*args, "--no-resume"])
     assert whole.exit_code == 0, whole.stderr
     with monkeypatch.context() as patch:

@@ -15,13 +15,13 @@ from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
 from advgrad.cli.paths import check_output_paths, input_paths
 from advgrad.cli.state import sigterm_as_interrupt
+from advgrad.errors import UsageError
 from advgrad.gates import CERTIFIED, check_gates_apply, evaluate_gates, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.run_description import RunDescription, RunSettings
-from advgrad.sweep import EvalConfig, evaluate
-from advgrad.errors import UsageError
 from advgrad.runtime import parse_precision
+from advgrad.sweep import EvalConfig, evaluate
 from advgrad.threat import parse_eps_labelled, parse_norm
 
 DEFAULT_METHOD = "crown"
