@@ -193,3 +193,9 @@ def test_eval_certify_resumes_with_its_certified_counts(tmp_path, monkeypatch):
     assert comparable(json.loads(resumed.stdout)) == comparable(json.loads(whole.stdout))
     report = json.loads(resumed.stdout)
     assert report["attacks"]["ibp"]["points"][0]["robust"] == report["clean_correct"]
+
+
+def test_certify_short_m_is_the_model_option():
+    # -m is --model in every command; certify's --method must not take it
+    result = invoke(["certify", "-m", "factory_models:make_sorted", "--limit", "8", "--eps", "0"])
+    assert_bad_input(result, "aten.sort", after_loading=True)

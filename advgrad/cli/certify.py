@@ -25,6 +25,7 @@ from advgrad.sweep import EvalConfig, evaluate
 from advgrad.threat import parse_eps_labelled, parse_norm
 
 DEFAULT_METHOD = "crown"
+BOUNDS_PANEL = "Bounds"
 
 
 def check_bounds_runtime(io_options: InputOptions, flag: str) -> None:
@@ -45,10 +46,9 @@ def certify_command(
         str,
         typer.Option(
             "--method",
-            "-m",
             help="Bound method: ibp (interval bounds, fast, loose), crown (linear relaxation, tight) or crown-ibp "
             "(CROWN with IBP intermediate bounds).",
-            rich_help_panel=o.ATTACK_PANEL,
+            rich_help_panel=BOUNDS_PANEL,
         ),
     ] = DEFAULT_METHOD,
     eps: Annotated[
@@ -57,13 +57,13 @@ def certify_command(
             "--eps",
             "-e",
             help="ε values, comma-separated; fractions allowed (0,1/255,2/255). (default: 0,0.02,0.05,0.1,0.2,0.3 for L∞; 0,0.25,0.5,1,1.5,2 for L2)",
-            rich_help_panel=o.ATTACK_PANEL,
+            rich_help_panel=BOUNDS_PANEL,
             show_default=False,
         ),
     ] = None,
     norm: Annotated[
         str,
-        typer.Option("--norm", help="Threat model: inf or 2.", rich_help_panel=o.ATTACK_PANEL),
+        typer.Option("--norm", help="Threat model: inf or 2.", rich_help_panel=BOUNDS_PANEL),
     ] = "inf",
     json_out: o.JsonOpt = None,
     csv_out: r.CsvOpt = None,
