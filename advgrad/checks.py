@@ -207,7 +207,8 @@ def large_eps_accuracy(report: RobustnessReport) -> Outcome:
     """At an ε that allows any input to become the same image, accuracy must come near zero."""
     threshold = large_eps_threshold(report.norm, report.diagnostics.get("input_shape", []))
     large = [e for e in report.eps if threshold is not None and e >= threshold * (1 - 1e-9)]
-    if not large or not report.attacks:
+    attacked = [c for c in report.attacks.values() if c.kind != "certified"]  # a bound is no attack
+    if not large or not attacked:
         bound = "unknown" if threshold is None else f"{threshold:g}"
         return Outcome(
             NOT_APPLICABLE,
@@ -216,7 +217,7 @@ def large_eps_accuracy(report: RobustnessReport) -> Outcome:
             {"threshold": threshold},
         )
     eps = max(large)
-    best = min(report.attacks.values(), key=lambda c: _or_one(c.accuracy_at(eps)))
+    best = min(attacked, key=lambda c: _or_one(c.accuracy_at(eps)))
     accuracy = _or_one(best.accuracy_at(eps))
     share = max(report.class_counts) / report.n_samples if report.class_counts else None
     details = {"eps": eps, "threshold": threshold, "accuracy": accuracy, "largest_class_share": share}

@@ -3,8 +3,9 @@
 A gate ``pgd@8/255=0.40`` passes when the accuracy under ``pgd`` at ε = 8/255 is at least 0.40.
 ``clean=0.95`` gates the clean accuracy. ε is matched to the report's ε values with a small
 relative tolerance (0.0314 names 8/255); the accuracy may be written as a fraction (0.4, 2/5) or a
-percentage (40%). A gate that names an attack or an ε the run does not have is a usage error,
-never a silent pass.
+percentage (40%). ``certified@EPS=ACC`` gates the certified curve of ``eval --certify`` or
+``advgrad certify`` (certified accuracy, a lower bound). A gate that names an attack or an ε the
+run does not have is a usage error, never a silent pass.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from advgrad.results import RobustnessReport, default_eps_label, same_eps
 from advgrad.threat import parse_eps
 
 CLEAN = "clean"
+CERTIFIED = "certified"  # names the report's certified curve, whichever bound method made it
 EXAMPLE = "pgd@8/255=0.40"
 
 
@@ -109,7 +111,10 @@ def describe_gate(result: dict[str, Any]) -> str:
 def evaluate_gates(report: RobustnessReport, gates: list[Gate]) -> list[GateResult]:
     """The result of each gate on ``report``; an attack or ε the report lacks is a UsageError."""
     by_name = {name.lower(): curve for name, curve in report.attacks.items()}
-    check_gates_apply(gates, list(report.attacks), report.eps)
+    certified = [curve for curve in report.attacks.values() if curve.kind == "certified"]
+    if certified:
+        by_name.setdefault(CERTIFIED, certified[0])
+    check_gates_apply(gates, list(by_name), report.eps)
     results = []
     for gate in gates:
         eps, accuracy = None, report.clean_accuracy

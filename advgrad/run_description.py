@@ -84,6 +84,8 @@ class RunDescription:
                 "norm": config.norm,
             }
         )
+        if config.certify is not None:  # part of the identity: a resumed run keeps its certified counts
+            described["certify"] = config.certify
         if self.settings is not None:
             described.update(self.settings.to_dict())
         return described

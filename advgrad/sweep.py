@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -76,10 +76,18 @@ class EvalConfig:
     gradient_evidence: bool = True
     extra: dict = field(default_factory=dict)
     eps_labels: list[str] | None = None
+    certify: str | None = None  # a bound method of advgrad.bounds: add its certified curve to the report
 
     def __post_init__(self) -> None:
         if not self.eps:
             raise UsageError("give at least one ε value")
+        if self.certify is not None:
+            from advgrad.bounds import METHODS, NORMS
+
+            if self.certify not in METHODS:
+                raise UsageError(f"unknown bound method {self.certify!r}; choose one of {', '.join(METHODS)}")
+            if str(self.norm) not in NORMS:
+                raise UsageError(f"certified bounds support the norms inf and 2, not {self.norm}")
         for e in self.eps:
             ThreatModel(self.norm, e)  # validates each ε
         if self.eps_labels is not None and len(self.eps_labels) != len(self.eps):
@@ -191,6 +199,8 @@ class CleanBatch:
     correct: Tensor
     index: int
     classes: int
+    certified: Tensor | None = None  # bool (len(eps), N): certified at each ε (eval --certify)
+    first: int = 0  # the run's index of the batch's first sample
 
 
 @dataclass
@@ -346,7 +356,15 @@ class AttackSweep:
         y = self.batch.y
         still = torch.zeros_like(y)
         still[robust] = 1
-        self.tally.add_point(j, (still | self.fixed).bool(), y, self.found_norm[~torch.isnan(self.found_norm)])
+        still = (still | self.fixed).bool()
+        certified = self.batch.certified
+        if certified is not None and bool((certified[j] & ~still).any()):
+            i = int((certified[j] & ~still).nonzero()[0, 0])
+            raise InternalError(
+                f"sample {self.batch.first + i} is certified at ε={self.config.eps_labels[j]} by "
+                f"{self.config.certify} yet fooled there by {self.attack.name}: one of the two computations is wrong"
+            )
+        self.tally.add_point(j, still, y, self.found_norm[~torch.isnan(self.found_norm)])
 
 
 def _run_batch(
@@ -359,6 +377,7 @@ def _run_batch(
     before: int,
     done: BatchTally | None,
     monitor: Monitor,
+    bounds: Callable[[Tensor], Any] | None = None,
 ) -> BatchTally:
     """Clean predictions, the checks' evidence and every attack's sweep on one batch.
 
@@ -385,7 +404,15 @@ def _run_batch(
         clean_seconds=time.perf_counter() - t0,
     )
     part.evidence.clean_nonfinite = int((~finite).sum())
-    batch = CleanBatch(x, y, logits, correct, batch_index, classes)
+    certified = None
+    if config.certify is not None and bounds is not None:
+        t0 = time.perf_counter()
+        part.certified = AttackTally.empty(len(config.eps), classes)
+        certified = _certify(bounds(x), x, y, correct, config)
+        for j in range(len(config.eps)):
+            part.certified.add_point(j, certified[j], y, torch.zeros(0))
+        part.certified.seconds += time.perf_counter() - t0
+    batch = CleanBatch(x, y, logits, correct, batch_index, classes, certified, before)
     kept = [0] * len(attacks) if done is None else done.examples_kept()
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
@@ -396,6 +423,24 @@ def _run_batch(
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
     return part
+
+
+def _certify(bounded: Any, x: Tensor, y: Tensor, correct: Tensor, config: EvalConfig) -> Tensor:
+    """bool (len(eps), N): classified correctly and every margin lower bound of ``bounded``
+    (:class:`advgrad.bounds.BoundedModel`) over the ε-ball ∩ [0, 1] above the rounding slack."""
+    from advgrad.bounds import CERTIFY_SLACK
+
+    rows = []
+    for eps in config.eps:
+        if not bool(correct.any()):
+            rows.append(torch.zeros_like(correct))
+            continue
+        keep = correct.nonzero().squeeze(1)  # bound only the samples classified correctly
+        low = bounded.margin_bounds(x[keep], y[keep], float(eps), norm=str(config.norm), method=config.certify)
+        row = torch.zeros_like(correct)
+        row[keep] = (low > CERTIFY_SLACK).all(dim=1).to(row.device)
+        rows.append(row)
+    return torch.stack(rows)
 
 
 def evaluate(
@@ -433,12 +478,22 @@ def evaluate(
     total: BatchTally | None = None
     resumed = 0
     started = time.perf_counter()
+    bounded: list[Any] = []  # the model read once into a graph of bounded operators (first batch run)
+
+    def bounds(x: Tensor) -> Any:
+        if not bounded:
+            from advgrad.bounds import BoundedModel
+
+            bounded.append(BoundedModel(model, x[:1]))
+        return bounded[0]
 
     def add(parts: Iterable[BatchTally]) -> None:  # in batch order, as one process adds them
         nonlocal total
         for part in parts:
             if total is None:
-                total = BatchTally.empty(len(config.eps), len(part.class_counts), len(attacks))
+                total = BatchTally.empty(
+                    len(config.eps), len(part.class_counts), len(attacks), certify=part.certified is not None
+                )
             total.merge(part)
             if progress is not None:
                 progress(total.n)
@@ -448,7 +503,16 @@ def evaluate(
             part = state.restore(b) if state is not None else None
             if part is None:
                 part = _run_batch(
-                    counted, attacks, config, x.to(device), y.to(device), b, exchange.samples_before(b), total, monitor
+                    counted,
+                    attacks,
+                    config,
+                    x.to(device),
+                    y.to(device),
+                    b,
+                    exchange.samples_before(b),
+                    total,
+                    monitor,
+                    bounds if config.certify is not None else None,
                 )
                 if state is not None:
                     state.save(b, part)
@@ -522,6 +586,27 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
             forward_samples=tally.forward_samples,
             kind=attack.spec.kind,
             median_norm=float32_decimal(tally.median_norm()),
+        )
+    if total.certified is not None and config.certify is not None:
+        tally = total.certified
+        curves[config.certify] = AttackCurve(
+            attack=config.certify,
+            norm=config.norm,
+            params={"method": config.certify},
+            target=None,
+            points=[
+                CurvePoint(
+                    eps=eps,
+                    accuracy=tally.robust[j] / n,
+                    robust=tally.robust[j],
+                    success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
+                    robust_per_class=list(tally.robust_per_class[j]),
+                    eps_label=config.eps_labels[j],
+                )
+                for j, eps in enumerate(config.eps)
+            ],
+            seconds=round(tally.seconds, 4),
+            kind="certified",
         )
     return RobustnessReport(
         n_samples=n,

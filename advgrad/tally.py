@@ -130,9 +130,10 @@ class BatchTally:
     attacks: list[AttackTally]
     evidence: Evidence
     clean_seconds: float = 0.0
+    certified: AttackTally | None = None  # eval --certify / certify: samples certified per ε (robust counts)
 
     @classmethod
-    def empty(cls, n_eps: int, classes: int, n_attacks: int) -> BatchTally:
+    def empty(cls, n_eps: int, classes: int, n_attacks: int, certify: bool = False) -> BatchTally:
         """Zero counts, to which batches are added in order."""
         return cls(
             0,
@@ -141,6 +142,7 @@ class BatchTally:
             [0] * classes,
             [AttackTally.empty(n_eps, classes) for _ in range(n_attacks)],
             Evidence(),
+            certified=AttackTally.empty(n_eps, classes) if certify else None,
         )
 
     def merge(self, other: BatchTally) -> None:
@@ -152,6 +154,10 @@ class BatchTally:
             mine.merge(theirs)
         self.evidence.merge(other.evidence)
         self.clean_seconds += other.clean_seconds
+        if (self.certified is None) != (other.certified is None):
+            raise ValueError("cannot add a batch with certified counts to one without")
+        if self.certified is not None and other.certified is not None:
+            self.certified.merge(other.certified)
 
     def examples_kept(self) -> list[int]:
         return [len(a.examples) for a in self.attacks]
@@ -165,6 +171,7 @@ class BatchTally:
             "clean_seconds": self.clean_seconds,
             "attacks": [a.to_state() for a in self.attacks],
             "evidence": self.evidence.to_dict(),
+            "certified": None if self.certified is None else self.certified.to_state(),
         }
 
     @classmethod
@@ -172,4 +179,10 @@ class BatchTally:
         body = dict(data)
         attacks = [AttackTally.from_state(a) for a in body.pop("attacks")]
         evidence = Evidence.from_dict(body.pop("evidence"))
-        return cls(**body, attacks=attacks, evidence=evidence)
+        certified = body.pop("certified", None)
+        return cls(
+            **body,
+            attacks=attacks,
+            evidence=evidence,
+            certified=None if certified is None else AttackTally.from_state(certified),
+        )

@@ -9,6 +9,7 @@ import typer
 from advgrad import __version__
 from advgrad.cli.attack import attack
 from advgrad.cli.attacks import attacks
+from advgrad.cli.certify import certify_command
 from advgrad.cli.compare import compare_command
 from advgrad.cli.completion import install_completion, show_completion
 from advgrad.cli.console import set_debug
@@ -88,6 +89,7 @@ app.command("eval", cls=HelpCommand)(eval_command)
 app.command("grad", cls=HelpCommand)(grad)
 app.command("info", cls=HelpCommand)(info_command)
 app.command("compare", cls=HelpCommand)(compare_command)
+app.command("certify", cls=HelpCommand)(certify_command)
 app.add_typer(config_app, name="config")
 app.command("docs", cls=HelpCommand)(docs_command)
 

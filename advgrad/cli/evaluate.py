@@ -74,6 +74,17 @@ def eval_command(
     strict: r.StrictOpt = False,
     state_file: r.StateOpt = None,
     resume: r.ResumeOpt = True,
+    certify: Annotated[
+        Optional[str],
+        typer.Option(
+            "--certify",
+            help="Also certify each sample with a bound method (ibp, crown, crown-ibp; see `advgrad certify`): the "
+            "report gets a curve of kind certified, a lower bound under the attacks' upper bounds. A sample "
+            "certified yet fooled is an internal error (exit 3).",
+            rich_help_panel=o.ATTACK_PANEL,
+            show_default=False,
+        ),
+    ] = None,
     verbose: o.VerboseOpt = False,
     io_options: InputOptions = InputOptions(),
 ) -> None:
@@ -109,9 +120,15 @@ def eval_command(
         seed=io_options.seed,
         early_stop=early_stop,
         examples=EXAMPLES_KEPT,
+        certify=None if certify is None else certify.strip().lower(),
     )
+    if config.certify is not None:
+        from advgrad.cli.certify import check_bounds_runtime
+
+        check_bounds_runtime(io_options, "--certify")
     gates = parse_gates(fail_under)
-    check_gates_apply(gates, [a.name for a in attacks], config.eps)
+    curves = [a.name for a in attacks] + ([] if config.certify is None else [config.certify, "certified"])
+    check_gates_apply(gates, curves, config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
     check_output_paths(
         {f"--{name}": path for name, path in outputs.to_dict().items()},

@@ -44,9 +44,32 @@ def tick_labels(report: RobustnessReport) -> list[str]:
     return labels
 
 
+def sandwich(report: RobustnessReport) -> tuple[list[float], list[float], list[float]] | None:
+    """ε, certified and attacked accuracy (%) where the report has both: the band where the true
+    robust accuracy lies (certified below, the strongest attack at each ε above); None without a
+    certified curve or without an attack."""
+    certified = [c for c in report.attacks.values() if c.kind == "certified"]
+    attacked = [c for c in report.attacks.values() if c.kind != "certified"]
+    if not certified or not attacked:
+        return None
+    xs, low, high = [], [], []
+    for point in certified[0].points:
+        above = [a for c in attacked if (a := c.accuracy_at(point.eps)) is not None]
+        if above:
+            xs.append(point.eps)
+            low.append(100 * point.accuracy)
+            high.append(100 * min(above))
+    return (xs, low, high) if xs else None
+
+
 def _draw_curves(ax, report: RobustnessReport) -> None:
+    band = sandwich(report)
+    if band is not None:
+        ax.fill_between(band[0], band[1], band[2], color="tab:green", alpha=0.15, label="certified … attacked")
     for name, curve in report.attacks.items():
-        ax.plot([p.eps for p in curve.points], [100 * p.accuracy for p in curve.points], marker="o", label=name)
+        style = {"linestyle": ":", "marker": "s"} if curve.kind == "certified" else {"marker": "o"}
+        label = f"{name} (certified)" if curve.kind == "certified" else name
+        ax.plot([p.eps for p in curve.points], [100 * p.accuracy for p in curve.points], label=label, **style)
     ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
     slanted = len(report.eps) > MANY_TICKS
     ax.set_xticks(report.eps, tick_labels(report), rotation=45 if slanted else 0, ha="right" if slanted else "center")
@@ -117,7 +140,11 @@ def _draw_classes(ax, report: RobustnessReport) -> None:
 def example_blocks(report: RobustnessReport) -> list[tuple[str, list[Example]]]:
     """Every attack of the run with the adversarial examples the plot shows for it (up to
     :data:`MAX_EXAMPLES`; an empty list when it fooled no sample)."""
-    return [(name, list(report.examples.get(name, []))[:MAX_EXAMPLES]) for name in report.attacks]
+    return [
+        (name, list(report.examples.get(name, []))[:MAX_EXAMPLES])
+        for name, curve in report.attacks.items()
+        if curve.kind != "certified"  # a bound finds no examples
+    ]
 
 
 def report_figure(report: RobustnessReport):

@@ -18,8 +18,18 @@ def report_heading(report: RobustnessReport) -> str:
     """One line of context printed above the table."""
     return (
         f"clean accuracy {pct(report.clean_accuracy)} ({report.clean_correct}/{report.n_samples}) · "
-        f"threat model {norm_symbol(report.norm)} · accuracy under attack:"
+        f"threat model {norm_symbol(report.norm)} · {_what(report)}:"
     )
+
+
+def _what(report: RobustnessReport) -> str:
+    """What the table's columns are: accuracy under attack, certified accuracy (a lower bound), or both."""
+    kinds = {curve.kind == "certified" for curve in report.attacks.values()}
+    if kinds == {True}:
+        return "certified accuracy"
+    if kinds == {True, False}:
+        return "accuracy under attack and certified"
+    return "accuracy under attack"
 
 
 def report_table(report: RobustnessReport) -> Table:

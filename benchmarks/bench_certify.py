@@ -1,0 +1,102 @@
+"""Seconds, certified accuracy and peak memory of IBP, CROWN-IBP and CROWN.
+
+    python benchmarks/bench_certify.py [--samples 450] [--eps 0.02] [--norm inf] [--threads 1]
+                                       [--cifar-samples 2] [--cifar-width 8]
+
+* ``default``: the embedded digits CNN on the first ``--samples`` embedded test digits (the issue's
+  figure: a reference CROWN took 20–28 s per ε for 450 samples on a 2-core machine).
+* ``cifar``: :func:`benchmarks.common.cifar_convnet` (random weights, eval mode, batch-norm
+  statistics randomised) on random 3×32×32 inputs labelled with the model's own prediction, at
+  ε = 1/255: its certified fraction only says how much of the ball the bounds can cover.
+
+Each (model, method) runs in a fresh process, so that its peak resident set size (``ru_maxrss``
+of the finished child) is its own; the bound computation is one batch of all samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("ibp", "crown-ibp", "crown")
+
+
+def child(kind: str, method: str, samples: int, eps: float, norm: str, width: int) -> None:
+    import torch
+
+    from advgrad.bounds import certified
+
+    if kind == "default":
+        from advgrad.io.data.load import load_default
+        from advgrad.io.model.load import load_default_model
+
+        model = load_default_model()
+        x, y = load_default().fetch(torch.arange(samples))
+    else:
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.common import cifar_convnet
+
+        torch.manual_seed(0)
+        model = cifar_convnet(width=width)
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        x = torch.rand(samples, 3, 32, 32)
+        with torch.no_grad():
+            y = model(x).argmax(1)
+    start = time.perf_counter()
+    ok = certified(model, x, y, [eps], norm=norm, method=method)[0]
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "certified": ok.float().mean().item(), "samples": len(y)}))
+
+
+def run(kind: str, method: str, args) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+    samples = args.samples if kind == "default" else args.cifar_samples
+    eps = args.eps if kind == "default" else 1 / 255
+    cmd = [sys.executable, __file__, "--child", kind, method, str(samples), str(eps), args.norm, str(args.cifar_width)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource use
+    if status != 0:
+        raise SystemExit(f"{kind} {method}: the child process failed")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        kind, method, samples, eps, norm, width = sys.argv[2:8]
+        child(kind, method, int(samples), float(eps), norm, int(width))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=450)
+    parser.add_argument("--eps", type=float, default=0.02)
+    parser.add_argument("--norm", default="inf", choices=["inf", "2"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cifar-samples", type=int, default=2)
+    parser.add_argument("--cifar-width", type=int, default=8)
+    args = parser.parse_args()
+    print(f"threads={args.threads} norm={args.norm}")
+    print(f"{'model':<9} {'method':<10} {'samples':>7} {'eps':>8} {'seconds':>8} {'certified':>9} {'peak RSS MiB':>12}")
+    for kind in ("default", "cifar"):
+        for method in METHODS:
+            r = run(kind, method, args)
+            eps = args.eps if kind == "default" else 1 / 255
+            print(
+                f"{kind:<9} {method:<10} {r['samples']:>7} {eps:>8.4f} {r['seconds']:>8.2f} "
+                f"{r['certified']:>9.1%} {r['peak_rss_mib']:>12.0f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,461 @@
+"""advgrad.bounds: IBP and CROWN margin bounds are sound, exact where closed forms exist, and
+consistent with attacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from advgrad.bounds import METHODS, BoundedModel, UnsupportedOperation, certified, margin_bounds
+from advgrad.bounds.propagate import InputSet, interval_bounds
+from advgrad.io.model.normalize import Normalization, Normalized
+
+EPS = {"inf": 0.08, "2": 0.3}
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1, groups=2)
+        self.skip = nn.Conv2d(2, 4, 1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        return self.head(torch.relu(self.b(h) + self.skip(x)))
+
+
+class Branches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.left = nn.Sequential(nn.Linear(6, 5), nn.Tanh())
+        self.right = nn.Sequential(nn.Linear(6, 3), nn.LeakyReLU(0.2))
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.cat([self.left(x), self.right(x)], dim=1)
+        return self.out(h * 2.0 - 0.5)
+
+
+def _bn(c):
+    bn = nn.BatchNorm2d(c)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(-1.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    return bn
+
+
+def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    torch.manual_seed(0)
+    flat = (6,)
+    image = (2, 6, 6)
+    mlp = lambda act: nn.Sequential(nn.Linear(6, 10), act, nn.Linear(10, 10), act, nn.Linear(10, 4))  # noqa: E731
+    conv = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, stride=1),
+        _bn(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Dropout(0.3),
+        nn.Flatten(),
+        nn.Linear(36, 4),
+    )
+    pool = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=1, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=1, padding=1),
+        nn.Conv2d(4, 4, 3, stride=2),
+        nn.Sigmoid(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+    norm = Normalized(
+        nn.Sequential(nn.Conv2d(2, 3, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(12, 3)),
+        Normalization((0.4, 0.6), (0.3, 0.5)),
+    )
+    return {
+        "mlp-relu": (mlp(nn.ReLU()), flat),
+        "mlp-leaky": (mlp(nn.LeakyReLU(0.1)), flat),
+        "mlp-sigmoid": (mlp(nn.Sigmoid()), flat),
+        "mlp-tanh": (mlp(nn.Tanh()), flat),
+        "conv-bn-avgpool": (conv, image),
+        "maxpool": (pool, image),
+        "residual": (Residual(), image),
+        "cat": (Branches(), flat),
+        "normalized": (norm, image),
+    }
+
+
+MODELS = _models()
+
+
+def _random_points(x0: torch.Tensor, eps: float, norm: str, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n points of the ε-ball ∩ [0, 1] around each sample: (n, N, ...)."""
+    shape = (n, *x0.shape)
+    if norm == "inf":
+        delta = (torch.rand(shape, generator=gen) * 2 - 1) * eps
+        # a third of the points on the corners, where linear pieces take their extremes
+        corners = torch.sign(delta[: n // 3]) * eps
+        delta = torch.cat([corners, delta[n // 3 :]])
+    else:
+        d = torch.randn(shape, generator=gen)
+        d = d / d.flatten(2).norm(dim=-1).reshape(n, x0.shape[0], *([1] * (x0.dim() - 1)))
+        r = torch.rand((n, x0.shape[0]) + (1,) * (x0.dim() - 1), generator=gen) ** (1 / x0[0].numel())
+        delta = d * r * eps
+    # clamping into the box moves no point away from x0 (x0 is in the box)
+    return (x0 + delta).clamp(0, 1)
+
+
+def _project(x: torch.Tensor, x0: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    d = x - x0
+    if norm == "inf":
+        d = d.clamp(-eps, eps)
+    else:
+        n = d.flatten(1).norm(dim=1).clamp(min=1e-12).reshape(-1, *([1] * (x.dim() - 1)))
+        d = d * (eps / n).clamp(max=1)
+    return (x0 + d).clamp(0, 1)
+
+
+def _attacked_margins(model, x0, y, eps, norm, steps=40) -> torch.Tensor:
+    """For every class j, the smallest z_y − z_j that projected gradient descent finds: (N, C)."""
+    with torch.no_grad():
+        classes = model(x0).shape[1]
+    out = torch.full((x0.shape[0], classes), torch.inf)
+    rows = torch.arange(x0.shape[0])
+    for j in range(classes):
+        x = x0.clone()
+        step = 2.5 * eps / steps
+        for _ in range(steps):
+            x.requires_grad_(True)
+            z = model(x)
+            margin = z[rows, y] - z[:, j]
+            (g,) = torch.autograd.grad(margin.sum(), x)
+            with torch.no_grad():
+                if norm == "inf":
+                    x = x - step * g.sign()
+                else:
+                    gn = g.flatten(1).norm(dim=1).clamp(min=1e-12).reshape(-1, *([1] * (x.dim() - 1)))
+                    x = x - step * g / gn
+                x = _project(x, x0, eps, norm)
+                out[:, j] = torch.minimum(out[:, j], model(x)[rows, y] - model(x)[:, j])
+    out[rows, y] = torch.inf
+    return out
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_bounds_are_below_sampled_and_attacked_margins(name, norm):
+    model, shape = MODELS[name]
+    model.eval()
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.rand((3, *shape), generator=gen)
+    y = torch.tensor([0, 1, 2])
+    eps = EPS[norm]
+    bounded = BoundedModel(model, x0)
+    points = _random_points(x0, eps, norm, 1500, gen)
+    with torch.no_grad():
+        z = model(points.flatten(0, 1)).reshape(1500, 3, -1)
+    true_min = (z.gather(2, y.reshape(1, 3, 1).expand(1500, 3, 1)) - z).amin(0)
+    true_min = torch.minimum(true_min, _attacked_margins(model, x0, y, eps, norm))
+    true_min[torch.arange(3), y] = torch.inf
+    for method in METHODS:
+        low = bounded.margin_bounds(x0, y, eps, norm=norm, method=method)
+        assert low.shape == true_min.shape
+        assert torch.isinf(low[torch.arange(3), y]).all()
+        finite = torch.isfinite(true_min)
+        assert (low[finite] <= true_min[finite] + 1e-4).all(), (method, (low - true_min)[finite].max())
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_crown_is_at_least_as_tight_as_ibp_and_widths_are_not_negative(name):
+    model, shape = MODELS[name]
+    x0 = torch.rand((4, *shape), generator=torch.Generator().manual_seed(2))
+    y = torch.tensor([0, 1, 2, 0])
+    bounded = BoundedModel(model, x0)
+    ibp = bounded.margin_bounds(x0, y, 0.05, method="ibp")
+    crown = bounded.margin_bounds(x0, y, 0.05, method="crown")
+    finite = torch.isfinite(ibp)
+    assert crown[finite].mean() >= ibp[finite].mean()
+    for refine in (False, True):
+        bounds = interval_bounds(bounded.graph, InputSet(x0, 0.05, "inf", 0.0, 1.0), refine=refine)
+        for lo, hi in bounds.values():
+            assert (hi >= lo).all()
+
+
+def test_crown_is_exact_on_a_linear_network():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Linear(4, 3)).eval()
+    x0 = torch.rand(6, 5) * 0.6 + 0.2
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    w = (model[1].weight @ model[0].weight).double()
+    b = (model[1].weight @ model[0].bias + model[1].bias).double()
+    wd = w[y].unsqueeze(1) - w.unsqueeze(0)  # (N, C, 5): rows w_y − w_j
+    bd = b[y].unsqueeze(1) - b.unsqueeze(0)
+    x = x0.double()
+    # L∞ ∩ box, with ε large enough that the box cuts the ball
+    eps = 0.5
+    lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+    expected = torch.minimum(wd * lo.unsqueeze(1), wd * hi.unsqueeze(1)).sum(-1) + bd
+    got = margin_bounds(model, x0, y, eps, norm="inf", method="crown").double()
+    off = torch.arange(6), y
+    expected[off] = torch.inf
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # L2, the ball inside the box: w·x0 − ε‖w‖
+    eps = 0.15
+    expected = (wd * x.unsqueeze(1)).sum(-1) + bd - eps * wd.norm(dim=-1)
+    expected[off] = torch.inf
+    got = margin_bounds(model, x0, y, eps, norm="2", method="crown").double()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_crown_on_a_tiny_relu_network_is_sound_and_close_to_a_dense_grid():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x0 = torch.tensor([[0.5, 0.4]])
+    y = torch.tensor([0])
+    eps = 0.1
+    g = torch.linspace(-eps, eps, 301)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2) + x0
+    with torch.no_grad():
+        z = model(grid)
+    margins = z[:, :1] - z
+    grid_min, grid_max = margins.amin(0), margins.amax(0)
+    crown = margin_bounds(model, x0, y, eps, method="crown")[0]
+    ibp = margin_bounds(model, x0, y, eps, method="ibp")[0]
+    for j in (1, 2):
+        assert crown[j] <= grid_min[j] + 1e-5
+        assert crown[j] >= ibp[j] - 1e-6
+        # not absurdly loose: within the range the margin takes over the box
+        assert grid_min[j] - crown[j] <= grid_max[j] - grid_min[j]
+
+
+def test_certified_needs_a_correct_clean_prediction_and_zero_eps_certifies_exactly_those():
+    model, shape = MODELS["mlp-relu"]
+    x = torch.rand((8, *shape), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    y = pred.clone()
+    y[::2] = (pred[::2] + 1) % 4  # half of the labels wrong
+    ok = certified(model, x, y, [0.0, 0.01, 0.05])
+    assert ok.shape == (3, 8)
+    assert not ok[:, ::2].any()
+    assert ok[0, 1::2].all()  # ε = 0: the bound is the clean margin, positive when the prediction is right
+    assert (ok[2].int() <= ok[1].int()).all()  # a larger ball certifies no more samples
+
+
+def test_mode_is_restored_and_parameters_untouched():
+    model, shape = MODELS["conv-bn-avgpool"]
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand((2, *shape))
+    margin_bounds(model, x, torch.tensor([0, 1]), 0.02)
+    assert all(m.training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()
+
+
+class Sorting(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.sort(x, dim=1).values)
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(4, 5, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "model, shape, op",
+    [
+        (Sorting(), (4,), "sort"),
+        (Recurrent(), (2, 4), "lstm"),
+        (nn.Sequential(nn.Linear(4, 3), nn.GELU()), (4,), "gelu"),
+    ],
+)
+def test_an_unsupported_operator_is_named(model, shape, op):
+    with pytest.raises(UnsupportedOperation) as info:
+        margin_bounds(model.eval(), torch.rand((2, *shape)), torch.tensor([0, 1]), 0.01)
+    message = str(info.value)
+    assert op in message.lower() and "\n" not in message
+
+
+def test_bad_method_and_norm_are_usage_errors():
+    from advgrad.errors import UsageError
+
+    model, shape = MODELS["mlp-relu"]
+    x = torch.rand((1, *shape))
+    with pytest.raises(UsageError):
+        margin_bounds(model, x, torch.tensor([0]), 0.1, method="deeppoly")
+    with pytest.raises(UsageError):
+        margin_bounds(model, x, torch.tensor([0]), 0.1, norm="1")
+    with pytest.raises(UsageError):
+        margin_bounds(model, x, torch.tensor([0]), -0.1)
+
+
+def _random_interval(shape, gen):
+    lo = torch.randn(shape, generator=gen) * 2
+    width = torch.rand(shape, generator=gen) * 3
+    width[..., :2] = 1e-7  # (nearly) degenerate intervals
+    return lo, lo + width
+
+
+@pytest.mark.parametrize("op", ["relu", "leaky", "steep-leaky", "sigmoid", "tanh"])
+def test_each_activation_relaxation_holds_on_its_interval(op):
+    from advgrad.bounds import ops
+
+    make = {
+        "relu": lambda: ops.LeakyReLU(0.0),
+        "leaky": lambda: ops.LeakyReLU(0.1),
+        "steep-leaky": lambda: ops.LeakyReLU(3.0),
+        "sigmoid": ops.sigmoid_op,
+        "tanh": ops.tanh_op,
+    }[op]()
+    gen = torch.Generator().manual_seed(6)
+    lo, hi = _random_interval((64, 50), gen)
+    al, bl, au, bu = make.relax(lo, hi)
+    t = torch.rand((200, 64, 50), generator=gen)
+    t[0], t[1] = 0, 1  # the end points
+    x = lo + (hi - lo) * t
+    fx = make.f(x)
+    assert (al * x + bl <= fx + 1e-6).all()
+    assert (au * x + bu >= fx - 1e-6).all()
+    flo, fhi = make.interval([(lo, hi)])
+    assert (flo <= fx + 1e-6).all() and (fhi >= fx - 1e-6).all()
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool_linear_bounds_hold_at_points_of_the_box(kernel, stride, padding):
+    from advgrad.bounds import ops
+
+    gen = torch.Generator().manual_seed(7)
+    n, c, h = 3, 2, 6
+    out = (h + 2 * padding - kernel) // stride + 1
+    op = ops.MaxPool2d((c, h, h), (c, out, out), kernel, stride, padding, 1)
+    centre = torch.randn((n, c, h, h), generator=gen)
+    radius = torch.rand((n, c, h, h), generator=gen) * torch.rand((n, 1, 1, 1), generator=gen)
+    lo, hi = centre - radius, centre + radius
+    rows = torch.randn((n, 5, c, out, out), generator=gen)
+    (a_in,), bias = op.backward(rows, [(lo, hi)])
+    x = lo + (hi - lo) * torch.rand((100, n, c, h, h), generator=gen)
+    pooled = torch.nn.functional.max_pool2d(x.flatten(0, 1), kernel, stride, padding).reshape(100, n, 1, -1)
+    exact = (rows.flatten(2) * pooled).sum(-1)  # (100, n, 5)
+    linear = (a_in.flatten(2) * x.reshape(100, n, 1, -1)).sum(-1) + bias
+    assert (linear <= exact + 1e-5).all()
+    plo, phi = op.interval([(lo, hi)])
+    assert (plo.flatten(1) <= pooled[:, :, 0].amin(0) + 1e-6).all() and (
+        phi.flatten(1) >= pooled[:, :, 0].amax(0) - 1e-6
+    ).all()
+
+
+def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
+    from advgrad.attacks.pgd import PGDParams, pgd
+    from advgrad.io.data.load import load_default
+    from advgrad.io.model.load import load_default_model
+    from advgrad.threat import ThreatModel
+
+    model = load_default_model()
+    x, y = load_default().fetch(torch.arange(0, 450, 5))  # 90 samples
+    eps = 0.02
+    ok = {m: certified(model, x, y, [eps], method=m)[0] for m in METHODS}
+    assert ok["crown"].sum() >= ok["crown-ibp"].sum() >= ok["ibp"].sum()
+    assert ok["crown"].float().mean() > 0.5  # CROWN certifies most samples at this ε
+    threat = ThreatModel("inf", eps)
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    for loss in ("ce", "margin"):
+        adv = pgd(
+            model,
+            x,
+            y,
+            threat=threat,
+            params=PGDParams(steps=20, loss=loss),
+            generator=torch.Generator().manual_seed(0),
+        )
+        with torch.no_grad():
+            robust = model(adv).argmax(1) == y
+        assert not (ok["crown"] & ~robust).any()  # certified yet fooled would be a contradiction
+    assert (ok["crown"] <= clean).all()
+
+
+@pytest.mark.parametrize(
+    "in_shape, kw",
+    [
+        ((2, 7, 7), dict(stride=2, padding=1, dilation=1, groups=1)),
+        ((4, 6, 6), dict(stride=1, padding=2, dilation=2, groups=2)),
+        ((2, 8, 8), dict(stride=3, padding=0, dilation=1, groups=1)),
+    ],
+)
+def test_conv_transpose_paths_agree_with_the_vector_jacobian_product(in_shape, kw):
+    from advgrad.bounds import ops
+
+    gen = torch.Generator().manual_seed(8)
+    weight = torch.randn((4, in_shape[0] // kw["groups"], 3, 3), generator=gen)
+    out = torch.nn.functional.conv2d(torch.zeros((1, *in_shape)), weight, None, **kw).shape[1:]
+    op = ops.Conv2d(in_shape, out, weight, torch.randn(4, generator=gen), **kw)
+    rows = torch.randn((2, 3, *out), generator=gen)
+    reference = ops.Affine.transpose(op, rows)[0]
+    torch.testing.assert_close(op._conv_transpose(rows)[0], reference, atol=1e-4, rtol=1e-4)
+    big = torch.randn((2, 400, *out), generator=gen)  # enough rows for the dense path
+    torch.testing.assert_close(op.transpose(big)[0], ops.Affine.transpose(op, big)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_l2_bound_uses_the_box_when_it_cuts_the_ball():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(6, 3)).eval()
+    x0 = torch.tensor([[0.0, 0.0, 1.0, 0.5, 0.05, 0.97]])
+    y = torch.tensor([0])
+    eps = 0.4
+    got = margin_bounds(model, x0, y, eps, norm="2", method="crown")[0].double()
+    w = model[0].weight.detach().double()
+    b = model[0].bias.detach().double()
+    for j in (1, 2):
+        a, c = w[0] - w[j], b[0] - b[j]
+        ball_only = a @ x0[0].double() + c - eps * a.norm()
+        # the optimum over ball ∩ box by many projected steps (alternating projections: box, ball)
+        x = x0[0].double().clone()
+        for _ in range(3000):
+            x = x - 1e-3 * a
+            d = x - x0[0].double()
+            x = x0[0].double() + d * min(1.0, eps / float(d.norm()))
+            x = x.clamp(0, 1)
+        optimum = a @ x + c
+        assert got[j] <= optimum + 1e-5
+        assert got[j] >= optimum - 1e-2  # near the optimum
+        assert got[j] > ball_only + 1e-3  # and tighter than the ball alone
+
+
+def test_empty_batches_and_bad_labels():
+    from advgrad.errors import UsageError
+
+    model, shape = MODELS["conv-bn-avgpool"]
+    empty = torch.zeros((0, *shape))
+    assert margin_bounds(model, empty, torch.zeros(0, dtype=torch.long), 0.1).shape == (0, 4)
+    assert certified(model, empty, torch.zeros(0, dtype=torch.long), [0.1, 0.2]).shape == (2, 0)
+    with pytest.raises(UsageError):
+        margin_bounds(model, torch.rand((2, *shape)), torch.tensor([0, 7]), 0.1)
+
+
+def test_an_exported_program_gives_the_same_bounds_as_its_module():
+    model, shape = MODELS["residual"]
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(10))
+    y = torch.tensor([0, 1, 2])
+    program = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    expected = margin_bounds(model, x, y, 0.03)
+    torch.testing.assert_close(margin_bounds(program, x, y, 0.03), expected)
+    assert torch.equal(certified(program, x, y, [0.03]), certified(model, x, y, [0.03]))
