@@ -3,6 +3,8 @@ consistent with attacks."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -84,6 +86,8 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "mlp-leaky": (mlp(nn.LeakyReLU(0.1)), flat),
         "mlp-sigmoid": (mlp(nn.Sigmoid()), flat),
         "mlp-tanh": (mlp(nn.Tanh()), flat),
+        "mlp-relu6": (mlp(nn.ReLU6()), flat),
+        "mlp-hardtanh": (mlp(nn.Hardtanh(-0.5, 0.7)), flat),
         "conv-bn-avgpool": (conv, image),
         "maxpool": (pool, image),
         "residual": (Residual(), image),
@@ -315,7 +319,7 @@ def _random_interval(shape, gen):
     return lo, lo + width
 
 
-@pytest.mark.parametrize("op", ["relu", "leaky", "steep-leaky", "sigmoid", "tanh"])
+@pytest.mark.parametrize("op", ["relu", "leaky", "steep-leaky", "sigmoid", "tanh", "hardtanh", "clamp-min"])
 def test_each_activation_relaxation_holds_on_its_interval(op):
     from advgrad.bounds import ops
 
@@ -325,6 +329,8 @@ def test_each_activation_relaxation_holds_on_its_interval(op):
         "steep-leaky": lambda: ops.LeakyReLU(3.0),
         "sigmoid": ops.sigmoid_op,
         "tanh": ops.tanh_op,
+        "hardtanh": lambda: ops.Clamp(-0.5, 1.0),
+        "clamp-min": lambda: ops.Clamp(0.3, math.inf),
     }[op]()
     gen = torch.Generator().manual_seed(6)
     lo, hi = _random_interval((64, 50), gen)

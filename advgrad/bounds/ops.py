@@ -339,6 +339,57 @@ def _concave_leaky(lo, hi, s):
     return al, bl, au, torch.zeros_like(lo)
 
 
+class Clamp(Elementwise):
+    """clamp(x, a, b) (Hardtanh, ReLU6, clamp with constant limits; a or b may be infinite).
+
+    Inside one linear piece the lines are exact. Crossing only a, the function is convex there:
+    the chord above, and below the line through (a, a) of slope 1 or 0, as for ReLU. Crossing
+    only b it is concave: the mirror image. Crossing both: the constants a and b."""
+
+    only_unstable = False
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = float(low), float(high)
+
+    def f(self, x):
+        return x.clamp(min=None if math.isinf(self.low) else self.low, max=None if math.isinf(self.high) else self.high)
+
+    def relax(self, lo, hi):
+        a = max(self.low, -1e30)
+        b = min(self.high, 1e30)
+        one, zero = torch.ones_like(lo), torch.zeros_like(lo)
+        width = (hi - lo).clamp(min=1e-12)
+        below, above = hi <= a, lo >= b
+        middle = (lo >= a) & (hi <= b)
+        cross_a = (lo < a) & (hi > a) & (hi <= b)
+        cross_b = (lo >= a) & (lo < b) & (hi > b)
+        # exact pieces: (slope, intercept)
+        slope = torch.where(middle, one, zero)
+        icpt = torch.where(below, torch.full_like(lo, a), torch.where(above, torch.full_like(lo, b), zero))
+        al, bl, au, bu = slope, icpt, slope.clone(), icpt.clone()
+        # crossing a only (convex)
+        chord = (hi - a) / width
+        low_slope = torch.where(hi - a >= a - lo, one, zero)
+        al = torch.where(cross_a, low_slope, al)
+        bl = torch.where(cross_a, a - low_slope * a, bl)
+        au = torch.where(cross_a, chord, au)
+        bu = torch.where(cross_a, a - chord * lo, bu)
+        # crossing b only (concave)
+        chord = (b - lo) / width
+        up_slope = torch.where(b - lo >= hi - b, one, zero)
+        al = torch.where(cross_b, chord, al)
+        bl = torch.where(cross_b, lo - chord * lo, bl)
+        au = torch.where(cross_b, up_slope, au)
+        bu = torch.where(cross_b, b - up_slope * b, bu)
+        # crossing both: the constants
+        both = (lo < a) & (hi > b)
+        al = torch.where(both, zero, al)
+        au = torch.where(both, zero, au)
+        bl = torch.where(both, torch.full_like(lo, a), bl)
+        bu = torch.where(both, torch.full_like(lo, b), bu)
+        return al, bl, au, bu
+
+
 class SShaped(Elementwise):
     """σ increasing, convex on x ≤ 0 and concave on x ≥ 0, with σ' largest at 0 (sigmoid, tanh).
 
