@@ -465,3 +465,15 @@ def test_an_exported_program_gives_the_same_bounds_as_its_module():
     expected = margin_bounds(model, x, y, 0.03)
     torch.testing.assert_close(margin_bounds(program, x, y, 0.03), expected)
     assert torch.equal(certified(program, x, y, [0.03]), certified(model, x, y, [0.03]))
+
+
+def test_row_chunks_do_not_change_the_bounds(monkeypatch):
+    from advgrad.bounds import propagate
+
+    model, shape = MODELS["maxpool"]
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(11))
+    y = torch.tensor([0, 1, 2])
+    bounded = BoundedModel(model, x)
+    whole = bounded.margin_bounds(x, y, 0.05)
+    monkeypatch.setattr(propagate, "ROW_BUDGET", 1)  # one row per backward pass
+    torch.testing.assert_close(bounded.margin_bounds(x, y, 0.05), whole)
