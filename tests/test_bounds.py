@@ -3,6 +3,8 @@ consistent with attacks."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -84,6 +86,8 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
         "mlp-leaky": (mlp(nn.LeakyReLU(0.1)), flat),
         "mlp-sigmoid": (mlp(nn.Sigmoid()), flat),
         "mlp-tanh": (mlp(nn.Tanh()), flat),
+        "mlp-relu6": (mlp(nn.ReLU6()), flat),
+        "mlp-hardtanh": (mlp(nn.Hardtanh(-0.5, 0.7)), flat),
         "conv-bn-avgpool": (conv, image),
         "maxpool": (pool, image),
         "residual": (Residual(), image),
@@ -315,7 +319,7 @@ def _random_interval(shape, gen):
     return lo, lo + width
 
 
-@pytest.mark.parametrize("op", ["relu", "leaky", "steep-leaky", "sigmoid", "tanh"])
+@pytest.mark.parametrize("op", ["relu", "leaky", "steep-leaky", "sigmoid", "tanh", "hardtanh", "clamp-min"])
 def test_each_activation_relaxation_holds_on_its_interval(op):
     from advgrad.bounds import ops
 
@@ -325,6 +329,8 @@ def test_each_activation_relaxation_holds_on_its_interval(op):
         "steep-leaky": lambda: ops.LeakyReLU(3.0),
         "sigmoid": ops.sigmoid_op,
         "tanh": ops.tanh_op,
+        "hardtanh": lambda: ops.Clamp(-0.5, 1.0),
+        "clamp-min": lambda: ops.Clamp(0.3, math.inf),
     }[op]()
     gen = torch.Generator().manual_seed(6)
     lo, hi = _random_interval((64, 50), gen)
@@ -459,3 +465,15 @@ def test_an_exported_program_gives_the_same_bounds_as_its_module():
     expected = margin_bounds(model, x, y, 0.03)
     torch.testing.assert_close(margin_bounds(program, x, y, 0.03), expected)
     assert torch.equal(certified(program, x, y, [0.03]), certified(model, x, y, [0.03]))
+
+
+def test_row_chunks_do_not_change_the_bounds(monkeypatch):
+    from advgrad.bounds import propagate
+
+    model, shape = MODELS["maxpool"]
+    x = torch.rand((3, *shape), generator=torch.Generator().manual_seed(11))
+    y = torch.tensor([0, 1, 2])
+    bounded = BoundedModel(model, x)
+    whole = bounded.margin_bounds(x, y, 0.05)
+    monkeypatch.setattr(propagate, "ROW_BUDGET", 1)  # one row per backward pass
+    torch.testing.assert_close(bounded.margin_bounds(x, y, 0.05), whole)

@@ -32,8 +32,8 @@ __all__ = ["METHODS", "NORMS", "BoundedModel", "UnsupportedOperation", "certifie
 METHODS = ("ibp", "crown", "crown-ibp")
 NORMS = ("inf", "2")
 
-#: a margin lower bound must exceed this to certify: float32 rounding in the bound computation
-#: is far below it, so a certificate is never an artefact of rounding
+#: a margin lower bound must exceed this, times 1 + the largest clean |logit|, to certify: float32
+#: rounding in the bound computation is far below it, so a certificate is never an artefact of rounding
 CERTIFY_SLACK = 1e-5
 
 
@@ -71,17 +71,18 @@ class BoundedModel:
             inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper))
             return margin_lower(self.graph, inputs, y.to(x.device).long(), method)
 
-    def predict(self, x: Tensor) -> Tensor:
+    def logits(self, x: Tensor) -> Tensor:
+        """The clean logits (N, C), computed in eval mode (every module's mode is restored)."""
         if isinstance(self.model, torch.export.ExportedProgram):
             # an exported program is already fixed in the mode it was exported in
             with torch.no_grad():
-                return self.model.module()(x).argmax(dim=1)
+                return self.model.module()(x)
         model = self.model
         modes = {m: m.training for m in model.modules()}
         try:
             model.eval()
             with torch.no_grad():
-                return model(x).argmax(dim=1)
+                return model(x)
         finally:
             for m, training in modes.items():
                 m.train(training)
@@ -118,13 +119,15 @@ def certified(
     upper=1.0,
 ) -> Tensor:
     """bool (len(eps_values), N): the clean prediction is y AND every margin lower bound over the
-    ε-ball ∩ [lower, upper] exceeds :data:`CERTIFY_SLACK` (so is certainly > 0)."""
+    ε-ball ∩ [lower, upper] exceeds :data:`CERTIFY_SLACK`·(1 + max|z(x)|) (so is certainly > 0)."""
     bounded = BoundedModel(model, x)
-    correct = bounded.predict(x) == y.to(x.device)
+    logits = bounded.logits(x)
+    correct = logits.argmax(dim=1) == y.to(x.device)
+    slack = CERTIFY_SLACK * (1 + logits.abs().amax(dim=1, keepdim=True)) if len(x) else CERTIFY_SLACK
     rows = []
     for eps in eps_values:
         low = bounded.margin_bounds(x, y, eps, norm=norm, method=method, lower=lower, upper=upper)
-        rows.append(correct & (low > CERTIFY_SLACK).all(dim=1))
+        rows.append(correct & (low > slack).all(dim=1))
     if not rows:
         return torch.zeros(0, x.shape[0], dtype=torch.bool, device=x.device)
     return torch.stack(rows)

@@ -7,6 +7,7 @@ operator. A rule per ATen operator (:data:`RULES`) builds that operator from the
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -216,6 +217,22 @@ def _leaky(ctx):
     if slope < 0:
         raise ctx.unsupported("a negative slope makes the activation non-monotone")
     return ops.LeakyReLU(slope), [_one_var(ctx)]
+
+
+@rule(aten.hardtanh.default, aten.hardtanh_.default, aten.clamp.default)
+def _clamp(ctx):
+    x = _one_var(ctx)
+    if ctx.node.target is aten.clamp.default:
+        low, high = ctx.arg(1, "min"), ctx.arg(2, "max")
+    else:
+        low, high = ctx.arg(1, "min_val", -1.0), ctx.arg(2, "max_val", 1.0)
+    if isinstance(low, Tensor) or isinstance(high, Tensor):
+        raise ctx.unsupported("only constant numbers as limits")
+    low = -math.inf if low is None else float(low)
+    high = math.inf if high is None else float(high)
+    if not low <= high:
+        raise ctx.unsupported("min above max")
+    return ops.Clamp(low, high), [x]
 
 
 @rule(aten.sigmoid.default)

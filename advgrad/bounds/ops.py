@@ -339,6 +339,57 @@ def _concave_leaky(lo, hi, s):
     return al, bl, au, torch.zeros_like(lo)
 
 
+class Clamp(Elementwise):
+    """clamp(x, a, b) (Hardtanh, ReLU6, clamp with constant limits; a or b may be infinite).
+
+    Inside one linear piece the lines are exact. Crossing only a, the function is convex there:
+    the chord above, and below the line through (a, a) of slope 1 or 0, as for ReLU. Crossing
+    only b it is concave: the mirror image. Crossing both: the constants a and b."""
+
+    only_unstable = False
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = float(low), float(high)
+
+    def f(self, x):
+        return x.clamp(min=None if math.isinf(self.low) else self.low, max=None if math.isinf(self.high) else self.high)
+
+    def relax(self, lo, hi):
+        a = max(self.low, -1e30)
+        b = min(self.high, 1e30)
+        one, zero = torch.ones_like(lo), torch.zeros_like(lo)
+        width = (hi - lo).clamp(min=1e-12)
+        below, above = hi <= a, lo >= b
+        middle = (lo >= a) & (hi <= b)
+        cross_a = (lo < a) & (hi > a) & (hi <= b)
+        cross_b = (lo >= a) & (lo < b) & (hi > b)
+        # exact pieces: (slope, intercept)
+        slope = torch.where(middle, one, zero)
+        icpt = torch.where(below, torch.full_like(lo, a), torch.where(above, torch.full_like(lo, b), zero))
+        al, bl, au, bu = slope, icpt, slope.clone(), icpt.clone()
+        # crossing a only (convex)
+        chord = (hi - a) / width
+        low_slope = torch.where(hi - a >= a - lo, one, zero)
+        al = torch.where(cross_a, low_slope, al)
+        bl = torch.where(cross_a, a - low_slope * a, bl)
+        au = torch.where(cross_a, chord, au)
+        bu = torch.where(cross_a, a - chord * lo, bu)
+        # crossing b only (concave)
+        chord = (b - lo) / width
+        up_slope = torch.where(b - lo >= hi - b, one, zero)
+        al = torch.where(cross_b, chord, al)
+        bl = torch.where(cross_b, lo - chord * lo, bl)
+        au = torch.where(cross_b, up_slope, au)
+        bu = torch.where(cross_b, b - up_slope * b, bu)
+        # crossing both: the constants
+        both = (lo < a) & (hi > b)
+        al = torch.where(both, zero, al)
+        au = torch.where(both, zero, au)
+        bl = torch.where(both, torch.full_like(lo, a), bl)
+        bu = torch.where(both, torch.full_like(lo, b), bu)
+        return al, bl, au, bu
+
+
 class SShaped(Elementwise):
     """σ increasing, convex on x ≤ 0 and concave on x ≥ 0, with σ' largest at 0 (sigmoid, tanh).
 
@@ -416,20 +467,31 @@ class MaxPool2d(BoundOp):
         uw = self._windows(hi, -math.inf)
         index = torch.arange(h * w, dtype=lo.dtype, device=lo.device).reshape(1, 1, h, w)
         iw = self._windows(index.expand(1, c, h, w), -1.0)[0].long()  # (C, K, L)
-        best_lo, k = lw.max(dim=2)  # (N, C, L)
-        best_hi = uw.gather(2, k.unsqueeze(2)).squeeze(2)
-        others_hi = uw.scatter(2, k.unsqueeze(2), -math.inf).amax(dim=2)
-        gap = (others_hi - best_lo).clamp(min=0)
-        top_hi = uw.amax(dim=2)
-        # two sound upper bounds: the constant max u, or x_k + gap; take the line when it is lower
-        # on average over [l_k, u_k] (always when gap = 0: then max = x_k exactly)
-        use_line = ((best_lo + best_hi) / 2 + gap < top_hi) | (gap == 0)
-        chosen = iw.unsqueeze(0).expand(n, -1, -1, -1).gather(2, k.unsqueeze(2)).squeeze(2)  # (N, C, L)
+        mid = ((lw + uw) / 2).nan_to_num(-math.inf)  # padding: −inf, never chosen
+        # any element k gives a sound lower line x_k; the one with the largest midpoint is tightest
+        # on average
+        k_lo = mid.argmax(dim=2)  # (N, C, L)
+        # upper line x_k + g_k for the k with the smallest average, g_k = max(0, max_{i≠k} u_i − l_k)
+        top2 = uw.topk(min(2, uw.shape[2]), dim=2).values
+        first = top2[:, :, 0:1]
+        second = top2[:, :, 1:2] if top2.shape[2] > 1 else torch.full_like(first, -math.inf)
+        others_hi = torch.where(uw >= first, second, first)  # max of the other elements
+        gaps = (others_hi - lw).clamp(min=0)
+        score = torch.where(torch.isfinite(lw), mid + gaps, torch.full_like(mid, math.inf))
+        line_score, k_up = score.min(dim=2)
+        gap = gaps.gather(2, k_up.unsqueeze(2)).squeeze(2)
+        top_hi = first.squeeze(2)
+        # the line, or the constant max u where that is lower on average (always the line when
+        # g = 0: then max = x_k exactly)
+        use_line = (line_score < top_hi) | (gap == 0)
+        windows = iw.unsqueeze(0).expand(n, -1, -1, -1)
+        chosen_lo = windows.gather(2, k_lo.unsqueeze(2)).squeeze(2)  # (N, C, L): input positions
+        chosen_up = windows.gather(2, k_up.unsqueeze(2)).squeeze(2)
         af = a.reshape(n, s, c, -1)
         pos, neg = af.clamp(min=0), af.clamp(max=0)
         neg_lin = neg * use_line.unsqueeze(1)
-        coef = pos + neg_lin
         a_in = af.new_zeros(n, s, c, h * w)
-        a_in.scatter_add_(3, chosen.unsqueeze(1).expand(n, s, c, -1), coef)
+        a_in.scatter_add_(3, chosen_lo.unsqueeze(1).expand(n, s, c, -1), pos)
+        a_in.scatter_add_(3, chosen_up.unsqueeze(1).expand(n, s, c, -1), neg_lin)
         bias = ((neg_lin * gap.unsqueeze(1)) + (neg - neg_lin) * top_hi.unsqueeze(1)).flatten(2).sum(-1)
         return [a_in.reshape(n, s, c, h, w)], bias

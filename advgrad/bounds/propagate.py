@@ -129,9 +129,7 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
         return
     # per sample, the wanted neurons first (the tail of short rows repeats stable neurons: harmless)
     order = torch.sort(wanted.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :k]
-    widest = max([graph.shapes[graph.input]] + [nd.shape for nd in graph.nodes], key=lambda s: torch.Size(s).numel())
-    per_row = n * torch.Size(widest).numel() * lo.element_size() * 4
-    chunk = max(1, ROW_BUDGET // max(per_row, 1))
+    chunk = _row_chunk(graph, n, lo.element_size())
     shape = graph.shapes[name]
     node = next(nd for nd in graph.nodes if nd.name == name)
     # the first step back from identity rows is the layer's Jacobian, the same for every sample:
@@ -159,6 +157,12 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
         new_lo.scatter_reduce_(1, idx, low[:, :r], reduce="amax")
         new_hi.scatter_reduce_(1, idx, -low[:, r:], reduce="amin")
     bounds[name] = (new_lo.reshape(lo.shape), torch.maximum(new_hi, new_lo).reshape(hi.shape))
+
+
+def _row_chunk(graph: BoundGraph, samples: int, element_size: int) -> int:
+    """How many specification rows one backward pass may carry within :data:`ROW_BUDGET`."""
+    widest = max(torch.Size(s).numel() for s in graph.shapes.values())
+    return max(1, ROW_BUDGET // max(samples * widest * element_size * 4, 1))
 
 
 def interval_bounds(graph: BoundGraph, inputs: InputSet, refine: bool) -> dict[str, Interval]:
@@ -211,5 +215,12 @@ def margin_lower(graph: BoundGraph, inputs: InputSet, y: Tensor, method: str) ->
             lo, hi = bounds[graph.output]
             low = lo.gather(1, y[:, None]) - hi
     else:
-        low = backward_lower(graph, inputs, graph.output, rows, bounds)
+        chunk = _row_chunk(graph, len(y), inputs.x0.element_size())
+        low = torch.cat(
+            [
+                backward_lower(graph, inputs, graph.output, rows[:, i : i + chunk], bounds)
+                for i in range(0, classes, chunk)
+            ],
+            dim=1,
+        )
     return low.scatter(1, y[:, None], torch.inf)
