@@ -81,12 +81,12 @@ def test_eval_certify_adds_a_certified_curve_below_the_attack(sandwich):
 
 
 def test_eval_certify_gates():
-    base = ["eval", "--attack", "pgd", "--certify", "crown", "--eps", "0,0.01", "--limit", "32"]
-    passed = invoke([*base, "--fail-under", "certified@0.01=0.0"])
+    base = ["eval", "--attack", "pgd", "--certify", "crown", "--eps", "0,0.03", "--limit", "32"]
+    passed = invoke([*base, "--fail-under", "certified@0.03=0.0"])
     assert passed.exit_code == 0, passed.stderr
-    failed = invoke([*base, "--fail-under", "certified@0.01=1.0", "--fail-under", "crown@0.01=0"])
+    failed = invoke([*base, "--fail-under", "certified@0.03=1.0", "--fail-under", "crown@0.03=0"])
     assert failed.exit_code == 1, failed.stderr
-    assert "gate FAILED: certified at ε=0.01" in failed.stderr
+    assert "gate FAILED: certified at ε=0.03" in failed.stderr
     # without --certify there is no certified curve to gate: a usage error before anything runs
     assert_bad_input(
         invoke(["eval", "--attack", "pgd", "--eps", "0,0.01", "--limit", "8", "--fail-under", "certified@0.01=0.5"]),
