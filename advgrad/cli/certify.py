@@ -12,14 +12,12 @@ from advgrad.cli.common import open_and_describe
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import handle_errors
 from advgrad.cli.distributed import join_run
-from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
-from advgrad.cli.paths import check_output_paths, input_paths
+from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
 from advgrad.cli.state import sigterm_as_interrupt
 from advgrad.errors import UsageError
-from advgrad.gates import CERTIFIED, check_gates_apply, evaluate_gates, parse_gates
+from advgrad.gates import CERTIFIED, check_gates_apply, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
-from advgrad.run_description import RunDescription, RunSettings
 from advgrad.runtime import parse_precision
 from advgrad.sweep import EvalConfig, evaluate
 from advgrad.threat import parse_eps_labelled, parse_norm
@@ -98,24 +96,10 @@ def certify_command(
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [config.certify, CERTIFIED], config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, plot=plot)
-    check_output_paths(
-        {f"--{name}": path for name, path in outputs.to_dict().items()},
-        {**input_paths(io_options), "--config": ctx.meta.get(META_KEY)},
-    )
+    check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options) as process, sigterm_as_interrupt():
         inputs = open_and_describe(io_options, process.device)
-        run = RunDescription(
-            [],
-            config,
-            inputs.options.to_dict(),
-            RunSettings(
-                gates=[g.text for g in gates],
-                strict=False,
-                outputs=outputs.to_dict(),
-                config_file=ctx.meta.get(META_KEY),
-                threads=None if inputs.threads is None else inputs.threads.threads,
-            ),
-        )
+        run = describe_run([], config, inputs, gates, outputs, strict=False, config_file=ctx.meta.get(META_KEY))
         report = evaluate(
             inputs.model.module,
             inputs.batches(process.rank, process.world_size),
@@ -126,9 +110,5 @@ def certify_command(
         )
         if not process.is_main:
             return
-        report.model = inputs.model.to_dict()
-        report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
-        report.config.update(run.to_dict())
-        report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
-        write_outputs(report, outputs, strict=False)
+        finish_report(report, inputs, run, gates, outputs, strict=False)
     exit_on_failures(report, strict=False)

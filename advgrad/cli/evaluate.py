@@ -12,15 +12,13 @@ from advgrad.cli.common import announce_cost, attacks_from, open_and_describe, w
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import err, handle_errors, sweep_progress
 from advgrad.cli.distributed import join_run
-from advgrad.cli.outputs import Outputs, exit_on_failures, write_outputs
-from advgrad.cli.paths import check_output_paths, input_paths
+from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
 from advgrad.cli.state import open_run_state, sigterm_as_interrupt
 from advgrad.errors import ExitCode
-from advgrad.gates import check_gates_apply, evaluate_gates, parse_gates
+from advgrad.gates import check_gates_apply, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.report.fmt import eps_label
-from advgrad.run_description import RunDescription, RunSettings
 from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_labelled, parse_norm
@@ -130,26 +128,12 @@ def eval_command(
     curves = [a.name for a in attacks] + ([] if config.certify is None else [config.certify, "certified"])
     check_gates_apply(gates, curves, config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
-    check_output_paths(
-        {f"--{name}": path for name, path in outputs.to_dict().items()},
-        {**input_paths(io_options), "--config": ctx.meta.get(META_KEY)},
-    )
+    check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
         warn_large_eps(threat_norm, config.eps, inputs)
         estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
-        run = RunDescription(
-            attacks,
-            config,
-            inputs.options.to_dict(),
-            RunSettings(
-                gates=[g.text for g in gates],
-                strict=strict,
-                outputs=outputs.to_dict(),
-                config_file=ctx.meta.get(META_KEY),
-                threads=None if inputs.threads is None else inputs.threads.threads,
-            ),
-        )
+        run = describe_run(attacks, config, inputs, gates, outputs, strict=strict, config_file=ctx.meta.get(META_KEY))
         with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
             # only read it: clearing it again could delete a batch rank 0 has already saved
             state = open_run_state(run.identity(inputs.device), state_file, resume or not process.is_main)
@@ -181,11 +165,7 @@ def eval_command(
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         if not process.is_main:  # rank 0 alone writes the report and decides the exit code
             return
-        report.model = inputs.model.to_dict()
-        report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
-        report.config.update(run.to_dict())
-        report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
-        write_outputs(report, outputs, strict=strict)
+        finish_report(report, inputs, run, gates, outputs, strict=strict)
     if state is not None:
         state.remove()
     exit_on_failures(report, strict=strict)

@@ -11,7 +11,7 @@ import typer
 from advgrad.checks import fired
 from advgrad.cli.console import err, info, out, print_json, warn
 from advgrad.errors import ExitCode, UsageError
-from advgrad.gates import describe_gate
+from advgrad.gates import Gate, describe_gate, evaluate_gates
 from advgrad.io.files import write_json, write_text
 from advgrad.report.chart import text_chart
 from advgrad.report.csvfile import render_csv
@@ -20,6 +20,7 @@ from advgrad.report.markdown import render_markdown
 from advgrad.report.plot import plot_report
 from advgrad.report.table import cost_table, report_heading, report_table
 from advgrad.results import RobustnessReport
+from advgrad.run_description import RunDescription, RunSettings
 
 STDOUT = "-"
 
@@ -121,3 +122,39 @@ def exit_on_failures(report: RobustnessReport, *, strict: bool) -> None:
     if reasons:
         err.print(f"failed: {'; '.join(reasons)}", markup=False)
         raise typer.Exit(int(ExitCode.GATE_FAILED))
+
+
+def check_report_paths(outputs: Outputs, io_options, config_file: str | None) -> None:
+    """Refuse, before any work, report outputs that would overwrite an input or each other."""
+    from advgrad.cli.paths import check_output_paths, input_paths
+
+    check_output_paths(
+        {f"--{name}": path for name, path in outputs.to_dict().items()},
+        {**input_paths(io_options), "--config": config_file},
+    )
+
+
+def describe_run(
+    attacks: list, config, inputs, gates: list[Gate], outputs: Outputs, *, strict: bool, config_file: str | None
+) -> RunDescription:
+    """The run's one description (report config and resume key) as ``eval`` and ``certify`` give it."""
+    settings = RunSettings(
+        gates=[g.text for g in gates],
+        strict=strict,
+        outputs=outputs.to_dict(),
+        config_file=config_file,
+        threads=None if inputs.threads is None else inputs.threads.threads,
+    )
+    return RunDescription(attacks, config, inputs.options.to_dict(), settings)
+
+
+def finish_report(
+    report: RobustnessReport, inputs, run: RunDescription, gates: list[Gate], outputs: Outputs, *, strict: bool
+) -> None:
+    """Fill in what the sweep does not know (model, data, the run's description, gates) and write
+    every requested output."""
+    report.model = inputs.model.to_dict()
+    report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
+    report.config.update(run.to_dict())
+    report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
+    write_outputs(report, outputs, strict=strict)
