@@ -89,7 +89,10 @@ class AttackCurve:
     not fool counts as +∞, and the field is None when that makes the median +∞.
 
     ``kind`` is the registry's kind of the attack: ``gradient``, ``minimal`` or ``score`` (uses
-    only the model's outputs).
+    only the model's outputs), or ``certified`` for a certified curve (``advgrad certify``).
+
+    ``abstained`` (randomized smoothing only, else None): the samples on which the smoothed
+    classifier abstained; they count as not certified at every radius.
     """
 
     attack: str
@@ -101,6 +104,7 @@ class AttackCurve:
     forward_samples: int = 0
     kind: str = "gradient"
     median_norm: float | None = None
+    abstained: int | None = None
 
     def point_at(self, eps: float) -> CurvePoint | None:
         """The point whose ε is :func:`same_eps` as ``eps``, if any."""

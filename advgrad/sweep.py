@@ -44,6 +44,9 @@ from advgrad.tally import AttackTally, BatchTally
 from advgrad.targets import resolve_targets
 from advgrad.threat import NORM_TOLERANCE, Norm, ThreatModel
 
+#: what ``certify`` may name: a bound method of :mod:`advgrad.bounds`, or randomized smoothing
+CERTIFY_METHODS = ("ibp", "crown", "crown-ibp", "smoothing")
+
 
 @dataclass
 class EvalAttack:
@@ -76,18 +79,30 @@ class EvalConfig:
     gradient_evidence: bool = True
     extra: dict = field(default_factory=dict)
     eps_labels: list[str] | None = None
-    certify: str | None = None  # a bound method of advgrad.bounds: add its certified curve to the report
+    certify: str | None = None  # a method of CERTIFY_METHODS: add its certified curve to the report
+    smoothing: Any = None  # certify == "smoothing": its SmoothingParams (the defaults when None)
 
     def __post_init__(self) -> None:
         if not self.eps:
             raise UsageError("give at least one ε value")
         if self.certify is not None:
-            from advgrad.bounds import METHODS, NORMS
+            from advgrad.bounds import NORMS
+            from advgrad.bounds.smoothing import METHOD, SmoothingParams
 
-            if self.certify not in METHODS:
-                raise UsageError(f"unknown bound method {self.certify!r}; choose one of {', '.join(METHODS)}")
-            if str(self.norm) not in NORMS:
-                raise UsageError(f"certified bounds support the norms inf and 2, not {self.norm}")
+            if self.certify not in CERTIFY_METHODS:
+                raise UsageError(
+                    f"unknown certification method {self.certify!r}; choose one of {', '.join(CERTIFY_METHODS)}",
+                    params="certify",
+                )
+            if self.certify == METHOD:
+                if str(self.norm) != "2":
+                    raise UsageError(
+                        "randomized smoothing certifies L2 radii only: use --norm 2 (ε is then the L2 radius)",
+                        params="norm",
+                    )
+                self.smoothing = SmoothingParams() if self.smoothing is None else self.smoothing
+            elif str(self.norm) not in NORMS:
+                raise UsageError(f"certified bounds support the norms inf and 2, not {self.norm}", params="norm")
         for e in self.eps:
             ThreatModel(self.norm, e)  # validates each ε
         if self.eps_labels is not None and len(self.eps_labels) != len(self.eps):
@@ -406,12 +421,16 @@ def _run_batch(
     part.evidence.clean_nonfinite = int((~finite).sum())
     certified = None
     if config.certify is not None and bounds is not None:
-        t0 = time.perf_counter()
+        t0, samples = time.perf_counter(), counted.samples
         part.certified = AttackTally.empty(len(config.eps), classes)
-        certified = _certify(bounds(x), x, y, correct, config)
+        if config.smoothing is not None:
+            certified, part.certified.abstained = _smoothed(counted, x, y, batch_index, config, monitor)
+        else:
+            certified = _certify(bounds(x), x, y, logits, correct, config, monitor)
         for j in range(len(config.eps)):
             part.certified.add_point(j, certified[j], y, torch.zeros(0))
         part.certified.seconds += time.perf_counter() - t0
+        part.certified.forward_samples += counted.samples - samples
     batch = CleanBatch(x, y, logits, correct, batch_index, classes, certified, before)
     kept = [0] * len(attacks) if done is None else done.examples_kept()
     for a, attack in enumerate(attacks):
@@ -425,22 +444,52 @@ def _run_batch(
     return part
 
 
-def _certify(bounded: Any, x: Tensor, y: Tensor, correct: Tensor, config: EvalConfig) -> Tensor:
+def _certify(
+    bounded: Any, x: Tensor, y: Tensor, logits: Tensor, correct: Tensor, config: EvalConfig, monitor: Monitor
+) -> Tensor:
     """bool (len(eps), N): classified correctly and every margin lower bound of ``bounded``
-    (:class:`advgrad.bounds.BoundedModel`) over the ε-ball ∩ [0, 1] above the rounding slack."""
+    (:class:`advgrad.bounds.BoundedModel`) over the ε-ball ∩ [0, 1] above the rounding slack
+    (:data:`advgrad.bounds.CERTIFY_SLACK` times 1 + the sample's largest clean |logit|, as
+    :func:`advgrad.bounds.certified` requires)."""
     from advgrad.bounds import CERTIFY_SLACK
 
+    keep = correct.nonzero().squeeze(1)  # bound only the samples classified correctly
+    slack = CERTIFY_SLACK * (1 + logits[keep].abs().amax(dim=1, keepdim=True))
     rows = []
     for eps in config.eps:
-        if not bool(correct.any()):
-            rows.append(torch.zeros_like(correct))
-            continue
-        keep = correct.nonzero().squeeze(1)  # bound only the samples classified correctly
-        low = bounded.margin_bounds(x[keep], y[keep], float(eps), norm=str(config.norm), method=config.certify)
+        monitor.begin(str(config.certify), eps, 1, int(keep.numel()), x.shape[0])
         row = torch.zeros_like(correct)
-        row[keep] = (low > CERTIFY_SLACK).all(dim=1).to(row.device)
+        if keep.numel():
+            low = bounded.margin_bounds(x[keep], y[keep], float(eps), norm=str(config.norm), method=config.certify)
+            row[keep] = (low > slack.to(low.device)).all(dim=1).to(row.device)
         rows.append(row)
+        monitor.on_pass()
+        monitor.end()
     return torch.stack(rows)
+
+
+def _smoothed(
+    model: nn.Module, x: Tensor, y: Tensor, batch_index: int, config: EvalConfig, monitor: Monitor
+) -> tuple[Tensor, int]:
+    """Randomized smoothing's CERTIFY on one batch (noise seeded by the batch's index, so a batch
+    gives the same certificates alone, resumed or in a distributed run): bool (len(eps), N), the
+    smoothed classifier returns the label with a certified L2 radius ≥ ε; and how many samples it
+    abstained on. The model sees at most as many noisy rows per call as the batch has samples."""
+    from advgrad.bounds.smoothing import ABSTAIN
+
+    params = config.smoothing
+    rows = max(1, x.shape[0])
+    monitor.begin(
+        "smoothing", None, params.model_calls(x.shape[0], rows), x.shape[0], x.shape[0] * params.passes_per_sample()
+    )
+    gen = generator_for(x.device, config.seed, batch_index, "smoothing")
+    result = params.certify(model, x, batch_size=rows, generator=gen)
+    monitor.end()
+    label = y.detach().cpu()
+    hit = result.prediction == label
+    radius = torch.tensor(config.eps, dtype=torch.float64)[:, None]
+    certified = (hit[None, :] & (result.radius[None, :] >= radius)).to(y.device)
+    return certified, int((result.prediction == ABSTAIN).sum())
 
 
 def evaluate(
@@ -469,6 +518,12 @@ def evaluate(
     The model's mode and its parameters' ``requires_grad`` are restored afterwards.
     """
     device = torch.device(device)
+    if config.smoothing is not None and attacks:
+        raise UsageError(
+            "randomized smoothing certifies the smoothed classifier, not the model: its certified accuracy is no "
+            "lower bound under the attacks' numbers; run it alone (advgrad certify --method smoothing)",
+            params="certify",
+        )
     names = [a.name for a in attacks]
     if len(set(names)) != len(names):
         raise UsageError(f"each attack may appear once in a sweep, got {', '.join(names)}")
@@ -589,10 +644,11 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         )
     if total.certified is not None and config.certify is not None:
         tally = total.certified
+        smoothing = config.smoothing
         curves[config.certify] = AttackCurve(
             attack=config.certify,
             norm=config.norm,
-            params={"method": config.certify},
+            params={"method": config.certify, **({} if smoothing is None else smoothing.to_dict())},
             target=None,
             points=[
                 CurvePoint(
@@ -606,7 +662,9 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
                 for j, eps in enumerate(config.eps)
             ],
             seconds=round(tally.seconds, 4),
+            forward_samples=tally.forward_samples,
             kind="certified",
+            abstained=None if smoothing is None else tally.abstained,
         )
     return RobustnessReport(
         n_samples=n,

@@ -41,6 +41,7 @@ class AttackTally:
     minimal_norms: list[float] = field(default_factory=list)  # minimal attacks: per attacked sample, inf if not fooled
     nonfinite: list[int] = field(default_factory=list)  # per ε: inputs tried with NaN/Inf logits ([] = none)
     nonfinite_search: int = 0  # minimal attacks: the same, during the unbounded search
+    abstained: int = 0  # randomized smoothing: samples the smoothed classifier abstained on
 
     @classmethod
     def empty(cls, n_eps: int, classes: int) -> AttackTally:
@@ -96,6 +97,7 @@ class AttackTally:
         zeros = [0] * len(self.robust)  # a state saved before these counts existed holds none
         self.nonfinite = _add(self.nonfinite or zeros, other.nonfinite or zeros)
         self.nonfinite_search += other.nonfinite_search
+        self.abstained += other.abstained
 
     def median_norm(self) -> float | None:
         """Median minimal norm over the attacked samples, a sample the attack could not fool counting

@@ -477,3 +477,35 @@ def test_row_chunks_do_not_change_the_bounds(monkeypatch):
     whole = bounded.margin_bounds(x, y, 0.05)
     monkeypatch.setattr(propagate, "ROW_BUDGET", 1)  # one row per backward pass
     torch.testing.assert_close(bounded.margin_bounds(x, y, 0.05), whole)
+
+
+class _BranchOnData(nn.Module):
+    def forward(self, x):
+        if bool(x.sum() > 0):
+            return x.flatten(1)[:, :3]
+        return -x.flatten(1)[:, :3]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit's deprecation notice
+@pytest.mark.parametrize("how", ["trace", "script"])
+def test_torchscript_models_give_the_bounds_of_the_module_they_came_from(how):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 4)).eval()
+    x = torch.rand(6, 1, 6, 6)
+    y = net(x).argmax(1)
+    ts = torch.jit.trace(net, x[:2]) if how == "trace" else torch.jit.script(net)
+    wrapped = Normalized(ts, Normalization((0.5,), (0.25,)))  # TorchScript inside a Python module
+    for method in METHODS:
+        want = margin_bounds(net, x, y, 0.02, method=method)
+        assert torch.allclose(margin_bounds(ts, x, y, 0.02, method=method), want, atol=1e-5)
+        plain = margin_bounds(Normalized(net, Normalization((0.5,), (0.25,))), x, y, 0.02, method=method)
+        assert torch.allclose(margin_bounds(wrapped, x, y, 0.02, method=method), plain, atol=1e-5)
+    assert isinstance(wrapped.model, torch.jit.ScriptModule)  # the model is left as it was
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_torchscript_that_does_not_convert_is_refused_in_one_line():
+    scripted = torch.jit.script(_BranchOnData())
+    with pytest.raises(UnsupportedOperation) as caught:
+        margin_bounds(scripted, torch.rand(2, 1, 4, 4), torch.tensor([0, 1]), 0.01)
+    assert "\n" not in str(caught.value)

@@ -55,7 +55,7 @@ def test_crown_certifies_at_least_what_ibp_certifies(certified_reports):
 
 
 def test_certify_bad_method_and_norm_are_usage_errors():
-    assert_bad_input(invoke(["certify", "--method", "lp", "--limit", "8"]), "unknown bound method")
+    assert_bad_input(invoke(["certify", "--method", "lp", "--limit", "8"]), "unknown method 'lp' for `--method`")
     assert_bad_input(invoke(["certify", "--norm", "1", "--limit", "8"]), "norms inf and 2")
 
 
@@ -97,7 +97,7 @@ def test_eval_certify_gates():
 def test_certified_yet_fooled_is_an_internal_error(monkeypatch):
     import advgrad.sweep as sweep
 
-    def everything(bounded, x, y, correct, config):  # a broken bound: every correct sample "certified"
+    def everything(bounded, x, y, logits, correct, config, monitor):  # a broken bound: every correct sample "certified"
         return correct.unsqueeze(0).expand(len(config.eps), -1).clone()
 
     monkeypatch.setattr(sweep, "_certify", everything)
@@ -159,7 +159,7 @@ def test_eval_certify_resumes_with_its_certified_counts(tmp_path, monkeypatch):
     from report_helpers import comparable
     from test_resume import interrupting_after
 
-    import advgrad.cli.evaluate as cli_evaluate
+    import advgrad.cli.state as cli_state
 
     monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
     args = [
@@ -180,7 +180,7 @@ def test_eval_certify_resumes_with_its_certified_counts(tmp_path, monkeypatch):
     whole = invoke([*args, "--no-resume"])
     assert whole.exit_code == 0, whole.stderr
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "sweep_progress", interrupting_after(2))
+        patch.setattr(cli_state, "sweep_progress", interrupting_after(2))
         stopped = invoke(args)
     assert stopped.exit_code == 130, stopped.stderr
     [folder] = list((tmp_path / "state").glob("eval-*"))

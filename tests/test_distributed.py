@@ -154,6 +154,33 @@ def test_torchrun_eval_equals_the_single_process_eval_and_only_rank_0_speaks(tmp
     assert not list((tmp_path / "states").glob("*/batch-*.pt"))  # the finished run removed its state
 
 
+def test_torchrun_smoothing_equals_the_single_process_certify(tmp_path):
+    # randomized smoothing seeds its noise per batch, so two processes certify exactly what one does
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "states")}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(key, None)
+    args = ["certify", "--method", "smoothing", "--samples", "100", "--limit", "40", "--batch-size", "10"]
+    args += ["--eps", "0,0.25,0.5", "--device", "cpu"]
+    runs = {}
+    for name, launcher in (
+        ("single", []),
+        ("dist", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]),
+    ):
+        done = subprocess.run(
+            [sys.executable, *launcher, "-m", "advgrad", *args, "--json", str(tmp_path / f"{name}.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        assert done.returncode == 0, done.stderr
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    a, b = runs["single"], runs["dist"]
+    assert comparable(a) == comparable(b)
+    assert a["attacks"]["smoothing"]["abstained"] == b["attacks"]["smoothing"]["abstained"]
+    assert (a["timing"]["world_size"], b["timing"]["world_size"]) == (1, 2)
+
+
 @pytest.fixture
 def launched(monkeypatch):
     """This process as one rank of a launch of two (set ``RANK``/``LOCAL_RANK`` in the test); the

@@ -18,7 +18,7 @@ from report_helpers import comparable, run_default, stop_after
 from torch import nn
 from typer.testing import CliRunner
 
-import advgrad.cli.evaluate as cli_evaluate
+import advgrad.cli.state as cli_state
 from advgrad.attacks import get_attack
 from advgrad.cli import app
 from advgrad.errors import UsageError
@@ -135,7 +135,7 @@ def test_cli_says_how_many_batches_it_really_restores_and_warns_per_discarded_fi
     state, other = tmp_path / "state", tmp_path / "other"
 
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "sweep_progress", interrupting_after(6))
+        patch.setattr(cli_state, "sweep_progress", interrupting_after(6))
         assert runner.invoke(app, args + ["--state", str(state)]).exit_code == 130
         assert (
             runner.invoke(app, args[:-4] + ["--limit", "71", "--batch-size", "10", "--state", str(other)]).exit_code
@@ -220,7 +220,7 @@ def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):
     assert whole.exit_code == 0, whole.output
     assert not list((tmp_path / "state").iterdir()), "a finished run removes its state"
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "sweep_progress", interrupting_progress)
+        patch.setattr(cli_state, "sweep_progress", interrupting_progress)
         stopped = runner.invoke(app, ARGS)
     assert stopped.exit_code == 130
     assert "3 finished batches are saved" in stopped.stderr and "run the same command again" in stopped.stderr
@@ -237,14 +237,14 @@ def test_cli_interrupt_then_rerun(tmp_path, monkeypatch):
 def test_cli_explicit_state_file_and_no_resume(tmp_path, monkeypatch):
     state = tmp_path / "my-state"
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "sweep_progress", interrupting_progress)
+        patch.setattr(cli_state, "sweep_progress", interrupting_progress)
         assert runner.invoke(app, ARGS + ["--state", str(state)]).exit_code == 130
     assert state.exists()
     fresh = runner.invoke(app, ARGS + ["--state", str(state), "--no-resume"])
     assert fresh.exit_code == 0 and "resuming" not in fresh.stderr
     other = ARGS[:-4] + ["--limit", "40", "--batch-size", "10", "--json", "-"]
     with monkeypatch.context() as patch:
-        patch.setattr(cli_evaluate, "sweep_progress", interrupting_progress)
+        patch.setattr(cli_state, "sweep_progress", interrupting_progress)
         assert runner.invoke(app, ARGS + ["--state", str(state)]).exit_code == 130
     refused = runner.invoke(app, other + ["--state", str(state)])
     assert refused.exit_code == 2 and "different run" in refused.stderr

@@ -7,8 +7,10 @@ operator. A rule per ATen operator (:data:`RULES`) builds that operator from the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -402,7 +404,9 @@ def _leaves(tree) -> list:
 
 def export_model(model: nn.Module, example: Tensor) -> torch.export.ExportedProgram:
     """``torch.export`` with a dynamic batch dimension; the model is exported in eval mode and
-    every module's mode is restored afterwards."""
+    every module's mode is restored afterwards. TorchScript (the model itself or any submodule, e.g.
+    inside advgrad's normalisation wrapper) is first converted to an exported graph with torch's
+    TorchScript converter, where it converts; the model is left as it was."""
     if isinstance(model, torch.export.ExportedProgram):
         return model
     modes = {m: m.training for m in model.modules()}
@@ -414,13 +418,81 @@ def export_model(model: nn.Module, example: Tensor) -> torch.export.ExportedProg
     batch = one.expand(2, *example.shape[1:]).contiguous()
     try:
         model.eval()
-        return torch.export.export(model, (batch,), dynamic_shapes=({0: torch.export.Dim("batch")},), strict=False)
+        with _without_torchscript(model, batch) as traceable:
+            return torch.export.export(
+                traceable, (batch,), dynamic_shapes=({0: torch.export.Dim("batch")},), strict=False
+            )
+    except UnsupportedOperation:
+        raise
     except Exception as exc:  # noqa: BLE001 -- torch.export raises many kinds; one line for the user
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsupportedOperation(f"the bounds cannot trace the model with torch.export: {first}") from None
     finally:
         for m, training in modes.items():
             m.train(training)
+
+
+class _Recorder(nn.Module):
+    """Stands in for a submodule for one call, to learn the inputs it is called with."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.seen: tuple | None = None
+
+    def forward(self, *args):
+        self.seen = args
+        return self.inner(*args)
+
+
+def _convert_script(module: nn.Module, args: tuple) -> nn.Module:
+    """A TorchScript module as an exported graph module (torch's TorchScript converter)."""
+    from torch._export.converter import TS2EPConverter
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the converter's notes on specialised shapes and deprecations
+            return TS2EPConverter(module, args).convert().module()
+    except Exception as exc:  # noqa: BLE001 -- the converter raises many kinds; one line for the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedOperation(f"the bounds cannot convert the TorchScript model to a graph: {first}") from None
+
+
+@contextlib.contextmanager
+def _without_torchscript(model: nn.Module, batch: Tensor):
+    """``model`` with its outermost TorchScript submodules replaced, inside the block, by their
+    conversions to exported graphs (found by one forward pass that records their inputs); the model
+    itself when it holds no TorchScript. The original submodules are put back afterwards."""
+    if isinstance(model, torch.jit.ScriptModule):
+        with torch.no_grad():
+            yield _convert_script(model, (batch,))
+        return
+    outer: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in model.modules():
+        if isinstance(parent, torch.jit.ScriptModule):
+            continue
+        for name, child in parent.named_children():
+            if isinstance(child, torch.jit.ScriptModule):
+                outer.append((parent, name, child))
+    if not outer:
+        yield model
+        return
+    try:
+        recorders = [_Recorder(child) for _, _, child in outer]
+        for (parent, name, _), recorder in zip(outer, recorders, strict=True):
+            setattr(parent, name, recorder)
+        with torch.no_grad():
+            model(batch)
+        for (parent, name, child), recorder in zip(outer, recorders, strict=True):
+            if recorder.seen is None:
+                raise UnsupportedOperation(
+                    f"the bounds cannot convert TorchScript submodule {name!r}: it is never called"
+                )
+            setattr(parent, name, _convert_script(child, recorder.seen))
+        yield model
+    finally:
+        for parent, name, child in outer:
+            setattr(parent, name, child)
 
 
 def build_graph(model: nn.Module | torch.export.ExportedProgram, example: Tensor) -> BoundGraph:

@@ -20,7 +20,7 @@ from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, p
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 from advgrad.io.inputs import InputOptions
 
-DISTRIBUTED_COMMANDS = ("eval",)
+DISTRIBUTED_COMMANDS = ("eval", "certify")
 
 
 def setup_process(command: str | None) -> None:
@@ -34,7 +34,7 @@ def setup_process(command: str | None) -> None:
             quiet_rank(launch.rank)
         if command is not None and command not in DISTRIBUTED_COMMANDS:
             raise UsageError(
-                f"only `advgrad eval` shares its work among torchrun's processes; run `advgrad {command}` "
+                f"only `advgrad eval` and `advgrad certify` share their work among torchrun's processes; run `advgrad {command}` "
                 "as one process, without torchrun"
             )
     except AdvgradError as exc:

@@ -8,18 +8,18 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
+from advgrad.cli.certify import certify_passes, check_bounds_runtime
 from advgrad.cli.common import announce_cost, attacks_from, open_and_describe, warn_large_eps, warn_unused
 from advgrad.cli.config_file import META_KEY
-from advgrad.cli.console import err, handle_errors, sweep_progress
+from advgrad.cli.console import handle_errors
 from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
-from advgrad.cli.state import open_run_state, sigterm_as_interrupt
-from advgrad.errors import ExitCode
+from advgrad.cli.state import run_resumable, sigterm_as_interrupt
+from advgrad.errors import UsageError
 from advgrad.gates import check_gates_apply, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
-from advgrad.report.fmt import eps_label
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate
+from advgrad.sweep import EvalAttack, EvalConfig
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_labelled, parse_norm
 
@@ -110,6 +110,11 @@ def eval_command(
         spec.check_norm(threat_norm)
     warn_unused(specs, attack_opts)
     attacks = [EvalAttack(spec, spec.make_params(**attack_opts)) for spec in specs]
+    if certify is not None and certify.strip().lower() == "smoothing":
+        raise UsageError(
+            "--certify smoothing: randomized smoothing certifies a smoothed classifier, not the model, so its "
+            "numbers are no lower bound under an attack's; run advgrad certify --method smoothing"
+        )
     config = EvalConfig(
         eps=[v for v, _ in eps_given],
         eps_labels=[t for _, t in eps_given],
@@ -121,9 +126,7 @@ def eval_command(
         certify=None if certify is None else certify.strip().lower(),
     )
     if config.certify is not None:
-        from advgrad.cli.certify import check_bounds_runtime
-
-        check_bounds_runtime(io_options, "--certify")
+        check_bounds_runtime(io_options, "--certify", config)
     gates = parse_gates(fail_under)
     curves = [a.name for a in attacks] + ([] if config.certify is None else [config.certify, "certified"])
     check_gates_apply(gates, curves, config.eps)
@@ -134,35 +137,10 @@ def eval_command(
         warn_large_eps(threat_norm, config.eps, inputs)
         estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
         run = describe_run(attacks, config, inputs, gates, outputs, strict=strict, config_file=ctx.meta.get(META_KEY))
-        with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
-            # only read it: clearing it again could delete a batch rank 0 has already saved
-            state = open_run_state(run.identity(inputs.device), state_file, resume or not process.is_main)
-        try:
-            batches = -(-inputs.n_samples // io_options.batch_size)
-            share = -(-batches // process.world_size)  # this process runs batches rank, rank + W, …
-            with sweep_progress(
-                estimate.passes * share // max(batches, 1), batches=share, verbose=verbose, eps_text=eps_label
-            ) as monitor:
-                report = evaluate(
-                    inputs.model.module,
-                    inputs.batches(process.rank, process.world_size),
-                    attacks,
-                    config,
-                    device=inputs.device,
-                    state=state,
-                    shard=process.shard,
-                    monitor=monitor,
-                )
-        except KeyboardInterrupt:
-            saved = (
-                "nothing was finished"
-                if state is None or not state.saved_batches()
-                else (
-                    f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue"
-                )
-            )
-            err.print(f"interrupted: {saved}", markup=False)
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        passes = estimate.passes + certify_passes(config, inputs.n_samples)
+        report, state = run_resumable(
+            process, inputs, run, attacks, config, passes=passes, state_file=state_file, resume=resume, verbose=verbose
+        )
         if not process.is_main:  # rank 0 alone writes the report and decides the exit code
             return
         finish_report(report, inputs, run, gates, outputs, strict=strict)

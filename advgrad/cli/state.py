@@ -1,4 +1,5 @@
-"""Resuming ``advgrad eval``: where its state file lives, and interrupts that leave it usable."""
+"""Resuming ``advgrad eval`` and ``advgrad certify``: where the state file lives, interrupts that
+leave it usable, and the sweep run with its state and progress line."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from advgrad.cli.console import info, warn
+import typer
+
+from advgrad.cli.console import err, info, sweep_progress, warn
+from advgrad.errors import ExitCode
+from advgrad.report.fmt import eps_label
 from advgrad.resume import RunState, run_key, state_path
 
 
@@ -51,3 +56,43 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_resumable(
+    process, inputs, run, attacks: list, config, *, passes: int, state_file: Path | None, resume: bool, verbose: bool
+):
+    """The sweep of ``advgrad eval`` / ``advgrad certify`` for this process: finished batches are
+    saved in the run's state (and restored from it with ``resume``), a progress line counts
+    ``passes`` sample-passes for the whole run, and Ctrl-C or ``kill`` ends it with exit code 130
+    saying what was saved. Returns ``(report, state)``; the caller removes the state once the
+    report is written."""
+    from advgrad.sweep import evaluate
+
+    with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
+        # only read it: clearing it again could delete a batch rank 0 has already saved
+        state = open_run_state(run.identity(inputs.device), state_file, resume or not process.is_main)
+    try:
+        batches = -(-inputs.n_samples // inputs.options.batch_size)
+        share = -(-batches // process.world_size)  # this process runs batches rank, rank + W, …
+        with sweep_progress(
+            passes * share // max(batches, 1), batches=share, verbose=verbose, eps_text=eps_label
+        ) as monitor:
+            report = evaluate(
+                inputs.model.module,
+                inputs.batches(process.rank, process.world_size),
+                attacks,
+                config,
+                device=inputs.device,
+                state=state,
+                shard=process.shard,
+                monitor=monitor,
+            )
+    except KeyboardInterrupt:
+        saved = (
+            "nothing was finished"
+            if state is None or not state.saved_batches()
+            else f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue"
+        )
+        err.print(f"interrupted: {saved}", markup=False)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    return report, state

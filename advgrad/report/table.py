@@ -25,6 +25,8 @@ def report_heading(report: RobustnessReport) -> str:
 def _what(report: RobustnessReport) -> str:
     """What the table's columns are: accuracy under attack, certified accuracy (a lower bound), or both."""
     kinds = {curve.kind == "certified" for curve in report.attacks.values()}
+    if any(curve.abstained is not None for curve in report.attacks.values()):
+        return "certified accuracy of the smoothed classifier (ε is the L2 radius)"
     if kinds == {True}:
         return "certified accuracy"
     if kinds == {True, False}:
@@ -51,6 +53,13 @@ def report_table(report: RobustnessReport) -> Table:
         table.add_row(
             f"median ‖δ‖{norm_sub(report.norm)}",
             *(num(c.median_norm) if m else "" for c, m in zip(report.attacks.values(), minimal, strict=True)),
+        )
+    if any(curve.abstained is not None for curve in report.attacks.values()):
+        # Randomized smoothing: samples without a certificate at any radius (not counted above).
+        table.add_section()
+        table.add_row(
+            "abstained",
+            *("" if c.abstained is None else f"{c.abstained}/{report.n_samples}" for c in report.attacks.values()),
         )
     return table
 
