@@ -459,6 +459,28 @@ class MaxPool2d(BoundOp):
         cols = F.unfold(t, self.kernel, dilation=self.dilation, stride=self.stride)
         return cols.reshape(n, c, -1, cols.shape[-1])
 
+    def undecided(self, bounds) -> Tensor:
+        """bool (N, C, H, W): the inputs that lie in a window whose maximum is not decided by these
+        bounds (no element's lower bound reaches every other's upper bound). Only their bounds shape
+        the relaxation: on a decided window it is exact (max = x_k) whatever the bounds are."""
+        lo, hi = bounds[0]
+        n = lo.shape[0]
+        c, h, w = self.in_shape
+        lw = self._windows(lo, -math.inf)
+        uw = self._windows(hi, -math.inf)
+        top2 = uw.topk(min(2, uw.shape[2]), dim=2).values
+        first = top2[:, :, 0:1]
+        second = top2[:, :, 1:2] if top2.shape[2] > 1 else torch.full_like(first, -math.inf)
+        others_hi = torch.where(uw >= first, second, first)
+        decided = (lw >= others_hi).any(dim=2)  # (N, C, L)
+        index = torch.arange(h * w, dtype=lo.dtype, device=lo.device).reshape(1, 1, h, w)
+        iw = self._windows(index.expand(1, c, h, w), -1.0)[0].long()  # (C, K, L); −1: padding
+        open_ = (~decided).unsqueeze(2).expand(n, c, iw.shape[1], iw.shape[2])
+        mask = torch.zeros(n, c, h * w + 1, dtype=torch.bool, device=lo.device)
+        spot = torch.where(iw >= 0, iw, torch.full_like(iw, h * w)).unsqueeze(0).expand(n, -1, -1, -1)
+        mask.scatter_reduce_(2, spot.flatten(2), open_.flatten(2), reduce="amax")
+        return mask[:, :, : h * w].reshape(n, c, h, w)
+
     def backward(self, a, bounds):
         lo, hi = bounds[0]
         n, s = a.shape[:2]

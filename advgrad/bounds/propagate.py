@@ -117,13 +117,19 @@ def _propagate(
 JACOBIAN_LIMIT = 2**24
 
 
-def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, Interval], only_unstable: bool) -> None:
-    """Tighten ``bounds[name]`` by CROWN, row chunk by row chunk."""
+def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, Interval], which: str) -> None:
+    """Tighten ``bounds[name]`` by CROWN, row chunk by row chunk, for the neurons ``which`` names
+    (:data:`UNSTABLE`, :data:`MAYBE_ACTIVE` or :data:`EVERY`, judged by the current bounds)."""
     lo, hi = bounds[name]
     n = lo.shape[0]
     lo_f, hi_f = lo.flatten(1), hi.flatten(1)
     m = lo_f.shape[1]
-    wanted = (lo_f < 0) & (hi_f > 0) if only_unstable else torch.ones_like(lo_f, dtype=torch.bool)
+    if which == EVERY:
+        wanted = torch.ones_like(lo_f, dtype=torch.bool)
+    elif which == UNSTABLE:
+        wanted = (lo_f < 0) & (hi_f > 0)
+    else:
+        wanted = (hi_f > 0) & ((lo_f < 0) | _read_by_pools(graph, name, bounds).flatten(1))
     k = int(wanted.sum(1).max())
     if k == 0:
         return
@@ -165,11 +171,52 @@ def _row_chunk(graph: BoundGraph, samples: int, element_size: int) -> int:
     return max(1, ROW_BUDGET // max(samples * widest * element_size * 4, 1))
 
 
+#: which neurons of a pre-activation :func:`_refine` tightens
+UNSTABLE, MAYBE_ACTIVE, EVERY = "unstable", "maybe-active", "every"
+
+
+def _refinement(graph: BoundGraph, name: str) -> str:
+    """Which neurons of ``name`` need CROWN bounds. ``EVERY`` when an operator that reads them
+    relaxes with all of them (max-pooling, sigmoid). ``MAYBE_ACTIVE`` when a ReLU-like reader's
+    output goes on to such an operator (ReLU → max-pool): the pool's relaxation uses the bounds of
+    the stably active neurons too, while a stably inactive one is exactly 0 after the ReLU whatever
+    its bounds. ``UNSTABLE`` otherwise: a ReLU's relaxation is exact on a stable neuron."""
+    mode = UNSTABLE
+    for reader in graph.consumers(name):
+        if not reader.op.needs_input_bounds:
+            continue
+        if not reader.op.only_unstable:
+            return EVERY
+        if any(c.op.needs_input_bounds and not c.op.only_unstable for c in graph.consumers(reader.name)):
+            mode = MAYBE_ACTIVE
+    return mode
+
+
+def _read_by_pools(graph: BoundGraph, name: str, bounds: dict[str, Interval]) -> Tensor:
+    """bool, shaped like ``name``'s bounds: the neurons whose bounds, after a ReLU-like reader,
+    shape a relaxation further on: those in an undecided max-pool window (an operator without an
+    ``undecided`` rule counts every neuron)."""
+    lo = bounds[name][0]
+    wanted = torch.zeros_like(lo, dtype=torch.bool)
+    for reader in graph.consumers(name):
+        if not (reader.op.needs_input_bounds and reader.op.only_unstable):
+            continue
+        after = reader.op.interval([bounds[name]])
+        for c in graph.consumers(reader.name):
+            if not c.op.needs_input_bounds or c.op.only_unstable:
+                continue
+            rule = getattr(c.op, "undecided", None)
+            if rule is None or len(c.inputs) != 1:
+                return torch.ones_like(wanted)
+            wanted |= rule([after]).reshape(wanted.shape)
+    return wanted
+
+
 def interval_bounds(graph: BoundGraph, inputs: InputSet, refine: bool) -> dict[str, Interval]:
     """Intervals for every node, forward in topological order; with ``refine`` the inputs of
     nonlinear operators that are affine outputs are tightened by CROWN first."""
     bounds: dict[str, Interval] = {graph.input: inputs.box()}
-    to_refine: dict[str, bool] = {}
+    to_refine: dict[str, str] = {}
     if refine:
         kinds = {n.name: n for n in graph.nodes}
         for node in graph.nodes:
@@ -178,8 +225,7 @@ def interval_bounds(graph: BoundGraph, inputs: InputSet, refine: bool) -> dict[s
             for name in node.inputs:
                 source = kinds.get(name)
                 if source is not None and isinstance(source.op, ops.Affine):
-                    consumers = [c for c in graph.consumers(name) if c.op.needs_input_bounds]
-                    to_refine[name] = all(c.op.only_unstable for c in consumers)
+                    to_refine[name] = _refinement(graph, name)
     for node in graph.nodes:
         lo, hi = node.op.interval([bounds[i] for i in node.inputs])
         bounds[node.name] = (lo, hi)
