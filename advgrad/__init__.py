@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "attack": "advgrad.api",
     "evaluate": "advgrad.api",
+    "certify": "advgrad.api",
     "load_model": "advgrad.api",
     "load_data": "advgrad.api",
     "write_report": "advgrad.api",

@@ -39,7 +39,7 @@ def test_all_entries_resolve_and_are_documented():
         obj = getattr(advgrad, name)
         assert callable(obj) and (obj.__doc__ or "").strip(), name
         assert name in dir(advgrad)
-    for name in ("attack", "evaluate", "load_model", "load_data", "write_report"):
+    for name in ("attack", "evaluate", "certify", "load_model", "load_data", "write_report"):
         assert "Example" in getattr(advgrad, name).__doc__, name
 
 
@@ -179,3 +179,29 @@ def test_the_readme_python_api_runs(tmp_path, monkeypatch):
     exec("\n".join(blocks), namespace)  # noqa: S102 - the README's own example
     assert_inside(namespace["x_adv"], namespace["x"], 8 / 255, "inf")
     assert list(namespace["report"].attacks) == ["fgsm", "pgd"] and (tmp_path / "report.md").exists()
+
+
+def test_certify_equals_the_cli_and_evaluate_takes_the_sandwich(batch, model):
+    x, y = batch
+    report = advgrad.certify(model, x[:48], y[:48], method="crown", eps=[0, 0.01, 0.02], batch_size=16)
+    cli = invoke(["certify", "--limit", "48", "--batch-size", "16", "--eps", "0,0.01,0.02", "--json", "-"])
+    assert cli.exit_code == 0, cli.stderr
+    expected = [p["robust"] for p in json.loads(cli.stdout)["attacks"]["crown"]["points"]]
+    assert [p.robust for p in report.attacks["crown"].points] == expected
+    assert report.attacks["crown"].kind == "certified" and report.config["certify"] == "crown"
+    both = advgrad.evaluate(model, x[:48], y[:48], attacks="pgd", eps=[0, 0.02], certify="crown", steps=5)
+    assert both.attacks["crown"].points[1].robust <= both.attacks["pgd"].points[1].robust
+    with pytest.raises(UsageError):
+        advgrad.evaluate(model, x[:8], y[:8], attacks="pgd", eps=[0, 0.5], norm=2, certify="smoothing")
+
+
+def test_certify_with_smoothing_counts_abstentions(batch, model):
+    x, y = batch
+    report = advgrad.certify(model, x[:24], y[:24], method="smoothing", sigma=0.25, samples=100, eps=[0, 0.25])
+    curve = report.attacks["smoothing"]
+    assert report.norm == "2" and curve.params["sigma"] == 0.25 and curve.abstained is not None
+    assert curve.points[0].robust + curve.abstained <= 24
+    again = advgrad.certify(model, x[:24], y[:24], method="smoothing", sigma=0.25, samples=100, eps=[0, 0.25])
+    assert [p.robust for p in again.attacks["smoothing"].points] == [p.robust for p in curve.points]
+    with pytest.raises(UsageError):
+        advgrad.certify(model, x[:8], y[:8], method="smoothing", sigma=0)
