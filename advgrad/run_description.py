@@ -86,6 +86,8 @@ class RunDescription:
         )
         if config.certify is not None:  # part of the identity: a resumed run keeps its certified counts
             described["certify"] = config.certify
+        if config.predictions is not None:  # part of the identity: it decides who counts as correct
+            described["predictions"] = config.predictions
         if self.settings is not None:
             described.update(self.settings.to_dict())
         return described

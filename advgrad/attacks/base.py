@@ -38,6 +38,25 @@ def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[
     return field(default=default, metadata={"help": help, "shown": shown, "parse": parse})
 
 
+EOT_HELP = (
+    "expectation over transformation: forward and backward passes averaged into each gradient "
+    "(for randomized models; 1 = a plain gradient)"
+)
+
+
+def eot_param() -> Any:
+    """The ``eot`` field every gradient attack declares: how many stochastic forward and backward
+    passes each of its gradients averages (:func:`advgrad.gradient.expectation`); it belongs in
+    ``at_least_one`` and, as a factor, in ``cost_formula``."""
+    return param(1, EOT_HELP)
+
+
+def eot_draws(params: Any) -> int:
+    """The EOT draws of an attack's parameters: its ``eot`` field, 1 for an attack without one."""
+    value = getattr(params, "eot", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
 def parse_step(text: str, name: str) -> float:
     """A step size or rate as written on the command line: a number or a fraction (``2/255``),
     finite and > 0 (a default step may be 0, at ε = 0; a step given as 0 would never move)."""
