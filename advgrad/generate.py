@@ -14,6 +14,7 @@ from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
+from advgrad.numeric import check_number
 from advgrad.progress import Monitor, PassCounter
 from advgrad.randomized import wrong_in_repeats
 from advgrad.results import float32_decimal
@@ -102,6 +103,8 @@ def generate(
     ``eot``) forward passes decide each prediction of a randomized model (:mod:`advgrad.randomized`).
     """
     device = torch.device(device)
+    if predictions is not None:
+        check_number(predictions, "predictions", integer=True, minimum=1)
     passes = predictions if predictions is not None else eot_draws(params)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "x_adv", "y", "pred_clean", "pred_adv", "target")}
     started = time.perf_counter()

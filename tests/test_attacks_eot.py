@@ -109,6 +109,8 @@ def test_eot_must_be_a_whole_number_of_at_least_one(value):
 def test_cli_refuses_a_bad_eot_in_one_line():
     assert_bad_input(invoke(["attack", "--eot", "0", "--limit", "4"]), "--eot")
     assert invoke(["eval", "--eot", "2.5", "--limit", "4"]).exit_code == 2  # not a whole number: click says so
+    assert_bad_input(invoke(["eval", "--predictions", "0", "--limit", "4"]), "--predictions must be ≥ 1")
+    assert_bad_input(invoke(["attack", "--predictions", "0", "--limit", "4"]), "--predictions must be ≥ 1")
 
 
 def test_wrong_in_repeats_and_prediction_passes():

@@ -11,7 +11,6 @@ randomized model their single-pass decisions are as noisy as the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,10 +35,7 @@ class AutoAttackRandParams(AttackParams):
 
     at_least_one = ("steps", "restarts", "eot")
     cost_formula = "2*steps*restarts*eot"  # APGD-CE and APGD-DLR
-
-    def to_dict(self) -> dict[str, Any]:
-        """The parameters and the AutoAttack version they reproduce (``version: "rand"``)."""
-        return {**super().to_dict(), "version": VERSION}
+    constants = {"version": VERSION}  # every report names the AutoAttack version
 
 
 def autoattack_rand(

@@ -81,6 +81,9 @@ class AttackParams:
     # ``classes``, the model's number of classes). Declared once per attack; the ``advgrad
     # attacks`` listing and the cost estimate of ``advgrad eval`` both read it.
     cost_formula: ClassVar[str] = "1"
+    # Facts that are no parameters (no option sets them) but belong with them in every report, e.g.
+    # the AutoAttack version a preset reproduces: ``{"version": "rand"}``. :meth:`to_dict` adds them.
+    constants: ClassVar[dict[str, Any]] = {}
 
     def passes_per_sample(self, classes: int = 10) -> int:
         """What :attr:`cost_formula` gives for these parameters: an upper bound on the model passes
@@ -129,7 +132,8 @@ class AttackParams:
             get_loss(loss)  # an unknown objective is refused before any work starts
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The parameters by name, and the class's :attr:`constants`."""
+        return {**dataclasses.asdict(self), **self.constants}
 
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from advgrad.cli.paths import check_output_paths, images_file, input_paths
 from advgrad.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
+from advgrad.numeric import check_number
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 from advgrad.targets import parse_target
@@ -86,6 +87,8 @@ def attack(
         {"--images": images},
     )
     spec = get_attack(method)
+    if predictions is not None:  # refused before anything is loaded
+        check_number(predictions, "predictions", integer=True, minimum=1)
     threat = ThreatModel(parse_norm(norm), parse_eps(eps))
     spec.check_norm(threat.norm)
     warn_ignored(spec, attack_opts)

@@ -251,7 +251,6 @@ PredictionsOpt = Annotated[
             "as correct only when all of them are correct, and as fooled when any is wrong (default: the attacks' "
             "--eot, so 1 for a deterministic run)."
         ),
-        min=1,
         rich_help_panel=ATTACK_PANEL,
         show_default=False,
     ),
