@@ -107,7 +107,7 @@ def attack(
         x: inputs (N, C, H, W) or (N, D) in [0, 1], on the model's device.
         y: labels (N,), int64.
         method: an attack's name (``advgrad.list_attacks()``): fgsm, bim, mifgsm, pgd, apgd-ce,
-            apgd-dlr, apgd-t, deepfool, cw, square, strong.
+            apgd-dlr, apgd-t, deepfool, cw, square, strong, autoattack-rand.
         eps: the budget ε, a number or a fraction such as ``"8/255"``.
         norm: the threat model's norm.
         target: ``None`` (untargeted), a class index for every sample, a tensor of N classes,
@@ -115,7 +115,7 @@ def attack(
         seed: seeds random starts and random targets; the same seed gives the same result.
         early_stop: stop attacking a sample once it is fooled (default: the full budget).
         **params: the attack's parameters (steps, step_size, restarts, random_start, loss,
-            momentum, queries…; ``advgrad attacks`` lists each attack's).
+            momentum, queries, eot…; ``advgrad attacks`` lists each attack's).
 
     Returns:
         ``x_adv``, of the shape, dtype and device of ``x``. A sample whose label is its target is
@@ -276,6 +276,7 @@ def load_model(
     model_args: Mapping[str, Any] | None = None,
     device: torch.device | str = "cpu",
     unsafe_pickle: bool = False,
+    bpda: Sequence[str] | None = None,
 ) -> nn.Module:
     """A model in eval mode that takes pixels in [0, 1], as ``advgrad --model`` loads it.
 
@@ -283,7 +284,10 @@ def load_model(
     ``"torchvision:NAME"`` or ``"package.module:callable"`` (with ``weights``, a state-dict file,
     and ``model_args``, keyword arguments for the callable). ``mean``/``std`` put
     (x − mean) / std in front of the model so that ε is in pixel units. Files are read without
-    running code from them unless ``unsafe_pickle=True``. Loading warnings become Python warnings.
+    running code from them unless ``unsafe_pickle=True``. ``bpda``: ``--bpda`` values
+    (``"NAME"`` or ``"NAME=package.module:callable"``), submodules of a model built in code that run
+    forward as they are and differentiate as the identity or the stand-in (BPDA, Athalye et al.
+    2018). Loading warnings become Python warnings.
 
     Example:
         >>> model = advgrad.load_model("torchvision:resnet18", weights="resnet18.pth",
@@ -300,6 +304,7 @@ def load_model(
         unsafe_pickle=unsafe_pickle,
         mean=None if mean is None else tuple(float(m) for m in mean),
         std=None if std is None else tuple(float(s) for s in std),
+        bpda=tuple(bpda or ()),
     )
     loaded = _load(None if spec is None else str(spec), options)
     for message in loaded.warnings:

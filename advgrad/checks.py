@@ -247,7 +247,8 @@ def zero_gradients(report: RobustnessReport) -> Outcome:
             WARNING,
             (
                 f"{zero} of {measured} samples ({100 * zero / measured:.1f}%) have an input gradient that is exactly "
-                f"zero and {nonfinite} a non-finite one; gradient attacks cannot move them"
+                f"zero and {nonfinite} a non-finite one; gradient attacks cannot move them (a non-differentiable "
+                "layer? `--bpda NAME` differentiates through it as the identity)"
             ),
             details,
         )
@@ -273,25 +274,45 @@ def gradient_free_stronger(report: RobustnessReport) -> Outcome:
     return Outcome(PASSED, "no gradient-free attack beats the gradient attacks")
 
 
-@check("randomised-outputs", "outputs change between two identical forward passes")
-def randomised_outputs(report: RobustnessReport) -> Outcome:
-    """The same input must give the same output; a randomised model defeats the attacks' steps."""
+def _eot(curve: AttackCurve) -> int:
+    """The EOT passes per gradient an attack's curve records (1: a plain gradient)."""
+    value = curve.params.get("eot", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
+@check("randomized-model", "outputs change between two identical forward passes")
+def randomized_model(report: RobustnessReport) -> Outcome:
+    """The same input must give the same output; a randomized model defeats attacks that take one
+    gradient per step, unless each gradient is an expectation over many passes (EOT)."""
     d = report.diagnostics
     measured = d.get("repeat_samples", 0)
     if not measured:
         return Outcome(NOT_APPLICABLE, "no sample was run twice")
     changed = d.get("repeat_changed", 0)
-    details = {"measured": measured, "changed": changed, "max_relative_difference": d.get("repeat_max_difference", 0.0)}
-    if changed:
+    plain = sorted(k for k, c in report.attacks.items() if c.kind in ("gradient", "ensemble") and _eot(c) == 1)
+    details = {
+        "measured": measured,
+        "changed": changed,
+        "max_relative_difference": d.get("repeat_max_difference", 0.0),
+        "without_eot": plain,
+    }
+    if not changed:
+        return Outcome(PASSED, f"{measured} samples gave the same outputs twice", details)
+    finding = (
+        f"the outputs of {changed} of {measured} samples changed between two forward passes on the same input "
+        f"(up to {100 * details['max_relative_difference']:.3g}% of the largest output): the model is randomized"
+    )
+    if plain or not any(c.kind in ("gradient", "ensemble") for c in report.attacks.values()):
+        took = f", and {', '.join(plain)} took one gradient per step" if plain else ""
         return Outcome(
             WARNING,
-            (
-                f"the outputs of {changed} of {measured} samples changed between two forward passes on the same input "
-                f"(up to {100 * details['max_relative_difference']:.3g}% of the largest output)"
-            ),
+            f"{finding}{took}; run gradient attacks with `--eot 20` (expectation over transformation) "
+            "or use `--attack autoattack-rand`",
             details,
         )
-    return Outcome(PASSED, f"{measured} samples gave the same outputs twice", details)
+    return Outcome(
+        PASSED, f"{finding}; every gradient attack averaged its gradients over several passes (EOT)", details
+    )
 
 
 @check("probability-outputs", "outputs look like probabilities rather than logits")

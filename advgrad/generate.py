@@ -9,12 +9,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_draws, run_attack
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
+from advgrad.numeric import check_number
 from advgrad.progress import Monitor, PassCounter
+from advgrad.randomized import wrong_in_repeats
 from advgrad.results import float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.sweep import CountingModel
@@ -90,15 +92,20 @@ def generate(
     device: torch.device | str = "cpu",
     progress: Callable[[int], None] | None = None,
     monitor: Monitor | None = None,
+    predictions: int | None = None,
 ) -> tuple[AdversarialSet, AttackSummary]:
     """Attack every sample of ``batches`` and summarise; tensors are returned on the CPU.
 
     Every sample is attacked (even one misclassified already) except, in a targeted attack,
     those whose label is the target: they are returned unchanged. ``progress`` is called with
     the samples done after each batch; ``monitor`` (:mod:`advgrad.progress`) hears each batch's
-    attack begin and end and every model call in between.
+    attack begin and end and every model call in between. ``predictions`` (default: the attack's
+    ``eot``) forward passes decide each prediction of a randomized model (:mod:`advgrad.randomized`).
     """
     device = torch.device(device)
+    if predictions is not None:
+        check_number(predictions, "predictions", integer=True, minimum=1)
+    passes = predictions if predictions is not None else eot_draws(params)
     parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "x_adv", "y", "pred_clean", "pred_adv", "target")}
     started = time.perf_counter()
     n = 0
@@ -127,6 +134,7 @@ def generate(
             lost = finite & ~finite_rows(logits_adv)  # never a success: back to the clean input
             x_adv[lost] = x[lost]
             pred_adv = torch.where(finite_rows(logits_adv), logits_adv.argmax(dim=1), pred_clean)
+            pred_clean, pred_adv = _repeated(counted, x, x_adv, y, targets, pred_clean, pred_adv, passes)
             nonfinite[0] += int((~finite).sum())
             nonfinite[1] += int(lost.sum())
             for key, value in (
@@ -154,6 +162,28 @@ def generate(
     summary.nonfinite_clean, summary.nonfinite_adversarial = nonfinite
     summary.nonfinite_inputs = counted.nonfinite - nonfinite[0]  # the clean pass also ran through `counted`
     return result, summary
+
+
+def _repeated(
+    model: nn.Module,
+    x: Tensor,
+    x_adv: Tensor,
+    y: Tensor,
+    targets: Tensor | None,
+    pred_clean: Tensor,
+    pred_adv: Tensor,
+    passes: int,
+) -> tuple[Tensor, Tensor]:
+    """The predictions of a randomized model judged over ``passes`` forward passes (the attack's EOT
+    count, :mod:`advgrad.randomized`): a clean prediction becomes the first wrong one among the
+    further passes, an adversarial one the first that fools (≠ y, or = the target)."""
+    if passes <= 1:
+        return pred_clean, pred_adv
+    wrong, first = wrong_in_repeats(model, x, y, passes - 1)
+    pred_clean = torch.where((pred_clean == y) & wrong, first, pred_clean)
+    hit, first = wrong_in_repeats(model, x_adv, y, passes - 1, targets)
+    already = pred_adv != y if targets is None else pred_adv == targets
+    return pred_clean, torch.where(hit & ~already, first, pred_adv)
 
 
 def attack_batch(

@@ -9,7 +9,7 @@ weight-gradient graph, and restores both afterwards.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -38,6 +38,24 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
             m.training = mode
         for p, flag in grads:
             p.requires_grad_(flag)
+
+
+def expectation(draws: int, compute: Callable[[], tuple[Tensor, ...]]) -> tuple[Tensor, ...]:
+    """Expectation over transformation (Athalye, Carlini & Wagner, ICML 2018): the mean of ``draws``
+    calls of ``compute``, tensor by tensor (float tensors of half precision are averaged in float32).
+
+    For a randomized model f(x; ξ) an attack needs ∇ₓ E_ξ[J(f(x; ξ), y)] = E_ξ[∇ₓ J(f(x; ξ), y)],
+    which the mean of ``draws`` independent gradients estimates without bias; each call of
+    ``compute`` runs the model anew (a forward and a backward pass). With ``draws`` = 1 it is
+    ``compute()`` itself, unchanged.
+    """
+    first = compute()
+    if draws <= 1:
+        return first
+    totals = [t.float() if t.is_floating_point() and t.dtype != torch.float64 else t for t in first]
+    for _ in range(draws - 1):
+        totals = [total + t for total, t in zip(totals, compute(), strict=True)]
+    return tuple(total / draws for total in totals)
 
 
 def input_gradient(

@@ -88,6 +88,8 @@ class RunDescription:
             described["certify"] = config.certify
             if config.smoothing is not None:
                 described["smoothing"] = config.smoothing.to_dict()
+        if config.predictions is not None:  # part of the identity: it decides who counts as correct
+            described["predictions"] = config.predictions
         if self.settings is not None:
             described.update(self.settings.to_dict())
         return described

@@ -7,7 +7,10 @@ sample fooled at ε₁ counts as fooled at every larger ε and is not attacked a
 attack a sample leaves the batch as soon as an iterate fools the model (early stop).
 
 Every adversarial example is re-checked before it is counted: a fresh forward pass must
-misclassify it and its perturbation must lie inside the ε-ball and the box.
+misclassify it and its perturbation must lie inside the ε-ball and the box. A run whose attacks
+use expectation over transformation (``eot`` > 1) treats the model as randomized and makes every
+deciding prediction that many times (:mod:`advgrad.randomized`): correct only when all are correct,
+fooled when any is wrong.
 
 A minimal-perturbation attack (``kind == "minimal"``: DeepFool, CW) runs once per batch without a
 budget; a sample counts as fooled at ε when its adversarial example, confirmed by a forward pass,
@@ -17,6 +20,7 @@ the ε-ball and checked again). One run gives the whole curve and the median min
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
 import time
@@ -37,7 +41,9 @@ from advgrad.evidence import GRADIENT_SAMPLES, measure
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
+from advgrad.numeric import check_number
 from advgrad.progress import Monitor, PassCounter
+from advgrad.randomized import prediction_passes, wrong_in_repeats
 from advgrad.results import AttackCurve, CurvePoint, RobustnessReport, default_eps_label, float32_decimal
 from advgrad.seeding import generator_for
 from advgrad.tally import AttackTally, BatchTally
@@ -68,7 +74,9 @@ class EvalConfig:
     ``gradient_evidence`` spends one extra forward and backward pass on the clean-correct samples
     of the first batches to feed the gradient sanity checks; without it those checks do not apply.
     ``eps_labels`` (parallel to ``eps`` as given) are how reports print each ε, e.g. ``8/255``
-    (:func:`advgrad.threat.parse_eps_labelled`); by default :func:`default_eps_label`."""
+    (:func:`advgrad.threat.parse_eps_labelled`); by default :func:`default_eps_label`.
+    ``predictions``: forward passes per deciding prediction, for randomized models
+    (:mod:`advgrad.randomized`); by default the largest ``eot`` among the run's attacks."""
 
     eps: list[float]
     norm: Norm = "inf"
@@ -81,10 +89,13 @@ class EvalConfig:
     eps_labels: list[str] | None = None
     certify: str | None = None  # a method of CERTIFY_METHODS: add its certified curve to the report
     smoothing: Any = None  # certify == "smoothing": its SmoothingParams (the defaults when None)
+    predictions: int | None = None
 
     def __post_init__(self) -> None:
         if not self.eps:
             raise UsageError("give at least one ε value")
+        if self.predictions is not None:
+            check_number(self.predictions, "predictions", integer=True, minimum=1)
         if self.certify is not None:
             from advgrad.bounds import NORMS
             from advgrad.bounds.smoothing import METHOD, SmoothingParams
@@ -310,6 +321,7 @@ class AttackSweep:
                     out = model(x_adv)
                 pred = out.argmax(dim=1)
                 fooled = (pred != ya) & finite_rows(out)  # non-finite logits never count as fooled
+                fooled, pred = self._repeat(x_adv, ya, fooled, pred)
                 self._fooled(eps, threat, self.active[fooled], xa[fooled], x_adv[fooled], ya[fooled], pred[fooled])
                 self.active = self.active[~fooled]
             if eps > 0:
@@ -330,7 +342,15 @@ class AttackSweep:
             gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, "minimal")
             before = model.nonfinite
             result = find_minimal(
-                self.attack.spec, model, xa, ya, norm=config.norm, params=self.attack.params, target=ta, generator=gen
+                self.attack.spec,
+                model,
+                xa,
+                ya,
+                norm=config.norm,
+                params=self.attack.params,
+                target=ta,
+                generator=gen,
+                predictions=config.predictions or 1,
             )
             self.tally.nonfinite_search += model.nonfinite - before
             norms = result.norm.double()
@@ -347,7 +367,8 @@ class AttackSweep:
                 with torch.no_grad():
                     out = model(x_eps)
                 pred = out.argmax(dim=1)
-                confirmed = threat.contains(x_eps, xa[near]) & (pred != ya[near]) & finite_rows(out)
+                wrong, pred = self._repeat(x_eps, ya[near], (pred != ya[near]) & finite_rows(out), pred)
+                confirmed = threat.contains(x_eps, xa[near]) & wrong
                 self.tally.nonfinite[j] += model.nonfinite - before
                 counted = near[confirmed]
                 pending[counted] = False
@@ -355,6 +376,12 @@ class AttackSweep:
                 # examples a batch keeps (distributed runs)
                 self._fooled(eps, threat, active[counted], xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
             self._count(j, active[pending])
+
+    def _repeat(self, x_adv: Tensor, y: Tensor, fooled: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
+        """``fooled`` and ``pred`` from one confirming pass, updated by the run's further predictions
+        of a randomized model: fooled when any is wrong, its prediction the first wrong one."""
+        more, first = wrong_in_repeats(self.model, x_adv, y, (self.config.predictions or 1) - 1)
+        return fooled | more, torch.where(fooled, pred, torch.where(more, first, pred))
 
     def _fooled(
         self, eps: float, threat: ThreatModel, at: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, pred: Tensor
@@ -406,6 +433,8 @@ def _run_batch(
     classes = check_logits(logits, y, allow_nonfinite=True)
     finite = finite_rows(logits)  # a sample without finite clean logits has no prediction: not correct
     correct = (logits.argmax(dim=1) == y) & finite
+    if (config.predictions or 1) > 1:  # a randomized model: correct only when every prediction is
+        correct &= ~wrong_in_repeats(counted, x, y, config.predictions - 1)[0]
     evidence = measure(
         counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES
     )
@@ -524,6 +553,8 @@ def evaluate(
             "lower bound under the attacks' numbers; run it alone (advgrad certify --method smoothing)",
             params="certify",
         )
+    if config.predictions is None:
+        config = dataclasses.replace(config, predictions=prediction_passes(a.params for a in attacks))
     names = [a.name for a in attacks]
     if len(set(names)) != len(names):
         raise UsageError(f"each attack may appear once in a sweep, got {', '.join(names)}")
@@ -676,7 +707,11 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         attacks=curves,
         class_counts=list(total.class_counts),
         clean_correct_per_class=list(total.clean_per_class),
-        config={"early_stop": config.early_stop, **config.extra},
+        config={
+            "early_stop": config.early_stop,
+            **({"predictions": config.predictions} if (config.predictions or 1) > 1 else {}),
+            **config.extra,
+        },
         seed=config.seed,
         versions=versions(device),
         diagnostics={**total.evidence.to_dict(), "nonfinite_logits": _nonfinite_logits(attacks, total, config)},

@@ -55,6 +55,7 @@ def cases(draw, norm: str):
         "queries": draw(st.integers(1, 30)),
         "target_classes": draw(st.integers(1, 2)),
         "binary_steps": draw(st.integers(1, 3)),
+        "eot": draw(st.integers(1, 2)),
     }
     return {
         "x": x,

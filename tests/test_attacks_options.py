@@ -25,7 +25,7 @@ def _by_name():
 def test_help_lines_give_each_attacks_default():
     options = _by_name()
     assert options["steps"].help_text() == (
-        "Iterations N (default: apgd-*, strong: 100; bim, mifgsm: 10; cw: 200; deepfool: 50; pgd: 20)."
+        "Iterations N (default: apgd-*, autoattack-rand, strong: 100; bim, mifgsm: 10; cw: 200; deepfool: 50; pgd: 20)."
     )
     assert options["loss"].help_text() == "Objective: ce, margin or dlr (default: ce; apgd-dlr, apgd-t: dlr)."
     assert options["random_start"].help_text().endswith("(default: on; fgsm: off).")
@@ -35,7 +35,9 @@ def test_help_lines_give_each_attacks_default():
 
 def test_types_and_order():
     options = collect_options()
-    assert options[0].name == "steps"  # taken by the most attacks, so listed first
+    takers = [len(o.defaults) for o in options]
+    assert takers == sorted(takers, reverse=True)  # the most widely taken first
+    assert options[0].name == "eot"  # every gradient attack takes it
     by_name = {o.name: o for o in options}
     assert by_name["steps"].type is int and by_name["momentum"].type is float
     assert by_name["random_start"].type is bool and by_name["loss"].type is str

@@ -62,7 +62,7 @@ def test_check_names_and_titles_are_declared_once_in_report_order():
         ("accuracy-at-large-eps", "accuracy far from zero at a large ε"),
         ("zero-gradients", "zero or non-finite input gradients"),
         ("gradient-free-beats-gradient", "a gradient-free attack succeeds where gradient attacks fail"),
-        ("randomised-outputs", "outputs change between two identical forward passes"),
+        ("randomized-model", "outputs change between two identical forward passes"),
         ("probability-outputs", "outputs look like probabilities rather than logits"),
         ("non-finite-logits", "the model returned NaN or infinite logits"),
     ]
@@ -162,7 +162,7 @@ def test_gradient_free_beats_gradient_generically_from_the_report():
     [
         ("gradient_zero", 50, "zero-gradients"),
         ("gradient_nonfinite", 1, "zero-gradients"),
-        ("repeat_changed", 3, "randomised-outputs"),
+        ("repeat_changed", 3, "randomized-model"),
         ("output_unit_rows", 100, "probability-outputs"),
         ("clean_nonfinite", 2, "non-finite-logits"),
         ("nonfinite_logits", [{"attack": "pgd", "eps": 0.1, "inputs": 3}], "non-finite-logits"),

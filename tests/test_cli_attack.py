@@ -90,6 +90,7 @@ def test_out_file_holds_the_examples(tmp_path, norm, eps, eps_value, digits_mode
         "random_start": True,
         "restarts": 2,
         "loss": "ce",
+        "eot": 1,
     }
     assert listing(tmp_path) == ["sub", "sub/adv.pt"]  # no temporary file left behind
 

@@ -61,7 +61,7 @@ def test_attacks_listing_shows_cost_in_table_and_json():
     result = invoke(["attacks", "pgd", "--json", "-"])
     assert result.exit_code == 0, result.stderr
     cost = json.loads(result.stdout)["attacks"][0]["cost"]
-    assert cost["formula"] == "steps×restarts" and cost["default"] == 20
+    assert cost["formula"] == "steps×restarts×eot" and cost["default"] == 20
     table = invoke(["attacks", "square"])
     assert "cost per sample: queries model passes (5,000 with the defaults)" in " ".join(table.stdout.split())
 

@@ -5,6 +5,7 @@ that defines a ``SPEC`` plus one line below.
 """
 
 from advgrad.attacks import apgd as _apgd
+from advgrad.attacks import autoattack_rand as _autoattack_rand
 from advgrad.attacks import bim as _bim
 from advgrad.attacks import cw as _cw
 from advgrad.attacks import deepfool as _deepfool
@@ -39,6 +40,7 @@ for _spec in (
     _cw.SPEC,
     _square.SPEC,
     _strong.SPEC,
+    _autoattack_rand.SPEC,
 ):
     register_attack(_spec)
 

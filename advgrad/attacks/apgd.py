@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.iterative import (
     RunOutput,
     fresh_generator,
@@ -63,9 +63,10 @@ class APGDParams(AttackParams):
     loss: str = param("ce", "objective: ce, margin or dlr")
     momentum: float = param(0.75, "α: weight of the new step against the previous one")
     random_start: bool = param(True, "start from a uniform random point of the ε-ball")
+    eot: int = eot_param()
 
-    at_least_one = ("steps", "restarts")
-    cost_formula = "steps*restarts"
+    at_least_one = ("steps", "restarts", "eot")
+    cost_formula = "steps*restarts*eot"
 
     def validate(self) -> None:
         super().validate()
@@ -87,8 +88,8 @@ class APGDTParams(APGDParams):
     loss: str = param("dlr", "targeted objective: dlr, ce or margin")
     target_classes: int = param(9, "how many of the most likely wrong classes to target, in turn")
 
-    at_least_one = ("steps", "restarts", "target_classes")
-    cost_formula = "steps*restarts*target_classes"
+    at_least_one = ("steps", "restarts", "target_classes", "eot")
+    cost_formula = "steps*restarts*target_classes*eot"
 
 
 def _expand(v: Tensor, like: Tensor) -> Tensor:
@@ -146,7 +147,7 @@ def _apgd_run(
     if params.random_start:
         start = random_start(x.shape, threat, generator, x.dtype).to(x.device)
     x0 = threat.clip(x + start, x)
-    grad, logits, f0 = gradient_of(model, x0, y, loss_target, params.loss)
+    grad, logits, f0 = gradient_of(model, x0, y, loss_target, params.loss, params.eot)
     # Iterates that reached the goal: the best one per sample (by objective) is the answer.
     found = is_successful(logits, y, goal_target)
     x_found, f_found = x0.clone(), torch.where(found, f0, torch.full_like(f0, float("-inf")))
@@ -183,7 +184,7 @@ def _apgd_run(
             x_new = z
         else:
             x_new = threat.clip(s.x_cur + alpha * (z - s.x_cur) + (1 - alpha) * (s.x_cur - s.x_prev), s.x)
-        grad, logits, f_new = gradient_of(model, x_new, s.y, s.loss_target, params.loss)
+        grad, logits, f_new = gradient_of(model, x_new, s.y, s.loss_target, params.loss, params.eot)
         hit = is_successful(logits, s.y, s.goal_target)
         better_hit = hit & (f_new > f_found[s.index])
         x_found[s.index[better_hit]] = x_new[better_hit]

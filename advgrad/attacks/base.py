@@ -38,6 +38,25 @@ def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[
     return field(default=default, metadata={"help": help, "shown": shown, "parse": parse})
 
 
+EOT_HELP = (
+    "expectation over transformation: forward and backward passes averaged into each gradient "
+    "(for randomized models; 1 = a plain gradient)"
+)
+
+
+def eot_param() -> Any:
+    """The ``eot`` field every gradient attack declares: how many stochastic forward and backward
+    passes each of its gradients averages (:func:`advgrad.gradient.expectation`); it belongs in
+    ``at_least_one`` and, as a factor, in ``cost_formula``."""
+    return param(1, EOT_HELP)
+
+
+def eot_draws(params: Any) -> int:
+    """The EOT draws of an attack's parameters: its ``eot`` field, 1 for an attack without one."""
+    value = getattr(params, "eot", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
 def parse_step(text: str, name: str) -> float:
     """A step size or rate as written on the command line: a number or a fraction (``2/255``),
     finite and > 0 (a default step may be 0, at ε = 0; a step given as 0 would never move)."""
@@ -62,6 +81,9 @@ class AttackParams:
     # ``classes``, the model's number of classes). Declared once per attack; the ``advgrad
     # attacks`` listing and the cost estimate of ``advgrad eval`` both read it.
     cost_formula: ClassVar[str] = "1"
+    # Facts that are no parameters (no option sets them) but belong with them in every report, e.g.
+    # the AutoAttack version a preset reproduces: ``{"version": "rand"}``. :meth:`to_dict` adds them.
+    constants: ClassVar[dict[str, Any]] = {}
 
     def passes_per_sample(self, classes: int = 10) -> int:
         """What :attr:`cost_formula` gives for these parameters: an upper bound on the model passes
@@ -110,7 +132,8 @@ class AttackParams:
             get_loss(loss)  # an unknown objective is refused before any work starts
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The parameters by name, and the class's :attr:`constants`."""
+        return {**dataclasses.asdict(self), **self.constants}
 
     @classmethod
     def describe(cls) -> list[dict[str, Any]]:

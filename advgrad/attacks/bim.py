@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -19,16 +19,17 @@ class BIMParams(AttackParams):
     steps: int = param(10, "iterations")
     step_size: float | None = param(None, "step size α", shown="1.25·ε/steps", parse=parse_step)
     loss: str = param("ce", "objective: ce, margin or dlr")
+    eot: int = eot_param()
 
-    at_least_one = ("steps",)
-    cost_formula = "steps"
+    at_least_one = ("steps", "eot")
+    cost_formula = "steps*eot"
 
     def resolve(self, threat: ThreatModel) -> BIMParams:
         return self.fill(step_size=1.25 * threat.eps / max(self.steps, 1))
 
     def loop_config(self) -> LoopConfig:
         """How the shared loop runs with these (resolved) parameters."""
-        return LoopConfig(steps=self.steps, step_size=self.step_size, random_start=False, loss=self.loss)
+        return LoopConfig(steps=self.steps, step_size=self.step_size, random_start=False, loss=self.loss, eot=self.eot)
 
 
 def bim(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step, prepare_params
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step, prepare_params
 from advgrad.errors import UsageError
-from advgrad.gradient import frozen
+from advgrad.gradient import expectation, frozen
 from advgrad.losses import is_successful, margin
 from advgrad.threat import ThreatModel
 
@@ -30,9 +31,10 @@ class CWParams(AttackParams):
     binary_steps: int = param(9, "binary-search steps over the constant c")
     initial_const: float = param(1.0, "first value of c")
     confidence: float = param(0.0, "κ: required margin of the wrong (or target) class")
+    eot: int = eot_param()
 
-    at_least_one = ("steps", "binary_steps")
-    cost_formula = "steps*binary_steps"
+    at_least_one = ("steps", "binary_steps", "eot")
+    cost_formula = "steps*binary_steps*eot"
 
     def validate(self) -> None:
         super().validate()
@@ -93,6 +95,17 @@ def cw(
     c_hi = torch.full_like(const, float("inf"))
     best = x.clone()
     best_dist = torch.full((n,), float("inf"), device=x.device)
+
+    def draw(w: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One pass: ∂/∂w of ‖x' − x‖₂² + c·max(κ − margin, 0), the logits and the margin."""
+        x_new = from_tanh_space(w, lower, upper)
+        logits = model(x_new).float()
+        dist = (x_new - x).flatten(1).pow(2).sum(dim=1)
+        gap = margin(logits, y, target)  # > 0: wrong (or target) class ahead by that much
+        loss = dist + c * (params.confidence - gap).clamp_min(0)
+        (grad,) = torch.autograd.grad(loss.sum(), w)
+        return grad, logits.detach(), gap.detach()
+
     with frozen(model), torch.enable_grad():
         for _ in range(params.binary_steps):
             w = w0.clone().requires_grad_(True)
@@ -102,13 +115,11 @@ def cw(
             for i in range(params.steps):
                 for group in optimiser.param_groups:  # cosine decay: long moves first, precision last
                     group["lr"] = params.step_size * 0.5 * (1 + math.cos(math.pi * i / params.steps))
-                x_new = from_tanh_space(w, lower, upper)
-                logits = model(x_new).float()
-                dist = (x_new - x).flatten(1).pow(2).sum(dim=1)
-                gap = margin(logits, y, target)  # > 0: wrong (or target) class ahead by that much
-                loss = dist + c * (params.confidence - gap).clamp_min(0)
-                (grad,) = torch.autograd.grad(loss.sum(), w)
+                # EOT: gradient, logits and margin are the means of params.eot draws
+                grad, logits, gap = expectation(params.eot, partial(draw, w, c))
                 with torch.no_grad():
+                    x_new = from_tanh_space(w, lower, upper)
+                    dist = (x_new - x).flatten(1).pow(2).sum(dim=1)
                     ok = is_successful(logits, y, target) & (gap >= params.confidence)
                     closer = ok & (dist.float() < best_dist)
                     best[closer] = x_new.detach()[closer]

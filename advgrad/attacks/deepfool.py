@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.minimal import SHRINK_STEPS, shrink
 from advgrad.errors import UsageError
 from advgrad.geometry import TINY, NormGeometry
-from advgrad.gradient import frozen
+from advgrad.gradient import expectation, frozen
 from advgrad.losses import is_successful, ranked_other_classes
 from advgrad.threat import ThreatModel
 
@@ -25,10 +25,11 @@ class DeepFoolParams(AttackParams):
 
     steps: int = param(50, "maximum iterations")
     overshoot: float = param(0.02, "η: the accumulated step is scaled by 1 + η so that it crosses the boundary")
+    eot: int = eot_param()
 
-    at_least_one = ("steps",)
-    # per step a forward pass and a gradient per candidate class, then the shrinking bisection
-    cost_formula = f"(steps + 1)*min(classes, {CANDIDATES}) + {SHRINK_STEPS + 1}"
+    at_least_one = ("steps", "eot")
+    # per step a forward pass and a gradient per candidate class (eot times), then the shrinking bisection
+    cost_formula = f"(steps + 1)*min(classes, {CANDIDATES})*eot + {SHRINK_STEPS + 1}"
 
 
 def _linear_step(f: Tensor, w: Tensor, geometry: NormGeometry) -> tuple[Tensor, Tensor]:
@@ -40,9 +41,23 @@ def _linear_step(f: Tensor, w: Tensor, geometry: NormGeometry) -> tuple[Tensor, 
     return distance, distance.reshape((-1,) + (1,) * (w.dim() - 1)) * geometry.steepest(w)
 
 
-def _class_gradients(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, others: Tensor | None):
+def _class_gradients(
+    model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, others: Tensor | None, eot: int = 1
+):
     """Logits at x and, per candidate j, (f_j, ∇f_j) with f_j = z_{k_j} − z_y (untargeted, k_j the
-    j-th candidate) or f = z_t − z_c (targeted, c the current top class other than t)."""
+    j-th candidate) or f = z_t − z_c (targeted, c the current top class other than t); with ``eot``
+    > 1 each is the mean over that many passes (expectation over transformation)."""
+
+    def draw() -> tuple[Tensor, ...]:
+        logits, pairs = _one_pass_gradients(model, x, y, target, others)
+        return (logits, *(t for pair in pairs for t in pair))
+
+    logits, *rest = expectation(eot, draw)
+    return logits, list(zip(rest[0::2], rest[1::2], strict=True))
+
+
+def _one_pass_gradients(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None, others: Tensor | None):
+    """One forward pass and a backward pass per candidate: see :func:`_class_gradients`."""
     x_var = x.detach().requires_grad_(True)
     logits = model(x_var).float()
     if target is not None:
@@ -106,7 +121,7 @@ def deepfool(
             if active.numel() == 0:
                 break
             t = None if target is None else target[active]
-            logits, pairs = _class_gradients(model, x_adv[active], y[active], t, others[active])
+            logits, pairs = _class_gradients(model, x_adv[active], y[active], t, others[active], params.eot)
             done = is_successful(logits, y[active], t)
             success[active[done]] = True
             if it == params.steps:

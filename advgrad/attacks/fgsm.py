@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -20,15 +20,19 @@ class FGSMParams(AttackParams):
     step_size: float | None = param(None, "step size", shown="ε", parse=parse_step)
     random_start: bool = param(False, "start from a uniform random point of the ε-ball (R+FGSM)")
     loss: str = param("ce", "objective: ce, margin or dlr")
+    eot: int = eot_param()
 
-    cost_formula = "1"
+    at_least_one = ("eot",)
+    cost_formula = "eot"
 
     def resolve(self, threat: ThreatModel) -> FGSMParams:
         return self.fill(step_size=threat.eps)
 
     def loop_config(self) -> LoopConfig:
         """How the shared loop runs with these (resolved) parameters."""
-        return LoopConfig(steps=1, step_size=self.step_size, random_start=self.random_start, loss=self.loss)
+        return LoopConfig(
+            steps=1, step_size=self.step_size, random_start=self.random_start, loss=self.loss, eot=self.eot
+        )
 
 
 def fgsm(

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, prepare_params
 from advgrad.geometry import L1_SPARSITY, TINY
 from advgrad.geometry import movable as box_movable
-from advgrad.gradient import frozen
+from advgrad.gradient import expectation, frozen
 from advgrad.losses import finite_rows, get_loss, is_successful
 from advgrad.threat import ThreatModel
 
@@ -33,7 +33,8 @@ from advgrad.threat import ThreatModel
 @dataclass(frozen=True)
 class LoopConfig:
     """How the shared loop runs: ``steps`` gradient steps of size ``step_size`` from a random or
-    zero start, ``restarts`` times (best result per sample kept), with optional momentum μ."""
+    zero start, ``restarts`` times (best result per sample kept), with optional momentum μ; each
+    gradient averages ``eot`` stochastic passes (expectation over transformation)."""
 
     steps: int
     step_size: float
@@ -42,6 +43,7 @@ class LoopConfig:
     momentum: float | None = None
     loss: str = "ce"
     l1_sparsity: float = L1_SPARSITY
+    eot: int = 1  # forward and backward passes averaged into each gradient (randomized models)
 
 
 @dataclass
@@ -88,15 +90,23 @@ def movable(x_adv: Tensor, grad: Tensor, threat: ThreatModel) -> Tensor:
 
 
 def gradient_of(
-    model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, loss: str
+    model: nn.Module, x_adv: Tensor, y: Tensor, target: Tensor | None, loss: str, eot: int = 1
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """(∇ₓJ, logits, J) at ``x_adv`` for the objective ``loss``; the caller enables grad."""
+    """(∇ₓJ, logits, J) at ``x_adv`` for the objective ``loss``; the caller enables grad. With
+    ``eot`` > 1 each is the mean over that many forward and backward passes (expectation over
+    transformation, :func:`advgrad.gradient.expectation`): the gradient of E[J] on a randomized
+    model, and the mean logits, by which early stop judges success."""
     objective = get_loss(loss)
     x_var = x_adv.detach().requires_grad_(True)
-    logits = model(x_var)
-    value = objective(_at_least_float32(logits), y, target)
-    (grad,) = torch.autograd.grad(value.sum(), x_var)
-    return grad, logits.detach(), value.detach()
+
+    def draw() -> tuple[Tensor, Tensor, Tensor]:
+        logits = model(x_var)
+        value = objective(_at_least_float32(logits), y, target)
+        (grad,) = torch.autograd.grad(value.sum(), x_var)
+        return grad, logits.detach(), value.detach()
+
+    grad, logits, value = expectation(eot, draw)
+    return grad, logits, value
 
 
 def _per_row(mask: Tensor, like: Tensor) -> Tensor:
@@ -154,7 +164,7 @@ def _one_run(
     for _ in range(config.steps):
         if batch.index.numel() == 0:
             break
-        grad, logits, _ = gradient_of(model, batch.x_adv, batch.y, batch.target, config.loss)
+        grad, logits, _ = gradient_of(model, batch.x_adv, batch.y, batch.target, config.loss, config.eot)
         batch.halt_non_finite(finite_rows(logits))
         grad = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
         if early_stop:

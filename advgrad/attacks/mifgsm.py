@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -20,9 +20,10 @@ class MIFGSMParams(AttackParams):
     step_size: float | None = param(None, "step size α", shown="ε/steps", parse=parse_step)
     momentum: float = param(1.0, "decay factor μ of the accumulated gradient")
     loss: str = param("ce", "objective: ce, margin or dlr")
+    eot: int = eot_param()
 
-    at_least_one = ("steps",)
-    cost_formula = "steps"
+    at_least_one = ("steps", "eot")
+    cost_formula = "steps*eot"
 
     def resolve(self, threat: ThreatModel) -> MIFGSMParams:
         return self.fill(step_size=threat.eps / max(self.steps, 1))
@@ -30,7 +31,12 @@ class MIFGSMParams(AttackParams):
     def loop_config(self) -> LoopConfig:
         """How the shared loop runs with these (resolved) parameters."""
         return LoopConfig(
-            steps=self.steps, step_size=self.step_size, random_start=False, momentum=self.momentum, loss=self.loss
+            steps=self.steps,
+            step_size=self.step_size,
+            random_start=False,
+            momentum=self.momentum,
+            loss=self.loss,
+            eot=self.eot,
         )
 
 

@@ -77,16 +77,22 @@ def find_minimal(
     params: AttackParams | None = None,
     target: Tensor | None = None,
     generator: torch.Generator | None = None,
+    predictions: int = 1,
 ) -> MinimalResult:
     """Run a minimal attack without a budget and check what it found.
 
     ``norm`` is ‖x_adv − x‖ recomputed here, ``fooled`` comes from a new forward pass (argmax ≠ y, with
     finite logits).
     A sample the attack cannot fool has ``fooled`` False; its norm is that of whatever it returned.
+    With ``predictions`` > 1 (a randomized model, :mod:`advgrad.randomized`) a sample is fooled when
+    any of that many forward passes misclassifies it.
     """
     threat = unbounded_threat(norm, x)
     x_adv = run_attack(spec, model, x, y, threat=threat, params=params, target=target, generator=generator)
     with frozen(model), torch.no_grad():
         logits = model(x_adv)
         fooled = (logits.argmax(dim=1) != y) & finite_rows(logits)  # NaN/Inf logits never count as fooled
+        for _ in range(predictions - 1):
+            again = model(x_adv)
+            fooled |= (again.argmax(dim=1) != y) & finite_rows(again)
     return MinimalResult(x_adv, threat.norm_of(x_adv - x), fooled)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, parse_step
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
 from advgrad.attacks.iterative import LoopConfig, loop_attack
 from advgrad.threat import ThreatModel
 
@@ -23,9 +23,10 @@ class PGDParams(AttackParams):
     random_start: bool = param(True, "start from a uniform random point of the ε-ball")
     restarts: int = param(1, "random restarts; the best result per sample is kept")
     loss: str = param("ce", "objective: ce, margin or dlr")
+    eot: int = eot_param()
 
-    at_least_one = ("steps", "restarts")
-    cost_formula = "steps*restarts"
+    at_least_one = ("steps", "restarts", "eot")
+    cost_formula = "steps*restarts*eot"
 
     def resolve(self, threat: ThreatModel) -> PGDParams:
         return self.fill(step_size=2.5 * threat.eps / max(self.steps, 1))
@@ -38,6 +39,7 @@ class PGDParams(AttackParams):
             random_start=self.random_start,
             restarts=self.restarts,
             loss=self.loss,
+            eot=self.eot,
         )
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.apgd import APGDParams, APGDTParams, apgd, apgd_targeted
-from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
+from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.attacks.square import SquareParams, square
 from advgrad.gradient import frozen
@@ -25,9 +25,11 @@ class StrongParams(AttackParams):
     restarts: int = param(1, "APGD random restarts")
     target_classes: int = param(9, "APGD-T: how many of the most likely wrong classes to target")
     queries: int = param(5000, "Square: model evaluations per sample")
+    eot: int = eot_param()
 
-    at_least_one = ("steps", "restarts", "target_classes", "queries")
-    cost_formula = "steps*restarts + steps*restarts*target_classes + queries"  # APGD-CE, APGD-T, Square
+    at_least_one = ("steps", "restarts", "target_classes", "queries", "eot")
+    # APGD-CE, APGD-T (each gradient averaged over eot passes), Square
+    cost_formula = "steps*restarts*eot + steps*restarts*target_classes*eot + queries"
 
 
 def strong(
@@ -57,16 +59,12 @@ def strong(
     >>> x_adv = strong(model, x, y, threat=ThreatModel("inf", 8 / 255))
     """
     params = prepare_params(params, StrongParams, threat)
-    generator = generator if generator is not None else fresh_generator(x.device)
-    x = x.detach()
-    result = x.clone()
-    fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     with frozen(model):
         with torch.no_grad():
             classes = model(x[:1]).shape[1] if x.shape[0] else 0
         targeted_loss = "dlr" if classes >= 4 else "ce"  # the targeted DLR needs 4 classes
         stages = [
-            (apgd, APGDParams(steps=params.steps, restarts=params.restarts, loss="ce")),
+            (apgd, APGDParams(steps=params.steps, restarts=params.restarts, loss="ce", eot=params.eot)),
             (
                 apgd_targeted,
                 APGDTParams(
@@ -74,32 +72,55 @@ def strong(
                     restarts=params.restarts,
                     loss=targeted_loss,
                     target_classes=params.target_classes,
+                    eot=params.eot,
                 ),
             ),
             (square, SquareParams(queries=params.queries)),
         ]
-        for k, (attack, stage_params) in enumerate(stages):
-            idx = (~fooled).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            t = None if target is None else target[idx]
-            adv = attack(
-                model,
-                x[idx],
-                y[idx],
-                threat=threat,
-                params=stage_params,
-                target=t,
-                generator=generator,
-                early_stop=early_stop,
-            )
-            adv = threat.clip(adv.to(x.dtype), x[idx])
-            with torch.no_grad():
-                ok = is_successful(model(adv).float(), y[idx], t)
-            if k == 0:
-                result[idx] = adv
-            result[idx[ok]] = adv[ok]
-            fooled[idx[ok]] = True
+        return cascade(model, x, y, stages, threat=threat, target=target, generator=generator, early_stop=early_stop)
+
+
+def cascade(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    stages: list[tuple[AttackFunction, AttackParams]],
+    *,
+    threat: ThreatModel,
+    target: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    early_stop: bool = False,
+) -> Tensor:
+    """Run each ``(attack, params)`` of ``stages`` in turn on the samples that every earlier stage
+    left classified correctly (or not at the target). Per sample it returns the first adversarial
+    example a stage finds, confirmed by a forward pass, else the first stage's point. The caller
+    freezes the model (:func:`advgrad.gradient.frozen`)."""
+    generator = generator if generator is not None else fresh_generator(x.device)
+    x = x.detach()
+    result = x.clone()
+    fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for k, (attack, stage_params) in enumerate(stages):
+        idx = (~fooled).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        t = None if target is None else target[idx]
+        adv = attack(
+            model,
+            x[idx],
+            y[idx],
+            threat=threat,
+            params=stage_params,
+            target=t,
+            generator=generator,
+            early_stop=early_stop,
+        )
+        adv = threat.clip(adv.to(x.dtype), x[idx])
+        with torch.no_grad():
+            ok = is_successful(model(adv).float(), y[idx], t)
+        if k == 0:
+            result[idx] = adv
+        result[idx[ok]] = adv[ok]
+        fooled[idx[ok]] = True
     return result
 
 

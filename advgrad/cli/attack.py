@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from advgrad.attacks import get_attack
+from advgrad.attacks.base import eot_draws
 from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe, warn_ignored, warn_large_eps
 from advgrad.cli.console import handle_errors, info, out, sweep_progress, warn
@@ -15,6 +16,7 @@ from advgrad.cli.paths import check_output_paths, images_file, input_paths
 from advgrad.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
+from advgrad.numeric import check_number
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 from advgrad.targets import parse_target
@@ -46,6 +48,7 @@ def attack(
     norm: o.NormOpt = "inf",
     attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
     target: o.TargetOpt = None,
+    predictions: o.PredictionsOpt = None,
     early_stop: Annotated[
         bool,
         typer.Option(
@@ -84,6 +87,8 @@ def attack(
         {"--images": images},
     )
     spec = get_attack(method)
+    if predictions is not None:  # refused before anything is loaded
+        check_number(predictions, "predictions", integer=True, minimum=1)
     threat = ThreatModel(parse_norm(norm), parse_eps(eps))
     spec.check_norm(threat.norm)
     warn_ignored(spec, attack_opts)
@@ -106,6 +111,7 @@ def attack(
             early_stop=early_stop,
             device=inputs.device,
             monitor=monitor,
+            predictions=predictions,
         )
     summary.eps_label = eps_text(eps)
     if summary.nonfinite_clean or summary.nonfinite_inputs:
@@ -141,5 +147,8 @@ def attack(
         )
         info(f"wrote {path}")
     report = {**summary.to_dict(), "params": resolved, "seed": io_options.seed, "early_stop": early_stop}
+    passes = predictions if predictions is not None else eot_draws(params)
+    if passes > 1:  # a randomized model's predictions were judged over this many passes
+        report["predictions"] = passes
     if not emit_json(json_out, report):
         out.print(summary_table(summary))

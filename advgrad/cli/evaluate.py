@@ -55,6 +55,7 @@ def eval_command(
     norm: o.NormOpt = "inf",
     attack_opts: dict = None,  # type: ignore[assignment]  # --steps, --momentum…: see with_attack_options
     target: o.TargetOpt = None,
+    predictions: o.PredictionsOpt = None,
     early_stop: Annotated[
         bool,
         typer.Option(
@@ -124,6 +125,7 @@ def eval_command(
         early_stop=early_stop,
         examples=EXAMPLES_KEPT,
         certify=None if certify is None else certify.strip().lower(),
+        predictions=predictions,
     )
     if config.certify is not None:
         check_bounds_runtime(io_options, "--certify", config)

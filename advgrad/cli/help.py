@@ -24,6 +24,8 @@ METAVARS = {  # options whose value has a better name than its type
     "weights": "WEIGHTS",
     "model_args": "KEY=VALUE",
     "model_arg": "KEY=VALUE",
+    "bpda": "NAME[=MOD:FN]",
+    "predictions": "K",
     "mean": "MEAN",
     "std": "STD",
     "data": "DATA",

@@ -58,6 +58,20 @@ ModelArgOpt = Annotated[
         show_default=False,
     ),
 ]
+BpdaOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--bpda",
+        help=(
+            "BPDA for a model built in code: NAME runs the submodule NAME (as named by named_modules()) forward "
+            "but differentiates it as the identity; NAME=package.module:callable differentiates it as that "
+            "callable instead. For quantising, JPEG-like or filtering layers that block gradients. Repeat, or "
+            "separate with commas (Athalye, Carlini & Wagner 2018)."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
+]
 UnsafePickleOpt = Annotated[
     bool,
     typer.Option(
@@ -228,6 +242,19 @@ NormOpt = Annotated[
         rich_help_panel=ATTACK_PANEL,
     ),
 ]
+PredictionsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--predictions",
+        help=(
+            "For a randomized model: forward passes behind each prediction that decides a number; a sample counts "
+            "as correct only when all of them are correct, and as fooled when any is wrong (default: the attacks' "
+            "--eot, so 1 for a deterministic run)."
+        ),
+        rich_help_panel=ATTACK_PANEL,
+        show_default=False,
+    ),
+]
 TargetOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -279,6 +306,7 @@ INPUT_OPTIONS: dict[str, _Input] = {
     "weights": _Input(WeightsOpt),
     "model_arg": _Input(ModelArgOpt, "model_args", lambda v: tuple(v or ())),
     "unsafe_pickle": _Input(UnsafePickleOpt),
+    "bpda": _Input(BpdaOpt, convert=lambda v: tuple(v or ())),
     "mean": _Input(MeanOpt, convert=lambda v: parse_channels(v, "mean")),
     "std": _Input(StdOpt, convert=lambda v: parse_channels(v, "std")),
     "data": _Input(DataOpt),

@@ -65,10 +65,11 @@ class InputOptions:
     compile: bool = False
     channels_last: bool | None = None
     threads: str = "auto"
+    bpda: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for key in ("model_args", "mean", "std"):
+        for key in ("model_args", "mean", "std", "bpda"):
             out[key] = None if out[key] is None else list(out[key])
         return out
 
@@ -86,6 +87,7 @@ class InputOptions:
             unsafe_pickle=self.unsafe_pickle,
             mean=self.mean,
             std=self.std,
+            bpda=self.bpda,
         )
 
 

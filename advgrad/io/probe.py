@@ -135,7 +135,8 @@ def _behaviour_warnings(model: nn.Module, x: Tensor, logits: Tensor) -> list[str
     if not _close(_forward(model, x), logits):
         found.append(
             "the model's outputs differ between two identical calls: something random is active (dropout, noise); "
-            "gradient attacks on a random model overstate robustness"
+            "gradient attacks on a random model overstate robustness unless they average many passes "
+            "(`--eot 20`, or `--attack autoattack-rand`)"
         )
     if x.shape[0] > 1:  # attacks shrink batches as samples are fooled: a batch of one must work
         alone = _forward(model, x[:1], _one_sample_failure)

@@ -5,7 +5,8 @@ ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advg
 ``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.model.factories`). Every loader
 returns a module in eval mode on the requested device; ``--mean``/``--std`` (or the
 normalisation of torchvision's pretrained weights) is put in front of it, so that it takes
-pixels in [0, 1]. Loading never executes code from a file unless ``--unsafe-pickle`` says so.
+pixels in [0, 1]; ``--bpda`` replaces the backward pass of named submodules before that
+(:mod:`advgrad.io.model.bpda`). Loading never executes code from a file unless ``--unsafe-pickle`` says so.
 New forms of ``--model`` are a new :class:`ModelFormat` in ``FORMATS``.
 """
 
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from advgrad.errors import ModelError, Notice, UsageError
+from advgrad.io.model.bpda import apply_bpda, parse_bpda
 from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
 from advgrad.io.model.model_files import load_model_file
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
@@ -109,6 +111,7 @@ def load_model(spec: str | None = None, options: ModelOptions | None = None) -> 
     options = options or ModelOptions()
     spec = DEFAULT_MODEL if spec is None else str(spec)
     Normalization.from_options(options.mean, options.std)  # bad --mean/--std fail before any loading
+    bpda = parse_bpda(options.bpda)  # so does a badly written --bpda
     for fmt in FORMATS:
         if fmt.matches(spec):
             if not fmt.builds and (options.weights is not None or options.model_args):
@@ -119,6 +122,9 @@ def load_model(spec: str | None = None, options: ModelOptions | None = None) -> 
                     params=given,
                 )
             loaded = fmt.load(spec, options)
+            if bpda:  # on the user's own module tree, before the normalisation wrapper is put in front
+                apply_bpda(loaded.module, bpda, loaded.kind, spec)
+                loaded.extra["bpda"] = [r.text for r in bpda]
             _normalize(loaded, options)
             loaded.module.eval()
             return loaded

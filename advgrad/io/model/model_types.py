@@ -51,7 +51,8 @@ class ModelOptions:
     ``weights``: a weights file, or ``DEFAULT``/an enum entry for ``torchvision:NAME``;
     ``model_args``: keyword arguments for ``package.module:callable`` or a torchvision builder;
     ``unsafe_pickle``: allow unpickling that runs code from the file (trusted files only);
-    ``mean``/``std``: per-channel normalisation put in front of the model.
+    ``mean``/``std``: per-channel normalisation put in front of the model;
+    ``bpda``: ``--bpda`` values, submodules whose backward pass a stand-in replaces (:mod:`advgrad.io.model.bpda`).
     """
 
     device: torch.device = torch.device("cpu")
@@ -60,3 +61,4 @@ class ModelOptions:
     unsafe_pickle: bool = False
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    bpda: tuple[str, ...] = ()
