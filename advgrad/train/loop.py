@@ -167,7 +167,8 @@ class Trainer:
             if state.get(key) != value:
                 differ = sorted(k for k in set(value) | set(state.get(key) or {}) if value.get(k) != state[key].get(k))
                 raise UsageError(
-                    f"the checkpoint {path} is of another run ({', '.join(differ)} differ); run with the same "
+                    f"the checkpoint {path} is of another run ({', '.join(differ)} differ{'s' if len(differ) == 1 else ''}); "
+                    "run with the same "
                     "options, or without --resume to start again"
                 )
         self.module.load_state_dict(state["model"])
