@@ -200,6 +200,8 @@ def test_train_writes_weights_program_log_and_checkpoint_and_prints_the_report(t
     with torch.no_grad():
         expected = float((model.eval()(x).argmax(1) == y).float().mean())
     assert json.loads((tmp_path / "r.json").read_text())["clean_accuracy"] == pytest.approx(expected)
+    certify = invoke(["certify", "--model", program, "--data", margin_file, "--method", "ibp", "--eps", "0.01"])
+    assert certify.exit_code == 0, certify.stderr  # the exported graph module keeps its mode (it refuses train())
 
 
 def test_an_interrupted_train_resumes_to_the_uninterrupted_weights(tmp_path, margin_file, monkeypatch):
@@ -294,3 +296,28 @@ def test_two_gloo_processes_reach_the_weights_of_one_process(tmp_path, margin_fi
     for key in one:
         assert torch.allclose(one[key], two[key], atol=1e-5, rtol=1e-5), key
     assert not all(torch.equal(one[k], mlp().state_dict()[k]) for k in one)  # it did train
+
+
+def test_a_config_file_sets_training_options_and_the_command_line_overrides_it(tmp_path, margin_file):
+    config = tmp_path / "train.toml"
+    config.write_text('method = "noise"\nsigma = 0.1\nepochs = 1\nlr = 0.05\nmodel = "train_models:mlp"\n')
+    log = tmp_path / "log.json"
+    args = ["train", "--config", config, "--data", margin_file, "--epochs", "2", "--no-report", "--log", log]
+    result = invoke([*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(log.read_text())
+    assert document["config"]["method"] == "noise" and document["config"]["sigma"] == 0.1
+    assert len(document["epochs"]) == 2
+
+
+def test_the_robust_default_model_resists_pgd_where_the_standard_one_does_not():
+    from advgrad.io.data.load import load_default
+    from advgrad.io.model.load import load_model
+
+    x, y = load_default("test").fetch(torch.arange(150))
+    robust, standard = load_model("default-robust"), load_model()
+    assert "adversarially trained" in robust.description
+    with torch.no_grad():
+        assert float((robust.module(x).argmax(1) == y).float().mean()) >= 0.97
+    robust_pgd, standard_pgd = _robust_accuracy(robust.module, x, y, 0.1), _robust_accuracy(standard.module, x, y, 0.1)
+    assert robust_pgd >= 0.8 and standard_pgd <= 0.5, (robust_pgd, standard_pgd)

@@ -420,7 +420,7 @@ def export_model(model: nn.Module, example: Tensor) -> torch.export.ExportedProg
         raise UnsupportedOperation(f"the bounds cannot trace the model with torch.export: {first}") from None
     finally:
         for m, training in modes.items():
-            m.train(training)
+            m.training = training  # the attribute: an exported graph module refuses train()
 
 
 def build_graph(
