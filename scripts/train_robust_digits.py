@@ -4,7 +4,7 @@
 
 PGD adversarial training (Madry et al. 2018; L∞, ε = 0.1, 7 steps, ε ramped up over the first 10
 epochs) of the DigitsCNN on the whole embedded train split, 60 epochs of Adam with a cosine schedule,
-seed 0, one CPU thread (about 3 minutes on one core). Writes
+seed 0, one CPU thread (the loop took 396 s on one core of a busy 2-core machine). Writes
 advgrad/assets/digits_cnn_robust.safetensors, then measures it on the held-out test split with
 ``advgrad eval --attack strong`` (APGD-CE, APGD-T and Square) at ε = 0.1.
 """
