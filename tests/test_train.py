@@ -321,3 +321,12 @@ def test_the_robust_default_model_resists_pgd_where_the_standard_one_does_not():
         assert float((robust.module(x).argmax(1) == y).float().mean()) >= 0.97
     robust_pgd, standard_pgd = _robust_accuracy(robust.module, x, y, 0.1), _robust_accuracy(standard.module, x, y, 0.1)
     assert robust_pgd >= 0.8 and standard_pgd <= 0.5, (robust_pgd, standard_pgd)
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_no_weights(tmp_path, margin_file):
+    out = tmp_path / "w.safetensors"
+    args = ["train", "--model", "train_models:mlp", "--data", margin_file, "--lr", "1e30", "--epochs", "2"]
+    result = invoke([*args, "--device", "cpu", "--out", out])
+    assert result.exit_code == 2 and result.stdout == "", result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: training diverged") and "--lr" in result.stderr
+    assert not out.exists()

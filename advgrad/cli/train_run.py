@@ -264,6 +264,7 @@ def _final_report(
     """The eval report of the trained model on the validation samples: clean, PGD-20 at ε and, for
     certified training, CROWN-certified accuracy."""
     from advgrad.attacks import get_attack
+    from advgrad.cli.console import out
     from advgrad.cli.outputs import print_terminal
     from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
@@ -279,8 +280,10 @@ def _final_report(
                 int((module(x.to(device)).argmax(1) == y.to(device)).sum())
                 for x, y in source.stream(val_idx, config.batch_size, 0)
             )
-        info(
-            f"validation: clean accuracy {100 * correct / len(val_idx):.1f}% ({correct}/{len(val_idx)}); no --eps, no attack"
+        out.print(
+            f"clean accuracy {100 * correct / len(val_idx):.1f}% ({correct}/{len(val_idx)}) on the validation samples "
+            "(no --eps: no attack)",
+            markup=False,
         )
         return
     eval_config = EvalConfig(

@@ -274,6 +274,11 @@ class Trainer:
         if self.dist.world_size > 1:
             dist.all_reduce(totals)
         n = int(totals[2])
+        if not math.isfinite(float(totals[0])):
+            raise UsageError(
+                f"training diverged: the loss is not finite in epoch {epoch + 1}; lower `lr` (or check the data)",
+                params="lr",
+            )
         val = self.validate(epoch) if self.dist.is_main else (None, None, None)
         return EpochLog(
             epoch=epoch + 1,
