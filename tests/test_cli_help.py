@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["", "attack", "attacks", "eval", "grad", "info", "compare"]
+COMMANDS = ["", "attack", "attacks", "eval", "grad", "info", "compare", "train"]
 
 
 def _help(command: str) -> list[str]:

@@ -85,7 +85,7 @@ class BoundedModel:
                 return model(x)
         finally:
             for m, training in modes.items():
-                m.train(training)
+                m.training = training  # the attribute: an exported graph module refuses train()
 
 
 def margin_bounds(

@@ -429,7 +429,7 @@ def export_model(model: nn.Module, example: Tensor) -> torch.export.ExportedProg
         raise UnsupportedOperation(f"the bounds cannot trace the model with torch.export: {first}") from None
     finally:
         for m, training in modes.items():
-            m.train(training)
+            m.training = training  # the attribute: an exported graph module refuses train()
 
 
 class _Recorder(nn.Module):
@@ -495,8 +495,17 @@ def _without_torchscript(model: nn.Module, batch: Tensor):
             setattr(parent, name, child)
 
 
-def build_graph(model: nn.Module | torch.export.ExportedProgram, example: Tensor) -> BoundGraph:
-    """The bounded-operator graph of ``model`` for inputs shaped like ``example`` (N, ...)."""
+def build_graph(
+    model: nn.Module | torch.export.ExportedProgram, example: Tensor, values: dict[str, Tensor] | None = None
+) -> BoundGraph:
+    """The bounded-operator graph of ``model`` for inputs shaped like ``example`` (N, ...).
+
+    Weights and buffers are detached copies of the program's own, unless ``values`` maps their
+    state-dict names to tensors: then those are used as they are (the live parameters of the
+    model being trained), and the constants computed from them keep their autograd graph, so
+    bounds computed on the graph are differentiable with respect to the weights. Such a graph is
+    valid for one optimisation step; build it again after the weights change (the export, the
+    costly part, is done once: pass the :class:`torch.export.ExportedProgram`)."""
     ep = export_model(model, example)
     sig = ep.graph_signature
     lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
@@ -518,8 +527,11 @@ def build_graph(model: nn.Module | torch.export.ExportedProgram, example: Tensor
         if node.op == "placeholder":
             if node.name in lifted:
                 target = lifted[node.name]
-                value = ep.state_dict[target] if target in ep.state_dict else ep.constants[target]
-                value = value.detach().to(device)
+                if values is not None and target in values:
+                    value = values[target].to(device)
+                else:
+                    value = ep.state_dict[target] if target in ep.state_dict else ep.constants[target]
+                    value = value.detach().to(device)
                 consts[node.name] = value.to(dtype) if value.is_floating_point() else value
             elif user_input is None:
                 user_input = node.name
@@ -545,7 +557,7 @@ def build_graph(model: nn.Module | torch.export.ExportedProgram, example: Tensor
                 if any(a is BATCH for a in _leaves((args, kwargs))):
                     consts[node.name] = BATCH
                 else:
-                    with torch.no_grad():
+                    with torch.set_grad_enabled(values is not None and torch.is_grad_enabled()):
                         consts[node.name] = node.target(*args, **kwargs)
             else:
                 build = RULES.get(node.target)

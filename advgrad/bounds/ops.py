@@ -60,7 +60,9 @@ class Affine(BoundOp):
         """c = L(0) + c, shape (1, *out)."""
         if self._offset is None:
             zeros = [torch.zeros((1, *s), dtype=like.dtype, device=like.device) for s in self.in_shapes]
-            self._offset = self.apply(zeros).detach()
+            # not detached: on a graph of live weights (training) the constant term carries the bias's
+            # gradient; under no_grad (certification) there is no graph to keep anyway
+            self._offset = self.apply(zeros)
         return self._offset
 
     def interval(self, bounds: Sequence[Interval]) -> Interval:

@@ -20,6 +20,7 @@ from advgrad.cli.group import AdvgradGroup
 from advgrad.cli.help import HelpCommand
 from advgrad.cli.info import info_command
 from advgrad.cli.shipped import config_app, docs_command
+from advgrad.cli.train import train_command
 
 app = typer.Typer(
     name="advgrad",
@@ -90,6 +91,7 @@ app.command("grad", cls=HelpCommand)(grad)
 app.command("info", cls=HelpCommand)(info_command)
 app.command("compare", cls=HelpCommand)(compare_command)
 app.command("certify", cls=HelpCommand)(certify_command)
+app.command("train", cls=HelpCommand)(train_command)
 app.add_typer(config_app, name="config")
 app.command("docs", cls=HelpCommand)(docs_command)
 

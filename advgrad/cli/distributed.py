@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node N -m advgrad eval …`` runs N copies of the command. Rank 0 prints,
 shows progress and writes every output; the other ranks stay silent except for their own errors
-(prefixed ``[rank K]``). Only ``eval`` shares its work out; the other commands refuse to run
+(prefixed ``[rank K]``). Only ``eval`` and ``train`` share their work out; the other commands refuse to run
 under a launch of several processes rather than repeat the same work N times.
 """
 
@@ -20,7 +20,7 @@ from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, p
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 from advgrad.io.inputs import InputOptions
 
-DISTRIBUTED_COMMANDS = ("eval", "certify")
+DISTRIBUTED_COMMANDS = ("eval", "certify", "train")
 
 
 def setup_process(command: str | None) -> None:
@@ -34,7 +34,7 @@ def setup_process(command: str | None) -> None:
             quiet_rank(launch.rank)
         if command is not None and command not in DISTRIBUTED_COMMANDS:
             raise UsageError(
-                f"only `advgrad eval` and `advgrad certify` share their work among torchrun's processes; run `advgrad {command}` "
+                f"only `advgrad eval`, `advgrad certify` and `advgrad train` share their work among torchrun's processes; run `advgrad {command}` "
                 "as one process, without torchrun"
             )
     except AdvgradError as exc:

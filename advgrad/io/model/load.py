@@ -1,6 +1,7 @@
 """Loading the model under attack: a ``--model`` value → a :class:`LoadedModel`.
 
-Accepted: the embedded digits CNN (default, or ``digits-cnn``); a model file (TorchScript,
+Accepted: the embedded digits CNN (default, or ``digits-cnn``) and its adversarially trained twin
+(``default-robust``); a model file (TorchScript,
 ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advgrad.io.model.model_files`);
 ``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.model.factories`). Every loader
 returns a module in eval mode on the requested device; ``--mean``/``--std`` (or the
@@ -26,9 +27,21 @@ from advgrad.io.model.model_files import load_model_file
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
 from advgrad.io.model.normalize import Normalization, Normalized
 
-__all__ = ["DEFAULT_MODEL", "FORMATS", "LoadedModel", "ModelFormat", "ModelOptions", "load_default_model", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "FORMATS",
+    "ROBUST_MODEL",
+    "LoadedModel",
+    "ModelFormat",
+    "ModelOptions",
+    "load_default_model",
+    "load_model",
+    "load_robust_model",
+]
 
 DEFAULT_MODEL = "digits-cnn"
+ROBUST_MODEL = "default-robust"
+ROBUST_ASSET = "digits_cnn_robust.safetensors"
 TORCHVISION = "torchvision:"
 
 
@@ -42,6 +55,28 @@ def load_default_model(device: torch.device | str = "cpu") -> nn.Module:
         state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def load_robust_model(device: torch.device | str = "cpu") -> nn.Module:
+    """The embedded DigitsCNN adversarially trained (PGD, L∞ ε = 0.1) by scripts/train_robust_digits.py,
+    in eval mode."""
+    from safetensors.torch import load_file
+
+    from advgrad.models.digits import DigitsCNN
+
+    model = DigitsCNN()
+    with resources.as_file(resources.files("advgrad") / "assets" / ROBUST_ASSET) as path:
+        model.load_state_dict(load_file(str(path)))
+    return model.to(device).eval()
+
+
+def _load_robust(spec: str, options: ModelOptions) -> LoadedModel:
+    return LoadedModel(
+        load_robust_model(options.device),
+        "default",
+        ROBUST_MODEL,
+        "embedded DigitsCNN adversarially trained on the UCI digits (PGD, L∞ ε = 0.1)",
+    )
 
 
 def _load_default(spec: str, options: ModelOptions) -> LoadedModel:
@@ -93,6 +128,7 @@ class ModelFormat:
 
 FORMATS: list[ModelFormat] = [
     ModelFormat("default", lambda s: s == DEFAULT_MODEL, _load_default),
+    ModelFormat("default-robust", lambda s: s == ROBUST_MODEL, _load_robust),
     ModelFormat("torchvision", lambda s: s.startswith(TORCHVISION), _load_torchvision, builds=True),
     ModelFormat("factory", is_factory, _load_factory, builds=True),
     ModelFormat("file", lambda s: True, load_model_file),

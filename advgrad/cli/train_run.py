@@ -1,0 +1,302 @@
+"""What ``advgrad train`` does once its options are parsed: open data and model, train (under
+torchrun, one rank of DistributedDataParallel), write weights, program, log and checkpoint, and
+print the eval report of the result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import typer
+
+from advgrad.errors import ExitCode, UsageError
+from advgrad.train.config import TrainConfig
+
+LOG_FORMAT = "advgrad.train-log"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every option of ``advgrad train`` (see its help)."""
+
+    method: str = "standard"
+    model: str | None = None
+    weights: str | None = None
+    model_args: tuple[str, ...] = ()
+    data: str | None = None
+    split: str = "train"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    limit: int | None = None
+    val_fraction: float = 0.1
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    eps: float = 0.0
+    eps_label: str = "0"
+    norm: str = "inf"
+    warmup: int | None = None
+    steps: int = 7
+    step_size: float | None = None
+    beta: float = 6.0
+    sigma: float = 0.25
+    kappa: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: str = "auto"
+    out: Path | None = None
+    export: Path | None = None
+    log: Path | None = None
+    checkpoint: Path | None = None
+    resume: bool = False
+    report: bool = True
+    config_file: str | None = None
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            method=self.method,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer=self.optimizer,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule=self.schedule,
+            eps=self.eps,
+            norm=self.norm,
+            warmup=self.warmup,
+            steps=self.steps,
+            step_size=self.step_size,
+            beta=self.beta,
+            sigma=self.sigma,
+            kappa=self.kappa,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            precision=self.precision,
+        )
+
+    def identity(self, world_size: int) -> dict:
+        """What a checkpoint must share with the run that resumes it, besides the TrainConfig."""
+        return {
+            "model": self.model,
+            "model_args": list(self.model_args),
+            "weights": self.weights,
+            "data": self.data,
+            "split": self.split,
+            "limit": self.limit,
+            "image_size": self.image_size,
+            "world_size": world_size,
+        }
+
+    def checkpoint_path(self) -> Path | None:
+        if self.checkpoint is not None:
+            return self.checkpoint
+        base = self.out or self.export
+        return None if base is None else Path(str(base) + ".ckpt")
+
+
+def _check_paths(options: TrainOptions) -> Path | None:
+    from advgrad.cli.paths import check_output_paths
+
+    if options.out is not None and Path(options.out).suffix.lower() != ".safetensors":
+        raise UsageError(f"--out writes safetensors: give a name ending in .safetensors, not {options.out}")
+    ckpt = options.checkpoint_path()
+    if options.resume and ckpt is None:
+        raise UsageError(
+            "--resume needs a checkpoint: give --checkpoint FILE (or --out/--export, beside which it is kept)"
+        )
+    check_output_paths(
+        {"--out": options.out, "--export": options.export, "--log": options.log, "--checkpoint": ckpt},
+        {"--weights": options.weights, "--data": options.data, "--config": options.config_file},
+    )
+    return ckpt
+
+
+def _choose_threads(requested: str, module, x, batch_size: int, device) -> int:
+    from advgrad.threads import apply_threads, available_cpus, choose_threads, forward_flops, parse_threads
+
+    wanted = parse_threads(requested)
+    flops = None
+    if wanted is None and device.type != "cuda":
+        per_sample = forward_flops(module, x[:1])
+        flops = None if per_sample is None else 3 * per_sample * batch_size  # forward + backward
+    choice = choose_threads(wanted, cpus=available_cpus(), batch_flops=flops, device_type=device.type)
+    apply_threads(choice.threads)
+    return choice.threads
+
+
+def train_run(
+    options: TrainOptions,
+    *,
+    info: Callable[[str], None],
+    warn: Callable[[str], None],
+    progress: Callable,
+    epoch_line: Callable,
+) -> None:
+    from advgrad.device import resolve_device
+    from advgrad.distributed import launch_from_env, process_device, process_group
+    from advgrad.io.data.load import DataOptions, load_data
+    from advgrad.io.files import write_json
+    from advgrad.io.model.factories import parse_model_args
+    from advgrad.io.probe import check_label_range
+    from advgrad.train.build import build_model, export_program, save_weights
+    from advgrad.train.loop import Distributed, Trainer, split_indices
+
+    config = options.train_config()
+    ckpt = _check_paths(options)
+    model_args = parse_model_args(options.model_args)
+    launch = launch_from_env()
+    device = process_device(options.device, launch) if launch is not None else resolve_device(options.device)
+    source = load_data(
+        options.data,
+        DataOptions(
+            split=options.split, root=options.data_root, download=options.download, image_size=options.image_size
+        ),
+    )
+    from advgrad.io.data.sources import check_at_least
+
+    check_at_least(limit=(options.limit, 1))
+    selection = source.select(limit=options.limit, seed=options.seed)
+    train_idx, val_idx = split_indices(selection, config.val_fraction, config.seed)
+    torch.manual_seed(config.seed)  # the initial weights of a fresh architecture
+    module, description = build_model(options.model, model_args, options.weights)
+    module = module.to(device)
+    x, y = source.fetch(train_idx[: min(len(train_idx), 8)])
+    x = x.to(device)
+    with torch.no_grad():
+        module.eval()
+        logits = module(x)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        raise UsageError(f"the model must return (N, classes) logits to be trained, got {type(logits).__name__}")
+    labels = source.labels()
+    if labels is not None and len(selection):
+        check_label_range(int(labels[selection].max()), logits.shape[1])
+    threads = _choose_threads(options.threads, module, x, config.batch_size, device)
+    world = 1 if launch is None else launch.world_size
+    if options.out is None and options.export is None:
+        warn("neither --out nor --export is given: the trained weights will not be saved")
+    info(
+        f"train: {description} · data: {source.description} · {len(train_idx)} training and {len(val_idx)} "
+        f"validation samples · method {config.method}"
+        + (f", ε = {options.eps_label} (L{'∞' if config.norm == 'inf' else '2'})" if config.eps > 0 else "")
+        + f" · device: {device}"
+        + ("" if device.type == "cuda" else f", {threads} thread{'s' if threads > 1 else ''}")
+    )
+    with process_group(launch, device) if launch is not None else _nothing():
+        if launch is not None:
+            info(f"distributed: {world} processes, each a slice of every batch of {config.batch_size}; rank 0 writes")
+        trainer = Trainer(
+            module,
+            source,
+            config,
+            device=device,
+            train_indices=train_idx,
+            val_indices=val_idx,
+            identity=options.identity(world),
+            dist_info=Distributed(0 if launch is None else launch.rank, world),
+        )
+        if options.resume and ckpt is not None and ckpt.exists():
+            trainer.load(ckpt)
+            info(f"resumed from {ckpt}: {trainer.epoch} of {config.epochs} epochs done")
+        elif options.resume:
+            info(f"no checkpoint at {ckpt} yet: starting from the first epoch")
+
+        def on_epoch(entry) -> None:
+            info(epoch_line(entry, config.epochs, options.eps_label))
+            if options.log is not None:
+                write_json(options.log, _log_document(options, trainer))
+
+        try:
+            with progress(config.epochs) as on_batch:
+                trainer.run(checkpoint=ckpt, on_batch=on_batch, on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            saved = (
+                f"{trainer.epoch} finished epochs are in {ckpt}; add --resume to continue"
+                if ckpt
+                else "nothing was saved"
+            )
+            info(f"interrupted: {saved}")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        if launch is not None and not launch.is_main:
+            return
+        module.eval()
+        if options.log is not None and trainer.log:
+            write_json(options.log, _log_document(options, trainer))
+        if options.out is not None:
+            save_weights(module, options.out)
+            info(f"wrote {options.out}")
+        if options.export is not None:
+            export_program(module, x, options.export)
+            info(f"wrote {options.export}")
+        if ckpt is not None:
+            info(f"checkpoint: {ckpt}")
+    if options.report:
+        _final_report(module, source, val_idx, config, options, device, description, info)
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext()
+
+
+def _log_document(options: TrainOptions, trainer) -> dict:
+    return {
+        "schema": LOG_FORMAT,
+        "schema_version": 1,
+        "config": trainer.config.to_dict(),
+        "run": trainer.identity,
+        "epochs": [e.to_dict() for e in trainer.log],
+    }
+
+
+def _final_report(
+    module, source, val_idx, config: TrainConfig, options: TrainOptions, device, description, info
+) -> None:
+    """The eval report of the trained model on the validation samples: clean, PGD-20 at ε and, for
+    certified training, CROWN-certified accuracy."""
+    from advgrad.attacks import get_attack
+    from advgrad.cli.console import out
+    from advgrad.cli.outputs import print_terminal
+    from advgrad.sweep import EvalAttack, EvalConfig, evaluate
+
+    if len(val_idx) == 0:
+        info("no validation samples (--val-fraction 0): evaluate the result with `advgrad eval`")
+        return
+    pgd = get_attack("pgd")
+    eps = [0.0, config.eps] if config.eps > 0 else [0.0]
+    labels = ["0", options.eps_label] if config.eps > 0 else ["0"]
+    if config.eps == 0 and not config.certified:
+        with torch.no_grad():
+            correct = sum(
+                int((module(x.to(device)).argmax(1) == y.to(device)).sum())
+                for x, y in source.stream(val_idx, config.batch_size, 0)
+            )
+        out.print(
+            f"clean accuracy {100 * correct / len(val_idx):.1f}% ({correct}/{len(val_idx)}) on the validation samples "
+            "(no --eps: no attack)",
+            markup=False,
+        )
+        return
+    eval_config = EvalConfig(
+        eps=eps, eps_labels=labels, norm=config.norm, seed=config.seed, certify="crown" if config.certified else None
+    )
+    report = evaluate(
+        module,
+        source.stream(val_idx, config.batch_size, 0),
+        [EvalAttack(pgd, pgd.make_params())],
+        eval_config,
+        device=device,
+    )
+    report.model = {"source": "train", "description": description}
+    report.data = {"source": source.name, "description": f"{source.description}, validation samples"}
+    info(f"report of the trained model on the {len(val_idx)} validation samples:")
+    print_terminal(report)

@@ -1,0 +1,332 @@
+"""One training loop for every method: shuffled batches, the method's loss, an epoch log,
+validation, an atomic checkpoint per epoch and an exact resume; DistributedDataParallel under
+torchrun.
+
+Randomness: the model's initial weights come from the caller; the order of each epoch, the
+random starts of attacks and the noise come from generators derived from (seed, epoch, batch)
+(:mod:`advgrad.seeding`), so a run resumed from the checkpoint of epoch k continues exactly as
+the uninterrupted run would (on a CPU, where kernels are deterministic). The global RNG (used
+by dropout) is saved in the checkpoint and restored.
+
+Under torchrun every rank takes an equal slice of each global batch of ``batch_size`` samples
+(the last ranks one sample fewer where it does not divide); each rank's loss is its sum of
+per-sample losses times ``world_size / batch`` so that DistributedDataParallel's gradient average
+is the gradient of the global batch's mean loss: the weights follow those of one process.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from advgrad.attacks import PGDParams, get_attack, run_attack
+from advgrad.errors import UsageError
+from advgrad.io.data.sources import DataSource
+from advgrad.io.files import atomic_path
+from advgrad.runtime import PRECISIONS
+from advgrad.seeding import generator_for
+from advgrad.threat import ThreatModel
+from advgrad.train.config import TrainConfig
+from advgrad.train.methods import LOSSES, Step
+
+CHECKPOINT_FORMAT = "advgrad.train-checkpoint"
+#: PGD steps of the per-epoch validation under attack
+VALIDATION_STEPS = 10
+
+
+@dataclass
+class EpochLog:
+    """One epoch: the mean training loss and the accuracy of the logits the loss was computed on
+    (adversarial ones for pgd, noisy for noise), and on the held-out validation samples the clean
+    accuracy, the accuracy under PGD-10 at ``eps`` (None when ε = 0) and, for certified training,
+    the certified accuracy at ``eps`` by the training's bound."""
+
+    epoch: int
+    lr: float
+    eps: float
+    loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    val_robust_accuracy: float | None
+    val_certified_accuracy: float | None
+    seconds: float
+    samples: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_indices(selection: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """(train, validation) indices: a seeded random ``val_fraction`` of ``selection`` held out."""
+    n = len(selection)
+    n_val = min(n - 1, math.ceil(val_fraction * n)) if val_fraction > 0 else 0
+    order = torch.randperm(n, generator=generator_for(torch.device("cpu"), seed, "validation-split"))
+    return selection[order[n_val:]].sort().values, selection[order[:n_val]].sort().values
+
+
+def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
+    if config.schedule == "step":
+        milestones = sorted({max(1, round(config.epochs * 0.5)), max(1, round(config.epochs * 0.75))})
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+@dataclass
+class Distributed:
+    """This process's rank among ``world_size`` under torchrun (a process group is joined)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+BatchHook = Callable[[int, int, int, float, float], None]  # epoch, batch, batches, mean loss, accuracy
+
+
+class Trainer:
+    """Trains ``module`` in place on ``source[train_indices]``; see the module docstring."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        source: DataSource,
+        config: TrainConfig,
+        *,
+        device: torch.device,
+        train_indices: Tensor,
+        val_indices: Tensor,
+        identity: dict | None = None,
+        dist_info: Distributed | None = None,
+    ):
+        if len(train_indices) == 0:
+            raise UsageError("no training samples are left after the validation split; give more data")
+        self.module = module.to(device)
+        self.source, self.config, self.device = source, config, device
+        self.train_indices, self.val_indices = train_indices, val_indices
+        self.identity = identity or {}
+        self.dist = dist_info or Distributed()
+        self.optimizer = make_optimizer(module, config)
+        self.scheduler = make_scheduler(self.optimizer, config)
+        self.scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
+        self.log: list[EpochLog] = []
+        self.epoch = 0  # epochs finished
+        self._forward: Callable[[Tensor], Tensor] = module
+        self._bounds = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "identity": self.identity,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "model": {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "log": [e.to_dict() for e in self.log],
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the checkpoint atomically: an interruption leaves the previous one whole."""
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
+    def load(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by the same run (same identity and configuration)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 -- a truncated or foreign file: one line
+            raise UsageError(f"{path} is not a readable training checkpoint ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise UsageError(f"{path} is not an advgrad training checkpoint")
+        mine = {"identity": self.identity, "config": self.config.to_dict()}
+        for key, value in mine.items():
+            if state.get(key) != value:
+                differ = sorted(k for k in set(value) | set(state.get(key) or {}) if value.get(k) != state[key].get(k))
+                raise UsageError(
+                    f"the checkpoint {path} is of another run ({', '.join(differ)} differ{'s' if len(differ) == 1 else ''}); "
+                    "run with the same "
+                    "options, or without --resume to start again"
+                )
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        self.log = [EpochLog(**e) for e in state["log"]]
+        self.epoch = int(state["epoch"])
+
+    # ------------------------------------------------------------------ the loop
+    def _autocast(self):
+        dtype = PRECISIONS[self.config.precision]
+        return nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    def _prepare(self) -> None:
+        if self.dist.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device] if self.device.type == "cuda" else None
+            self._forward = DistributedDataParallel(self.module, device_ids=ids)
+        if self.config.certified:
+            from advgrad.bounds.trainable import TrainableBounds
+
+            x, _ = self.source.fetch(self.train_indices[:1])
+            self._bounds = TrainableBounds(self.module, x.to(self.device))
+
+    def run(
+        self,
+        *,
+        checkpoint: str | Path | None = None,
+        on_batch: BatchHook | None = None,
+        on_epoch: Callable[[EpochLog], None] | None = None,
+    ) -> list[EpochLog]:
+        """Train from ``self.epoch`` to ``config.epochs``; after each epoch validate, append to
+        the log, call ``on_epoch`` and (rank 0) save ``checkpoint``."""
+        self._prepare()
+        while self.epoch < self.config.epochs:
+            entry = self._epoch(self.epoch, on_batch)
+            self.log.append(entry)
+            self.epoch += 1
+            if self.dist.is_main:
+                if checkpoint is not None:
+                    self.save(checkpoint)
+                if on_epoch is not None:
+                    on_epoch(entry)
+            if self.dist.world_size > 1:
+                dist.barrier()
+        return self.log
+
+    def _epoch(self, epoch: int, on_batch: BatchHook | None) -> EpochLog:
+        c, cpu = self.config, torch.device("cpu")
+        start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        order = self.train_indices[
+            torch.randperm(len(self.train_indices), generator=generator_for(cpu, c.seed, "order", epoch))
+        ]
+        batches = order.split(c.batch_size)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        eps = 0.0
+        self.module.train()
+        for b, idx in enumerate(batches):
+            mine = idx.tensor_split(self.dist.world_size)[self.dist.rank]
+            x, y = self.source.fetch(mine)
+            x, y = x.to(self.device), y.to(self.device)
+            ramp = c.ramp(epoch, b, len(batches))
+            eps = c.eps * ramp
+            step = Step(
+                forward=self._forward,
+                module=self.module,
+                x=x,
+                y=y,
+                config=c,
+                eps=eps,
+                kappa=1 - (1 - c.kappa) * ramp,
+                crown_weight=1 - ramp,
+                generator=generator_for(self.device, c.seed, "train", epoch, b, self.dist.rank),
+                bounds=self._bounds,
+            )
+            with self._autocast():
+                per_sample, logits = LOSSES[c.method](step)
+            loss = per_sample.sum() * (self.dist.world_size / len(idx))
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            loss_sum += per_sample.detach().double().sum()
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            seen += len(mine)
+            if on_batch is not None and self.dist.is_main:
+                on_batch(epoch, b + 1, len(batches), float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1))
+        self.scheduler.step()
+        totals = torch.stack(
+            [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=self.device)]
+        )
+        if self.dist.world_size > 1:
+            dist.all_reduce(totals)
+        n = int(totals[2])
+        if not math.isfinite(float(totals[0])):
+            raise UsageError(
+                f"training diverged: the loss is not finite in epoch {epoch + 1}; lower `lr` (or check the data)",
+                params="lr",
+            )
+        val = self.validate(epoch) if self.dist.is_main else (None, None, None)
+        return EpochLog(
+            epoch=epoch + 1,
+            lr=lr,
+            eps=eps,
+            loss=float(totals[0]) / max(n, 1),
+            train_accuracy=float(totals[1]) / max(n, 1),
+            val_accuracy=val[0],
+            val_robust_accuracy=val[1],
+            val_certified_accuracy=val[2],
+            seconds=time.perf_counter() - start,
+            samples=n,
+        )
+
+    @torch.no_grad()
+    def validate(self, epoch: int) -> tuple[float | None, float | None, float | None]:
+        """(clean, PGD-10 at ε, certified at ε) accuracy on the validation samples; None where it
+        does not apply (no validation samples, ε = 0, not certified training)."""
+        if len(self.val_indices) == 0:
+            return None, None, None
+        c = self.config
+        modes = {m: m.training for m in self.module.modules()}
+        self.module.eval()
+        clean = robust = certified_n = 0
+        try:
+            for b, idx in enumerate(self.val_indices.split(c.batch_size)):
+                x, y = self.source.fetch(idx)
+                x, y = x.to(self.device), y.to(self.device)
+                clean += int((self.module(x).argmax(1) == y).sum())
+                if c.eps > 0:
+                    with torch.enable_grad():
+                        x_adv = run_attack(
+                            get_attack("pgd"),
+                            self.module,
+                            x,
+                            y,
+                            threat=ThreatModel(c.norm, c.eps),
+                            params=PGDParams(steps=VALIDATION_STEPS),
+                            generator=generator_for(self.device, c.seed, "validation", b),
+                        )
+                    robust += int((self.module(x_adv).argmax(1) == y).sum())
+                if c.certified:
+                    from advgrad.bounds import certified
+
+                    ok = certified(self.module, x, y, [c.eps], norm=c.norm, method=c.method)
+                    certified_n += int(ok.sum())
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+        n = len(self.val_indices)
+        return clean / n, (robust / n if c.eps > 0 else None), (certified_n / n if c.certified else None)
