@@ -83,18 +83,20 @@ def _geometry(threat: ThreatModel) -> NormGeometry:
 
 
 def _linearised(
-    model: nn.Module, x1: Tensor, y: Tensor, up: Tensor | None, geometry: NormGeometry
+    model: nn.Module, x1: Tensor, y: Tensor, up: Tensor | None, geometry: NormGeometry, runner_up: bool = False
 ) -> tuple[Tensor, Tensor]:
     """The nearest linearised boundary at x1: (f, ∇f) of the chosen f = z_k − z_y.
 
     Untargeted (``up`` None): every k ≠ y, one gradient per class, and k minimises the distance
-    |f_k|/‖∇f_k‖_* to its linearised boundary (‖·‖_* the dual norm). Targeted: f = z_up − z_y."""
+    |f_k|/‖∇f_k‖_* to its linearised boundary (‖·‖_* the dual norm). Targeted: f = z_up − z_y, or
+    with ``runner_up`` f = z_up − z_c, c the most likely class other than ``up`` at x1."""
     x_var = x1.detach().requires_grad_(True)
     logits = model(x_var).float()
     n, classes = logits.shape
     rows = torch.arange(n, device=x1.device)
     if up is not None:
-        f = logits[rows, up] - logits[rows, y]
+        down = ranked_other_classes(logits.detach(), up)[:, 0] if runner_up else y
+        f = logits[rows, up] - logits[rows, down]
         (g,) = torch.autograd.grad(f.sum(), x_var)
         return f.detach(), torch.nan_to_num(g)
     grads = []
@@ -131,6 +133,7 @@ def _fab_run(
     goal: Tensor | None,
     start: Tensor,
     stop_within: float | None,
+    runner_up: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """One start of FAB from ``start``. Returns, per sample, the smallest adversarial iterate found
     and its norm (+∞ and x where none was). ``up`` selects the targeted boundary z_up − z_y;
@@ -146,7 +149,7 @@ def _fab_run(
         if idx.numel() == 0:
             break
         x0, ya = x[idx], y[idx]
-        f, w = _linearised(model, x1, ya, None if up is None else up[idx], geometry)
+        f, w = _linearised(model, x1, ya, None if up is None else up[idx], geometry, runner_up)
         # The boundary f(x1) + ⟨w, z − x1⟩ = 0, reached from x1 (⟨w, d⟩ = −f) and from x0.
         c1 = -f.double()
         c0 = c1 + (w.flatten(1).double() * (x1 - x0).flatten(1).double()).sum(dim=1)
@@ -185,6 +188,7 @@ def _fab_search(
     goal: Tensor | None,
     generator: torch.Generator,
     early_stop: bool,
+    runner_up: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """FAB over ``runs`` (per run: the target classes, or None, and the restart number), keeping the
     smallest adversarial example per sample. Samples already fooled at x stay x. Bounded by a finite
@@ -220,6 +224,7 @@ def _fab_search(
             None if goal is None else goal[idx],
             start,
             within if early_stop else None,
+            runner_up,
         )
         closer = norm < best_norm[idx]
         best[idx[closer]] = adv[closer]
@@ -251,7 +256,8 @@ def fab(
     it is the smallest so far and the search moves back to x + β(x_{k+1} − x). Restarts after the
     first start at a random point at distance start_eps/2 from x. Defaults (100 steps, α_max 0.1,
     η 1.05, β 0.9) are the paper's and AutoAttack's. Targeted (``target`` given): the boundary
-    z_t − z_c between the target t and the most likely other class c at x; success means argmax = t.
+    z_t − z_c between the target t and the most likely other class c at the iterate; success means
+    argmax = t.
 
     Samples it cannot fool are returned unchanged; the result is clipped into ``threat``'s ball
     (the minimal example when its norm is ≤ ε, else its projection). With a finite ε and
@@ -284,12 +290,9 @@ def _targeted_search(
     early_stop: bool,
 ) -> tuple[Tensor, Tensor]:
     """FAB towards ``target``: every step takes the boundary z_t − z_c, c the most likely class
-    other than t at x; success means argmax = t."""
-    with torch.no_grad():
-        runner = ranked_other_classes(model(x).float(), target)[:, 0]
+    other than t at the iterate; success means argmax = t."""
     runs: list[tuple[Tensor | None, int]] = [(target, r) for r in range(params.restarts)]
-    # z_t − z_c with c the runner-up at x: the label y plays the part of c in _fab_run.
-    return _fab_search(model, x, runner, threat, params, runs, target, generator, early_stop)
+    return _fab_search(model, x, y, threat, params, runs, target, generator, early_stop, runner_up=True)
 
 
 def fab_targeted_search(
