@@ -107,7 +107,7 @@ def attack(
         x: inputs (N, C, H, W) or (N, D) in [0, 1], on the model's device.
         y: labels (N,), int64.
         method: an attack's name (``advgrad.list_attacks()``): fgsm, bim, mifgsm, pgd, apgd-ce,
-            apgd-dlr, apgd-t, deepfool, cw, square, strong, autoattack-rand.
+            apgd-dlr, apgd-t, deepfool, cw, fab, fab-t, square, strong, autoattack, autoattack-rand.
         eps: the budget ε, a number or a fraction such as ``"8/255"``.
         norm: the threat model's norm.
         target: ``None`` (untargeted), a class index for every sample, a tensor of N classes,

@@ -50,11 +50,12 @@ def test_targeted_attacks_reach_the_requested_class_at_large_eps(spec, target) -
 
 
 def test_strong_is_at_most_every_single_attack() -> None:
-    """The cascade's accuracy at each ε is ≤ that of each attack alone (all at default budgets)."""
+    """The cascade's accuracy at each ε is ≤ that of each attack alone (all at default budgets;
+    other cascades, such as autoattack with more stages, may be stronger)."""
     inputs = _inputs(20)
     eps = [0.05, 0.1, 0.15]
-    specs = [s for s in list_attacks() if "inf" in s.norms]
-    attacks = [EvalAttack(s, s.make_params(eot=1)) for s in specs]  # eot: see the targeted test above
+    specs = [s for s in list_attacks() if "inf" in s.norms and (s.kind != "ensemble" or s.name == "strong")]
+    attacks = [EvalAttack(s, s.make_params()) for s in specs]
     report = evaluate(inputs.model.module, inputs.batches(), attacks, EvalConfig(eps=eps, norm="inf", seed=0))
     strong = report.attacks["strong"].points
     for name, curve in report.attacks.items():

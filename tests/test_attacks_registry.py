@@ -131,7 +131,7 @@ def test_minimal_attacks_report_the_real_norm(spec, data, seed: int) -> None:
         y = model(x).argmax(1)
     result = find_minimal(spec, model, x, y, norm=norm, params=spec.make_params(**FAST))
     delta = (result.x_adv - x).flatten(1).double()
-    real = delta.norm(dim=1) if norm == "2" else delta.abs().amax(dim=1)
+    real = {"2": delta.norm(dim=1), "inf": delta.abs().amax(dim=1), "1": delta.abs().sum(dim=1)}[norm]
     assert torch.allclose(result.norm.double(), real, rtol=1e-6, atol=1e-7)
     with torch.no_grad():
         assert torch.equal(result.fooled, model(result.x_adv).argmax(1) != y)

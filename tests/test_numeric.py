@@ -162,7 +162,9 @@ def test_config_good_numbers_still_work(tmp_path):
 def test_every_numeric_attack_parameter_refuses_non_finite_and_negative(spec, bad):
     from dataclasses import fields
 
-    numeric = [f.name for f in fields(spec.params_type) if "float" in str(f.type) or str(f.type) == "int"]
+    numeric = [
+        f.name for f in fields(spec.params_type) if "float" in str(f.type) or str(f.type) in ("int", "int | None")
+    ]
     assert numeric, spec.name
     for name in numeric:
         value = bad if "float" in str(next(f.type for f in fields(spec.params_type) if f.name == name)) else -1

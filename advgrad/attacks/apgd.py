@@ -3,7 +3,8 @@
 Written from the description in "Reliable evaluation of adversarial robustness with an ensemble of
 diverse parameter-free attacks" (Algorithm 1 and Section 3). Three registry entries share this
 module: ``apgd-ce`` (cross-entropy), ``apgd-dlr`` (difference of logits ratio) and ``apgd-t``
-(targeted DLR towards each of the most likely wrong classes in turn, an untargeted attack).
+(targeted DLR towards each of the most likely wrong classes in turn, an untargeted attack). For the
+L1 threat model they run L1-APGD (:mod:`advgrad.attacks.apgd_l1`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
+from advgrad.attacks.apgd_l1 import apgd_l1_run
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.iterative import (
     RunOutput,
@@ -23,12 +25,13 @@ from advgrad.attacks.iterative import (
     steepest_direction,
 )
 from advgrad.errors import UsageError
+from advgrad.geometry import L1
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, margin, ranked_other_classes
 from advgrad.threat import ThreatModel
 
-# ρ of the paper: a checkpoint halves the step when fewer than this share of the steps since the
-# previous checkpoint raised the objective.
+# ρ of the paper: a checkpoint halves the step when at most this share of the steps since the
+# previous checkpoint raised the objective (≤, as AutoAttack's code; the paper writes <).
 RHO = 0.75
 
 
@@ -169,7 +172,8 @@ def _apgd_run(
         eta=torch.full((n,), 2.0 * threat.eps, device=x.device, dtype=x.dtype),
         count=torch.zeros(n, device=x.device),
         f_max_ckpt=f0,
-        halved_last=torch.zeros(n, dtype=torch.bool, device=x.device),
+        # Condition 2 does not apply at the first checkpoint (as AutoAttack's code).
+        halved_last=torch.ones(n, dtype=torch.bool, device=x.device),
     )
     if early_stop:
         s.keep(~found)
@@ -199,7 +203,7 @@ def _apgd_run(
         if (k + 1) in period:
             # Condition 1: too few of the steps since the last checkpoint raised J.
             # Condition 2: the step was not halved last time and the best J has not moved since.
-            stalled = s.count < RHO * period[k + 1]
+            stalled = s.count <= RHO * period[k + 1]
             flat = ~s.halved_last & (s.f_max <= s.f_max_ckpt)
             halve = stalled | flat
             s.eta = torch.where(halve, s.eta / 2, s.eta)
@@ -221,6 +225,35 @@ def _apgd_run(
     return out, found, out_value
 
 
+def _run_start(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    threat: ThreatModel,
+    params: APGDParams,
+    loss_target: Tensor | None,
+    goal_target: Tensor | None,
+    generator: torch.Generator,
+    early_stop: bool,
+) -> RunOutput:
+    """One start of APGD, or of L1-APGD for the L1 threat model."""
+    if threat.geometry is L1:
+        return apgd_l1_run(
+            model,
+            x,
+            y,
+            threat,
+            params.steps,
+            params.loss,
+            params.random_start,
+            loss_target,
+            goal_target,
+            generator,
+            early_stop,
+        )
+    return _apgd_run(model, x, y, threat, params, loss_target, goal_target, generator, early_stop)
+
+
 def apgd(
     model: nn.Module,
     x: Tensor,
@@ -235,13 +268,16 @@ def apgd(
     """Auto-PGD (Croce & Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an
     ensemble of diverse parameter-free attacks").
 
-    Threat model: L∞ or L2 ball of radius ε intersected with [0, 1]. Update, with d = sign (L∞) or
+    Threat model: L∞, L2 or L1 ball of radius ε intersected with [0, 1]. Update, with d = sign (L∞) or
     g/‖g‖₂ (L2) and P the projection onto the ball and the box:
     z_{k+1} = P(x_k + η_k·d(∇J(x_k))), x_{k+1} = P(x_k + α(z_{k+1} − x_k) + (1 − α)(x_k − x_{k−1}))
     (x_1 = z_1), η_0 = 2ε, α = 0.75. At the checkpoints w_j = ⌈p_j·N⌉ (p_0 = 0, p_1 = 0.22,
     p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)) the step is halved and the iterate restarts
-    from the best point found so far if fewer than ρ = 0.75 of the steps since w_{j−1} raised J,
-    or if the step was not halved at w_{j−1} and the best J has not changed since. J is CE
+    from the best point found so far if at most ρ = 0.75 of the steps since w_{j−1} raised J,
+    or if the step was not halved at w_{j−1} and the best J has not changed since (not at w_1).
+    L1 threat model: L1-APGD (Croce & Hein, ICML 2021, "Mind the box"), a sparse step with
+    adaptive sparsity and the exact projection onto the L1 ball ∩ the box
+    (:func:`advgrad.attacks.apgd_l1.apgd_l1_run`). J is CE
     (``apgd-ce``) or DLR (``apgd-dlr``); with a per-sample ``target`` it is −CE(·, t) or the
     targeted DLR and success means reaching t. Restarts keep the best result per sample.
     Shapes: x (N, C, H, W) in [0, 1], y (N,) int64.
@@ -254,7 +290,7 @@ def apgd(
 
     def run(_: int, idx: Tensor, score: bool) -> RunOutput:
         t = None if target is None else target[idx]
-        return _apgd_run(model, x[idx], y[idx], threat, params, t, t, generator, early_stop)
+        return _run_start(model, x[idx], y[idx], threat, params, t, t, generator, early_stop)
 
     with frozen(model), torch.enable_grad():
         return keep_best(run, x.shape[0], params.restarts, only_unbroken=early_stop, device=x.device).x_adv
@@ -308,7 +344,7 @@ def apgd_targeted(
 
         def run(k: int, idx: Tensor, score: bool) -> RunOutput:
             t = ranked[idx, k % n_targets]
-            adv, success, _ = _apgd_run(model, x[idx], y[idx], threat, params, t, None, generator, early_stop)
+            adv, success, _ = _run_start(model, x[idx], y[idx], threat, params, t, None, generator, early_stop)
             with torch.no_grad():
                 value = margin(model(adv).float(), y[idx])
             return adv, success, torch.where(success, torch.full_like(value, float("inf")), value)
@@ -323,7 +359,7 @@ SPEC_CE = AttackSpec(
     name="apgd-ce",
     function=apgd,
     params_type=APGDParams,
-    norms=("inf", "2"),
+    norms=("inf", "2", "1"),
     kind="gradient",
     summary="Auto-PGD on cross-entropy: momentum, step 2ε halved at checkpoints when progress stalls",
     reference=_REFERENCE,
@@ -334,7 +370,7 @@ SPEC_DLR = AttackSpec(
     name="apgd-dlr",
     function=apgd,
     params_type=APGDDLRParams,
-    norms=("inf", "2"),
+    norms=("inf", "2", "1"),
     kind="gradient",
     summary="Auto-PGD on the DLR loss (invariant to shifting and rescaling the logits)",
     reference=_REFERENCE,
@@ -344,7 +380,7 @@ SPEC_T = AttackSpec(
     name="apgd-t",
     function=apgd_targeted,
     params_type=APGDTParams,
-    norms=("inf", "2"),
+    norms=("inf", "2", "1"),
     kind="gradient",
     summary="Auto-PGD on the targeted DLR loss, towards each of the most likely wrong classes in turn",
     reference=_REFERENCE,

@@ -34,6 +34,9 @@ class SquareParams(AttackParams):
     p_init: float | None = param(
         None, "initial fraction p of the image a square covers", shown="0.05 for L∞, 0.1 for L2"
     )
+    rescale_schedule: bool = param(
+        True, "halve p at the schedule's points rescaled to the query budget (off: at the fixed iterations)"
+    )
 
     def resolve(self, threat: ThreatModel) -> SquareParams:
         return self.fill(p_init=_moves(threat).p_init)
@@ -47,10 +50,11 @@ class SquareParams(AttackParams):
             raise UsageError(f"p-init must be in (0, 1], got {self.p_init}")
 
 
-def square_fraction(p_init: float, iteration: int, queries: int) -> float:
+def square_fraction(p_init: float, iteration: int, queries: int, rescale: bool = True) -> float:
     """p at ``iteration``: p_init halved at iterations 10, 50, 200, 500, 1k, 2k, 4k, 6k and 8k of a
-    10,000-query run, those points rescaled to a budget of ``queries``."""
-    scaled = int(iteration / max(queries, 1) * 10000)
+    10,000-query run, those points rescaled to a budget of ``queries`` when ``rescale`` (else
+    taken as they are, as AutoAttack's standard version does: with 5000 queries p ends at p_init/128)."""
+    scaled = int(iteration / max(queries, 1) * 10000) if rescale else iteration
     return p_init / 2 ** sum(scaled > h for h in _HALVINGS)
 
 
@@ -236,21 +240,28 @@ def square(
     with frozen(model), torch.no_grad():
         best = threat.clip(x_img + moves.init(x_img, threat.eps, generator), x_img)
         score, done = _margin_score(model, best.reshape(shape), y, target)
+        # The samples still queried, compacted only when one of them is fooled (not every query).
+        active = (~done).nonzero().squeeze(1)
+        xa, ya, best_a, score_a = x_img[active], y[active], best[active], score[active]
+        ta = None if target is None else target[active]
         for i in range(1, params.queries):
-            active = (~done).nonzero().squeeze(1)
             if active.numel() == 0:
                 break
-            xa = x_img[active]
-            delta = moves.propose(
-                xa, best[active] - xa, threat, square_fraction(params.p_init, i, params.queries), generator
-            )
+            p = square_fraction(params.p_init, i, params.queries, params.rescale_schedule)
+            delta = moves.propose(xa, best_a - xa, threat, p, generator)
             candidate = threat.clip(xa + delta, xa)
-            t = None if target is None else target[active]
-            cand_score, cand_done = _margin_score(model, candidate.reshape((-1,) + shape[1:]), y[active], t)
-            better = cand_score < score[active]
-            best[active[better]] = candidate[better]
-            score[active[better]] = cand_score[better]
-            done[active[better & cand_done]] = True
+            cand_score, cand_done = _margin_score(model, candidate.reshape((-1,) + shape[1:]), ya, ta)
+            better = cand_score < score_a
+            best_a = torch.where(better.reshape(-1, 1, 1, 1), candidate, best_a)
+            score_a = torch.where(better, cand_score, score_a)
+            fooled = better & cand_done
+            if bool(fooled.any()):
+                best[active], score[active] = best_a, score_a
+                done[active[fooled]] = True
+                keep = ~fooled
+                active, xa, ya, best_a, score_a = active[keep], xa[keep], ya[keep], best_a[keep], score_a[keep]
+                ta = None if ta is None else ta[keep]
+        best[active] = best_a
     return best.reshape(shape)
 
 

@@ -75,7 +75,7 @@ def attack(
     """Run one attack and report how many samples it fools.
 
     Options an attack does not take are ignored with a warning (`advgrad attacks` lists each
-    attack's parameters). A minimal-perturbation attack (deepfool, cw) searches without a budget;
+    attack's parameters). A minimal-perturbation attack (deepfool, cw, fab, fab-t) searches without a budget;
     its result is the minimal adversarial example where that is within ε, else that example
     projected onto the ε-ball (which then usually fails).
 

@@ -94,7 +94,7 @@ def eval_command(
     checks that warn when the numbers are probably too good (`advgrad docs checks`). Gates make CI fail
     (exit 1) when robustness is too low; an interrupted run continues when run again.
 
-    A minimal-perturbation attack (deepfool, cw) runs once and gives every ε from each sample's
+    A minimal-perturbation attack (deepfool, cw, fab, fab-t) runs once and gives every ε from each sample's
     smallest adversarial example, and the median of those norms. Each attack takes the options it has parameters for
     (`advgrad attacks`); an option no chosen attack takes is ignored with a warning.
 
