@@ -213,3 +213,29 @@ def test_cli_attack_judges_a_randomized_model_over_the_eot_passes():
     assert summary["accuracy"] <= summary["clean_accuracy"]
     single = json.loads(invoke([*args, "--eot", "3", "--predictions", "1", "--json", "-"]).stdout)
     assert "predictions" not in single
+
+
+def test_fab_boundary_is_the_expected_boundary_of_a_randomized_linear_model():
+    # FAB's linearised boundary z_1 − z_0 of the cycling model: value and gradient scale with E[s] = 2
+    from advgrad.attacks.fab import _linearised
+    from advgrad.geometry import L2
+
+    w = torch.tensor([[1.0, -2.0, 0.5, 0.0], [0.0, 1.0, -1.0, 2.0]])
+    x = torch.rand(3, 4)
+    y = torch.zeros(3, dtype=torch.long)
+    for up in (None, torch.ones(3, dtype=torch.long)):
+        model = CyclingScale(w)
+        with torch.enable_grad():
+            f, g = _linearised(model, x, y, up, L2, eot=4)
+        assert model.calls == 4
+        assert torch.allclose(g, 2 * (w[1] - w[0]).expand(3, 4), atol=1e-6)
+        assert torch.allclose(f, 2 * (x @ (w[1] - w[0])), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["fab", "fab-t", "autoattack"])
+def test_fab_and_autoattack_take_eot(name):
+    spec = get_attack(name)
+    twice = spec.make_params(eot=2)
+    assert twice.to_dict()["eot"] == 2 and twice.passes_per_sample() > spec.make_params().passes_per_sample()
+    if name == "autoattack":
+        assert spec.make_params().to_dict()["as_published"] and not twice.to_dict()["as_published"]

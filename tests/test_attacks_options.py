@@ -25,7 +25,7 @@ def _by_name():
 def test_help_lines_give_each_attacks_default():
     options = _by_name()
     assert options["steps"].help_text() == (
-        "Iterations N (default: apgd-*, autoattack-rand, strong: 100; bim, mifgsm: 10; cw: 200; deepfool: 50; pgd: 20)."
+        "Iterations N (default: 100; bim, mifgsm: 10; cw: 200; deepfool: 50; pgd: 20)."
     )
     assert options["loss"].help_text() == "Objective: ce, margin or dlr (default: ce; apgd-dlr, apgd-t: dlr)."
     assert options["random_start"].help_text().endswith("(default: on; fgsm: off).")

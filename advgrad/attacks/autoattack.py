@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.apgd import APGDParams, APGDTParams, apgd, apgd_targeted
-from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, param, prepare_params
+from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.fab import FABTParams, fab_targeted_search
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.attacks.square import SquareParams, square
@@ -47,10 +47,11 @@ class AutoAttackParams(AttackParams):
         None, "APGD-T and FAB-T: how many of the most likely wrong classes to target", shown="9"
     )
     queries: int | None = param(None, "Square: model evaluations per sample", shown="5000")
+    eot: int = eot_param()
 
-    at_least_one = ("steps", "target_classes", "queries")
-    # APGD-CE, APGD-T (one pass per step), FAB-T (a gradient and a check per step), Square
-    cost_formula = "steps + steps*target_classes + steps*target_classes*2 + queries"
+    at_least_one = ("steps", "target_classes", "queries", "eot")
+    # APGD-CE, APGD-T (eot passes per step), FAB-T (eot gradients and a check per step), Square
+    cost_formula = "steps*eot + steps*target_classes*eot + steps*target_classes*(eot + 1) + queries"
 
     def resolve(self, threat: ThreatModel) -> AutoAttackParams:
         return self.fill(**version_of(self.version).budget)
@@ -72,7 +73,9 @@ class AutoAttackParams(AttackParams):
         out["reference"] = REFERENCE
         if version is not None:
             out["stages"] = [stage.name for stage in version.stages]
-            out["as_published"] = all(getattr(self, k) in (None, v) for k, v in version.budget.items())
+            out["as_published"] = self.eot == 1 and all(
+                getattr(self, k) in (None, v) for k, v in version.budget.items()
+            )
         return out
 
 
@@ -103,19 +106,30 @@ def _targeted_loss(classes: int) -> str:
 
 STANDARD = Version(
     stages=(
-        Stage("apgd-ce", apgd, lambda p, c: APGDParams(steps=p.steps, restarts=1, loss="ce", momentum=0.75)),
+        Stage("apgd-ce", apgd, lambda p, c: APGDParams(steps=p.steps, restarts=1, loss="ce", momentum=0.75, eot=p.eot)),
         Stage(
             "apgd-t",
             apgd_targeted,
             lambda p, c: APGDTParams(
-                steps=p.steps, restarts=1, loss=_targeted_loss(c), momentum=0.75, target_classes=p.target_classes
+                steps=p.steps,
+                restarts=1,
+                loss=_targeted_loss(c),
+                momentum=0.75,
+                target_classes=p.target_classes,
+                eot=p.eot,
             ),
         ),
         Stage(
             "fab-t",
             fab_targeted_search,
             lambda p, c: FABTParams(
-                steps=p.steps, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, target_classes=p.target_classes
+                steps=p.steps,
+                restarts=1,
+                alpha_max=0.1,
+                eta=1.05,
+                beta=0.9,
+                target_classes=p.target_classes,
+                eot=p.eot,
             ),
             minimal=True,
         ),

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
+from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.hyperplane import PROJECTIONS, project_onto_hyperplane
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.errors import UsageError
 from advgrad.geometry import L1, L2, LINF, NormGeometry, expand
-from advgrad.gradient import frozen
+from advgrad.gradient import expectation, frozen
 from advgrad.losses import finite_rows, ranked_other_classes
 from advgrad.threat import ThreatModel
 
@@ -45,9 +45,11 @@ class FABParams(AttackParams):
         shown="ε of the threat model; unbounded: 0.3 L∞, 1 L2, 5 L1",
     )
 
-    at_least_one = ("steps", "restarts")
-    # per step one forward pass with a gradient per class, then one forward pass to check the iterate
-    cost_formula = "steps*restarts*(classes + 1)"
+    eot: int = eot_param()
+
+    at_least_one = ("steps", "restarts", "eot")
+    # per step eot forward passes with a gradient per class, then one forward pass to check the iterate
+    cost_formula = "steps*restarts*(classes*eot + 1)"
 
     def validate(self) -> None:
         super().validate()
@@ -65,9 +67,9 @@ class FABTParams(FABParams):
 
     target_classes: int = param(9, "how many of the most likely wrong classes to target, in turn")
 
-    at_least_one = ("steps", "restarts", "target_classes")
-    # per step one forward pass with one gradient, then one forward pass to check the iterate
-    cost_formula = "steps*restarts*target_classes*2"
+    at_least_one = ("steps", "restarts", "target_classes", "eot")
+    # per step eot forward passes with one gradient, then one forward pass to check the iterate
+    cost_formula = "steps*restarts*target_classes*(eot + 1)"
 
 
 def _bounded(threat: ThreatModel, x: Tensor) -> bool:
@@ -83,28 +85,42 @@ def _geometry(threat: ThreatModel) -> NormGeometry:
 
 
 def _linearised(
-    model: nn.Module, x1: Tensor, y: Tensor, up: Tensor | None, geometry: NormGeometry, runner_up: bool = False
+    model: nn.Module,
+    x1: Tensor,
+    y: Tensor,
+    up: Tensor | None,
+    geometry: NormGeometry,
+    runner_up: bool = False,
+    eot: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """The nearest linearised boundary at x1: (f, ∇f) of the chosen f = z_k − z_y.
 
     Untargeted (``up`` None): every k ≠ y, one gradient per class, and k minimises the distance
     |f_k|/‖∇f_k‖_* to its linearised boundary (‖·‖_* the dual norm). Targeted: f = z_up − z_y, or
-    with ``runner_up`` f = z_up − z_c, c the most likely class other than ``up`` at x1."""
-    x_var = x1.detach().requires_grad_(True)
-    logits = model(x_var).float()
-    n, classes = logits.shape
+    with ``runner_up`` f = z_up − z_c, c the most likely class other than ``up`` at x1. With
+    ``eot`` > 1 the values and gradients are means over that many passes (a randomized model's
+    expected boundary, :func:`advgrad.gradient.expectation`)."""
+    n = x1.shape[0]
     rows = torch.arange(n, device=x1.device)
+
+    def once() -> tuple[Tensor, Tensor]:
+        x_var = x1.detach().requires_grad_(True)
+        logits = model(x_var).float()
+        if up is not None:
+            down = ranked_other_classes(logits.detach(), up)[:, 0] if runner_up else y
+            f = logits[rows, up] - logits[rows, down]
+            (g,) = torch.autograd.grad(f.sum(), x_var)
+            return f.detach(), torch.nan_to_num(g)
+        grads = []
+        for k in range(logits.shape[1]):
+            (g,) = torch.autograd.grad(logits[:, k].sum(), x_var, retain_graph=k < logits.shape[1] - 1)
+            grads.append(g)
+        return logits.detach(), torch.stack(grads, dim=1)  # (N, C), (N, C, ...)
+
     if up is not None:
-        down = ranked_other_classes(logits.detach(), up)[:, 0] if runner_up else y
-        f = logits[rows, up] - logits[rows, down]
-        (g,) = torch.autograd.grad(f.sum(), x_var)
-        return f.detach(), torch.nan_to_num(g)
-    grads = []
-    for k in range(classes):
-        (g,) = torch.autograd.grad(logits[:, k].sum(), x_var, retain_graph=k < classes - 1)
-        grads.append(g)
-    g_all = torch.stack(grads, dim=1)  # (N, C, ...)
-    z = logits.detach()
+        return expectation(eot, once)
+    z, g_all = expectation(eot, once)
+    classes = z.shape[1]
     f_all = z - z[rows, y][:, None]
     g_all = torch.nan_to_num(g_all - g_all[rows, y][:, None])
     dual = geometry.dual_norm(g_all.reshape(n * classes, *x1.shape[1:])).reshape(n, classes)
@@ -149,7 +165,7 @@ def _fab_run(
         if idx.numel() == 0:
             break
         x0, ya = x[idx], y[idx]
-        f, w = _linearised(model, x1, ya, None if up is None else up[idx], geometry, runner_up)
+        f, w = _linearised(model, x1, ya, None if up is None else up[idx], geometry, runner_up, params.eot)
         # The boundary f(x1) + ⟨w, z − x1⟩ = 0, reached from x1 (⟨w, d⟩ = −f) and from x0.
         c1 = -f.double()
         c0 = c1 + (w.flatten(1).double() * (x1 - x0).flatten(1).double()).sum(dim=1)
