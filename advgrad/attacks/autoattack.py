@@ -24,11 +24,10 @@ from torch import Tensor, nn
 from advgrad.attacks.apgd import APGDParams, APGDTParams, apgd, apgd_targeted
 from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.fab import FABTParams, fab_targeted_search
-from advgrad.attacks.iterative import fresh_generator
 from advgrad.attacks.square import SquareParams, square
+from advgrad.attacks.strong import cascade
 from advgrad.errors import UsageError
 from advgrad.gradient import frozen
-from advgrad.losses import is_successful
 from advgrad.threat import ThreatModel
 
 REFERENCE = (
@@ -151,22 +150,19 @@ def version_of(name: str) -> Version:
         ) from None
 
 
-def _run_stage(
-    stage: Stage,
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    threat: ThreatModel,
-    params: AttackParams,
-    target: Tensor | None,
-    generator: torch.Generator,
-) -> Tensor:
-    """A stage's candidates for x; a minimal stage's examples beyond ε are replaced by x."""
-    out = stage.attack(model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=True)
+def _stage_function(stage: Stage) -> AttackFunction:
+    """The attack a stage runs in the cascade: a minimal stage's examples beyond ε are replaced by x
+    (AutoAttack counts FAB-T's examples only within ε; they are dropped, not projected)."""
     if not stage.minimal:
-        return out
-    adv, norm = out
-    return torch.where((norm <= threat.eps).reshape((-1,) + (1,) * (x.dim() - 1)), adv, x)
+        return stage.attack
+
+    def within_eps(model, x, y, *, threat, params, target, generator, early_stop):
+        adv, norm = stage.attack(
+            model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
+        )
+        return torch.where((norm <= threat.eps).reshape((-1,) + (1,) * (x.dim() - 1)), adv, x)
+
+    return within_eps
 
 
 def autoattack(
@@ -198,28 +194,12 @@ def autoattack(
     """
     params = prepare_params(params, AutoAttackParams, threat)
     version = version_of(params.version)
-    generator = generator if generator is not None else fresh_generator(x.device)
-    x = x.detach()
-    result = x.clone()
-    fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     with frozen(model):
         with torch.no_grad():
             classes = model(x[:1]).shape[1] if x.shape[0] else 0
-        for k, stage in enumerate(version.stages):
-            idx = (~fooled).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            t = None if target is None else target[idx]
-            stage_params = stage.params(params, classes)
-            adv = _run_stage(stage, model, x[idx], y[idx], threat, stage_params, t, generator)
-            adv = threat.clip(adv.to(x.dtype), x[idx])
-            with torch.no_grad():
-                ok = is_successful(model(adv).float(), y[idx], t)
-            if k == 0:
-                result[idx] = adv
-            result[idx[ok]] = adv[ok]
-            fooled[idx[ok]] = True
-    return result
+        stages = [(_stage_function(stage), stage.params(params, classes)) for stage in version.stages]
+        # every stage stops on a sample once it is fooled: the same samples end up fooled, sooner
+        return cascade(model, x, y, stages, threat=threat, target=target, generator=generator, early_stop=True)
 
 
 def autoattack_spec(name: str, params_type: type[AutoAttackParams], summary: str) -> AttackSpec:
