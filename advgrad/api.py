@@ -174,6 +174,22 @@ def _device(model: nn.Module, data: Any) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
+def _eps_values(eps: Any, norm: str) -> list[float]:
+    """The ε values as given (numbers or fractions, a list or one value); the norm's grid when None."""
+    if eps is None:
+        eps = get_geometry(norm).default_eps
+    return parse_eps_list([str(e) for e in eps] if isinstance(eps, (list, tuple)) else str(eps))
+
+
+def _described(report: RobustnessReport, run: RunDescription, model: nn.Module, data: Any) -> RobustnessReport:
+    """``report`` with the run's description and what the caller passed (a model and data in Python)."""
+    report.config.update(run.to_dict())
+    report.model = {"source": "python", "description": type(model).__name__}
+    shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
+    report.data = {"source": "python", "description": f"tensors of {shape}" if shape else type(data).__name__}
+    return report
+
+
 def evaluate(
     model: nn.Module,
     data: Tensor | Iterable[tuple[Tensor, Tensor]] | Any,
@@ -238,9 +254,7 @@ def evaluate(
         raise UsageError("give at least one attack, e.g. attacks=['pgd']")
     options = _options(params)
     _refuse_unknown(specs, options)
-    if eps is None:
-        eps = get_geometry(threat_norm).default_eps
-    eps_values = parse_eps_list([str(e) for e in eps] if isinstance(eps, (list, tuple)) else str(eps))
+    eps_values = _eps_values(eps, threat_norm)
     config = EvalConfig(
         eps=eps_values,
         norm=threat_norm,
@@ -260,11 +274,7 @@ def evaluate(
         config,
         device=device if device is not None else _device(model, data),
     )
-    report.config.update(RunDescription(chosen, config).to_dict())
-    report.model = {"source": "python", "description": type(model).__name__}
-    shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
-    report.data = {"source": "python", "description": f"tensors of {shape}" if shape else type(data).__name__}
-    return report
+    return _described(report, RunDescription(chosen, config), model, data)
 
 
 def load_model(
@@ -416,9 +426,7 @@ def certify(
     method = str(method).strip().lower()
     smoothing = SmoothingParams(sigma=sigma, n0=n0, samples=samples, alpha=alpha) if method == "smoothing" else None
     threat_norm = parse_norm(norm if norm is not None else ("2" if smoothing is not None else "inf"))
-    if eps is None:
-        eps = get_geometry(threat_norm).default_eps
-    eps_values = parse_eps_list([str(e) for e in eps] if isinstance(eps, (list, tuple)) else str(eps))
+    eps_values = _eps_values(eps, threat_norm)
     config = EvalConfig(
         eps=eps_values,
         norm=threat_norm,
@@ -430,8 +438,4 @@ def certify(
     report = _sweep(
         model, _batches(data, y, batch_size), [], config, device=device if device is not None else _device(model, data)
     )
-    report.config.update(RunDescription([], config).to_dict())
-    report.model = {"source": "python", "description": type(model).__name__}
-    shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
-    report.data = {"source": "python", "description": f"tensors of {shape}" if shape else type(data).__name__}
-    return report
+    return _described(report, RunDescription([], config), model, data)
