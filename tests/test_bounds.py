@@ -545,13 +545,16 @@ def test_max_pool_undecided_marks_the_inputs_of_open_windows(kernel, stride, pad
     assert 0 < int(want.sum()) < want.numel()  # both kinds of window occur
 
 
-def test_crown_tightens_the_active_neurons_a_max_pool_reads():
+def test_crown_tightens_the_active_neurons_a_max_pool_reads(monkeypatch):
     # ReLU → max-pool: the pool's relaxation uses the bounds of the stably active neurons too, so
-    # CROWN refines them (not only the unstable ones): tighter margins, never looser, and sound
+    # CROWN refines them (not only the unstable ones): tighter margins, never looser, and sound.
+    # Dense rows (the patches tighten every neuron of a convolution whatever the mode)
+    import advgrad.bounds.patches as patches
     import advgrad.bounds.propagate as propagate
     from advgrad.io.data.load import load_default
     from advgrad.io.model.load import load_default_model
 
+    monkeypatch.setattr(patches, "conv_chain", lambda graph, name: None)
     model = load_default_model()
     x, y = load_default().fetch(torch.arange(0, 450, 15))  # 30 samples
     bounded = BoundedModel(model, x[:1])
@@ -571,3 +574,99 @@ def test_crown_tightens_the_active_neurons_a_max_pool_reads():
     with torch.no_grad():
         z = model(x)
     assert (tight[finite] <= (z.gather(1, y[:, None]) - z)[finite] + 1e-4).all()  # below the clean margins
+
+
+class _Chain(nn.Module):
+    """Convolutions of every geometry the patches take, with the operators allowed between them."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        c = 4
+        if kind == "strided":
+            layers = [nn.Conv2d(2, c, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, stride=2, padding=2)]
+        elif kind == "dilated-groups":
+            layers = [nn.Conv2d(2, c, 3, padding=2, dilation=2), nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, groups=2)]
+        elif kind == "batchnorm-sigmoid":
+            layers = [nn.Conv2d(2, c, 3, padding=1), _bn(c), nn.Sigmoid(), nn.Conv2d(c, c, 5, padding=2)]
+        elif kind == "no-activation":  # convolution straight into a padded convolution
+            layers = [nn.Conv2d(2, c, 3), nn.Conv2d(c, c, 3, padding=1, bias=False), nn.Tanh(), nn.Conv2d(c, c, 3)]
+        else:  # deep: a third convolution reads rows that differ per sample from the start
+            layers = [nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(c, c, 4, padding=1)]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+_KINDS = ["strided", "dilated-groups", "batchnorm-sigmoid", "no-activation", "deep"]
+
+
+@pytest.mark.parametrize(
+    "kind, matrix, norm",
+    [(k, True, "inf") for k in _KINDS] + [(k, False, "inf") for k in _KINDS] + [(k, True, "2") for k in _KINDS],
+)
+def test_conv_bounds_in_patches_equal_the_dense_rows(kind, matrix, norm, monkeypatch):
+    # two computations of the same CROWN bounds: rows on receptive-field windows, and dense rows
+    # over whole layers (every neuron refined in both); on a normalised, non-square input
+    import advgrad.bounds.patches as patches
+    import advgrad.bounds.propagate as propagate
+
+    torch.manual_seed(3)
+    net = _Chain(kind)
+    x = torch.rand(5, 2, 9, 7)
+    net(x)  # sizes the lazy head
+    model = Normalized(net.eval(), Normalization((0.4, 0.5), (0.3, 0.2)))
+    if not matrix:
+        monkeypatch.setattr(patches, "MATRIX_LIMIT", 0)  # transposed convolutions instead
+    bounded = BoundedModel(model, x[:1])
+    graph = bounded.graph
+    inputs = InputSet(x, 0.03 if norm == "inf" else 0.2, norm, 0.0, 1.0)
+    convs = [n.name for n in graph.nodes if n.name.startswith("conv2d")]
+    found = {}
+    for name in convs[1:]:
+        chain = patches.conv_chain(graph, name)
+        assert chain is not None, name
+        found[name] = chain
+    assert found
+    bounds = {graph.input: inputs.box()}
+    checked = 0
+    for node in graph.nodes:
+        bounds[node.name] = node.op.interval([bounds[i] for i in node.inputs])
+        if node.name in found:
+            with_patches = dict(bounds)
+            propagate._refine_in_patches(graph, inputs, found[node.name], with_patches)
+            with monkeypatch.context() as dense:
+                dense.setattr(patches, "conv_chain", lambda graph, name: None)
+                propagate._refine(graph, inputs, node.name, bounds, propagate.EVERY)
+            for got, want in zip(with_patches[node.name], bounds[node.name], strict=True):
+                assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), node.name
+            width = bounds[node.name][1] - bounds[node.name][0]
+            ibp = node.op.interval([bounds[i] for i in node.inputs])
+            assert (width < ibp[1] - ibp[0] - 1e-4).any()  # CROWN did tighten something: not a no-op
+            checked += 1
+    assert checked == len(found)
+
+
+def test_patches_refuse_what_they_cannot_hold():
+    # pooling, additions and non-square kernels keep the dense rows
+    import advgrad.bounds.patches as patches
+
+    torch.manual_seed(0)
+    for net in (
+        nn.Sequential(
+            nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.Flatten(), nn.LazyLinear(2)
+        ),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, (3, 1)), nn.Flatten(), nn.LazyLinear(2)),
+    ):
+        x = torch.rand(2, 1, 10, 10)
+        net(x)
+        graph = BoundedModel(net.eval(), x[:1]).graph
+        last = [n.name for n in graph.nodes if n.name.startswith("conv2d")][-1]
+        assert patches.conv_chain(graph, last) is None
+    graph = BoundedModel(Residual().eval(), torch.rand(1, 2, 6, 6)).graph
+    convs = [n.name for n in graph.nodes if n.name.startswith("conv2d")]
+    added = [n.name for n in graph.nodes if n.name.startswith("add")]
+    assert patches.conv_chain(graph, convs[1]) is not None  # b reads relu(a(x)): a chain
+    assert added and patches.conv_chain(graph, added[0]) is None  # the residual sum is not a convolution

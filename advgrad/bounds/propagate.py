@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from advgrad.bounds import ops
+from advgrad.bounds import ops, patches
 from advgrad.bounds.graph import BoundGraph
 
 Interval = ops.Interval
@@ -49,22 +49,27 @@ class InputSet:
             # Σ a⁺·lo + a⁻·hi = a·centre − |a|·radius
             centre, radius = ((hi + lo) / 2).flatten(1).unsqueeze(2), ((hi - lo) / 2).flatten(1).unsqueeze(2)
             return (torch.bmm(flat, centre) - torch.bmm(flat.abs(), radius)).squeeze(2)
-        x0 = self.x0.flatten(1).unsqueeze(1)
-        norm = flat.norm(dim=-1)
-        ball = (flat * x0).sum(-1) - self.eps * norm
+        lo, hi = (t.flatten(1).unsqueeze(1) for t in self.box())
+        return self.minimise_l2(flat, self.x0.flatten(1).unsqueeze(1), lo, hi)
+
+    def minimise_l2(self, a: Tensor, x0: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+        """The L2 case of :meth:`minimise` for rows a (N, S, D) given with the matching entries of
+        x0 and of the box (each (N, 1 or S, D)): a row that is zero outside some entries needs
+        only those (the windows of :mod:`advgrad.bounds.patches`)."""
+        norm = a.norm(dim=-1)
+        ball = (a * x0).sum(-1) - self.eps * norm
         if self.eps == 0:
             return ball
-        return torch.maximum(ball, self._ball_and_box(flat, x0, norm))
+        return torch.maximum(ball, self._ball_and_box(a, x0, norm, lo, hi))
 
     #: bisection steps of :meth:`_ball_and_box` (any step count is sound; more are tighter)
     DUAL_STEPS = 14
 
-    def _ball_and_box(self, a: Tensor, x0: Tensor, norm: Tensor) -> Tensor:
+    def _ball_and_box(self, a: Tensor, x0: Tensor, norm: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
         """A lower bound of min a·x over the L2 ball ∩ box by weak duality: for every t > 0,
         min ≥ g(t) = min_{x ∈ box} a·x + (‖x − x0‖² − ε²)/(2t), attained at
         x(t) = clamp(x0 − t·a, lo, hi). The best t makes ‖x(t) − x0‖ = ε; it is bracketed by
         bisection on log t from t₀ = ε/‖a‖ (where clamping can only shorten the step)."""
-        lo, hi = (t.flatten(1).unsqueeze(1) for t in self.box())
         t0 = self.eps / norm.clamp(min=1e-12)
         low_s = torch.zeros_like(norm)
         high_s = torch.full_like(norm, 30.0)
@@ -120,6 +125,10 @@ JACOBIAN_LIMIT = 2**24
 def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, Interval], which: str) -> None:
     """Tighten ``bounds[name]`` by CROWN, row chunk by row chunk, for the neurons ``which`` names
     (:data:`UNSTABLE`, :data:`MAYBE_ACTIVE` or :data:`EVERY`, judged by the current bounds)."""
+    chain = patches.conv_chain(graph, name)
+    if chain is not None:
+        _refine_in_patches(graph, inputs, chain, bounds)
+        return
     lo, hi = bounds[name]
     n = lo.shape[0]
     lo_f, hi_f = lo.flatten(1), hi.flatten(1)
@@ -162,6 +171,28 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
             low = backward_lower(graph, inputs, name, rows, bounds)
         new_lo.scatter_reduce_(1, idx, low[:, :r], reduce="amax")
         new_hi.scatter_reduce_(1, idx, -low[:, r:], reduce="amin")
+    bounds[name] = (new_lo.reshape(lo.shape), torch.maximum(new_hi, new_lo).reshape(hi.shape))
+
+
+def _refine_in_patches(graph: BoundGraph, inputs: InputSet, chain: list, bounds: dict[str, Interval]) -> None:
+    """Tighten every neuron of the convolution ``chain[0]`` by CROWN in patches
+    (:mod:`advgrad.bounds.patches`), in chunks of samples (and of output channels when one sample
+    needs more) within :data:`ROW_BUDGET`."""
+    name = chain[0].name
+    lo, hi = bounds[name]
+    n, channels = lo.shape[:2]
+    positions = lo[0, 0].numel()
+    # a few live copies of the widest rows: 2 rows a channel, one window per position
+    per_channel = 2 * positions * patches.window_width(chain, graph) * lo.element_size() * 4
+    ch_step = max(1, min(channels, ROW_BUDGET // max(per_channel, 1)))
+    n_step = max(1, min(n, ROW_BUDGET // max(per_channel * ch_step, 1)))
+    new_lo, new_hi = lo.flatten(2).clone(), hi.flatten(2).clone()
+    for s in range(0, n, n_step):
+        for c in range(0, channels, ch_step):
+            rows, cols = slice(s, s + n_step), slice(c, c + ch_step)
+            low, high = patches.conv_chain_bounds(chain, graph, bounds, inputs, rows, cols)
+            new_lo[rows, cols] = torch.maximum(new_lo[rows, cols], low)
+            new_hi[rows, cols] = torch.minimum(new_hi[rows, cols], high)
     bounds[name] = (new_lo.reshape(lo.shape), torch.maximum(new_hi, new_lo).reshape(hi.shape))
 
 
