@@ -36,12 +36,15 @@ MATRIX_LIMIT = 2**22
 
 
 def conv_chain(graph: BoundGraph, name: str) -> list | None:
-    """The nodes from the convolution ``name`` back to the graph's input (``name`` first), or None
-    when some operator on the way does not qualify for patches."""
+    """The nodes from ``name`` (a convolution, or a batch norm or other per-channel scaling of one)
+    back to the graph's input, ``name`` first, or None when some operator on the way does not
+    qualify for patches."""
     nodes = {n.name: n for n in graph.nodes}
     chain = []
     current = nodes.get(name)
-    if current is None or not _conv_ok(current.op):
+    if current is None or not (isinstance(current.op, ops.Conv2d | ops.Scale) and len(graph.shapes[name]) == 3):
+        return None
+    if not _qualifies(current.op, graph.shapes[name], graph.shapes[current.inputs[0]]):
         return None
     while True:
         chain.append(current)
@@ -49,7 +52,7 @@ def conv_chain(graph: BoundGraph, name: str) -> list | None:
             return None
         source = current.inputs[0]
         if source == graph.input:
-            return chain
+            return chain if any(isinstance(node.op, ops.Conv2d) for node in chain) else None
         current = nodes.get(source)
         if current is None or not _qualifies(current.op, graph.shapes[source], graph.shapes[current.inputs[0]]):
             return None
@@ -154,12 +157,15 @@ def conv_chain_bounds(
             if a.shape[0] == 1:
                 # shared rows: the constant terms are one batched product per window position
                 bias = bias + _shared_dot(a, bu) + _shared_dot(pos, bl - bu)
-                nxt = chain[i] if i < len(chain) else None
-                if nxt is not None and isinstance(nxt.op, ops.Conv2d) and _fits_matrix(nxt.op, k):
+                # per-channel scalings (batch norm) and then a convolution: one product
+                j = i
+                while j < len(chain) and isinstance(chain[j].op, ops.Scale):
+                    j += 1
+                if j < len(chain) and isinstance(chain[j].op, ops.Conv2d) and _fits_matrix(chain[j].op, k):
                     a, bias, k, stride, pad = _through_conv_shared(
-                        nxt, graph, a, pos, au, al - au, bias, k, stride, pad, hw
+                        chain[j], chain[i:j], graph, a, pos, au, al - au, bias, k, stride, pad, hw
                     )
-                    i += 1
+                    i = j + 1
                     continue
                 a = a * au.unsqueeze(1) + pos * (al - au).unsqueeze(1)
             else:
@@ -214,11 +220,12 @@ def _fits_matrix(op: ops.Conv2d, k: int) -> bool:
     return c_out * k * k * c_in_g * op.kw["groups"] * k_new * k_new <= MATRIX_LIMIT
 
 
-def _through_conv_shared(node, graph, a, pos, slope, extra, bias, k, stride, pad, hw):
+def _through_conv_shared(node, scales, graph, a, pos, slope, extra, bias, k, stride, pad, hw):
     """Shared rows a (1, R, L, C, K, K) through an activation with per-sample slopes
-    (a·slope + a⁺·extra) and then the convolution ``node``, without building the per-sample rows
-    at the activation: per window position, (a | a⁺) times the matrices diag(slope)·T and
-    diag(extra)·T, with T the convolution's window matrix and its bias as a last column."""
+    (a·slope + a⁺·extra), the per-channel scalings ``scales`` and then the convolution ``node``,
+    without building the per-sample rows at the activation: per window position, (a | a⁺) times
+    the matrices diag(slope)·T and diag(extra)·T, with T the map of the scalings and the
+    convolution's window matrix, and the constant terms they add as a last column."""
     op = node.op
     shape = graph.shapes[node.inputs[0]]
     _, rows, positions = a.shape[:3]
@@ -232,6 +239,12 @@ def _through_conv_shared(node, graph, a, pos, slope, extra, bias, k, stride, pad
     else:
         column = a.new_zeros(positions, matrix.shape[0], 1)
     t = torch.cat([t, column], dim=2)  # (L, J, O + 1)
+    level = graph.shapes[node.name]
+    for scaling in reversed(scales):  # z = x·scale + shift before the convolution reads it
+        scale = _windows(_channel_map(scaling.op.scale, level).to(a), k, stride, pad, hw).reshape(positions, -1, 1)
+        shift = _windows(_channel_map(scaling.op.shift, level).to(a), k, stride, pad, hw).reshape(positions, -1, 1)
+        t = t * scale
+        t[:, :, -1:] += shift
     out = None
     for rows_a, diag in ((a, slope), (pos, extra)):
         left = rows_a[0].reshape(rows, positions, -1).transpose(0, 1)  # (L, R, J)
