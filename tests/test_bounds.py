@@ -588,6 +588,9 @@ class _Chain(nn.Module):
             layers = [nn.Conv2d(2, c, 3, padding=2, dilation=2), nn.LeakyReLU(0.1), nn.Conv2d(c, c, 3, groups=2)]
         elif kind == "batchnorm-head":  # the refined neurons are batch-norm outputs
             layers = [nn.Conv2d(2, c, 3, padding=1), _bn(c), nn.ReLU(), nn.Conv2d(c, c, 3, stride=2), _bn(c)]
+        elif kind == "maxpool":  # ReLU → max-pool (two geometries) between the convolutions
+            layers = [nn.Conv2d(2, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(c, c, 3, padding=1)]
+            layers += [nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1), nn.Conv2d(c, c, 2)]
         elif kind == "batchnorm-sigmoid":
             layers = [nn.Conv2d(2, c, 3, padding=1), _bn(c), nn.Sigmoid(), nn.Conv2d(c, c, 5, padding=2)]
         elif kind == "no-activation":  # convolution straight into a padded convolution
@@ -602,7 +605,7 @@ class _Chain(nn.Module):
         return self.head(self.body(x))
 
 
-_KINDS = ["strided", "dilated-groups", "batchnorm-head", "batchnorm-sigmoid", "no-activation", "deep"]
+_KINDS = ["strided", "dilated-groups", "maxpool", "batchnorm-head", "batchnorm-sigmoid", "no-activation", "deep"]
 
 
 @pytest.mark.parametrize(
@@ -657,13 +660,13 @@ def test_conv_bounds_in_patches_equal_the_dense_rows(kind, matrix, norm, monkeyp
 
 
 def test_patches_refuse_what_they_cannot_hold():
-    # pooling, additions and non-square kernels keep the dense rows
+    # average pooling, additions and non-square kernels keep the dense rows
     import advgrad.bounds.patches as patches
 
     torch.manual_seed(0)
     for net in (
         nn.Sequential(
-            nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.Flatten(), nn.LazyLinear(2)
+            nn.Conv2d(1, 2, 3), nn.AvgPool2d(2), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.Flatten(), nn.LazyLinear(2)
         ),
         nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, (3, 1)), nn.Flatten(), nn.LazyLinear(2)),
     ):
@@ -677,3 +680,40 @@ def test_patches_refuse_what_they_cannot_hold():
     added = [n.name for n in graph.nodes if n.name.startswith("add")]
     assert patches.conv_chain(graph, convs[1]) is not None  # b reads relu(a(x)): a chain
     assert added and patches.conv_chain(graph, added[0]) is None  # the residual sum is not a convolution
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool_in_patches_moves_each_coefficient_where_the_dense_rule_does(kernel, stride, padding):
+    # random rows on the pool's output (a 3×3 window per position, off-map entries zero) through
+    # the pool: the window rows and the dense rows give the same linear function and constant, on
+    # intervals where some windows take the line and others the constant
+    import advgrad.bounds.patches as patches
+    from advgrad.bounds import ops
+
+    gen = torch.Generator().manual_seed(kernel * 10 + stride + padding)
+    c, h, w = 2, 7, 7
+    op = ops.MaxPool2d((c, h, w), (0, 0, 0), kernel, stride, padding, 1)
+    ho = (h + 2 * padding - kernel) // stride + 1
+    op.out_shape = (c, ho, ho)
+    centre = torch.randn(3, c, h, w, generator=gen)
+    radius = torch.rand(3, c, h, w, generator=gen) * 1.5
+    bounds = (centre - radius, centre + radius)
+    use_line = op.relaxation([bounds])[2]
+    assert (~use_line).any() and use_line.any()
+    k, hw = 3, (ho, ho)  # windows of 3×3 pool outputs centred on each position
+    rows = torch.randn(1, 2, ho * ho, c, k, k, generator=gen)
+    rows = rows * patches._inside((c, ho, ho), k, 1, 1, hw, rows).unsqueeze(1)
+    a, bias, k2, s2, p2 = patches._through_pool(
+        op, bounds, slice(None), rows, torch.zeros(1, 2, ho * ho), k, 1, 1, hw, 3
+    )
+    # the same rows, dense: row (r, l) holds window l's numbers at their places on the output map
+    dense = torch.zeros(3, 2, ho * ho, c, ho + 2, ho + 2)
+    for q in range(ho * ho):
+        i, j = divmod(q, ho)
+        dense[:, :, q, :, i : i + k, j : j + k] = rows[0, :, q]
+    dense = dense[..., 1 : ho + 1, 1 : ho + 1].reshape(3, 2 * ho * ho, c, ho, ho)
+    (a_dense,), bias_dense = op.backward(dense, [bounds])
+    x = torch.randn(3, c, h, w, generator=gen)
+    got = (a * patches._windows(x, k2, s2, p2, hw).unsqueeze(1)).sum(dim=(-3, -2, -1)) + bias
+    want = (a_dense.flatten(2) * x.flatten(1).unsqueeze(1)).sum(-1) + bias_dense
+    assert torch.allclose(got.reshape(3, -1), want, atol=1e-4)

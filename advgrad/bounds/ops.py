@@ -488,9 +488,12 @@ class MaxPool2d(BoundOp):
         mask.scatter_reduce_(2, spot.flatten(2), open_.flatten(2), reduce="amax")
         return mask[:, :, : h * w].reshape(n, c, h, w)
 
-    def backward(self, a, bounds):
+    def relaxation(self, bounds) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The lines, per sample and pooled output (each (N, C, L) over the L windows): the input
+        position (flat index in H·W) of the lower line x_k, that of the upper line, whether the
+        upper bound is that line plus ``gap`` (else the constant ``top``), ``gap`` and ``top``."""
         lo, hi = bounds[0]
-        n, s = a.shape[:2]
+        n = lo.shape[0]
         c, h, w = self.in_shape
         lw = self._windows(lo, -math.inf)
         uw = self._windows(hi, -math.inf)
@@ -516,6 +519,12 @@ class MaxPool2d(BoundOp):
         windows = iw.unsqueeze(0).expand(n, -1, -1, -1)
         chosen_lo = windows.gather(2, k_lo.unsqueeze(2)).squeeze(2)  # (N, C, L): input positions
         chosen_up = windows.gather(2, k_up.unsqueeze(2)).squeeze(2)
+        return chosen_lo, chosen_up, use_line, gap, top_hi
+
+    def backward(self, a, bounds):
+        n, s = a.shape[:2]
+        c, h, w = self.in_shape
+        chosen_lo, chosen_up, use_line, gap, top_hi = self.relaxation(bounds)
         af = a.reshape(n, s, c, -1)
         pos, neg = af.clamp(min=0), af.clamp(max=0)
         neg_lin = neg * use_line.unsqueeze(1)

@@ -66,9 +66,20 @@ def _conv_ok(op) -> bool:
     return all(v[0] == v[1] for v in same)
 
 
+def _pool_ok(op) -> bool:
+    """A max-pool with square windows and no dilation."""
+    return (
+        isinstance(op, ops.MaxPool2d)
+        and all(v[0] == v[1] for v in (op.kernel, op.stride, op.padding))
+        and op.dilation == (1, 1)
+    )
+
+
 def _qualifies(op, out_shape, in_shape) -> bool:
     if isinstance(op, ops.Conv2d):
         return _conv_ok(op)
+    if isinstance(op, ops.MaxPool2d):
+        return _pool_ok(op)
     if isinstance(op, ops.Elementwise):
         return True
     if isinstance(op, ops.Scale):
@@ -86,15 +97,31 @@ def _channel_map(value, shape) -> Tensor | None:
         return None
 
 
-def window_width(chain: list, graph: BoundGraph) -> int:
-    """The most numbers one row holds at any layer of the chain (C·K·K), for chunking."""
-    k, widest = 1, graph.shapes[chain[0].name][0]
+def _widths(chain: list, graph: BoundGraph) -> list[int]:
+    """The numbers one row holds on each layer of the chain (C·K·K), its output first."""
+    k, widths = 1, [graph.shapes[chain[0].name][0]]
     for node in chain:
         if isinstance(node.op, ops.Conv2d):
-            kh = node.op.weight.shape[-1]
-            k = (k - 1) * ops._pair(node.op.kw["stride"])[0] + ops._pair(node.op.kw["dilation"])[0] * (kh - 1) + 1
-        widest = max(widest, graph.shapes[node.inputs[0]][0] * k * k)
-    return widest
+            k = _conv_geometry(node.op, k, 1, 0)[1]
+        elif isinstance(node.op, ops.MaxPool2d):
+            k = _pool_geometry(node.op, k, 1, 0)[0]
+        widths.append(graph.shapes[node.inputs[0]][0] * k * k)
+    return widths
+
+
+def window_width(chain: list, graph: BoundGraph) -> int:
+    """The most numbers one row holds on any layer of the chain, for chunking."""
+    return max(_widths(chain, graph))
+
+
+def window_cost(chain: list, graph: BoundGraph) -> int:
+    """Numbers one row of :func:`conv_chain_bounds` holds, summed over the layers it crosses."""
+    return sum(_widths(chain, graph)[1:])
+
+
+def dense_cost(chain: list, graph: BoundGraph) -> int:
+    """The same for a dense row over whole layers (:mod:`advgrad.bounds.propagate`)."""
+    return sum(torch.Size(graph.shapes[node.inputs[0]]).numel() for node in chain)
 
 
 def _windows(t: Tensor, k: int, stride: int, pad: int, out_hw: tuple[int, int]) -> Tensor:
@@ -171,6 +198,10 @@ def conv_chain_bounds(
             else:
                 bias = bias + (a * bu.unsqueeze(1) + pos * (bl - bu).unsqueeze(1)).sum(dim=(-3, -2, -1))
                 a = a * au.unsqueeze(1) + pos * (al - au).unsqueeze(1)
+        elif isinstance(op, ops.MaxPool2d):
+            a, bias, k, stride, pad = _through_pool(
+                op, bounds[node.inputs[0]], samples, a, bias, k, stride, pad, hw, box_lo.shape[0]
+            )
         elif isinstance(op, ops.Scale):
             scale = _windows(_channel_map(op.scale, shape).to(like), k, stride, pad, hw).unsqueeze(1)
             shift = _windows(_channel_map(op.shift, shape).to(like), k, stride, pad, hw).unsqueeze(1)
@@ -213,11 +244,13 @@ def _shared_dot(a: Tensor, v: Tensor) -> Tensor:
 
 
 def _fits_matrix(op: ops.Conv2d, k: int) -> bool:
+    """Whether the window matrix is small, and not much more work than the transposed convolution:
+    it holds C_in·K'² numbers per output entry where the convolution reads C_in/groups·kh·kw."""
     c_out, c_in_g = op.weight.shape[:2]
     kh = op.weight.shape[-1]
-    s, d = ops._pair(op.kw["stride"])[0], ops._pair(op.kw["dilation"])[0]
-    k_new = (k - 1) * s + d * (kh - 1) + 1
-    return c_out * k * k * c_in_g * op.kw["groups"] * k_new * k_new <= MATRIX_LIMIT
+    k_new = _conv_geometry(op, k, 1, 0)[1]
+    size = c_out * k * k * c_in_g * op.kw["groups"] * k_new * k_new
+    return size <= MATRIX_LIMIT and k_new * k_new * op.kw["groups"] <= 4 * kh * kh
 
 
 def _through_conv_shared(node, scales, graph, a, pos, slope, extra, bias, k, stride, pad, hw):
@@ -256,6 +289,50 @@ def _through_conv_shared(node, scales, graph, a, pos, slope, extra, bias, k, str
     c_in = shape[0]
     a = out[..., :-1].reshape(n, rows, positions, c_in, k_new, k_new)
     return a, bias, k_new, stride_new, pad_new
+
+
+def _pool_geometry(op: ops.MaxPool2d, k: int, stride: int, pad: int):
+    """(K', S', P') of the windows on a max-pool's input."""
+    s, p = op.stride[0], op.padding[0]
+    return (k - 1) * s + op.kernel[0], stride * s, pad * s + p
+
+
+def _through_pool(op: ops.MaxPool2d, interval, samples, a, bias, k, stride, pad, hw, n):
+    """Rows (B, R, L, C, K, K) on a max-pool's output windows → rows on its input windows, by the
+    pool's relaxation (:meth:`advgrad.bounds.ops.MaxPool2d.relaxation`): each output's coefficient
+    moves to the input its line picks, which lies inside the input window."""
+    lo, hi = (t[samples] for t in interval)
+    c, h, w = op.in_shape
+    ho, wo = op.out_shape[-2:]
+    chosen_lo, chosen_up, use_line, gap, top = op.relaxation([(lo, hi)])
+    k_new, stride_new, pad_new = _pool_geometry(op, k, stride, pad)
+    rows, positions = a.shape[1:3]
+    a = a.expand(n, -1, -1, -1, -1, -1)
+    like = a
+
+    def windowed(t):  # (N, C, L_pool) → (N, 1, L, C, K·K)
+        return _windows(t.reshape(n, c, ho, wo).to(like), k, stride, pad, hw).reshape(n, 1, positions, c, k * k)
+
+    # top-left corner of each position's input window, in input coordinates
+    p_idx = torch.arange(hw[0], device=a.device).repeat_interleave(hw[1])
+    q_idx = torch.arange(hw[1], device=a.device).repeat(hw[0])
+    top_row = (p_idx * stride_new - pad_new).reshape(1, 1, positions, 1, 1)
+    top_col = (q_idx * stride_new - pad_new).reshape(1, 1, positions, 1, 1)
+
+    def relative(chosen):  # absolute flat input index → flat index inside the input window
+        index = windowed(chosen.to(like)).long()
+        row = (index // w - top_row).clamp(0, k_new - 1)  # entries off the map carry coefficient 0
+        col = (index % w - top_col).clamp(0, k_new - 1)
+        return (row * k_new + col).expand(n, rows, positions, c, k * k)
+
+    flat = a.reshape(n, rows, positions, c, k * k)
+    pos, neg = flat.clamp(min=0), flat.clamp(max=0)
+    neg_line = neg * windowed(use_line)
+    bias = bias + (neg_line * windowed(gap) + (neg - neg_line) * windowed(top)).sum(dim=(-2, -1))
+    out = flat.new_zeros(n, rows, positions, c, k_new * k_new)
+    out.scatter_add_(4, relative(chosen_lo), pos)
+    out.scatter_add_(4, relative(chosen_up), neg_line)
+    return out.reshape(n, rows, positions, c, k_new, k_new), bias, k_new, stride_new, pad_new
 
 
 def _conv_geometry(op: ops.Conv2d, k: int, stride: int, pad: int):

@@ -125,10 +125,6 @@ JACOBIAN_LIMIT = 2**24
 def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, Interval], which: str) -> None:
     """Tighten ``bounds[name]`` by CROWN, row chunk by row chunk, for the neurons ``which`` names
     (:data:`UNSTABLE`, :data:`MAYBE_ACTIVE` or :data:`EVERY`, judged by the current bounds)."""
-    chain = patches.conv_chain(graph, name)
-    if chain is not None:
-        _refine_in_patches(graph, inputs, chain, bounds)
-        return
     lo, hi = bounds[name]
     n = lo.shape[0]
     lo_f, hi_f = lo.flatten(1), hi.flatten(1)
@@ -141,6 +137,12 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
         wanted = (hi_f > 0) & ((lo_f < 0) | _read_by_pools(graph, name, bounds).flatten(1))
     k = int(wanted.sum(1).max())
     if k == 0:
+        return
+    chain = patches.conv_chain(graph, name)
+    # patches bound every neuron, each row on its window; dense rows only the wanted ones, each over
+    # whole layers: the cheaper of the two (numbers a row holds, summed over the layers it crosses)
+    if chain is not None and m * patches.window_cost(chain, graph) < k * patches.dense_cost(chain, graph):
+        _refine_in_patches(graph, inputs, chain, bounds)
         return
     # per sample, the wanted neurons first (the tail of short rows repeats stable neurons: harmless)
     order = torch.sort(wanted.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :k]
