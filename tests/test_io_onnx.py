@@ -149,6 +149,27 @@ def test_unsupported_operator(setup, tmp_path):
     assert "no converter for the ONNX operator Det" in message, message
 
 
+def test_weights_behind_identity_and_constant_nodes(setup, tmp_path):
+    """torch's exporter writes equal weights once and Identity nodes for the copies; onnx2torch reads
+    a convolution's weights only from initializers."""
+    gen = torch.Generator().manual_seed(4)
+    weight, bias, scale = torch.randn(3, 1, 3, 3, generator=gen), torch.randn(3, generator=gen), torch.rand(1, 3, 1, 1)
+    nodes = [
+        helper.make_node("Identity", ["B"], ["B_copy"]),
+        helper.make_node("Constant", [], ["S"], value=onnx.numpy_helper.from_array(scale.numpy(), "S")),
+        helper.make_node("Conv", ["x", "W", "B_copy"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c", "S"], ["m"]),
+        helper.make_node("Flatten", ["m"], ["logits"]),
+    ]
+    initializers = [onnx.numpy_helper.from_array(t.numpy(), n) for t, n in ((weight, "W"), (bias, "B"))]
+    onnx.save(graph_model(tmp_path, nodes, initializers=initializers, out_shape=(None, 192)), tmp_path / "a.onnx")
+    import advgrad
+
+    module = advgrad.load_model(str(tmp_path / "a.onnx"))
+    expected = (torch.nn.functional.conv2d(setup["x"], weight, bias, padding=1) * scale).flatten(1)
+    assert torch.allclose(module(setup["x"]), expected, atol=1e-5)
+
+
 def test_conversion_that_disagrees_with_onnxruntime(setup, monkeypatch):
     import onnx2torch
 
@@ -167,7 +188,7 @@ def test_conversion_that_disagrees_with_onnxruntime(setup, monkeypatch):
 
 
 def test_missing_extra(setup, monkeypatch):
-    for module in ("onnx2torch", "onnxruntime"):
+    for module in ("onnx", "onnx2torch", "onnxruntime"):
         with monkeypatch.context() as patch:
             patch.setitem(sys.modules, module, None)  # import raises ImportError
             message = assert_bad_input(run_cli("info", "--model", setup["onnx"], "--data", setup["data"]))

@@ -48,7 +48,7 @@ class HFClassifier(nn.Module):
         self.model = model
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(pixel_values=x).logits
+        return self.model(pixel_values=x, return_dict=True).logits
 
 
 def folder_of(spec: str) -> Path:
@@ -194,6 +194,7 @@ def load_hf(spec: str, options: ModelOptions) -> LoadedModel:
                 f"{first_line(exc)})"
             ) from None
     names = class_names(config)
+    model.config.return_dict = True  # a config saying otherwise makes inner modules return tuples
     description = f"Hugging Face {type(model).__name__} from {folder}"
     extra = {
         "hf_class": type(model).__name__,

@@ -19,9 +19,11 @@ What a crafted file could try, and what stops it:
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -162,6 +164,54 @@ def _rename_nodes(graph, counter: list[int]) -> None:
                 _rename_nodes(sub, counter)
 
 
+def _inline_aliases(graph, onnx) -> int:
+    """Turn what onnx2torch cannot read as a weight into plain initializers: ``Constant`` nodes holding
+    a tensor, and ``Identity`` nodes over an initializer (torch's exporter writes these for weights
+    with equal values, e.g. the zero biases of convolutions with folded batch norm). The graph
+    computes the same; the count of nodes removed is returned."""
+    initializers = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias: dict[str, str] = {}
+    keep = []
+    for node in graph.node:
+        plain = node.domain in ("", "ai.onnx") and len(node.output) == 1 and node.output[0] not in outputs
+        value = next((a for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+        if plain and node.op_type == "Constant" and value is not None and len(node.attribute) == 1:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(value.t)
+            tensor.name = node.output[0]
+            graph.initializer.append(tensor)
+            initializers.add(tensor.name)
+            continue
+        source = alias.get(node.input[0], node.input[0]) if len(node.input) == 1 else None
+        if plain and node.op_type == "Identity" and source in initializers:
+            alias[node.output[0]] = source
+            continue
+        keep.append(node)
+    if alias:
+        for node in keep:
+            for i, name in enumerate(node.input):
+                node.input[i] = alias.get(name, name)
+    removed = len(graph.node) - len(keep)
+    if removed:
+        del graph.node[:]
+        graph.node.extend(keep)
+    return removed
+
+
+def _drop_idle_allowzero(graph, onnx) -> None:
+    """Remove ``allowzero=1`` from ``Reshape`` nodes whose target shape is an initializer without a 0
+    (torch's newer exporter writes it everywhere; onnx2torch refuses it, and without a 0 in the shape
+    it changes nothing)."""
+    shapes = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in shapes:
+            continue
+        flag = next((a for a in node.attribute if a.name == "allowzero"), None)
+        if flag is not None and flag.i == 1 and 0 not in onnx.numpy_helper.to_array(shapes[node.input[1]]).tolist():
+            node.attribute.remove(flag)
+
+
 def _check_converted(gm: torch.fx.GraphModule, path: Path) -> None:
     """The converted graph calls its own submodules and buffers and ``getitem`` only."""
     for node in gm.graph.nodes:
@@ -221,6 +271,18 @@ def _input(model, path: Path) -> tuple[str, tuple, int | None]:
     return inputs[0].name, dims[1:], dims[0]
 
 
+@contextlib.contextmanager
+def _full_float32() -> Iterator[None]:
+    """CUDA convolutions and matrix products in full float32 (no TF32), as onnxruntime on the CPU
+    computes them, so that the comparison measures the conversion and not the arithmetic."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 class OnnxCheck:
     """Compares the converted model with onnxruntime on a batch (the probe's)."""
 
@@ -228,6 +290,7 @@ class OnnxCheck:
         ort = require("onnxruntime", EXTRA, "checking an ONNX model")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = max(1, torch.get_num_threads())
         source = model.SerializeToString() if model.ByteSize() < (1 << 31) - 1 else str(path)
         try:
             self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
@@ -252,7 +315,7 @@ class OnnxCheck:
 
     def __call__(self, module: nn.Module, x: Tensor) -> None:
         """Raise when ``module`` (the converted model) and onnxruntime disagree on ``x``."""
-        with torch.no_grad():
+        with torch.no_grad(), _full_float32():
             converted = module(x)
         if isinstance(converted, (tuple, list)):
             converted = next((t for t in converted if isinstance(t, Tensor)), None)
@@ -276,6 +339,7 @@ class OnnxCheck:
 def load_onnx(path: Path, options: ModelOptions) -> LoadedModel:
     """An ONNX file (see the module docstring): converted, checked, on ``options.device``."""
     onnx = require("onnx", EXTRA, "an ONNX model")
+    require("onnx.numpy_helper", EXTRA, "an ONNX model")
     require("onnx2torch", EXTRA, "an ONNX model")
     require("onnxruntime", EXTRA, "checking an ONNX model")
     try:
@@ -289,8 +353,10 @@ def load_onnx(path: Path, options: ModelOptions) -> LoadedModel:
         except Exception as exc:
             raise ModelError(f"{path}: cannot read its external data ({first_line(exc)})") from None
     name, shape, batch = _input(model, path)
+    check = OnnxCheck(model, path, name, batch)  # onnxruntime runs the graph as the file has it
     _rename_nodes(model.graph, [0])
-    check = OnnxCheck(model, path, name, batch)
+    _inline_aliases(model.graph, onnx)
+    _drop_idle_allowzero(model.graph, onnx)
     graph = _convert(model, path)
     module = ExportedModule(graph, shape, batch).to(options.device) if shape else graph.to(options.device)
     notes = [f"opset {max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default=0)}"]
