@@ -15,6 +15,10 @@ What a crafted file could try, and what stops it:
   node is renamed ``n0``, ``n1``… before conversion, and the converted graph may only call its own
   modules (:func:`_check_converted`);
 - operators outside ONNX's standard domains have no converter and are refused by name.
+
+Before conversion, what onnx2torch cannot read as weights but that computes the same is rewritten
+(:func:`_inline_aliases`, :func:`_drop_idle_allowzero`); onnxruntime runs the file as it is, so the
+check covers these rewrites too.
 """
 
 from __future__ import annotations
@@ -307,10 +311,10 @@ class OnnxCheck:
             if n < size:
                 chunk = torch.cat([chunk, chunk.new_zeros((size - n, *chunk.shape[1:]))])
             try:
-                out = self.session.run(None, {self.name: chunk.numpy()})[0]
-            except Exception as exc:
+                out = torch.as_tensor(self.session.run(None, {self.name: chunk.numpy()})[0])
+            except Exception as exc:  # a failure, or a first output that is no tensor (a sequence, a map)
                 raise ModelError(f"{self.path}: onnxruntime failed on the probe batch ({first_line(exc)})") from None
-            outputs.append(torch.as_tensor(out)[:n])
+            outputs.append(out[:n])
         return torch.cat(outputs)
 
     def __call__(self, module: nn.Module, x: Tensor) -> None:
