@@ -76,6 +76,8 @@ def test_timm_same_accuracy_as_the_model_itself(timm_setup):
     assert "pretrained_cfg" in normalization["source"]
     line = next(line for line in stderr.splitlines() if line.startswith("model: "))
     assert "timm pretrained_cfg of vit_tiny_patch16_224" in line
+    mean = ",".join(f"{v:g}" for v in s["cfg"]["mean"])
+    assert any(line.startswith("warning: no --mean/--std given") and mean in line for line in stderr.splitlines())
     assert summary["model"]["weights_unwrapped"] == ["took the 'state_dict' entry"]
 
 

@@ -90,4 +90,14 @@ def load_timm(spec: str, options: ModelOptions) -> LoadedModel:
         loaded.warnings.append(
             Notice(f"{spec} has random weights (no `weights` given): its results describe a random network", "weights")
         )
+    elif normalization is not None and options.mean is None:
+        loaded.warnings.append(
+            Notice(
+                f"no `mean`/`std` given: {spec} gets the normalisation of its timm pretrained_cfg (mean "
+                f"{','.join(f'{v:g}' for v in normalization.mean)}, std {','.join(f'{v:g}' for v in normalization.std)}"
+                "), which timm's pretrained weights were trained with; if yours were trained with another, give it "
+                "with `mean`/`std`",
+                ("mean", "std"),
+            )
+        )
     return loaded
