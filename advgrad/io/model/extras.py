@@ -27,7 +27,7 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         missing = getattr(exc, "name", None) or module
         raise ModelError(
             f"{what} needs the optional extra {extra!r} ({missing} is not installed): pip install 'advgrad[{extra}]'",
-            params="model",
+            params="model" if "`model`" in what else (),
         ) from None
 
 
