@@ -290,9 +290,11 @@ def load_model(
 ) -> nn.Module:
     """A model in eval mode that takes pixels in [0, 1], as ``advgrad --model`` loads it.
 
-    ``spec``: ``None`` (the embedded digits CNN), an ExportedProgram ``.pt2`` or TorchScript file,
-    ``"torchvision:NAME"`` or ``"package.module:callable"`` (with ``weights``, a state-dict file,
-    and ``model_args``, keyword arguments for the callable). ``mean``/``std`` put
+    ``spec``: ``None`` (the embedded digits CNN), an ExportedProgram ``.pt2``, ONNX or TorchScript file,
+    ``"torchvision:NAME"``, ``"timm:NAME"`` or ``"package.module:callable"`` (with ``weights``, a
+    state-dict file, and ``model_args``, keyword arguments for the callable), or ``"hf:DIR"`` (a
+    Hugging Face ``save_pretrained`` folder). An ONNX model is converted to torch by onnx2torch; its
+    check against onnxruntime needs a batch and runs in ``advgrad info``/``eval``/``attack``. ``mean``/``std`` put
     (x − mean) / std in front of the model so that ε is in pixel units. Files are read without
     running code from them unless ``unsafe_pickle=True``. ``bpda``: ``--bpda`` values
     (``"NAME"`` or ``"NAME=package.module:callable"``), submodules of a model built in code that run

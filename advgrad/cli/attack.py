@@ -143,6 +143,7 @@ def attack(
             result.pred_clean,
             result.pred_adv,
             Path(images) / IMAGES_FILE,
+            class_names=inputs.class_names,
             norm=threat.norm,
         )
         info(f"wrote {path}")

@@ -25,9 +25,10 @@ ModelOpt = Annotated[
         "-m",
         help=(
             "Model to attack: an ExportedProgram (.pt2, torch.export.save), package.module:callable with --weights "
-            "(imports and runs that module, your own code), torchvision:NAME (e.g. torchvision:resnet18) or a "
-            "TorchScript file (deprecated by torch); a whole pickled model only with --unsafe-pickle. "
-            "Default: the embedded digits CNN."
+            "(imports and runs that module, your own code), torchvision:NAME (e.g. torchvision:resnet18), an ONNX "
+            "file (needs advgrad[onnx]), timm:NAME with --weights (needs advgrad[timm]), hf:DIR, a Hugging Face "
+            "save_pretrained folder (needs advgrad[hf]), or a TorchScript file (deprecated by torch); a whole pickled "
+            "model only with --unsafe-pickle. Nothing is downloaded. Default: the embedded digits CNN."
         ),
         rich_help_panel=IO_PANEL,
         show_default=False,
@@ -39,7 +40,7 @@ WeightsOpt = Annotated[
         "--weights",
         "-w",
         help=(
-            "Weights for torchvision:NAME or package.module:callable: a state-dict file (.pt/.pth read with "
+            "Weights for torchvision:NAME, timm:NAME or package.module:callable: a state-dict file (.pt/.pth read with "
             "weights_only, or .safetensors), or DEFAULT (torchvision's pretrained weights, from the local cache only)."
         ),
         rich_help_panel=IO_PANEL,
@@ -51,7 +52,7 @@ ModelArgOpt = Annotated[
     typer.Option(
         "--model-arg",
         help=(
-            "KEY=VALUE passed to the model's callable or torchvision builder; repeat for more "
+            "KEY=VALUE passed to the model's callable, torchvision builder or timm.create_model; repeat for more "
             "(e.g. --model-arg num_classes=10). Values read as int, float, true/false, else string."
         ),
         rich_help_panel=IO_PANEL,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import Tensor
 
 from advgrad.device import resolve_device
-from advgrad.io.data.load import DataOptions, DataSource, load_data
+from advgrad.io.data.load import DataOptions, DataSource, data_format, load_data
 from advgrad.io.data.sources import check_at_least
 from advgrad.io.model.factories import parse_model_args
 from advgrad.io.model.guard import GuardedModel
-from advgrad.io.model.load import LoadedModel, ModelOptions, load_model
+from advgrad.io.model.load import LoadedModel, ModelOptions, load_model, preferred_image_size
 from advgrad.io.model.logits import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, normalisation_hint, probe
 from advgrad.numeric import check_number
@@ -108,6 +108,14 @@ class RunInputs:
     def n_samples(self) -> int:
         return len(self.selection())
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes by index: the model's own (a Hugging Face id2label) when it has
+        them, since predictions are its outputs; else the data's (image folders, named datasets).
+        None unless there is one name per output."""
+        names = self.model.class_names or self.data.classes
+        return list(names) if names and len(names) == self.probe.num_classes else None
+
     def selection(self) -> Tensor:
         o = self.options
         return self.data.select(limit=o.limit, shuffle=o.shuffle, seed=o.seed)
@@ -160,12 +168,22 @@ def _check_options(options: InputOptions) -> None:
     parse_threads(options.threads)
 
 
-def _class_warnings(data: DataSource, classes: int) -> list[str]:
-    if data.classes is None or len(data.classes) == classes:
+def _class_warnings(data: DataSource, classes: int, names: list[str] | None = None) -> list[str]:
+    """Warnings when the data's classes cannot be the model's outputs (``names``: the model's own class names)."""
+    if data.classes is None:
         return []
+    if len(data.classes) != classes:
+        return [
+            f"the data has {len(data.classes)} classes but the model outputs {classes}: labels are the data's class "
+            f"indices 0..{len(data.classes) - 1}; make sure they mean the same classes as the model's outputs"
+        ]
+    differ = [i for i, (a, b) in enumerate(zip(data.classes, names or data.classes, strict=False)) if a != b]
+    if not differ:
+        return []
+    i = differ[0]
     return [
-        f"the data has {len(data.classes)} classes but the model outputs {classes}: labels are the data's class "
-        f"indices 0..{len(data.classes) - 1}; make sure they mean the same classes as the model's outputs"
+        f"the data's class {i} is {data.classes[i]!r} but the model's class {i} is {names[i]!r} ({len(differ)} of "
+        f"{classes} names differ): labels are the data's class indices; make sure they mean the model's classes"
     ]
 
 
@@ -181,7 +199,10 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     _check_options(options)
     device = resolve_device(options.device) if device is None else device
     model_options = options.model_options(device)  # bad --model-arg fails before data is read
-    data = load_data(options.data, options.data_options())
+    data_options = options.data_options()
+    if data_options.image_size is None and data_format(options.data) == "image-folder":
+        data_options = replace(data_options, image_size=preferred_image_size(options.model))  # the model's own
+    data = load_data(options.data, data_options)
     model = load_model(options.model, model_options)
     selection = data.select(limit=options.limit, shuffle=options.shuffle, seed=options.seed)
     x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
@@ -193,10 +214,12 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     result = probe(model.module, x, y)
     if result.output.kind != "tensor":
         model.module = LogitsOf(model.module, result.output)
+    if model.verify is not None:  # e.g. an ONNX model converted to torch, against onnxruntime
+        model.verify(x)
     labels = data.labels()
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
-    warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes)
+    warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes, model.class_names)
     if model.normalization is None and not any("mean" in getattr(w, "params", ()) for w in warnings):
         hint = normalisation_hint(model.module, x, y, result.num_classes)
         warnings += [hint] if hint else []

@@ -32,6 +32,13 @@ def inputs_table(summary: dict) -> Table:
         rows.append(("weights unwrapped", "; ".join(model["weights_unwrapped"])))
     if model.get("model_args"):
         rows.append(("model args", ", ".join(f"{k}={v!r}" for k, v in model["model_args"].items())))
+    for key in ("onnx_check",):
+        if model.get(key):
+            rows.append((key.replace("_", " "), str(model[key])))
+    if model.get("class_names"):
+        names = model["class_names"]
+        more = f", … ({len(names)} in all)" if len(names) > 10 else ""
+        rows.append(("class names (model)", ", ".join(names[:10]) + more))
     rows += [
         ("normalisation", _normalization(model.get("normalization"))),
         ("logits", model["output"]),

@@ -91,6 +91,12 @@ FORMATS: list[DataFormat] = [
 ]
 
 
+def data_format(spec: str | None) -> str | None:
+    """The name of the form a ``--data`` value takes (``image-folder``, ``pt``…); None when none fits."""
+    spec = DEFAULT_DATA if spec is None else str(spec)
+    return next((fmt.name for fmt in FORMATS if fmt.matches(spec)), None)
+
+
 def load_data(spec: str | None = None, options: DataOptions | None = None) -> DataSource:
     """Load the data named by a ``--data`` value; ``None`` is the embedded digits test split.
 

@@ -30,7 +30,11 @@ from advgrad.errors import ModelError, UsageError
 # copied from the wrapped module tree starts with it.
 WRAPPER_PREFIX = "model."
 _STANDIN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_REFUSED_KINDS = {"torchscript": "a TorchScript model", "exported-program": "an ExportedProgram"}
+_REFUSED_KINDS = {
+    "torchscript": "a TorchScript model",
+    "exported-program": "an ExportedProgram",
+    "onnx": "an ONNX model (converted to a graph)",
+}
 
 
 @dataclass(frozen=True)

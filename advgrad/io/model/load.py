@@ -1,9 +1,10 @@
 """Loading the model under attack: a ``--model`` value → a :class:`LoadedModel`.
 
 Accepted: the embedded digits CNN (default, or ``digits-cnn``) and its adversarially trained twin
-(``default-robust``); a model file (TorchScript,
-ExportedProgram ``.pt2``, or a whole pickle with ``--unsafe-pickle``: :mod:`advgrad.io.model.model_files`);
-``torchvision:NAME`` and ``package.module:callable`` (:mod:`advgrad.io.model.factories`). Every loader
+(``default-robust``); a model file (TorchScript, ExportedProgram ``.pt2``, ONNX, or a whole pickle
+with ``--unsafe-pickle``: :mod:`advgrad.io.model.model_files`); ``torchvision:NAME`` and
+``package.module:callable`` (:mod:`advgrad.io.model.factories`); ``timm:NAME``
+(:mod:`advgrad.io.model.timm_models`) and ``hf:DIR`` (:mod:`advgrad.io.model.hf_models`). Every loader
 returns a module in eval mode on the requested device; ``--mean``/``--std`` (or the
 normalisation of torchvision's pretrained weights) is put in front of it, so that it takes
 pixels in [0, 1]; ``--bpda`` replaces the backward pass of named submodules before that
@@ -23,9 +24,11 @@ from torch import nn
 from advgrad.errors import ModelError, Notice, UsageError
 from advgrad.io.model.bpda import apply_bpda, parse_bpda
 from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
+from advgrad.io.model.hf_models import load_hf, processor_image_size
 from advgrad.io.model.model_files import load_model_file
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
 from advgrad.io.model.normalize import Normalization, Normalized
+from advgrad.io.model.timm_models import load_timm
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -37,12 +40,15 @@ __all__ = [
     "load_default_model",
     "load_model",
     "load_robust_model",
+    "preferred_image_size",
 ]
 
 DEFAULT_MODEL = "digits-cnn"
 ROBUST_MODEL = "default-robust"
 ROBUST_ASSET = "digits_cnn_robust.safetensors"
 TORCHVISION = "torchvision:"
+TIMM = "timm:"
+HF = "hf:"
 
 
 def load_default_model(device: torch.device | str = "cpu") -> nn.Module:
@@ -117,29 +123,47 @@ class ModelFormat:
     """A way of reading a model: ``matches(spec)`` says whether a ``--model`` value is of this form.
 
     ``builds`` is True for forms that build an architecture in code and so take ``--weights``
-    and ``--model-arg``.
+    and ``--model-arg``. ``image_size``, when given, is the side the model's own preprocessing
+    feeds it (or None): the ``--image-size`` of an image folder that the user leaves unset.
     """
 
     name: str
     matches: Callable[[str], bool]
     load: Callable[[str, ModelOptions], LoadedModel]
     builds: bool = False
+    image_size: Callable[[str], int | None] | None = None
 
 
 FORMATS: list[ModelFormat] = [
     ModelFormat("default", lambda s: s == DEFAULT_MODEL, _load_default),
     ModelFormat("default-robust", lambda s: s == ROBUST_MODEL, _load_robust),
     ModelFormat("torchvision", lambda s: s.startswith(TORCHVISION), _load_torchvision, builds=True),
+    ModelFormat("timm", lambda s: s.startswith(TIMM), load_timm, builds=True),
+    ModelFormat("hf", lambda s: s.startswith(HF), load_hf, image_size=processor_image_size),
     ModelFormat("factory", is_factory, _load_factory, builds=True),
     ModelFormat("file", lambda s: True, load_model_file),
 ]
 
 
 def _normalize(loaded: LoadedModel, options: ModelOptions) -> None:
-    """Put --mean/--std (else the pretrained weights' own normalisation) in front of the model."""
+    """Put --mean/--std (else the pretrained weights' own normalisation) in front of the model; a
+    loader's ``verify`` (written for the model's own inputs) then gets pixels too."""
     loaded.normalization = Normalization.from_options(options.mean, options.std) or loaded.normalization
     if loaded.normalization is not None:
-        loaded.module = Normalized(loaded.module, loaded.normalization).to(options.device)
+        wrapped = Normalized(loaded.module, loaded.normalization).to(options.device)
+        loaded.module = wrapped
+        if loaded.verify is not None:
+            check = loaded.verify
+            loaded.verify = lambda x: check((x - wrapped.mean.to(x.dtype)) / wrapped.std.to(x.dtype))
+
+
+def preferred_image_size(spec: str | None) -> int | None:
+    """The image side the model named by a ``--model`` value is fed by its own preprocessing
+    (a Hugging Face image processor's), when its form knows one; else None."""
+    if spec is None:
+        return None
+    fmt = next(f for f in FORMATS if f.matches(str(spec)))
+    return None if fmt.image_size is None else fmt.image_size(str(spec))
 
 
 def load_model(spec: str | None = None, options: ModelOptions | None = None) -> LoadedModel:
@@ -154,7 +178,7 @@ def load_model(spec: str | None = None, options: ModelOptions | None = None) -> 
                 given = [p for p, v in (("weights", options.weights), ("model_args", options.model_args)) if v]
                 raise UsageError(
                     f"{' and '.join(f'`{p}`' for p in given)} apply to models built in code (torchvision:NAME, "
-                    f"package.module:callable), not to {spec}",
+                    f"timm:NAME, package.module:callable), not to {spec}",
                     params=given,
                 )
             loaded = fmt.load(spec, options)

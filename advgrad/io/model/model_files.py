@@ -1,9 +1,10 @@
-"""Models from a file: TorchScript, ExportedProgram (``.pt2``), or — opted in — a whole pickle.
+"""Models from a file: TorchScript, ExportedProgram (``.pt2``), ONNX, or — opted in — a whole pickle.
 
 The file's contents, not its name, decide how it is read:
 
 - a TorchScript archive (``torch.jit.save``: compiled code and tensors, no Python pickles);
 - an ExportedProgram archive (``torch.export.save``): see :mod:`advgrad.io.model.exported`;
+- an ONNX model (a protobuf ``ModelProto``): see :mod:`advgrad.io.model.onnx_file`;
 - a ``torch.save`` pickle. Holding only tensors, it is a state dict and needs its architecture
   (``--model module:callable --weights FILE``). Holding a whole model, it names Python classes
   that unpickling would import and run: refused unless ``--unsafe-pickle``.
@@ -24,10 +25,11 @@ from advgrad.errors import ModelError, first_line
 from advgrad.io.model.exported import load_exported
 from advgrad.io.model.graph_ops import operator_refusal, torchscript_disallowed
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.onnx_file import is_onnx, load_onnx
 from advgrad.io.model.weights import load_torch_file
 from advgrad.io.paths import require_file
 
-EXPECTED = "a model file: TorchScript (torch.jit.save) or ExportedProgram (.pt2, torch.export.save)"
+EXPECTED = "a model file: ExportedProgram (.pt2, torch.export.save), ONNX (.onnx) or TorchScript (torch.jit.save)"
 _STORAGE = re.compile(r"data/[0-9]+")
 STATE_DICT_HINT = (
     "give its architecture: `model` package.module:callable `weights` FILE, or `model` torchvision:NAME `weights` FILE"
@@ -145,4 +147,8 @@ def load_model_file(spec: str, options: ModelOptions) -> LoadedModel:
         raise ModelError(f"{path}: a truncated or damaged archive; save the model again")
     if kind == "zip":
         raise ModelError(f"{path}: a zip archive but not a model advgrad reads; expected {EXPECTED}")
-    raise ModelError(f"{path}: not a TorchScript, ExportedProgram or torch.save file (truncated or corrupt?)")
+    if is_onnx(path):
+        return load_onnx(path, options)
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path}: not a readable ONNX model, truncated or corrupt")
+    raise ModelError(f"{path}: not a TorchScript, ExportedProgram, ONNX or torch.save file (truncated or corrupt?)")

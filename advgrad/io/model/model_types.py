@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +19,10 @@ class LoadedModel:
     the requested device. ``normalization`` is what :func:`advgrad.io.model.load.load_model` put in
     front of it (a loader may propose one, e.g. pretrained weights' own); ``extra`` holds facts a
     loader found worth reporting, ``warnings`` what the user should know before trusting results.
+    ``class_names``: the names of the model's outputs, when the model file carries them (a Hugging
+    Face ``id2label``). ``verify``: a check the loader asks for on the probe batch (pixels in [0, 1]),
+    raising :class:`advgrad.errors.ModelError` when the model is not what the file describes (an ONNX
+    model converted to torch against onnxruntime).
     """
 
     module: nn.Module
@@ -28,6 +32,8 @@ class LoadedModel:
     extra: dict = field(default_factory=dict)
     normalization: Normalization | None = None
     warnings: list[str] = field(default_factory=list)
+    class_names: list[str] | None = None
+    verify: Callable[[torch.Tensor], None] | None = None
 
     @property
     def parameter_count(self) -> int:
@@ -41,6 +47,7 @@ class LoadedModel:
             "parameters": self.parameter_count,
             "normalization": None if self.normalization is None else self.normalization.to_dict(),
             **self.extra,
+            **({} if self.class_names is None else {"class_names": list(self.class_names)}),
         }
 
 

@@ -1,0 +1,210 @@
+"""timm:NAME and hf:DIR: the same predictions as calling the model directly with its own
+normalisation; where that normalisation came from is reported; Hugging Face class names reach the
+report; nothing is downloaded, no code from a model folder runs, pickled weights need the opt-in,
+and a missing extra is one line naming it."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sys
+
+import pytest
+import torch
+from loading_fixtures import assert_bad_input, run_cli, save_tensors, write_image_folder
+
+
+def _data(tmp_path, logits_of, n=12, shape=(3, 8, 8), seed=0):
+    """A tensor file whose labels the model gets right on the first half, wrong on the second."""
+    x = torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        y = logits_of(x).argmax(1)
+    y[n // 2 :] = (y[n // 2 :] + 1) % 3
+    return x, y, save_tensors(tmp_path / "data.pt", x, y)
+
+
+def _randomise(model: torch.nn.Module, seed: int = 0, scale: float = 0.5) -> torch.nn.Module:
+    """Seeded random weights everywhere (the libraries' own init gives one class for every input)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return model.eval()
+
+
+def _info(*args):
+    result = run_cli("info", "--device", "cpu", "--json", "-", *args)
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# timm
+
+timm = pytest.importorskip("timm")
+TIMM_ARGS = {"img_size": 8, "patch_size": 4, "embed_dim": 16, "depth": 1, "num_heads": 2, "num_classes": 3}
+
+
+@pytest.fixture(scope="module")
+def timm_setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("timm")
+    model = _randomise(timm.create_model("vit_tiny_patch16_224", pretrained=False, **TIMM_ARGS))
+    torch.save({"state_dict": model.state_dict()}, d / "w.pth")
+    cfg = model.pretrained_cfg
+    mean, std = torch.tensor(cfg["mean"]).view(1, 3, 1, 1), torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    x, y, data = _data(d, lambda x: model((x - mean) / std))
+    return {"dir": d, "model": model, "cfg": cfg, "x": x, "y": y, "data": data, "mean": mean, "std": std}
+
+
+def _timm_args(setup):
+    args = [f"--model-arg={k}={v}" for k, v in TIMM_ARGS.items()]
+    return ["--model", "timm:vit_tiny_patch16_224", *args, "--weights", setup["dir"] / "w.pth", "--data", setup["data"]]
+
+
+def test_timm_same_accuracy_as_the_model_itself(timm_setup):
+    s = timm_setup
+    with torch.no_grad():
+        direct = s["model"]((s["x"] - s["mean"]) / s["std"]).argmax(1)
+        unnormalised = s["model"](s["x"]).argmax(1)
+    assert not torch.equal(direct, unnormalised)  # the normalisation matters for this model and data
+    summary, stderr = _info(*_timm_args(s))
+    assert summary["model"]["kind"] == "timm"
+    assert summary["probe"]["correct"] == int((direct == s["y"]).sum()) == 6
+    normalization = summary["model"]["normalization"]
+    assert normalization["mean"] == pytest.approx(list(s["cfg"]["mean"]))
+    assert normalization["std"] == pytest.approx(list(s["cfg"]["std"]))
+    assert "pretrained_cfg" in normalization["source"]
+    line = next(line for line in stderr.splitlines() if line.startswith("model: "))
+    assert "timm pretrained_cfg of vit_tiny_patch16_224" in line
+    mean = ",".join(f"{v:g}" for v in s["cfg"]["mean"])
+    assert any(line.startswith("warning: no --mean/--std given") and mean in line for line in stderr.splitlines())
+    assert summary["model"]["weights_unwrapped"] == ["took the 'state_dict' entry"]
+
+
+def test_timm_mean_std_given_win(timm_setup):
+    summary, _ = _info(*_timm_args(timm_setup), "--mean", "0.1", "--std", "0.3")
+    assert summary["model"]["normalization"] == {"mean": [0.1], "std": [0.3], "source": "--mean/--std"}
+
+
+def test_timm_refusals(timm_setup, monkeypatch):
+    args = _timm_args(timm_setup)
+    message = assert_bad_input(run_cli("info", *args, "--model-arg", "pretrained=true"))
+    assert "pretrained=False" in message
+    message = assert_bad_input(run_cli("info", *args, "--model-arg", "checkpoint_path=w.pth"))
+    assert "checkpoint_path" in message
+    message = assert_bad_input(run_cli("info", "--model", "timm:vit_tiny_patch16_22"))
+    assert "no architecture named 'vit_tiny_patch16_22'" in message and "vit_tiny_patch16_224" in message
+    message = assert_bad_input(run_cli("info", "--model", "timm:hf-hub:someone/model"))
+    assert "no architecture" in message
+    monkeypatch.setitem(sys.modules, "timm", None)
+    message = assert_bad_input(run_cli("info", *args))
+    assert "pip install 'advgrad[timm]'" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face
+
+transformers = pytest.importorskip("transformers")
+NAMES = ["cat", "dog", "fox"]
+MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+
+
+@pytest.fixture(scope="module")
+def hf_setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hf")
+    config = transformers.ViTConfig(
+        image_size=8,
+        patch_size=4,
+        num_channels=3,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+        id2label=dict(enumerate(NAMES)),
+        label2id={n: i for i, n in enumerate(NAMES)},
+    )
+    model = _randomise(transformers.ViTForImageClassification(config), seed=2, scale=1.0)
+    folder = d / "vit"
+    model.save_pretrained(folder)
+    transformers.ViTImageProcessor(size={"height": 8, "width": 8}, image_mean=MEAN, image_std=STD).save_pretrained(
+        folder
+    )
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    x, y, data = _data(d, lambda x: model(pixel_values=(x - mean) / std).logits)
+    return {"dir": d, "folder": folder, "model": model, "x": x, "y": y, "data": data, "mean": mean, "std": std}
+
+
+def test_hf_same_accuracy_names_and_logits(hf_setup):
+    s = hf_setup
+    with torch.no_grad():
+        direct = s["model"](pixel_values=(s["x"] - s["mean"]) / s["std"]).logits.argmax(1)
+        unnormalised = s["model"](pixel_values=s["x"]).logits.argmax(1)
+    assert not torch.equal(direct, unnormalised)
+    summary, stderr = _info("--model", f"hf:{s['folder']}", "--data", s["data"])
+    model = summary["model"]
+    assert model["kind"] == "hf" and model["class_names"] == NAMES
+    assert model["output"] == "the output tensor"  # advgrad's module returns the logits: .logits unwrapped
+    assert model["normalization"]["mean"] == pytest.approx(MEAN)
+    assert model["normalization"]["std"] == pytest.approx(STD)
+    assert "preprocessor_config.json" in model["normalization"]["source"]
+    assert summary["probe"]["correct"] == int((direct == s["y"]).sum()) == 6
+    assert [line for line in stderr.splitlines() if line.strip()][0].startswith("model: ")
+    assert "Loading weights" not in stderr and "%|" not in stderr  # no progress bars of transformers
+
+
+def test_hf_class_names_in_the_eval_report(hf_setup, tmp_path):
+    report = tmp_path / "report.json"
+    result = run_cli(
+        "eval", "--model", f"hf:{hf_setup['folder']}", "--data", hf_setup["data"], "--attack", "fgsm",
+        "--eps", "0,0.05", "--device", "cpu", "--json", report,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["model"]["class_names"] == NAMES
+    assert data["clean_correct"] == 6
+
+
+def test_hf_image_size_from_the_processor_and_folder_names(hf_setup, tmp_path):
+    folder = write_image_folder(tmp_path / "imgs", {"cat": 2, "dog": 2, "zebra": 2}, size=(12, 10))
+    summary, stderr = _info("--model", f"hf:{hf_setup['folder']}", "--data", folder)
+    assert summary["input_shape"] == [3, 8, 8]  # resized to the processor's 8×8 (the images are 12×10)
+    assert "'zebra' but the model's class 2 is 'fox'" in " ".join(summary["warnings"])
+    # a size the user gives wins; this ViT then refuses 9×9 inputs in one line
+    result = run_cli("info", "--model", f"hf:{hf_setup['folder']}", "--data", folder, "--image-size", "9")
+    assert "doesn't match model (8*8)" in assert_bad_input(result)
+
+
+def test_hf_pickled_weights_need_the_opt_in(hf_setup, tmp_path):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "config.json").write_text((hf_setup["folder"] / "config.json").read_text())
+    torch.save(hf_setup["model"].state_dict(), folder / "pytorch_model.bin")
+    message = assert_bad_input(run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"]))
+    assert "pytorch_model.bin, a pickle" in message and "--unsafe-pickle" in message
+
+
+def test_hf_remote_code_never_runs(hf_setup, tmp_path):
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    config = json.loads((hf_setup["folder"] / "config.json").read_text())
+    config.update(
+        model_type="evil_vit",
+        auto_map={"AutoConfig": "evil.EvilConfig", "AutoModelForImageClassification": "evil.EvilModel"},
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "evil.py").write_text("import builtins\nbuiltins.ADVGRAD_REMOTE_RAN = 1\n")
+    (folder / "model.safetensors").write_bytes((hf_setup["folder"] / "model.safetensors").read_bytes())
+    message = assert_bad_input(run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"]))
+    assert "transformers cannot load" in message
+    assert not hasattr(builtins, "ADVGRAD_REMOTE_RAN")
+
+
+def test_hf_never_downloads_and_missing_extra(hf_setup, monkeypatch, tmp_path):
+    message = assert_bad_input(run_cli("info", "--model", "hf:google/vit-base-patch16-224"))
+    assert "no such folder" in message and "never downloads" in message
+    message = assert_bad_input(run_cli("info", "--model", f"hf:{hf_setup['folder']}", "--weights", "w.pt"))
+    assert "--weights apply to models built in code" in message
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    message = assert_bad_input(run_cli("info", "--model", f"hf:{hf_setup['folder']}", "--data", hf_setup["data"]))
+    assert "pip install 'advgrad[hf]'" in message
