@@ -26,6 +26,27 @@ def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[st
     return lines
 
 
+def _corruptions(report: RobustnessReport) -> list[str]:
+    """The section on common corruptions: accuracy per corruption and severity, and the means."""
+    results = report.corruptions
+    if results is None:
+        return []
+    lines = [
+        "",
+        "### Accuracy under common corruptions",
+        "",
+        f"Mean corruption accuracy: **{pct(results.mean_accuracy)}** "
+        f"({len(results.names)} corruptions × {len(results.severities)} severities)",
+        "",
+    ]
+    rows = [
+        [f"`{name}`", *(pct(results.accuracy(name, s)) for s in results.severities), pct(results.mean_of(name))]
+        for name in results.names
+    ]
+    rows.append(["mean", *(pct(results.mean_at(s)) for s in results.severities), pct(results.mean_accuracy)])
+    return lines + _table(["corruption", *(f"severity {s}" for s in results.severities), "mean"], rows)
+
+
 def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustness report") -> str:
     """Heading with the run's context, the accuracy table, gates, checks and the configuration."""
     model = report.model.get("description") or report.model.get("source") or "model"
@@ -49,6 +70,7 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         for j, e in enumerate(report.eps)
     ]
     lines += _table(["ε"] + list(report.attacks), rows)
+    lines += _corruptions(report)
     lines += ["", "### Attacks", ""]
     attack_rows = []
     for name, curve in report.attacks.items():
