@@ -190,10 +190,14 @@ def report_figure(report: RobustnessReport):
     )[:, 0]
     if report.corruptions is None:
         curve_ax, class_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+        _draw_curves(curve_ax, report)
+    elif not report.attacks:  # common corruptions alone: no curve against ε to draw
+        class_ax, corruption_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.15]})
+        _draw_corruptions(corruption_ax, report)
     else:
         curve_ax, class_ax, corruption_ax = top.subplots(1, 3, gridspec_kw={"width_ratios": [1.15, 1, 1.15]})
+        _draw_curves(curve_ax, report)
         _draw_corruptions(corruption_ax, report)
-    _draw_curves(curve_ax, report)
     _draw_classes(class_ax, report)
     for sub, (name, examples) in zip(rest, blocks, strict=True):
         sub.suptitle(
@@ -206,6 +210,8 @@ def report_figure(report: RobustnessReport):
         axes = sub.subplots(3, columns, squeeze=False)
         draw_examples(axes, examples, report.norm, eps_label=report.eps_label)
     notes = [EXAMPLE_LEGEND] if blocks else ["No adversarial examples were found."]
+    if not report.attacks:
+        notes = ["No attack in this run: common corruptions only."]
     if blocks and empty:
         notes.append(f"No adversarial example found by: {', '.join(empty)}.")
     fig.supxlabel("\n".join(textwrap.fill(n, 150) for n in notes), fontsize=8)
