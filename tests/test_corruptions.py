@@ -38,13 +38,20 @@ DECORRELATED = {"frost", "fog"}
 UNORDERED = {"glass_blur", "elastic_transform"}
 
 
-def _digits(n: int = 24) -> torch.Tensor:
-    """The first embedded test digits (1×8×8 in [0, 1]): natural-ish images."""
+def _asset(key: str, n: int) -> np.ndarray:
     from importlib import resources
 
     with resources.as_file(resources.files("advgrad") / "assets" / "digits_test.npz") as path:
-        x = np.load(path)["x"][:n]
-    return torch.tensor(x, dtype=torch.float32) / 255
+        return np.load(path)[key][:n]
+
+
+def _digits(n: int = 24) -> torch.Tensor:
+    """The first embedded test digits (1×8×8 in [0, 1]): natural-ish images."""
+    return torch.tensor(_asset("x", n), dtype=torch.float32) / 255
+
+
+def _labels(n: int) -> np.ndarray:
+    return _asset("y", n).astype(np.int64)
 
 
 X8 = _digits()
@@ -176,6 +183,28 @@ def test_eval_corruptions_beside_attacks_and_batch_size(tmp_path):
 def test_eval_bad_corruption_names_exit_2_listing_the_valid_ones(value):
     message = assert_bad_input(invoke(["eval", "--corruptions", value]))
     assert "gaussian_noise" in message and "jpeg_compression" in message
+
+
+def test_an_interrupted_run_resumes_to_the_same_corruption_counts(tmp_path):
+    from report_helpers import stop_after
+
+    from advgrad.io.model.load import load_default_model
+    from advgrad.resume import RunState
+    from advgrad.sweep import EvalConfig, evaluate
+
+    x, y = _digits(40), torch.tensor(_labels(40))
+    batches = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]
+    config = EvalConfig(eps=[0.0], corruptions=["fog", "pixelate", "shot_noise"])
+    model = load_default_model()
+    whole = evaluate(model, batches, [], config)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(model, batches, [], config, state=RunState.open(tmp_path, "key"), progress=stop_after(2))
+    resumed = evaluate(model, batches, [], config, state=RunState.open(tmp_path, "key"))
+    assert resumed.timing["resumed_batches"] == 2
+    assert resumed.corruptions.points == whole.corruptions.points
+    assert resumed.corruptions.forward_samples == whole.corruptions.forward_samples == 40 * 3 * 5
+    check = {c["name"]: c["status"] for c in whole.checks}
+    assert check["accuracy-rises-with-eps"] == "not-applicable"  # no curve against ε to judge
 
 
 def test_corruption_gate_needs_corruptions():

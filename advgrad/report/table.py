@@ -16,10 +16,10 @@ from advgrad.results import RobustnessReport
 
 def report_heading(report: RobustnessReport) -> str:
     """One line of context printed above the table."""
-    return (
-        f"clean accuracy {pct(report.clean_accuracy)} ({report.clean_correct}/{report.n_samples}) · "
-        f"threat model {norm_symbol(report.norm)} · {_what(report)}:"
-    )
+    clean = f"clean accuracy {pct(report.clean_accuracy)} ({report.clean_correct}/{report.n_samples})"
+    if not report.attacks:  # common corruptions alone: no threat model applies
+        return f"{clean} · {_what(report)}:"
+    return f"{clean} · threat model {norm_symbol(report.norm)} · {_what(report)}:"
 
 
 def _what(report: RobustnessReport) -> str:
