@@ -43,7 +43,7 @@ from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
 from advgrad.numeric import check_number
-from advgrad.progress import Monitor, PassCounter
+from advgrad.progress import CORRUPTION_UNIT, Monitor, PassCounter
 from advgrad.randomized import prediction_passes, wrong_in_repeats
 from advgrad.results import (
     AttackCurve,
@@ -499,7 +499,9 @@ def _corrupted(
     repeats = (config.predictions or 1) - 1
     n = x.shape[0]
     for i, name in enumerate(config.corruptions):
-        monitor.begin(name, None, len(SEVERITIES) * (repeats + 1), n, len(SEVERITIES) * n * (repeats + 1), "severity")
+        monitor.begin(
+            name, None, len(SEVERITIES) * (repeats + 1), n, len(SEVERITIES) * n * (repeats + 1), CORRUPTION_UNIT
+        )
         for s, severity in enumerate(SEVERITIES):
             xc = corrupt(x, name, severity, seed=config.seed, first=first)
             with torch.no_grad():

@@ -92,6 +92,7 @@ def eval_command(
         Optional[str],
         typer.Option(
             "--corruptions",
+            metavar="all|NAMES",
             help="Also measure accuracy under common corruptions (Hendrycks & Dietterich 2019) at severities 1-5: "
             "all, or names, comma-separated (gaussian_noise, shot_noise, impulse_noise, defocus_blur, glass_blur, "
             "motion_blur, zoom_blur, snow, frost, fog, brightness, contrast, elastic_transform, pixelate, "

@@ -20,6 +20,7 @@ from advgrad.corruptions.filters import (
     pixel_grid,
     sample_at,
 )
+from advgrad.errors import UsageError
 
 CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)
 ELASTIC = (  # displacement α, its smoothing σ, affine jitter: fractions of the image side
@@ -92,7 +93,11 @@ def jpeg_compression(x: Tensor, severity: int, draws: SampleDraws) -> Tensor:
         from torchvision.io import decode_jpeg, encode_jpeg
 
     if x.shape[1] not in (1, 3):
-        raise ValueError(f"JPEG needs 1 or 3 channels, got {x.shape[1]}")
+        raise UsageError(
+            f"jpeg_compression needs images of 1 or 3 channels, these have {x.shape[1]}: leave it out of the "
+            "corruptions",
+            params="corruptions",
+        )
     quality = JPEG_QUALITY[severity - 1]
     pixels = (x.detach() * 255).round().clamp(0, 255).to(torch.uint8).cpu()
     with warnings.catch_warnings():
