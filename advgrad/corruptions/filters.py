@@ -51,11 +51,12 @@ def filter2d(x: Tensor, kernel: Tensor) -> Tensor:
     return F.conv2d(pad(x, kh // 2, kw // 2), weight, groups=c)
 
 
-def gaussian_kernel1d(sigma: float, *, truncate: float = 3.0) -> Tensor:
-    """Normalised samples of exp(−t²/2σ²) for t = −r…r, r = max(1, ⌈truncate·σ⌉); [1] for σ ≤ 0."""
+def gaussian_kernel1d(sigma: float, *, truncate: float = 3.0, radius: int | None = None) -> Tensor:
+    """Normalised samples of exp(−t²/2σ²) for t = −r…r, r = ``radius`` or max(1, ⌈truncate·σ⌉);
+    [1] for σ ≤ 0."""
     if sigma <= 0:
         return torch.ones(1)
-    r = max(1, math.ceil(truncate * sigma))
+    r = radius if radius is not None else max(1, math.ceil(truncate * sigma))
     t = torch.arange(-r, r + 1, dtype=torch.float32)
     k = torch.exp(-(t**2) / (2 * sigma**2))
     return k / k.sum()
@@ -71,14 +72,16 @@ def gaussian_blur(x: Tensor, sigma: float, *, truncate: float = 3.0) -> Tensor:
 
 def disk_kernel(radius: float, alias_blur: float) -> Tensor:
     """The defocus kernel: the pixels of the integer grid within ``radius`` of the centre (at least
-    the centre), normalised, then smoothed by a Gaussian of ``alias_blur`` pixels (anti-aliasing)."""
-    r = max(1, math.ceil(radius)) + max(1, math.ceil(3 * alias_blur))
+    the centre), normalised, then smoothed by a Gaussian of ``alias_blur`` pixels over 3×3 taps
+    (5×5 for a radius above 8), as the original anti-aliases it."""
+    half = 1 if radius <= 8 else 2
+    r = max(1, math.ceil(radius)) + half
     t = torch.arange(-r, r + 1, dtype=torch.float32)
     disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= radius**2).float()
     disk /= disk.sum()
-    g = gaussian_kernel1d(alias_blur)
+    g = gaussian_kernel1d(alias_blur, radius=half)
     if g.numel() > 1:
-        disk = F.conv2d(disk[None, None], (g[:, None] * g[None, :])[None, None], padding=g.numel() // 2)[0, 0]
+        disk = F.conv2d(disk[None, None], (g[:, None] * g[None, :])[None, None], padding=half)[0, 0]
     return disk / disk.sum()
 
 
