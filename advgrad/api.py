@@ -59,10 +59,11 @@ def _options(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _refuse_unknown(specs: Sequence[AttackSpec], options: Mapping[str, Any]) -> None:
-    if not specs:  # corruptions only: no attack takes an option
-        unknown = set(options)
-    else:
-        unknown = set.intersection(*(set(spec.ignored_options(**options)) for spec in specs))
+    if not specs:  # corruptions only: no attack to take an option
+        if options:
+            raise TypeError(f"{', '.join(sorted(options))}: no attack in this run takes parameters")
+        return
+    unknown = set.intersection(*(set(spec.ignored_options(**options)) for spec in specs))
     if unknown:
         names = ", ".join(spec.name for spec in specs)
         takes = sorted({row["name"] for spec in specs for row in spec.params_type.describe()})

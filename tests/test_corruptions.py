@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_bad_input, invoke
+from helpers import assert_bad_input, invoke, linear_model
 
 from advgrad.corruptions import SEVERITIES, corrupt, list_corruptions
 from advgrad.report.schema import report_schema
@@ -205,6 +205,27 @@ def test_an_interrupted_run_resumes_to_the_same_corruption_counts(tmp_path):
     assert resumed.corruptions.forward_samples == whole.corruptions.forward_samples == 40 * 3 * 5
     check = {c["name"]: c["status"] for c in whole.checks}
     assert check["accuracy-rises-with-eps"] == "not-applicable"  # no curve against ε to judge
+
+
+def _always_zero() -> torch.nn.Module:
+    """A linear model with zero weights whose bias favours class 0: it predicts 0 whatever the
+    input, so its accuracy under any corruption is the share of 0s."""
+    bias = torch.zeros(10)
+    bias[0] = 1.0
+    return linear_model(torch.zeros(10, 64), bias)
+
+
+def test_api_counts_every_sample_against_a_known_answer():
+    import advgrad
+
+    x, y = _digits(30), torch.tensor(_labels(30))
+    report = advgrad.evaluate(_always_zero(), x, y, attacks=[], corruptions="contrast,jpeg-compression", batch_size=8)
+    share = int((y == 0).sum()) / len(y)
+    assert report.attacks == {} and report.corruptions.names == ["contrast", "jpeg_compression"]
+    assert [p.accuracy for p in report.corruptions.points] == [share] * 10
+    assert report.corruptions.mean_accuracy == pytest.approx(share)
+    with pytest.raises(TypeError, match="no attack"):
+        advgrad.evaluate(_always_zero(), x, y, attacks=[], corruptions="fog", steps=3)
 
 
 def test_corruption_gate_needs_corruptions():
