@@ -762,7 +762,7 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         corruptions = CorruptionResults(
             severities=list(SEVERITIES),
             points=found,
-            mean_accuracy=sum(p.accuracy for p in found) / len(found),
+            mean_accuracy=sum(p.correct for p in found) / (n * len(found)),  # the mean of the accuracies
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
         )

@@ -47,30 +47,14 @@ def _corruptions(report: RobustnessReport) -> list[str]:
     return lines + _table(["corruption", *(f"severity {s}" for s in results.severities), "mean"], rows)
 
 
-def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustness report") -> str:
-    """Heading with the run's context, the accuracy table, gates, checks and the configuration."""
-    model = report.model.get("description") or report.model.get("source") or "model"
-    data = report.data.get("description") or report.data.get("source") or "data"
-    lines = [
-        f"## {title}",
-        "",
-        f"**Model:** {model}  ",
-        f"**Data:** {data} — {report.n_samples} samples evaluated  ",
-        f"**Threat model:** {norm_symbol(report.norm)}"
-        + (f", targeted ({report.config['target']})" if report.config.get("target") else "")
-        + f" · **seed** {report.seed} · advgrad {report.versions.get('advgrad', '?')}",
-        "",
-        f"Clean accuracy: **{pct(report.clean_accuracy)}** ({report.clean_correct}/{report.n_samples})",
-        "",
-        "### Accuracy under attack",
-        "",
-    ]
+def _attack_sections(report: RobustnessReport) -> list[str]:
+    """The accuracy table of the attacks (and certified curves) at each ε, and what each cost."""
+    lines = ["", "### Accuracy under attack", ""]
     rows = [
         [report.eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()]
         for j, e in enumerate(report.eps)
     ]
     lines += _table(["ε"] + list(report.attacks), rows)
-    lines += _corruptions(report)
     lines += ["", "### Attacks", ""]
     attack_rows = []
     for name, curve in report.attacks.items():
@@ -98,6 +82,32 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         attack_rows,
         align="lllrrr",
     )
+    return lines
+
+
+def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustness report") -> str:
+    """Heading with the run's context, the accuracy table, gates, checks and the configuration."""
+    model = report.model.get("description") or report.model.get("source") or "model"
+    data = report.data.get("description") or report.data.get("source") or "data"
+    threat = (
+        f"**Threat model:** {norm_symbol(report.norm)}"
+        + (f", targeted ({report.config['target']})" if report.config.get("target") else "")
+        + " · "
+        if report.attacks
+        else ""  # common corruptions alone: no threat model applies
+    )
+    lines = [
+        f"## {title}",
+        "",
+        f"**Model:** {model}  ",
+        f"**Data:** {data} — {report.n_samples} samples evaluated  ",
+        f"{threat}**seed** {report.seed} · advgrad {report.versions.get('advgrad', '?')}",
+        "",
+        f"Clean accuracy: **{pct(report.clean_accuracy)}** ({report.clean_correct}/{report.n_samples})",
+    ]
+    if report.attacks:
+        lines += _attack_sections(report)
+    lines += _corruptions(report)
     if report.gates:
         failed = sum(not g["passed"] for g in report.gates)
         lines += ["", f"### Gates: {len(report.gates) - failed} passed, {failed} failed", ""]
