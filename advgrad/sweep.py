@@ -85,7 +85,9 @@ class EvalConfig:
     ``eps_labels`` (parallel to ``eps`` as given) are how reports print each ε, e.g. ``8/255``
     (:func:`advgrad.threat.parse_eps_labelled`); by default :func:`default_eps_label`.
     ``predictions``: forward passes per deciding prediction, for randomized models
-    (:mod:`advgrad.randomized`); by default the largest ``eot`` among the run's attacks."""
+    (:mod:`advgrad.randomized`); by default the largest ``eot`` among the run's attacks.
+    ``corruptions``: common corruptions (``"all"`` or names, :mod:`advgrad.corruptions`) whose
+    accuracy at severities 1 to 5 the sweep also measures on every sample; stored as names."""
 
     eps: list[float]
     norm: Norm = "inf"
@@ -99,10 +101,13 @@ class EvalConfig:
     certify: str | None = None  # a method of CERTIFY_METHODS: add its certified curve to the report
     smoothing: Any = None  # certify == "smoothing": its SmoothingParams (the defaults when None)
     predictions: int | None = None
-    corruptions: list[str] = field(default_factory=list)  # common corruptions to run (advgrad.corruptions)
+    corruptions: list[str] = field(
+        default_factory=list
+    )  # common corruptions to run: names or "all" (advgrad.corruptions)
 
     def __post_init__(self) -> None:
-        self.corruptions = parse_corruptions(list(self.corruptions))
+        raw = self.corruptions
+        self.corruptions = parse_corruptions(raw if isinstance(raw, str) else list(raw))
         if not self.eps:
             raise UsageError("give at least one ε value")
         if self.predictions is not None:
