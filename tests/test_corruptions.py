@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_bad_input, invoke, linear_model
+from helpers import assert_bad_input, invoke, is_png, linear_model
 
 from advgrad.corruptions import SEVERITIES, corrupt, list_corruptions
 from advgrad.report.schema import report_schema
@@ -173,7 +173,8 @@ def test_eval_corruptions_all_writes_a_valid_report(tmp_path):
 
 def test_eval_corruptions_beside_attacks_and_batch_size(tmp_path):
     args = ["eval", "--attack", "fgsm", "--eps", "0,0.1", "--corruptions", "fog,snow", "--limit", "20", "--json", "-"]
-    one = json.loads(invoke([*args, "--batch-size", "20"]).stdout)
+    one = json.loads(invoke([*args, "--batch-size", "20", "--plot", tmp_path / "p.png"]).stdout)
+    assert is_png(tmp_path / "p.png")  # the curve, per-class accuracy and the corruptions side by side
     other = json.loads(invoke([*args, "--batch-size", "7"]).stdout)
     assert list(one["attacks"]) == ["fgsm"]
     assert one["corruptions"]["points"] == other["corruptions"]["points"]
