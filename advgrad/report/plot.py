@@ -21,7 +21,8 @@ def run_title(report: RobustnessReport, width: int = 110) -> str:
     """``model · data · n samples, L∞``: what the figure is about, wrapped to ``width``."""
     model = report.model.get("description") or report.model.get("source") or "model"
     data = report.data.get("description") or report.data.get("source") or "data"
-    text = f"{model} · {data} · {report.n_samples} evaluated, {norm_symbol(report.norm)} threat model"
+    threat = f", {norm_symbol(report.norm)} threat model" if report.attacks else ""  # none for corruptions alone
+    text = f"{model} · {data} · {report.n_samples} evaluated{threat}"
     return "\n".join(textwrap.wrap(text, width))
 
 
