@@ -9,9 +9,10 @@ The main entry points, each with a docstring (``help(advgrad.attack)``)::
     report = advgrad.evaluate(model, x, y, attacks=["fgsm", "pgd"], eps=[0, 4/255, 8/255])
     advgrad.write_report(report, "report.md")
 
-``advgrad.list_attacks()`` lists the attacks, ``advgrad.ThreatModel`` is the ε-ball with its
-projection, ``advgrad.input_gradient`` computes ∇ₓJ. They are loaded on first use, so
-``import advgrad`` stays cheap; the modules below them (:mod:`advgrad.attacks`,
+``advgrad.list_attacks()`` lists the attacks, ``advgrad.corrupt(x, "fog", 3)`` applies a common
+corruption (``advgrad.list_corruptions()``; ``evaluate(..., corruptions="all")`` measures them),
+``advgrad.ThreatModel`` is the ε-ball with its projection, ``advgrad.input_gradient`` computes ∇ₓJ.
+They are loaded on first use, so ``import advgrad`` stays cheap; the modules below them (:mod:`advgrad.attacks`,
 :mod:`advgrad.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`) give the full power.
 """
 
@@ -35,6 +36,8 @@ _EXPORTS = {
     "ThreatModel": "advgrad.threat",
     "RobustnessReport": "advgrad.results",
     "input_gradient": "advgrad.gradient",
+    "corrupt": "advgrad.corruptions",
+    "list_corruptions": "advgrad.corruptions",
     "render_markdown": "advgrad.report.markdown",
     "render_csv": "advgrad.report.csvfile",
     "render_junit": "advgrad.report.junit",

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.attacks.options import collect_options
+from advgrad.corruptions import parse_corruptions
 from advgrad.errors import UsageError
 from advgrad.generate import attack_batch
 from advgrad.geometry import get_geometry
@@ -58,6 +59,10 @@ def _options(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _refuse_unknown(specs: Sequence[AttackSpec], options: Mapping[str, Any]) -> None:
+    if not specs:  # corruptions only: no attack to take an option
+        if options:
+            raise TypeError(f"{', '.join(sorted(options))}: no attack in this run takes parameters")
+        return
     unknown = set.intersection(*(set(spec.ignored_options(**options)) for spec in specs))
     if unknown:
         names = ", ".join(spec.name for spec in specs)
@@ -204,6 +209,7 @@ def evaluate(
     early_stop: bool = True,
     device: torch.device | str | None = None,
     certify: str | None = None,
+    corruptions: str | Sequence[str] | None = None,
     **params: Any,
 ) -> RobustnessReport:
     """The robustness curve: clean accuracy and accuracy under each attack at each ε, with sanity checks.
@@ -230,6 +236,9 @@ def evaluate(
         certify: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``: also certify each sample (a curve of kind
             ``certified``, a lower bound beside the attacks' upper bounds; a sample certified yet
             fooled raises :class:`~advgrad.errors.InternalError`). See :func:`certify`.
+        corruptions: ``"all"`` or names of common corruptions (Hendrycks & Dietterich 2019; see
+            :func:`advgrad.corruptions.list_corruptions`): accuracy under each at severities 1 to 5 and
+            their mean, in ``report.corruptions``. With corruptions, ``attacks`` may be empty (``[]``).
         **params: attack parameters (steps, restarts, step_size, queries…); each attack takes those
             it has, and one that no chosen attack takes is an error.
 
@@ -250,8 +259,9 @@ def evaluate(
         spec.check_norm(threat_norm)
         if spec not in specs:
             specs.append(spec)
-    if not specs:
-        raise UsageError("give at least one attack, e.g. attacks=['pgd']")
+    chosen_corruptions = parse_corruptions(corruptions)
+    if not specs and not chosen_corruptions:
+        raise UsageError("give at least one attack, e.g. attacks=['pgd'] (or corruptions='all')")
     options = _options(params)
     _refuse_unknown(specs, options)
     eps_values = _eps_values(eps, threat_norm)
@@ -263,6 +273,7 @@ def evaluate(
         early_stop=early_stop,
         examples=EXAMPLES_KEPT,
         certify=None if certify is None else str(certify).strip().lower(),
+        corruptions=chosen_corruptions,
     )
     if config.smoothing is not None:
         raise UsageError("certify='smoothing' certifies a smoothed classifier, not the model: use advgrad.certify()")

@@ -118,6 +118,8 @@ def gradient_steps(curve: AttackCurve) -> int | None:
 @check("accuracy-rises-with-eps", "accuracy rises with ε")
 def accuracy_rises(report: RobustnessReport) -> Outcome:
     """Accuracy must not rise with ε: a larger ball contains every point of a smaller one."""
+    if not report.attacks:  # common corruptions alone (eval --corruptions): no curve against ε
+        return Outcome(NOT_APPLICABLE, "no attack or certified curve in this run")
     rises = []
     for name, curve in report.attacks.items():
         previous, previous_eps = report.clean_correct, None

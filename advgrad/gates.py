@@ -4,8 +4,10 @@ A gate ``pgd@8/255=0.40`` passes when the accuracy under ``pgd`` at ε = 8/255 i
 ``clean=0.95`` gates the clean accuracy. ε is matched to the report's ε values with a small
 relative tolerance (0.0314 names 8/255); the accuracy may be written as a fraction (0.4, 2/5) or a
 percentage (40%). ``certified@EPS=ACC`` gates the certified curve of ``eval --certify`` or
-``advgrad certify`` (certified accuracy, a lower bound). A gate that names an attack or an ε the
-run does not have is a usage error, never a silent pass.
+``advgrad certify`` (certified accuracy, a lower bound). ``corruption@mean=ACC`` gates the mean
+accuracy under the common corruptions of ``eval --corruptions`` (over every corruption and
+severity of the run). A gate that names an attack or an ε the run does not have is a usage error,
+never a silent pass.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from advgrad.threat import parse_eps
 
 CLEAN = "clean"
 CERTIFIED = "certified"  # names the report's certified curve, whichever bound method made it
+CORRUPTION = "corruption"  # corruption@mean: the mean accuracy under the common corruptions
+CORRUPTION_MEAN = "mean"
 EXAMPLE = "pgd@8/255=0.40"
 
 
@@ -56,6 +60,10 @@ def parse_gate(text: str) -> Gate:
     attack = attack.strip().lower()
     if attack == CLEAN and not at:
         return Gate(raw, CLEAN, None, acc)
+    if attack == CORRUPTION:
+        if eps.strip().lower() != CORRUPTION_MEAN:
+            raise UsageError(f"bad gate {raw!r}: the corruptions are gated by their mean, write corruption@mean=ACC")
+        return Gate(raw, CORRUPTION, None, acc)
     if not at or not attack or not eps.strip():
         raise UsageError(f"bad gate {raw!r}: write ATTACK@EPS=ACC, e.g. --fail-under {EXAMPLE} (or clean=ACC)")
     return Gate(raw, attack, parse_eps(eps, f"ε in gate {raw!r}"), acc)
@@ -65,11 +73,16 @@ def parse_gates(texts: list[str] | None) -> list[Gate]:
     return [parse_gate(t) for t in (texts or [])]
 
 
-def check_gates_apply(gates: list[Gate], attacks: list[str], eps: list[float]) -> None:
-    """Raise :class:`UsageError` for a gate whose attack or ε is not in the run (before it runs)."""
+def check_gates_apply(gates: list[Gate], attacks: list[str], eps: list[float], *, corruptions: bool = False) -> None:
+    """Raise :class:`UsageError` for a gate whose attack or ε is not in the run (before it runs);
+    ``corruptions``: whether the run measures common corruptions."""
     names = [a.lower() for a in attacks]
     for gate in gates:
         if gate.attack == CLEAN:
+            continue
+        if gate.attack == CORRUPTION:
+            if not corruptions:
+                raise UsageError(f"gate {gate.text!r} needs common corruptions in the run: add --corruptions all")
             continue
         if gate.attack not in names:
             raise UsageError(
@@ -100,7 +113,12 @@ class GateResult:
 
 def describe_gate(result: dict[str, Any]) -> str:
     """``pgd at ε=0.1: accuracy 35.00% < required 40.00% (pgd@0.1=0.40)`` for a gate result dict."""
-    where = "clean accuracy" if result["eps"] is None else f"{result['attack']} at ε={default_eps_label(result['eps'])}"
+    if result["attack"] == CORRUPTION:
+        where = "mean corruption accuracy"
+    elif result["eps"] is None:
+        where = "clean accuracy"
+    else:
+        where = f"{result['attack']} at ε={default_eps_label(result['eps'])}"
     sign = "≥" if result["passed"] else "<"
     return (
         f"{where}: accuracy {100 * result['accuracy']:.2f}% {sign} required {100 * result['threshold']:.2f}% "
@@ -114,11 +132,13 @@ def evaluate_gates(report: RobustnessReport, gates: list[Gate]) -> list[GateResu
     certified = [curve for curve in report.attacks.values() if curve.kind == "certified"]
     if certified:
         by_name.setdefault(CERTIFIED, certified[0])
-    check_gates_apply(gates, list(by_name), report.eps)
+    check_gates_apply(gates, list(by_name), report.eps, corruptions=report.corruptions is not None)
     results = []
     for gate in gates:
         eps, accuracy = None, report.clean_accuracy
-        if gate.eps is not None:  # check_gates_apply made sure the point exists
+        if gate.attack == CORRUPTION and report.corruptions is not None:
+            accuracy = report.corruptions.mean_accuracy
+        elif gate.eps is not None:  # check_gates_apply made sure the point exists
             point = next(p for p in by_name[gate.attack].points if same_eps(p.eps, gate.eps))
             eps, accuracy = point.eps, point.accuracy
         results.append(GateResult(gate.text, gate.attack, eps, gate.threshold, accuracy, accuracy >= gate.threshold))

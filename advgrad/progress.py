@@ -26,6 +26,7 @@ from typing import Protocol
 from torch import nn
 
 MIN_INTERVAL = 0.2  # seconds between two redraws of the status line
+CORRUPTION_UNIT = "severity"  # the unit of a run of a common corruption (its five severities)
 
 
 class Monitor(Protocol):
@@ -180,7 +181,8 @@ class ProgressTracker:
         """``pgd ε=8/255 done (batch 1/3, 256 attacked) in 2.3 s · 35% · ETA 0:41``."""
         what = self._what(run)
         where = f"batch {self.batch + 1}" + (f"/{self.batches}" if self.batches else "")
-        head = f"{what} done ({where}, {run.samples:,} attacked) in {now - run.started:.1f} s"
+        verb = "corrupted" if run.unit == CORRUPTION_UNIT else "attacked"
+        head = f"{what} done ({where}, {run.samples:,} {verb}) in {now - run.started:.1f} s"
         return " · ".join([head, *self._tail(now)])
 
     def _what(self, run: _Run) -> str:

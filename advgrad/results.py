@@ -119,6 +119,58 @@ class AttackCurve:
 
 
 @dataclass
+class CorruptionPoint:
+    """Accuracy under one common corruption at one severity: ``correct`` samples of the report's
+    ``n_samples`` classified correctly after the corruption (every sample counts, also those the
+    model misclassifies cleanly)."""
+
+    corruption: str
+    severity: int
+    accuracy: float
+    correct: int
+
+
+@dataclass
+class CorruptionResults:
+    """Accuracy under the common corruptions of Hendrycks & Dietterich (``eval --corruptions``):
+    one point per corruption and severity, and ``mean_accuracy``, the mean of the points'
+    accuracies (over 15 corruptions × 5 severities with ``all``: the mean corruption accuracy that
+    RobustBench reports)."""
+
+    severities: list[int]
+    points: list[CorruptionPoint]
+    mean_accuracy: float
+    seconds: float = 0.0
+    forward_samples: int = 0
+
+    @property
+    def names(self) -> list[str]:
+        """The corruptions, in the run's order."""
+        return list(dict.fromkeys(p.corruption for p in self.points))
+
+    def accuracy(self, corruption: str, severity: int) -> float | None:
+        for p in self.points:
+            if p.corruption == corruption and p.severity == severity:
+                return p.accuracy
+        return None
+
+    def mean_of(self, corruption: str) -> float:
+        """Mean accuracy of one corruption over its severities."""
+        values = [p.accuracy for p in self.points if p.corruption == corruption]
+        return sum(values) / len(values)
+
+    def mean_at(self, severity: int) -> float:
+        """Mean accuracy over the corruptions at one severity."""
+        values = [p.accuracy for p in self.points if p.severity == severity]
+        return sum(values) / len(values)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CorruptionResults:
+        body = _known(cls, data)
+        return cls(**{**body, "points": [CorruptionPoint(**_known(CorruptionPoint, p)) for p in data["points"]]})
+
+
+@dataclass
 class Example:
     """One adversarial example kept for the report's image grid (never serialised to JSON).
 
@@ -162,6 +214,7 @@ class RobustnessReport:
     gates: list[dict[str, Any]] = field(default_factory=list)
     examples: dict[str, list[Example]] = field(default_factory=dict, repr=False, compare=False)
     eps_labels: list[str] = field(default_factory=list)
+    corruptions: CorruptionResults | None = None  # eval --corruptions: accuracy per corruption and severity
 
     def eps_label(self, eps: float) -> str:
         """How ``eps`` is printed: as the user wrote it (``8/255``) when the report knows that,
@@ -178,6 +231,8 @@ class RobustnessReport:
     def to_dict(self) -> dict[str, Any]:
         body = dataclasses.asdict(dataclasses.replace(self, examples={}))
         del body["examples"]
+        if self.corruptions is None:  # an optional field: only a run with corruptions has it
+            del body["corruptions"]
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
         for name, curve in self.attacks.items():
             raws = body["attacks"][name]["points"]
@@ -195,6 +250,9 @@ class RobustnessReport:
         for name, curve in body.pop("attacks").items():
             points = [CurvePoint(**_known(CurvePoint, p)) for p in curve["points"]]
             attacks[name] = AttackCurve(**{**_known(AttackCurve, curve), "points": points})
+        corruptions = body.pop("corruptions", None)
+        if corruptions is not None:
+            body["corruptions"] = CorruptionResults.from_dict(corruptions)
         return cls(attacks=attacks, **body)
 
 

@@ -35,6 +35,7 @@ from advgrad import __version__
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
 from advgrad.attacks.minimal import find_minimal
 from advgrad.checks import run_checks
+from advgrad.corruptions import SEVERITIES, corrupt, parse_corruptions
 from advgrad.distributed import LocalExchange
 from advgrad.errors import InternalError, UsageError
 from advgrad.evidence import GRADIENT_SAMPLES, measure
@@ -42,11 +43,19 @@ from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
 from advgrad.numeric import check_number
-from advgrad.progress import Monitor, PassCounter
+from advgrad.progress import CORRUPTION_UNIT, Monitor, PassCounter
 from advgrad.randomized import prediction_passes, wrong_in_repeats
-from advgrad.results import AttackCurve, CurvePoint, RobustnessReport, default_eps_label, float32_decimal
+from advgrad.results import (
+    AttackCurve,
+    CorruptionPoint,
+    CorruptionResults,
+    CurvePoint,
+    RobustnessReport,
+    default_eps_label,
+    float32_decimal,
+)
 from advgrad.seeding import generator_for
-from advgrad.tally import AttackTally, BatchTally
+from advgrad.tally import AttackTally, BatchTally, CorruptionTally
 from advgrad.targets import resolve_targets
 from advgrad.threat import NORM_TOLERANCE, Norm, ThreatModel
 
@@ -76,7 +85,9 @@ class EvalConfig:
     ``eps_labels`` (parallel to ``eps`` as given) are how reports print each ε, e.g. ``8/255``
     (:func:`advgrad.threat.parse_eps_labelled`); by default :func:`default_eps_label`.
     ``predictions``: forward passes per deciding prediction, for randomized models
-    (:mod:`advgrad.randomized`); by default the largest ``eot`` among the run's attacks."""
+    (:mod:`advgrad.randomized`); by default the largest ``eot`` among the run's attacks.
+    ``corruptions``: common corruptions (``"all"`` or names, :mod:`advgrad.corruptions`) whose
+    accuracy at severities 1 to 5 the sweep also measures on every sample; stored as names."""
 
     eps: list[float]
     norm: Norm = "inf"
@@ -90,8 +101,13 @@ class EvalConfig:
     certify: str | None = None  # a method of CERTIFY_METHODS: add its certified curve to the report
     smoothing: Any = None  # certify == "smoothing": its SmoothingParams (the defaults when None)
     predictions: int | None = None
+    corruptions: list[str] = field(
+        default_factory=list
+    )  # common corruptions to run: names or "all" (advgrad.corruptions)
 
     def __post_init__(self) -> None:
+        raw = self.corruptions
+        self.corruptions = parse_corruptions(raw if isinstance(raw, str) else list(raw))
         if not self.eps:
             raise UsageError("give at least one ε value")
         if self.predictions is not None:
@@ -470,7 +486,44 @@ def _run_batch(
         ).run()
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
+    if config.corruptions:
+        part.corruptions = _corrupted(counted, x, y, before, config, monitor)
     return part
+
+
+def _corrupted(
+    counted: CountingModel, x: Tensor, y: Tensor, first: int, config: EvalConfig, monitor: Monitor
+) -> CorruptionTally:
+    """Samples classified correctly under each corruption of ``config`` at each severity, the
+    batch's first sample being sample ``first`` of the run (it seeds the corruptions' randomness,
+    so the counts do not depend on the batch size, on resume or on the processes). With
+    ``config.predictions`` > 1 (a randomized model) a sample is correct only when every
+    prediction is."""
+    t0, samples = time.perf_counter(), counted.samples
+    tally = CorruptionTally.empty(len(config.corruptions), len(SEVERITIES))
+    repeats = (config.predictions or 1) - 1
+    n = x.shape[0]
+    for i, name in enumerate(config.corruptions):
+        monitor.begin(
+            name, None, len(SEVERITIES) * (repeats + 1), n, len(SEVERITIES) * n * (repeats + 1), CORRUPTION_UNIT
+        )
+        for s, severity in enumerate(SEVERITIES):
+            xc = corrupt(x, name, severity, seed=config.seed, first=first)
+            with torch.no_grad():
+                logits = counted(xc)
+            correct = (logits.argmax(dim=1) == y) & finite_rows(logits)
+            if repeats:
+                correct &= ~wrong_in_repeats(counted, xc, y, repeats)[0]
+            tally.correct[i][s] += int(correct.sum())
+        monitor.end()
+    tally.seconds += time.perf_counter() - t0
+    tally.forward_samples += counted.samples - samples
+    return tally
+
+
+def corruption_passes(config: EvalConfig, samples: int) -> int:
+    """Model passes over one sample that the corruptions of ``config`` take for ``samples`` samples."""
+    return samples * len(config.corruptions) * len(SEVERITIES) * (config.predictions or 1)
 
 
 def _certify(
@@ -578,7 +631,12 @@ def evaluate(
         for part in parts:
             if total is None:
                 total = BatchTally.empty(
-                    len(config.eps), len(part.class_counts), len(attacks), certify=part.certified is not None
+                    len(config.eps),
+                    len(part.class_counts),
+                    len(attacks),
+                    certify=part.certified is not None,
+                    corruptions=len(config.corruptions),
+                    severities=len(SEVERITIES),
                 )
             total.merge(part)
             if progress is not None:
@@ -611,6 +669,7 @@ def evaluate(
                         r * a.params.passes_per_sample(len(part.class_counts))
                         for r, a in zip(runs, attacks, strict=True)
                     )
+                    + corruption_passes(config, part.n)
                 )
             monitor.next_batch()
             add(exchange.exchange(b, part))
@@ -697,7 +756,23 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
             kind="certified",
             abstained=None if smoothing is None else tally.abstained,
         )
+    corruptions = None
+    if total.corruptions is not None:
+        tally = total.corruptions
+        found = [
+            CorruptionPoint(name, severity, tally.correct[i][s] / n, tally.correct[i][s])
+            for i, name in enumerate(config.corruptions)
+            for s, severity in enumerate(SEVERITIES)
+        ]
+        corruptions = CorruptionResults(
+            severities=list(SEVERITIES),
+            points=found,
+            mean_accuracy=sum(p.correct for p in found) / (n * len(found)),  # the mean of the accuracies
+            seconds=round(tally.seconds, 4),
+            forward_samples=tally.forward_samples,
+        )
     return RobustnessReport(
+        corruptions=corruptions,
         n_samples=n,
         clean_correct=clean_correct,
         clean_accuracy=clean_correct / n,

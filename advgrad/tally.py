@@ -122,6 +122,25 @@ class AttackTally:
 
 
 @dataclass
+class CorruptionTally:
+    """Counts for the common corruptions: ``correct[i][s]``, samples classified correctly under
+    corruption ``i`` at severity ``s + 1``; the time and model samples they took."""
+
+    correct: list[list[int]]
+    seconds: float = 0.0
+    forward_samples: int = 0
+
+    @classmethod
+    def empty(cls, corruptions: int, severities: int) -> CorruptionTally:
+        return cls([[0] * severities for _ in range(corruptions)])
+
+    def merge(self, other: CorruptionTally) -> None:
+        self.correct = [_add(a, b) for a, b in zip(self.correct, other.correct, strict=True)]
+        self.seconds += other.seconds
+        self.forward_samples += other.forward_samples
+
+
+@dataclass
 class BatchTally:
     """Everything one batch (or several, merged) contributes to a report."""
 
@@ -133,9 +152,12 @@ class BatchTally:
     evidence: Evidence
     clean_seconds: float = 0.0
     certified: AttackTally | None = None  # eval --certify / certify: samples certified per ε (robust counts)
+    corruptions: CorruptionTally | None = None  # eval --corruptions: correct samples per corruption and severity
 
     @classmethod
-    def empty(cls, n_eps: int, classes: int, n_attacks: int, certify: bool = False) -> BatchTally:
+    def empty(
+        cls, n_eps: int, classes: int, n_attacks: int, certify: bool = False, corruptions: int = 0, severities: int = 0
+    ) -> BatchTally:
         """Zero counts, to which batches are added in order."""
         return cls(
             0,
@@ -145,6 +167,7 @@ class BatchTally:
             [AttackTally.empty(n_eps, classes) for _ in range(n_attacks)],
             Evidence(),
             certified=AttackTally.empty(n_eps, classes) if certify else None,
+            corruptions=CorruptionTally.empty(corruptions, severities) if corruptions else None,
         )
 
     def merge(self, other: BatchTally) -> None:
@@ -160,6 +183,10 @@ class BatchTally:
             raise ValueError("cannot add a batch with certified counts to one without")
         if self.certified is not None and other.certified is not None:
             self.certified.merge(other.certified)
+        if (self.corruptions is None) != (other.corruptions is None):
+            raise ValueError("cannot add a batch with corruption counts to one without")
+        if self.corruptions is not None and other.corruptions is not None:
+            self.corruptions.merge(other.corruptions)
 
     def examples_kept(self) -> list[int]:
         return [len(a.examples) for a in self.attacks]
@@ -174,6 +201,7 @@ class BatchTally:
             "attacks": [a.to_state() for a in self.attacks],
             "evidence": self.evidence.to_dict(),
             "certified": None if self.certified is None else self.certified.to_state(),
+            "corruptions": None if self.corruptions is None else dataclasses.asdict(self.corruptions),
         }
 
     @classmethod
@@ -182,9 +210,11 @@ class BatchTally:
         attacks = [AttackTally.from_state(a) for a in body.pop("attacks")]
         evidence = Evidence.from_dict(body.pop("evidence"))
         certified = body.pop("certified", None)
+        corruptions = body.pop("corruptions", None)
         return cls(
             **body,
             attacks=attacks,
             evidence=evidence,
             certified=None if certified is None else AttackTally.from_state(certified),
+            corruptions=None if corruptions is None else CorruptionTally(**corruptions),
         )

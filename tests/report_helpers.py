@@ -168,6 +168,8 @@ def comparable(report: dict) -> dict:
     report.pop("timing")
     for curve in report["attacks"].values():
         curve.pop("seconds")
+    if report.get("corruptions") is not None:
+        report["corruptions"].pop("seconds")
     report.get("config", {}).pop("outputs", None)
     return report
 

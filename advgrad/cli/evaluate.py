@@ -15,14 +15,16 @@ from advgrad.cli.console import handle_errors
 from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
 from advgrad.cli.state import run_resumable, sigterm_as_interrupt
+from advgrad.corruptions import list_corruptions, parse_corruptions
 from advgrad.errors import UsageError
 from advgrad.gates import check_gates_apply, parse_gates
 from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
-from advgrad.sweep import EvalAttack, EvalConfig
+from advgrad.sweep import EvalAttack, EvalConfig, corruption_passes
 from advgrad.targets import parse_target
 from advgrad.threat import parse_eps_labelled, parse_norm
 
+DEFAULT_ATTACKS = "fgsm,pgd"
 EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 
 
@@ -33,15 +35,17 @@ def eval_command(
     ctx: typer.Context,
     config_file: r.ConfigOpt = None,
     attack: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--attack",
             "--method",
             "-a",
-            help="Attacks to run, comma-separated (see `advgrad attacks`); --method is the same option, as in `advgrad attack`.",
+            help="Attacks to run, comma-separated (see `advgrad attacks`); --method is the same option, as in "
+            "`advgrad attack`. (default: fgsm,pgd; none when --corruptions is given)",
             rich_help_panel=o.ATTACK_PANEL,
+            show_default=False,
         ),
-    ] = "fgsm,pgd",
+    ] = None,
     eps: Annotated[
         Optional[str],
         typer.Option(
@@ -84,6 +88,19 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    corruptions: Annotated[
+        Optional[str],
+        typer.Option(
+            "--corruptions",
+            metavar="all|NAMES",
+            help="Also measure accuracy under common corruptions (Hendrycks & Dietterich 2019) at severities 1-5: "
+            "all, or names, comma-separated (gaussian_noise, shot_noise, impulse_noise, defocus_blur, glass_blur, "
+            "motion_blur, zoom_blur, snow, frost, fog, brightness, contrast, elastic_transform, pixelate, "
+            "jpeg_compression). Without --attack only the corruptions run.",
+            rich_help_panel=o.ATTACK_PANEL,
+            show_default=False,
+        ),
+    ] = None,
     verbose: o.VerboseOpt = False,
     io_options: InputOptions = InputOptions(),
 ) -> None:
@@ -100,13 +117,18 @@ def eval_command(
 
     Example: advgrad eval --attack fgsm,pgd --eps 0,4/255,8/255 --fail-under pgd@8/255=0.40 --json r.json --plot r.png
 
+    Example (common corruptions only, 15 × 5 severities): advgrad eval --corruptions all --json c.json
+
     Example: advgrad eval --config quick --junit junit.xml   (shipped configs: `advgrad config list`)
 
     Example (a process per GPU): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full
     """
     threat_norm = parse_norm(norm)
     eps_given = parse_eps_labelled(eps if eps is not None else get_geometry(threat_norm).default_eps)
-    specs = attacks_from(attack)
+    chosen_corruptions = parse_corruptions(corruptions)
+    if corruptions is not None and not chosen_corruptions:
+        raise UsageError(f"--corruptions: give all or names, one of {', '.join(list_corruptions())}")
+    specs = [] if attack is None and chosen_corruptions else attacks_from(attack or DEFAULT_ATTACKS)
     for spec in specs:
         spec.check_norm(threat_norm)
     warn_unused(specs, attack_opts)
@@ -126,12 +148,13 @@ def eval_command(
         examples=EXAMPLES_KEPT,
         certify=None if certify is None else certify.strip().lower(),
         predictions=predictions,
+        corruptions=chosen_corruptions,
     )
     if config.certify is not None:
         check_bounds_runtime(io_options, "--certify", config)
     gates = parse_gates(fail_under)
     curves = [a.name for a in attacks] + ([] if config.certify is None else [config.certify, "certified"])
-    check_gates_apply(gates, curves, config.eps)
+    check_gates_apply(gates, curves, config.eps, corruptions=bool(config.corruptions))
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
@@ -139,7 +162,9 @@ def eval_command(
         warn_large_eps(threat_norm, config.eps, inputs)
         estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
         run = describe_run(attacks, config, inputs, gates, outputs, strict=strict, config_file=ctx.meta.get(META_KEY))
-        passes = estimate.passes + certify_passes(config, inputs.n_samples)
+        passes = (
+            estimate.passes + certify_passes(config, inputs.n_samples) + corruption_passes(config, inputs.n_samples)
+        )
         report, state = run_resumable(
             process, inputs, run, attacks, config, passes=passes, state_file=state_file, resume=resume, verbose=verbose
         )

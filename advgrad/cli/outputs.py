@@ -18,7 +18,7 @@ from advgrad.report.csvfile import render_csv
 from advgrad.report.junit import render_junit
 from advgrad.report.markdown import render_markdown
 from advgrad.report.plot import plot_report
-from advgrad.report.table import cost_table, report_heading, report_table
+from advgrad.report.table import corruption_table, cost_table, report_heading, report_table
 from advgrad.results import RobustnessReport
 from advgrad.run_description import RunDescription, RunSettings
 
@@ -85,8 +85,12 @@ def write_outputs(report: RobustnessReport, outputs: Outputs, *, strict: bool) -
 def print_terminal(report: RobustnessReport) -> None:
     """The table, the chart, the cost and a one-line summary of the checks, for people."""
     out.print(report_heading(report), markup=False)
-    out.print(report_table(report))
-    out.print(text_chart(report), markup=False, highlight=False)
+    if report.attacks:
+        out.print(report_table(report))
+        out.print(text_chart(report), markup=False, highlight=False)
+    corruptions = corruption_table(report)
+    if corruptions is not None:
+        out.print(corruptions)
     out.print("cost:", markup=False)
     out.print(cost_table(report))
     warned = [c["name"] for c in fired(report.checks)]

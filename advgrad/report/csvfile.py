@@ -1,4 +1,6 @@
-"""The report as CSV: one row per attack and ε (plus one for clean accuracy), for spreadsheets."""
+"""The report as CSV: one row per attack and ε (plus one for clean accuracy), and one per common
+corruption and severity (kind ``corruption``, the ε cells empty, ``severity`` filled; a last row
+``corruption-mean`` holds the mean corruption accuracy), for spreadsheets."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ COLUMNS = [
     "mean_norm",
     "max_norm",
     "eps_label",
+    "severity",
 ]
 
 
@@ -28,7 +31,20 @@ def render_csv(report: RobustnessReport) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
     writer.writerow(
-        ["clean", "", report.norm, 0, report.clean_accuracy, report.clean_correct, report.n_samples, "", "", "", "0"]
+        [
+            "clean",
+            "",
+            report.norm,
+            0,
+            report.clean_accuracy,
+            report.clean_correct,
+            report.n_samples,
+            "",
+            "",
+            "",
+            "0",
+            "",
+        ]
     )
     for name, curve in report.attacks.items():
         for p in curve.points:
@@ -45,6 +61,18 @@ def render_csv(report: RobustnessReport) -> str:
                     "" if p.mean_norm is None else repr(p.mean_norm),
                     "" if p.max_norm is None else repr(p.max_norm),
                     report.eps_label(p.eps),
+                    "",
                 ]
             )
+    results = report.corruptions
+    if results is not None:
+        for c in results.points:
+            writer.writerow(
+                [c.corruption, "corruption", "", "", repr(c.accuracy), c.correct, report.n_samples]
+                + [""] * 4
+                + [c.severity]
+            )
+        writer.writerow(
+            ["corruption-mean", "corruption", "", "", repr(results.mean_accuracy), "", report.n_samples] + [""] * 5
+        )
     return buffer.getvalue()

@@ -26,24 +26,30 @@ def _table(header: list[str], rows: list[list[str]], align: str = "") -> list[st
     return lines
 
 
-def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustness report") -> str:
-    """Heading with the run's context, the accuracy table, gates, checks and the configuration."""
-    model = report.model.get("description") or report.model.get("source") or "model"
-    data = report.data.get("description") or report.data.get("source") or "data"
+def _corruptions(report: RobustnessReport) -> list[str]:
+    """The section on common corruptions: accuracy per corruption and severity, and the means."""
+    results = report.corruptions
+    if results is None:
+        return []
     lines = [
-        f"## {title}",
         "",
-        f"**Model:** {model}  ",
-        f"**Data:** {data} — {report.n_samples} samples evaluated  ",
-        f"**Threat model:** {norm_symbol(report.norm)}"
-        + (f", targeted ({report.config['target']})" if report.config.get("target") else "")
-        + f" · **seed** {report.seed} · advgrad {report.versions.get('advgrad', '?')}",
+        "### Accuracy under common corruptions",
         "",
-        f"Clean accuracy: **{pct(report.clean_accuracy)}** ({report.clean_correct}/{report.n_samples})",
-        "",
-        "### Accuracy under attack",
+        f"Mean corruption accuracy: **{pct(results.mean_accuracy)}** "
+        f"({len(results.names)} corruptions × {len(results.severities)} severities)",
         "",
     ]
+    rows = [
+        [f"`{name}`", *(pct(results.accuracy(name, s)) for s in results.severities), pct(results.mean_of(name))]
+        for name in results.names
+    ]
+    rows.append(["mean", *(pct(results.mean_at(s)) for s in results.severities), pct(results.mean_accuracy)])
+    return lines + _table(["corruption", *(f"severity {s}" for s in results.severities), "mean"], rows)
+
+
+def _attack_sections(report: RobustnessReport) -> list[str]:
+    """The accuracy table of the attacks (and certified curves) at each ε, and what each cost."""
+    lines = ["", "### Accuracy under attack", ""]
     rows = [
         [report.eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()]
         for j, e in enumerate(report.eps)
@@ -76,6 +82,32 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         attack_rows,
         align="lllrrr",
     )
+    return lines
+
+
+def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustness report") -> str:
+    """Heading with the run's context, the accuracy table, gates, checks and the configuration."""
+    model = report.model.get("description") or report.model.get("source") or "model"
+    data = report.data.get("description") or report.data.get("source") or "data"
+    threat = (
+        f"**Threat model:** {norm_symbol(report.norm)}"
+        + (f", targeted ({report.config['target']})" if report.config.get("target") else "")
+        + " · "
+        if report.attacks
+        else ""  # common corruptions alone: no threat model applies
+    )
+    lines = [
+        f"## {title}",
+        "",
+        f"**Model:** {model}  ",
+        f"**Data:** {data} — {report.n_samples} samples evaluated  ",
+        f"{threat}**seed** {report.seed} · advgrad {report.versions.get('advgrad', '?')}",
+        "",
+        f"Clean accuracy: **{pct(report.clean_accuracy)}** ({report.clean_correct}/{report.n_samples})",
+    ]
+    if report.attacks:
+        lines += _attack_sections(report)
+    lines += _corruptions(report)
     if report.gates:
         failed = sum(not g["passed"] for g in report.gates)
         lines += ["", f"### Gates: {len(report.gates) - failed} passed, {failed} failed", ""]

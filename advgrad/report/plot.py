@@ -21,7 +21,8 @@ def run_title(report: RobustnessReport, width: int = 110) -> str:
     """``model · data · n samples, L∞``: what the figure is about, wrapped to ``width``."""
     model = report.model.get("description") or report.model.get("source") or "model"
     data = report.data.get("description") or report.data.get("source") or "data"
-    text = f"{model} · {data} · {report.n_samples} evaluated, {norm_symbol(report.norm)} threat model"
+    threat = f", {norm_symbol(report.norm)} threat model" if report.attacks else ""  # none for corruptions alone
+    text = f"{model} · {data} · {report.n_samples} evaluated{threat}"
     return "\n".join(textwrap.wrap(text, width))
 
 
@@ -79,6 +80,27 @@ def _draw_curves(ax, report: RobustnessReport) -> None:
     ax.set_title("Accuracy under attack")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)  # off the data
+
+
+def _draw_corruptions(ax, report: RobustnessReport) -> None:
+    """Accuracy against severity for each common corruption (thin) and their mean (thick)."""
+    results = report.corruptions
+    if results is None:
+        return
+    cmap = pyplot().get_cmap("tab20")
+    for k, name in enumerate(results.names):
+        ys = [100 * (results.accuracy(name, s) or 0.0) for s in results.severities]
+        ax.plot(results.severities, ys, linewidth=1, color=cmap(k % 20), label=name)
+    means = [100 * results.mean_at(s) for s in results.severities]
+    ax.plot(results.severities, means, linewidth=3, color="black", label=f"mean ({100 * results.mean_accuracy:.1f}%)")
+    ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
+    ax.set_xticks(results.severities)
+    ax.set_xlabel("severity")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title("Common corruptions")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, frameon=False)
 
 
 def reference_point(report: RobustnessReport) -> tuple[str, float] | None:
@@ -156,7 +178,10 @@ def report_figure(report: RobustnessReport):
     columns = max([len(ex) for _, ex in blocks] + [4])
     top_height, block_height = 4.6, 3.9
     fig = plt.figure(
-        figsize=(max(12.0, 1.45 * columns), top_height + block_height * len(blocks) + 0.6),
+        figsize=(
+            max(12.0 if report.corruptions is None else 17.0, 1.45 * columns),
+            top_height + block_height * len(blocks) + 0.6,
+        ),
         dpi=110,
         layout="constrained",
     )
@@ -164,8 +189,16 @@ def report_figure(report: RobustnessReport):
     top, *rest = fig.subfigures(
         1 + len(blocks), 1, height_ratios=[top_height] + [block_height] * len(blocks), squeeze=False
     )[:, 0]
-    curve_ax, class_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
-    _draw_curves(curve_ax, report)
+    if report.corruptions is None:
+        curve_ax, class_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
+        _draw_curves(curve_ax, report)
+    elif not report.attacks:  # common corruptions alone: no curve against ε to draw
+        class_ax, corruption_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.15]})
+        _draw_corruptions(corruption_ax, report)
+    else:
+        curve_ax, class_ax, corruption_ax = top.subplots(1, 3, gridspec_kw={"width_ratios": [1.15, 1, 1.15]})
+        _draw_curves(curve_ax, report)
+        _draw_corruptions(corruption_ax, report)
     _draw_classes(class_ax, report)
     for sub, (name, examples) in zip(rest, blocks, strict=True):
         sub.suptitle(
@@ -178,6 +211,8 @@ def report_figure(report: RobustnessReport):
         axes = sub.subplots(3, columns, squeeze=False)
         draw_examples(axes, examples, report.norm, eps_label=report.eps_label)
     notes = [EXAMPLE_LEGEND] if blocks else ["No adversarial examples were found."]
+    if not report.attacks:
+        notes = ["No attack in this run: common corruptions only."]
     if blocks and empty:
         notes.append(f"No adversarial example found by: {', '.join(empty)}.")
     fig.supxlabel("\n".join(textwrap.fill(n, 150) for n in notes), fontsize=8)

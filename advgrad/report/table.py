@@ -16,14 +16,16 @@ from advgrad.results import RobustnessReport
 
 def report_heading(report: RobustnessReport) -> str:
     """One line of context printed above the table."""
-    return (
-        f"clean accuracy {pct(report.clean_accuracy)} ({report.clean_correct}/{report.n_samples}) · "
-        f"threat model {norm_symbol(report.norm)} · {_what(report)}:"
-    )
+    clean = f"clean accuracy {pct(report.clean_accuracy)} ({report.clean_correct}/{report.n_samples})"
+    if not report.attacks:  # common corruptions alone: no threat model applies
+        return f"{clean} · {_what(report)}:"
+    return f"{clean} · threat model {norm_symbol(report.norm)} · {_what(report)}:"
 
 
 def _what(report: RobustnessReport) -> str:
     """What the table's columns are: accuracy under attack, certified accuracy (a lower bound), or both."""
+    if not report.attacks:
+        return "common corruptions"
     kinds = {curve.kind == "certified" for curve in report.attacks.values()}
     if any(curve.abstained is not None for curve in report.attacks.values()):
         return "certified accuracy of the smoothed classifier (ε is the L2 radius)"
@@ -64,6 +66,24 @@ def report_table(report: RobustnessReport) -> Table:
     return table
 
 
+def corruption_table(report: RobustnessReport) -> Table | None:
+    """Accuracy under each common corruption (rows) at each severity (columns), with the means
+    per corruption, per severity and over all (the mean corruption accuracy); None without corruptions."""
+    results = report.corruptions
+    if results is None:
+        return None
+    table = Table(title="accuracy under common corruptions, by severity", title_justify="left")
+    table.add_column("corruption", no_wrap=True)
+    for severity in results.severities:
+        table.add_column(str(severity), justify="right")
+    table.add_column("mean", justify="right")
+    for name in results.names:
+        table.add_row(name, *(pct(results.accuracy(name, s)) for s in results.severities), pct(results.mean_of(name)))
+    table.add_section()
+    table.add_row("mean", *(pct(results.mean_at(s)) for s in results.severities), pct(results.mean_accuracy))
+    return table
+
+
 def cost_table(report: RobustnessReport) -> Table:
     """Time and model evaluations per attack."""
     table = Table()
@@ -72,6 +92,14 @@ def cost_table(report: RobustnessReport) -> Table:
     for name, curve in report.attacks.items():
         params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
         table.add_row(name, params, f"{curve.seconds:.2f}", f"{curve.forward_samples:,}")
+    if report.corruptions is not None:
+        results = report.corruptions
+        table.add_row(
+            "corruptions",
+            f"{len(results.names)} × {len(results.severities)} severities",
+            f"{results.seconds:.2f}",
+            f"{results.forward_samples:,}",
+        )
     return table
 
 
