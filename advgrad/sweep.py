@@ -90,6 +90,7 @@ class EvalConfig:
     certify: str | None = None  # a method of CERTIFY_METHODS: add its certified curve to the report
     smoothing: Any = None  # certify == "smoothing": its SmoothingParams (the defaults when None)
     predictions: int | None = None
+    fixed: tuple[int, ...] = ()  # input coordinates the threat model holds (a table's immutable features)
 
     def __post_init__(self) -> None:
         if not self.eps:
@@ -299,7 +300,7 @@ class AttackSweep:
             if eps > 0:
                 self._begin(eps)
             if eps > 0 and self.active.numel():
-                threat = ThreatModel(config.norm, eps)
+                threat = ThreatModel(config.norm, eps, fixed=config.fixed)
                 gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, j)
                 xa, ya, ta = self._inputs(self.active)
                 x_adv = run_attack(
@@ -351,6 +352,7 @@ class AttackSweep:
                 target=ta,
                 generator=gen,
                 predictions=config.predictions or 1,
+                fixed=config.fixed,
             )
             self.tally.nonfinite_search += model.nonfinite - before
             norms = result.norm.double()
@@ -361,7 +363,7 @@ class AttackSweep:
                 (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
             )
             if near.numel():
-                threat = ThreatModel(config.norm, eps)
+                threat = ThreatModel(config.norm, eps, fixed=config.fixed)
                 x_eps = threat.clip(result.x_adv[near], xa[near])
                 before = model.nonfinite
                 with torch.no_grad():
@@ -710,6 +712,7 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         config={
             "early_stop": config.early_stop,
             **({"predictions": config.predictions} if (config.predictions or 1) > 1 else {}),
+            **({"fixed": list(config.fixed)} if config.fixed else {}),
             **config.extra,
         },
         seed=config.seed,

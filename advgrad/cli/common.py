@@ -34,6 +34,17 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
     return inputs
 
 
+def hold_fixed(config, inputs: RunInputs) -> None:
+    """Give an :class:`advgrad.sweep.EvalConfig` the input coordinates a table holds fixed (features
+    of ε weight 0); certified bounds do not hold them, which the user hears about."""
+    config.fixed = inputs.fixed
+    if inputs.fixed and config.certify is not None:
+        warn(
+            f"the certified bounds let the {len(inputs.fixed)} immutable feature(s) (`eps_scale` weight 0) move too: "
+            "certified accuracy is still a lower bound on robust accuracy, a looser one"
+        )
+
+
 def warn_large_eps(norm: Norm, eps_values: list[float], inputs: RunInputs) -> None:
     """Warn (the run goes on) when an ε is larger than the input box itself: a k/255 slip."""
     message = eps_beyond_box(norm, eps_values, math.prod(inputs.probe.input_shape))
