@@ -76,13 +76,27 @@ class ThreatModel:
         """Everything that depends on the norm: projections, steepest direction, random start…"""
         return get_geometry(self.norm)
 
+    def held(self, like: Tensor) -> Tensor:
+        """A bool row over the coordinates of one sample of ``like``: True at the :attr:`fixed` ones.
+
+        Built once per device and size (kept beside the fields), so the step loops copy nothing
+        from the host."""
+        d = like[0].numel() if like.shape[0] else like.shape[1:].numel()
+        cache = self.__dict__.setdefault("_held", {})
+        key = (like.device, d)
+        if key not in cache:
+            if self.fixed[-1] >= d:
+                raise UsageError(f"fixed input coordinate {self.fixed[-1]} is out of range: inputs have {d} values")
+            mask = torch.zeros(d, dtype=torch.bool)
+            mask[list(self.fixed)] = True
+            cache[key] = mask.to(like.device)
+        return cache[key]
+
     def hold(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """``x_adv`` with the :attr:`fixed` coordinates of each sample set back to those of ``x``."""
         if not self.fixed:
             return x_adv
-        index = torch.tensor(self.fixed, device=x_adv.device)
-        flat = x_adv.flatten(1).clone()
-        flat[:, index] = x.flatten(1)[:, index].to(flat.dtype)
+        flat = torch.where(self.held(x_adv), x.flatten(1).to(x_adv.dtype), x_adv.flatten(1))
         return flat.reshape(x_adv.shape)
 
     def project(self, delta: Tensor) -> Tensor:
@@ -116,8 +130,8 @@ class ThreatModel:
         flat = _flat(x_adv)
         in_box = (flat >= self.lower - 1e-6).all(dim=1) & (flat <= self.upper + 1e-6).all(dim=1)
         if self.fixed:
-            index = torch.tensor(self.fixed, device=x_adv.device)
-            in_box &= (flat[:, index] == _flat(x)[:, index].to(flat.dtype)).all(dim=1)
+            moved = (flat != _flat(x).to(flat.dtype)) & self.held(x_adv)
+            in_box &= ~moved.any(dim=1)
         return in_ball & in_box
 
     def to_dict(self) -> dict:

@@ -330,3 +330,43 @@ def test_bad_bounds_and_table_files_are_one_line_exit_2(table):
     y = table["y"]
     write_csv(table["dir"] / "nan.csv", np.where(np.arange(len(y))[:, None] == 3, np.nan, table["x"]), y)
     assert_bad_input(run_cli("info", "--data", table["dir"] / "nan.csv", *model_args(table)), "sample 3", "NaN")
+
+
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_threat_model_holds_fixed_coordinates(norm):
+    """Projecting with fixed coordinates is projecting the other coordinates alone (L∞ and L2 in
+    closed form here) and leaves the fixed ones at 0; a result that moves one is not contained."""
+    gen = torch.Generator().manual_seed(5)
+    delta = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    eps, free = 0.3, [0, 2, 4]
+    projected = ThreatModel(norm, eps, fixed=(1, 3)).project(delta)
+    assert (projected[:, [1, 3]] == 0).all()
+    d = delta[:, free]
+    if norm == "inf":
+        expected = d.clamp(-eps, eps)
+    elif norm == "2":
+        expected = d * (eps / d.norm(dim=1, keepdim=True)).clamp(max=1.0)
+    else:  # the L1 projection of the free part alone, without fixed coordinates
+        expected = ThreatModel(norm, eps).project(d)
+    torch.testing.assert_close(projected[:, free], expected)
+    x = torch.full((6, 5), 0.5, dtype=torch.float64)
+    threat = ThreatModel(norm, eps, fixed=(1, 3))
+    inside = threat.clip(x + delta, x)
+    assert threat.contains(inside, x).all() and torch.equal(inside[:, [1, 3]], x[:, [1, 3]])
+    moved = inside.clone()
+    moved[0, 3] += 1e-3
+    assert not bool(threat.contains(moved, x)[0])
+
+
+def test_the_model_sees_the_raw_features_that_are_reported():
+    """FeatureScaled gives the model lo + (hi − lo)·min(r·z, 1), the values to_raw reports (and
+    `advgrad attack --out` saves), also where the weights clip; the raw values are checked against
+    the formula here."""
+    space = FeatureSpace(tuple(NAMES), tuple(LOWER), tuple(UPPER), weights=WEIGHTS, weights_source="test")
+    z = torch.rand(50, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float32)
+    seen = FeatureScaled(nn.Identity(), space)(z)  # the model is the identity: its input comes back
+    r = np.array([1.0, 3.0, 1.0, 2.0])  # weight 0 maps like weight 1; the threat model holds it
+    u = np.minimum(z.double().numpy() * r, 1.0)
+    expected = np.array(LOWER) + (np.array(UPPER) - np.array(LOWER)) * u
+    assert_close_in_range(seen.double().numpy(), expected, 1e-6)
+    assert_close_in_range(space.to_raw(z).double().numpy(), expected, 1e-6)
