@@ -491,7 +491,9 @@ def _certify(
         monitor.begin(str(config.certify), eps, 1, int(keep.numel()), x.shape[0])
         row = torch.zeros_like(correct)
         if keep.numel():
-            low = bounded.margin_bounds(x[keep], y[keep], float(eps), norm=str(config.norm), method=config.certify)
+            low = bounded.margin_bounds(
+                x[keep], y[keep], float(eps), norm=str(config.norm), method=config.certify, fixed=config.fixed
+            )
             row[keep] = (low > slack.to(low.device)).all(dim=1).to(row.device)
         rows.append(row)
         monitor.on_pass()

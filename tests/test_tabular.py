@@ -272,21 +272,24 @@ def test_feature_bars_show_the_mean_change_per_feature(tmp_path):
 
 
 def test_eval_and_certify_on_a_table(table):
-    """A linear model on a table: clean accuracy 100% (labels are its decisions); at each ε FGSM
-    is the exact worst case of a 2-class linear model in the L∞ ball ∩ box, and IBP is exact for
-    one linear layer, so the certified curve equals FGSM's (no sample certified and fooled)."""
+    """A linear model on a table with ε weights (one feature immutable): clean accuracy 100% (labels
+    are its decisions); at each ε FGSM is the exact worst case of a 2-class linear model in the
+    weighted L∞ ball ∩ box, and IBP is exact for this model (the weights' clip at 1 is monotone,
+    then one linear layer) only if it holds the immutable feature as the attacks do, so the certified
+    curve equals FGSM's (no sample certified and fooled)."""
     report_path, plot = table["dir"] / "r.json", table["dir"] / "r.png"
-    args = ["--data", table["csv"], "--bounds", table["bounds"], "--eps", "0,0.05,0.1"]
+    scale = write_scale(table["dir"] / "scale.csv", WEIGHTS)
+    args = ["--data", table["csv"], "--bounds", table["bounds"], "--eps-scale", scale, "--eps", "0,0.05,0.1"]
     result = run_cli(
         "eval", "--attack", "fgsm", "--certify", "ibp", *args, "--json", report_path, "--plot", plot, *model_args(table)
     )
     assert result.exit_code == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert report["clean_accuracy"] == 1.0
-    assert report["data"]["table"]["features"] == NAMES
-    fgsm, certified = ([p["accuracy"] for p in report["attacks"][k]["points"]] for k in ("fgsm", "ibp"))
-    assert fgsm[0] == 1.0 and fgsm[-1] < 1.0
-    assert all(abs(a - b) <= 1 / len(table["y"]) + 1e-9 for a, b in zip(fgsm, certified, strict=True))
+    assert report["data"]["table"]["features"] == NAMES and report["config"]["fixed"] == [2]
+    fgsm, certified = ([p["robust"] for p in report["attacks"][k]["points"]] for k in ("fgsm", "ibp"))
+    assert fgsm[0] == len(table["y"]) and fgsm[-1] < fgsm[0]
+    assert fgsm == certified
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     info = run_cli("info", "--data", table["csv"], "--json", "-", *model_args(table))
     assert info.exit_code == 0, info.stderr
@@ -400,3 +403,26 @@ def test_evaluate_a_table_source_matches_the_linear_worst_case(tmp_path):
         assert report.attacks["fgsm"].points[j].robust == int((worst > 0).sum()), e
     assert 0 < report.attacks["fgsm"].points[-1].robust < len(y)  # the largest ε fools some, not all
     assert report.config["fixed"] == [2]
+
+
+def test_l2_bounds_spend_the_radius_on_the_movable_features():
+    """For a linear model inside the box the L2 margin bound is exact: m(x) − ε·‖(w_y − w_j)‖ over
+    the movable coordinates only, when the others are fixed."""
+    from advgrad.bounds import BoundedModel
+
+    gen = torch.Generator().manual_seed(8)
+    w = torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    model = nn.Linear(5, 3, bias=False).double()
+    with torch.no_grad():
+        model.weight.copy_(w)
+    x = 0.4 + 0.2 * torch.rand(4, 5, generator=gen, dtype=torch.float64)  # far from the box's faces
+    y = torch.tensor([0, 1, 2, 0])
+    eps, fixed, free = 0.05, (1, 4), [0, 2, 3]
+    low = BoundedModel(model.eval(), x).margin_bounds(x, y, eps, norm="2", method="crown", fixed=fixed)
+    logits = x @ w.T
+    for i in range(4):
+        for j in range(3):
+            if j != int(y[i]):
+                diff = w[y[i]] - w[j]
+                expected = float(logits[i, y[i]] - logits[i, j]) - eps * float(diff[free].norm())
+                assert float(low[i, j]) == pytest.approx(expected, abs=1e-9)

@@ -36,12 +36,13 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
 
 def hold_fixed(config, inputs: RunInputs) -> None:
     """Give an :class:`advgrad.sweep.EvalConfig` the input coordinates a table holds fixed (features
-    of ε weight 0); certified bounds do not hold them, which the user hears about."""
+    of ε weight 0): the attacks and the IBP/CROWN bounds hold them; randomized smoothing cannot,
+    which the user hears about."""
     config.fixed = inputs.fixed
-    if inputs.fixed and config.certify is not None:
+    if inputs.fixed and config.smoothing is not None:
         warn(
-            f"the certified bounds let the {len(inputs.fixed)} immutable feature(s) (`eps_scale` weight 0) move too: "
-            "certified accuracy is still a lower bound on robust accuracy, a looser one"
+            f"randomized smoothing adds noise to the {len(inputs.fixed)} immutable feature(s) (--eps-scale weight 0) "
+            "too and certifies L2 radii over every feature: a certificate for a larger set, still valid"
         )
 
 

@@ -239,8 +239,8 @@ def _scale_features(model: LoadedModel, data: DataSource, device: torch.device) 
         return
     if model.normalization is not None:
         raise UsageError(
-            "`mean`/`std` normalise image channels; a table's model receives raw feature values (within the "
-            "per-feature `bounds`): put any standardisation of the features inside the model",
+            "`mean`/`std` normalise image channels; a table's model receives raw feature values (within each "
+            "feature's bounds): put any standardisation of the features inside the model",
             params=("mean", "std"),
         )
     model.module = FeatureScaled(model.module, space).to(device).eval()
