@@ -330,6 +330,10 @@ def test_bad_bounds_and_table_files_are_one_line_exit_2(table):
         result = run_cli("attack", "--method", "fgsm", *args, "--out", out, *model_args(table))
         assert_bad_input(result, *needles)
         assert not out.exists()
+    trained = table["dir"] / "t.safetensors"
+    result = run_cli("train", "--data", table["csv"], "--model", "table_models:mlp", "--out", trained)
+    assert_bad_input(result, "table")
+    assert not trained.exists()
     y = table["y"]
     write_csv(table["dir"] / "nan.csv", np.where(np.arange(len(y))[:, None] == 3, np.nan, table["x"]), y)
     assert_bad_input(run_cli("info", "--data", table["dir"] / "nan.csv", *model_args(table)), "sample 3", "NaN")
