@@ -278,6 +278,12 @@ def evaluate(
     if config.smoothing is not None:
         raise UsageError("certify='smoothing' certifies a smoothed classifier, not the model: use advgrad.certify()")
     chosen = [EvalAttack(spec, spec.make_params(**options)) for spec in specs]
+    space = getattr(data, "space", None)
+    if space is not None:  # a table's source: the model gets raw features, the attacks the unit box
+        from advgrad.io.model.features import FeatureScaled
+
+        model = FeatureScaled(model, space).to(_device(model, data)).eval()
+        config.fixed = space.fixed
     report = _sweep(
         model,
         _batches(data, y, batch_size),
@@ -365,6 +371,11 @@ def load_data(
         None if spec is None else str(spec),
         DataOptions(split=split, root=None if root is None else str(root), download=download, image_size=image_size),
     )
+    if getattr(source, "space", None) is not None:
+        raise UsageError(
+            f"{spec} is a table: pass advgrad.io.data.load.load_data({str(spec)!r}) to advgrad.evaluate as it is, "
+            "which puts the per-feature scaling in front of the model"
+        )
     return source.fetch(source.select(limit=limit, shuffle=shuffle, seed=seed))
 
 

@@ -207,6 +207,11 @@ def large_eps_threshold(norm: str, input_shape: list[int]) -> float | None:
 @check("accuracy-at-large-eps", "accuracy far from zero at a large ε")
 def large_eps_accuracy(report: RobustnessReport) -> Outcome:
     """At an ε that allows any input to become the same image, accuracy must come near zero."""
+    if report.config.get("fixed"):  # immutable features differ between inputs whatever the attacker does
+        return Outcome(
+            NOT_APPLICABLE,
+            "some input features are immutable (ε weight 0), so no ε lets every input become the same one",
+        )
     threshold = large_eps_threshold(report.norm, report.diagnostics.get("input_shape", []))
     large = [e for e in report.eps if threshold is not None and e >= threshold * (1 - 1e-9)]
     attacked = [c for c in report.attacks.values() if c.kind != "certified"]  # a bound is no attack

@@ -92,6 +92,8 @@ class RunDescription:
             described["corruptions"] = list(config.corruptions)
         if config.predictions is not None:  # part of the identity: it decides who counts as correct
             described["predictions"] = config.predictions
+        if config.fixed:  # part of the identity: the threat model holds these input coordinates
+            described["fixed"] = list(config.fixed)
         if self.settings is not None:
             described.update(self.settings.to_dict())
         return described

@@ -104,6 +104,7 @@ class EvalConfig:
     corruptions: list[str] = field(
         default_factory=list
     )  # common corruptions to run: names or "all" (advgrad.corruptions)
+    fixed: tuple[int, ...] = ()  # input coordinates the threat model holds (a table's immutable features)
 
     def __post_init__(self) -> None:
         raw = self.corruptions
@@ -315,7 +316,7 @@ class AttackSweep:
             if eps > 0:
                 self._begin(eps)
             if eps > 0 and self.active.numel():
-                threat = ThreatModel(config.norm, eps)
+                threat = ThreatModel(config.norm, eps, fixed=config.fixed)
                 gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, j)
                 xa, ya, ta = self._inputs(self.active)
                 x_adv = run_attack(
@@ -367,6 +368,7 @@ class AttackSweep:
                 target=ta,
                 generator=gen,
                 predictions=config.predictions or 1,
+                fixed=config.fixed,
             )
             self.tally.nonfinite_search += model.nonfinite - before
             norms = result.norm.double()
@@ -377,7 +379,7 @@ class AttackSweep:
                 (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
             )
             if near.numel():
-                threat = ThreatModel(config.norm, eps)
+                threat = ThreatModel(config.norm, eps, fixed=config.fixed)
                 x_eps = threat.clip(result.x_adv[near], xa[near])
                 before = model.nonfinite
                 with torch.no_grad():
@@ -542,7 +544,9 @@ def _certify(
         monitor.begin(str(config.certify), eps, 1, int(keep.numel()), x.shape[0])
         row = torch.zeros_like(correct)
         if keep.numel():
-            low = bounded.margin_bounds(x[keep], y[keep], float(eps), norm=str(config.norm), method=config.certify)
+            low = bounded.margin_bounds(
+                x[keep], y[keep], float(eps), norm=str(config.norm), method=config.certify, fixed=config.fixed
+            )
             row[keep] = (low > slack.to(low.device)).all(dim=1).to(row.device)
         rows.append(row)
         monitor.on_pass()
@@ -785,6 +789,7 @@ def _report(total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, de
         config={
             "early_stop": config.early_stop,
             **({"predictions": config.predictions} if (config.predictions or 1) > 1 else {}),
+            **({"fixed": list(config.fixed)} if config.fixed else {}),
             **config.extra,
         },
         seed=config.seed,

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from advgrad.errors import UsageError, param_label
@@ -43,7 +44,12 @@ def per_sample_norm(t: Tensor, norm: Norm) -> Tensor:
 @dataclass(frozen=True)
 class ThreatModel:
     """What the adversary may do: move each input by at most ``eps`` in the ``norm`` ball, staying
-    inside the box [``lower``, ``upper``].
+    inside the box [``lower``, ``upper``], leaving the coordinates ``fixed`` (indices into each
+    sample flattened, e.g. a table's immutable features) as they are.
+
+    Holding coordinates fixed is exact for every norm: :meth:`project` and :meth:`clip` first set
+    those coordinates of the perturbation to 0, and each projection (L∞ clamp, L2 scaling, L1
+    soft-threshold, L1∩box) keeps a zero coordinate at 0.
 
     >>> threat = ThreatModel("inf", 8 / 255)
     >>> x_adv = threat.clip(x_adv, x)      # back inside the ball and the box
@@ -53,9 +59,13 @@ class ThreatModel:
     eps: float
     lower: float = 0.0
     upper: float = 1.0
+    fixed: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "norm", parse_norm(self.norm))
+        object.__setattr__(self, "fixed", tuple(sorted({int(i) for i in self.fixed})))
+        if self.fixed and self.fixed[0] < 0:
+            raise UsageError(f"fixed input coordinates are indices ≥ 0, got {self.fixed[0]}")
         if not math.isfinite(self.eps) or self.eps < 0:
             raise UsageError(f"ε must be a finite number ≥ 0, got {self.eps}")
         if not self.lower < self.upper:
@@ -66,8 +76,33 @@ class ThreatModel:
         """Everything that depends on the norm: projections, steepest direction, random start…"""
         return get_geometry(self.norm)
 
+    def held(self, like: Tensor) -> Tensor:
+        """A bool row over the coordinates of one sample of ``like``: True at the :attr:`fixed` ones.
+
+        Built once per device and size (kept beside the fields), so the step loops copy nothing
+        from the host."""
+        d = like[0].numel() if like.shape[0] else like.shape[1:].numel()
+        cache = self.__dict__.setdefault("_held", {})
+        key = (like.device, d)
+        if key not in cache:
+            if self.fixed[-1] >= d:
+                raise UsageError(f"fixed input coordinate {self.fixed[-1]} is out of range: inputs have {d} values")
+            mask = torch.zeros(d, dtype=torch.bool)
+            mask[list(self.fixed)] = True
+            cache[key] = mask.to(like.device)
+        return cache[key]
+
+    def hold(self, x_adv: Tensor, x: Tensor) -> Tensor:
+        """``x_adv`` with the :attr:`fixed` coordinates of each sample set back to those of ``x``."""
+        if not self.fixed:
+            return x_adv
+        flat = torch.where(self.held(x_adv), x.flatten(1).to(x_adv.dtype), x_adv.flatten(1))
+        return flat.reshape(x_adv.shape)
+
     def project(self, delta: Tensor) -> Tensor:
-        """Project a perturbation onto the ε-ball of this norm (not the box)."""
+        """Project a perturbation onto the ε-ball of this norm (not the box), fixed coordinates at 0."""
+        if self.fixed:
+            delta = self.hold(delta, torch.zeros_like(delta))
         return self.geometry.project(delta, self.eps)
 
     def clip(self, x_adv: Tensor, x: Tensor) -> Tensor:
@@ -76,7 +111,7 @@ class ThreatModel:
         The ball projection followed by a clamp into the box, which keeps both constraints; for L∞
         and L1 the exact projection onto the intersection (:func:`project_l1_box` for L1).
         """
-        return self.geometry.clip(x_adv, x, self.eps, self.lower, self.upper)
+        return self.geometry.clip(self.hold(x_adv, x), x, self.eps, self.lower, self.upper)
 
     def clip_exact(self, x_adv: Tensor, x: Tensor) -> Tensor:
         """:meth:`clip`, then undo the rounding of x + δ: in floating point the stored x_adv − x can
@@ -94,10 +129,17 @@ class ThreatModel:
         in_ball = self.norm_of(x_adv - x) <= self.eps + slack
         flat = _flat(x_adv)
         in_box = (flat >= self.lower - 1e-6).all(dim=1) & (flat <= self.upper + 1e-6).all(dim=1)
+        if self.fixed:
+            moved = (flat != _flat(x).to(flat.dtype)) & self.held(x_adv)
+            in_box &= ~moved.any(dim=1)
         return in_ball & in_box
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["fixed"] = list(self.fixed)
+        if not self.fixed:  # the same dictionary as before fixed coordinates existed
+            del out["fixed"]
+        return out
 
 
 def parse_eps(text: str | float, what: str = "ε") -> float:

@@ -115,7 +115,7 @@ Y6 = torch.arange(6)
         (lambda p: _save_pt(p / "frac.pt", x=torch.rand(6, 1, 2, 2), y=torch.full((6,), 0.5)), "integer"),
         (lambda p: _save_pt(p / "neg.pt", x=torch.rand(6, 1, 2, 2), y=-Y6), "negative"),
         (lambda p: _save_pt(p / "bool.pt", x=torch.rand(6, 1, 2, 2), y=Y6 > 2), "booleans"),
-        (lambda p: _save_pt(p / "flat.pt", x=torch.rand(6, 4), y=Y6), "N×C×H×W"),
+        (lambda p: _save_pt(p / "flat.pt", x=torch.rand(6), y=Y6), "N×C×H×W"),  # N×D is a table
         (lambda p: _save_pt(p / "int.pt", x=torch.ones(6, 1, 2, 2, dtype=torch.int32), y=Y6), "uint8"),
         (lambda p: _save_pt(p / "empty.pt", x=torch.rand(0, 1, 2, 2), y=torch.arange(0)), "empty"),
         (lambda p: _save_npz(p / "obj.npz", x=np.array([object()] * 6), y=np.arange(6)), "not a readable"),
@@ -140,9 +140,9 @@ def test_truncated_files(tmp_path):
 
 
 def test_unknown_format(tmp_path):
-    (tmp_path / "d.csv").write_text("1,2,3\n")
+    (tmp_path / "d.txt").write_text("1,2,3\n")  # .csv is a table (test_tabular.py)
     with pytest.raises(DataError, match="unrecognised data format"):
-        load_data(str(tmp_path / "d.csv"))
+        load_data(str(tmp_path / "d.txt"))
 
 
 def test_loading_never_runs_code_from_a_pt_file(tmp_path):

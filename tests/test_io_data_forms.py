@@ -145,9 +145,9 @@ def test_bad_tensor_files(tmp_path):
 def test_unknown_spec(tmp_path):
     with pytest.raises(DataError, match="no such file, folder or dataset name"):
         load_data("imagenet")
-    (tmp_path / "d.csv").write_text("1,2\n")
+    (tmp_path / "d.txt").write_text("1,2\n")  # .csv is a table (test_tabular.py)
     with pytest.raises(DataError, match="unrecognised data format"):
-        load_data(str(tmp_path / "d.csv"))
+        load_data(str(tmp_path / "d.txt"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,12 +30,15 @@ from advgrad.threat import Norm, ThreatModel
 SHRINK_STEPS = 12
 
 
-def unbounded_threat(norm: Norm, x: Tensor, lower: float = 0.0, upper: float = 1.0) -> ThreatModel:
+def unbounded_threat(
+    norm: Norm, x: Tensor, lower: float = 0.0, upper: float = 1.0, fixed: tuple[int, ...] = ()
+) -> ThreatModel:
     """A threat model whose ball holds the whole box around every x: ε = the box's diameter in the
-    norm ((upper − lower)·d^{1/p}), so clipping to it never moves a point of the box."""
+    norm ((upper − lower)·d^{1/p}), so clipping to it never moves a point of the box (but for the
+    coordinates ``fixed``, which stay as they are)."""
     d = x[0].numel() if x.shape[0] else 1
     eps = get_geometry(norm).box_diameter(d, upper - lower)
-    return ThreatModel(norm, eps * (1 + 1e-6), lower, upper)
+    return ThreatModel(norm, eps * (1 + 1e-6), lower, upper, fixed)
 
 
 def shrink(x: Tensor, x_adv: Tensor, fools: Callable[[Tensor], Tensor], steps: int = SHRINK_STEPS) -> Tensor:
@@ -78,6 +81,7 @@ def find_minimal(
     target: Tensor | None = None,
     generator: torch.Generator | None = None,
     predictions: int = 1,
+    fixed: tuple[int, ...] = (),
 ) -> MinimalResult:
     """Run a minimal attack without a budget and check what it found.
 
@@ -85,9 +89,10 @@ def find_minimal(
     finite logits).
     A sample the attack cannot fool has ``fooled`` False; its norm is that of whatever it returned.
     With ``predictions`` > 1 (a randomized model, :mod:`advgrad.randomized`) a sample is fooled when
-    any of that many forward passes misclassifies it.
+    any of that many forward passes misclassifies it. The coordinates ``fixed`` never move
+    (:attr:`advgrad.threat.ThreatModel.fixed`).
     """
-    threat = unbounded_threat(norm, x)
+    threat = unbounded_threat(norm, x, fixed=fixed)
     x_adv = run_attack(spec, model, x, y, threat=threat, params=params, target=target, generator=generator)
     with frozen(model), torch.no_grad():
         logits = model(x_adv)

@@ -56,8 +56,19 @@ class BoundedModel:
         self.graph: BoundGraph = build_graph(model, example)
 
     def margin_bounds(
-        self, x: Tensor, y: Tensor, eps: float, *, norm: str = "inf", method: str = "crown", lower=0.0, upper=1.0
+        self,
+        x: Tensor,
+        y: Tensor,
+        eps: float,
+        *,
+        norm: str = "inf",
+        method: str = "crown",
+        lower=0.0,
+        upper=1.0,
+        fixed: tuple[int, ...] = (),
     ) -> Tensor:
+        """(N, classes) lower bounds of z_y − z_j over the ε-ball ∩ [lower, upper], the coordinates
+        ``fixed`` (indices into each flattened sample) held at x; column y is +inf."""
         norm = str(norm)
         _check(eps, norm, method, lower, upper)
         if tuple(x.shape[1:]) != self.graph.input_shape:
@@ -68,7 +79,7 @@ class BoundedModel:
         if len(x) == 0:
             return x.new_zeros((0, classes))
         with torch.no_grad():
-            inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper))
+            inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper), tuple(fixed))
             return margin_lower(self.graph, inputs, y.to(x.device).long(), method)
 
     def logits(self, x: Tensor) -> Tensor:

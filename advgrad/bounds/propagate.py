@@ -25,17 +25,36 @@ ROW_BUDGET = 256 * 2**20
 
 @dataclass
 class InputSet:
-    """{x : ‖x − x0‖ ≤ ε} ∩ [lower, upper]ⁿ for the L∞ or L2 norm."""
+    """{x : ‖x − x0‖ ≤ ε} ∩ [lower, upper]ⁿ for the L∞ or L2 norm, with the coordinates ``fixed``
+    (indices into each flattened sample: a table's immutable features) held at x0."""
 
     x0: Tensor
     eps: float
     norm: str
     lower: float
     upper: float
+    fixed: tuple[int, ...] = ()
+
+    def held(self) -> Tensor | None:
+        """A bool row over the flattened coordinates, True at the fixed ones (None: none fixed)."""
+        if not self.fixed:
+            return None
+        mask = torch.zeros(self.x0[0].numel(), dtype=torch.bool)
+        mask[list(self.fixed)] = True
+        return mask.to(self.x0.device)
 
     def box(self) -> Interval:
-        """The interval hull: exact for L∞, the enclosing box of the ball for L2."""
-        return (self.x0 - self.eps).clamp(min=self.lower), (self.x0 + self.eps).clamp(max=self.upper)
+        """The interval hull: exact for L∞, the enclosing box of the ball for L2; [x0, x0] at the
+        fixed coordinates."""
+        lo, hi = (self.x0 - self.eps).clamp(min=self.lower), (self.x0 + self.eps).clamp(max=self.upper)
+        held = self.held()
+        if held is None:
+            return lo, hi
+        x0 = self.x0.flatten(1)
+        return (
+            torch.where(held, x0, lo.flatten(1)).reshape(lo.shape),
+            torch.where(held, x0, hi.flatten(1)).reshape(hi.shape),
+        )
 
     def minimise(self, a: Tensor) -> Tensor:
         """min over the set of Σ a·x for rows a (N, S, *input) → (N, S).
@@ -50,13 +69,15 @@ class InputSet:
             centre, radius = ((hi + lo) / 2).flatten(1).unsqueeze(2), ((hi - lo) / 2).flatten(1).unsqueeze(2)
             return (torch.bmm(flat, centre) - torch.bmm(flat.abs(), radius)).squeeze(2)
         lo, hi = (t.flatten(1).unsqueeze(1) for t in self.box())
-        return self.minimise_l2(flat, self.x0.flatten(1).unsqueeze(1), lo, hi)
+        return self.minimise_l2(flat, self.x0.flatten(1).unsqueeze(1), lo, hi, self.held())
 
-    def minimise_l2(self, a: Tensor, x0: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    def minimise_l2(self, a: Tensor, x0: Tensor, lo: Tensor, hi: Tensor, held: Tensor | None = None) -> Tensor:
         """The L2 case of :meth:`minimise` for rows a (N, S, D) given with the matching entries of
         x0 and of the box (each (N, 1 or S, D)): a row that is zero outside some entries needs
-        only those (the windows of :mod:`advgrad.bounds.patches`)."""
-        norm = a.norm(dim=-1)
+        only those (the windows of :mod:`advgrad.bounds.patches`). ``held``: True at the fixed
+        coordinates (D,)."""
+        # the ball lies in the subspace of the free coordinates: ‖a‖ over those alone
+        norm = (a if held is None else a.masked_fill(held, 0.0)).norm(dim=-1)
         ball = (a * x0).sum(-1) - self.eps * norm
         if self.eps == 0:
             return ball
@@ -138,7 +159,7 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
     k = int(wanted.sum(1).max())
     if k == 0:
         return
-    chain = patches.conv_chain(graph, name)
+    chain = None if inputs.fixed else patches.conv_chain(graph, name)  # fixed coordinates: tables only
     # patches bound every neuron, each row on its window; dense rows only the wanted ones, each over
     # whole layers: the cheaper of the two (numbers a row holds, summed over the layers it crosses)
     if chain is not None and m * patches.window_cost(chain, graph) < k * patches.dense_cost(chain, graph):

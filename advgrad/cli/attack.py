@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
+import torch
 import typer
 
 from advgrad.attacks import get_attack
@@ -17,6 +19,7 @@ from advgrad.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.numeric import check_number
+from advgrad.report.features import feature_bars
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 from advgrad.targets import parse_target
@@ -62,7 +65,8 @@ def attack(
         typer.Option(
             "--out",
             "-o",
-            help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file.",
+            help="Write x, x_adv, y, pred_clean, pred_adv and the parameters to this .pt file (a table's x and x_adv "
+            "in the features' own units, with names and bounds).",
             rich_help_panel=o.OUTPUT_PANEL,
             show_default=False,
         ),
@@ -95,6 +99,7 @@ def attack(
     params = spec.make_params(**attack_opts)
     goal = parse_target(target)
     inputs = open_and_describe(io_options)
+    threat = dataclasses.replace(threat, fixed=inputs.fixed)  # a table's immutable features
     warn_large_eps(threat.norm, [threat.eps], inputs)
     total = inputs.n_samples * params.passes_per_sample(inputs.probe.num_classes) if threat.eps > 0 else None
     with sweep_progress(
@@ -121,11 +126,15 @@ def attack(
             "inputs it tried (never counted as fooled); see `advgrad docs checks`, section non-finite-logits"
         )
     resolved = params.resolve(threat).to_dict()
+    space = inputs.space
+    saved = result.to_dict()
+    if space is not None:  # a table: x and x_adv in the features' own units, with names and bounds
+        saved.update(x=space.to_raw(result.x), x_adv=space.to_raw(result.x_adv), table=space.to_dict())
     if out_file is not None:
         write_tensors(
             out_file,
             {
-                **result.to_dict(),
+                **saved,
                 "attack": spec.name,
                 "params": resolved,
                 "threat": threat.to_dict(),
@@ -135,7 +144,10 @@ def attack(
             },
         )
         info(f"wrote {out_file}")
-    if images is not None:
+    if images is not None and space is not None:
+        path = _feature_plot(spec.name, eps_text(eps), saved, space, Path(images) / IMAGES_FILE)
+        info(f"wrote {path}")
+    elif images is not None:
         path = adversarial_grid(
             result.x,
             result.x_adv,
@@ -153,3 +165,25 @@ def attack(
         report["predictions"] = passes
     if not emit_json(json_out, report):
         out.print(summary_table(summary))
+
+
+def _feature_plot(attack: str, eps: str, saved: dict, space, path: Path) -> Path:
+    """Per-feature perturbation bars of a table over the samples the attack fooled (all the samples
+    when it fooled none)."""
+    fooled = (saved["pred_clean"] == saved["y"]) & (saved["pred_adv"] != saved["y"])
+    rows = fooled if bool(fooled.any()) else torch.ones_like(fooled)
+    which = (
+        f"the {int(rows.sum())} fooled samples"
+        if bool(fooled.any())
+        else f"all {int(rows.sum())} samples (none fooled)"
+    )
+    return feature_bars(
+        space.names,
+        saved["x"][rows],
+        saved["x_adv"][rows],
+        space.lower,
+        space.upper,
+        path,
+        fixed=space.fixed,
+        title=f"{attack} at ε={eps}: mean change per feature over {which}",
+    )

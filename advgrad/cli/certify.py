@@ -9,7 +9,7 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
-from advgrad.cli.common import open_and_describe
+from advgrad.cli.common import hold_fixed, open_and_describe
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import handle_errors, warn
 from advgrad.cli.distributed import join_run
@@ -182,6 +182,7 @@ def certify_command(
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options) as process, sigterm_as_interrupt():
         inputs = open_and_describe(io_options, process.device)
+        hold_fixed(config, inputs)  # a table's immutable features (--eps-scale weight 0)
         run = describe_run([], config, inputs, gates, outputs, strict=False, config_file=ctx.meta.get(META_KEY))
         report, state = run_resumable(
             process,

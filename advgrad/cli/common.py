@@ -34,6 +34,18 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
     return inputs
 
 
+def hold_fixed(config, inputs: RunInputs) -> None:
+    """Give an :class:`advgrad.sweep.EvalConfig` the input coordinates a table holds fixed (features
+    of ε weight 0): the attacks and the IBP/CROWN bounds hold them; randomized smoothing cannot,
+    which the user hears about."""
+    config.fixed = inputs.fixed
+    if inputs.fixed and config.smoothing is not None:
+        warn(
+            f"randomized smoothing adds noise to the {len(inputs.fixed)} immutable feature(s) (--eps-scale weight 0) "
+            "too and certifies L2 radii over every feature: a certificate for a larger set, still valid"
+        )
+
+
 def warn_large_eps(norm: Norm, eps_values: list[float], inputs: RunInputs) -> None:
     """Warn (the run goes on) when an ε is larger than the input box itself: a k/255 slip."""
     message = eps_beyond_box(norm, eps_values, math.prod(inputs.probe.input_shape))

@@ -9,7 +9,7 @@ import typer
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
 from advgrad.cli.certify import certify_passes, check_bounds_runtime
-from advgrad.cli.common import announce_cost, attacks_from, open_and_describe, warn_large_eps, warn_unused
+from advgrad.cli.common import announce_cost, attacks_from, hold_fixed, open_and_describe, warn_large_eps, warn_unused
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import handle_errors
 from advgrad.cli.distributed import join_run
@@ -159,6 +159,7 @@ def eval_command(
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
+        hold_fixed(config, inputs)  # a table's immutable features (--eps-scale weight 0)
         warn_large_eps(threat_norm, config.eps, inputs)
         estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
         run = describe_run(attacks, config, inputs, gates, outputs, strict=strict, config_file=ctx.meta.get(META_KEY))

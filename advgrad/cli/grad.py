@@ -13,7 +13,7 @@ from advgrad.cli.common import emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, info, out
 from advgrad.cli.grad_backend import gradients, sample_rows
 from advgrad.cli.paths import check_output_paths, images_file, input_paths
-from advgrad.errors import ExitCode
+from advgrad.errors import ExitCode, UsageError
 from advgrad.gradient import finite_difference_check
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
@@ -83,6 +83,12 @@ def grad(
     if tolerance is not None:  # NaN would always pass the check and a negative value always fail it
         check_number(tolerance, "--tolerance", minimum=0)
     inputs = open_and_describe(io_options)
+    if images is not None and inputs.space is not None:
+        raise UsageError(
+            "`images` draws saliency maps of images; for a table, `json` or `out` keep each feature's gradient "
+            "(with respect to the feature scaled by its range)",
+            params=("images", "json", "out"),
+        )
     result = gradients(inputs.model.module, inputs.batches(), loss=loss, device=inputs.device)
     rows = sample_rows(result)
     if out_file is not None:

@@ -113,7 +113,7 @@ DataOpt = Annotated[
         "-d",
         help=(
             "Data: a .pt, .npz or .safetensors file holding x (N×C×H×W floats in [0,1] or uint8) and y (N labels); "
-            "an image folder (one sub-folder per class); or mnist, fashion-mnist, cifar10, cifar100, svhn "
+            "a table (a .csv file with a header row, or such a file whose x is N×D: see --bounds); an image folder (one sub-folder per class); or mnist, fashion-mnist, cifar10, cifar100, svhn "
             "(torchvision, from --data-root). Default: the embedded digits."
         ),
         rich_help_panel=IO_PANEL,
@@ -148,6 +148,40 @@ ImageSizeOpt = Annotated[
     typer.Option(
         "--image-size",
         help="Image folders: resize the shorter side to N and centre-crop N×N.",
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
+]
+BoundsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--bounds",
+        help=(
+            'Tables: a .csv (columns feature,lower,upper) or .json file ({"name": [lower, upper]}) with each '
+            "feature's valid range. Attacks stay inside it and ε is a fraction of each range. Default: the data's "
+            "min/max."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
+]
+EpsScaleOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--eps-scale",
+        help=(
+            'Tables: a .csv (columns feature,scale) or .json file ({"name": weight}) of per-feature ε weights: '
+            "relative to the smallest positive one, which gets ε; 0 makes a feature immutable."
+        ),
+        rich_help_panel=IO_PANEL,
+        show_default=False,
+    ),
+]
+LabelColumnOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--label-column",
+        help="CSV tables: the column holding the labels (default: the column named label, else the last one).",
         rich_help_panel=IO_PANEL,
         show_default=False,
     ),
@@ -286,7 +320,12 @@ VerboseOpt = Annotated[
 ]
 ImagesOpt = Annotated[
     Optional[Path],
-    typer.Option("--images", help="Write PNG images to this folder.", rich_help_panel=OUTPUT_PANEL, show_default=False),
+    typer.Option(
+        "--images",
+        help="Write PNG images to this folder (for a table: bars of the mean change per feature).",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+    ),
 ]
 
 
@@ -315,6 +354,9 @@ INPUT_OPTIONS: dict[str, _Input] = {
     "data_root": _Input(DataRootOpt),
     "download": _Input(DownloadOpt),
     "image_size": _Input(ImageSizeOpt),
+    "bounds": _Input(BoundsOpt),
+    "eps_scale": _Input(EpsScaleOpt),
+    "label_column": _Input(LabelColumnOpt),
     "limit": _Input(LimitOpt),
     "shuffle": _Input(ShuffleOpt),
     "batch_size": _Input(BatchOpt),

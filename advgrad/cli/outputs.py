@@ -159,6 +159,8 @@ def finish_report(
     every requested output."""
     report.model = inputs.model.to_dict()
     report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
+    if inputs.space is not None:  # a table: feature names, bounds, ε weights (the plot's bars use them)
+        report.data["table"] = inputs.space.to_dict()
     report.config.update(run.to_dict())
     report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
     write_outputs(report, outputs, strict=strict)

@@ -46,6 +46,8 @@ def input_paths(options: InputOptions) -> dict[str, str | None]:
         "--weights": options.weights,
         "--data": options.data,
         "--data-root": options.data_root,
+        "--bounds": options.bounds,
+        "--eps-scale": options.eps_scale,
     }
 
 

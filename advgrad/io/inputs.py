@@ -9,9 +9,12 @@ import torch
 from torch import Tensor
 
 from advgrad.device import resolve_device
+from advgrad.errors import UsageError
 from advgrad.io.data.load import DataOptions, DataSource, data_format, load_data
 from advgrad.io.data.sources import check_at_least
+from advgrad.io.data.tables import FeatureSpace
 from advgrad.io.model.factories import parse_model_args
+from advgrad.io.model.features import FeatureScaled
 from advgrad.io.model.guard import GuardedModel
 from advgrad.io.model.load import LoadedModel, ModelOptions, load_model, preferred_image_size
 from advgrad.io.model.logits import LogitsOf
@@ -35,13 +38,14 @@ PROBE_SIZE = 64
 class InputOptions:
     """Where a run's model and data come from, how they are read and how the data is batched.
 
-    Model: ``model``, ``weights``, ``model_args`` (``KEY=VALUE`` strings), ``unsafe_pickle``,
-    ``mean``/``std``. Data: ``data``, ``split``, ``data_root``, ``download``, ``image_size``.
-    Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
-    ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
-    ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
-    :mod:`advgrad.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.threads`). See
-    docs/loading.md for every accepted form.
+        Model: ``model``, ``weights``, ``model_args`` (``KEY=VALUE`` strings), ``unsafe_pickle``,
+        ``mean``/``std``. Data: ``data``, ``split``, ``data_root``, ``download``, ``image_size``; for
+    tables ``bounds``, ``eps_scale`` and ``label_column`` (:mod:`advgrad.io.data.tables`).
+        Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
+        ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
+        ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
+        :mod:`advgrad.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.threads`). See
+        docs/loading.md for every accepted form.
     """
 
     model: str | None = None
@@ -66,6 +70,9 @@ class InputOptions:
     channels_last: bool | None = None
     threads: str = "auto"
     bpda: tuple[str, ...] = ()
+    bounds: str | None = None
+    eps_scale: str | None = None
+    label_column: str | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -74,7 +81,15 @@ class InputOptions:
         return out
 
     def data_options(self) -> DataOptions:
-        return DataOptions(split=self.split, root=self.data_root, download=self.download, image_size=self.image_size)
+        return DataOptions(
+            split=self.split,
+            root=self.data_root,
+            download=self.download,
+            image_size=self.image_size,
+            bounds=self.bounds,
+            eps_scale=self.eps_scale,
+            label_column=self.label_column,
+        )
 
     def runtime_options(self) -> RuntimeOptions:
         return RuntimeOptions(precision=self.precision, compile=self.compile, channels_last=self.channels_last)
@@ -105,6 +120,16 @@ class RunInputs:
     threads: ThreadChoice | None = None  # the CPU threads torch was given for the run
 
     @property
+    def space(self) -> FeatureSpace | None:
+        """The features of a table (bounds, ε weights, names); None for images."""
+        return getattr(self.data, "space", None)
+
+    @property
+    def fixed(self) -> tuple[int, ...]:
+        """Input coordinates the threat model holds fixed: a table's features of ε weight 0."""
+        return () if self.space is None else self.space.fixed
+
+    @property
     def n_samples(self) -> int:
         return len(self.selection())
 
@@ -133,6 +158,7 @@ class RunInputs:
                 "class_names": None if classes is None else list(classes[:50]),
             },
             "input_shape": list(self.probe.input_shape),
+            **({} if self.space is None else {"table": self.space.to_dict()}),
             "num_classes": self.probe.num_classes,
             "device": str(self.device),
             "runtime": list(self.runtime),
@@ -204,6 +230,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
         data_options = replace(data_options, image_size=preferred_image_size(options.model))  # the model's own
     data = load_data(options.data, data_options)
     model = load_model(options.model, model_options)
+    _scale_features(model, data, device)
     selection = data.select(limit=options.limit, shuffle=options.shuffle, seed=options.seed)
     x, y = data.fetch(selection[: min(len(selection), options.batch_size, PROBE_SIZE)])
     x, y = x.to(device), y.to(device)
@@ -226,6 +253,20 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     if threads.warning:
         warnings.append(threads.warning)
     return RunInputs(model, data, device, result, options, warnings, runtime, threads)
+
+
+def _scale_features(model: LoadedModel, data: DataSource, device: torch.device) -> None:
+    """A table's model gets raw feature values from the attacks' unit box (:class:`FeatureScaled`)."""
+    space = getattr(data, "space", None)
+    if space is None:
+        return
+    if model.normalization is not None:
+        raise UsageError(
+            "`mean`/`std` normalise image channels; a table's model receives raw feature values (within each "
+            "feature's bounds): put any standardisation of the features inside the model",
+            params=("mean", "std"),
+        )
+    model.module = FeatureScaled(model.module, space).to(device).eval()
 
 
 def _set_threads(

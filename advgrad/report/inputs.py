@@ -15,6 +15,18 @@ def _normalization(value: dict | None) -> str:
     return f"mean {mean}, std {std} (from {value['source']})"
 
 
+def _features(table: dict) -> str:
+    """A table's features: each with its bounds (and ε weight), the first 20."""
+    weights = table.get("eps_scale")
+    parts = []
+    for i, name in enumerate(table["features"][:20]):
+        weight = "" if weights is None else (", immutable" if weights[i] == 0 else f", ε weight {weights[i]:g}")
+        parts.append(f"{name} [{table['lower'][i]:g}, {table['upper'][i]:g}{weight}]")
+    more = len(table["features"]) - 20
+    scaled = "the model gets raw values; attacks see each feature scaled to [0, 1] by its bounds"
+    return "; ".join(parts) + (f"; … {more} more" if more > 0 else "") + f" (bounds from {table['bounds']}; {scaled})"
+
+
 def inputs_table(summary: dict) -> Table:
     """Rows of a :meth:`advgrad.io.inputs.RunInputs.to_dict` summary."""
     model, data, probe = summary["model"], summary["data"], summary["probe"]
@@ -39,8 +51,12 @@ def inputs_table(summary: dict) -> Table:
         names = model["class_names"]
         more = f", … ({len(names)} in all)" if len(names) > 10 else ""
         rows.append(("class names (model)", ", ".join(names[:10]) + more))
+    table_info = summary.get("table")
+    if table_info is None:
+        rows.append(("normalisation", _normalization(model.get("normalization"))))
+    else:
+        rows.append(("features", _features(table_info)))
     rows += [
-        ("normalisation", _normalization(model.get("normalization"))),
         ("logits", model["output"]),
         ("data", data["description"]),
         ("samples used", f"{data['samples']:,} of {data['total_samples']:,}"),

@@ -7,6 +7,7 @@ import os
 import statistics
 import textwrap
 
+from advgrad.report.features import draw_feature_bars, example_tables
 from advgrad.report.fmt import norm_symbol
 from advgrad.report.images import EXAMPLE_LEGEND, draw_examples
 from advgrad.report.mpl import pyplot, save_figure
@@ -14,6 +15,10 @@ from advgrad.results import Example, RobustnessReport
 
 MAX_CLASS_BARS = 20  # more classes than this are shown as a histogram of per-class accuracy
 MAX_EXAMPLES = 8  # adversarial examples shown per attack
+FEATURE_LEGEND = (
+    "Each block (a table): the mean change per feature over the adversarial examples kept for that attack, as a "
+    "fraction of the feature's range (bar) and in the feature's units (label); immutable features are grey."
+)
 MANY_TICKS = 6  # more ε ticks than this are drawn slanted so that their labels do not collide
 
 
@@ -176,6 +181,7 @@ def report_figure(report: RobustnessReport):
     blocks = [(name, ex) for name, ex in example_blocks(report) if ex]
     empty = [name for name, ex in example_blocks(report) if not ex]
     columns = max([len(ex) for _, ex in blocks] + [4])
+    tabular = any(ex[0].x.dim() == 1 for _, ex in blocks)  # a table's examples are vectors: bars per feature
     top_height, block_height = 4.6, 3.9
     fig = plt.figure(
         figsize=(
@@ -208,9 +214,14 @@ def report_figure(report: RobustnessReport):
             x=0.01,
             ha="left",
         )
+        if tabular:
+            names, x, x_adv, lower, upper, fixed = example_tables(examples, report.data.get("table"))
+            draw_feature_bars(sub.subplots(1, 1), names, x, x_adv, lower, upper, fixed=fixed)
+            continue
         axes = sub.subplots(3, columns, squeeze=False)
         draw_examples(axes, examples, report.norm, eps_label=report.eps_label)
-    notes = [EXAMPLE_LEGEND] if blocks else ["No adversarial examples were found."]
+    legend = FEATURE_LEGEND if tabular else EXAMPLE_LEGEND
+    notes = [legend] if blocks else ["No adversarial examples were found."]
     if not report.attacks:
         notes = ["No attack in this run: common corruptions only."]
     if blocks and empty:

@@ -1,7 +1,8 @@
 """Loading data: a ``--data`` value → a :class:`DataSource`.
 
 Accepted: the embedded digits (default, or ``digits``); a tensor file (``.pt``, ``.npz``,
-``.safetensors`` holding ``x`` and ``y``); an image folder (ImageFolder layout); a torchvision
+``.safetensors`` holding ``x`` and ``y``; an N×D ``x`` is a table); a ``.csv`` table
+(:mod:`advgrad.io.data.tables`); an image folder (ImageFolder layout); a torchvision
 dataset by name (``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn``). New formats
 are a new :class:`DataFormat` in ``FORMATS``; the attacks never see where data came from.
 """
@@ -27,6 +28,7 @@ from advgrad.io.data.sources import (
     pixel_array,
     to_pixels,
 )
+from advgrad.io.data.tables import load_csv
 from advgrad.io.data.tensorfiles import load_npz, load_pt, load_safetensors
 
 __all__ = [
@@ -87,6 +89,7 @@ FORMATS: list[DataFormat] = [
     DataFormat("npz", _suffix_is(".npz"), lambda s, o: load_npz(Path(s), o)),
     DataFormat("pt", _suffix_is(".pt", ".pth"), lambda s, o: load_pt(Path(s), o)),
     DataFormat("safetensors", _suffix_is(".safetensors"), lambda s, o: load_safetensors(Path(s), o)),
+    DataFormat("csv", _suffix_is(".csv"), lambda s, o: load_csv(Path(s), o)),
     DataFormat("image-folder", _is_folder, lambda s, o: load_image_folder(Path(s).expanduser(), o)),
 ]
 
@@ -111,11 +114,24 @@ def load_data(spec: str | None = None, options: DataOptions | None = None) -> Da
                 raise UsageError(
                     f"`image_size` resizes image folders only; {spec} is read at its stored size", params="image_size"
                 )
-            return fmt.load(spec, options)
+            source = fmt.load(spec, options)
+            given = options.table_options_given()
+            if given and getattr(source, "space", None) is None:
+                flags = " and ".join(f"`{g}`" for g in given)
+                raise UsageError(
+                    f"{flags} apply to tables (a .csv file, or a tensor file whose x is N×D); {spec} holds images",
+                    params=given,
+                )
+            if options.label_column is not None and fmt.name != "csv":
+                raise UsageError(
+                    f"`label_column` picks the label column of a .csv file; {spec} holds its labels in y",
+                    params="label_column",
+                )
+            return source
     names = ", ".join([DEFAULT_DATA, *NAMED])
     if not Path(spec).expanduser().exists():
         raise DataError(f"{spec}: no such file, folder or dataset name (names: {names})")
     raise DataError(
-        f"{spec}: unrecognised data format; accepted: .pt, .npz or .safetensors files holding x (N×C×H×W) "
-        f"and y (N labels), an image folder, or a dataset name ({names})"
+        f"{spec}: unrecognised data format; accepted: .pt, .npz or .safetensors files holding x (N×C×H×W, or "
+        f"N×D for a table) and y (N labels), a .csv table, an image folder, or a dataset name ({names})"
     )

@@ -48,7 +48,8 @@ def check_at_least(**bounds: tuple[int | None, int]) -> None:
 
 @dataclass(frozen=True)
 class DataOptions:
-    """How data is read: the split, where named datasets live, and how images are sized.
+    """How data is read: the split, where named datasets live, how images are sized, and for
+    tables their per-feature bounds, ε weights and label column (:mod:`advgrad.io.data.tables`).
 
     ``root`` is the folder of named datasets (``None``: advgrad's cache folder); ``download``
     allows fetching a named dataset that is not there; ``image_size`` resizes (shorter side)
@@ -59,9 +60,16 @@ class DataOptions:
     root: str | None = None
     download: bool = False
     image_size: int | None = None
+    bounds: str | None = None  # tables: a file of per-feature bounds (else the data's min/max)
+    eps_scale: str | None = None  # tables: a file of per-feature ε weights (0: immutable)
+    label_column: str | None = None  # CSV tables: the column of labels
 
     def __post_init__(self) -> None:
         check_at_least(image_size=(self.image_size, 1))
+
+    def table_options_given(self) -> list[str]:
+        """The options that apply to tables only and were given."""
+        return [name for name in ("bounds", "eps_scale", "label_column") if getattr(self, name) is not None]
 
 
 class DataSource(ABC):
@@ -134,7 +142,7 @@ def pixel_array(x: np.ndarray | Tensor, where: str) -> Tensor:
     if t.dim() == 3:  # N×H×W: one channel
         t = t.unsqueeze(1)
     if t.dim() != 4:
-        raise DataError(f"{where}: x must be N×C×H×W (or N×H×W), got shape {tuple(t.shape)}")
+        raise DataError(f"{where}: x must be N×C×H×W (or N×H×W; N×D for a table), got shape {tuple(t.shape)}")
     if t.dtype != torch.uint8 and not t.is_floating_point():
         raise DataError(f"{where}: x must hold floats in [0, 1] or uint8 pixels, got {t.dtype}")
     return t

@@ -3,7 +3,8 @@
 None of these readers runs code from the file: ``.pt`` is read with ``weights_only=True``,
 ``.npz`` with ``allow_pickle=False``, and ``.safetensors`` holds raw bytes and a JSON header.
 ``.pt`` (zip format) and ``.safetensors`` are memory-mapped, so a large file is read batch by
-batch and its pixels are checked as each batch is read; ``.npz`` is read into memory.
+batch and its pixels are checked as each batch is read; ``.npz`` is read into memory. A file
+whose ``x`` is N×D holds a table (:mod:`advgrad.io.data.tables`), read into memory.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from torch import Tensor
 
 from advgrad.errors import DataError, first_line
 from advgrad.io.data.sources import DataOptions, DataSource, TensorSource
+from advgrad.io.data.tables import table_source
 from advgrad.io.paths import require_file
 from advgrad.io.pickles import unreadable
 
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
+FEATURE_NAMES = "feature_names"  # optional in a file whose x is a table (N×D): one name per column
 
 # Memory-mapped files up to this size have every pixel checked when opened (an error shows
 # before the run starts); larger ones are checked batch by batch as they are read.
@@ -35,17 +38,31 @@ def _pick(mapping, path: Path, keys: list[str]):
     return mapping["x"], mapping["y"]
 
 
+def _table(x, y, path: Path, options: DataOptions, names=None) -> DataSource:
+    """A tensor file whose ``x`` is N×D: a table (:mod:`advgrad.io.data.tables`); ``names``, the
+    optional ``feature_names`` entry, names its columns."""
+    if names is not None:
+        names = [str(n) for n in (names.tolist() if hasattr(names, "tolist") else names)]
+    return table_source(x, y, name=path.name, options=options, names=names)
+
+
 def load_npz(path: Path, options: DataOptions) -> DataSource:
-    """``.npz`` with arrays ``x`` and ``y`` (read into memory with ``allow_pickle=False``)."""
+    """``.npz`` with arrays ``x`` and ``y`` (read into memory with ``allow_pickle=False``); an N×D
+    ``x`` is a table, its columns named by an optional string array ``feature_names``."""
     path = require_file(path, EXPECTED, DataError)
+    names = None
     try:
         with np.load(path, allow_pickle=False) as f:
             x, y = _pick(f, path, list(f.files))
             x, y = np.asarray(x), np.asarray(y)
+            if FEATURE_NAMES in f.files:
+                names = np.asarray(f[FEATURE_NAMES]).reshape(-1)
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})") from None
+    if x.ndim == 2:
+        return _table(x, y, path, options, names)
     return TensorSource.from_arrays(x, y, name=path.name)
 
 
@@ -68,6 +85,8 @@ def load_pt(path: Path, options: DataOptions) -> DataSource:
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a dict with tensors x and y, found {type(obj).__name__}")
     x, y = _pick(obj, path, [str(k) for k in obj])
+    if isinstance(x, torch.Tensor) and x.dim() == 2:
+        return _table(x, y, path, options, obj.get(FEATURE_NAMES))
     check_now = not mapped or path.stat().st_size <= EAGER_CHECK_BYTES
     return TensorSource.from_arrays(x, y, name=path.name, check_now=check_now, convert_now=not mapped)
 
@@ -128,5 +147,7 @@ def load_safetensors(path: Path, options: DataOptions) -> DataSource:
     path = require_file(path, EXPECTED, DataError)
     tensors = map_safetensors(path)
     x, y = _pick(tensors, path, list(tensors))
+    if x.dim() == 2:
+        return _table(x, y, path, options)
     check_now = path.stat().st_size <= EAGER_CHECK_BYTES
     return TensorSource.from_arrays(x, y, name=path.name, check_now=check_now, convert_now=False)

@@ -1,0 +1,104 @@
+"""Per-feature perturbation bars: what an attack changed in each feature of a table.
+
+Each bar is the mean |x_adv,i − x_i| over the samples shown, as a fraction of feature i's range
+(hi_i − lo_i), so that features of any units compare; its label gives the same mean in the
+feature's own units. Features of ε weight 0 (immutable) are marked; their bar is 0 by construction.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from advgrad.report.mpl import pyplot, save_figure
+
+MAX_LABELLED = 40  # beyond this many features the bars carry no value labels and fewer tick names
+
+
+def mean_change(x: Tensor, x_adv: Tensor, lower: Sequence[float], upper: Sequence[float]) -> tuple[Tensor, Tensor]:
+    """(mean |δ_i| in raw units, the same as a fraction of the range hi_i − lo_i; 0 for lo_i = hi_i)
+    per feature, over the rows of the raw N×D tables ``x`` and ``x_adv``."""
+    delta = (x_adv.double() - x.double()).abs().mean(dim=0) if x.shape[0] else torch.zeros(x.shape[1])
+    span = torch.tensor(upper, dtype=torch.float64) - torch.tensor(lower, dtype=torch.float64)
+    share = torch.where(span > 0, delta / torch.where(span > 0, span, 1.0), torch.zeros_like(delta))
+    return delta, share
+
+
+def draw_feature_bars(
+    ax,
+    names: Sequence[str],
+    x: Tensor,
+    x_adv: Tensor,
+    lower: Sequence[float],
+    upper: Sequence[float],
+    *,
+    fixed: Sequence[int] = (),
+    title: str = "",
+) -> None:
+    """Bars of :func:`mean_change` on ``ax``: one per feature, named, immutable ones marked."""
+    raw, share = mean_change(x, x_adv, lower, upper)
+    d = len(names)
+    positions = list(range(d))
+    colors = ["#bbbbbb" if i in set(fixed) else "#c0392b" for i in positions]
+    ax.bar(positions, share.tolist(), color=colors)
+    step = max(1, d // MAX_LABELLED)
+    shown = positions[::step]
+    ax.set_xticks(shown)
+    ax.set_xticklabels(
+        [f"{names[i]} (fixed)" if i in set(fixed) else names[i] for i in shown], rotation=60, ha="right", fontsize=7
+    )
+    if d <= MAX_LABELLED:
+        top = float(share.max()) if d else 0.0
+        for i in positions:
+            ax.text(i, float(share[i]) + 0.01 * max(top, 1e-12), f"{float(raw[i]):.3g}", ha="center", fontsize=6)
+    ax.set_ylabel("mean |δ| / feature range", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def feature_bars(
+    names: Sequence[str],
+    x: Tensor,
+    x_adv: Tensor,
+    lower: Sequence[float],
+    upper: Sequence[float],
+    path: str | os.PathLike,
+    *,
+    fixed: Sequence[int] = (),
+    title: str = "",
+) -> Path:
+    """One PNG of :func:`draw_feature_bars`, written atomically; returns its path."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * min(len(names), 120) + 2), 4.2), dpi=110, layout="constrained")
+    draw_feature_bars(ax, names, x, x_adv, lower, upper, fixed=fixed, title=title)
+    fig.supxlabel(
+        "bar: mean |x_adv − x| as a fraction of the feature's range; label: the same in the feature's units", fontsize=7
+    )
+    path = Path(path)
+    save_figure(fig, path)
+    return path
+
+
+def example_tables(examples: Sequence, table: dict | None) -> tuple[list[str], Tensor, Tensor, list, list, list]:
+    """A report's kept examples of a table (vectors of what the attacks see, ``z``) in raw units:
+    ``(names, x, x_adv, lower, upper, fixed)``, from the report's ``data.table``
+    (:meth:`advgrad.io.data.tables.FeatureSpace.to_dict`); without it, the vectors as they are."""
+    x = torch.stack([e.x.flatten().double() for e in examples])
+    x_adv = torch.stack([e.x_adv.flatten().double() for e in examples])
+    d = x.shape[1]
+    if not table or len(table.get("features", [])) != d:
+        return [f"x{i}" for i in range(d)], x, x_adv, [0.0] * d, [1.0] * d, []
+    lo = torch.tensor(table["lower"], dtype=torch.float64)
+    hi = torch.tensor(table["upper"], dtype=torch.float64)
+    stretch = torch.tensor([r if r > 0 else 1.0 for r in table["stretch"]], dtype=torch.float64)
+
+    def raw(z: Tensor) -> Tensor:
+        u = (z * stretch).clamp(0.0, 1.0)
+        return lo * (1 - u) + hi * u
+
+    fixed = [i for i, r in enumerate(table["stretch"]) if r == 0]
+    return list(table["features"]), raw(x), raw(x_adv), table["lower"], table["upper"], fixed
