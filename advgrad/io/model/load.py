@@ -26,7 +26,7 @@ from advgrad.io.model.bpda import apply_bpda, parse_bpda
 from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
 from advgrad.io.model.hf_models import load_hf, processor_image_size
 from advgrad.io.model.model_files import load_model_file
-from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.model_types import LoadedModel, ModelOptions, random_weights_notice
 from advgrad.io.model.normalize import Normalization, Normalized
 from advgrad.io.model.timm_models import load_timm
 
@@ -99,9 +99,7 @@ def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
     )
     loaded = LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
     if options.weights is None:
-        loaded.warnings.append(
-            Notice(f"{spec} has random weights (no `weights` given): its results describe a random network", "weights")
-        )
+        loaded.warnings.append(random_weights_notice(spec))
     elif normalization is None and options.mean is None:
         loaded.warnings.append(
             Notice(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from advgrad.errors import Notice
 from advgrad.io.model.normalize import Normalization
 
 
@@ -69,3 +70,8 @@ class ModelOptions:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     bpda: tuple[str, ...] = ()
+
+
+def random_weights_notice(spec: str) -> Notice:
+    """The warning of a built architecture given no ``--weights`` (torchvision, timm)."""
+    return Notice(f"{spec} has random weights (no `weights` given): its results describe a random network", "weights")

@@ -17,7 +17,7 @@ from torch import nn
 
 from advgrad.errors import ModelError, Notice, UsageError, first_line
 from advgrad.io.model.extras import offline, require
-from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.model.model_types import LoadedModel, ModelOptions, random_weights_notice
 from advgrad.io.model.normalize import Normalization
 from advgrad.io.model.weights import load_weights
 
@@ -87,9 +87,7 @@ def load_timm(spec: str, options: ModelOptions) -> LoadedModel:
     )
     loaded = LoadedModel(module.to(options.device), "timm", spec, f"timm {name}", extra, normalization)
     if options.weights is None:
-        loaded.warnings.append(
-            Notice(f"{spec} has random weights (no `weights` given): its results describe a random network", "weights")
-        )
+        loaded.warnings.append(random_weights_notice(spec))
     elif normalization is not None and options.mean is None:
         loaded.warnings.append(
             Notice(
