@@ -1,7 +1,7 @@
 """CROWN for the pre-activations of a convolution, in patches.
 
 A neuron (c, p, q) of a convolution depends on a window of its input only, and through a chain of
-convolutions and elementwise operators back to the network's input, on a window of the input that
+convolutions, activations and pools back to the network's input, on a window of the input that
 grows with each layer (its receptive field). Held densely, its linear bound carries a number for
 every input of every layer, almost all of them zero; :func:`conv_chain_bounds` holds it as that
 window alone (a *patch*, as in Xu et al. 2020, "Automatic Perturbation Analysis for Scalable
@@ -15,9 +15,10 @@ S' = S·s, P' = P·s + p. Window entries outside a layer's map are that layer's 
 constants that the rows must not weigh: their coefficients are set to 0.
 
 Only chains of single-input operators qualify: convolutions, elementwise activations (ReLU-like,
-clamp, sigmoid, tanh), per-channel or scalar affine scaling (eval-mode batch norm, normalisation)
-and identities; anything else (pooling, additions, reshapes) keeps the dense rows of
-:mod:`advgrad.bounds.propagate`. The bounds are the same as the dense ones, up to rounding.
+clamp, sigmoid, tanh), max-pooling, per-channel or scalar affine scaling (eval-mode batch norm,
+normalisation) and identities; anything else (average pooling, additions, concatenation, reshapes)
+keeps the dense rows of :mod:`advgrad.bounds.propagate`, which also chooses between the two by
+cost. The bounds are the same as the dense ones, up to rounding.
 """
 
 from __future__ import annotations
@@ -147,8 +148,8 @@ def conv_chain_bounds(
     samples: slice,
     channels: slice,
 ) -> tuple[Tensor, Tensor]:
-    """CROWN lower and upper bounds (N', C', Ho·Wo) of the output channels ``channels`` of the
-    convolution ``chain[0]`` for the samples ``samples``, over the input set ``inputs``
+    """CROWN lower and upper bounds (N', C', Ho·Wo) of the output channels ``channels`` of
+    ``chain[0]`` (a convolution or a scaling of one) for the samples ``samples``, over the input set ``inputs``
     (an :class:`~advgrad.bounds.propagate.InputSet`)."""
     conv = chain[0]
     c_out, ho, wo = graph.shapes[conv.name]
