@@ -5,7 +5,7 @@ print the eval report of the result."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -61,27 +61,8 @@ class TrainOptions:
     config_file: str | None = None
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            method=self.method,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer=self.optimizer,
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            schedule=self.schedule,
-            eps=self.eps,
-            norm=self.norm,
-            warmup=self.warmup,
-            steps=self.steps,
-            step_size=self.step_size,
-            beta=self.beta,
-            sigma=self.sigma,
-            kappa=self.kappa,
-            val_fraction=self.val_fraction,
-            seed=self.seed,
-            precision=self.precision,
-        )
+        """The training hyper-parameters among these options (every field of :class:`TrainConfig`)."""
+        return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
     def identity(self, world_size: int) -> dict:
         """What a checkpoint must share with the run that resumes it, besides the TrainConfig."""
