@@ -32,6 +32,7 @@ def _small_mlp() -> nn.Module:
     return model.eval()
 
 
+@pytest.mark.slow
 def test_same_robust_accuracy_as_pyautoattack() -> None:
     """AutoAttack standard, L∞, ε = 0.1, 100 test digits: advgrad's robust accuracy is within 1% of
     the samples (one sample) of pyautoattack's on the same model and data."""

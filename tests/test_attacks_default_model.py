@@ -49,6 +49,7 @@ def test_targeted_attacks_reach_the_requested_class_at_large_eps(spec, target) -
     assert bool(threat.contains(result.x_adv, result.x).all())
 
 
+@pytest.mark.slow
 def test_strong_is_at_most_every_single_attack() -> None:
     """The cascade's accuracy at each ε is ≤ that of each attack alone (at default budgets but for
     FAB's and Square's; other cascades, such as autoattack with more stages, may be stronger)."""

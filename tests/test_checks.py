@@ -253,7 +253,7 @@ def test_square_attack_when_registered():
             "the Square attack is not registered on this branch (it comes with the attacks issue); "
             "the test-only random-search attack exercises the gradient-free check above"
         )
-    attack = [EvalAttack(square, square.make_params())]
+    attack = [EvalAttack(square, square.make_params(queries=1000))]  # enough to beat the masked gradients
     masked = run_default(fgsm_pgd(5) + attack, model=Rounding(load_default_model()), eps=(0.0, 0.2, 0.3), limit=40)
     assert {"zero-gradients", "gradient-free-beats-gradient"} <= {
         c["name"] for c in masked.checks if c["status"] == "warning"

@@ -11,6 +11,7 @@ from helpers import invoke
 import advgrad
 
 
+@pytest.mark.slow
 def test_python_dash_m_advgrad_help():
     result = subprocess.run([sys.executable, "-m", "advgrad", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

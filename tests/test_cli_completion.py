@@ -45,6 +45,7 @@ def test_show_completion_takes_the_shell_from_SHELL():
     assert result.stdout.startswith("#compdef advgrad")
 
 
+@pytest.mark.slow
 def test_python_dash_m_writes_the_script_for_the_advgrad_command():
     result = run_module("--show-completion", "bash")
     assert result.returncode == 0, result.stderr
@@ -52,6 +53,7 @@ def test_python_dash_m_writes_the_script_for_the_advgrad_command():
     assert "__main__" not in result.stdout and "python" not in result.stdout
 
 
+@pytest.mark.slow
 def test_completion_requests_are_answered():
     commands = run_module(env={"_ADVGRAD_COMPLETE": "complete_bash", "COMP_WORDS": "advgrad ev", "COMP_CWORD": "1"})
     assert commands.returncode == 0, commands.stderr

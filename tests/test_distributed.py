@@ -47,6 +47,7 @@ def assert_same_examples(a: dict, b: dict) -> None:
 # ------------------------------------------------------------------------ two gloo processes
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_path, monkeypatch):
     # 45 samples in batches of 10: five batches, the last one short, so rank 0 runs three and rank 1
     # two (then waits); the 15 examples kept per attack come from batches 0 (rank 0) and 1 (rank 1,
@@ -95,6 +96,7 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
     assert torch.load(tmp_path / "resumed.pt", weights_only=False)["report"]["timing"]["resumed_batches"] == 2
 
 
+@pytest.mark.slow
 def test_torchrun_eval_equals_the_single_process_eval_and_only_rank_0_speaks(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "states")}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
@@ -154,6 +156,7 @@ def test_torchrun_eval_equals_the_single_process_eval_and_only_rank_0_speaks(tmp
     assert not list((tmp_path / "states").glob("*/batch-*.pt"))  # the finished run removed its state
 
 
+@pytest.mark.slow
 def test_torchrun_smoothing_equals_the_single_process_certify(tmp_path):
     # randomized smoothing seeds its noise per batch, so two processes certify exactly what one does
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "states")}

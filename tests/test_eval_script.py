@@ -17,7 +17,7 @@ from advgrad.io.model.load import load_default_model
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "eval-models.sh"
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")]
 
 
 def run_script(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -211,6 +211,7 @@ REAL_MODELS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REAL_MODELS))
 def test_real_exported_models_are_allowed(tmp_path, name):
     model, x = REAL_MODELS[name]()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+import pytest
 import torch
 from helpers import cycled_source
 
@@ -23,6 +24,7 @@ def live_tensors() -> int:
     return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
 
 
+@pytest.mark.slow
 def test_an_evaluation_holds_nothing_that_grows_with_the_samples():
     # (a minimal attack's exact median norm keeps one float per sample, by design: docs/scale.md)
     attacks = [

@@ -250,6 +250,7 @@ def test_cli_explicit_state_file_and_no_resume(tmp_path, monkeypatch):
     assert refused.exit_code == 2 and "different run" in refused.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_real_signal_then_rerun(tmp_path, signum):
     """A real process stopped by a signal once its first batches are saved, then run again."""

@@ -171,6 +171,7 @@ class Tiny(nn.Module):
         return self.b(torch.tanh(self.a(x.flatten(1))))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     compile_unavailable(CPU) is not None, reason=f"torch.compile unavailable: {compile_unavailable(CPU)}"
 )

@@ -134,6 +134,7 @@ def _run(args: list[str], installed: dict, cwd: Path, **kw) -> subprocess.Comple
     return subprocess.run(args, capture_output=True, text=True, timeout=300, env=installed["env"], cwd=cwd, **kw)
 
 
+@pytest.mark.slow
 def test_the_installed_package_finds_its_configs_and_docs(installed, tmp_path):
     where = _run([sys.executable, "-c", "import advgrad; print(advgrad.__file__)"], installed, tmp_path)
     assert where.stdout.strip().startswith(installed["target"]), where  # not the checkout
@@ -166,6 +167,7 @@ def _workflow_steps(markdown: str) -> dict[str, str]:
     return steps
 
 
+@pytest.mark.slow
 def test_the_ci_workflow_runs_as_written_in_a_fresh_repository(installed, tmp_path):
     steps = _workflow_steps((DOCS / "ci.md").read_text())
     assert list(steps)[0].startswith("Install advgrad")  # done by the fixture

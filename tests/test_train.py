@@ -258,6 +258,7 @@ def test_a_torchscript_model_cannot_be_trained(tmp_path):
     assert "TorchScript model, which cannot be trained" in text
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_reach_the_weights_of_one_process(tmp_path, margin_file):
     import os
     import subprocess
