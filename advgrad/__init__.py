@@ -13,7 +13,7 @@ The main entry points, each with a docstring (``help(advgrad.attack)``)::
 corruption (``advgrad.list_corruptions()``; ``evaluate(..., corruptions="all")`` measures them),
 ``advgrad.ThreatModel`` is the ε-ball with its projection, ``advgrad.input_gradient`` computes ∇ₓJ.
 They are loaded on first use, so ``import advgrad`` stays cheap; the modules below them (:mod:`advgrad.attacks`,
-:mod:`advgrad.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`) give the full power.
+:mod:`advgrad.evaluation.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`) give the full power.
 """
 
 from __future__ import annotations

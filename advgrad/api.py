@@ -1,8 +1,8 @@
 """The Python API in a few calls: ``advgrad.attack``, ``advgrad.evaluate``, ``advgrad.load_model``,
 ``advgrad.load_data`` and ``advgrad.write_report``.
 
-Each is a thin layer over the library the command line uses (:mod:`advgrad.generate`,
-:mod:`advgrad.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`), so the same call gives the same
+Each is a thin layer over the library the command line uses (:mod:`advgrad.evaluation.generate`,
+:mod:`advgrad.evaluation.sweep`, :mod:`advgrad.io`, :mod:`advgrad.report`), so the same call gives the same
 numbers as the same ``advgrad`` command: ``advgrad.attack`` attacks a batch as ``advgrad attack``
 attacks its first batch, and ``advgrad.evaluate`` sweeps as ``advgrad eval`` does.
 
@@ -26,20 +26,17 @@ from torch import Tensor, nn
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.attacks.options import collect_options
-from advgrad.corruptions import parse_corruptions
+from advgrad.eps import parse_eps
 from advgrad.errors import UsageError
-from advgrad.generate import attack_batch
-from advgrad.geometry import get_geometry
+from advgrad.evaluation.eval_config import plan_certify, plan_eval
+from advgrad.evaluation.generate import attack_batch
+from advgrad.evaluation.run import run_sweep
+from advgrad.evaluation.run_description import RunDescription
 from advgrad.gradient import frozen
 from advgrad.io.data.sources import check_at_least
 from advgrad.results import RobustnessReport
-from advgrad.run_description import RunDescription
-from advgrad.sweep import EvalAttack, EvalConfig
-from advgrad.sweep import evaluate as _sweep
 from advgrad.targets import parse_target
-from advgrad.threat import ThreatModel, parse_eps, parse_eps_list, parse_norm
-
-EXAMPLES_KEPT = 8  # adversarial examples per attack a report keeps for its image grid, as `advgrad eval`
+from advgrad.threat import ThreatModel, parse_norm
 
 Eps = float | str
 
@@ -179,16 +176,8 @@ def _device(model: nn.Module, data: Any) -> torch.device:
     return first.device if first is not None else torch.device("cpu")
 
 
-def _eps_values(eps: Any, norm: str) -> list[float]:
-    """The ε values as given (numbers or fractions, a list or one value); the norm's grid when None."""
-    if eps is None:
-        eps = get_geometry(norm).default_eps
-    return parse_eps_list([str(e) for e in eps] if isinstance(eps, (list, tuple)) else str(eps))
-
-
-def _described(report: RobustnessReport, run: RunDescription, model: nn.Module, data: Any) -> RobustnessReport:
-    """``report`` with the run's description and what the caller passed (a model and data in Python)."""
-    report.config.update(run.to_dict())
+def _described(report: RobustnessReport, model: nn.Module, data: Any) -> RobustnessReport:
+    """``report`` with what the caller passed (a model and data in Python)."""
     report.model = {"source": "python", "description": type(model).__name__}
     shape = "×".join(str(s) for s in data.shape[1:]) if isinstance(data, Tensor) else None
     report.data = {"source": "python", "description": f"tensors of {shape}" if shape else type(data).__name__}
@@ -251,47 +240,38 @@ def evaluate(
         >>> report = advgrad.evaluate(model, x, y, attacks=["fgsm", "pgd"], eps=[0, 2/255, 4/255, 8/255])
         >>> [p.accuracy for p in report.attacks["pgd"].points]
     """
-    threat_norm = parse_norm(norm)
     names = attacks.split(",") if isinstance(attacks, str) else list(attacks)
     specs: list[AttackSpec] = []
     for name in names:
         spec = _spec(name.strip() if isinstance(name, str) else name)
-        spec.check_norm(threat_norm)
         if spec not in specs:
             specs.append(spec)
-    chosen_corruptions = parse_corruptions(corruptions)
-    if not specs and not chosen_corruptions:
-        raise UsageError("give at least one attack, e.g. attacks=['pgd'] (or corruptions='all')")
     options = _options(params)
     _refuse_unknown(specs, options)
-    eps_values = _eps_values(eps, threat_norm)
-    config = EvalConfig(
-        eps=eps_values,
-        norm=threat_norm,
-        target=parse_target(target),
+    chosen, config = plan_eval(
+        specs,
+        options,
+        eps=eps,
+        norm=norm,
+        target=target,
         seed=seed,
         early_stop=early_stop,
-        examples=EXAMPLES_KEPT,
-        certify=None if certify is None else str(certify).strip().lower(),
-        corruptions=chosen_corruptions,
+        certify=certify,
+        corruptions=corruptions,
     )
-    if config.smoothing is not None:
-        raise UsageError("certify='smoothing' certifies a smoothed classifier, not the model: use advgrad.certify()")
-    chosen = [EvalAttack(spec, spec.make_params(**options)) for spec in specs]
     space = getattr(data, "space", None)
     if space is not None:  # a table's source: the model gets raw features, the attacks the unit box
         from advgrad.io.model.features import FeatureScaled
 
         model = FeatureScaled(model, space).to(_device(model, data)).eval()
         config.fixed = space.fixed
-    report = _sweep(
+    report = run_sweep(
         model,
         _batches(data, y, batch_size),
-        chosen,
-        config,
+        RunDescription(chosen, config),
         device=device if device is not None else _device(model, data),
     )
-    return _described(report, RunDescription(chosen, config), model, data)
+    return _described(report, model, data)
 
 
 def load_model(
@@ -445,21 +425,12 @@ def certify(
         >>> report = advgrad.certify(model, x, y, method="crown", eps=[0, 0.01, 0.02])
         >>> [p.accuracy for p in report.attacks["crown"].points]
     """
-    from advgrad.bounds.smoothing import SmoothingParams
-
-    method = str(method).strip().lower()
-    smoothing = SmoothingParams(sigma=sigma, n0=n0, samples=samples, alpha=alpha) if method == "smoothing" else None
-    threat_norm = parse_norm(norm if norm is not None else ("2" if smoothing is not None else "inf"))
-    eps_values = _eps_values(eps, threat_norm)
-    config = EvalConfig(
-        eps=eps_values,
-        norm=threat_norm,
-        seed=seed,
-        gradient_evidence=False,
-        certify=method,
-        smoothing=smoothing,
+    smoothing = {"sigma": sigma, "n0": n0, "samples": samples, "alpha": alpha}
+    config = plan_certify(method, eps=eps, norm=norm, seed=seed, smoothing=smoothing)
+    report = run_sweep(
+        model,
+        _batches(data, y, batch_size),
+        RunDescription([], config),
+        device=device if device is not None else _device(model, data),
     )
-    report = _sweep(
-        model, _batches(data, y, batch_size), [], config, device=device if device is not None else _device(model, data)
-    )
-    return _described(report, RunDescription([], config), model, data)
+    return _described(report, model, data)

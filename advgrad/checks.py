@@ -2,7 +2,7 @@
 
 Every report carries the result of every check (Carlini et al. 2019, "On Evaluating Adversarial
 Robustness"; Athalye et al. 2018, "Obfuscated Gradients Give a False Sense of Security"). A check
-reads only the report: its curves, and the evidence :mod:`advgrad.evidence` measured on the
+reads only the report: its curves, and the evidence :mod:`advgrad.evaluation.evidence` measured on the
 clean batches (``report.diagnostics``). Each has a stable name and a section of docs/checks.md
 that explains it and what to do.
 
@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
+from advgrad.eps import default_eps_label
 from advgrad.geometry import get_geometry
-from advgrad.results import AttackCurve, RobustnessReport, default_eps_label
+from advgrad.results import AttackCurve, RobustnessReport
 
 DOCS = "docs/checks.md"
 

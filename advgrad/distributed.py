@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from advgrad.device import resolve_device
 from advgrad.errors import InternalError, UsageError, first_line
-from advgrad.tally import BatchTally
+from advgrad.evaluation.tally import BatchTally
 
 T = TypeVar("T")
 
@@ -94,7 +94,7 @@ def process_device(requested: str | None, launch: Launch) -> torch.device:
 
 class LocalExchange:
     """The exchange of a process that runs alone: every batch is its own, in order, and what it
-    finishes is all there is. :func:`advgrad.sweep.evaluate` uses it when no :class:`Shard` is
+    finishes is all there is. :func:`advgrad.evaluation.sweep.evaluate` uses it when no :class:`Shard` is
     given, so a single-process run and a distributed one take the same path through the sweep."""
 
     world_size = 1
@@ -131,7 +131,7 @@ class LocalExchange:
 class Shard:
     """This process's share of a distributed evaluation and the exchange of finished batches.
 
-    :func:`advgrad.sweep.evaluate` uses it through four calls: :meth:`number` gives this
+    :func:`advgrad.evaluation.sweep.evaluate` uses it through four calls: :meth:`number` gives this
     rank's batches their run-wide indices, :meth:`samples_before` says how many samples precede
     a batch in the whole run, :meth:`exchange` trades a finished batch for the round's finished
     batches (in batch order) and :meth:`drain` joins the remaining rounds once this rank is

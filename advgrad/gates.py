@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from advgrad.eps import default_eps_label, parse_eps
 from advgrad.errors import UsageError
-from advgrad.results import RobustnessReport, default_eps_label, same_eps
-from advgrad.threat import parse_eps
+from advgrad.results import RobustnessReport, same_eps
 
 CLEAN = "clean"
 CERTIFIED = "certified"  # names the report's certified curve, whichever bound method made it

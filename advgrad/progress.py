@@ -12,7 +12,7 @@ logs). It knows no terminal library; the command line draws its lines. The clock
 the text can be tested.
 
 The ETA leans high: the work is counted in model passes over one sample as each attack's
-``cost_formula`` gives them (:mod:`advgrad.cost`, an upper bound), a run that finished early
+``cost_formula`` gives them (:mod:`advgrad.evaluation.cost`, an upper bound), a run that finished early
 (early stop) counts as its whole budget, and the ETA is the budget left at the rate so far.
 """
 
@@ -48,6 +48,25 @@ class Monitor(Protocol):
 
     def skip(self, units: int) -> None:
         """Budget of work not run here (a batch restored by resume) that counts as done."""
+
+
+class SilentMonitor:
+    """The monitor of a sweep nobody watches: every event is ignored."""
+
+    def begin(self, attack: str, eps: float | None, steps: int, samples: int, units: int, unit: str = "step") -> None:
+        pass
+
+    def on_pass(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def next_batch(self) -> None:
+        pass
+
+    def skip(self, units: int) -> None:
+        pass
 
 
 class PassCounter(nn.Module):

@@ -13,8 +13,9 @@ import dataclasses
 import math
 import struct
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
+
+from advgrad.eps import default_eps_label
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -28,16 +29,6 @@ EPS_RTOL = 1e-3  # ε values closer than this (relative) name the same point: 0.
 def same_eps(a: float, b: float) -> bool:
     """Whether two ε values name the same point of a curve (0.0314 and 8/255 do; 0.03 does not)."""
     return abs(a - b) <= EPS_RTOL * max(abs(a), abs(b)) + 1e-12
-
-
-def default_eps_label(eps: float) -> str:
-    """The label of an ε nobody wrote down: a fraction of 255 (or 127, 510, 1020) when ``eps`` is
-    one to double precision (``8/255``), else the shortest decimal that gives ``eps`` (``0.1``)."""
-    frac = Fraction(eps).limit_denominator(1020)
-    if eps != 0 and frac.denominator in (255, 127, 510, 1020) and float(frac) == eps:
-        return f"{frac.numerator}/{frac.denominator}"
-    text = repr(float(eps))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def float32_decimal(value: float | None) -> float | None:
@@ -190,7 +181,7 @@ class RobustnessReport:
     """Clean accuracy and accuracy under each attack at each ε, with the run's context.
 
     ``diagnostics`` holds the cheap measurements the sanity checks read (see
-    :mod:`advgrad.evidence`), ``checks`` the checks' results (:mod:`advgrad.checks`), ``gates``
+    :mod:`advgrad.evaluation.evidence`), ``checks`` the checks' results (:mod:`advgrad.checks`), ``gates``
     the results of ``--fail-under`` gates (:mod:`advgrad.gates`). ``examples`` holds a few
     adversarial examples per attack for the image grid; it is not part of the JSON.
     """

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from advgrad.errors import UsageError, param_label
+from advgrad.errors import UsageError
 from advgrad.geometry import (  # noqa: F401  (the projections are re-exported: advgrad.threat.project_l1_box)
     NormGeometry,
     get_geometry,
@@ -26,7 +26,6 @@ from advgrad.geometry import (  # noqa: F401  (the projections are re-exported: 
     project_linf,
 )
 from advgrad.geometry import flat as _flat
-from advgrad.results import default_eps_label
 
 Norm = Literal["inf", "2", "1"]
 NORMS: tuple[Norm, ...] = ("inf", "2", "1")  # the built-in norms; advgrad.geometry.GEOMETRIES holds every one
@@ -140,53 +139,6 @@ class ThreatModel:
         if not self.fixed:  # the same dictionary as before fixed coordinates existed
             del out["fixed"]
         return out
-
-
-def parse_eps(text: str | float, what: str = "ε") -> float:
-    """One ε: a decimal (``0.03``) or a fraction (``8/255``); must be finite and ≥ 0.
-
-    ``what`` names the quantity in error messages: ε, or a parameter (``step_size``), which the CLI
-    shows as its flag."""
-    what, params = param_label(what) if what.isascii() else (what, ())
-    raw = str(text).strip()
-    try:
-        if "/" in raw:
-            num, den = raw.split("/", 1)
-            value = float(num) / float(den)
-        else:
-            value = float(raw)
-    except (ValueError, ZeroDivisionError):
-        raise UsageError(
-            f"bad {what} {raw!r}: write a number such as 0.03 or a fraction such as 8/255", params=params
-        ) from None
-    if not math.isfinite(value):
-        raise UsageError(f"bad {what} {raw!r}: it must be finite", params=params)
-    if value < 0:
-        raise UsageError(f"bad {what} {raw!r}: it must be ≥ 0", params=params)
-    return value
-
-
-def parse_eps_list(text: str | list[str]) -> list[float]:
-    """A comma-separated list of ε values (``0,1/255,2/255``), or several such strings."""
-    return [value for value, _ in parse_eps_labelled(text)]
-
-
-def parse_eps_labelled(text: str | list[str]) -> list[tuple[float, str]]:
-    """:func:`parse_eps_list` with each value's label: the text the user wrote (``8/255`` stays
-    ``8/255``, spaces removed), which reports print instead of the decimal."""
-    parts = [text] if isinstance(text, str) else list(text)
-    pairs = [(parse_eps(p), eps_text(p)) for chunk in parts for p in str(chunk).split(",") if p.strip()]
-    if not pairs:
-        raise UsageError("give at least one ε value, e.g. `eps` 8/255", params="eps")
-    return pairs
-
-
-def eps_text(text: str | float) -> str:
-    """How a report labels an ε the user wrote: their text without spaces (``8/255``, ``0.1``);
-    a number given as a float gets :func:`default_eps_label`."""
-    if isinstance(text, (int, float)):
-        return default_eps_label(float(text))
-    return "".join(str(text).split())
 
 
 def eps_beyond_box(norm: Norm, eps_values: list[float], features: int) -> str | None:

@@ -17,7 +17,8 @@ import torch
 
 import advgrad
 from advgrad.attacks import get_attack, run_attack
-from advgrad.threat import ThreatModel, parse_eps
+from advgrad.eps import parse_eps
+from advgrad.threat import ThreatModel
 
 
 def main() -> None:

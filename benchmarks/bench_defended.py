@@ -26,10 +26,10 @@ import time
 import torch
 
 from advgrad.attacks import get_attack
+from advgrad.evaluation import EvalAttack, EvalConfig, evaluate
 from advgrad.io.data.load import load_default
 from advgrad.io.model.bpda import apply_bpda, parse_bpda
 from advgrad.models.defended import noisy_digits, quantized_digits
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 
 def _run(model, name: str, attack: EvalAttack, samples: int, eps: float, predictions: int | None) -> None:

@@ -4,7 +4,7 @@
 
 Each size runs in a fresh process, so each high-water mark is its own:
 
-* ``library``: :func:`advgrad.sweep.evaluate` over a streamed synthetic source (the embedded
+* ``library``: :func:`advgrad.evaluation.sweep.evaluate` over a streamed synthetic source (the embedded
   digits test images cycled to any length, fetched batch by batch: the data takes no memory that
   grows with N), with FGSM and PGD over four ε and 8 adversarial examples kept per attack, as
   ``advgrad eval`` keeps for its image grid. The process reports its Python allocations' peak
@@ -44,10 +44,10 @@ def child_library(n: int, device: str, steps: int, batch: int) -> None:
     from common import CycledSource  # benchmarks/ is on the path: this file runs as a script
 
     from advgrad.attacks import get_attack
+    from advgrad.eps import parse_eps_list
+    from advgrad.evaluation import EvalAttack, EvalConfig, evaluate
     from advgrad.io.data.load import load_default
     from advgrad.io.model.load import load_default_model
-    from advgrad.sweep import EvalAttack, EvalConfig, evaluate
-    from advgrad.threat import parse_eps_list
 
     dev = torch.device(device)
     model = load_default_model(dev)

@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fitted_resnet18, template_images  # noqa: E402
 
 from advgrad.attacks import get_attack  # noqa: E402
+from advgrad.eps import parse_eps_list  # noqa: E402
+from advgrad.evaluation import EvalAttack, EvalConfig, evaluate  # noqa: E402
 from advgrad.gradient import input_gradient  # noqa: E402
 from advgrad.io.data.load import load_default  # noqa: E402
 from advgrad.io.model.load import load_default_model  # noqa: E402
 from advgrad.runtime import RuntimeModel, RuntimeOptions, check_precision  # noqa: E402
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate  # noqa: E402
-from advgrad.threat import parse_eps_list  # noqa: E402
 
 
 def inputs(name: str, device: torch.device):

@@ -8,7 +8,7 @@ One run, one machine, the same model and the same inputs for every candidate:
 * bare loop: ``steps`` forward passes and input-gradient backward passes with frozen weights, and
   nothing else: the least work any PGD-``steps`` can do;
 * advgrad, fixed budget: ``advgrad.attacks.run_attack`` (PGD, every sample gets every step);
-* advgrad, evaluation with early exit: ``advgrad.sweep.evaluate`` at one ε — the clean pass,
+* advgrad, evaluation with early exit: ``advgrad.evaluation.sweep.evaluate`` at one ε — the clean pass,
   the sanity checks' gradient pass, PGD in which a fooled sample leaves the batch, and the
   verification pass of every adversarial example;
 * torchattacks ``PGD`` and foolbox ``LinfPGD``, when installed, with the same ε, step size, steps
@@ -40,10 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fitted_resnet18, interleaved_medians, template_images  # noqa: E402
 
 from advgrad.attacks import PGDParams, get_attack, run_attack  # noqa: E402
+from advgrad.eps import parse_eps_list
+from advgrad.evaluation import EvalAttack, EvalConfig, evaluate  # noqa: E402
 from advgrad.gradient import frozen  # noqa: E402
 from advgrad.runtime import RuntimeOptions, prepare_model  # noqa: E402
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate  # noqa: E402
-from advgrad.threat import ThreatModel, parse_eps_list  # noqa: E402
+from advgrad.threat import ThreatModel  # noqa: E402
 
 NOISE = 0.1  # the synthetic task's noise share: clean accuracy 100%
 

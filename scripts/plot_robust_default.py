@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 
 from advgrad.attacks import get_attack
+from advgrad.evaluation import EvalAttack, EvalConfig, evaluate
 from advgrad.io.data.load import load_default
 from advgrad.io.model.load import load_model
 from advgrad.report.mpl import pyplot, save_figure
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 EPS = [0.0, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3]
 MODELS = {"digits-cnn": "standard training (digits-cnn)", "default-robust": "PGD training, ε = 0.1 (default-robust)"}

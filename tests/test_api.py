@@ -44,10 +44,10 @@ def test_all_entries_resolve_and_are_documented():
 
 
 def test_evaluate_is_the_function_and_the_sweep_module_does_not_shadow_it():
-    from advgrad.sweep import EvalConfig  # imports the sweep's module  # noqa: F401
+    from advgrad.evaluation.eval_config import EvalConfig  # imports the sweep's module  # noqa: F401
 
     assert callable(advgrad.evaluate) and advgrad.evaluate.__module__ == "advgrad.api"
-    assert sys.modules["advgrad.sweep"].evaluate is not advgrad.evaluate
+    assert sys.modules["advgrad.evaluation.sweep"].evaluate is not advgrad.evaluate
     assert "advgrad.evaluate" not in sys.modules  # no submodule has the function's name
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from advgrad.attacks import get_attack, list_attacks
-from advgrad.generate import generate
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.generate import generate
+from advgrad.evaluation.sweep import evaluate
 from advgrad.io.inputs import InputOptions, open_inputs
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 from advgrad.threat import ThreatModel
 
 

@@ -1,5 +1,5 @@
 """Expectation over transformation (``eot``) for every gradient attack, and the predictions of a
-randomized model (advgrad/gradient.py ``expectation``, advgrad/randomized.py, the sweep)."""
+randomized model (advgrad/gradient.py ``expectation``, advgrad/evaluation/randomized.py, the sweep)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from torch import Tensor, nn
 from advgrad.attacks import get_attack, list_attacks
 from advgrad.attacks.iterative import gradient_of
 from advgrad.errors import UsageError
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.randomized import prediction_passes, wrong_in_repeats
+from advgrad.evaluation.sweep import evaluate
 from advgrad.gradient import expectation
 from advgrad.io.data.load import load_default
 from advgrad.models.defended import noisy_digits
-from advgrad.randomized import prediction_passes, wrong_in_repeats
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 from advgrad.threat import ThreatModel
 
 GRADIENT_ATTACKS = [s.name for s in list_attacks() if s.kind == "gradient"] + ["cw", "deepfool"]

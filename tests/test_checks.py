@@ -1,4 +1,4 @@
-"""Sanity checks (advgrad/checks.py, advgrad/evidence.py): each fires on the situation it names,
+"""Sanity checks (advgrad/checks.py, advgrad/evaluation/evidence.py): each fires on the situation it names,
 stays quiet on the default model, and is documented in docs/checks.md."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from advgrad.attacks import get_attack, list_attacks
 from advgrad.checks import CHECK_NAMES, CHECKS, gradient_steps, large_eps_threshold, run_checks
 from advgrad.checks import check as declare_check
 from advgrad.cli import app
-from advgrad.evidence import measure
+from advgrad.evaluation.eval_config import EvalAttack
+from advgrad.evaluation.evidence import measure
 from advgrad.io.model.load import load_default_model
 from advgrad.report.schema import report_schema
 from advgrad.results import AttackCurve
-from advgrad.sweep import EvalAttack
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from helpers import assert_bad_input, invoke
 
-from advgrad.evidence import Evidence
+from advgrad.evaluation.eval_config import EvalConfig
+from advgrad.evaluation.evidence import Evidence
+from advgrad.evaluation.run_description import RunDescription
+from advgrad.evaluation.tally import AttackTally, BatchTally
 from advgrad.report.schema import report_schema
-from advgrad.run_description import RunDescription
-from advgrad.sweep import EvalConfig
-from advgrad.tally import AttackTally, BatchTally
 
 EPS = ["0", "0.01", "0.02"]
 
@@ -55,7 +55,7 @@ def test_crown_certifies_at_least_what_ibp_certifies(certified_reports):
 
 
 def test_certify_bad_method_and_norm_are_usage_errors():
-    assert_bad_input(invoke(["certify", "--method", "lp", "--limit", "8"]), "unknown method 'lp' for `--method`")
+    assert_bad_input(invoke(["certify", "--method", "lp", "--limit", "8"]), "unknown method 'lp' for --method")
     assert_bad_input(invoke(["certify", "--norm", "1", "--limit", "8"]), "norms inf and 2")
 
 
@@ -95,12 +95,12 @@ def test_eval_certify_gates():
 
 
 def test_certified_yet_fooled_is_an_internal_error(monkeypatch):
-    import advgrad.sweep as sweep
+    import advgrad.evaluation.sweep as sweep
 
     def everything(bounded, x, y, logits, correct, config, monitor):  # a broken bound: every correct sample "certified"
         return correct.unsqueeze(0).expand(len(config.eps), -1).clone()
 
-    monkeypatch.setattr(sweep, "_certify", everything)
+    monkeypatch.setattr(sweep, "certify_batch", everything)
     result = invoke(["eval", "--attack", "pgd", "--certify", "crown", "--eps", "0,0.1", "--limit", "32"])
     assert result.exit_code == 3, (result.exit_code, result.stderr)
     assert "certified at ε=0.1 by crown yet fooled there by pgd" in result.stderr

@@ -190,9 +190,10 @@ def test_eval_bad_corruption_names_exit_2_listing_the_valid_ones(value):
 def test_an_interrupted_run_resumes_to_the_same_corruption_counts(tmp_path):
     from report_helpers import stop_after
 
+    from advgrad.evaluation.eval_config import EvalConfig
+    from advgrad.evaluation.resume import RunState
+    from advgrad.evaluation.sweep import evaluate
     from advgrad.io.model.load import load_default_model
-    from advgrad.resume import RunState
-    from advgrad.sweep import EvalConfig, evaluate
 
     x, y = _digits(40), torch.tensor(_labels(40))
     batches = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]

@@ -1,4 +1,4 @@
-"""Cost before it is paid (advgrad/cost.py and each attack's ``cost_formula``)."""
+"""Cost before it is paid (advgrad/evaluation/cost.py and each attack's ``cost_formula``)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from advgrad.attacks import (
     get_attack,
     list_attacks,
 )
-from advgrad.cost import NOTICE_PASSES, estimate_cost
-from advgrad.sweep import EvalAttack
+from advgrad.evaluation.cost import NOTICE_PASSES, estimate_cost
+from advgrad.evaluation.eval_config import EvalAttack
 
 
 @pytest.mark.parametrize(

@@ -18,13 +18,13 @@ from helpers import assert_bad_input, invoke
 from report_helpers import comparable, stop_after
 
 import advgrad.cli.console as console
-import advgrad.sweep as sweep_module
+import advgrad.evaluation.sweep as sweep_module
 from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device
 from advgrad.errors import InternalError, UsageError
-from advgrad.evidence import Evidence
-from advgrad.resume import RunState
-from advgrad.sweep import evaluate
-from advgrad.tally import BatchTally
+from advgrad.evaluation.evidence import Evidence
+from advgrad.evaluation.resume import RunState
+from advgrad.evaluation.sweep import evaluate
+from advgrad.evaluation.tally import BatchTally
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds; a hung collective fails the test instead of the suite

@@ -9,6 +9,7 @@ import typer
 from helpers import assert_bad_input, invoke
 
 from advgrad.cli.console import error_text, flag, handle_errors
+from advgrad.eps import parse_eps_list
 from advgrad.errors import AdvgradError, DataError, InternalError, ModelError, UsageError, param_label
 from advgrad.io.data.load import load_default
 from advgrad.io.data.sources import DataOptions, check_at_least
@@ -19,7 +20,6 @@ from advgrad.numeric import check_number
 from advgrad.runtime import compile_failed
 from advgrad.targets import parse_target, resolve_targets
 from advgrad.threads import parse_threads
-from advgrad.threat import parse_eps_list
 
 
 def test_render_spells_only_the_named_parameters():

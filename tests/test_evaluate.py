@@ -1,4 +1,4 @@
-"""advgrad/sweep.py: the robustness sweep against independent computations.
+"""advgrad/evaluation/sweep.py: the robustness sweep against independent computations.
 
 Most tests use "beacon" data: sample i is a grey 5×5 image (0.5) whose pixel i is bright (0.95).
 Any two samples differ by 0.45 in L∞, so every input a model sees within ε ≤ 0.2 of a sample
@@ -17,8 +17,11 @@ from torch import Tensor
 
 from advgrad.attacks import AttackSpec, FGSMParams, PGDParams, get_attack
 from advgrad.errors import UsageError
-from advgrad.sweep import AttackSweep, CleanBatch, CountingModel, EvalAttack, EvalConfig, evaluate
-from advgrad.tally import AttackTally
+from advgrad.evaluation.attack_sweep import AttackSweep, CleanBatch
+from advgrad.evaluation.counting import CountingModel
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.sweep import evaluate
+from advgrad.evaluation.tally import AttackTally
 
 N, CLASSES = 24, 3
 EPS = [0.0, 0.003, 0.006, 0.012, 0.025]

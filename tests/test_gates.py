@@ -8,7 +8,7 @@ import pytest
 from report_helpers import crafted
 from typer.testing import CliRunner
 
-import advgrad.sweep as sweep_module
+import advgrad.evaluation.run as run_module
 from advgrad.cli import app
 from advgrad.errors import UsageError
 from advgrad.gates import evaluate_gates, parse_gate, parse_gates, parse_share
@@ -78,7 +78,7 @@ def crafted_eval(monkeypatch, tmp_path):
     """`advgrad eval` on a crafted report: evaluate() is replaced, everything after it is real."""
     monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
     report = crafted({"fgsm": [95, 60, 20], "pgd": [95, 40, 10]}, eps=(0.0, 0.1, 0.2))
-    monkeypatch.setattr(sweep_module, "evaluate", lambda *args, **kwargs: report)  # what cli.state.run_resumable calls
+    monkeypatch.setattr(run_module, "evaluate", lambda *args, **kwargs: report)  # the sweep run_sweep calls
     return ["eval", "--attack", "fgsm,pgd", "--eps", "0,0.1,0.2", "--limit", "10"]
 
 
@@ -112,7 +112,7 @@ def test_cli_bad_gate_is_exit_2_before_running(crafted_eval, gate, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the run should not start")
 
-    monkeypatch.setattr(sweep_module, "evaluate", fail)
+    monkeypatch.setattr(run_module, "evaluate", fail)
     result = runner.invoke(app, crafted_eval + ["--fail-under", gate])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""advgrad/generate.py: adversarial examples for every sample, and their summary."""
+"""advgrad/evaluation/generate.py: adversarial examples for every sample, and their summary."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from helpers import Recorder, assert_inside, independent_norm, tiny_net
 
 from advgrad.attacks import FGSMParams, PGDParams, get_attack
 from advgrad.errors import UsageError
-from advgrad.generate import generate
+from advgrad.evaluation.generate import generate
 from advgrad.threat import ThreatModel
 
 

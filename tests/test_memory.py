@@ -1,4 +1,4 @@
-"""Bounded memory (advgrad/sweep.py, advgrad/tally.py): an evaluation holds counters and the
+"""Bounded memory (advgrad/evaluation/sweep.py, advgrad/evaluation/tally.py): an evaluation holds counters and the
 few images asked for, never something per sample or per batch (benchmarks/bench_memory.py
 measures the process's peak)."""
 
@@ -12,9 +12,10 @@ import torch
 from helpers import cycled_source
 
 from advgrad.attacks import get_attack
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.sweep import evaluate
 from advgrad.io.data.load import load_default
 from advgrad.io.model.load import load_default_model
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 BATCH = 20
 EARLY, BATCHES = 50, 150  # measured after 50 and after 150 batches (3,000 samples)

@@ -8,10 +8,11 @@ import torch
 from helpers import invoke
 
 from advgrad.attacks import PGDParams, get_attack
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.sweep import evaluate
 from advgrad.io.data.load import load_default
 from advgrad.io.model.load import load_default_model
 from advgrad.progress import MIN_INTERVAL, PassCounter, ProgressTracker, format_eta
-from advgrad.sweep import EvalAttack, EvalConfig, evaluate
 
 
 class FakeClock:

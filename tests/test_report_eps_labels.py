@@ -10,10 +10,10 @@ import pytest
 from helpers import invoke
 from report_helpers import crafted
 
+from advgrad.eps import default_eps_label, parse_eps_labelled
 from advgrad.report.chart import text_chart
 from advgrad.report.markdown import render_markdown
-from advgrad.results import RobustnessReport, default_eps_label, float32_decimal
-from advgrad.threat import parse_eps_labelled
+from advgrad.results import RobustnessReport, float32_decimal
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,12 @@ def test_default_label(value, label):
 
 
 def test_parsed_labels_keep_the_text():
-    assert parse_eps_labelled("0, 8 / 255,0.1,1e-2") == [(0.0, "0"), (8 / 255, "8/255"), (0.1, "0.1"), (0.01, "1e-2")]
+    assert [(float(e), e.label) for e in parse_eps_labelled("0, 8 / 255,0.1,1e-2")] == [
+        (0.0, "0"),
+        (8 / 255, "8/255"),
+        (0.1, "0.1"),
+        (0.01, "1e-2"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -92,3 +97,27 @@ def test_attack_json_names_match_eval():
     assert data["clean_accuracy"] == round(data["clean_accuracy"] * 30) / 30
     assert data["accuracy"] == round(data["accuracy"] * 30) / 30
     assert data["max_norm"] == float32_decimal(8 / 255)
+
+
+def test_an_eps_value_computes_as_its_number_and_keeps_its_label_through_pickle_and_json():
+    import json
+    import pickle
+
+    from advgrad.eps import Eps
+
+    e = Eps(8 / 255, "8/255")
+    assert e == 8 / 255 and e > 0.03 and e * 2 == 16 / 255 and hash(e) == hash(8 / 255)
+    back = pickle.loads(pickle.dumps(e))
+    assert float(back) == 8 / 255 and back.label == "8/255"
+    assert json.loads(json.dumps({"eps": [e]}))["eps"] == [8 / 255]  # JSON holds the number
+    assert Eps(0.1).label == "0.1" and Eps.of("2 / 255").label == "2/255" and Eps.of(e) is e
+
+
+def test_the_api_keeps_the_eps_labels_it_was_given(digits_model, digits_test):
+    import advgrad
+
+    x, y = digits_test.x[:8], digits_test.y[:8]
+    report = advgrad.evaluate(digits_model, x, y, attacks="fgsm", eps=["0", "8/255", 0.1])
+    assert report.eps_labels == ["0", "8/255", "0.1"] and report.eps == [0.0, 8 / 255, 0.1]
+    certified = advgrad.certify(digits_model, x, y, method="ibp", eps="0,2/255")
+    assert certified.eps_labels == ["0", "2/255"]

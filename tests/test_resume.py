@@ -1,4 +1,4 @@
-"""Resuming an interrupted evaluation (advgrad/resume.py, advgrad/tally.py, advgrad/cli/state.py):
+"""Resuming an interrupted evaluation (advgrad/evaluation/resume.py, advgrad/evaluation/tally.py, advgrad/cli/state.py):
 a run stopped part-way and run again gives the same report as one that was never stopped."""
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import advgrad.cli.state as cli_state
 from advgrad.attacks import get_attack
 from advgrad.cli import app
 from advgrad.errors import UsageError
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.resume import RunState, run_identity, run_key
 from advgrad.io.model.load import load_default_model
 from advgrad.progress import ProgressTracker
-from advgrad.resume import RunState, run_identity, run_key
-from advgrad.sweep import EvalAttack, EvalConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

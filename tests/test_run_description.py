@@ -1,4 +1,4 @@
-"""The one description of a run (advgrad/run_description.py): the report's ``config`` is the
+"""The one description of a run (advgrad/evaluation/run_description.py): the report's ``config`` is the
 description, and the resume identity is the same description less what changes no number."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from advgrad import __version__
 from advgrad.attacks import get_attack
 from advgrad.cli import app
-from advgrad.resume import run_identity, run_key
-from advgrad.run_description import NOT_IDENTITY, WHERE_IT_RUNS, RunDescription, RunSettings
-from advgrad.sweep import EvalAttack, EvalConfig
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.resume import run_identity, run_key
+from advgrad.evaluation.run_description import NOT_IDENTITY, WHERE_IT_RUNS, RunDescription, RunSettings
 
 INPUTS = {
     "model": None,

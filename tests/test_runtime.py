@@ -274,9 +274,9 @@ def test_grad_and_attack_take_the_same_options():
 
 def test_runtime_options_change_the_resume_key():
     from advgrad.attacks import get_attack as attack
+    from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+    from advgrad.evaluation.resume import run_identity, run_key
     from advgrad.io.inputs import InputOptions
-    from advgrad.resume import run_identity, run_key
-    from advgrad.sweep import EvalAttack, EvalConfig
 
     attacks = [EvalAttack(attack("pgd"), attack("pgd").make_params())]
     config = EvalConfig(eps=[0.1])

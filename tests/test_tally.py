@@ -1,4 +1,4 @@
-"""Per-batch tallies (advgrad/tally.py): merging, state round trips, batches where nothing is fooled."""
+"""Per-batch tallies (advgrad/evaluation/tally.py): merging, state round trips, batches where nothing is fooled."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from report_helpers import run_default
 
-from advgrad.evidence import Evidence
+from advgrad.evaluation.evidence import Evidence
+from advgrad.evaluation.tally import AttackTally, BatchTally
 from advgrad.results import Example
-from advgrad.tally import AttackTally, BatchTally
 
 
 def test_attack_tally_counts_and_merges():

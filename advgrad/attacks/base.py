@@ -20,10 +20,11 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
+from advgrad.eps import parse_eps
 from advgrad.errors import UsageError
 from advgrad.losses import get_loss
 from advgrad.numeric import check_number
-from advgrad.threat import Norm, ThreatModel, parse_eps
+from advgrad.threat import Norm, ThreatModel
 
 
 def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[[str, str], Any] | None = None) -> Any:

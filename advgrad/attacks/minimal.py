@@ -88,7 +88,7 @@ def find_minimal(
     ``norm`` is ‖x_adv − x‖ recomputed here, ``fooled`` comes from a new forward pass (argmax ≠ y, with
     finite logits).
     A sample the attack cannot fool has ``fooled`` False; its norm is that of whatever it returned.
-    With ``predictions`` > 1 (a randomized model, :mod:`advgrad.randomized`) a sample is fooled when
+    With ``predictions`` > 1 (a randomized model, :mod:`advgrad.evaluation.randomized`) a sample is fooled when
     any of that many forward passes misclassifies it. The coordinates ``fixed`` never move
     (:attr:`advgrad.threat.ThreatModel.fixed`).
     """

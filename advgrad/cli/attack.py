@@ -15,7 +15,8 @@ from advgrad.cli import options as o
 from advgrad.cli.common import emit_json, open_and_describe, warn_ignored, warn_large_eps
 from advgrad.cli.console import handle_errors, info, out, sweep_progress, warn
 from advgrad.cli.paths import check_output_paths, images_file, input_paths
-from advgrad.generate import generate
+from advgrad.eps import eps_text, parse_eps
+from advgrad.evaluation.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.numeric import check_number
@@ -23,7 +24,7 @@ from advgrad.report.features import feature_bars
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 from advgrad.targets import parse_target
-from advgrad.threat import ThreatModel, eps_text, parse_eps, parse_norm
+from advgrad.threat import ThreatModel, parse_norm
 
 IMAGES_FILE = "adversarial.png"  # what --images FOLDER holds
 

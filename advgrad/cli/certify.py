@@ -16,12 +16,11 @@ from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
 from advgrad.cli.state import run_resumable, sigterm_as_interrupt
 from advgrad.errors import UsageError
+from advgrad.evaluation.certified import certify_passes
+from advgrad.evaluation.eval_config import EvalConfig, plan_certify
 from advgrad.gates import CERTIFIED, check_gates_apply, parse_gates
-from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
 from advgrad.runtime import parse_precision
-from advgrad.sweep import CERTIFY_METHODS, EvalConfig
-from advgrad.threat import parse_eps_labelled, parse_norm
 
 DEFAULT_METHOD = "crown"
 BOUNDS_PANEL = "Bounds"
@@ -39,16 +38,6 @@ def check_bounds_runtime(io_options: InputOptions, flag: str, config: EvalConfig
         raise UsageError(f"{flag} computes bounds in float32 only; drop --precision {io_options.precision}")
     if io_options.compile:
         raise UsageError(f"{flag} reads the model's graph, not compiled code; drop --compile")
-
-
-def certify_passes(config: EvalConfig, samples: int) -> int:
-    """Progress units of the certification part of a run over ``samples`` samples: one per sample and
-    ε for the bounds, n0 + N forward passes per sample for smoothing, none without certification."""
-    if config.certify is None:
-        return 0
-    if config.smoothing is not None:
-        return samples * config.smoothing.passes_per_sample()
-    return samples * len(config.eps)
 
 
 @handle_errors
@@ -151,30 +140,11 @@ def certify_command(
 
     Example: advgrad eval --attack pgd --certify crown --eps 0,0.01,0.02 --plot sandwich.png
     """
-    method = method.strip().lower()
-    if method not in CERTIFY_METHODS:
-        raise UsageError(f"unknown method {method!r} for `--method`; choose one of {', '.join(CERTIFY_METHODS)}")
-    given = {"--sigma": sigma, "--samples": samples, "--n0": n0, "--alpha": alpha}
-    smoothing = None
-    if method == SMOOTHING:
-        from advgrad.bounds.smoothing import SmoothingParams
-
-        chosen = {"sigma": sigma, "samples": samples, "n0": n0, "alpha": alpha}
-        smoothing = SmoothingParams(**{k: v for k, v in chosen.items() if v is not None})
-    elif any(v is not None for v in given.values()):
-        unused = ", ".join(k for k, v in given.items() if v is not None)
-        warn(f"{unused} only apply to --method smoothing; ignored for {method}")
-    threat_norm = parse_norm(norm if norm is not None else ("2" if method == SMOOTHING else "inf"))
-    eps_given = parse_eps_labelled(eps if eps is not None else get_geometry(threat_norm).default_eps)
-    config = EvalConfig(
-        eps=[v for v, _ in eps_given],
-        eps_labels=[t for _, t in eps_given],
-        norm=threat_norm,
-        seed=io_options.seed,
-        gradient_evidence=False,
-        certify=method,
-        smoothing=smoothing,
-    )
+    smoothing = {"sigma": sigma, "samples": samples, "n0": n0, "alpha": alpha}
+    config = plan_certify(method, eps=eps, norm=norm, seed=io_options.seed, smoothing=smoothing)
+    if config.smoothing is None and any(v is not None for v in smoothing.values()):
+        unused = ", ".join(f"--{k}" for k, v in smoothing.items() if v is not None)
+        warn(f"{unused} only apply to --method smoothing; ignored for {config.certify}")
     check_bounds_runtime(io_options, "advgrad certify", config)
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [config.certify, CERTIFIED], config.eps)
@@ -188,8 +158,6 @@ def certify_command(
             process,
             inputs,
             run,
-            [],
-            config,
             passes=certify_passes(config, inputs.n_samples),
             state_file=state_file,
             resume=resume,
@@ -197,7 +165,7 @@ def certify_command(
         )
         if not process.is_main:
             return
-        finish_report(report, inputs, run, gates, outputs, strict=False)
+        finish_report(report, inputs, gates, outputs, strict=False)
     if state is not None:
         state.remove()
     exit_on_failures(report, strict=False)

@@ -10,8 +10,8 @@ import torch
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.cli.console import info, notice_text, print_json, warn
-from advgrad.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.errors import UsageError
+from advgrad.evaluation.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.io.files import write_json
 from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
 from advgrad.threat import Norm, eps_beyond_box
@@ -35,7 +35,7 @@ def open_and_describe(options: InputOptions, device: torch.device | None = None)
 
 
 def hold_fixed(config, inputs: RunInputs) -> None:
-    """Give an :class:`advgrad.sweep.EvalConfig` the input coordinates a table holds fixed (features
+    """Give an :class:`advgrad.evaluation.sweep.EvalConfig` the input coordinates a table holds fixed (features
     of ε weight 0): the attacks and the IBP/CROWN bounds hold them; randomized smoothing cannot,
     which the user hears about."""
     config.fixed = inputs.fixed
@@ -57,7 +57,7 @@ def announce_cost(
     inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1, announce: bool = True
 ) -> CostEstimate:
     """What a sweep will cost at most; said on stderr (with ``announce``) when that is above
-    :data:`advgrad.cost.NOTICE_PASSES` model passes over one sample, with the time it may take,
+    :data:`advgrad.evaluation.cost.NOTICE_PASSES` model passes over one sample, with the time it may take,
     timed on a first batch (the run shared by ``world_size`` processes)."""
     estimate = estimate_cost(attacks, eps, inputs.n_samples, inputs.probe.num_classes)
     if not announce or estimate.passes <= NOTICE_PASSES:

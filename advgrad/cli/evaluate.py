@@ -8,24 +8,20 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
-from advgrad.cli.certify import certify_passes, check_bounds_runtime
+from advgrad.cli.certify import check_bounds_runtime
 from advgrad.cli.common import announce_cost, attacks_from, hold_fixed, open_and_describe, warn_large_eps, warn_unused
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import handle_errors
 from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
 from advgrad.cli.state import run_resumable, sigterm_as_interrupt
-from advgrad.corruptions import list_corruptions, parse_corruptions
-from advgrad.errors import UsageError
+from advgrad.evaluation.certified import certify_passes
+from advgrad.evaluation.corrupted import corruption_passes
+from advgrad.evaluation.eval_config import plan_eval
 from advgrad.gates import check_gates_apply, parse_gates
-from advgrad.geometry import get_geometry
 from advgrad.io.inputs import InputOptions
-from advgrad.sweep import EvalAttack, EvalConfig, corruption_passes
-from advgrad.targets import parse_target
-from advgrad.threat import parse_eps_labelled, parse_norm
 
 DEFAULT_ATTACKS = "fgsm,pgd"
-EXAMPLES_KEPT = 8  # adversarial examples per attack kept for the --plot grid
 
 
 @handle_errors
@@ -123,32 +119,19 @@ def eval_command(
 
     Example (a process per GPU): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full
     """
-    threat_norm = parse_norm(norm)
-    eps_given = parse_eps_labelled(eps if eps is not None else get_geometry(threat_norm).default_eps)
-    chosen_corruptions = parse_corruptions(corruptions)
-    if corruptions is not None and not chosen_corruptions:
-        raise UsageError(f"--corruptions: give all or names, one of {', '.join(list_corruptions())}")
-    specs = [] if attack is None and chosen_corruptions else attacks_from(attack or DEFAULT_ATTACKS)
-    for spec in specs:
-        spec.check_norm(threat_norm)
+    specs = [] if attack is None and corruptions is not None else attacks_from(attack or DEFAULT_ATTACKS)
     warn_unused(specs, attack_opts)
-    attacks = [EvalAttack(spec, spec.make_params(**attack_opts)) for spec in specs]
-    if certify is not None and certify.strip().lower() == "smoothing":
-        raise UsageError(
-            "--certify smoothing: randomized smoothing certifies a smoothed classifier, not the model, so its "
-            "numbers are no lower bound under an attack's; run advgrad certify --method smoothing"
-        )
-    config = EvalConfig(
-        eps=[v for v, _ in eps_given],
-        eps_labels=[t for _, t in eps_given],
-        norm=threat_norm,
-        target=parse_target(target),
+    attacks, config = plan_eval(
+        specs,
+        attack_opts,
+        eps=eps,
+        norm=norm,
+        target=target,
         seed=io_options.seed,
         early_stop=early_stop,
-        examples=EXAMPLES_KEPT,
-        certify=None if certify is None else certify.strip().lower(),
+        certify=certify,
+        corruptions=corruptions,
         predictions=predictions,
-        corruptions=chosen_corruptions,
     )
     if config.certify is not None:
         check_bounds_runtime(io_options, "--certify", config)
@@ -160,18 +143,18 @@ def eval_command(
     with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
         hold_fixed(config, inputs)  # a table's immutable features (--eps-scale weight 0)
-        warn_large_eps(threat_norm, config.eps, inputs)
+        warn_large_eps(config.norm, config.eps, inputs)
         estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
         run = describe_run(attacks, config, inputs, gates, outputs, strict=strict, config_file=ctx.meta.get(META_KEY))
         passes = (
             estimate.passes + certify_passes(config, inputs.n_samples) + corruption_passes(config, inputs.n_samples)
         )
         report, state = run_resumable(
-            process, inputs, run, attacks, config, passes=passes, state_file=state_file, resume=resume, verbose=verbose
+            process, inputs, run, passes=passes, state_file=state_file, resume=resume, verbose=verbose
         )
         if not process.is_main:  # rank 0 alone writes the report and decides the exit code
             return
-        finish_report(report, inputs, run, gates, outputs, strict=strict)
+        finish_report(report, inputs, gates, outputs, strict=strict)
     if state is not None:
         state.remove()
     exit_on_failures(report, strict=strict)

@@ -11,6 +11,7 @@ import typer
 from advgrad.checks import fired
 from advgrad.cli.console import err, info, out, print_json, warn
 from advgrad.errors import ExitCode, UsageError
+from advgrad.evaluation.run_description import RunDescription, RunSettings
 from advgrad.gates import Gate, describe_gate, evaluate_gates
 from advgrad.io.files import write_json, write_text
 from advgrad.report.chart import text_chart
@@ -20,7 +21,6 @@ from advgrad.report.markdown import render_markdown
 from advgrad.report.plot import plot_report
 from advgrad.report.table import corruption_table, cost_table, report_heading, report_table
 from advgrad.results import RobustnessReport
-from advgrad.run_description import RunDescription, RunSettings
 
 STDOUT = "-"
 
@@ -152,15 +152,12 @@ def describe_run(
     return RunDescription(attacks, config, inputs.options.to_dict(), settings)
 
 
-def finish_report(
-    report: RobustnessReport, inputs, run: RunDescription, gates: list[Gate], outputs: Outputs, *, strict: bool
-) -> None:
-    """Fill in what the sweep does not know (model, data, the run's description, gates) and write
+def finish_report(report: RobustnessReport, inputs, gates: list[Gate], outputs: Outputs, *, strict: bool) -> None:
+    """Fill in what the sweep does not know (model, data, gates) and write
     every requested output."""
     report.model = inputs.model.to_dict()
     report.data = {"source": inputs.data.name, "description": inputs.data.description, **inputs.probe.to_dict()}
     if inputs.space is not None:  # a table: feature names, bounds, ε weights (the plot's bars use them)
         report.data["table"] = inputs.space.to_dict()
-    report.config.update(run.to_dict())
     report.gates = [g.to_dict() for g in evaluate_gates(report, gates)]
     write_outputs(report, outputs, strict=strict)

@@ -12,30 +12,18 @@ import typer
 
 from advgrad.cli.console import err, info, sweep_progress, warn
 from advgrad.errors import ExitCode
+from advgrad.evaluation.run import open_run_state, run_sweep
 from advgrad.report.fmt import eps_label
-from advgrad.resume import RunState, run_key, state_path
 
 
-def open_run_state(identity: dict, path: Path | None, resume: bool) -> RunState | None:
-    """The run's state (restoring saved batches when ``resume``), or None when no state file can
-    be written (then the run still works, it just cannot be resumed)."""
-    key = run_key(identity)
-    target = Path(path) if path is not None else state_path(key)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        warn(
-            f"cannot save progress in {target.parent} ({exc.strerror or exc}); this run cannot be resumed "
-            "(choose a folder with --state DIR or ADVGRAD_STATE_DIR)"
-        )
-        return None
-    state = RunState.open(target, key, resume=resume)
-    if state.discarded:
-        warn(state.discarded)
-    for message in state.discarded_files:
+def _open_state(identity: dict, path: Path | None, resume: bool):
+    state, notes = open_run_state(identity, path, resume)
+    for message in notes:
         warn(message)
-    if state.finished:
-        info(f"resuming: {state.finished} finished batch{'es' if state.finished != 1 else ''} restored from {target}")
+    if state is not None and state.finished:
+        info(
+            f"resuming: {state.finished} finished batch{'es' if state.finished != 1 else ''} restored from {state.path}"
+        )
     return state
 
 
@@ -58,30 +46,25 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_resumable(
-    process, inputs, run, attacks: list, config, *, passes: int, state_file: Path | None, resume: bool, verbose: bool
-):
+def run_resumable(process, inputs, run, *, passes: int, state_file: Path | None, resume: bool, verbose: bool):
     """The sweep of ``advgrad eval`` / ``advgrad certify`` for this process: finished batches are
     saved in the run's state (and restored from it with ``resume``), a progress line counts
     ``passes`` sample-passes for the whole run, and Ctrl-C or ``kill`` ends it with exit code 130
     saying what was saved. Returns ``(report, state)``; the caller removes the state once the
     report is written."""
-    from advgrad.sweep import evaluate
-
     with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
         # only read it: clearing it again could delete a batch rank 0 has already saved
-        state = open_run_state(run.identity(inputs.device), state_file, resume or not process.is_main)
+        state = _open_state(run.identity(inputs.device), state_file, resume or not process.is_main)
     try:
         batches = -(-inputs.n_samples // inputs.options.batch_size)
         share = -(-batches // process.world_size)  # this process runs batches rank, rank + W, …
         with sweep_progress(
             passes * share // max(batches, 1), batches=share, verbose=verbose, eps_text=eps_label
         ) as monitor:
-            report = evaluate(
+            report = run_sweep(
                 inputs.model.module,
                 inputs.batches(process.rank, process.world_size),
-                attacks,
-                config,
+                run,
                 device=inputs.device,
                 state=state,
                 shard=process.shard,

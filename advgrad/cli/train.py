@@ -30,12 +30,12 @@ MethodOpt = Annotated[
 
 
 def _parse_eps(text: str) -> float:
-    from advgrad.threat import parse_eps_labelled
+    from advgrad.eps import parse_eps_labelled
 
     values = parse_eps_labelled(text)
     if len(values) != 1:
         raise UsageError(f"--eps takes one value for training, got {text!r}", params="eps")
-    return values[0][0]
+    return float(values[0])
 
 
 def _parse_warmup(text: str) -> int | None:

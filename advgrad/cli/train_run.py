@@ -249,14 +249,14 @@ def _final_report(
     from advgrad.attacks import get_attack
     from advgrad.cli.console import out
     from advgrad.cli.outputs import print_terminal
-    from advgrad.sweep import EvalAttack, EvalConfig, evaluate
+    from advgrad.eps import Eps
+    from advgrad.evaluation.eval_config import plan_eval
+    from advgrad.evaluation.run import run_sweep
+    from advgrad.evaluation.run_description import RunDescription
 
     if len(val_idx) == 0:
         info("no validation samples (--val-fraction 0): evaluate the result with `advgrad eval`")
         return
-    pgd = get_attack("pgd")
-    eps = [0.0, config.eps] if config.eps > 0 else [0.0]
-    labels = ["0", options.eps_label] if config.eps > 0 else ["0"]
     if config.eps == 0 and not config.certified:
         with torch.no_grad():
             correct = sum(
@@ -269,15 +269,17 @@ def _final_report(
             markup=False,
         )
         return
-    eval_config = EvalConfig(
-        eps=eps, eps_labels=labels, norm=config.norm, seed=config.seed, certify="crown" if config.certified else None
+    attacks, eval_config = plan_eval(
+        [get_attack("pgd")],
+        {},
+        eps=[0.0, Eps(config.eps, options.eps_label)] if config.eps > 0 else [0.0],
+        norm=config.norm,
+        seed=config.seed,
+        certify="crown" if config.certified else None,
+        examples=0,
     )
-    report = evaluate(
-        module,
-        source.stream(val_idx, config.batch_size, 0),
-        [EvalAttack(pgd, pgd.make_params())],
-        eval_config,
-        device=device,
+    report = run_sweep(
+        module, source.stream(val_idx, config.batch_size, 0), RunDescription(attacks, eval_config), device=device
     )
     report.model = {"source": "train", "description": description}
     report.data = {"source": source.name, "description": f"{source.description}, validation samples"}

@@ -9,7 +9,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from advgrad.generate import AttackSummary
+from advgrad.evaluation.generate import AttackSummary
 from advgrad.report.fmt import eps_label, norm_sub, norm_symbol, num, pct
 from advgrad.results import RobustnessReport
 

@@ -2,9 +2,9 @@
 resume key hashes.
 
 A :class:`RunDescription` holds the options that chose model, data and samples (``inputs``),
-the attacks with their parameters, the sweep's settings (:class:`advgrad.sweep.EvalConfig`) and
+the attacks with their parameters, the sweep's settings (:class:`advgrad.evaluation.sweep.EvalConfig`) and
 what a command adds around them (:class:`RunSettings`). :meth:`RunDescription.to_dict` is the
-report's ``config``. :meth:`RunDescription.identity`, which :func:`advgrad.resume.run_key`
+report's ``config``. :meth:`RunDescription.identity`, which :func:`advgrad.evaluation.resume.run_key`
 hashes to name a run's saved state, is that same description less what changes no number
 (:data:`NOT_IDENTITY`: the command's settings, and :data:`WHERE_IT_RUNS` among the inputs), plus
 what decides the numbers but lives elsewhere in the report: the attacks' parameters, the seed,
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from advgrad import __version__
-from advgrad.sweep import EvalAttack, EvalConfig
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 
 WHERE_IT_RUNS = ("device", "threads")  # inputs that choose where the run happens, not what it computes
 
@@ -80,7 +80,7 @@ class RunDescription:
             {
                 "attacks": [a.name for a in self.attacks],
                 "target": config.target_text,
-                "eps": list(config.eps),
+                "eps": [float(e) for e in config.eps],
                 "norm": config.norm,
             }
         )

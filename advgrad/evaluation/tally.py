@@ -1,7 +1,7 @@
 """Running counts of an evaluation, one batch at a time.
 
 Each batch produces a :class:`BatchTally` (clean counts, one :class:`AttackTally` per attack and
-the checks' :class:`~advgrad.evidence.Evidence`); the run's totals are their sum in batch order.
+the checks' :class:`~advgrad.evaluation.evidence.Evidence`); the run's totals are their sum in batch order.
 A batch's tally is plain data (numbers, lists and a few small example tensors), so a resume state
 can store it and a later run can add it back in without running the batch again: integer counts
 add exactly and float sums are added in the same order, so the totals are identical.
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advgrad.evidence import Evidence
+from advgrad.evaluation.evidence import Evidence
 from advgrad.results import Example
 
 

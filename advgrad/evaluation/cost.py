@@ -72,7 +72,7 @@ class CostEstimate:
 
 
 def estimate_cost(attacks: Sequence, eps: Sequence[float], samples: int, classes: int) -> CostEstimate:
-    """The cost of sweeping ``attacks`` (:class:`advgrad.sweep.EvalAttack`) over ``eps`` on
+    """The cost of sweeping ``attacks`` (:class:`advgrad.evaluation.sweep.EvalAttack`) over ``eps`` on
     ``samples`` samples of a ``classes``-class model."""
     bounded_runs = sum(1 for e in eps if e > 0)
     rows = []

@@ -1,6 +1,6 @@
 """Resuming an interrupted evaluation from its saved state.
 
-While ``evaluate`` runs, every finished batch's tally (:class:`advgrad.tally.BatchTally`) is
+While ``evaluate`` runs, every finished batch's tally (:class:`advgrad.evaluation.tally.BatchTally`) is
 written to the run's state folder, atomically, after the batch. If the run is interrupted (Ctrl-C, a
 ``kill``, a lost machine) the folder keeps what was finished; running the same evaluation again
 restores those batches instead of running them and computes only the rest. Per-batch seeding
@@ -8,7 +8,7 @@ restores those batches instead of running them and computes only the rest. Per-b
 is the same as an uninterrupted run's (timing aside).
 
 The folder is named from a hash of everything that decides the result (:func:`run_key` of the
-run's :meth:`~advgrad.run_description.RunDescription.identity`): model and data (and the size and
+run's :meth:`~advgrad.evaluation.run_description.RunDescription.identity`): model and data (and the size and
 modification time of their files), the selection of samples and the batch size, the attacks and
 their parameters, ε, norm, target, seed and advgrad's version. A different run gets a different
 folder, so a state can never be mixed into the wrong report.
@@ -28,10 +28,10 @@ import torch
 
 from advgrad import __version__
 from advgrad.errors import UsageError, first_line
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.run_description import RunDescription
+from advgrad.evaluation.tally import BatchTally
 from advgrad.io.files import write_tensors, write_text
-from advgrad.run_description import RunDescription
-from advgrad.sweep import EvalAttack, EvalConfig
-from advgrad.tally import BatchTally
 
 STATE_FORMAT = "advgrad.eval-state"
 STATE_VERSION = 2  # 2: each batch file names its run and its batch

@@ -11,15 +11,15 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_draws, run_attack
 from advgrad.errors import UsageError
+from advgrad.evaluation.counting import CountingModel
+from advgrad.evaluation.randomized import wrong_in_repeats
 from advgrad.gradient import frozen
 from advgrad.io.probe import check_logits
 from advgrad.losses import finite_rows
 from advgrad.numeric import check_number
 from advgrad.progress import Monitor, PassCounter
-from advgrad.randomized import wrong_in_repeats
 from advgrad.results import float32_decimal
 from advgrad.seeding import generator_for
-from advgrad.sweep import CountingModel
 from advgrad.targets import resolve_targets
 from advgrad.threat import ThreatModel
 
@@ -100,7 +100,7 @@ def generate(
     those whose label is the target: they are returned unchanged. ``progress`` is called with
     the samples done after each batch; ``monitor`` (:mod:`advgrad.progress`) hears each batch's
     attack begin and end and every model call in between. ``predictions`` (default: the attack's
-    ``eot``) forward passes decide each prediction of a randomized model (:mod:`advgrad.randomized`).
+    ``eot``) forward passes decide each prediction of a randomized model (:mod:`advgrad.evaluation.randomized`).
     """
     device = torch.device(device)
     if predictions is not None:
@@ -175,7 +175,7 @@ def _repeated(
     passes: int,
 ) -> tuple[Tensor, Tensor]:
     """The predictions of a randomized model judged over ``passes`` forward passes (the attack's EOT
-    count, :mod:`advgrad.randomized`): a clean prediction becomes the first wrong one among the
+    count, :mod:`advgrad.evaluation.randomized`): a clean prediction becomes the first wrong one among the
     further passes, an adversarial one the first that fools (≠ y, or = the target)."""
     if passes <= 1:
         return pred_clean, pred_adv

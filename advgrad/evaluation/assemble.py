@@ -1,0 +1,148 @@
+"""The report of a run from the summed tallies of its batches."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import torch
+
+from advgrad import __version__
+from advgrad.corruptions import SEVERITIES
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.tally import BatchTally
+from advgrad.results import (
+    AttackCurve,
+    CorruptionPoint,
+    CorruptionResults,
+    CurvePoint,
+    RobustnessReport,
+    float32_decimal,
+)
+
+
+def versions(device: torch.device | None = None) -> dict[str, str]:
+    """Versions and machine facts that a report carries."""
+    info = {
+        "advgrad": __version__,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    if device is not None:
+        info["device"] = str(device)
+        if device.type == "cuda":
+            info["device_name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _nonfinite_logits(attacks: list[EvalAttack], total: BatchTally, config: EvalConfig) -> list[dict]:
+    """Per attack and ε (None: a minimal attack's unbounded search), the inputs the attack tried
+    on which the model's logits were NaN or infinite; only where there were any."""
+    found = []
+    for attack, tally in zip(attacks, total.attacks, strict=True):
+        if tally.nonfinite_search:
+            found.append({"attack": attack.name, "eps": None, "inputs": tally.nonfinite_search})
+        found += [
+            {"attack": attack.name, "eps": float(eps), "inputs": k}
+            for eps, k in zip(config.eps, tally.nonfinite, strict=True)
+            if k
+        ]
+    return found
+
+
+def assemble_report(
+    total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, device: torch.device
+) -> RobustnessReport:
+    """The report from the summed tallies of every batch."""
+    n, clean_correct = total.n, total.clean_correct
+    curves = {}
+    for attack, tally in zip(attacks, total.attacks, strict=True):
+        points = [
+            CurvePoint(
+                eps=float(eps),
+                accuracy=tally.robust[j] / n,
+                robust=tally.robust[j],
+                success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
+                mean_norm=float32_decimal(tally.norm_sum[j] / tally.norm_count[j]) if tally.norm_count[j] else None,
+                max_norm=float32_decimal(tally.norm_max[j]) if tally.norm_count[j] else None,
+                robust_per_class=list(tally.robust_per_class[j]),
+                eps_label=eps.label,
+            )
+            for j, eps in enumerate(config.eps)
+        ]
+        curves[attack.name] = AttackCurve(
+            attack=attack.spec.name,
+            norm=config.norm,
+            params=attack.params.to_dict(),
+            target=config.target_text,
+            points=points,
+            seconds=round(tally.seconds, 4),
+            forward_samples=tally.forward_samples,
+            kind=attack.spec.kind,
+            median_norm=float32_decimal(tally.median_norm()),
+        )
+    if total.certified is not None and config.certify is not None:
+        tally = total.certified
+        smoothing = config.smoothing
+        curves[config.certify] = AttackCurve(
+            attack=config.certify,
+            norm=config.norm,
+            params={"method": config.certify, **({} if smoothing is None else smoothing.to_dict())},
+            target=None,
+            points=[
+                CurvePoint(
+                    eps=float(eps),
+                    accuracy=tally.robust[j] / n,
+                    robust=tally.robust[j],
+                    success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
+                    robust_per_class=list(tally.robust_per_class[j]),
+                    eps_label=eps.label,
+                )
+                for j, eps in enumerate(config.eps)
+            ],
+            seconds=round(tally.seconds, 4),
+            forward_samples=tally.forward_samples,
+            kind="certified",
+            abstained=None if smoothing is None else tally.abstained,
+        )
+    corruptions = None
+    if total.corruptions is not None:
+        tally = total.corruptions
+        found = [
+            CorruptionPoint(name, severity, tally.correct[i][s] / n, tally.correct[i][s])
+            for i, name in enumerate(config.corruptions)
+            for s, severity in enumerate(SEVERITIES)
+        ]
+        corruptions = CorruptionResults(
+            severities=list(SEVERITIES),
+            points=found,
+            mean_accuracy=sum(p.correct for p in found) / (n * len(found)),  # the mean of the accuracies
+            seconds=round(tally.seconds, 4),
+            forward_samples=tally.forward_samples,
+        )
+    return RobustnessReport(
+        corruptions=corruptions,
+        n_samples=n,
+        clean_correct=clean_correct,
+        clean_accuracy=clean_correct / n,
+        eps=[float(e) for e in config.eps],
+        eps_labels=list(config.eps_labels),
+        norm=config.norm,
+        attacks=curves,
+        class_counts=list(total.class_counts),
+        clean_correct_per_class=list(total.clean_per_class),
+        config={
+            "early_stop": config.early_stop,
+            **({"predictions": config.predictions} if (config.predictions or 1) > 1 else {}),
+            **({"fixed": list(config.fixed)} if config.fixed else {}),
+            **config.extra,
+        },
+        seed=config.seed,
+        versions=versions(device),
+        diagnostics={**total.evidence.to_dict(), "nonfinite_logits": _nonfinite_logits(attacks, total, config)},
+        examples={
+            attack.name: tally.examples[: config.examples]  # the first ones by batch order
+            for attack, tally in zip(attacks, total.attacks, strict=True)
+        },
+    )

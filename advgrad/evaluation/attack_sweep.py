@@ -1,0 +1,223 @@
+"""One attack over the ε values of a run on one batch of clean predictions.
+
+The samples classified correctly are attacked at each ε in increasing order; a sample fooled at ε₁
+counts as fooled at every larger ε and is not attacked again. A minimal-perturbation attack runs
+once and gives every ε from each sample's smallest adversarial example. Every adversarial example
+is confirmed by a forward pass, inside the ball and the box, before it counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from advgrad.attacks.base import run_attack
+from advgrad.attacks.minimal import find_minimal
+from advgrad.errors import InternalError
+from advgrad.evaluation.counting import CountingModel
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.randomized import wrong_in_repeats
+from advgrad.evaluation.tally import AttackTally
+from advgrad.losses import finite_rows
+from advgrad.progress import Monitor, SilentMonitor
+from advgrad.seeding import generator_for
+from advgrad.targets import resolve_targets
+from advgrad.threat import NORM_TOLERANCE, ThreatModel
+
+
+@dataclass
+class CleanBatch:
+    """One batch of the run with its clean predictions: ``correct`` marks the samples classified
+    correctly (with finite logits); ``index`` is the batch's place in the run, which seeds it."""
+
+    x: Tensor
+    y: Tensor
+    logits: Tensor
+    correct: Tensor
+    index: int
+    classes: int
+    certified: Tensor | None = None  # bool (len(eps), N): certified at each ε (eval --certify)
+    first: int = 0  # the run's index of the batch's first sample
+
+
+@dataclass
+class AttackSweep:
+    """One attack over the ε values of ``config`` on one batch, filling ``tally`` (and keeping up to
+    ``keep`` adversarial examples in it); ``monitor`` hears each run of the attack begin and end.
+
+    The samples attacked (``active``) are those classified correctly, less those labelled as their
+    target (they count as robust: ``fixed``). :meth:`run` runs a bounded attack at each ε on the
+    samples it has not fooled yet, or a minimal attack once for every ε; either way each fooled
+    sample's adversarial example is confirmed by a forward pass before it counts."""
+
+    model: CountingModel
+    attack: EvalAttack
+    config: EvalConfig
+    batch: CleanBatch
+    attack_index: int
+    tally: AttackTally
+    keep: int = 0
+    monitor: Monitor = field(default_factory=SilentMonitor)
+    targets: Tensor | None = field(init=False)
+    active: Tensor = field(init=False)  # indices into the batch of the samples still attacked
+    fixed: Tensor = field(init=False)  # 1 for a sample that counts as robust whatever the attack does
+    found_norm: Tensor = field(init=False)  # per sample: the norm of its counted adversarial example, else NaN
+
+    def __post_init__(self) -> None:
+        b = self.batch
+        device = b.x.device
+        self.active = b.correct.nonzero().squeeze(1)
+        self.found_norm = torch.full((b.x.shape[0],), float("nan"), device=device)
+        target_gen = generator_for(device, self.config.seed, "target", b.index, self.attack_index)
+        self.targets = resolve_targets(self.config.target, b.logits, b.y, target_gen)
+        if self.targets is not None:  # a sample whose label is its target cannot be attacked towards it
+            self.active = self.active[self.targets[self.active] != b.y[self.active]]
+            self.fixed = (b.correct & (self.targets == b.y)).long()
+        else:
+            self.fixed = torch.zeros_like(b.y)
+
+    def run(self) -> None:
+        """The whole curve of this attack on this batch."""
+        if self.attack.spec.kind == "minimal":
+            self._begin(None)
+            self._minimal()
+            self.monitor.end()
+        else:
+            self._bounded()
+
+    def _begin(self, eps: float | None) -> None:
+        """Announce a run: model calls of one run (the formula with one class: DeepFool's gradients
+        per class share a call), the run's budget in sample-passes, and what one call is."""
+        params = self.attack.params
+        self.monitor.begin(
+            self.attack.name,
+            eps,
+            params.passes_per_sample(1),
+            int(self.active.numel()),
+            self.batch.x.shape[0] * params.passes_per_sample(self.batch.classes),
+            "query" if self.attack.spec.kind == "score" else "step",
+        )
+
+    def _inputs(self, at: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Inputs, labels and targets of the samples ``at`` (indices into the batch)."""
+        return self.batch.x[at], self.batch.y[at], None if self.targets is None else self.targets[at]
+
+    def _bounded(self) -> None:
+        """A bounded attack at each ε > 0, on the samples not fooled at a smaller ε."""
+        model, config = self.model, self.config
+        for j, eps in enumerate(config.eps):
+            nonfinite_before = model.nonfinite
+            if eps > 0:
+                self._begin(eps)
+            if eps > 0 and self.active.numel():
+                threat = ThreatModel(config.norm, eps, fixed=config.fixed)
+                gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, j)
+                xa, ya, ta = self._inputs(self.active)
+                x_adv = run_attack(
+                    self.attack.spec,
+                    model,
+                    xa,
+                    ya,
+                    threat=threat,
+                    params=self.attack.params,
+                    target=ta,
+                    generator=gen,
+                    early_stop=config.early_stop,
+                )
+                if not bool(threat.contains(x_adv, xa).all()):
+                    raise InternalError(  # run_attack clips every result, so this is a bug, never data
+                        f"internal check failed: {self.attack.name} returned points outside the ε-ball at ε={eps}"
+                    )
+                with torch.no_grad():
+                    out = model(x_adv)
+                pred = out.argmax(dim=1)
+                fooled = (pred != ya) & finite_rows(out)  # non-finite logits never count as fooled
+                fooled, pred = self._repeat(x_adv, ya, fooled, pred)
+                self._fooled(eps, threat, self.active[fooled], xa[fooled], x_adv[fooled], ya[fooled], pred[fooled])
+                self.active = self.active[~fooled]
+            if eps > 0:
+                self.monitor.end()
+            self._count(j, self.active)
+            self.tally.nonfinite[j] += model.nonfinite - nonfinite_before
+
+    def _minimal(self) -> None:
+        """One unbounded run of a minimal attack on the active samples gives every ε of the curve.
+
+        At each ε the samples whose confirmed adversarial example has norm ≤ ε·(1 + 10⁻⁵) are
+        projected onto the ε-ball (a no-op unless rounding put them a hair outside), checked for
+        ball and box, and confirmed again by a forward pass before they count as fooled."""
+        model, config, active = self.model, self.config, self.active
+        pending = torch.ones_like(active, dtype=torch.bool)  # per active sample: not yet counted as fooled
+        if active.numel():
+            xa, ya, ta = self._inputs(active)
+            gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, "minimal")
+            before = model.nonfinite
+            result = find_minimal(
+                self.attack.spec,
+                model,
+                xa,
+                ya,
+                norm=config.norm,
+                params=self.attack.params,
+                target=ta,
+                generator=gen,
+                predictions=config.predictions or 1,
+                fixed=config.fixed,
+            )
+            self.tally.nonfinite_search += model.nonfinite - before
+            norms = result.norm.double()
+            minimal = torch.where(result.fooled, norms, torch.full_like(norms, float("inf")))
+            self.tally.minimal_norms.extend(minimal.cpu().tolist())
+        for j, eps in enumerate(config.eps):
+            near = (
+                (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
+            )
+            if near.numel():
+                threat = ThreatModel(config.norm, eps, fixed=config.fixed)
+                x_eps = threat.clip(result.x_adv[near], xa[near])
+                before = model.nonfinite
+                with torch.no_grad():
+                    out = model(x_eps)
+                pred = out.argmax(dim=1)
+                wrong, pred = self._repeat(x_eps, ya[near], (pred != ya[near]) & finite_rows(out), pred)
+                confirmed = threat.contains(x_eps, xa[near]) & wrong
+                self.tally.nonfinite[j] += model.nonfinite - before
+                counted = near[confirmed]
+                pending[counted] = False
+                # the confirming pass's predictions: the forward-pass count must not depend on how many
+                # examples a batch keeps (distributed runs)
+                self._fooled(eps, threat, active[counted], xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
+            self._count(j, active[pending])
+
+    def _repeat(self, x_adv: Tensor, y: Tensor, fooled: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
+        """``fooled`` and ``pred`` from one confirming pass, updated by the run's further predictions
+        of a randomized model: fooled when any is wrong, its prediction the first wrong one."""
+        more, first = wrong_in_repeats(self.model, x_adv, y, (self.config.predictions or 1) - 1)
+        return fooled | more, torch.where(fooled, pred, torch.where(more, first, pred))
+
+    def _fooled(
+        self, eps: float, threat: ThreatModel, at: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, pred: Tensor
+    ) -> None:
+        """The samples ``at`` (indices into the batch) are fooled at ``eps`` by ``x_adv``: record the
+        norms of their perturbations, and keep them as examples while the tally wants more."""
+        self.found_norm[at] = threat.norm_of(x_adv - x).float()
+        if self.keep > len(self.tally.examples) and at.numel():
+            self.tally.add_examples(self.attack.name, eps, x, x_adv, y, pred, self.keep)
+
+    def _count(self, j: int, robust: Tensor) -> None:
+        """The point at the ``j``-th ε: the samples ``robust`` (indices into the batch) and the fixed
+        ones are still classified correctly."""
+        y = self.batch.y
+        still = torch.zeros_like(y)
+        still[robust] = 1
+        still = (still | self.fixed).bool()
+        certified = self.batch.certified
+        if certified is not None and bool((certified[j] & ~still).any()):
+            i = int((certified[j] & ~still).nonzero()[0, 0])
+            raise InternalError(
+                f"sample {self.batch.first + i} is certified at ε={self.config.eps[j].label} by "
+                f"{self.config.certify} yet fooled there by {self.attack.name}: one of the two computations is wrong"
+            )
+        self.tally.add_point(j, still, y, self.found_norm[~torch.isnan(self.found_norm)])
