@@ -140,7 +140,9 @@ class NormGeometry(ABC):
     name of the dual norm ‖w‖_* = max_{‖d‖ ≤ 1} ⟨w, d⟩, and ``default_eps`` the ε grid ``advgrad
     eval`` sweeps when none is given (for inputs in [0, 1]). ``exact_box_projection`` says whether
     :meth:`clip` is the exact Euclidean projection onto ball ∩ box (else: a feasible point, the
-    ball projection clamped into the box).
+    ball projection clamped into the box). ``ball_is_box``: the ε-ball is itself a box (each coordinate
+    moves within [x − ε, x + ε] independently of the others), so with the input box it is one box and
+    per-coordinate intervals over it are exact (the certified bounds ask this).
     """
 
     name: str
@@ -150,6 +152,7 @@ class NormGeometry(ABC):
     dual_name: str
     default_eps: str
     exact_box_projection: bool = False
+    ball_is_box: bool = False
 
     @abstractmethod
     def norm(self, delta: Tensor) -> Tensor:
@@ -228,6 +231,7 @@ class LinfGeometry(NormGeometry):
     dual_name = "1"
     default_eps = "0,0.02,0.05,0.1,0.2,0.3"
     exact_box_projection = True
+    ball_is_box = True
 
     def norm(self, delta: Tensor) -> Tensor:
         fl = flat(delta)

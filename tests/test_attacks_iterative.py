@@ -183,3 +183,20 @@ def test_fgsm_random_start_draws_from_the_generator():
     b = fgsm(model, x, y, threat=ThreatModel("inf", 0.1), params=params, generator=torch.Generator().manual_seed(2))
     assert not torch.equal(a, b)
     assert_inside(a, x, 0.1, "inf")
+
+
+def test_each_loop_attack_configures_the_shared_loop_from_its_own_fields():
+    from advgrad.attacks.bim import BIMParams
+    from advgrad.attacks.fgsm import FGSMParams
+    from advgrad.attacks.iterative import LoopConfig
+    from advgrad.attacks.mifgsm import MIFGSMParams
+    from advgrad.attacks.pgd import PGDParams
+
+    assert FGSMParams(step_size=0.1, random_start=True, loss="dlr", eot=3).loop_config() == LoopConfig(
+        steps=1, step_size=0.1, random_start=True, loss="dlr", eot=3
+    )
+    assert BIMParams(steps=4, step_size=0.2).loop_config() == LoopConfig(steps=4, step_size=0.2, random_start=False)
+    mi = MIFGSMParams(steps=5, step_size=0.3, momentum=0.7).loop_config()
+    assert (mi.steps, mi.momentum, mi.random_start, mi.restarts) == (5, 0.7, False, 1)
+    pgd = PGDParams(steps=6, step_size=0.4, restarts=3, random_start=False, loss="margin").loop_config()
+    assert pgd == LoopConfig(steps=6, step_size=0.4, random_start=False, restarts=3, loss="margin")

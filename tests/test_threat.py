@@ -11,12 +11,11 @@ from helpers import independent_norm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from advgrad.eps import parse_eps, parse_eps_list
 from advgrad.errors import UsageError
 from advgrad.threat import (
     NORMS,
     ThreatModel,
-    parse_eps,
-    parse_eps_list,
     parse_norm,
     per_sample_norm,
     project_l1,

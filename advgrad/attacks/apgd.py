@@ -25,7 +25,7 @@ from advgrad.attacks.iterative import (
     steepest_direction,
 )
 from advgrad.errors import UsageError
-from advgrad.geometry import L1
+from advgrad.geometry import L1, expand
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, margin, ranked_other_classes
 from advgrad.threat import ThreatModel
@@ -93,10 +93,6 @@ class APGDTParams(APGDParams):
 
     at_least_one = ("steps", "restarts", "target_classes", "eot")
     cost_formula = "steps*restarts*target_classes*eot"
-
-
-def _expand(v: Tensor, like: Tensor) -> Tensor:
-    return v.reshape((-1,) + (1,) * (like.dim() - 1))
 
 
 class _State:
@@ -183,7 +179,7 @@ def _apgd_run(
     for k in range(params.steps):
         if s.index.numel() == 0:
             break
-        z = threat.clip(s.x_cur + _expand(s.eta, s.x_cur) * steepest_direction(s.grad, threat), s.x)
+        z = threat.clip(s.x_cur + expand(s.eta, s.x_cur) * steepest_direction(s.grad, threat), s.x)
         if k == 0:
             x_new = z
         else:
@@ -196,8 +192,8 @@ def _apgd_run(
         found[s.index[hit]] = True
         s.count = s.count + (f_new > s.f_cur)
         improved = f_new > s.f_max
-        s.x_max = torch.where(_expand(improved, x_new), x_new, s.x_max)
-        s.grad_max = torch.where(_expand(improved, grad), grad, s.grad_max)
+        s.x_max = torch.where(expand(improved, x_new), x_new, s.x_max)
+        s.grad_max = torch.where(expand(improved, grad), grad, s.grad_max)
         s.f_max = torch.where(improved, f_new, s.f_max)
         s.x_prev, s.x_cur, s.grad, s.f_cur = s.x_cur, x_new, grad, f_new
         if (k + 1) in period:
@@ -207,7 +203,7 @@ def _apgd_run(
             flat = ~s.halved_last & (s.f_max <= s.f_max_ckpt)
             halve = stalled | flat
             s.eta = torch.where(halve, s.eta / 2, s.eta)
-            back = _expand(halve, s.x_cur)
+            back = expand(halve, s.x_cur)
             # Restart from the best point; the momentum term restarts with it (x_prev = x_cur).
             s.x_cur = torch.where(back, s.x_max, s.x_cur)
             s.x_prev = torch.where(back, s.x_max, s.x_prev)

@@ -27,6 +27,7 @@ from advgrad.attacks.fab import FABTParams, fab_targeted_search
 from advgrad.attacks.square import SquareParams, square
 from advgrad.attacks.strong import cascade
 from advgrad.errors import UsageError
+from advgrad.geometry import expand
 from advgrad.gradient import frozen
 from advgrad.threat import ThreatModel
 
@@ -160,7 +161,7 @@ def _stage_function(stage: Stage) -> AttackFunction:
         adv, norm = stage.attack(
             model, x, y, threat=threat, params=params, target=target, generator=generator, early_stop=early_stop
         )
-        return torch.where((norm <= threat.eps).reshape((-1,) + (1,) * (x.dim() - 1)), adv, x)
+        return torch.where(expand(norm <= threat.eps, x), adv, x)
 
     return within_eps
 

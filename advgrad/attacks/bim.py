@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
-from advgrad.attacks.iterative import LoopConfig, loop_attack
+from advgrad.attacks.base import AttackSpec, eot_param, param, parse_step
+from advgrad.attacks.iterative import LoopParams, loop_attack
 from advgrad.threat import ThreatModel
 
 
 @dataclass
-class BIMParams(AttackParams):
+class BIMParams(LoopParams):
     """Iterations, step size and objective of BIM; it starts from x and has no restarts."""
 
     steps: int = param(10, "iterations")
@@ -23,13 +23,10 @@ class BIMParams(AttackParams):
 
     at_least_one = ("steps", "eot")
     cost_formula = "steps*eot"
+    loop_fixed = {"random_start": False}
 
     def resolve(self, threat: ThreatModel) -> BIMParams:
         return self.fill(step_size=1.25 * threat.eps / max(self.steps, 1))
-
-    def loop_config(self) -> LoopConfig:
-        """How the shared loop runs with these (resolved) parameters."""
-        return LoopConfig(steps=self.steps, step_size=self.step_size, random_start=False, loss=self.loss, eot=self.eot)
 
 
 def bim(

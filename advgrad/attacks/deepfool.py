@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.minimal import SHRINK_STEPS, shrink
 from advgrad.errors import UsageError
-from advgrad.geometry import TINY, NormGeometry
+from advgrad.geometry import TINY, NormGeometry, expand
 from advgrad.gradient import expectation, frozen
 from advgrad.losses import is_successful, ranked_other_classes
 from advgrad.threat import ThreatModel
@@ -38,7 +38,7 @@ def _linear_step(f: Tensor, w: Tensor, geometry: NormGeometry) -> tuple[Tensor, 
     the steepest direction d of w (⟨w, d⟩ = ‖w‖_*): L2: r = |f|·w/‖w‖₂², L∞: r = |f|·sign(w)/‖w‖₁."""
     dual = geometry.dual_norm(w).clamp_min(TINY)
     distance = (f.abs() + 1e-4) / dual  # the paper adds 1e-4 so the step does not stop short
-    return distance, distance.reshape((-1,) + (1,) * (w.dim() - 1)) * geometry.steepest(w)
+    return distance, expand(distance, w) * geometry.steepest(w)
 
 
 def _class_gradients(
@@ -133,7 +133,7 @@ def deepfool(
             active, step = active[keep], step[keep]
             r_tot[active] += step
             x_adv[active] = (x[active] + (1 + params.overshoot) * r_tot[active]).clamp(threat.lower, threat.upper)
-        x_adv = torch.where(success.reshape((-1,) + (1,) * (x.dim() - 1)), x_adv, x)
+        x_adv = torch.where(expand(success, x), x_adv, x)
 
         def fools(candidate: Tensor) -> Tensor:
             with torch.no_grad():

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
-from advgrad.attacks.iterative import LoopConfig, loop_attack
+from advgrad.attacks.base import AttackSpec, eot_param, param, parse_step
+from advgrad.attacks.iterative import LoopParams, loop_attack
 from advgrad.threat import ThreatModel
 
 
 @dataclass
-class FGSMParams(AttackParams):
+class FGSMParams(LoopParams):
     """``step_size`` defaults to ε; ``random_start`` draws the start uniformly from the ε-ball
     (R+FGSM, Tramèr et al. 2018); ``loss`` is ce, margin or dlr."""
 
@@ -24,15 +24,10 @@ class FGSMParams(AttackParams):
 
     at_least_one = ("eot",)
     cost_formula = "eot"
+    loop_fixed = {"steps": 1}
 
     def resolve(self, threat: ThreatModel) -> FGSMParams:
         return self.fill(step_size=threat.eps)
-
-    def loop_config(self) -> LoopConfig:
-        """How the shared loop runs with these (resolved) parameters."""
-        return LoopConfig(
-            steps=1, step_size=self.step_size, random_start=self.random_start, loss=self.loss, eot=self.eot
-        )
 
 
 def fgsm(

@@ -17,13 +17,14 @@ non-finite gradient component counts as zero.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, prepare_params
-from advgrad.geometry import L1_SPARSITY, TINY
+from advgrad.geometry import L1_SPARSITY, TINY, expand
 from advgrad.geometry import movable as box_movable
 from advgrad.gradient import expectation, frozen
 from advgrad.losses import finite_rows, get_loss, is_successful
@@ -44,6 +45,20 @@ class LoopConfig:
     loss: str = "ce"
     l1_sparsity: float = L1_SPARSITY
     eot: int = 1  # forward and backward passes averaged into each gradient (randomized models)
+
+
+@dataclass
+class LoopParams(AttackParams):
+    """Parameters of an attack that runs on the shared loop (FGSM, BIM, MI-FGSM, PGD): its
+    :class:`LoopConfig` takes every field of the same name these parameters have, and the values an
+    attack fixes in ``loop_fixed`` (FGSM: one step; BIM and MI-FGSM: no random start)."""
+
+    loop_fixed: ClassVar[dict[str, Any]] = {}
+
+    def loop_config(self) -> LoopConfig:
+        """How the shared loop runs with these (resolved) parameters."""
+        own = {f.name: getattr(self, f.name) for f in fields(LoopConfig) if hasattr(self, f.name)}
+        return LoopConfig(**{**own, **self.loop_fixed})
 
 
 @dataclass
@@ -109,11 +124,6 @@ def gradient_of(
     return grad, logits, value
 
 
-def _per_row(mask: Tensor, like: Tensor) -> Tensor:
-    """A per-sample boolean mask shaped to broadcast over ``like`` (N, ...)."""
-    return mask.reshape((-1,) + (1,) * (like.dim() - 1))
-
-
 class _Batch:
     """The samples still in play, compacted as they reach the goal (early stop)."""
 
@@ -128,7 +138,7 @@ class _Batch:
         """Samples whose logits at the current iterate are not all finite go back to their last
         iterate with finite logits and stop there; the others record the current iterate as such."""
         self.halted = self.halted | ~finite
-        self.x_adv = torch.where(_per_row(finite, self.x_adv), self.x_adv, self.last_finite)
+        self.x_adv = torch.where(expand(finite, self.x_adv), self.x_adv, self.last_finite)
         self.last_finite = self.x_adv
 
     def keep(self, mask: Tensor) -> None:
@@ -178,11 +188,11 @@ def _one_run(
                     break
         if config.momentum is not None:
             l1 = grad.abs().reshape(grad.shape[0], -1).sum(dim=1).clamp_min(TINY)
-            normalised = grad / l1.reshape((-1,) + (1,) * (grad.dim() - 1))
+            normalised = grad / expand(l1, grad)
             batch.velocity = normalised if batch.velocity is None else config.momentum * batch.velocity + normalised
             grad = batch.velocity
         step = threat.geometry.ascent_direction(grad, batch.x_adv, threat.lower, threat.upper, config.l1_sparsity)
-        step = step * _per_row(~batch.halted, grad).to(grad.dtype)  # a sample that met NaN/Inf logits stays put
+        step = step * expand(~batch.halted, grad).to(grad.dtype)  # a sample that met NaN/Inf logits stays put
         batch.x_adv = threat.clip(batch.x_adv + config.step_size * step, batch.x)
     out[batch.index] = batch.x_adv
     if not (score or early_stop):
@@ -192,7 +202,7 @@ def _one_run(
         with torch.no_grad():
             logits = _at_least_float32(model(batch.x_adv))
             finite = finite_rows(logits)
-            out[batch.index] = torch.where(_per_row(finite, batch.x_adv), batch.x_adv, batch.last_finite)
+            out[batch.index] = torch.where(expand(finite, batch.x_adv), batch.x_adv, batch.last_finite)
             value = objective(logits, batch.y, batch.target).double()
             value_out[batch.index] = torch.where(finite, value, torch.full_like(value, float("-inf")))
             success[batch.index] = is_successful(logits, batch.y, batch.target)
@@ -263,20 +273,20 @@ def gradient_attack(
 
 
 def loop_attack(
-    params_type: type[AttackParams],
+    params_type: type[LoopParams],
     model: nn.Module,
     x: Tensor,
     y: Tensor,
     *,
     threat: ThreatModel,
-    params: AttackParams | None,
+    params: LoopParams | None,
     target: Tensor | None,
     generator: torch.Generator | None,
     early_stop: bool,
 ) -> Tensor:
     """The body of every attack that is the shared loop with its own configuration (FGSM, BIM,
-    MI-FGSM, PGD): the parameters, prepared for ``threat``, say how the loop runs through their
-    ``loop_config()`` method."""
+    MI-FGSM, PGD): the parameters, prepared for ``threat``, say how the loop runs
+    (:meth:`LoopParams.loop_config`)."""
     params = prepare_params(params, params_type, threat)
-    config: LoopConfig = params.loop_config()  # type: ignore[attr-defined]
+    config = params.loop_config()
     return gradient_attack(model, x, y, threat, config, target=target, generator=generator, early_stop=early_stop).x_adv

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
-from advgrad.attacks.iterative import LoopConfig, loop_attack
+from advgrad.attacks.base import AttackSpec, eot_param, param, parse_step
+from advgrad.attacks.iterative import LoopParams, loop_attack
 from advgrad.threat import ThreatModel
 
 
 @dataclass
-class MIFGSMParams(AttackParams):
+class MIFGSMParams(LoopParams):
     """Iterations, step size, decay factor μ of the momentum, and objective."""
 
     steps: int = param(10, "iterations")
@@ -24,20 +24,10 @@ class MIFGSMParams(AttackParams):
 
     at_least_one = ("steps", "eot")
     cost_formula = "steps*eot"
+    loop_fixed = {"random_start": False}
 
     def resolve(self, threat: ThreatModel) -> MIFGSMParams:
         return self.fill(step_size=threat.eps / max(self.steps, 1))
-
-    def loop_config(self) -> LoopConfig:
-        """How the shared loop runs with these (resolved) parameters."""
-        return LoopConfig(
-            steps=self.steps,
-            step_size=self.step_size,
-            random_start=False,
-            momentum=self.momentum,
-            loss=self.loss,
-            eot=self.eot,
-        )
 
 
 def mifgsm(

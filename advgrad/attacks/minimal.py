@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
-from advgrad.geometry import get_geometry
+from advgrad.geometry import expand, get_geometry
 from advgrad.gradient import frozen
 from advgrad.losses import finite_rows
 from advgrad.threat import Norm, ThreatModel
@@ -49,15 +49,14 @@ def shrink(x: Tensor, x_adv: Tensor, fools: Callable[[Tensor], Tensor], steps: i
     ``x_adv`` does. Samples that ``x_adv`` does not fool are returned unchanged.
     """
     delta = x_adv - x
-    shape = (-1,) + (1,) * (x.dim() - 1)
     hi = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
     lo = torch.zeros_like(hi)
     for _ in range(steps):
         mid = (lo + hi) / 2
-        ok = fools(x + mid.reshape(shape) * delta)
+        ok = fools(x + expand(mid, x) * delta)
         hi = torch.where(ok, mid, hi)
         lo = torch.where(ok, lo, mid)
-    return x + hi.reshape(shape) * delta
+    return x + expand(hi, x) * delta
 
 
 @dataclass

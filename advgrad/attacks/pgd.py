@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step
-from advgrad.attacks.iterative import LoopConfig, loop_attack
+from advgrad.attacks.base import AttackSpec, eot_param, param, parse_step
+from advgrad.attacks.iterative import LoopParams, loop_attack
 from advgrad.threat import ThreatModel
 
 
 @dataclass
-class PGDParams(AttackParams):
+class PGDParams(LoopParams):
     """``steps`` gradient steps of size ``step_size`` (default 2.5·ε/steps, so the iterates can
     cross the whole ball, as in Madry et al.), from a uniform random start in the ball
     (``random_start``), repeated ``restarts`` times keeping the best result per sample."""
@@ -30,17 +30,6 @@ class PGDParams(AttackParams):
 
     def resolve(self, threat: ThreatModel) -> PGDParams:
         return self.fill(step_size=2.5 * threat.eps / max(self.steps, 1))
-
-    def loop_config(self) -> LoopConfig:
-        """How the shared loop runs with these (resolved) parameters."""
-        return LoopConfig(
-            steps=self.steps,
-            step_size=self.step_size,
-            random_start=self.random_start,
-            restarts=self.restarts,
-            loss=self.loss,
-            eot=self.eot,
-        )
 
 
 def pgd(

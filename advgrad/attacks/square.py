@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.errors import UsageError
-from advgrad.geometry import L2, LINF, TINY
+from advgrad.geometry import L2, LINF, TINY, expand
 from advgrad.gradient import frozen
 from advgrad.losses import is_successful, margin
 from advgrad.threat import ThreatModel
@@ -137,7 +137,7 @@ def _init_l2(x: Tensor, eps: float, gen: torch.Generator) -> Tensor:
             signs = _signs((n, c, 1, 1), gen, x.device, x.dtype)
             delta[:, :, top : top + th, left : left + tw] = signs * pattern
     norms = delta.flatten(1).norm(dim=1).clamp_min(TINY)
-    return delta * (eps / norms).reshape(-1, 1, 1, 1)
+    return delta * expand(eps / norms, delta)
 
 
 def _propose_linf(x: Tensor, delta: Tensor, threat: ThreatModel, p: float, gen: torch.Generator) -> Tensor:
@@ -180,7 +180,7 @@ def _propose_l2(x: Tensor, delta: Tensor, threat: ThreatModel, p: float, gen: to
     w1_norm = in_w1.pow(2).sum(dim=(2, 3), keepdim=True).sqrt()
     sign = _signs((n, c, 1, 1), gen, device, dtype)
     new = sign * canvas[:, None] + in_w1 / w1_norm.clamp_min(TINY)
-    available = ((delta * both).pow(2).sum(dim=(2, 3), keepdim=True) + unused.reshape(-1, 1, 1, 1) / c).sqrt()
+    available = ((delta * both).pow(2).sum(dim=(2, 3), keepdim=True) + expand(unused, delta) / c).sqrt()
     new = new / (new * m1).pow(2).sum(dim=(2, 3), keepdim=True).sqrt().clamp_min(TINY) * available
     return delta * (1 - both) + new * m1
 
@@ -252,7 +252,7 @@ def square(
             candidate = threat.clip(xa + delta, xa)
             cand_score, cand_done = _margin_score(model, candidate.reshape((-1,) + shape[1:]), ya, ta)
             better = cand_score < score_a
-            best_a = torch.where(better.reshape(-1, 1, 1, 1), candidate, best_a)
+            best_a = torch.where(expand(better, candidate), candidate, best_a)
             score_a = torch.where(better, cand_score, score_a)
             fooled = better & cand_done
             if bool(fooled.any()):

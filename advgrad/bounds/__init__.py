@@ -26,11 +26,12 @@ from torch import Tensor, nn
 from advgrad.bounds.graph import BoundGraph, UnsupportedOperation, build_graph
 from advgrad.bounds.propagate import InputSet, margin_lower
 from advgrad.errors import UsageError
+from advgrad.geometry import L2, LINF, get_geometry
 
 __all__ = ["METHODS", "NORMS", "BoundedModel", "UnsupportedOperation", "certified", "margin_bounds"]
 
 METHODS = ("ibp", "crown", "crown-ibp")
-NORMS = ("inf", "2")
+NORMS = (LINF, L2)  # the geometries of the norms the bounds handle (advgrad.geometry)
 
 #: a margin lower bound must exceed this, times 1 + the largest clean |logit|, to certify: float32
 #: rounding in the bound computation is far below it, so a certificate is never an artefact of rounding
@@ -40,8 +41,8 @@ CERTIFY_SLACK = 1e-5
 def _check(eps: float, norm: str, method: str, lower: float, upper: float) -> None:
     if method not in METHODS:
         raise UsageError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
-    if str(norm) not in NORMS:
-        raise UsageError(f"the bounds support the norms inf and 2, not {norm!r}")
+    if get_geometry(str(norm)) not in NORMS:
+        raise UsageError(f"the bounds support the norms {' and '.join(g.name for g in NORMS)}, not {norm!r}")
     if not (math.isfinite(eps) and eps >= 0):
         raise UsageError(f"ε must be a finite number ≥ 0, got {eps!r}")
     if not lower <= upper:

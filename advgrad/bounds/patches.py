@@ -209,7 +209,7 @@ def conv_chain_bounds(
             bias = bias + (a * shift).sum(dim=(-3, -2, -1))
             a = a * scale
     n = box_lo.shape[0]
-    if inputs.norm == "inf":
+    if inputs.geometry.ball_is_box:
         # Σ a⁺·lo + a⁻·hi = a·centre − |a|·radius over each window (zero on the padding)
         mid = _windows((box_hi + box_lo) / 2, k, stride, pad, hw).unsqueeze(1)
         rad = _windows((box_hi - box_lo) / 2, k, stride, pad, hw).unsqueeze(1)

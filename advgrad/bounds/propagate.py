@@ -16,6 +16,7 @@ from torch import Tensor
 
 from advgrad.bounds import ops, patches
 from advgrad.bounds.graph import BoundGraph
+from advgrad.geometry import NormGeometry, get_geometry
 
 Interval = ops.Interval
 
@@ -34,6 +35,11 @@ class InputSet:
     lower: float
     upper: float
     fixed: tuple[int, ...] = ()
+
+    @property
+    def geometry(self) -> NormGeometry:
+        """The norm's geometry (:mod:`advgrad.geometry`), which the bounds ask instead of its name."""
+        return get_geometry(self.norm)
 
     def held(self) -> Tensor | None:
         """A bool row over the flattened coordinates, True at the fixed ones (None: none fixed)."""
@@ -63,7 +69,7 @@ class InputSet:
         L2: the larger of a·x0 − ε‖a‖₂ (the ball alone) and a dual bound for the ball ∩ box
         (:meth:`_ball_and_box`); both are sound."""
         flat = a.flatten(2)
-        if self.norm == "inf":
+        if self.geometry.ball_is_box:
             lo, hi = self.box()
             # Σ a⁺·lo + a⁻·hi = a·centre − |a|·radius
             centre, radius = ((hi + lo) / 2).flatten(1).unsqueeze(2), ((hi - lo) / 2).flatten(1).unsqueeze(2)
@@ -284,7 +290,7 @@ def interval_bounds(graph: BoundGraph, inputs: InputSet, refine: bool) -> dict[s
         lo, hi = node.op.interval([bounds[i] for i in node.inputs])
         bounds[node.name] = (lo, hi)
         # one affine layer on an L∞ box: the interval is already exact, CROWN cannot tighten it
-        exact = inputs.norm == "inf" and node.inputs == [graph.input] and isinstance(node.op, ops.Affine)
+        exact = inputs.geometry.ball_is_box and node.inputs == [graph.input] and isinstance(node.op, ops.Affine)
         if node.name in to_refine and not exact:
             _refine(graph, inputs, node.name, bounds, to_refine[node.name])
     return bounds

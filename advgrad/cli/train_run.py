@@ -124,6 +124,7 @@ def train_run(
 ) -> None:
     from advgrad.device import resolve_device
     from advgrad.distributed import launch_from_env, process_device, process_group
+    from advgrad.geometry import get_geometry
     from advgrad.io.data.load import DataOptions, load_data
     from advgrad.io.files import write_json
     from advgrad.io.model.factories import parse_model_args
@@ -169,7 +170,7 @@ def train_run(
     info(
         f"train: {description} · data: {source.description} · {len(train_idx)} training and {len(val_idx)} "
         f"validation samples · method {config.method}"
-        + (f", ε = {options.eps_label} (L{'∞' if config.norm == 'inf' else '2'})" if config.eps > 0 else "")
+        + (f", ε = {options.eps_label} ({get_geometry(config.norm).label})" if config.eps > 0 else "")
         + f" · device: {device}"
         + ("" if device.type == "cuda" else f", {threads} thread{'s' if threads > 1 else ''}")
     )

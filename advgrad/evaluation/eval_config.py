@@ -17,7 +17,7 @@ from advgrad.bounds.smoothing import SmoothingParams
 from advgrad.corruptions import list_corruptions, parse_corruptions
 from advgrad.eps import Eps, parse_eps_labelled
 from advgrad.errors import UsageError
-from advgrad.geometry import get_geometry
+from advgrad.geometry import L2, get_geometry
 from advgrad.numeric import check_number
 from advgrad.targets import parse_target
 from advgrad.threat import Norm, ThreatModel, parse_norm
@@ -87,13 +87,13 @@ class EvalConfig:
                     params="certify",
                 )
             if self.certify == SMOOTHING:
-                if str(self.norm) != "2":
+                if get_geometry(self.norm) is not L2:
                     raise UsageError(
                         "randomized smoothing certifies L2 radii only: use --norm 2 (ε is then the L2 radius)",
                         params="norm",
                     )
                 self.smoothing = SmoothingParams() if self.smoothing is None else self.smoothing
-            elif str(self.norm) not in NORMS:
+            elif get_geometry(self.norm) not in NORMS:
                 raise UsageError(f"certified bounds support the norms inf and 2, not {self.norm}", params="norm")
         given: dict[float, Eps] = {}
         for e in self.eps:  # sorted and without repeats; the first label of a value wins

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from advgrad.errors import UsageError
+from advgrad.geometry import L2, LINF, get_geometry, parse_norm
 from advgrad.numeric import check_number
 
 METHODS = ("standard", "pgd", "trades", "noise", "ibp", "crown-ibp")
 CERTIFIED_METHODS = ("ibp", "crown-ibp")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
+NORMS = (LINF, L2)  # the geometries training supports (advgrad.geometry)
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,11 @@ class TrainConfig:
             check_number(self.step_size, "step_size", above=0)
         check_number(self.kappa, "kappa", minimum=0, maximum=1)
         check_number(self.val_fraction, "val_fraction", minimum=0, maximum=0.9)
-        norm = str(self.norm).strip().lower().removeprefix("l")
-        norm = "inf" if norm in ("inf", "∞") else norm
-        if norm not in ("inf", "2"):
-            raise UsageError(f"training supports the norms inf and 2, not {self.norm!r}", params="norm")
+        norm = parse_norm(self.norm)
+        if get_geometry(norm) not in NORMS:
+            raise UsageError(
+                f"training supports the norms {' and '.join(g.name for g in NORMS)}, not {self.norm!r}", params="norm"
+            )
         object.__setattr__(self, "norm", norm)
         if self.warmup is not None:
             check_number(self.warmup, "warmup", integer=True, minimum=0)
