@@ -10,7 +10,7 @@ import torch
 from advgrad import __version__
 from advgrad.corruptions import SEVERITIES
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
-from advgrad.evaluation.tally import BatchTally
+from advgrad.evaluation.tally import AttackTally, BatchTally
 from advgrad.results import (
     AttackCurve,
     CorruptionPoint,
@@ -51,6 +51,26 @@ def _nonfinite_logits(attacks: list[EvalAttack], total: BatchTally, config: Eval
     return found
 
 
+def _points(tally: AttackTally, config: EvalConfig, n: int, clean_correct: int, *, norms: bool) -> list[CurvePoint]:
+    """A curve's point at each ε from its summed tally; ``norms``: with the mean and largest norm of
+    the adversarial examples counted (an attack's curve; a certified curve has none)."""
+    return [
+        CurvePoint(
+            eps=float(eps),
+            accuracy=tally.robust[j] / n,
+            robust=tally.robust[j],
+            success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
+            mean_norm=float32_decimal(tally.norm_sum[j] / tally.norm_count[j])
+            if norms and tally.norm_count[j]
+            else None,
+            max_norm=float32_decimal(tally.norm_max[j]) if norms and tally.norm_count[j] else None,
+            robust_per_class=list(tally.robust_per_class[j]),
+            eps_label=eps.label,
+        )
+        for j, eps in enumerate(config.eps)
+    ]
+
+
 def assemble_report(
     total: BatchTally, attacks: list[EvalAttack], config: EvalConfig, device: torch.device
 ) -> RobustnessReport:
@@ -58,25 +78,12 @@ def assemble_report(
     n, clean_correct = total.n, total.clean_correct
     curves = {}
     for attack, tally in zip(attacks, total.attacks, strict=True):
-        points = [
-            CurvePoint(
-                eps=float(eps),
-                accuracy=tally.robust[j] / n,
-                robust=tally.robust[j],
-                success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
-                mean_norm=float32_decimal(tally.norm_sum[j] / tally.norm_count[j]) if tally.norm_count[j] else None,
-                max_norm=float32_decimal(tally.norm_max[j]) if tally.norm_count[j] else None,
-                robust_per_class=list(tally.robust_per_class[j]),
-                eps_label=eps.label,
-            )
-            for j, eps in enumerate(config.eps)
-        ]
         curves[attack.name] = AttackCurve(
             attack=attack.spec.name,
             norm=config.norm,
             params=attack.params.to_dict(),
             target=config.target_text,
-            points=points,
+            points=_points(tally, config, n, clean_correct, norms=True),
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
             kind=attack.spec.kind,
@@ -90,17 +97,7 @@ def assemble_report(
             norm=config.norm,
             params={"method": config.certify, **({} if smoothing is None else smoothing.to_dict())},
             target=None,
-            points=[
-                CurvePoint(
-                    eps=float(eps),
-                    accuracy=tally.robust[j] / n,
-                    robust=tally.robust[j],
-                    success_rate=(clean_correct - tally.robust[j]) / clean_correct if clean_correct else 0.0,
-                    robust_per_class=list(tally.robust_per_class[j]),
-                    eps_label=eps.label,
-                )
-                for j, eps in enumerate(config.eps)
-            ],
+            points=_points(tally, config, n, clean_correct, norms=False),
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
             kind="certified",
