@@ -8,7 +8,7 @@ from advgrad.errors import AdvgradError
 
 
 def require_file(path: str | Path, expected: str, error: type[AdvgradError]) -> Path:
-    """``path`` as a Path when it is an existing file; else ``error`` saying what was expected.
+    """``path`` as a Path when it is an existing regular file; else ``error`` saying what was expected.
 
     ``expected`` completes "expected ..." in the message, e.g. "a .pt or .npz file holding x and y".
     """
@@ -17,4 +17,6 @@ def require_file(path: str | Path, expected: str, error: type[AdvgradError]) -> 
         raise error(f"{path}: no such file (expected {expected})")
     if p.is_dir():
         raise error(f"{path} is a directory; expected {expected}")
+    if not p.is_file():  # a device or a FIFO: reading it may never end, or fill the memory
+        raise error(f"{path} is not a regular file (a device, FIFO or socket); expected {expected}")
     return p
