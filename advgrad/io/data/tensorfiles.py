@@ -3,13 +3,15 @@
 None of these readers runs code from the file: ``.pt`` is read with ``weights_only=True``,
 ``.npz`` with ``allow_pickle=False``, and ``.safetensors`` holds raw bytes and a JSON header.
 ``.pt`` (zip format) and ``.safetensors`` are memory-mapped, so a large file is read batch by
-batch and its pixels are checked as each batch is read; ``.npz`` is read into memory. A file
+batch and its pixels are checked as each batch is read; ``.npz`` is read into memory, each array
+only after its header showed it within :data:`NPZ_MAX_ELEMENTS` and :data:`NPZ_MAX_BYTES`. A file
 whose ``x`` is N×D holds a table (:mod:`advgrad.io.data.tables`), read into memory.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zipfile
 from pathlib import Path
@@ -26,6 +28,10 @@ from advgrad.io.pickles import unreadable
 
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
 FEATURE_NAMES = "feature_names"  # optional in a file whose x is a table (N×D): one name per column
+
+# An .npz array is read into memory whole: a header claiming more is refused before anything is read.
+NPZ_MAX_ELEMENTS = 2**31
+NPZ_MAX_BYTES = 8 * 2**30
 
 # Memory-mapped files up to this size have every pixel checked when opened (an error shows
 # before the run starts); larger ones are checked batch by batch as they are read.
@@ -50,20 +56,58 @@ def load_npz(path: Path, options: DataOptions) -> DataSource:
     """``.npz`` with arrays ``x`` and ``y`` (read into memory with ``allow_pickle=False``); an N×D
     ``x`` is a table, its columns named by an optional string array ``feature_names``."""
     path = require_file(path, EXPECTED, DataError)
-    names = None
     try:
-        with np.load(path, allow_pickle=False) as f:
-            x, y = _pick(f, path, list(f.files))
-            x, y = np.asarray(x), np.asarray(y)
-            if FEATURE_NAMES in f.files:
-                names = np.asarray(f[FEATURE_NAMES]).reshape(-1)
+        arrays, found = read_npz(path)
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})") from None
+    x, y = _pick(arrays, path, found)
+    names = arrays[FEATURE_NAMES].reshape(-1) if FEATURE_NAMES in arrays else None
     if x.ndim == 2:
         return _table(x, y, path, options, names)
     return TensorSource.from_arrays(x, y, name=path.name)
+
+
+def read_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays ``x``, ``y`` and ``feature_names`` of an ``.npz`` file (those present), each read
+    only after its ``.npy`` header passed :func:`_check_npy_claim`; and the names of every array.
+    Members are found as ``np.load`` finds them: ``x``, else ``x.npy``."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as z:
+        members = z.namelist()
+        for key in ("x", "y", FEATURE_NAMES):
+            member = key if key in members else f"{key}.npy" if f"{key}.npy" in members else None
+            if member is None:
+                continue
+            info = z.getinfo(member)
+            with z.open(info) as fh:
+                version = np.lib.format.read_magic(fh)  # ValueError when the member is no .npy array
+                header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = header(fh)
+                _check_npy_claim(path, key, shape, dtype, info.file_size - fh.tell())
+            with z.open(info) as fh:
+                arrays[key] = np.lib.format.read_array(fh, allow_pickle=False)
+    return arrays, [m.removesuffix(".npy") for m in members]
+
+
+def _check_npy_claim(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype, stored: int) -> None:
+    """Refuse an array whose header claims more than the member holds (``stored`` bytes) or more
+    than :data:`NPZ_MAX_ELEMENTS` elements or :data:`NPZ_MAX_BYTES` bytes: reading allocates it whole."""
+    count = math.prod(shape)
+    size = count * dtype.itemsize
+    claim = f"{key} is {'×'.join(map(str, shape)) or 'a scalar'} {dtype} by its header"
+    if count > NPZ_MAX_ELEMENTS or size > NPZ_MAX_BYTES:
+        raise DataError(
+            f"{path}: {claim} ({count:,} elements, {size / 2**30:,.1f} GiB); advgrad reads .npz arrays into memory "
+            f"only up to 2³¹ elements and 8 GiB: store larger data as .pt or .safetensors, which are memory-mapped"
+        )
+    if size > stored:
+        raise DataError(
+            f"{path}: {claim} ({size:,} bytes) but its member holds {max(stored, 0):,}: truncated or corrupt"
+        )
 
 
 def load_pt(path: Path, options: DataOptions) -> DataSource:
