@@ -182,6 +182,52 @@ def test_npz_header_claiming_more_than_the_file_holds_is_refused(tmp_path):
         load_data(str(path))
 
 
+def _zip_edited(path, edit):
+    """``path`` rewritten with ``edit(entry offset, bytearray)`` applied at each central-directory entry."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        edit(at, data)
+        at = data.find(b"PK\x01\x02", at + 1)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_npz_damaged_in_every_way_zipfile_knows_is_one_line(tmp_path):
+    def compressed(name):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for key, array in (("x", np.zeros((4, 1, 2, 2), np.uint8)), ("y", np.zeros(4, np.int64))):
+                buffer = io.BytesIO()
+                np.save(buffer, array)
+                z.writestr(f"{key}.npy", buffer.getvalue())
+        return path
+
+    garbled = compressed("garbled.npz")
+    data = bytearray(garbled.read_bytes())
+    data[40:60] = bytes(b ^ 0xFF for b in data[40:60])  # inside x.npy's deflate stream: zlib.error
+    garbled.write_bytes(bytes(data))
+    unknown = _zip_edited(compressed("method.npz"), lambda at, d: d.__setitem__(slice(at + 10, at + 12), b"\x63\x00"))
+    encrypted = _zip_edited(compressed("locked.npz"), lambda at, d: d.__setitem__(at + 8, d[at + 8] | 1))
+    for path in (garbled, unknown, encrypted):
+        with pytest.raises(DataError, match="not a readable .npz file, truncated or corrupt"):
+            load_data(str(path))
+
+
+def test_npz_without_x_lists_a_few_of_its_arrays(tmp_path):
+    path = tmp_path / "many.npz"
+    np.savez(path, **{f"a{i}": np.zeros(1) for i in range(1000)})
+    with pytest.raises(DataError, match=r"found a0, a1, a2, a3, a4, a5, … 994 more$"):
+        load_data(str(path))
+
+
+def test_feature_names_of_another_length_are_refused_before_conversion(tmp_path):
+    path = tmp_path / "t.npz"
+    np.savez(path, x=np.zeros((4, 3), np.float32), y=np.zeros(4, np.int64), feature_names=np.array(["a"] * 100_000))
+    with pytest.raises(DataError, match="100000 feature names for 3 features"):
+        load_data(str(path))
+
+
 def test_image_size_is_bounded(tmp_path):
     with pytest.raises(UsageError, match=r"`image_size` must be at most 4096 \(pixels a side\), got 200000"):
         DataOptions(image_size=200_000)

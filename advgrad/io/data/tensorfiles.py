@@ -14,6 +14,7 @@ import json
 import math
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ EAGER_CHECK_BYTES = 256 * 2**20
 
 def _pick(mapping, path: Path, keys: list[str]):
     if "x" not in keys or "y" not in keys:
-        raise DataError(f"{path}: expected arrays named x and y, found {', '.join(keys) or 'none'}")
+        more = f", … {len(keys) - 6} more" if len(keys) > 6 else ""  # a crafted file may name thousands
+        raise DataError(f"{path}: expected arrays named x and y, found {', '.join(keys[:6]) + more or 'none'}")
     return mapping["x"], mapping["y"]
 
 
@@ -48,6 +50,12 @@ def _table(x, y, path: Path, options: DataOptions, names=None) -> DataSource:
     """A tensor file whose ``x`` is N×D: a table (:mod:`advgrad.io.data.tables`); ``names``, the
     optional ``feature_names`` entry, names its columns."""
     if names is not None:
+        try:
+            count = len(names)
+        except TypeError:  # a number or a 0-d array
+            count = 0
+        if count != x.shape[1]:  # refused before converting: a crafted entry may hold millions of names
+            raise DataError(f"{path.name}: {count} feature names for {x.shape[1]} features")
         names = [str(n) for n in (names.tolist() if hasattr(names, "tolist") else names)]
     return table_source(x, y, name=path.name, options=options, names=names)
 
@@ -60,7 +68,8 @@ def load_npz(path: Path, options: DataOptions) -> DataSource:
         arrays, found = read_npz(path)
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # zlib.error: damaged compressed data; NotImplementedError: an unknown compression; RuntimeError: encrypted
         raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})") from None
     x, y = _pick(arrays, path, found)
     names = arrays[FEATURE_NAMES].reshape(-1) if FEATURE_NAMES in arrays else None
