@@ -324,6 +324,7 @@ NAN, INF = float("nan"), float("inf")
         ({"image_std": [True, 0.25, 0.3]}, "image_std must be a number, got true"),
         ({"image_mean": [[0.5], 0.4, 0.3]}, "image_mean must be a number, got [0.5]"),
         ({"image_mean": []}, "image_mean is an empty list"),
+        ({"image_mean": [0.5, 0.4]}, "image_mean has 2 values but image_std has 3"),
         ({"image_std": 0}, "image_std must be > 0, got 0"),
         ({"image_std": [1e-300, 0.25, 0.3]}, "image_std must be ≥ 1.17549e-38, got 1e-300"),  # 0 as float32
         ({"image_mean": 1e300}, "image_mean must be ≤ 3.40282e+38, got 1e+300"),  # ∞ as float32

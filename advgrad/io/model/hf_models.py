@@ -122,8 +122,10 @@ def check_processor(path: Path, processor: dict) -> None:
 def _check_channels(path: Path, key: str, value: object) -> None:
     """``image_mean``/``image_std``: a number or a list of them, finite as float32 (the model's
     precision), a std above 0 and not so small that float32 holds it as 0."""
-    values = value if isinstance(value, list) else [] if value is None else [value]
-    if value == []:
+    if value is None:
+        return
+    values = value if isinstance(value, list) else [value]
+    if not values:
         raise ModelError(f"{path}: {key} is an empty list; expected one number per channel")
     for v in values:
         check_number(v, f"{path}: {key}", above=0 if key == "image_std" else None)
@@ -153,7 +155,10 @@ def processor_normalization(folder: Path, processor: dict) -> Normalization | No
         return None
     mean, std = (tuple(float(v) for v in (x if isinstance(x, list) else [x])) for x in (mean, std))
     if len(mean) != len(std) and 1 not in (len(mean), len(std)):
-        raise ModelError(f"{folder / PROCESSOR}: image_mean/image_std are not a usable normalisation")
+        raise ModelError(
+            f"{folder / PROCESSOR}: image_mean has {len(mean)} values but image_std has {len(std)}; "
+            "not a usable normalisation"
+        )
     return Normalization.from_options(mean, std, f"{folder.name}/{PROCESSOR}")
 
 
@@ -250,7 +255,7 @@ def _from_pretrained(spec: str, folder: Path, safetensors: bool) -> tuple:
             ) from None
 
 
-def _safetensors_files(folder: Path, spec: str) -> list[Path]:
+def _safetensors_files(folder: Path) -> list[Path]:
     """``model.safetensors`` and the shards its index names, each a plain file inside ``folder``."""
     files = [folder / SAFE_WEIGHTS[0]] if (folder / SAFE_WEIGHTS[0]).is_file() else []
     index = folder / SAFE_WEIGHTS[1]
@@ -295,7 +300,7 @@ def _check_weights(spec: str, folder: Path, model: nn.Module, info: dict, safete
     if not safetensors:
         return
     integral = {k.rsplit(".", 1)[-1] for k, v in model.state_dict().items() if not v.is_floating_point()}
-    stored = _stored_dtypes(_safetensors_files(folder, spec), spec)
+    stored = _stored_dtypes(_safetensors_files(folder), spec)
     bad = sorted(k for k, d in stored.items() if not d.startswith(("F", "BF")) and k.rsplit(".", 1)[-1] not in integral)
     if bad:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
