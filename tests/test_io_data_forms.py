@@ -237,7 +237,7 @@ def test_image_size_is_bounded(tmp_path):
 
 
 def test_data_file_that_is_a_device_is_refused(tmp_path):
-    with pytest.raises(DataError, match="is not a regular file"):
+    with pytest.raises(DataError, match="is a character device; expected a .pt, .npz"):
         load_data(str(null_device(tmp_path / "d.npz")))
 
 

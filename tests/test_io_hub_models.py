@@ -356,7 +356,7 @@ def test_hf_processor_config_that_is_a_device_is_refused_not_skipped(hf_setup, t
     (folder / PROCESSOR).unlink()
     null_device(folder / PROCESSOR)
     result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
-    assert_bad_input(result, f"{folder / PROCESSOR} is not a regular file")
+    assert_bad_input(result, f"{folder / PROCESSOR} is a character device")
 
 
 def test_hf_processor_json_nested_too_deep_is_one_line(hf_setup, tmp_path):

@@ -357,7 +357,7 @@ def test_weights_in_other_float_precisions_and_integer_counters_load(tmp_path):
 
 def test_weights_that_are_a_device_are_refused(tmp_path):
     device = null_device(tmp_path / "w.pt")
-    with pytest.raises(ModelError, match="is not a regular file"):
+    with pytest.raises(ModelError, match="is a character device; expected a weights file"):
         load_model("factory_models:make", ModelOptions(weights=str(device)))
 
 

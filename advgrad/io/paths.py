@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from advgrad.errors import AdvgradError
+
+_SPECIAL = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def require_file(path: str | Path, expected: str, error: type[AdvgradError]) -> Path:
@@ -18,5 +26,7 @@ def require_file(path: str | Path, expected: str, error: type[AdvgradError]) -> 
     if p.is_dir():
         raise error(f"{path} is a directory; expected {expected}")
     if not p.is_file():  # a device or a FIFO: reading it may never end, or fill the memory
-        raise error(f"{path} is not a regular file (a device, FIFO or socket); expected {expected}")
+        mode = p.stat().st_mode
+        kind = next((name for test, name in _SPECIAL if test(mode)), "not a regular file")
+        raise error(f"{path} is {kind}; expected {expected}")
     return p
