@@ -34,16 +34,25 @@ def check_number(
         raise UsageError(f"{label} must be {kind}, got {_shown(value)}", params=params)
     if integer and not isinstance(value, int):
         raise UsageError(f"{label} must be a whole number, got {_shown(value)}", params=params)
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):  # an int is finite, however large
         raise UsageError(f"{label} must be a finite number, got {value}", params=params)
     if minimum is not None and value < minimum:
-        raise UsageError(f"{label} must be ≥ {minimum:g}, got {value:g}", params=params)
+        raise UsageError(f"{label} must be ≥ {minimum:g}, got {_g(value)}", params=params)
     if above is not None and value <= above:
-        raise UsageError(f"{label} must be > {above:g}, got {value:g}", params=params)
+        raise UsageError(f"{label} must be > {above:g}, got {_g(value)}", params=params)
     if maximum is not None and value > maximum:
-        raise UsageError(f"{label} must be ≤ {maximum:g}, got {value:g}", params=params)
+        raise UsageError(f"{label} must be ≤ {maximum:g}, got {_g(value)}", params=params)
+
+
+def _g(value: float) -> str:
+    """``value`` as ``:g`` writes it, or, for an int too large for a float (a file may hold one),
+    words that say so."""
+    if isinstance(value, int) and abs(value) > 10**300:
+        return "a number beyond ±1e+300"
+    return f"{value:g}"
 
 
 def _shown(value: Any) -> str:
     """A value as the user wrote it: ``true`` rather than ``True`` (TOML), strings quoted."""
-    return str(value).lower() if isinstance(value, bool) else repr(value)
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."  # a crafted file's long value stays one short line

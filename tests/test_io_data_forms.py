@@ -3,12 +3,17 @@ folders, torchvision datasets by name, selection and streaming."""
 
 from __future__ import annotations
 
+import io
 import os
+import re
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 from loading_fixtures import (
+    assert_bad_input,
+    run_cli,
     save_tensors,
     truncate,
     write_cifar10,
@@ -18,6 +23,7 @@ from loading_fixtures import (
     write_svhn,
 )
 from safetensors.torch import save_file
+from special_files import null_device
 
 import advgrad.io.data.tensorfiles as tensorfiles
 from advgrad.errors import DataError, UsageError
@@ -140,6 +146,99 @@ def test_bad_tensor_files(tmp_path):
         load_data(str(save_tensors(tmp_path / "neg.pt", x, -torch.ones(10, dtype=torch.long))))
     with pytest.raises(DataError, match="one label per sample"):
         load_data(str(save_tensors(tmp_path / "short.pt", x, torch.zeros(9, dtype=torch.long))))
+
+
+def _npz_claiming(path, shape, dtype="|u1", data=b"\0" * 16):
+    """An .npz whose ``x`` header claims ``shape`` but whose member holds only ``data``; ``y`` is real."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": dtype, "fortran_order": False, "shape": shape})
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(4, dtype=np.int64))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("x.npy", header.getvalue() + data)
+        z.writestr("y.npy", labels.getvalue())
+    return path
+
+
+def test_npz_header_claiming_a_huge_array_is_refused_before_reading(tmp_path):
+    path = _npz_claiming(tmp_path / "big.npz", (10**6, 1, 1000, 1000))
+    needle = "x is 1000000×1×1000×1000 uint8 by its header (1,000,000,000,000 elements, 931.3 GiB)"
+    with pytest.raises(DataError, match=re.escape(needle)) as info:
+        load_data(str(path))
+    assert "up to 2³¹ elements and 8 GiB" in str(info.value) and "memory-mapped" in str(info.value)
+    # few elements, each of them huge: the bytes are capped too
+    with pytest.raises(DataError, match=r"x is 5 \|V2000000000 by its header \(5 elements, 9\.3 GiB\)"):
+        load_data(str(_npz_claiming(tmp_path / "wide.npz", (5,), dtype="|V2000000000")))
+
+
+def test_npz_header_claiming_more_than_the_file_holds_is_refused(tmp_path):
+    path = _npz_claiming(tmp_path / "short.npz", (4, 1, 8, 8))
+    with pytest.raises(DataError, match=r"x is 4×1×8×8 uint8 by its header \(256 bytes\) but its member holds 16"):
+        load_data(str(path))
+    path = _npz_claiming(tmp_path / "raw.npz", (4, 1, 2, 2), data=b"\0" * 16)
+    with zipfile.ZipFile(path, "a") as z:  # np.load takes a member "x" before "x.npy"; this one is no array
+        z.writestr("x", b"raw bytes, no .npy header")
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        load_data(str(path))
+
+
+def _zip_edited(path, edit):
+    """``path`` rewritten with ``edit(entry offset, bytearray)`` applied at each central-directory entry."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        edit(at, data)
+        at = data.find(b"PK\x01\x02", at + 1)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_npz_damaged_in_every_way_zipfile_knows_is_one_line(tmp_path):
+    def compressed(name):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            for key, array in (("x", np.zeros((4, 1, 2, 2), np.uint8)), ("y", np.zeros(4, np.int64))):
+                buffer = io.BytesIO()
+                np.save(buffer, array)
+                z.writestr(f"{key}.npy", buffer.getvalue())
+        return path
+
+    garbled = compressed("garbled.npz")
+    data = bytearray(garbled.read_bytes())
+    data[40:60] = bytes(b ^ 0xFF for b in data[40:60])  # inside x.npy's deflate stream: zlib.error
+    garbled.write_bytes(bytes(data))
+    unknown = _zip_edited(compressed("method.npz"), lambda at, d: d.__setitem__(slice(at + 10, at + 12), b"\x63\x00"))
+    encrypted = _zip_edited(compressed("locked.npz"), lambda at, d: d.__setitem__(at + 8, d[at + 8] | 1))
+    for path in (garbled, unknown, encrypted):
+        with pytest.raises(DataError, match="not a readable .npz file, truncated or corrupt"):
+            load_data(str(path))
+
+
+def test_npz_without_x_lists_a_few_of_its_arrays(tmp_path):
+    path = tmp_path / "many.npz"
+    np.savez(path, **{f"a{i}": np.zeros(1) for i in range(1000)})
+    with pytest.raises(DataError, match=r"found a0, a1, a2, a3, a4, a5, … 994 more$"):
+        load_data(str(path))
+
+
+def test_feature_names_of_another_length_are_refused_before_conversion(tmp_path):
+    path = tmp_path / "t.npz"
+    np.savez(path, x=np.zeros((4, 3), np.float32), y=np.zeros(4, np.int64), feature_names=np.array(["a"] * 100_000))
+    with pytest.raises(DataError, match="100000 feature names for 3 features"):
+        load_data(str(path))
+
+
+def test_image_size_is_bounded(tmp_path):
+    with pytest.raises(UsageError, match=r"`image_size` must be at most 4096 \(pixels a side\), got 200000"):
+        DataOptions(image_size=200_000)
+    assert DataOptions(image_size=4096).image_size == 4096
+    result = run_cli("info", "--data", "digits", "--image-size", "200000")
+    assert_bad_input(result, "--image-size must be at most 4096 (pixels a side), got 200000")
+
+
+def test_data_file_that_is_a_device_is_refused(tmp_path):
+    with pytest.raises(DataError, match="is a character device; expected a .pt, .npz"):
+        load_data(str(null_device(tmp_path / "d.npz")))
 
 
 def test_unknown_spec(tmp_path):

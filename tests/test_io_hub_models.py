@@ -1,17 +1,26 @@
 """timm:NAME and hf:DIR: the same predictions as calling the model directly with its own
 normalisation; where that normalisation came from is reported; Hugging Face class names reach the
 report; nothing is downloaded, no code from a model folder runs, pickled weights need the opt-in,
-and a missing extra is one line naming it."""
+and a missing extra is one line naming it. Crafted folders and weights (missing or integer weights,
+processor values no processor means, absurd sizes) are refused in one line naming the file."""
 
 from __future__ import annotations
 
 import builtins
 import json
+import re
+import shutil
 import sys
 
 import pytest
 import torch
 from loading_fixtures import assert_bad_input, run_cli, save_tensors, write_image_folder
+from safetensors.torch import load_file, save_file
+from special_files import null_device
+
+from advgrad.errors import UsageError
+from advgrad.io.model.hf_models import PROCESSOR
+from advgrad.io.model.load import preferred_image_size
 
 
 def _data(tmp_path, logits_of, n=12, shape=(3, 8, 8), seed=0):
@@ -208,3 +217,163 @@ def test_hf_never_downloads_and_missing_extra(hf_setup, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "transformers", None)
     message = assert_bad_input(run_cli("info", "--model", f"hf:{hf_setup['folder']}", "--data", hf_setup["data"]))
     assert "pip install 'advgrad[hf]'" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Crafted folders and weights: what would load silently wrong is refused in one line
+
+
+def _gray_data(tmp_path):
+    return save_tensors(tmp_path / "gray.pt", torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+
+
+def test_timm_channel_mismatch_names_the_pretrained_cfg_not_mean_std(timm_setup, tmp_path):
+    args = [*_timm_args(timm_setup)[:-2], "--data", _gray_data(tmp_path)]
+    message = assert_bad_input(run_cli("info", *args), "no --mean/--std given", "timm pretrained_cfg of vit_tiny")
+    assert "3 channel(s) but the data has 1" in message and not message.startswith("error: --mean/--std give")
+
+
+def test_timm_integer_weights_are_refused(timm_setup, tmp_path):
+    state = {k: v.contiguous() for k, v in timm_setup["model"].state_dict().items()}
+    state["head.weight"] = state["head.weight"].round().to(torch.int32)
+    save_file(state, tmp_path / "int.safetensors")
+    args = [*_timm_args(timm_setup), "--weights", tmp_path / "int.safetensors"]  # the last --weights wins
+    assert_bad_input(run_cli("info", *args), "head.weight is stored as integer (torch.int32)", "torch.float32")
+
+
+def _hf_copy(setup, tmp_path, state=None, processor=None):
+    """The fixture's folder copied, with ``state`` as model.safetensors and ``processor``'s entries
+    written over preprocessor_config.json's (NaN and ±∞ as JSON's NaN and Infinity)."""
+    folder = tmp_path / "copy"
+    shutil.copytree(setup["folder"], folder)
+    if state is not None:
+        save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors", {"format": "pt"})
+    if processor is not None:
+        config = json.loads((folder / PROCESSOR).read_text())
+        (folder / PROCESSOR).write_text(json.dumps({**config, **processor}))
+    return folder
+
+
+def _hf_state(setup) -> dict:
+    return dict(setup["model"].state_dict())
+
+
+@pytest.mark.parametrize(
+    "edit, needles",
+    [
+        (lambda sd: {k: v for k, v in sd.items() if not k.startswith("classifier.")}, ["2 missing (classifier.bias"]),
+        (lambda sd: {"unrelated": torch.zeros(2)}, ["missing (classifier.bias, classifier.weight,", "1 unexpected"]),
+        (lambda sd: {**sd, "extra.weight": torch.zeros(1)}, ["state-dict keys 1 unexpected (extra.weight)"]),
+    ],
+    ids=["head-missing", "unrelated-key-only", "extra-key"],
+)
+def test_hf_weights_that_do_not_fit_are_refused_not_initialised_at_random(hf_setup, tmp_path, edit, needles):
+    folder = _hf_copy(hf_setup, tmp_path, edit(_hf_state(hf_setup)))
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert_bad_input(result, f"hf:{folder}: the weights in", "do not fit ViTForImageClassification", *needles)
+
+
+def test_hf_unrelated_key_counts_every_missing_weight(hf_setup, tmp_path):
+    state = _hf_state(hf_setup)
+    folder = _hf_copy(hf_setup, tmp_path, {"unrelated": torch.zeros(2)})
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert_bad_input(result, f"{len(state)} missing (", f"… {len(state) - 4} more)", "1 unexpected (unrelated)")
+
+
+@pytest.mark.parametrize("dtype, stored", [(torch.int64, "I64"), (torch.int8, "I8"), (torch.bool, "BOOL")])
+def test_hf_integer_weights_are_refused(hf_setup, tmp_path, dtype, stored):
+    state = _hf_state(hf_setup)
+    state["classifier.weight"] = state["classifier.weight"].round().to(dtype)
+    folder = _hf_copy(hf_setup, tmp_path, state)
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert_bad_input(result, f"classifier.weight is stored as {stored}", "not as floating point")
+
+
+def test_hf_integer_weights_in_a_shard_are_refused(hf_setup, tmp_path):
+    folder = tmp_path / "sharded"
+    hf_setup["model"].save_pretrained(folder, max_shard_size="5KB")
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    key, shard = sorted(index["weight_map"].items())[-1]
+    tensors = load_file(folder / shard)
+    tensors[key] = tensors[key].round().to(torch.int32)
+    save_file(tensors, folder / shard, {"format": "pt"})
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert_bad_input(result, f"{key} is stored as I32")
+
+
+def test_hf_batch_norm_step_counters_stay_integers(tmp_path):
+    config = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=3)
+    model = transformers.ResNetForImageClassification(config).eval()
+    model.save_pretrained(tmp_path / "resnet")
+    assert any(k.endswith("num_batches_tracked") for k in load_file(tmp_path / "resnet" / "model.safetensors"))
+    data = save_tensors(tmp_path / "d.pt", torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))
+    summary, _ = _info("--model", f"hf:{tmp_path / 'resnet'}", "--data", data)
+    assert summary["model"]["hf_class"] == "ResNetForImageClassification"
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"image_mean": [NAN, 0.4, 0.3]}, "image_mean must be a finite number, got nan"),
+        ({"image_std": [0.2, INF, 0.3]}, "image_std must be a finite number, got inf"),
+        ({"image_mean": NAN}, "image_mean must be a finite number, got nan"),
+        ({"image_mean": ["0.5", 0.4, 0.3]}, "image_mean must be a number, got '0.5'"),
+        ({"image_std": [True, 0.25, 0.3]}, "image_std must be a number, got true"),
+        ({"image_mean": [[0.5], 0.4, 0.3]}, "image_mean must be a number, got [0.5]"),
+        ({"image_mean": []}, "image_mean is an empty list"),
+        ({"image_mean": [0.5, 0.4]}, "image_mean has 2 values but image_std has 3"),
+        ({"image_std": 0}, "image_std must be > 0, got 0"),
+        ({"image_std": [1e-300, 0.25, 0.3]}, "image_std must be ≥ 1.17549e-38, got 1e-300"),  # 0 as float32
+        ({"image_mean": 1e300}, "image_mean must be ≤ 3.40282e+38, got 1e+300"),  # ∞ as float32
+        ({"size": {"height": -8, "width": -8}}, "size.height must be ≥ 1, got -8"),
+        ({"size": {"height": True, "width": True}}, "size.height must be a whole number, got true"),
+        ({"size": {"height": NAN, "width": 8}}, "size.height must be a whole number, got nan"),
+        ({"size": "8"}, "size must be a whole number, got '8'"),
+        ({"size": 10**400}, "size must be ≤ 4096, got a number beyond ±1e+300"),
+        ({"do_center_crop": True, "crop_size": {"shortest_edge": 0}}, "crop_size.shortest_edge must be ≥ 1, got 0"),
+        ({"rescale_factor": NAN}, "rescale_factor must be a finite number, got nan"),
+        ({"rescale_factor": -1}, "rescale_factor must be > 0"),
+        ({"do_normalize": "false"}, "do_normalize must be true or false, got 'false'"),
+    ],
+)
+def test_hf_processor_values_no_processor_could_mean_are_refused(hf_setup, tmp_path, change, needle):
+    folder = _hf_copy(hf_setup, tmp_path, processor=change)
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert_bad_input(result, f"{folder / PROCESSOR}: {needle}")
+
+
+def test_hf_processor_values_switched_off_are_not_used_nor_checked(hf_setup, tmp_path):
+    folder = _hf_copy(hf_setup, tmp_path, processor={"do_normalize": False, "image_mean": [NAN, 0.4, 0.3]})
+    summary, _ = _info("--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert summary["model"]["normalization"] is None
+
+
+def test_hf_processor_config_that_is_a_device_is_refused_not_skipped(hf_setup, tmp_path):
+    folder = _hf_copy(hf_setup, tmp_path)
+    (folder / PROCESSOR).unlink()
+    null_device(folder / PROCESSOR)
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert_bad_input(result, f"{folder / PROCESSOR} is a character device")
+
+
+def test_hf_processor_json_nested_too_deep_is_one_line(hf_setup, tmp_path):
+    folder = _hf_copy(hf_setup, tmp_path)
+    (folder / PROCESSOR).write_text('{"image_mean": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"])
+    assert_bad_input(result, f"{folder / PROCESSOR}: not readable JSON")
+
+
+def test_hf_processor_size_is_bounded_and_blamed_on_the_file(hf_setup, tmp_path):
+    folder = _hf_copy(hf_setup, tmp_path, processor={"size": {"height": 100_000, "width": 100_000}})
+    needle = f"{folder / PROCESSOR}: size.height must be ≤ 4096, got 100000"
+    with pytest.raises(UsageError, match=re.escape(needle)):  # before any image is resized to it
+        preferred_image_size(f"hf:{folder}")
+    assert_bad_input(run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"]), needle)
+
+
+def test_hf_channel_mismatch_names_the_processor_not_mean_std(hf_setup, tmp_path):
+    result = run_cli("info", "--model", f"hf:{hf_setup['folder']}", "--data", _gray_data(tmp_path))
+    assert_bad_input(result, "no --mean/--std given: the normalisation from vit/preprocessor_config.json has 3")

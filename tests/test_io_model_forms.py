@@ -4,6 +4,7 @@ normalize.py): every --model form, weights and their wrappings, refusals that ke
 from __future__ import annotations
 
 import pathlib
+import re
 
 import factory_models as fm
 import pytest
@@ -11,6 +12,7 @@ import torch
 import torchvision
 from loading_fixtures import as_if_saved_on_gpu, rewrite_zip, truncate
 from safetensors.torch import save_file
+from special_files import null_device
 
 from advgrad.errors import ModelError, UsageError
 from advgrad.io.model.exported import ExportedModule
@@ -309,6 +311,54 @@ def test_state_dict_size_mismatch_names_tensor(tmp_path):
     torch.save(fm.make(classes=10).state_dict(), path)
     with pytest.raises(ModelError, match=r"head.weight is 10×16 in the file but 5×16 in the model"):
         load_model("factory_models:make", ModelOptions(weights=str(path), model_args={"classes": 5}))
+
+
+def _with(key: str, value: torch.Tensor) -> dict:
+    state = fm.make().state_dict()
+    state[key] = value
+    return state
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("head.weight", torch.ones(10, 16, dtype=torch.int64), "head.weight is stored as integer (torch.int64)"),
+        ("conv.bias", torch.ones(4, dtype=torch.bool), "conv.bias is stored as boolean (torch.bool)"),
+        ("bn.weight", torch.ones(4, dtype=torch.uint8), "bn.weight is stored as integer (torch.uint8)"),
+        ("head.bias", torch.full((10,), 1e300, dtype=torch.float64), "head.bias holds values too large for"),
+        ("bn.num_batches_tracked", torch.tensor(2.5), "num_batches_tracked holds values that the model's torch.int64"),
+        ("bn.num_batches_tracked", torch.tensor(2**40), None),  # int64 in the model too: loads
+    ],
+)
+def test_weights_cast_silently_are_refused(tmp_path, suffix, key, value, needle):
+    path = tmp_path / f"w{suffix}"
+    state = _with(key, value)
+    if suffix == ".safetensors":
+        save_file(state, path)
+    else:
+        torch.save(state, path)
+    if needle is None:
+        load_model("factory_models:make", ModelOptions(weights=str(path)))
+        return
+    with pytest.raises(ModelError, match=re.escape(needle)):
+        load_model("factory_models:make", ModelOptions(weights=str(path)))
+
+
+def test_weights_in_other_float_precisions_and_integer_counters_load(tmp_path):
+    trained = fm.make(seed=6)
+    state = {k: v.half() if v.is_floating_point() else v.int() for k, v in trained.state_dict().items()}
+    save_file(state, tmp_path / "half.safetensors")
+    loaded = load_model("factory_models:make", ModelOptions(weights=str(tmp_path / "half.safetensors")))
+    inner = loaded.module.state_dict()
+    assert inner["bn.num_batches_tracked"].dtype == torch.int64 and inner["head.weight"].dtype == torch.float32
+    assert torch.equal(inner["head.weight"], trained.state_dict()["head.weight"].half().float())
+
+
+def test_weights_that_are_a_device_are_refused(tmp_path):
+    device = null_device(tmp_path / "w.pt")
+    with pytest.raises(ModelError, match="is a character device; expected a weights file"):
+        load_model("factory_models:make", ModelOptions(weights=str(device)))
 
 
 def test_weights_file_holding_no_state_dict(tmp_path):

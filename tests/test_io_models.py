@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
+from types import SimpleNamespace
 
 import pytest
 import torch
 from helpers import Trap, torchscript
+from safetensors.torch import save_file
+from special_files import null_device
 from torch import nn
 
+import advgrad.io.model.load as load_module
 from advgrad.errors import ModelError
-from advgrad.io.model.load import load_default_model, load_model
+from advgrad.io.model.load import ROBUST_ASSET, load_default_model, load_model, load_robust_model
 from advgrad.io.probe import check_logits, probe
 from advgrad.models.digits import DigitsCNN
 
@@ -79,6 +84,29 @@ def _state_dict_file(folder):
 def test_bad_model_files(tmp_path, make, message):
     with pytest.raises(ModelError, match=message):
         load_model(make(tmp_path))
+
+
+def test_a_model_file_that_is_a_device_is_refused_before_any_read(tmp_path):
+    with pytest.raises(ModelError, match=r"model\.pt is a character device; expected a model file"):
+        load_model(str(null_device(tmp_path / "model.pt")))
+
+
+@pytest.mark.parametrize("load, asset", [(load_default_model, "digits_cnn.pt"), (load_robust_model, ROBUST_ASSET)])
+def test_shipped_weights_are_checked_as_any_weights_file(tmp_path, monkeypatch, load, asset):
+    """The embedded models' assets go through the same reader: a float weight stored as integers
+    (here a crafted stand-in for the asset) is refused, not cast."""
+    state = {k: v.contiguous() for k, v in DigitsCNN().state_dict().items()}
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = state[key].round().to(torch.int64)
+    (tmp_path / "assets").mkdir()
+    path = tmp_path / "assets" / asset
+    if asset.endswith(".safetensors"):
+        save_file(state, path)
+    else:
+        torch.save(state, path)
+    monkeypatch.setattr(load_module, "resources", SimpleNamespace(files=lambda _: tmp_path, as_file=resources.as_file))
+    with pytest.raises(ModelError, match=re.escape(f"{key} is stored as integer (torch.int64)")):
+        load()
 
 
 def test_truncated_torchscript(tmp_path):

@@ -193,3 +193,11 @@ def test_check_number():
     ]:
         with pytest.raises(UsageError, match="--x"):
             check_number(bad, "--x", **kwargs)
+
+
+def test_check_number_states_values_a_file_can_hold_in_one_short_line():
+    with pytest.raises(UsageError, match=r"^--x must be ≤ 4096, got a number beyond ±1e\+300$"):
+        check_number(10**400, "--x", integer=True, maximum=4096)  # JSON reads this as an int, too large for a float
+    with pytest.raises(UsageError) as info:
+        check_number([0.5] * 100_000, "--x")
+    assert len(str(info.value)) < 120 and str(info.value).endswith("...")

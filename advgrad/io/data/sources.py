@@ -21,6 +21,10 @@ from advgrad.errors import DataError, UsageError
 
 Batch = tuple[Tensor, Tensor]
 
+# The largest image side advgrad resizes to (`image_size`, or a model's own preprocessing): one
+# 3×4096×4096 float32 image is 201 MB; a larger side is a mistake, not a classifier's input.
+MAX_IMAGE_SIZE = 4096
+
 # Samples checked at a time when a whole tensor is validated, so a check never copies it all.
 CHECK_CHUNK = 4096
 
@@ -66,6 +70,11 @@ class DataOptions:
 
     def __post_init__(self) -> None:
         check_at_least(image_size=(self.image_size, 1))
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
+            raise UsageError(
+                f"`image_size` must be at most {MAX_IMAGE_SIZE} (pixels a side), got {self.image_size}",
+                params="image_size",
+            )
 
     def table_options_given(self) -> list[str]:
         """The options that apply to tables only and were given."""

@@ -3,15 +3,18 @@
 None of these readers runs code from the file: ``.pt`` is read with ``weights_only=True``,
 ``.npz`` with ``allow_pickle=False``, and ``.safetensors`` holds raw bytes and a JSON header.
 ``.pt`` (zip format) and ``.safetensors`` are memory-mapped, so a large file is read batch by
-batch and its pixels are checked as each batch is read; ``.npz`` is read into memory. A file
+batch and its pixels are checked as each batch is read; ``.npz`` is read into memory, each array
+only after its header showed it within :data:`NPZ_MAX_ELEMENTS` and :data:`NPZ_MAX_BYTES`. A file
 whose ``x`` is N×D holds a table (:mod:`advgrad.io.data.tables`), read into memory.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,10 @@ from advgrad.io.pickles import unreadable
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
 FEATURE_NAMES = "feature_names"  # optional in a file whose x is a table (N×D): one name per column
 
+# An .npz array is read into memory whole: a header claiming more is refused before anything is read.
+NPZ_MAX_ELEMENTS = 2**31
+NPZ_MAX_BYTES = 8 * 2**30
+
 # Memory-mapped files up to this size have every pixel checked when opened (an error shows
 # before the run starts); larger ones are checked batch by batch as they are read.
 EAGER_CHECK_BYTES = 256 * 2**20
@@ -34,7 +41,8 @@ EAGER_CHECK_BYTES = 256 * 2**20
 
 def _pick(mapping, path: Path, keys: list[str]):
     if "x" not in keys or "y" not in keys:
-        raise DataError(f"{path}: expected arrays named x and y, found {', '.join(keys) or 'none'}")
+        more = f", … {len(keys) - 6} more" if len(keys) > 6 else ""  # a crafted file may name thousands
+        raise DataError(f"{path}: expected arrays named x and y, found {', '.join(keys[:6]) + more or 'none'}")
     return mapping["x"], mapping["y"]
 
 
@@ -42,6 +50,12 @@ def _table(x, y, path: Path, options: DataOptions, names=None) -> DataSource:
     """A tensor file whose ``x`` is N×D: a table (:mod:`advgrad.io.data.tables`); ``names``, the
     optional ``feature_names`` entry, names its columns."""
     if names is not None:
+        try:
+            count = len(names)
+        except TypeError:  # a number or a 0-d array
+            count = 0
+        if count != x.shape[1]:  # refused before converting: a crafted entry may hold millions of names
+            raise DataError(f"{path.name}: {count} feature names for {x.shape[1]} features")
         names = [str(n) for n in (names.tolist() if hasattr(names, "tolist") else names)]
     return table_source(x, y, name=path.name, options=options, names=names)
 
@@ -50,20 +64,59 @@ def load_npz(path: Path, options: DataOptions) -> DataSource:
     """``.npz`` with arrays ``x`` and ``y`` (read into memory with ``allow_pickle=False``); an N×D
     ``x`` is a table, its columns named by an optional string array ``feature_names``."""
     path = require_file(path, EXPECTED, DataError)
-    names = None
     try:
-        with np.load(path, allow_pickle=False) as f:
-            x, y = _pick(f, path, list(f.files))
-            x, y = np.asarray(x), np.asarray(y)
-            if FEATURE_NAMES in f.files:
-                names = np.asarray(f[FEATURE_NAMES]).reshape(-1)
+        arrays, found = read_npz(path)
     except DataError:
         raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # zlib.error: damaged compressed data; NotImplementedError: an unknown compression; RuntimeError: encrypted
         raise DataError(f"{path}: not a readable .npz file, truncated or corrupt ({first_line(exc)})") from None
+    x, y = _pick(arrays, path, found)
+    names = arrays[FEATURE_NAMES].reshape(-1) if FEATURE_NAMES in arrays else None
     if x.ndim == 2:
         return _table(x, y, path, options, names)
     return TensorSource.from_arrays(x, y, name=path.name)
+
+
+def read_npz(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays ``x``, ``y`` and ``feature_names`` of an ``.npz`` file (those present), each read
+    only after its ``.npy`` header passed :func:`_check_npy_claim`; and the names of every array.
+    Members are found as ``np.load`` finds them: ``x``, else ``x.npy``."""
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as z:
+        members = z.namelist()
+        for key in ("x", "y", FEATURE_NAMES):
+            member = key if key in members else f"{key}.npy" if f"{key}.npy" in members else None
+            if member is None:
+                continue
+            info = z.getinfo(member)
+            with z.open(info) as fh:
+                version = np.lib.format.read_magic(fh)  # ValueError when the member is no .npy array
+                header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = header(fh)
+                _check_npy_claim(path, key, shape, dtype, info.file_size - fh.tell())
+            with z.open(info) as fh:
+                arrays[key] = np.lib.format.read_array(fh, allow_pickle=False)
+    return arrays, [m.removesuffix(".npy") for m in members]
+
+
+def _check_npy_claim(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype, stored: int) -> None:
+    """Refuse an array whose header claims more than the member holds (``stored`` bytes) or more
+    than :data:`NPZ_MAX_ELEMENTS` elements or :data:`NPZ_MAX_BYTES` bytes: reading allocates it whole."""
+    count = math.prod(shape)
+    size = count * dtype.itemsize
+    claim = f"{key} is {'×'.join(map(str, shape)) or 'a scalar'} {dtype} by its header"
+    if count > NPZ_MAX_ELEMENTS or size > NPZ_MAX_BYTES:
+        raise DataError(
+            f"{path}: {claim} ({count:,} elements, {size / 2**30:,.1f} GiB); advgrad reads .npz arrays into memory "
+            f"only up to 2³¹ elements and 8 GiB: store larger data as .pt or .safetensors, which are memory-mapped"
+        )
+    if size > stored:
+        raise DataError(
+            f"{path}: {claim} ({size:,} bytes) but its member holds {max(stored, 0):,}: truncated or corrupt"
+        )
 
 
 def load_pt(path: Path, options: DataOptions) -> DataSource:

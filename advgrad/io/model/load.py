@@ -29,6 +29,7 @@ from advgrad.io.model.model_files import load_model_file
 from advgrad.io.model.model_types import LoadedModel, ModelOptions, random_weights_notice
 from advgrad.io.model.normalize import Normalization, Normalized
 from advgrad.io.model.timm_models import load_timm
+from advgrad.io.model.weights import load_weights
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -55,24 +56,21 @@ def load_default_model(device: torch.device | str = "cpu") -> nn.Module:
     """The embedded DigitsCNN with its trained weights, in eval mode."""
     from advgrad.models.digits import DigitsCNN
 
-    model = DigitsCNN()
-    asset = resources.files("advgrad") / "assets" / "digits_cnn.pt"
-    with resources.as_file(asset) as path:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.to(device).eval()
+    return _embedded(DigitsCNN(), "digits_cnn.pt", device)
 
 
 def load_robust_model(device: torch.device | str = "cpu") -> nn.Module:
     """The embedded DigitsCNN adversarially trained (PGD, L∞ ε = 0.1) by scripts/train_robust_digits.py,
     in eval mode."""
-    from safetensors.torch import load_file
-
     from advgrad.models.digits import DigitsCNN
 
-    model = DigitsCNN()
-    with resources.as_file(resources.files("advgrad") / "assets" / ROBUST_ASSET) as path:
-        model.load_state_dict(load_file(str(path)))
+    return _embedded(DigitsCNN(), ROBUST_ASSET, device)
+
+
+def _embedded(model: nn.Module, asset: str, device: torch.device | str) -> nn.Module:
+    """``model`` with the weights of a shipped asset, read and checked as any `weights` file is."""
+    with resources.as_file(resources.files("advgrad") / "assets" / asset) as path:
+        load_weights(model, path, f"the embedded {type(model).__name__}")
     return model.to(device).eval()
 
 

@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from advgrad.errors import ModelError, UsageError, param_label
 
+OPTIONS = "--mean/--std"  # the source of a normalisation the user gave
+
 
 def parse_channels(text: str | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
     """``"0.485,0.456,0.406"`` → (0.485, 0.456, 0.406); a sequence of numbers passes through.
@@ -45,11 +47,11 @@ class Normalization:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    source: str = "--mean/--std"
+    source: str = OPTIONS
 
     @classmethod
     def from_options(
-        cls, mean: Sequence[float] | None, std: Sequence[float] | None, source: str = "--mean/--std"
+        cls, mean: Sequence[float] | None, std: Sequence[float] | None, source: str = OPTIONS
     ) -> Normalization | None:
         """Both or neither; lengths equal (or one of them a single value); std > 0."""
         if mean is None and std is None:
@@ -101,10 +103,19 @@ class Normalized(nn.Module):
 
     def forward(self, x: Tensor):
         if x.dim() != 4 or self.mean.shape[1] not in (1, x.shape[1]):  # one value serves every channel
-            got = x.shape[1] if x.dim() == 4 else f"shape {tuple(x.shape)}"
-            raise ModelError(
-                f"`mean`/`std` give {self.mean.shape[1]} channel(s) but the data has {got}; "
-                "give one value per input channel",
-                params=("mean", "std"),
-            )
+            raise self._channel_error(x)
         return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+
+    def _channel_error(self, x: Tensor) -> ModelError:
+        """The data does not have the normalisation's channels: the message names where the
+        normalisation came from (`mean`/`std`, or the model's own, which they override)."""
+        got = x.shape[1] if x.dim() == 4 else f"shape {tuple(x.shape)}"
+        source = self.normalization.source
+        if source == OPTIONS:
+            what, fix = "`mean`/`std` give", "give one value per input channel"
+        else:
+            what = f"no `mean`/`std` given: the normalisation from {source} has"
+            fix = "check that the data is what the model takes, or give `mean`/`std` with one value per input channel"
+        return ModelError(
+            f"{what} {self.mean.shape[1]} channel(s) but the data has {got}; {fix}", params=("mean", "std")
+        )

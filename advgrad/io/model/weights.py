@@ -6,7 +6,8 @@ only raw tensors. Tensors are always loaded onto the CPU first (``map_location``
 saved on a GPU load on a machine without one. Common wrappings are undone: a checkpoint dict
 holding the weights under ``state_dict``, ``model_state_dict`` or ``model``, and the ``module.``
 prefix that ``nn.DataParallel``/``DistributedDataParallel`` add to every key (``_orig_mod.``
-from ``torch.compile`` likewise).
+from ``torch.compile`` likewise). The weights must then fit the model exactly: the same keys, sizes
+and kinds of dtype (:func:`cast_problem`: nothing is cast silently).
 """
 
 from __future__ import annotations
@@ -129,28 +130,84 @@ def _dims(shape: torch.Size) -> str:
     return "×".join(map(str, shape)) or "a scalar"
 
 
+def key_mismatch(missing: list[str], unexpected: list[str]) -> str | None:
+    """The keys that keep ``state`` from fitting a model, a few of each named with their counts
+    (``state-dict keys 3 missing (a, b, c); 1 unexpected (d)``); None when there are none. Old
+    checkpoints lack BatchNorm's step counter, so a missing ``num_batches_tracked`` is no mismatch."""
+    missing = sorted(k for k in missing if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(unexpected)
+    named = (("missing", missing), ("unexpected", unexpected))
+    parts = [f"{len(keys)} {what} ({_some(keys)})" for what, keys in named if keys]
+    return f"state-dict keys {'; '.join(parts)}" if parts else None
+
+
+def _kind(dtype: torch.dtype) -> str:
+    if dtype.is_complex:
+        return "complex"
+    return "floating-point" if dtype.is_floating_point else "boolean" if dtype == torch.bool else "integer"
+
+
+def cast_problem(value: Tensor, target: torch.dtype) -> str | None:
+    """Why loading ``value`` into a tensor of dtype ``target`` would change it silently, or None.
+
+    A floating-point (or complex) tensor of the model must be stored as one: integers or booleans in
+    its place are not the trained weights (``load_state_dict`` would cast them without a word), and a
+    value too large for ``target`` would become infinite. An integer or boolean tensor of the model
+    (BatchNorm's ``num_batches_tracked``) takes any stored value that it holds exactly."""
+    source = value.dtype
+    if source == target:
+        return None
+    try:
+        return _changed(value, target)
+    except (RuntimeError, TypeError):  # a dtype torch cannot cast this way (quantised, ...)
+        return f"is stored as {source}, which the model's {target} cannot take"
+
+
+def _changed(value: Tensor, target: torch.dtype) -> str | None:
+    source = value.dtype
+    if target.is_floating_point or target.is_complex:
+        if _kind(source) != _kind(target):
+            return f"is stored as {_kind(source)} ({source}) but the model's tensor is {target}"
+        narrower = torch.finfo(source).max > torch.finfo(target).max  # float64 into float32 can overflow
+        if narrower and bool((torch.isfinite(value.to(target)) != torch.isfinite(value)).any()):
+            return f"holds values too large for the model's {target} (they would become infinite)"
+        return None
+    if not bool((value.to(target).to(source) == value).all()):  # NaN never equals itself: refused too
+        return f"holds values that the model's {target} cannot hold exactly"
+    return None
+
+
+def _others(keys: list[str]) -> str:
+    return f" (and {len(keys)} more: {_some(keys, 3)})" if keys else ""
+
+
+def _check_dtypes(state: dict[str, Tensor], expected: dict[str, Tensor], path: Path | str, name: str) -> None:
+    problems = [(k, p) for k in state if (p := cast_problem(state[k], expected[k].dtype)) is not None]
+    if problems:
+        (k, why), others = problems[0], [k for k, _ in problems[1:]]
+        raise ModelError(
+            f"the weights in {path} do not fit {name}: {k} {why}{_others(others)}; save the trained model's own "
+            "state_dict()"
+        )
+
+
 def fit_state_dict(model: nn.Module, state: dict[str, Tensor], path: Path | str, name: str) -> None:
-    """Load ``state`` into ``model`` strictly; mismatches become one line naming a few keys."""
+    """Load ``state`` into ``model`` strictly; mismatches of keys, sizes or kinds of dtype become one
+    line naming a few keys."""
     expected = model.state_dict()
-    # Old checkpoints lack BatchNorm's step counter; the model's own value serves.
-    missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in state if k not in expected)
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_some(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_some(unexpected)})")
-        raise ModelError(f"the weights in {path} do not fit {name}: state-dict keys {'; '.join(parts)}")
+    mismatch = key_mismatch([k for k in expected if k not in state], [k for k in state if k not in expected])
+    if mismatch:
+        raise ModelError(f"the weights in {path} do not fit {name}: {mismatch}")
     wrong = [k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)]
     if wrong:
         k = wrong[0]
-        more = f" (and {len(wrong) - 1} more: {_some(wrong[1:], 3)})" if len(wrong) > 1 else ""
         raise ModelError(
             f"tensor sizes in {path} do not match {name}: {k} is {_dims(state[k].shape)} in the file but "
-            f"{_dims(expected[k].shape)} in the model{more}; check the architecture and its `model_args` values",
+            f"{_dims(expected[k].shape)} in the model{_others(wrong[1:])}; check the architecture and its "
+            "`model_args` values",
             params="model_args",
         )
+    _check_dtypes(state, expected, path, name)
     for k, v in expected.items():  # fill what old checkpoints lack
         state.setdefault(k, v)
     try:
