@@ -1,9 +1,10 @@
 """Files that ship inside the package: example run configurations and the documentation.
 
-The configurations live in ``advgrad/configs/NAME.toml`` and are package data, so a
-pip-installed advgrad finds them by name (``advgrad eval --config quick``). The documentation is
-the repository's ``docs/*.md``: a wheel carries a copy in ``advgrad/docs/`` (see ``setup.py``);
-a checkout reads ``docs/`` itself.
+Both live at the top of the repository, each in one copy: the run configurations in
+``configs/NAME.toml`` and the documentation in ``docs/*.md``. A wheel carries them as
+``advgrad/configs/`` and ``advgrad/docs/`` (see ``setup.py``), so a pip-installed advgrad finds a
+configuration by name (``advgrad eval --config quick``); a checkout (or an editable install) reads
+the repository's folders themselves.
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ class ShippedFile:
         return self.location.read_text(encoding="utf-8")
 
 
-def _configs_folder() -> Traversable:
-    return resources.files("advgrad") / "configs"
-
-
-def _docs_folder() -> Traversable | Path | None:
-    packaged = resources.files("advgrad") / "docs"
+def _shipped_folder(name: str) -> Traversable | Path | None:
+    """``configs`` or ``docs``: inside the installed package (a wheel), else beside the package in the
+    repository (a checkout or an editable install); None when neither holds it."""
+    package = resources.files("advgrad")
+    packaged = package / name
     if packaged.is_dir():  # an installed wheel
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "docs"  # a checkout or an editable install
+    checkout = Path(str(package)).parent / name
     return checkout if checkout.is_dir() else None
 
 
@@ -64,7 +64,8 @@ def _markdown_description(text: str) -> str:
 
 def list_configs() -> list[ShippedFile]:
     """The example configurations shipped with advgrad, by name."""
-    found = [entry for entry in _configs_folder().iterdir() if entry.name.endswith(CONFIG_SUFFIX)]
+    folder = _shipped_folder("configs")
+    found = [] if folder is None else [entry for entry in folder.iterdir() if entry.name.endswith(CONFIG_SUFFIX)]
     return [
         ShippedFile(e.name[: -len(CONFIG_SUFFIX)], _toml_description(e.read_text(encoding="utf-8")), e)
         for e in sorted(found, key=lambda e: e.name)
@@ -73,7 +74,7 @@ def list_configs() -> list[ShippedFile]:
 
 def list_docs() -> list[ShippedFile]:
     """The documentation topics (``checks``, ``ci``, ``configs``…), by name; empty if none shipped."""
-    folder = _docs_folder()
+    folder = _shipped_folder("docs")
     if folder is None:
         return []
     found = [entry for entry in folder.iterdir() if entry.name.endswith(".md")]

@@ -14,7 +14,7 @@ from advgrad.cli.config_file import command_options
 from advgrad.config import OptionInfo, map_config, tomllib
 from advgrad.errors import UsageError
 
-CONFIGS = Path(__file__).resolve().parent.parent / "advgrad" / "configs"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 runner = CliRunner()
 OPTIONS = [
     OptionInfo("eps", "--eps"),

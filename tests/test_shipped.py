@@ -17,7 +17,7 @@ from helpers import assert_bad_input, invoke
 from advgrad.config import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "advgrad" / "configs"
+CONFIGS = ROOT / "configs"
 DOCS = ROOT / "docs"
 
 
@@ -97,7 +97,7 @@ def installed(tmp_path_factory) -> dict[str, str]:
     copy of the sources; the environment that runs it and nothing of the checkout."""
     base = tmp_path_factory.mktemp("installed")
     source = base / "src"
-    for name in ("advgrad", "docs"):
+    for name in ("advgrad", "docs", "configs"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy(ROOT / name, source / name)
