@@ -201,3 +201,17 @@ def test_markdown_table_for_a_pr_comment(tmp_path):
     assert sum(row.startswith("| clean") for row in rows) == 1 and len(rows) == 6  # header + clean + 2×2
     to_stdout = compare(tmp_path, base, new, "--max-drop", "2%", "--markdown", "-")
     assert to_stdout.stdout == text and "┃" not in to_stdout.stdout  # the Markdown alone on stdout
+
+
+def test_attack_names_from_the_report_files_are_shown_escaped(tmp_path):
+    """Issue 21, item 13: the reports are files; names in them reach the terminal and the comment."""
+    name = "pgd\x1b[2J\x1b]0;pwned\x07\r\x9b31m\u202e[/bold]"
+    base, new = crafted({name: [95, 50, 10]}), crafted({name: [95, 30, 10]})
+    table = compare(tmp_path, base, new, "--max-drop", "0.02")
+    comment = compare(tmp_path, base, new, "--max-drop", "0.02", "--markdown", "-")
+    for result in (table, comment):
+        assert result.exit_code == 1, (result.stdout, result.stderr)
+        shown = result.stdout + result.stderr
+        assert not any(c in shown for c in "\x1b\x07\r\x9b\u202e"), repr(shown)
+        assert "pgd\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x9b31m\\u202e[/bold] at ε=0.1" in result.stderr
+    assert "| pgd\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x9b31m\\u202e[/bold] |" in comment.stdout

@@ -174,6 +174,26 @@ def test_hf_class_names_in_the_eval_report(hf_setup, tmp_path):
     assert data["clean_correct"] == 6
 
 
+def test_hf_class_names_with_escape_sequences_and_markup_are_shown_as_written(hf_setup, tmp_path):
+    """Issue 21, item 13: an id2label entry that clears the screen or sets the terminal's title
+    reached the terminal raw, and Rich markup in one ("[/bold]") ended in an internal error."""
+    import shutil
+
+    folder = tmp_path / "vit"
+    shutil.copytree(hf_setup["folder"], folder)
+    names = ["cat\x1b[2J", "[red]dog[/red]\x1b]0;pwned\x07", "fox[/bold]\r\x9b31m\u202e"]
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {str(i): n for i, n in enumerate(names)}
+    config["label2id"] = {n: i for i, n in enumerate(names)}
+    (folder / "config.json").write_text(json.dumps(config))
+    result = run_cli("info", "--model", f"hf:{folder}", "--data", hf_setup["data"], "--device", "cpu")
+    assert result.exit_code == 0, result.stderr
+    shown = result.stdout + result.stderr
+    assert not any(c in shown for c in "\x1b\x07\r\x9b\u202e"), repr(shown)
+    row = "".join(line for line in result.stdout.splitlines() if "│" in line).replace("│", "").replace(" ", "")
+    assert "cat\\x1b[2J,[red]dog[/red]\\x1b]0;pwned\\x07,fox[/bold]\\x0d\\x9b31m\\u202e" in row, result.stdout
+
+
 def test_hf_image_size_from_the_processor_and_folder_names(hf_setup, tmp_path):
     folder = write_image_folder(tmp_path / "imgs", {"cat": 2, "dog": 2, "zebra": 2}, size=(12, 10))
     summary, stderr = _info("--model", f"hf:{hf_setup['folder']}", "--data", folder)

@@ -149,6 +149,16 @@ def test_unsupported_operator(setup, tmp_path):
     assert "no converter for the ONNX operator Det" in message, message
 
 
+def test_an_operator_type_with_escape_sequences_is_echoed_escaped(setup, tmp_path):
+    """Issue 21, item 13: onnxruntime's error quotes the operator type as the file spells it."""
+    op = "Relu\x1b[2J\x1b]0;pwned\x07\x9b31m\u202e"
+    evil = graph_model(tmp_path, [helper.make_node(op, ["x"], ["h"]), helper.make_node("Flatten", ["h"], ["logits"])])
+    onnx.save(evil, tmp_path / "evil.onnx")
+    result = run_cli("info", "--model", tmp_path / "evil.onnx", "--data", setup["data"])
+    message = assert_bad_input(result, "Relu\\x1b[2J\\x1b]0;pwned\\x07\\x9b31m\\u202e")
+    assert not any(c in result.stderr for c in "\x1b\x07\x9b\u202e"), message
+
+
 def test_weights_behind_identity_and_constant_nodes(setup, tmp_path):
     """torch's exporter writes equal weights once and Identity nodes for the copies; onnx2torch reads
     a convolution's weights only from initializers."""

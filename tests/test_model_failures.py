@@ -68,6 +68,15 @@ def test_a_model_that_raises_after_the_probe(data, command):
     assert "second line" not in line
 
 
+def test_control_characters_in_a_failure_text_are_shown_escaped(data):
+    """Issue 21, item 13: torch's own error text (here a model's) quoting a name from a file reached
+    the terminal raw; one such sequence clears the screen."""
+    line = assert_model_failure(run("eval", data, "escapes", AFTER_PROBE), MODEL, "RuntimeError")
+    assert "'\\x1b[2J\\x1b]0;pwned\\x07layer\\x9b31m\\u202e' is invalid" in line, line
+    result = run("eval", data, "escapes", AFTER_PROBE)
+    assert not any(c in result.stderr for c in "\x1b\x07\r\x9b\u202e"), repr(result.stderr)
+
+
 @pytest.mark.parametrize("command", ["eval", "attack"])
 def test_a_model_that_raises_on_its_second_call(data, command):
     assert_model_failure(run(command, data, "raise", 2), "failed on purpose")

@@ -12,7 +12,7 @@ from rich.table import Table
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
 from advgrad.cli.common import emit_json
-from advgrad.cli.console import err, handle_errors, info, out, warn
+from advgrad.cli.console import handle_errors, info, out, warn
 from advgrad.cli.outputs import STDOUT
 from advgrad.cli.paths import check_output_paths
 from advgrad.compare import Comparison, compare_reports, read_report
@@ -21,6 +21,7 @@ from advgrad.gates import parse_share
 from advgrad.io.files import write_text
 from advgrad.report.comparison import points_change, render_comparison_markdown, verdict_line, where
 from advgrad.report.fmt import eps_label, pct
+from advgrad.report.table import plain
 
 
 def comparison_table(comparison: Comparison) -> Table:
@@ -32,8 +33,8 @@ def comparison_table(comparison: Comparison) -> Table:
     for p in comparison.points:
         verdict = "REGRESSED" if p.regressed else ("improved" if p.change > p.allowed else "ok")
         table.add_row(
-            p.attack,
-            "—" if p.eps is None else eps_label(p.eps, p.eps_label),
+            plain(p.attack),  # names and labels from the report files
+            plain("—" if p.eps is None else eps_label(p.eps, p.eps_label)),
             pct(p.baseline),
             pct(p.new),
             points_change(p.change),
@@ -96,11 +97,10 @@ def compare_command(
     if not used_stdout:
         out.print(comparison_table(comparison))
     for p in comparison.regressions:
-        err.print(
+        info(
             f"regression: {where(p)}: {pct(p.baseline)} → {pct(p.new)} ({points_change(p.change)} points; at "
-            f"most {100 * p.allowed:.1f} allowed)",
-            markup=False,
+            f"most {100 * p.allowed:.1f} allowed)"
         )
-    err.print(verdict_line(comparison), markup=False)
+    info(verdict_line(comparison))
     if comparison.regressions:
         raise typer.Exit(int(ExitCode.GATE_FAILED))

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from advgrad.cli.console import err, error_text
+from advgrad.cli.console import error_text, print_error
 from advgrad.config import OptionInfo, map_config, read_config
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 
@@ -81,7 +81,7 @@ def load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | No
         mapped = map_config(data, command_options(ctx.command), source)
         _check_values(ctx, mapped, Path(source))
     except AdvgradError as exc:
-        err.print(f"error: {error_text(exc)}", style="red", markup=False)
+        print_error(f"error: {error_text(exc)}")
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
     ctx.default_map = {**(ctx.default_map or {}), **mapped}
     ctx.meta[META_KEY] = source

@@ -18,9 +18,23 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from advgrad.errors import AdvgradError, ExitCode, Notice, first_line
 from advgrad.progress import ProgressTracker
 from advgrad.runtime import compile_failed, is_compile_error
+from advgrad.text import printable
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
+
+class _Console(Console):
+    """A console that shows text as written: every string it prints, alone or in a table cell,
+    has its control characters escaped (:func:`advgrad.text.printable`; a name from a file cannot
+    drive the terminal), and ``[red]`` or ``:smile:`` in it stay as they are (no markup, no emoji)."""
+
+    def __init__(self, **options: Any):
+        super().__init__(markup=False, emoji=False, highlight=False, **options)
+
+    def render_str(self, text: str, **options: Any):
+        return super().render_str(printable(text, newlines=True), **options)
+
+
+out = _Console(soft_wrap=False)
+err = _Console(stderr=True, soft_wrap=True)  # one message, one line
 
 _state = {"debug": os.environ.get("ADVGRAD_DEBUG", "") not in ("", "0"), "rank": 0}
 
@@ -56,21 +70,24 @@ def notice_text(message: str) -> str:
     return message.render(flag) if isinstance(message, Notice) else message
 
 
-def _error(text: str) -> None:
+def print_error(text: str) -> None:
+    """The one way an error reaches stderr: one line, control characters escaped (a message may
+    quote a file, or a library's error text that quotes one)."""
+    text = printable(text)
     if _state["rank"]:
         sys.stderr.write(f"[rank {_state['rank']}] {text}\n")
         sys.stderr.flush()
     else:
-        err.print(text, style="red", markup=False)
+        err.print(text, style="red")
 
 
 def info(message: str) -> None:
-    """A message for people, on stderr."""
-    err.print(message, markup=False)
+    """A message for people, on stderr: one line, control characters escaped."""
+    err.print(printable(message))
 
 
 def warn(message: str) -> None:
-    err.print(f"warning: {message}", style="yellow", markup=False)
+    err.print(f"warning: {printable(message)}", style="yellow")
 
 
 def print_json(data: Any) -> None:
@@ -87,46 +104,62 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def route_warnings(verbose: bool) -> None:
+    """Inside a ``warnings.catch_warnings()`` block: advgrad's own warnings as one line each; other
+    libraries' (torch, onnx2torch, transformers…) only with ``verbose`` (-v) or --debug, since they
+    are not about the user's input. The command line's choice alone: the Python API leaves the
+    caller's warning filters as they are."""
+    warnings.showwarning = _one_line_warning
+    if verbose or _state["debug"]:
+        warnings.simplefilter("default")
+        return
+    warnings.simplefilter("ignore")
+    warnings.filterwarnings("default", module=r"advgrad(\.|$)")
+
+
 def handle_errors(fn: F) -> F:
-    """Turn advgrad's errors into one line on stderr and the documented exit codes."""
+    """Turn advgrad's errors into one line on stderr and the documented exit codes; warnings as
+    :func:`route_warnings` says (the command's ``verbose`` option, when it has one)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = warnings.showwarning
-        warnings.showwarning = _one_line_warning
-        try:
-            return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort):
-            raise
-        except AdvgradError as exc:
-            if _state["debug"]:
-                raise
-            _error(f"error: {error_text(exc)}")
-            raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            err.print("interrupted", markup=False)
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-        except MemoryError:
-            _error("error: out of memory; lower --batch-size")
-            raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
-        except Exception as exc:
-            if _state["debug"]:
-                raise
-            if type(exc).__name__ == "OutOfMemoryError":
-                _error("error: the device ran out of memory; lower --batch-size")
-                raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
-            if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
-                _error(f"error: {error_text(compile_failed(exc))}")
-                raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
-            _error(
-                f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
-                "and please report it)"
-            )
-            raise typer.Exit(int(ExitCode.INTERNAL)) from None
-        finally:
-            warnings.showwarning = previous
+        with warnings.catch_warnings():
+            route_warnings(bool(kwargs.get("verbose")))
+            return _run(fn, args, kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except (typer.Exit, typer.Abort):
+        raise
+    except AdvgradError as exc:
+        if _state["debug"]:
+            raise
+        print_error(f"error: {error_text(exc)}")
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except MemoryError:
+        print_error("error: out of memory; lower --batch-size")
+        raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        if type(exc).__name__ == "OutOfMemoryError":
+            print_error("error: the device ran out of memory; lower --batch-size")
+            raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+        if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
+            print_error(f"error: {error_text(compile_failed(exc))}")
+            raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+        print_error(
+            f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
+            "and please report it)"
+        )
+        raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
 
 @contextmanager
@@ -158,7 +191,7 @@ def sweep_progress(
         task = bar.add_task("starting", total=None if total is None else 1000)
 
         def status(line: str, fraction: float | None) -> None:
-            bar.update(task, description=line, completed=None if fraction is None else int(1000 * fraction))
+            bar.update(task, description=printable(line), completed=None if fraction is None else int(1000 * fraction))
 
         finished = (lambda line: bar.console.print(line, markup=False)) if verbose else None
         yield ProgressTracker(total, status=status, finished=finished, batches=batches, **options)

@@ -64,15 +64,15 @@ class AdvgradGroup(HelpGroup):
         typer_completion.completion_init()  # Typer's completion classes answer $_ADVGRAD_COMPLETE requests
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        from advgrad.cli.console import err
+        from advgrad.cli.console import err, print_error
 
         try:  # not standalone: errors come here instead of being drawn in a box
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_exceptions.ClickException as exc:
             if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
-                err.print(f"error: {usage_message(exc)}", style="red", markup=False)
+                print_error(f"error: {usage_message(exc)}")
             sys.exit(int(ExitCode.BAD_INPUT))
         except typer.Abort:
-            err.print("interrupted", markup=False)
+            err.print("interrupted")
             sys.exit(int(ExitCode.INTERRUPTED))
         sys.exit(rv if type(rv) is int else 0)  # an Exit's code; a command's return value is not one

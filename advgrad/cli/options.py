@@ -314,7 +314,8 @@ VerboseOpt = Annotated[
         "--verbose",
         "-v",
         help="One line on stderr per finished attack × ε (and batch), also when stderr is "
-        "not a terminal (CI logs); without it progress shows only on a terminal.",
+        "not a terminal (CI logs); without it progress shows only on a terminal. Also shows the warnings of "
+        "other libraries (torch, onnx2torch…), which are hidden otherwise.",
         rich_help_panel=OUTPUT_PANEL,
     ),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from advgrad.report.fmt import norm_symbol
 from advgrad.results import RobustnessReport
+from advgrad.text import printable
 
 MARKERS = "ox+*#@%&"
 
@@ -49,4 +50,4 @@ def text_chart(report: RobustnessReport, *, width: int = 48, height: int = 11) -
     lines.append("      " + "".join(axis).rstrip() + f"   ε ({norm_symbol(report.norm)})")
     legend = "  ".join(f"{MARKERS[k % len(MARKERS)]} {name}" for k, name in enumerate(report.attacks))
     lines.append("      " + legend)
-    return "\n".join(lines)
+    return printable("\n".join(lines), newlines=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from advgrad.compare import Comparison, PointChange
 from advgrad.report.fmt import eps_label, pct
 from advgrad.report.markdown import _table
+from advgrad.text import printable
 
 
 def points_change(value: float) -> str:
@@ -67,4 +68,4 @@ def render_comparison_markdown(comparison: Comparison, *, title: str = "advgrad 
     lines += _table(["attack", "ε", "baseline", "new", "Δ (points)", "verdict"], rows, align="lrrrrl")
     if comparison.warnings:
         lines += ["", *(f"- ⚠️ {w}" for w in comparison.warnings)]
-    return "\n".join(lines) + "\n"
+    return printable("\n".join(lines), newlines=True) + "\n"  # attack names come from the report files

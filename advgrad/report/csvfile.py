@@ -8,6 +8,7 @@ import csv
 import io
 
 from advgrad.results import RobustnessReport
+from advgrad.text import printable
 
 COLUMNS = [
     "attack",
@@ -75,4 +76,4 @@ def render_csv(report: RobustnessReport) -> str:
         writer.writerow(
             ["corruption-mean", "corruption", "", "", repr(results.mean_accuracy), "", report.n_samples] + [""] * 5
         )
-    return buffer.getvalue()
+    return printable(buffer.getvalue(), newlines=True)  # names with control characters escaped

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.table import Table
 
 from advgrad.report.fmt import pct
+from advgrad.report.table import plain
+from advgrad.text import short, some_names
 
 
 def _normalization(value: dict | None) -> str:
@@ -21,7 +23,7 @@ def _features(table: dict) -> str:
     parts = []
     for i, name in enumerate(table["features"][:20]):
         weight = "" if weights is None else (", immutable" if weights[i] == 0 else f", ε weight {weights[i]:g}")
-        parts.append(f"{name} [{table['lower'][i]:g}, {table['upper'][i]:g}{weight}]")
+        parts.append(f"{short(name)} [{table['lower'][i]:g}, {table['upper'][i]:g}{weight}]")
     more = len(table["features"]) - 20
     scaled = "the model gets raw values; attacks see each feature scaled to [0, 1] by its bounds"
     return "; ".join(parts) + (f"; … {more} more" if more > 0 else "") + f" (bounds from {table['bounds']}; {scaled})"
@@ -48,9 +50,7 @@ def inputs_table(summary: dict) -> Table:
         if model.get(key):
             rows.append((key.replace("_", " "), str(model[key])))
     if model.get("class_names"):
-        names = model["class_names"]
-        more = f", … ({len(names)} in all)" if len(names) > 10 else ""
-        rows.append(("class names (model)", ", ".join(names[:10]) + more))
+        rows.append(("class names (model)", some_names(model["class_names"], 10)))
     table_info = summary.get("table")
     if table_info is None:
         rows.append(("normalisation", _normalization(model.get("normalization"))))
@@ -69,5 +69,5 @@ def inputs_table(summary: dict) -> Table:
         ("clean accuracy (probe batch)", f"{pct(probe['clean_accuracy'])} ({probe['correct']}/{probe['samples']})"),
     ]
     for what, value in rows:
-        table.add_row(what, value)
+        table.add_row(what, plain(value))  # descriptions, class and feature names come from files
     return table

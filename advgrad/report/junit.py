@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 from advgrad.gates import describe_gate
 from advgrad.results import RobustnessReport
+from advgrad.text import printable
 
 
 def _suite(root: ET.Element, name: str, timestamp_seconds: float) -> ET.Element:
@@ -51,4 +52,9 @@ def render_junit(report: RobustnessReport, *, strict: bool = False) -> str:
     for attr in ("tests", "failures", "skipped", "errors"):
         root.set(attr, str(sum(int(s.get(attr, "0")) for s in root.findall("testsuite"))))
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    # ElementTree writes control characters as they are, which XML forbids: escape them
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        + printable(ET.tostring(root, encoding="unicode"), newlines=True)
+        + "\n"
+    )

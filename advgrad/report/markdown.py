@@ -1,4 +1,6 @@
-"""The report as Markdown, ready for a CI job summary or a pull-request comment."""
+"""The report as Markdown, ready for a CI job summary or a pull-request comment. Names that came
+from files (model descriptions, attack names of a report read back) have their control characters
+escaped (:func:`advgrad.text.printable`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 from advgrad.report.fmt import num, pct
 from advgrad.report.table import norm_symbol
 from advgrad.results import RobustnessReport
+from advgrad.text import printable
 
 STATUS = {"passed": "✅ passed", "warning": "⚠️ warning", "not-applicable": "➖ not applicable"}
 
@@ -129,10 +132,10 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         "<details><summary>Configuration and versions</summary>",
         "",
         "```json",
-        json.dumps(context, indent=2, ensure_ascii=False, default=str),
+        json.dumps(context, indent=2, default=str),  # ASCII: every other character escaped
         "```",
         "",
         "</details>",
         "",
     ]
-    return "\n".join(lines)
+    return printable("\n".join(lines), newlines=True)  # names from files: no control characters

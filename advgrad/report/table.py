@@ -12,6 +12,13 @@ from rich.text import Text
 from advgrad.evaluation.generate import AttackSummary
 from advgrad.report.fmt import eps_label, norm_sub, norm_symbol, num, pct
 from advgrad.results import RobustnessReport
+from advgrad.text import printable
+
+
+def plain(text: object) -> Text:
+    """A cell that shows ``text`` as written, whatever console prints it: control characters
+    escaped (:func:`advgrad.text.printable`), ``[red]`` not read as markup."""
+    return Text(printable(text))
 
 
 def report_heading(report: RobustnessReport) -> str:
@@ -41,7 +48,7 @@ def report_table(report: RobustnessReport) -> Table:
     table = Table()
     table.add_column("ε", justify="right")
     for name in report.attacks:
-        table.add_column(name, justify="right")
+        table.add_column(plain(name), justify="right")
     for j, eps in enumerate(report.eps):
         row = [report.eps_label(eps)]
         for curve in report.attacks.values():
@@ -78,7 +85,9 @@ def corruption_table(report: RobustnessReport) -> Table | None:
         table.add_column(str(severity), justify="right")
     table.add_column("mean", justify="right")
     for name in results.names:
-        table.add_row(name, *(pct(results.accuracy(name, s)) for s in results.severities), pct(results.mean_of(name)))
+        table.add_row(
+            plain(name), *(pct(results.accuracy(name, s)) for s in results.severities), pct(results.mean_of(name))
+        )
     table.add_section()
     table.add_row("mean", *(pct(results.mean_at(s)) for s in results.severities), pct(results.mean_accuracy))
     return table
@@ -91,7 +100,7 @@ def cost_table(report: RobustnessReport) -> Table:
         table.add_column(col, justify="left" if col in ("attack", "params") else "right")
     for name, curve in report.attacks.items():
         params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
-        table.add_row(name, params, f"{curve.seconds:.2f}", f"{curve.forward_samples:,}")
+        table.add_row(plain(name), plain(params), f"{curve.seconds:.2f}", f"{curve.forward_samples:,}")
     if report.corruptions is not None:
         results = report.corruptions
         table.add_row(
@@ -109,7 +118,8 @@ def summary_table(summary: AttackSummary) -> Table:
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row(
-        "attack", f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps, summary.eps_label)}"
+        "attack",
+        plain(f"{summary.attack}, {norm_symbol(summary.norm)}, ε = {eps_label(summary.eps, summary.eps_label)}"),
     )
     table.add_row("samples", f"{summary.n_samples}")
     table.add_row("clean accuracy", pct(summary.clean_accuracy))
@@ -119,7 +129,7 @@ def summary_table(summary: AttackSummary) -> Table:
     table.add_row(f"mean ‖δ‖{norm_sub(summary.norm)}", num(summary.mean_norm))
     table.add_row(f"max ‖δ‖{norm_sub(summary.norm)}", num(summary.max_norm))
     if summary.target is not None:
-        table.add_row("target", summary.target)
+        table.add_row("target", plain(summary.target))
     table.add_row("seconds", f"{summary.seconds:.2f}")
     return table
 
