@@ -26,6 +26,7 @@ from advgrad.io.data.sources import DataOptions, DataSource, TensorSource
 from advgrad.io.data.tables import table_source
 from advgrad.io.paths import require_file
 from advgrad.io.pickles import unreadable
+from advgrad.text import some_names
 
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
 FEATURE_NAMES = "feature_names"  # optional in a file whose x is a table (N×D): one name per column
@@ -41,8 +42,7 @@ EAGER_CHECK_BYTES = 256 * 2**20
 
 def _pick(mapping, path: Path, keys: list[str]):
     if "x" not in keys or "y" not in keys:
-        more = f", … {len(keys) - 6} more" if len(keys) > 6 else ""  # a crafted file may name thousands
-        raise DataError(f"{path}: expected arrays named x and y, found {', '.join(keys[:6]) + more or 'none'}")
+        raise DataError(f"{path}: expected arrays named x and y, found {some_names(keys)}")  # maybe thousands
     return mapping["x"], mapping["y"]
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.errors import ModelError, UsageError
+from advgrad.text import some_names
 
 # The wrapper advgrad puts in front of a model for --mean/--std names the model ``model``: a name
 # copied from the wrapped module tree starts with it.
@@ -124,8 +125,7 @@ def _resolve(name: str, modules: dict[str, nn.Module]) -> str:
         return name[len(WRAPPER_PREFIX) :]
     names = [n for n in modules if n]
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-    shown = close or names[:8]
-    listing = ", ".join(shown) + (" …" if not close and len(names) > 8 else "")
+    listing = some_names(close or names)
     which = "close names" if close else "its submodules"
     if not names:
         raise UsageError(f"`bpda`: the model has no submodules to replace ({name!r} given)", params="bpda")

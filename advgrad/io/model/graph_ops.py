@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from advgrad.text import some_names
+
 # ATen operators (overload packet names), by what they do. Keep each group sorted.
 _ARITHMETIC = """
     abs absolute acos acosh add addcdiv addcmul asin asinh atan atan2 atanh bitwise_and bitwise_left_shift
@@ -275,9 +277,8 @@ def torchscript_disallowed(module: torch.nn.Module) -> list[str]:
 def operator_refusal(path: Path | str, what: str, names: list[str]) -> str:
     """The refusal for a graph calling operators that are not on the allow-list (it names the
     ```unsafe_pickle``` parameter: raise it with ``params="unsafe_pickle"``)."""
-    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
     return (
-        f"{path}: the {what} calls {', '.join(names[:4])}{more}, not on advgrad's list of pure tensor operators "
+        f"{path}: the {what} calls {some_names(names, 4)}, not on advgrad's list of pure tensor operators "
         "(such operators can touch files or the process); advgrad runs it only with `unsafe_pickle` "
         "(only for files you trust)"
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from advgrad.errors import ModelError
+from advgrad.text import some_names
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,8 @@ def logits_rule(output: object) -> OutputRule:
         tensors = [k for k, v in output.items() if isinstance(v, Tensor)]
         if len(tensors) == 1:
             return OutputRule("key", tensors[0])
-        keys = ", ".join(map(str, list(output)[:8])) or "none"
         raise ModelError(
-            f"the model returned a mapping with keys {keys} and no 'logits' entry; advgrad takes the 'logits' key "
+            f"the model returned a mapping with keys {some_names(output)} and no 'logits' entry; advgrad takes the 'logits' key "
             "or the only tensor: wrap the model so that it returns the logits"
         )
     if isinstance(getattr(output, "logits", None), Tensor):

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from advgrad.errors import ModelError, first_line
 from advgrad.io.paths import require_file
 from advgrad.io.pickles import unreadable
+from advgrad.text import some_names
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 PREFIXES = ("module.", "_orig_mod.")
@@ -38,8 +39,7 @@ def pickled_globals(path: Path, limit: int = 4) -> str:
     except Exception:  # legacy (non-zip) files cannot be scanned this way
         return ""
     names = sorted(found, key=lambda n: (n.startswith("torch."), n))  # code from outside torch first
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return f" (it names {', '.join(names[:limit])}{more})" if names else ""
+    return f" (it names {some_names(names, limit)})" if names else ""
 
 
 def refuse_pickle(path: Path, what: str, safer: str) -> ModelError:
@@ -107,9 +107,8 @@ def unwrap_state_dict(obj: object, path: Path) -> tuple[dict[str, Tensor], list[
         obj = obj[key]
     if not _is_state_dict(obj):
         if isinstance(obj, Mapping):
-            keys = ", ".join(map(str, list(obj)[:6])) or "none"
             raise ModelError(
-                f"{path} holds a dict with keys {keys}, not a state dict of tensors "
+                f"{path} holds a dict with keys {some_names(obj, 6)}, not a state dict of tensors "
                 f"(advgrad looks inside {', '.join(WRAPPER_KEYS)})"
             )
         raise ModelError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors")
@@ -119,11 +118,6 @@ def unwrap_state_dict(obj: object, path: Path) -> tuple[dict[str, Tensor], list[
             state = {k[len(prefix) :]: v for k, v in state.items()}
             notes.append(f"removed the {prefix!r} key prefix")
     return state, notes
-
-
-def _some(keys: list[str], n: int = 4) -> str:
-    more = f", … {len(keys) - n} more" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
 
 
 def _dims(shape: torch.Size) -> str:
@@ -137,7 +131,7 @@ def key_mismatch(missing: list[str], unexpected: list[str]) -> str | None:
     missing = sorted(k for k in missing if not k.endswith("num_batches_tracked"))
     unexpected = sorted(unexpected)
     named = (("missing", missing), ("unexpected", unexpected))
-    parts = [f"{len(keys)} {what} ({_some(keys)})" for what, keys in named if keys]
+    parts = [f"{len(keys)} {what} ({some_names(keys, 4)})" for what, keys in named if keys]
     return f"state-dict keys {'; '.join(parts)}" if parts else None
 
 
@@ -178,7 +172,7 @@ def _changed(value: Tensor, target: torch.dtype) -> str | None:
 
 
 def _others(keys: list[str]) -> str:
-    return f" (and {len(keys)} more: {_some(keys, 3)})" if keys else ""
+    return f" (and {len(keys)} more: {some_names(keys, 3)})" if keys else ""
 
 
 def _check_dtypes(state: dict[str, Tensor], expected: dict[str, Tensor], path: Path | str, name: str) -> None:
