@@ -13,6 +13,10 @@ from typing import Any
 
 from advgrad.errors import UsageError, param_label
 
+#: the largest float32 (torch.finfo(torch.float32).max): bounds, box edges and their widths must stay
+#: below it, or the float32 maps built on them overflow to ±∞ and then NaN
+FLOAT32_MAX = 3.4028234663852886e38
+
 
 def check_number(
     value: Any,

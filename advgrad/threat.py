@@ -26,6 +26,7 @@ from advgrad.geometry import (  # noqa: F401  (the projections are re-exported: 
     project_linf,
 )
 from advgrad.geometry import flat as _flat
+from advgrad.numeric import FLOAT32_MAX
 
 Norm = Literal["inf", "2", "1"]
 NORMS: tuple[Norm, ...] = ("inf", "2", "1")  # the built-in norms; advgrad.geometry.GEOMETRIES holds every one
@@ -67,8 +68,12 @@ class ThreatModel:
             raise UsageError(f"fixed input coordinates are indices ≥ 0, got {self.fixed[0]}")
         if not math.isfinite(self.eps) or self.eps < 0:
             raise UsageError(f"ε must be a finite number ≥ 0, got {self.eps}")
-        if not self.lower < self.upper:
-            raise UsageError(f"the input box needs lower < upper, got [{self.lower}, {self.upper}]")
+        if not (math.isfinite(self.lower) and math.isfinite(self.upper) and self.lower < self.upper):
+            raise UsageError(f"the input box needs finite lower < upper, got [{self.lower}, {self.upper}]")
+        if self.upper - self.lower > FLOAT32_MAX:  # float32 would see an infinite width: NaN in every scaling
+            raise UsageError(
+                f"the input box [{self.lower:g}, {self.upper:g}] is wider than float32's range ({FLOAT32_MAX:.3g})"
+            )
 
     @property
     def geometry(self) -> NormGeometry:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from loading_fixtures import assert_bad_input, run_cli
 from torch import nn
 
 from advgrad.attacks import get_attack, list_attacks, run_attack
+from advgrad.errors import UsageError
 from advgrad.io.data.load import DataOptions, load_data
 from advgrad.io.data.tables import FeatureSpace
 from advgrad.io.model.features import FeatureScaled
@@ -337,6 +339,44 @@ def test_bad_bounds_and_table_files_are_one_line_exit_2(table):
     y = table["y"]
     write_csv(table["dir"] / "nan.csv", np.where(np.arange(len(y))[:, None] == 3, np.nan, table["x"]), y)
     assert_bad_input(run_cli("info", "--data", table["dir"] / "nan.csv", *model_args(table)), "sample 3", "NaN")
+
+
+def test_a_wrong_label_column_of_a_wide_csv_names_a_few_columns_and_the_count(tmp_path):
+    """Issue 21, item 12: a 10⁶-column CSV printed an 8.9 MB error line (10⁵ columns here)."""
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join([f"f{j}" for j in range(100_000)] + ["label"]) + "\n" + ",".join(["0"] * 100_001) + "\n")
+    result = run_cli("info", "--data", path, "--label-column", "nope")
+    text = assert_bad_input(result, "--label-column 'nope'", "f0, f1, f2", "… (100,001 in all)")
+    assert len(text) < 300, len(text)
+
+
+def test_ranges_and_weight_ratios_beyond_float32_are_refused_naming_the_feature(table):
+    """Issue 21, item 10: bounds of ±1e308 (an infinite width in float32), data whose min/max span
+    more than float32 holds, and an ε weight 10^300 times smaller than another all ended in "the
+    model's outputs contain NaN"; each is one line naming the feature at fault."""
+    d = table["dir"]
+    huge = write_bounds(d / "huge.json", lower=[18.0, -1e308, -4.0, 0.0], upper=[90.0, 1e308, 4.0, 20.0])
+    tiny = write_scale(d / "tiny.csv", [1.0, 1e-300, 1.0, 1.0])
+    x = table["x"].copy()
+    x[:, 2] = np.where(np.arange(len(x)) % 2 == 0, -3e38, 3e38)  # each value float32, the width not
+    wide = write_csv(d / "wide.csv", x, table["y"])
+    cases = [
+        (["--data", table["csv"], "--bounds", huge], ["feature 2 of 4 ('income')", "huge.json", "float32"]),
+        (["--data", table["csv"], "--eps-scale", tiny], ["'income'", "1e-300", "1e+06 times", "tiny.csv"]),
+        (["--data", wide], ["feature 3 of 4 ('score')", "the data's min/max", "float32"]),
+    ]
+    for args, needles in cases:
+        result = run_cli("eval", "--attack", "fgsm", "--eps", "0,0.1", *args, *model_args(table))
+        assert_bad_input(result, *needles)
+    with pytest.raises(UsageError, match="beyond float32"):
+        FeatureSpace(("a",), (-1e300,), (1e300,))
+    with pytest.raises(UsageError, match="more than 1e\\+06 times"):
+        FeatureSpace(("a", "b"), (0.0, 0.0), (1.0, 1.0), weights=(1.0, 1e-7))
+    FeatureSpace(("a", "b"), (-1e38, 0.0), (1e38, 1.0), weights=(1.0, 1e-6))  # within both limits
+    with pytest.raises(UsageError, match="finite lower < upper"):
+        ThreatModel("inf", 0.1, lower=-math.inf, upper=math.inf)
+    with pytest.raises(UsageError, match="wider than float32"):
+        ThreatModel("inf", 0.1, lower=-3e38, upper=3e38)
 
 
 @pytest.mark.parametrize("norm", ["inf", "2", "1"])

@@ -35,8 +35,14 @@ from torch import Tensor
 from advgrad.errors import DataError, UsageError, first_line
 from advgrad.io.data.sources import DataOptions, TensorSource, label_vector
 from advgrad.io.paths import require_file
+from advgrad.numeric import FLOAT32_MAX
+from advgrad.text import short, some_names
 
 LABEL_COLUMN = "label"  # the label column of a CSV file unless --label-column names another
+# Largest ratio of two positive ε weights: beyond it, at an ε where the most weighted feature can
+# move at all, the least weighted one moves by less than a millionth of its range, a few roundings
+# of float32 near 1 (a weight of 0 says "immutable" exactly).
+MAX_WEIGHT_RATIO = 1e6
 TABLE_OPTIONS = ("bounds", "eps_scale", "label_column")
 
 
@@ -59,12 +65,48 @@ class FeatureSpace:
         d = len(self.names)
         if len(self.lower) != d or len(self.upper) != d or (self.weights is not None and len(self.weights) != d):
             raise UsageError("a table needs one name, lower bound, upper bound (and ε weight) per feature")
-        for name, lo, hi in zip(self.names, self.lower, self.upper, strict=True):
-            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        for j, (lo, hi) in enumerate(zip(self.lower, self.upper, strict=True)):
+            self._check_range(j, lo, hi)
+        if self.weights is not None:
+            self._check_weights(self.weights)
+
+    def _feature(self, j: int) -> str:
+        return f"feature {j + 1} of {self.features} ('{short(self.names[j])}')"
+
+    def _check_range(self, j: int, lo: float, hi: float) -> None:
+        """Bounds the float32 maps can use: finite, lower ≤ upper, and both bounds and the width
+        ``hi − lo`` within float32's range (beyond it the width is infinite and every value NaN)."""
+        where = f"bounds of {self._feature(j)} from {self.bounds_source}"
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise UsageError(f"{where} must be finite with lower ≤ upper, got [{lo:g}, {hi:g}]", params="bounds")
+        if max(abs(lo), abs(hi), hi - lo) > FLOAT32_MAX:
+            raise UsageError(
+                f"{where}, [{lo:g}, {hi:g}], are beyond float32, in which advgrad computes: the bounds and their "
+                f"difference must stay within ±{FLOAT32_MAX:.3g}; rescale the feature",
+                params="bounds",
+            )
+
+    def _check_weights(self, weights: tuple[float, ...]) -> None:
+        """ε weights: finite, ≥ 0, one at least positive, and the positive ones within
+        :data:`MAX_WEIGHT_RATIO` of each other (see docs/loading.md, "Per-feature ε weights")."""
+        where = f"ε weights from {self.weights_source}"
+        for j, w in enumerate(weights):
+            if not (math.isfinite(w) and w >= 0):
                 raise UsageError(
-                    f"bounds of feature {name!r} must be finite with lower ≤ upper, got [{lo:g}, {hi:g}]",
-                    params="bounds",
+                    f"{where}: {self._feature(j)} has a negative or non-finite weight ({w:g}); weights are ≥ 0",
+                    params="eps_scale",
                 )
+        positive = [j for j, w in enumerate(weights) if w > 0]
+        if not positive:
+            raise UsageError(f"{where}: every weight is 0, so no feature may move", params="eps_scale")
+        least, most = min(positive, key=weights.__getitem__), max(positive, key=weights.__getitem__)
+        if weights[most] / weights[least] > MAX_WEIGHT_RATIO:
+            raise UsageError(
+                f"{where}: {self._feature(most)} weighs {weights[most]:g}, more than {MAX_WEIGHT_RATIO:g} times "
+                f"{self._feature(least)} ({weights[least]:g}), beyond what float32 resolves; raise the smaller weight "
+                "or make it 0 (immutable)",
+                params="eps_scale",
+            )
 
     @property
     def features(self) -> int:
@@ -149,9 +191,9 @@ def _number(text, what: str, path: Path) -> float:
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise DataError(f"{path}: {what} must be a number, got {text!r}") from None
+        raise DataError(f"{path}: {what} must be a number, got '{short(text)}'") from None
     if not math.isfinite(value):
-        raise DataError(f"{path}: {what} must be finite, got {text!r}")
+        raise DataError(f"{path}: {what} must be finite, got '{short(text)}'")
     return value
 
 
@@ -182,11 +224,11 @@ def _read_rows(path: Path, columns: tuple[str, ...], option: str) -> list:
                 values = value if isinstance(value, list) else [value]
                 if len(values) != len(columns):
                     raise UsageError(
-                        f"`{option}` {path}: feature {name!r} needs {len(columns)} value(s) ({', '.join(columns)})",
+                        f"`{option}` {path}: feature '{short(name)}' needs {len(columns)} value(s) ({', '.join(columns)})",
                         params=option,
                     )
                 out[str(name)] = tuple(
-                    _number(v, f"{c} of {name!r}", path) for c, v in zip(columns, values, strict=True)
+                    _number(v, f"{c} of '{short(name)}'", path) for c, v in zip(columns, values, strict=True)
                 )
             return out  # type: ignore[return-value]
         raise UsageError(f"`{option}` {path}: expected a JSON object ({what})", params=option)
@@ -226,11 +268,11 @@ def per_feature(path: str | Path, names: Sequence[str], columns: tuple[str, ...]
         unknown = [n for n in rows if n not in names]
         if unknown:
             raise UsageError(
-                f"`{option}` {path} names feature {unknown[0]!r}, which the data does not have", params=option
+                f"`{option}` {path} names feature '{short(unknown[0])}', which the data does not have", params=option
             )
         absent = [n for n in names if n not in rows]
         if absent:
-            raise UsageError(f"`{option}` {path} has no entry for feature {absent[0]!r}", params=option)
+            raise UsageError(f"`{option}` {path} has no entry for feature '{short(absent[0])}'", params=option)
         return [rows[n] for n in names]
     if len(rows) != len(names):
         raise UsageError(f"`{option}` {path} has {len(rows)} rows; the data has {len(names)} features", params=option)
@@ -242,19 +284,15 @@ def read_bounds(path: str | Path, names: Sequence[str]) -> tuple[tuple[float, ..
     rows = per_feature(path, names, ("lower", "upper"), "bounds")
     for name, (lo, hi) in zip(names, rows, strict=True):
         if lo > hi:
-            raise UsageError(f"`bounds` {path}: feature {name!r} has lower {lo:g} > upper {hi:g}", params="bounds")
+            raise UsageError(
+                f"`bounds` {path}: feature '{short(name)}' has lower {lo:g} > upper {hi:g}", params="bounds"
+            )
     return tuple(r[0] for r in rows), tuple(r[1] for r in rows)
 
 
 def read_eps_scale(path: str | Path, names: Sequence[str]) -> tuple[float, ...]:
-    """One ε weight ≥ 0 per feature from ``--eps-scale FILE``; at least one must be positive."""
-    weights = tuple(r[0] for r in per_feature(path, names, ("scale",), "eps_scale"))
-    negative = [n for n, w in zip(names, weights, strict=True) if w < 0]
-    if negative:
-        raise UsageError(f"`eps_scale` {path}: feature {negative[0]!r} has a negative weight", params="eps_scale")
-    if not any(w > 0 for w in weights):
-        raise UsageError(f"`eps_scale` {path}: every weight is 0, so no feature may move", params="eps_scale")
-    return weights
+    """One ε weight per feature from ``--eps-scale FILE`` (:class:`FeatureSpace` checks them)."""
+    return tuple(r[0] for r in per_feature(path, names, ("scale",), "eps_scale"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,7 +334,7 @@ def table_source(
         if bool(outside.any()):
             i, j = outside.nonzero()[0].tolist()
             raise DataError(
-                f"{name}: sample {i} has {names[j]} = {float(raw[i, j]):g}, outside its bounds "
+                f"{name}: sample {i} has '{short(names[j])}' = {float(raw[i, j]):g}, outside its bounds "
                 f"[{lower[j]:g}, {upper[j]:g}] from {source}; widen them in the `bounds` file",
                 params="bounds",
             )
@@ -339,7 +377,7 @@ def load_csv(path: Path, options: DataOptions) -> TableSource:
     if options.label_column is not None:
         if options.label_column not in header:
             raise UsageError(
-                f"`label_column` {options.label_column!r} is not a column of {path} (columns: {', '.join(header)})",
+                f"`label_column` {options.label_column!r} is not a column of {path} (columns: {some_names(header)})",
                 params="label_column",
             )
         label_at = header.index(options.label_column)
@@ -360,7 +398,7 @@ def load_csv(path: Path, options: DataOptions) -> TableSource:
                 values[k - 2, j] = float(cell)
             except ValueError:
                 raise DataError(
-                    f"{path}: line {k}, column {features[j]!r}: {cell!r} is not a number (features must be numeric)"
+                    f"{path}: line {k}, column '{short(features[j])}': '{short(cell)}' is not a number (features must be numeric)"
                 ) from None
     y, classes = _labels(labels)
     return table_source(values, y, name=path.name, options=options, names=features, classes=classes)
