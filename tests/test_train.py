@@ -234,6 +234,53 @@ def test_an_interrupted_train_resumes_to_the_uninterrupted_weights(tmp_path, mar
     assert other.stderr.strip().splitlines()[-1].startswith("error: the checkpoint") and "(lr differs)" in other.stderr
 
 
+def test_a_rerun_continues_its_own_checkpoint_and_never_overwrites_another(tmp_path, margin_file, monkeypatch):
+    """Issue 21, item 4: after an interruption the same command continues from the checkpoint
+    (no --resume needed); a changed run, changed data or a file that is not a checkpoint is refused
+    with one line naming --resume and --fresh, and the file is left as it was; --fresh replaces it."""
+    from advgrad.train import loop
+
+    out = tmp_path / "w.safetensors"
+    ckpt = tmp_path / "w.safetensors.ckpt"
+    args = ["train", "--model", "train_models:mlp", "--data", margin_file, "--method", "noise", "--sigma", "0.1"]
+    args += ["--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--device", "cpu", "--no-report", "--out", out]
+    original = loop.Trainer._epoch
+
+    def interrupted(self, epoch, on_batch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, on_batch)
+
+    monkeypatch.setattr(loop.Trainer, "_epoch", interrupted)
+    stopped = invoke(args)
+    assert stopped.exit_code == 130 and "run the same command again" in stopped.stderr, stopped.stderr
+    monkeypatch.setattr(loop.Trainer, "_epoch", original)
+    saved = ckpt.read_bytes()
+    for extra, why in ((["--lr", "0.01"], "(lr differs)"), (["--epochs", "3"], "(epochs differs)")):
+        text = assert_bad_input(invoke([*args, *extra]))
+        assert why in text and "--resume" in text and "--fresh" in text, text
+        assert ckpt.read_bytes() == saved and not out.exists()
+    resumed = invoke(args)  # the same command: it continues after epoch 1
+    assert resumed.exit_code == 0 and "1 of 2 epochs done" in resumed.stderr, resumed.stderr
+    assert "epoch 1/2" not in resumed.stderr and "epoch 2/2" in resumed.stderr
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
+    x, y = margin_problem(120, 0)
+    torch.save({"x": x, "y": 1 - y}, margin_file)  # other data at the same path
+    assert "(data file differs)" in assert_bad_input(invoke(args))
+    fresh = invoke([*args, "--fresh", "--lr", "0.01"])
+    assert fresh.exit_code == 0 and "epoch 1/2" in fresh.stderr, fresh.stderr
+    assert torch.load(ckpt, weights_only=True)["config"]["lr"] == 0.01
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("not a checkpoint")
+    text = assert_bad_input(invoke([*args, "--checkpoint", foreign]))
+    assert "not a readable training checkpoint" in text and "--fresh" in text and "--resume" in text, text
+    assert foreign.read_text() == "not a checkpoint"
+    missing = tmp_path / "none.ckpt"
+    assert "no checkpoint at" in assert_bad_input(invoke([*args, "--checkpoint", missing, "--resume"]))
+    assert "give one of them" in assert_bad_input(invoke([*args, "--resume", "--fresh"]))
+    assert not missing.exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

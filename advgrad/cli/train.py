@@ -252,7 +252,17 @@ def train_command(
         bool,
         typer.Option(
             "--resume",
-            help="Continue from the checkpoint when it exists (same options): the weights equal an uninterrupted run's.",
+            help="Continue from the checkpoint, which must exist and be of this run (same options and files); the "
+            "weights equal an uninterrupted run's. Without it a checkpoint of this run is continued too, and one of "
+            "another run is refused.",
+            rich_help_panel=o.OUTPUT_PANEL,
+        ),
+    ] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Start from the first epoch even when a checkpoint exists, and replace it.",
             rich_help_panel=o.OUTPUT_PANEL,
         ),
     ] = False,
@@ -271,7 +281,8 @@ def train_command(
     One loop serves every method; each supplies its loss from advgrad's attacks and bounds. After
     every epoch a line gives the loss and the training accuracy and, on the held-out validation
     samples, the clean accuracy, the accuracy under PGD-10 at --eps and (certified training) the
-    certified accuracy; a checkpoint is written, and --resume continues from it. At the end the
+    certified accuracy; a checkpoint is written, and running the same command again continues from
+    it (--fresh starts over). At the end the
     weights (.safetensors) and the ExportedProgram are written and the eval report is printed.
 
     Example: advgrad train --method pgd --eps 0.1 --epochs 60 --lr 2e-3 --out robust.safetensors --export robust.pt2
@@ -320,6 +331,7 @@ def train_command(
         log=log,
         checkpoint=checkpoint,
         resume=resume,
+        fresh=fresh,
         report=report,
         config_file=ctx.meta.get(META_KEY),
     )

@@ -57,6 +57,7 @@ class TrainOptions:
     log: Path | None = None
     checkpoint: Path | None = None
     resume: bool = False
+    fresh: bool = False
     report: bool = True
     config_file: str | None = None
 
@@ -65,12 +66,16 @@ class TrainOptions:
         return TrainConfig(**{f.name: getattr(self, f.name) for f in fields(TrainConfig)})
 
     def identity(self, world_size: int) -> dict:
-        """What a checkpoint must share with the run that resumes it, besides the TrainConfig."""
+        """What a checkpoint must share with the run that resumes it, besides the TrainConfig: the
+        options that choose model, data and samples, and the size and modification time of the
+        data and weights files (a file rewritten at the same path makes another run)."""
         return {
             "model": self.model,
             "model_args": list(self.model_args),
             "weights": self.weights,
+            "weights file": _fingerprint(self.weights),
             "data": self.data,
+            "data file": _fingerprint(self.data),
             "split": self.split,
             "limit": self.limit,
             "image_size": self.image_size,
@@ -84,12 +89,20 @@ class TrainOptions:
         return None if base is None else Path(str(base) + ".ckpt")
 
 
+def _fingerprint(path: str | None) -> list[int] | None:
+    from advgrad.run_description import file_fingerprints
+
+    return next(iter(file_fingerprints({"path": path}).values()), None)
+
+
 def _check_paths(options: TrainOptions) -> Path | None:
     from advgrad.cli.paths import check_output_paths
 
     if options.out is not None and Path(options.out).suffix.lower() != ".safetensors":
         raise UsageError(f"--out writes safetensors: give a name ending in .safetensors, not {options.out}")
     ckpt = options.checkpoint_path()
+    if options.resume and options.fresh:
+        raise UsageError("--resume continues the checkpoint and --fresh replaces it: give one of them")
     if options.resume and ckpt is None:
         raise UsageError(
             "--resume needs a checkpoint: give --checkpoint FILE (or --out/--export, beside which it is kept)"
@@ -136,6 +149,9 @@ def train_run(
     ckpt = _check_paths(options)
     model_args = parse_model_args(options.model_args)
     launch = launch_from_env()
+    world = 1 if launch is None else launch.world_size
+    identity = options.identity(world)
+    resumed = _checkpoint_to_resume(ckpt, options, config, identity, info)
     device = process_device(options.device, launch) if launch is not None else resolve_device(options.device)
     source = load_data(
         options.data,
@@ -164,7 +180,6 @@ def train_run(
     if labels is not None and len(selection):
         check_label_range(int(labels[selection].max()), logits.shape[1])
     threads = _choose_threads(options.threads, module, x, config.batch_size, device)
-    world = 1 if launch is None else launch.world_size
     if options.out is None and options.export is None:
         warn("neither --out nor --export is given: the trained weights will not be saved")
     info(
@@ -184,14 +199,12 @@ def train_run(
             device=device,
             train_indices=train_idx,
             val_indices=val_idx,
-            identity=options.identity(world),
+            identity=identity,
             dist_info=Distributed(0 if launch is None else launch.rank, world),
         )
-        if options.resume and ckpt is not None and ckpt.exists():
-            trainer.load(ckpt)
+        if resumed is not None:
+            trainer.restore(resumed)
             info(f"resumed from {ckpt}: {trainer.epoch} of {config.epochs} epochs done")
-        elif options.resume:
-            info(f"no checkpoint at {ckpt} yet: starting from the first epoch")
 
         def on_epoch(entry) -> None:
             info(epoch_line(entry, config.epochs, options.eps_label))
@@ -203,7 +216,7 @@ def train_run(
                 trainer.run(checkpoint=ckpt, on_batch=on_batch, on_epoch=on_epoch)
         except KeyboardInterrupt:
             saved = (
-                f"{trainer.epoch} finished epochs are in {ckpt}; add --resume to continue"
+                f"{trainer.epoch} finished epochs are in {ckpt}; run the same command again to continue"
                 if ckpt
                 else "nothing was saved"
             )
@@ -224,6 +237,38 @@ def train_run(
             info(f"checkpoint: {ckpt}")
     if options.report:
         _final_report(module, source, val_idx, config, options, device, description, info)
+
+
+def _checkpoint_to_resume(
+    ckpt: Path | None, options: TrainOptions, config: TrainConfig, identity: dict, info: Callable[[str], None]
+) -> dict | None:
+    """Before anything is loaded: the checkpoint to continue (None: start at the first epoch), or
+    a refusal.
+
+    A checkpoint of this same run (:func:`~advgrad.train.loop.checkpoint_differences` finds
+    nothing) is continued, with --resume or without; --fresh starts over and replaces it. Any other
+    file at the checkpoint's path (another run's checkpoint, a file that is not one) is never
+    overwritten unasked: refused, naming --resume and --fresh. --resume insists on a checkpoint."""
+    from advgrad.train.loop import checkpoint_differences, differ_text, read_checkpoint
+
+    if ckpt is None or options.fresh:
+        if ckpt is not None and ckpt.exists():
+            info(f"--fresh: starting from the first epoch; {ckpt} is replaced after it")
+        return None
+    if not ckpt.exists():
+        if options.resume:
+            raise UsageError(f"--resume: there is no checkpoint at {ckpt} to continue; leave out --resume to start")
+        return None
+    state = read_checkpoint(ckpt)
+    if isinstance(state, str):
+        raise UsageError(f"{state}; give --fresh to replace it, or another --checkpoint (--resume cannot continue it)")
+    differ = checkpoint_differences(state, identity, config)
+    if differ:
+        raise UsageError(
+            f"the checkpoint {ckpt} is of another run ({differ_text(differ)}): give that run's options to --resume it, "
+            "or --fresh to start over and replace it"
+        )
+    return state
 
 
 def _nothing():

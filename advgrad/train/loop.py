@@ -42,6 +42,33 @@ CHECKPOINT_FORMAT = "advgrad.train-checkpoint"
 VALIDATION_STEPS = 10
 
 
+def read_checkpoint(path: str | Path) -> dict | str:
+    """The contents of the training checkpoint ``path``, or why it is not one (a short reason)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- a truncated or foreign file: one line
+        return f"{path} is not a readable training checkpoint ({type(exc).__name__})"
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        return f"{path} is not an advgrad training checkpoint"
+    return state
+
+
+def checkpoint_differences(state: dict, identity: dict, config: TrainConfig) -> list[str]:
+    """What sets the run of ``identity`` and ``config`` apart from the one that wrote the checkpoint
+    ``state``: the names of the identity entries and configuration fields that differ (none: the
+    same run)."""
+    differ = []
+    for key, mine in (("identity", identity), ("config", config.to_dict())):
+        theirs = state.get(key) if isinstance(state.get(key), dict) else {}
+        differ += [k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)]
+    return sorted(differ)
+
+
+def differ_text(names: list[str]) -> str:
+    """``lr differs``, ``epochs, lr differ``."""
+    return f"{', '.join(names)} differ{'s' if len(names) == 1 else ''}"
+
+
 @dataclass
 class EpochLog:
     """One epoch: the mean training loss and the accuracy of the logits the loss was computed on
@@ -156,21 +183,17 @@ class Trainer:
 
     def load(self, path: str | Path) -> None:
         """Continue from a checkpoint written by the same run (same identity and configuration)."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 -- a truncated or foreign file: one line
-            raise UsageError(f"{path} is not a readable training checkpoint ({type(exc).__name__})") from None
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise UsageError(f"{path} is not an advgrad training checkpoint")
-        mine = {"identity": self.identity, "config": self.config.to_dict()}
-        for key, value in mine.items():
-            if state.get(key) != value:
-                differ = sorted(k for k in set(value) | set(state.get(key) or {}) if value.get(k) != state[key].get(k))
-                raise UsageError(
-                    f"the checkpoint {path} is of another run ({', '.join(differ)} differ{'s' if len(differ) == 1 else ''}); "
-                    "run with the same "
-                    "options, or without --resume to start again"
-                )
+        state = read_checkpoint(path)
+        if isinstance(state, str):
+            raise UsageError(state)
+        differ = checkpoint_differences(state, self.identity, self.config)
+        if differ:
+            raise UsageError(f"the checkpoint {path} is of another run ({differ_text(differ)})")
+        self.restore(state)
+
+    def restore(self, state: dict) -> None:
+        """Take up the run where the checkpoint ``state`` of this run (:func:`checkpoint_differences`
+        finds nothing) left it."""
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
