@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.attacks.options import collect_options
 from advgrad.eps import parse_eps
-from advgrad.errors import UsageError
+from advgrad.errors import AdvgradWarning, UsageError
 from advgrad.evaluation.eval_config import plan_certify, plan_eval
 from advgrad.evaluation.generate import attack_batch
 from advgrad.evaluation.run import run_sweep
@@ -317,7 +317,7 @@ def load_model(
     )
     loaded = _load(None if spec is None else str(spec), options)
     for message in loaded.warnings:
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, AdvgradWarning, stacklevel=2)
     return loaded.module
 
 

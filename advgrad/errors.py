@@ -98,6 +98,13 @@ class ModelError(AdvgradError):
     """A model that cannot be loaded or does not fit the data."""
 
 
+class AdvgradWarning(UserWarning):
+    """A warning of advgrad's own, through :mod:`warnings` (the Python API, a damaged saved batch):
+    the command line shows these as one line each and hides other libraries' warnings unless asked
+    (``-v``), so advgrad's own must be told apart by their category, not by the module that warns
+    (torch and matplotlib name their caller, often advgrad, as the warning's place)."""
+
+
 class InternalError(Exception):
     """A check inside advgrad failed: a bug, never the user's input, so not an :class:`AdvgradError`:
     the CLI reports it as an internal error (:attr:`ExitCode.INTERNAL`)."""

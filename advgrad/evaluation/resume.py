@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from advgrad import __version__
-from advgrad.errors import UsageError, first_line
+from advgrad.errors import AdvgradWarning, UsageError, first_line
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.run_description import RunDescription
 from advgrad.evaluation.tally import BatchTally
@@ -179,7 +179,9 @@ class RunState:
             return found
         # damaged since the state was opened: say so, and run the batch again
         self._done.discard(batch_index)
-        warnings.warn(f"discarded {self._file(batch_index)}: {found}; its batch runs again", stacklevel=2)
+        warnings.warn(
+            f"discarded {self._file(batch_index)}: {found}; its batch runs again", AdvgradWarning, stacklevel=2
+        )
         return None
 
     def save(self, batch_index: int, tally: BatchTally) -> None:
