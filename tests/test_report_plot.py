@@ -96,3 +96,27 @@ def test_per_class_panel_picks_where_classes_differ():
     report.attacks["fgsm"].points[3].robust_per_class = [5, 1]  # ...except fgsm at 0.3: 100% and 20%
     report.attacks["pgd"].points[3].robust_per_class = [3, 2]
     assert reference_point(report) == ("fgsm", 0.3)  # not the middle ε (0.2), where all are 100%
+
+
+def test_names_that_look_like_mathtext_or_hold_escapes_are_drawn_as_written(tmp_path):
+    """Issue 21, item 13 (found by trying it): a feature, class or model named "a$\\frac{$" made
+    matplotlib's math parser fail when the figure was saved (exit 3); "\x1b" drew a missing glyph."""
+    import torch
+
+    from advgrad.report.features import feature_bars
+    from advgrad.report.images import adversarial_grid
+
+    hostile = "a$\\frac{$\x1b[2J"
+    x = torch.rand(2, 2)
+    bars = feature_bars([hostile, "b"], x, x * 0.5, [0.0, 0.0], [1.0, 1.0], tmp_path / "bars.png")
+    assert bars.read_bytes()[:8] == PNG
+    images = torch.rand(2, 1, 4, 4)
+    grid = adversarial_grid(
+        images, images * 0.9, torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([1, 0]), tmp_path / "g.png",
+        class_names=[hostile, "dog"],
+    )  # fmt: skip
+    assert grid.read_bytes()[:8] == PNG
+    report = _with_examples(["pgd"])
+    report.model = {"description": f"model from {hostile}"}
+    plot_report(report, tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:8] == PNG

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from advgrad.report.mpl import pyplot, save_figure
+from advgrad.report.mpl import figure_text, pyplot, save_figure
 
 MAX_LABELLED = 40  # beyond this many features the bars carry no value labels and fewer tick names
 
@@ -49,7 +49,10 @@ def draw_feature_bars(
     shown = positions[::step]
     ax.set_xticks(shown)
     ax.set_xticklabels(
-        [f"{names[i]} (fixed)" if i in set(fixed) else names[i] for i in shown], rotation=60, ha="right", fontsize=7
+        [figure_text(f"{names[i]} (fixed)" if i in set(fixed) else names[i]) for i in shown],
+        rotation=60,
+        ha="right",
+        fontsize=7,
     )
     if d <= MAX_LABELLED:
         top = float(share.max()) if d else 0.0

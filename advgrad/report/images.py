@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import Tensor
 
 from advgrad.report.fmt import norm_sub
+from advgrad.report.mpl import figure_text
 from advgrad.report.mpl import pyplot as _pyplot
 from advgrad.report.mpl import save_figure as _save
 from advgrad.results import Example
@@ -44,7 +45,7 @@ def _show(ax, img: Tensor, title: str, color: str = "black", cmap: str | None = 
     """An image C×H×W in [0, 1] (or, with ``cmap``, an H×W map in [0, 1]) on bare axes."""
     arr, default_cmap = _to_display(img if cmap is None else img[None])
     ax.imshow(arr, cmap=cmap or default_cmap, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(title, fontsize=7, color=color)
+    ax.set_title(figure_text(title), fontsize=7, color=color)  # class names come from files
     ax.set_xticks([])
     ax.set_yticks([])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from advgrad.io.files import atomic_path
+from advgrad.text import printable
 
 
 def pyplot():
@@ -15,6 +16,13 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def figure_text(text: object) -> str:
+    """A name from a file as a figure shows it: control characters escaped (:func:`printable`)
+    and each ``$`` shown as itself, never the start of mathtext (``a$\\frac{$`` would make
+    matplotlib's math parser fail when the figure is saved)."""
+    return printable(text, newlines=True).replace("$", r"\$")
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:

@@ -10,7 +10,7 @@ import textwrap
 from advgrad.report.features import draw_feature_bars, example_tables
 from advgrad.report.fmt import norm_symbol
 from advgrad.report.images import EXAMPLE_LEGEND, draw_examples
-from advgrad.report.mpl import pyplot, save_figure
+from advgrad.report.mpl import figure_text, pyplot, save_figure
 from advgrad.results import Example, RobustnessReport
 
 MAX_CLASS_BARS = 20  # more classes than this are shown as a histogram of per-class accuracy
@@ -23,12 +23,13 @@ MANY_TICKS = 6  # more ε ticks than this are drawn slanted so that their labels
 
 
 def run_title(report: RobustnessReport, width: int = 110) -> str:
-    """``model · data · n samples, L∞``: what the figure is about, wrapped to ``width``."""
+    """``model · data · n samples, L∞``: what the figure is about, wrapped to ``width`` (the model's
+    and the data's descriptions name files: :func:`figure_text`)."""
     model = report.model.get("description") or report.model.get("source") or "model"
     data = report.data.get("description") or report.data.get("source") or "data"
     threat = f", {norm_symbol(report.norm)} threat model" if report.attacks else ""  # none for corruptions alone
     text = f"{model} · {data} · {report.n_samples} evaluated{threat}"
-    return "\n".join(textwrap.wrap(text, width))
+    return figure_text("\n".join(textwrap.wrap(text, width)))
 
 
 CHAR_WIDTH = 0.017  # width of one tick-label character as a share of the curve's x axis
@@ -75,7 +76,9 @@ def _draw_curves(ax, report: RobustnessReport) -> None:
     for name, curve in report.attacks.items():
         style = {"linestyle": ":", "marker": "s"} if curve.kind == "certified" else {"marker": "o"}
         label = f"{name} (certified)" if curve.kind == "certified" else name
-        ax.plot([p.eps for p in curve.points], [100 * p.accuracy for p in curve.points], label=label, **style)
+        ax.plot(
+            [p.eps for p in curve.points], [100 * p.accuracy for p in curve.points], label=figure_text(label), **style
+        )
     ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
     slanted = len(report.eps) > MANY_TICKS
     ax.set_xticks(report.eps, tick_labels(report), rotation=45 if slanted else 0, ha="right" if slanted else "center")
@@ -208,7 +211,7 @@ def report_figure(report: RobustnessReport):
     _draw_classes(class_ax, report)
     for sub, (name, examples) in zip(rest, blocks, strict=True):
         sub.suptitle(
-            f"{name}: {len(examples)} adversarial example{'s' if len(examples) != 1 else ''}",
+            figure_text(f"{name}: {len(examples)} adversarial example{'s' if len(examples) != 1 else ''}"),
             fontsize=10,
             fontweight="bold",
             x=0.01,
