@@ -281,6 +281,22 @@ def test_a_rerun_continues_its_own_checkpoint_and_never_overwrites_another(tmp_p
     assert not missing.exists()
 
 
+def test_a_checkpoint_that_no_longer_fits_is_refused_and_a_special_file_is_never_read(tmp_path, margin_file):
+    out, ckpt = tmp_path / "w.safetensors", tmp_path / "w.safetensors.ckpt"
+    args = ["train", "--model", "train_models:mlp", "--data", margin_file, "--epochs", "1", "--batch-size", "32"]
+    args += ["--device", "cpu", "--no-report", "--out", out]
+    assert invoke(args).exit_code == 0
+    state = torch.load(ckpt, weights_only=True)
+    state["model"] = {k: v[:1] for k, v in state["model"].items()}  # as if the model's code had changed
+    torch.save(state, ckpt)
+    refused = invoke(args)
+    assert refused.exit_code == 2 and "Traceback" not in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the checkpoint") and "does not fit this run" in last and "--fresh" in last, last
+    for _ in range(2):  # /dev/null takes every checkpoint and holds none: nothing to resume, nothing refused
+        assert invoke([*args, "--checkpoint", "/dev/null"]).exit_code == 0
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

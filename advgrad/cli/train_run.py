@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import typer
 
-from advgrad.errors import ExitCode, UsageError
+from advgrad.errors import ExitCode, UsageError, first_line
 from advgrad.train.config import TrainConfig
 
 LOG_FORMAT = "advgrad.train-log"
@@ -203,7 +203,7 @@ def train_run(
             dist_info=Distributed(0 if launch is None else launch.rank, world),
         )
         if resumed is not None:
-            trainer.restore(resumed)
+            _restore(trainer, resumed, ckpt)
             info(f"resumed from {ckpt}: {trainer.epoch} of {config.epochs} epochs done")
 
         def on_epoch(entry) -> None:
@@ -252,10 +252,10 @@ def _checkpoint_to_resume(
     from advgrad.train.loop import checkpoint_differences, differ_text, read_checkpoint
 
     if ckpt is None or options.fresh:
-        if ckpt is not None and ckpt.exists():
+        if ckpt is not None and ckpt.is_file():
             info(f"--fresh: starting from the first epoch; {ckpt} is replaced after it")
         return None
-    if not ckpt.exists():
+    if not ckpt.is_file():  # none yet, or a special file (/dev/null, a pipe) written through and never read
         if options.resume:
             raise UsageError(f"--resume: there is no checkpoint at {ckpt} to continue; leave out --resume to start")
         return None
@@ -269,6 +269,16 @@ def _checkpoint_to_resume(
             "or --fresh to start over and replace it"
         )
     return state
+
+
+def _restore(trainer, state: dict, ckpt: Path) -> None:
+    try:
+        trainer.restore(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a model whose code changed, a damaged file
+        raise UsageError(
+            f"the checkpoint {ckpt} does not fit this run ({type(exc).__name__}: {first_line(exc, 160)}); the model's "
+            "code may have changed: give --fresh to start over and replace it"
+        ) from None
 
 
 def _nothing():
