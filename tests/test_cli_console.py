@@ -13,6 +13,7 @@ from rich.table import Table
 
 import advgrad
 from advgrad.cli.console import err, out, route_warnings
+from advgrad.errors import AdvgradWarning
 
 MODEL = "factory_models:make_misbehaving"
 
@@ -38,9 +39,10 @@ def test_a_library_warning_stays_off_stderr_unless_verbose(tmp_path):
 def test_advgrads_own_warnings_are_still_shown(capsys):
     with warnings.catch_warnings():
         route_warnings(False)
-        warnings.warn_explicit("discarded a saved batch", UserWarning, "sweep.py", 1, module="advgrad.sweep")
+        warnings.warn_explicit("discarded a saved batch", AdvgradWarning, "sweep.py", 1, module="advgrad.sweep")
         warnings.warn_explicit("old API", FutureWarning, "functional.py", 1, module="torch.nn.functional")
-        warnings.warn_explicit("old API", DeprecationWarning, "x.py", 1, module="advgrad_plugin")
+        # matplotlib and torch name their caller as the place of a warning: often advgrad
+        warnings.warn_explicit("Glyph 27 missing", UserWarning, "features.py", 1, module="advgrad.report.features")
     assert capsys.readouterr().err.splitlines() == ["warning: discarded a saved batch"]
 
 
@@ -65,3 +67,14 @@ def test_the_consoles_escape_control_characters_and_read_no_markup(capsys):
     assert "cat\\x1b[2J\\x9b31m\\u202e[red]dog[/red][/bold]" in captured.out.replace("\n", "").replace("│", "")
     assert "title\\x1b]0;pwned\\x07 [/italic]\nsecond line" in captured.out  # a table's lines stay lines
     assert captured.err == "\\x0dhidden\\x1b[1A\n"
+
+
+def test_an_overlong_error_line_keeps_its_start_and_its_advice(capsys):
+    """A name from a file that no message cut short still gives a line of bounded length."""
+    from advgrad.cli.console import MESSAGE_WIDTH, print_error
+
+    print_error("error: " + "n" * 1_000_000 + "\x1b[2J; give --fresh")
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and len(line) < MESSAGE_WIDTH + 100
+    assert line.startswith("error: nnn") and line.rstrip().endswith("\\x1b[2J; give --fresh")
+    assert "characters left out" in line

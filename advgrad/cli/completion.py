@@ -57,10 +57,10 @@ def completion_script(shell: str) -> str:
 
 
 def _fail(exc: UsageError) -> None:
-    from advgrad.cli.console import err
+    from advgrad.cli.console import print_error
     from advgrad.errors import ExitCode
 
-    err.print(f"error: {exc}", style="red", markup=False)
+    print_error(f"error: {exc}")
     raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from advgrad.errors import AdvgradError, ExitCode, Notice, first_line
+from advgrad.errors import AdvgradError, AdvgradWarning, ExitCode, Notice, first_line
 from advgrad.progress import ProgressTracker
 from advgrad.runtime import compile_failed, is_compile_error
 from advgrad.text import printable
@@ -70,10 +70,23 @@ def notice_text(message: str) -> str:
     return message.render(flag) if isinstance(message, Notice) else message
 
 
+# Characters of one error or warning line: a longer one (a name from a file no helper cut short)
+# keeps its start and its end, where the advice is.
+MESSAGE_WIDTH = 2000
+
+
+def _one_line(text: str) -> str:
+    text = printable(text)
+    if len(text) <= MESSAGE_WIDTH:
+        return text
+    head, tail = text[: MESSAGE_WIDTH * 3 // 4], text[-(MESSAGE_WIDTH // 4) :]
+    return f"{head} … ({len(text) - len(head) - len(tail):,} characters left out) … {tail}"
+
+
 def print_error(text: str) -> None:
     """The one way an error reaches stderr: one line, control characters escaped (a message may
-    quote a file, or a library's error text that quotes one)."""
-    text = printable(text)
+    quote a file, or a library's error text that quotes one), at most :data:`MESSAGE_WIDTH` long."""
+    text = _one_line(text)
     if _state["rank"]:
         sys.stderr.write(f"[rank {_state['rank']}] {text}\n")
         sys.stderr.flush()
@@ -87,7 +100,8 @@ def info(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"warning: {printable(message)}", style="yellow")
+    """A warning on stderr: one line as :func:`print_error` writes one."""
+    err.print(f"warning: {_one_line(message)}", style="yellow")
 
 
 def print_json(data: Any) -> None:
@@ -105,16 +119,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def route_warnings(verbose: bool) -> None:
-    """Inside a ``warnings.catch_warnings()`` block: advgrad's own warnings as one line each; other
-    libraries' (torch, onnx2torch, transformers…) only with ``verbose`` (-v) or --debug, since they
-    are not about the user's input. The command line's choice alone: the Python API leaves the
-    caller's warning filters as they are."""
+    """Inside a ``warnings.catch_warnings()`` block: advgrad's own warnings (:class:`AdvgradWarning`)
+    as one line each; other libraries' (torch, onnx2torch, matplotlib…) only with ``verbose`` (-v)
+    or --debug, since they are not about the user's input. The command line's choice alone: the
+    Python API leaves the caller's warning filters as they are."""
     warnings.showwarning = _one_line_warning
     if verbose or _state["debug"]:
         warnings.simplefilter("default")
         return
     warnings.simplefilter("ignore")
-    warnings.filterwarnings("default", module=r"advgrad(\.|$)")
+    warnings.filterwarnings("default", category=AdvgradWarning)
 
 
 def handle_errors(fn: F) -> F:

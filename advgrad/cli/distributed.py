@@ -38,7 +38,7 @@ def setup_process(command: str | None) -> None:
                 "as one process, without torchrun"
             )
     except AdvgradError as exc:
-        err.print(f"error: {error_text(exc)}", style="red", markup=False)
+        err.print(f"error: {error_text(exc)}", style="red")  # every rank refuses; rank 0 alone says so
         raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
 
 
