@@ -95,8 +95,8 @@ def print_error(text: str) -> None:
 
 
 def info(message: str) -> None:
-    """A message for people, on stderr: one line, control characters escaped."""
-    err.print(printable(message))
+    """A message for people, on stderr: one line as :func:`print_error` writes one."""
+    err.print(_one_line(message))
 
 
 def warn(message: str) -> None:

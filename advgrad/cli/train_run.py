@@ -216,7 +216,9 @@ def train_run(
                 trainer.run(checkpoint=ckpt, on_batch=on_batch, on_epoch=on_epoch)
         except KeyboardInterrupt:
             saved = (
-                f"{trainer.epoch} finished epochs are in {ckpt}; run the same command again to continue"
+                f"{trainer.epoch} finished epochs are in {ckpt}; run the same command again"
+                + (" without --fresh" if options.fresh else "")
+                + " to continue"
                 if ckpt
                 else "nothing was saved"
             )

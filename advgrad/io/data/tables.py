@@ -89,7 +89,7 @@ class FeatureSpace:
     def _check_weights(self, weights: tuple[float, ...]) -> None:
         """ε weights: finite, ≥ 0, one at least positive, and the positive ones within
         :data:`MAX_WEIGHT_RATIO` of each other (see docs/loading.md, "Per-feature ε weights")."""
-        where = f"ε weights from {self.weights_source}"
+        where = "ε weights" + (f" from {self.weights_source}" if self.weights_source else "")
         for j, w in enumerate(weights):
             if not (math.isfinite(w) and w >= 0):
                 raise UsageError(
