@@ -39,7 +39,9 @@ def test_a_library_warning_stays_off_stderr_unless_verbose(tmp_path):
 def test_advgrads_own_warnings_are_still_shown(capsys):
     with warnings.catch_warnings():
         route_warnings(False)
-        warnings.warn_explicit("discarded a saved batch", AdvgradWarning, "sweep.py", 1, module="advgrad.sweep")
+        warnings.warn_explicit(
+            "discarded a saved batch", AdvgradWarning, "sweep.py", 1, module="advgrad.evaluation.sweep"
+        )
         warnings.warn_explicit("old API", FutureWarning, "functional.py", 1, module="torch.nn.functional")
         # matplotlib and torch name their caller as the place of a warning: often advgrad
         warnings.warn_explicit("Glyph 27 missing", UserWarning, "features.py", 1, module="advgrad.report.features")

@@ -90,7 +90,7 @@ class TrainOptions:
 
 
 def _fingerprint(path: str | None) -> list[int] | None:
-    from advgrad.run_description import file_fingerprints
+    from advgrad.evaluation.run_description import file_fingerprints
 
     return next(iter(file_fingerprints({"path": path}).values()), None)
 
