@@ -66,7 +66,9 @@ def _hostile_report():
 
 
 @pytest.mark.parametrize(
-    "render", [render_markdown, render_csv, lambda r: render_junit(r, strict=True), text_chart], ids=str
+    "render",
+    [render_markdown, render_csv, lambda r: render_junit(r, strict=True), text_chart],
+    ids=["markdown", "csv", "junit", "chart"],
 )
 def test_every_report_renderer_escapes_names(render):
     text = render(_hostile_report())

@@ -132,7 +132,7 @@ def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustnes
         "<details><summary>Configuration and versions</summary>",
         "",
         "```json",
-        json.dumps(context, indent=2, default=str),  # ASCII: every other character escaped
+        json.dumps(context, indent=2, ensure_ascii=False, default=str),  # controls: escaped below
         "```",
         "",
         "</details>",
