@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from advgrad.errors import DataError, UsageError
+from advgrad.io.paths import open_regular
 from advgrad.results import SCHEMA_NAME, SCHEMA_VERSION, AttackCurve, RobustnessReport
 
 FLOAT_SLACK = 1e-9  # a drop of exactly max_drop is not a regression, whatever the rounding
@@ -42,12 +43,9 @@ def noise_tolerance(accuracy: float, n: int) -> float:
 def read_report(path: str | os.PathLike) -> RobustnessReport:
     """A report written by ``advgrad eval --json``; a clear DataError for anything else."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path} is a directory; expected a report written by advgrad eval --json")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path, "a report written by advgrad eval --json", DataError) as fh:
+            data = json.loads(fh.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not a readable JSON report ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:

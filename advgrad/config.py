@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from advgrad.errors import UsageError
+from advgrad.io.paths import read_capped
 from advgrad.numeric import check_number
 
 try:
@@ -29,6 +30,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 SECTIONS = ("inputs", "attacks", "gates", "outputs")
+CONFIG_LIMIT = 1 << 20  # a run's options take a few hundred bytes; the limit keeps a device or a huge file out
 
 
 @dataclass(frozen=True)
@@ -71,24 +73,20 @@ def read_config(value: str | os.PathLike) -> tuple[dict[str, Any], str]:
 def read_toml(path: str | os.PathLike) -> dict[str, Any]:
     """Parse a TOML file; a clear UsageError when it is missing or malformed."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         from advgrad.shipped import list_configs
 
         names = ", ".join(c.name for c in list_configs())
         raise UsageError(f"{path}: no such config file or shipped config (shipped: {names}; see `advgrad config list`)")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory; --config needs a .toml file")
+    data = read_capped(path, CONFIG_LIMIT, "a config file (.toml)", UsageError, param="config")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError as exc:  # a binary file, or text in another encoding than UTF-8
         raise UsageError(
             f"{path}: not a TOML text file (byte {exc.start} is not UTF-8); --config needs a UTF-8 .toml file"
         ) from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
 
 
 def _flatten(data: dict[str, Any], path: Path) -> dict[str, tuple[str, Any]]:

@@ -27,14 +27,16 @@ from typing import Any
 import torch
 
 from advgrad import __version__
-from advgrad.errors import AdvgradWarning, UsageError, first_line
+from advgrad.errors import AdvgradError, AdvgradWarning, UsageError, first_line
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.run_description import RunDescription
 from advgrad.evaluation.tally import BatchTally
 from advgrad.io.files import write_tensors, write_text
+from advgrad.io.paths import read_capped, require_file
 
 STATE_FORMAT = "advgrad.eval-state"
 STATE_VERSION = 2  # 2: each batch file names its run and its batch
+HEADER_LIMIT = 1 << 20  # run.json is a few hundred bytes
 
 
 def default_state_dir() -> Path:
@@ -114,8 +116,8 @@ class RunState:
 
     def _header(self) -> dict[str, Any] | None:
         try:
-            data = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_capped(self.path / "run.json", HEADER_LIMIT, "a state header", UsageError))
+        except (AdvgradError, OSError, ValueError):  # missing, not a regular file, too large or damaged
             return None
         return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
 
@@ -125,7 +127,9 @@ class RunState:
     def _read(self, path: Path, batch_index: int | None) -> BatchTally | str:
         """The tally a batch file holds, or why it cannot be used (a short reason)."""
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = torch.load(require_file(path, "a batch file", UsageError), map_location="cpu", weights_only=True)
+        except UsageError:  # a named pipe would block, a device might never end: never opened
+            return "not a regular file"
         except Exception as exc:  # truncated, garbage, not a torch file
             return f"unreadable, truncated or damaged ({first_line(exc, 120)})"
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT or "tally" not in data:
@@ -153,14 +157,14 @@ class RunState:
                 usable.add(index)
                 continue
             self.discarded_files.append(f"discarded {path}: {found}; its batch runs again")
-            path.unlink(missing_ok=True)
+            _remove(path)
         return usable
 
     def _clear(self) -> None:
         # batch files, the header, and temporary files a hard kill may have left mid-write
         for pattern in ("batch-*.pt", ".batch-*.tmp", ".run.json.*.tmp", "run.json"):
             for p in self.path.glob(pattern):
-                p.unlink(missing_ok=True)
+                _remove(p)
 
     @property
     def finished(self) -> int:
@@ -205,3 +209,9 @@ class RunState:
             self._clear()
             with contextlib.suppress(OSError):
                 self.path.rmdir()
+
+
+def _remove(path: Path) -> None:
+    """Delete a file of a state folder; a folder of that name (advgrad never writes one) stays."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from advgrad.errors import UsageError
+from advgrad.io.paths import special_kind
 
 
 def _prepare(path: Path) -> Path:
@@ -40,19 +41,12 @@ def _prepare(path: Path) -> Path:
 
 def special_file(path: str | os.PathLike) -> str | None:
     """What ``path`` is when it exists and is not a regular file (links followed): ``character
-    device``, ``named pipe``, ``block device``, ``socket``, ``directory``; else None."""
+    device``, ``named pipe (FIFO)``, ``block device``, ``socket``, ``directory``; else None."""
     try:
         mode = os.stat(path).st_mode
     except OSError:  # missing (or unreachable): written as a new file
         return None
-    kinds = [
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISFIFO, "named pipe"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISDIR, "directory"),
-    ]
-    return next((name for test, name in kinds if test(mode)), None)
+    return special_kind(mode)
 
 
 def _open_descriptor(path: str | os.PathLike) -> int | None:

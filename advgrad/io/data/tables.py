@@ -22,6 +22,7 @@ held by the threat model itself (:attr:`advgrad.threat.ThreatModel.fixed`).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -34,10 +35,11 @@ from torch import Tensor
 
 from advgrad.errors import DataError, UsageError, first_line
 from advgrad.io.data.sources import DataOptions, TensorSource, label_vector
-from advgrad.io.paths import require_file
+from advgrad.io.paths import open_regular
 from advgrad.numeric import FLOAT32_MAX
 from advgrad.text import short, some_names
 
+EXPECTED_CSV = "a .csv file with a header row and a label column"
 LABEL_COLUMN = "label"  # the label column of a CSV file unless --label-column names another
 # Largest ratio of two positive ε weights: beyond it, at an ε where the most weighted feature can
 # move at all, the least weighted one moves by less than a millionth of its range, a few roundings
@@ -202,10 +204,9 @@ def _read_rows(path: Path, columns: tuple[str, ...], option: str) -> list:
     name → tuple. CSV: a header with ``feature`` and ``columns`` (names given), or ``columns`` only
     (one row per feature in order). JSON: ``{name: value(s)}``, ``{column: [one per feature]}``."""
     what = f"a .csv or .json file with {', '.join(columns)} per feature"
-    if not path.is_file():
-        raise UsageError(f"`{option}` {path}: no such file (expected {what})", params=option)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open_regular(path, what, UsageError, param=option) as fh:
+            text = fh.read().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"`{option}` {path}: cannot read it ({first_line(exc)})", params=option) from None
     if path.suffix.lower() == ".json":
@@ -365,10 +366,10 @@ def load_csv(path: Path, options: DataOptions) -> TableSource:
     """A ``.csv`` table: the first row names the columns; the label column is ``options.label_column``,
     else a column named ``label``, else the last one. Every other column is a numeric feature.
     Labels that are all integers are class indices; other labels are numbered in sorted order."""
-    path = require_file(path, "a .csv file with a header row and a label column", DataError)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if any(cell.strip() for cell in r)]
+        with open_regular(path, EXPECTED_CSV, DataError, param="data") as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            rows = [r for r in csv.reader(text) if any(cell.strip() for cell in r)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read it as CSV ({first_line(exc)})") from None
     if len(rows) < 2:

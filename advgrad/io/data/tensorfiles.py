@@ -63,7 +63,7 @@ def _table(x, y, path: Path, options: DataOptions, names=None) -> DataSource:
 def load_npz(path: Path, options: DataOptions) -> DataSource:
     """``.npz`` with arrays ``x`` and ``y`` (read into memory with ``allow_pickle=False``); an N×D
     ``x`` is a table, its columns named by an optional string array ``feature_names``."""
-    path = require_file(path, EXPECTED, DataError)
+    path = require_file(path, EXPECTED, DataError, param="data")
     try:
         arrays, found = read_npz(path)
     except DataError:
@@ -121,7 +121,7 @@ def _check_npy_claim(path: Path, key: str, shape: tuple[int, ...], dtype: np.dty
 
 def load_pt(path: Path, options: DataOptions) -> DataSource:
     """``.pt`` holding a dict with tensors ``x`` and ``y`` (``weights_only=True``, memory-mapped)."""
-    path = require_file(path, EXPECTED, DataError)
+    path = require_file(path, EXPECTED, DataError, param="data")
     mapped = zipfile.is_zipfile(path)  # only the zip format (torch ≥ 1.6) can be memory-mapped
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
@@ -197,7 +197,7 @@ def map_safetensors(path: Path) -> dict[str, Tensor]:
 
 def load_safetensors(path: Path, options: DataOptions) -> DataSource:
     """``.safetensors`` with tensors ``x`` and ``y`` (memory-mapped)."""
-    path = require_file(path, EXPECTED, DataError)
+    path = require_file(path, EXPECTED, DataError, param="data")
     tensors = map_safetensors(path)
     x, y = _pick(tensors, path, list(tensors))
     if x.dim() == 2:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +38,7 @@ from advgrad.io.model.extras import offline, require
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
 from advgrad.io.model.normalize import Normalization
 from advgrad.io.model.weights import key_mismatch
-from advgrad.io.paths import require_file
+from advgrad.io.paths import read_capped, require_file
 from advgrad.numeric import check_number
 
 PREFIX = "hf:"
@@ -71,19 +72,17 @@ def folder_of(spec: str) -> Path:
             f"{spec}: no such folder (expected a folder written by save_pretrained: config.json and "
             "model.safetensors; advgrad never downloads models)"
         )
-    if not (folder / "config.json").is_file():
+    if not os.path.lexists(folder / "config.json"):  # one that is not a regular file: load_hf names it
         raise ModelError(f"{spec}: {folder} holds no config.json (expected a folder written by save_pretrained)")
     return folder
 
 
 def _read_json(path: Path, what: str, limit: int = _JSON_LIMIT) -> object:
-    """A small JSON file (``what`` names the kind of file), read as JSON, never as code."""
-    require_file(path, what, ModelError)  # a device or FIFO would be read without end
-    if path.stat().st_size > limit:
-        raise ModelError(f"{path}: larger than {limit >> 10} KiB, not {what}")
+    """A small JSON file (``what`` names the kind of file), read as JSON, never as code: a regular
+    file of at most ``limit`` bytes (:func:`read_capped`; a device or a FIFO would be read without end)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[…]]]]
+        return json.loads(read_capped(path, limit, what, ModelError))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[…]]]]
         raise ModelError(f"{path}: not readable JSON ({first_line(exc)})") from None
 
 
@@ -310,9 +309,18 @@ def _check_weights(spec: str, folder: Path, model: nn.Module, info: dict, safete
         )
 
 
+def _check_files(folder: Path) -> None:
+    """Every file of the folder that transformers may open (configs, weights and their shards) is a
+    regular file: a named pipe would block the loading, a device flood it."""
+    for entry in sorted(folder.iterdir()):
+        if entry.suffix in (".json", ".safetensors", ".bin"):
+            require_file(entry, "a file written by save_pretrained", ModelError)
+
+
 def load_hf(spec: str, options: ModelOptions) -> LoadedModel:
     """The image classifier saved in the folder ``hf:DIR`` names (see the module docstring)."""
     folder = folder_of(spec)
+    _check_files(folder)
     safetensors = _weights_kind(folder, spec, options.unsafe_pickle)
     processor = read_processor(folder)
     config, model, info = _from_pretrained(spec, folder, safetensors)

@@ -27,7 +27,7 @@ from advgrad.io.model.graph_ops import operator_refusal, torchscript_disallowed
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
 from advgrad.io.model.onnx_file import is_onnx, load_onnx
 from advgrad.io.model.weights import load_torch_file
-from advgrad.io.paths import require_file
+from advgrad.io.paths import open_regular, require_file
 
 EXPECTED = "a model file: ExportedProgram (.pt2, torch.export.save), ONNX (.onnx) or TorchScript (torch.jit.save)"
 _STORAGE = re.compile(r"data/[0-9]+")
@@ -38,13 +38,14 @@ STATE_DICT_HINT = (
 
 def file_kind(path: Path) -> str:
     """``torchscript``, ``exported``, ``pickle`` (torch.save), ``zip`` (other archive) or ``unknown``."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        with open(path, "rb") as fh:
+    with open_regular(path, EXPECTED, ModelError, param="model") as fh:
+        try:
+            with zipfile.ZipFile(fh) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            fh.seek(0)
             head = fh.read(2)
-        return "damaged-zip" if head == b"PK" else ("pickle" if head[:1] == b"\x80" else "unknown")
+            return "damaged-zip" if head == b"PK" else ("pickle" if head[:1] == b"\x80" else "unknown")
     inner = {n.split("/", 1)[1] for n in names if "/" in n}
     if "archive_format" in inner:
         return "exported"
@@ -131,7 +132,7 @@ def load_pickle(path: Path, options: ModelOptions) -> LoadedModel:
 
 def load_model_file(spec: str, options: ModelOptions) -> LoadedModel:
     """Read a model file of any kind advgrad accepts (see the module docstring)."""
-    path = require_file(spec, EXPECTED, ModelError)
+    path = require_file(spec, EXPECTED, ModelError, param="model")
     if path.suffix.lower() == ".safetensors":
         raise ModelError(
             f"{path} holds weights only (safetensors), not a model; {STATE_DICT_HINT}", params=("model", "weights")

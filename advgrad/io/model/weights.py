@@ -54,7 +54,7 @@ def refuse_pickle(path: Path, what: str, safer: str) -> ModelError:
 
 def read_state_dict(path: str | Path, *, unsafe_pickle: bool = False) -> tuple[dict[str, Tensor], list[str]]:
     """The state dict in a weights file, unwrapped; and notes on what was unwrapped."""
-    path = require_file(path, EXPECTED, ModelError)
+    path = require_file(path, EXPECTED, ModelError, param="weights")
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
