@@ -163,6 +163,8 @@ def train_run(
 
     if getattr(source, "space", None) is not None:
         raise UsageError(f"advgrad train takes images; {options.data} is a table, which it does not train on yet")
+    for message in source.warnings:
+        warn(message)
     check_at_least(limit=(options.limit, 1))
     selection = source.select(limit=options.limit, seed=options.seed)
     train_idx, val_idx = split_indices(selection, config.val_fraction, config.seed)

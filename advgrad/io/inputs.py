@@ -246,7 +246,8 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     labels = data.labels()
     if labels is not None and labels.numel():
         check_label_range(int(labels[selection].max()), result.num_classes)
-    warnings = model.warnings + list(result.warnings) + _class_warnings(data, result.num_classes, model.class_names)
+    warnings = [*data.warnings, *model.warnings, *result.warnings]
+    warnings += _class_warnings(data, result.num_classes, model.class_names)
     if model.normalization is None and not any("mean" in getattr(w, "params", ()) for w in warnings):
         hint = normalisation_hint(model.module, x, y, result.num_classes)
         warnings += [hint] if hint else []

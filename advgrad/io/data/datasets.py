@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from advgrad.errors import DataError, UsageError, first_line
 from advgrad.io.data.sources import Batch, DataOptions, DataSource, TensorSource, check_pixels, label_vector
+from advgrad.io.paths import open_regular, walk_files
 
 
 class _Guarded(Dataset):
@@ -119,13 +120,66 @@ class DatasetSource(DataSource):
 # Image folders
 
 
+def read_image(path: str):
+    """An image file as an RGB PIL image; opened as a regular file only (:func:`open_regular`),
+    so a named pipe or a device put in the folder after it was listed cannot block or flood."""
+    from PIL import Image
+
+    with open_regular(path, "an image file", DataError) as fh:
+        return Image.open(fh).convert("RGB")
+
+
+class ImageFiles(Dataset):
+    """The images of an image folder: ``samples`` (path, label) pairs, read and transformed on demand."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Callable):
+        self.samples, self.transform = samples, transform  # both picklable: workers may be spawned
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, label = self.samples[index]
+        return self.transform(read_image(path)), label
+
+
+def image_samples(root: Path, classes: list[str]) -> tuple[list[tuple[str, int]], int]:
+    """The (path, label) samples of an image folder in torchvision's ImageFolder order (class by class,
+    folders sorted by path, files by name) and how many entries with an image's name were skipped
+    for not being regular files. A symbolic-link loop, or a folder reached twice, is refused
+    (:func:`advgrad.io.paths.walk_files`); a class without images too, as torchvision refuses it."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    def wanted(name: str) -> bool:
+        return name.lower().endswith(IMG_EXTENSIONS)
+
+    walked = walk_files(root, wanted, DataError, param="data")
+    samples: list[tuple[str, int]] = []
+    skipped, empty = 0, []
+    for label, name in enumerate(classes):
+        top = os.path.join(root, name)
+        inside = [w for w in walked if w[0] == top or w[0].startswith(top + os.sep)]
+        found = [(os.path.join(folder, file), label) for folder, files, _ in inside for file in files]
+        skipped += sum(n for _, _, n in inside)
+        samples += found
+        empty += [] if found else [name]
+    if empty:
+        raise DataError(
+            f"{root}: the dataset is empty, no images found in its class folders (none in {', '.join(empty[:5])}; "
+            f"extensions read: {', '.join(IMG_EXTENSIONS)})"
+        )
+    return samples, skipped
+
+
 def load_image_folder(path: Path, options: DataOptions) -> DataSource:
     """A folder with one sub-folder per class (torchvision's ImageFolder layout).
 
     Labels are the class folders in sorted order, as torchvision numbers them. Images are read
-    as RGB; ``options.image_size`` resizes the shorter side and centre-crops to a square.
+    as RGB; ``options.image_size`` resizes the shorter side and centre-crops to a square. Only
+    regular files are read: other entries with an image's name (named pipes, devices, broken
+    links) are skipped, and the source's warning says how many.
     """
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import find_classes
     from torchvision.transforms import v2
 
     steps: list = []
@@ -133,25 +187,30 @@ def load_image_folder(path: Path, options: DataOptions) -> DataSource:
         steps += [v2.Resize(options.image_size), v2.CenterCrop(options.image_size)]
     transform = v2.Compose([*steps, v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True)])
     try:
-        folder = ImageFolder(str(path), transform=transform)
-    except FileNotFoundError as exc:
-        text = first_line(exc)
-        if "class folder" in text:
-            raise DataError(
-                f"{path} is a directory without class folders; an image folder has one sub-folder of images per "
-                "class (ImageFolder layout: ROOT/cat/1.png, ROOT/dog/2.png)"
-            ) from None
-        raise DataError(f"{path}: the dataset is empty, no images found in its class folders ({text})") from None
+        classes, _ = find_classes(str(path))
+    except FileNotFoundError:
+        raise DataError(
+            f"{path} is a directory without class folders; an image folder has one sub-folder of images per "
+            "class (ImageFolder layout: ROOT/cat/1.png, ROOT/dog/2.png)"
+        ) from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the folder ({first_line(exc)})") from None
+    samples, skipped = image_samples(path, classes)
     size = f", resized and centre-cropped to {options.image_size}×{options.image_size}" if options.image_size else ""
-    return DatasetSource(
-        folder,
+    source = DatasetSource(
+        ImageFiles(samples, transform),
         name=path.name or str(path),
-        description=f"image folder {path}: {len(folder)} images in {len(folder.classes)} classes{size}",
-        classes=list(folder.classes),
-        targets=list(folder.targets),
+        description=f"image folder {path}: {len(samples)} images in {len(classes)} classes{size}",
+        classes=classes,
+        targets=[label for _, label in samples],
     )
+    if skipped:
+        source.warnings = (
+            f"image folder {path}: skipped {skipped} entr{'y' if skipped == 1 else 'ies'} with an image's name that "
+            f"{'is not a regular file' if skipped == 1 else 'are not regular files'} (named pipes, devices, sockets "
+            "or broken links)",
+        )
+    return source
 
 
 # ---------------------------------------------------------------------------------------------

@@ -87,6 +87,7 @@ class DataSource(ABC):
     name: str
     description: str
     classes: list[str] | None = None  # class names, when the source knows them
+    warnings: tuple[str, ...] = ()  # what a reader of the data should hear about it (e.g. files skipped)
 
     @abstractmethod
     def __len__(self) -> int: ...
