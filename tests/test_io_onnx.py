@@ -5,6 +5,7 @@ would be Python code never run."""
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -12,6 +13,7 @@ import factory_models as fm
 import pytest
 import torch
 from loading_fixtures import assert_bad_input, run_cli, save_tensors
+from special_files import unblocking
 
 from advgrad.io.model.onnx_file import is_onnx
 
@@ -230,6 +232,35 @@ def test_external_data_outside_the_folder_is_refused(tmp_path, setup):
 
     module = advgrad.load_model(str(inside / "m.onnx"))
     assert torch.allclose(module(setup["x"]), setup["x"].flatten(1) @ values, atol=1e-5)
+
+
+def test_external_data_that_is_no_regular_file_is_refused(tmp_path, setup):
+    """A symbolic-link loop used to end as an internal error (exit 3); a named pipe or a device is
+    refused before anything reads it."""
+    inside = tmp_path / "model"
+    inside.mkdir()
+    (inside / "loop.bin").symlink_to("loop.bin")
+    os.mkfifo(inside / "pipe.bin")
+    (inside / "device.bin").symlink_to("/dev/null")
+    for location, words in (
+        ("loop.bin", "it is a symbolic link loop"),
+        ("pipe.bin", "it is a named pipe (FIFO)"),
+        ("folder", "it is a directory"),
+        ("device.bin", "it leads out of the folder"),
+    ):
+        (inside / "folder").mkdir(exist_ok=True)
+        weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[64, 10])
+        weight.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", location), ("offset", "0"), ("length", str(4 * 640))):
+            entry = weight.external_data.add()
+            entry.key, entry.value = key, value
+        nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["logits"])]
+        onnx.save(graph_model(tmp_path, nodes, initializers=[weight]), inside / "m.onnx")
+        result = unblocking(
+            lambda: run_cli("info", "--model", inside / "m.onnx", "--data", setup["data"]), inside / "pipe.bin"
+        )
+        message = assert_bad_input(result)
+        assert f"keeps its data in {location!r}, which is not a file inside the model's folder ({words})" in message
 
 
 def test_node_names_never_run_as_code(setup, tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from advgrad.errors import ModelError, first_line
 from advgrad.io.model.exported import ExportedModule
 from advgrad.io.model.extras import require
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
+from advgrad.io.paths import file_problem, open_regular
 
 EXTRA = "onnx"
 # Converted and onnxruntime logits agree when max |difference| ≤ RTOL · max(1, max |onnxruntime logit|).
@@ -69,9 +71,9 @@ def is_onnx(path: Path) -> bool:
     """Whether ``path`` holds an ONNX ``ModelProto``: its top-level protobuf fields are all fields
     of ModelProto with their wire types, fill the file exactly, start with ``ir_version`` and
     include a graph. Reads field headers only (payloads are skipped)."""
-    size = path.stat().st_size
     seen: set[int] = set()
-    with open(path, "rb") as fh:
+    with open_regular(path, "an ONNX model", ModelError, param="model") as fh:
+        size = os.fstat(fh.fileno()).st_size
         for _ in range(_MAX_FIELDS):
             if fh.tell() == size:
                 return 1 in seen and 7 in seen
@@ -134,28 +136,36 @@ def model_tensors(model):
 
 
 def check_external_data(model, path: Path) -> int:
-    """Refuse any external-data location that is not a file inside the model's folder (after
+    """Refuse any external-data location that is not a regular file inside the model's folder (after
     following symbolic links); return how many tensors keep their data outside the ``.onnx`` file."""
-    folder = path.resolve().parent
+    folder = Path(os.path.realpath(path)).parent
     count = 0
     for tensor in model_tensors(model):
         if tensor.data_location != _EXTERNAL:
             continue
         count += 1
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (folder / location).resolve() if location and "\0" not in location else None
-        if (
-            target is None
-            or Path(location).is_absolute()
-            or location.startswith(("/", "\\"))
-            or not target.is_relative_to(folder)
-            or not target.is_file()
-        ):
+        problem = _location_problem(folder, location)
+        if problem is not None:
             raise ModelError(
                 f"{path}: tensor {tensor.name[:80]!r} keeps its data in {location[:120]!r}, which is not a file "
-                "inside the model's folder; advgrad reads ONNX external data only from files beside the model"
+                f"inside the model's folder ({problem}); advgrad reads ONNX external data only from regular files "
+                "beside the model"
             )
     return count
+
+
+def _location_problem(folder: Path, location: str) -> str | None:
+    """Why an external-data ``location`` cannot be read (a few words), or None. ``realpath`` never
+    raises, a symbolic-link loop included: ``stat`` then names it (:func:`file_problem`)."""
+    if not location or "\0" in location:
+        return "an empty or invalid file name"
+    if Path(location).is_absolute() or location.startswith(("/", "\\")):
+        return "an absolute path"
+    if not Path(os.path.realpath(folder / location)).is_relative_to(folder):
+        return "it leads out of the folder"
+    problem = file_problem(folder / location)
+    return None if problem is None else f"it is {problem}"
 
 
 def _rename_nodes(graph, counter: list[int]) -> None:
@@ -353,7 +363,7 @@ def load_onnx(path: Path, options: ModelOptions) -> LoadedModel:
     external = check_external_data(model, path)
     if external:
         try:
-            onnx.load_external_data_for_model(model, str(path.resolve().parent))
+            onnx.load_external_data_for_model(model, os.path.dirname(os.path.realpath(path)))
         except Exception as exc:
             raise ModelError(f"{path}: cannot read its external data ({first_line(exc)})") from None
     name, shape, batch = _input(model, path)
