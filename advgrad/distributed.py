@@ -18,19 +18,28 @@ batches keeps joining rounds with nothing to add until every rank is done.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch.distributed.constants import default_pg_timeout
 
 from advgrad.device import resolve_device
-from advgrad.errors import InternalError, UsageError, first_line
+from advgrad.errors import InternalError, Notice, UsageError, first_line
 from advgrad.evaluation.tally import BatchTally
+from advgrad.numeric import check_number
 
 T = TypeVar("T")
+
+JOIN_TIMEOUT = 60.0  # seconds every rank has to join the process group (`dist_timeout`)
+MAX_JOIN_TIMEOUT = 7 * 24 * 3600.0
+NOTICE_AFTER = 3.0  # seconds of waiting to join before saying so
 
 
 @dataclass(frozen=True)
@@ -216,10 +225,28 @@ def _collective_device() -> torch.device:
     return torch.device("cpu")
 
 
+def check_join_timeout(timeout: float) -> None:
+    """``dist_timeout`` must be a number of seconds > 0 (at most a week)."""
+    check_number(timeout, "dist_timeout", above=0, maximum=MAX_JOIN_TIMEOUT)
+
+
 @contextmanager
-def process_group(launch: Launch, device: torch.device) -> Iterator[None]:
+def process_group(
+    launch: Launch,
+    device: torch.device,
+    timeout: float = JOIN_TIMEOUT,
+    waiting: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Join the launch's process group for the block: NCCL when ``device`` is a GPU, gloo on CPU.
-    The rendezvous (address, port, store) is the one torchrun set up in the environment."""
+    The rendezvous (address, port, store) is the one torchrun set up in the environment.
+
+    Every rank must have joined within ``timeout`` seconds (``dist_timeout``), else a
+    :class:`UsageError` says so: a store that cannot be reached or a rank that never comes would
+    otherwise keep the process waiting for torch's default half hour. Ctrl-C is heard while it
+    waits. ``waiting`` (a message → None) hears once when the wait lasts more than a few seconds.
+    Collectives during the run keep torch's default timeout: a rank may wait for a slow one's batch.
+    """
+    check_join_timeout(timeout)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if backend == "nccl":
         if not dist.is_nccl_available():
@@ -227,12 +254,90 @@ def process_group(launch: Launch, device: torch.device) -> Iterator[None]:
         torch.cuda.set_device(device)
     elif not dist.is_gloo_available():
         raise UsageError("this torch build has no gloo backend, which a distributed run on CPUs needs")
-    kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
-    try:
-        dist.init_process_group(backend, rank=launch.rank, world_size=launch.world_size, **kwargs)
-    except (RuntimeError, ValueError) as exc:
-        raise UsageError(f"could not join the torchrun process group ({backend}): {first_line(exc)}") from None
+    failure = _interruptible(lambda: _join(launch, backend, device, timeout), waiting, launch, timeout)
+    if isinstance(failure, (RuntimeError, ValueError)):  # torch's DistError (a timeout included) is a RuntimeError
+        raise UsageError(
+            f"could not join the torchrun process group ({backend}): {first_line(failure).rstrip('.')}; every process must join "
+            f"within `dist_timeout` ({timeout:g} s): check MASTER_ADDR and MASTER_PORT, and that all "
+            f"{launch.world_size} processes start",
+            params="dist_timeout",
+        ) from None
+    if failure is not None:
+        raise failure
     try:
         yield
     finally:
         dist.destroy_process_group()
+
+
+def _join(launch: Launch, backend: str, device: torch.device, timeout: float) -> None:
+    """The rendezvous through the launch's store, every rank within ``timeout``, then the process group."""
+    store, rank, world = next(
+        dist.rendezvous("env://", launch.rank, launch.world_size, timeout=timedelta(seconds=timeout))
+    )
+    kwargs: dict[str, Any] = {}
+    if backend == "nccl":
+        torch.cuda.set_device(device)  # the current device is per thread
+        kwargs["device_id"] = device
+    dist.init_process_group(backend, store=store, rank=rank, world_size=world, **kwargs)
+    store.set_timeout(default_pg_timeout)  # the run's own use of the store waits as long as collectives
+
+
+def _interruptible(
+    work: Callable[[], None], waiting: Callable[[str], None] | None, launch: Launch, timeout: float
+) -> BaseException | None:
+    """Run ``work`` in a helper thread and wait for it here, where Ctrl-C raises KeyboardInterrupt:
+    torch waits for the other ranks in C++, which would not return to Python (or hear a signal)
+    before it is done. What ``work`` raised is returned. Meanwhile the C++ log lines torch writes on
+    each failed connection (with a stack trace) are kept off stderr, which is advgrad's."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            work()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append(exc)
+
+    helper = threading.Thread(target=run, name="advgrad-join", daemon=True)  # left behind on Ctrl-C
+    with _native_stderr_hidden() as show:
+        helper.start()
+        helper.join(NOTICE_AFTER)
+        if helper.is_alive() and waiting is not None:
+            with show():
+                waiting(
+                    Notice(
+                        f"distributed: waiting for the {launch.world_size} processes of the launch to join (at most "
+                        f"{timeout:g} s: `dist_timeout`)",
+                        "dist_timeout",
+                    )
+                )
+        helper.join()
+    return outcome[0]
+
+
+@contextmanager
+def _native_stderr_hidden() -> Iterator[Callable[[], AbstractContextManager[None]]]:
+    """File descriptor 2 goes to the null device for the block; it yields a context manager that
+    gives it back meanwhile (for a message of ours). Python's own stderr is flushed at each switch."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+
+    @contextmanager
+    def show() -> Iterator[None]:
+        os.dup2(saved, 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(null, 2)
+
+    try:
+        os.dup2(null, 2)
+        yield show
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import distributed_worker as worker
@@ -19,7 +22,7 @@ from report_helpers import comparable, stop_after
 
 import advgrad.cli.console as console
 import advgrad.evaluation.sweep as sweep_module
-from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device
+from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
 from advgrad.errors import InternalError, UsageError
 from advgrad.evaluation.evidence import Evidence
 from advgrad.evaluation.resume import RunState
@@ -210,6 +213,78 @@ def test_a_non_zero_rank_prints_only_its_errors_with_its_rank(launched):
     result = invoke(["eval", "--limit", "4", "--eps", "-1"])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == ["[rank 1] error: bad ε '-1': it must be ≥ 0"]
+
+
+# ------------------------------------------------------------------------ a launch that cannot join (issue 21, item 8)
+
+
+def bare_env(**launch: str) -> dict:
+    """This environment without torchrun's variables, plus ``launch``'s."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "TORCHELASTIC_RUN_ID")}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **launch}
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_that_cannot_join_stops_within_dist_timeout(monkeypatch, capfd, rank):
+    """Rank 1 finds no store at a closed port; rank 0 opens it and no rank 1 comes. Before, each
+    waited torch's half hour; torch's C++ log lines (with stack traces) stay off stderr."""
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    notices: list[str] = []
+    with pytest.raises(
+        UsageError, match=r"could not join the torchrun process group \(gloo\).*`dist_timeout` \(0.5 s\)"
+    ):
+        with process_group(Launch(rank, 2, rank), torch.device("cpu"), 0.5, waiting=notices.append):
+            pass  # pragma: no cover - never joined
+    assert not torch.distributed.is_initialized()
+    assert capfd.readouterr().err == ""
+
+
+def test_dist_timeout_is_a_positive_number_of_seconds():
+    for value in ("0", "-1", "inf", "nan"):
+        assert_bad_input(invoke(["eval", "--limit", "2", "--dist-timeout", value]), "--dist-timeout must be")
+
+
+@pytest.mark.slow
+def test_an_unreachable_store_is_one_line_and_exit_2():
+    env = bare_env(RANK="1", LOCAL_RANK="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    done = subprocess.run(
+        [sys.executable, "-m", "advgrad", "eval", "--limit", "4", "--device", "cpu", "--dist-timeout", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()] and done.stdout == "", done.stderr
+    assert done.stderr.startswith("[rank 1] error: could not join the torchrun process group (gloo): ")
+    assert "within --dist-timeout (1 s): check MASTER_ADDR and MASTER_PORT" in done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_waiting_for_the_other_ranks_stops_at_once():
+    """Rank 0 waits for a rank 1 that never comes; SIGINT used to be ignored until torch gave up."""
+    env = bare_env(RANK="0", LOCAL_RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "advgrad", "eval", "--limit", "4", "--device", "cpu", "--dist-timeout", "600"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    guard = threading.Timer(TIMEOUT, process.kill)  # a process that never says it waits fails the test
+    guard.start()
+    try:
+        waiting = process.stderr.readline()  # said once the wait lasts: it is waiting now
+        time.sleep(1)  # the notice is printed by rich, whose print an interrupt must not cut (it would print twice)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=TIMEOUT)
+    finally:
+        guard.cancel()
+        process.kill()
+    assert waiting.startswith("distributed: waiting for the 2 processes of the launch to join"), waiting
+    assert "(at most 600 s: --dist-timeout)" in waiting
+    assert process.returncode == 130 and err.strip() == "interrupted" and out == "", (process.returncode, err)
 
 
 # ------------------------------------------------------------------------ pieces, in one process

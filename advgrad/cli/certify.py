@@ -15,6 +15,7 @@ from advgrad.cli.console import handle_errors, warn
 from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
 from advgrad.cli.state import run_resumable, sigterm_as_interrupt
+from advgrad.distributed import JOIN_TIMEOUT
 from advgrad.errors import UsageError
 from advgrad.evaluation.certified import certify_passes
 from advgrad.evaluation.eval_config import EvalConfig, plan_certify
@@ -120,6 +121,7 @@ def certify_command(
     state_file: r.StateOpt = None,
     resume: r.ResumeOpt = True,
     verbose: o.VerboseOpt = False,
+    dist_timeout: o.DistTimeoutOpt = JOIN_TIMEOUT,
     io_options: InputOptions = InputOptions(),
 ) -> None:
     """Certified accuracy per ε: the share of samples whose prediction provably cannot change.
@@ -150,7 +152,7 @@ def certify_command(
     check_gates_apply(gates, [config.certify, CERTIFIED], config.eps)
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, plot=plot)
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
-    with join_run(io_options) as process, sigterm_as_interrupt():
+    with join_run(io_options, dist_timeout) as process, sigterm_as_interrupt():
         inputs = open_and_describe(io_options, process.device)
         hold_fixed(config, inputs)  # a table's immutable features (--eps-scale weight 0)
         run = describe_run([], config, inputs, gates, outputs, strict=False, config_file=ctx.meta.get(META_KEY))

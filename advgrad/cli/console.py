@@ -95,8 +95,9 @@ def print_error(text: str) -> None:
 
 
 def info(message: str) -> None:
-    """A message for people, on stderr: one line as :func:`print_error` writes one."""
-    err.print(_one_line(message))
+    """A message for people, on stderr: one line as :func:`print_error` writes one (a
+    :class:`~advgrad.errors.Notice` with its parameters as flags)."""
+    err.print(_one_line(notice_text(message)))
 
 
 def warn(message: str) -> None:

@@ -16,7 +16,16 @@ import torch
 import typer
 
 from advgrad.cli.console import err, error_text, info, quiet_rank
-from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
+from advgrad.distributed import (
+    JOIN_TIMEOUT,
+    Launch,
+    LocalExchange,
+    Shard,
+    check_join_timeout,
+    launch_from_env,
+    process_device,
+    process_group,
+)
 from advgrad.errors import AdvgradError, ExitCode, UsageError
 from advgrad.io.inputs import InputOptions
 
@@ -68,15 +77,17 @@ class Process:
 
 
 @contextmanager
-def join_run(options: InputOptions) -> Iterator[Process]:
+def join_run(options: InputOptions, timeout: float = JOIN_TIMEOUT) -> Iterator[Process]:
     """This process's part of the run; under torchrun, inside the launch's process group
-    (NCCL on GPUs, gloo on CPUs), each rank on ``cuda:LOCAL_RANK`` when the run uses CUDA."""
+    (NCCL on GPUs, gloo on CPUs), each rank on ``cuda:LOCAL_RANK`` when the run uses CUDA, which
+    every rank joins within ``timeout`` seconds (``--dist-timeout``)."""
+    check_join_timeout(timeout)
     launch = launch_from_env()
     if launch is None:
         yield Process()
         return
     device = process_device(options.device, launch)
-    with process_group(launch, device):
+    with process_group(launch, device, timeout, waiting=info):
         backend = "NCCL" if device.type == "cuda" else "gloo"
         info(
             f"distributed: {launch.world_size} processes ({backend}), batch k runs on rank k mod {launch.world_size}; "

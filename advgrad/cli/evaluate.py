@@ -15,6 +15,7 @@ from advgrad.cli.console import handle_errors
 from advgrad.cli.distributed import join_run
 from advgrad.cli.outputs import Outputs, check_report_paths, describe_run, exit_on_failures, finish_report
 from advgrad.cli.state import run_resumable, sigterm_as_interrupt
+from advgrad.distributed import JOIN_TIMEOUT
 from advgrad.evaluation.certified import certify_passes
 from advgrad.evaluation.corrupted import corruption_passes
 from advgrad.evaluation.eval_config import plan_eval
@@ -98,6 +99,7 @@ def eval_command(
         ),
     ] = None,
     verbose: o.VerboseOpt = False,
+    dist_timeout: o.DistTimeoutOpt = JOIN_TIMEOUT,
     io_options: InputOptions = InputOptions(),
 ) -> None:
     """Measure accuracy under each attack at each ε: the robustness curve, with sanity checks.
@@ -140,7 +142,7 @@ def eval_command(
     check_gates_apply(gates, curves, config.eps, corruptions=bool(config.corruptions))
     outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
-    with join_run(io_options) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
+    with join_run(io_options, dist_timeout) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
         hold_fixed(config, inputs)  # a table's immutable features (--eps-scale weight 0)
         warn_large_eps(config.norm, config.eps, inputs)

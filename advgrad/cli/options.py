@@ -268,6 +268,18 @@ ThreadsOpt = Annotated[
         rich_help_panel=RUNTIME_PANEL,
     ),
 ]
+DistTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--dist-timeout",
+        metavar="SECONDS",
+        help=(
+            "Under torchrun: how long each process waits for all of them to join before it stops with an error "
+            "(an unreachable MASTER_ADDR:MASTER_PORT, a rank that never starts); `advgrad docs scale`."
+        ),
+        rich_help_panel=RUNTIME_PANEL,
+    ),
+]
 
 NormOpt = Annotated[
     str,

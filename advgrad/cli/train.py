@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from advgrad.cli import options as o
 from advgrad.cli.config_file import META_KEY, load_config
 from advgrad.cli.console import err, handle_errors, info, warn
+from advgrad.distributed import JOIN_TIMEOUT
 from advgrad.errors import UsageError
 
 TRAIN_PANEL = "Training"
@@ -211,6 +212,7 @@ def train_command(
     device: o.DeviceOpt = "auto",
     precision: o.PrecisionOpt = "fp32",
     threads: o.ThreadsOpt = "auto",
+    dist_timeout: o.DistTimeoutOpt = JOIN_TIMEOUT,
     out: Annotated[
         Optional[Path],
         typer.Option(
@@ -326,6 +328,7 @@ def train_command(
         device=device,
         precision=precision,
         threads=threads,
+        dist_timeout=dist_timeout,
         out=out,
         export=export,
         log=log,

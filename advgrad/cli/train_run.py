@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import typer
 
+from advgrad.distributed import JOIN_TIMEOUT
 from advgrad.errors import ExitCode, UsageError, first_line
 from advgrad.train.config import TrainConfig
 
@@ -52,6 +53,7 @@ class TrainOptions:
     device: str = "auto"
     precision: str = "fp32"
     threads: str = "auto"
+    dist_timeout: float = JOIN_TIMEOUT  # seconds for every torchrun process to join
     out: Path | None = None
     export: Path | None = None
     log: Path | None = None
@@ -136,7 +138,7 @@ def train_run(
     epoch_line: Callable,
 ) -> None:
     from advgrad.device import resolve_device
-    from advgrad.distributed import launch_from_env, process_device, process_group
+    from advgrad.distributed import check_join_timeout, launch_from_env, process_device, process_group
     from advgrad.geometry import get_geometry
     from advgrad.io.data.load import DataOptions, load_data
     from advgrad.io.files import write_json
@@ -146,6 +148,7 @@ def train_run(
     from advgrad.train.loop import Distributed, Trainer, split_indices
 
     config = options.train_config()
+    check_join_timeout(options.dist_timeout)
     ckpt = _check_paths(options)
     model_args = parse_model_args(options.model_args)
     launch = launch_from_env()
@@ -191,7 +194,7 @@ def train_run(
         + f" · device: {device}"
         + ("" if device.type == "cuda" else f", {threads} thread{'s' if threads > 1 else ''}")
     )
-    with process_group(launch, device) if launch is not None else _nothing():
+    with process_group(launch, device, options.dist_timeout, waiting=info) if launch is not None else _nothing():
         if launch is not None:
             info(f"distributed: {world} processes, each a slice of every batch of {config.batch_size}; rank 0 writes")
         trainer = Trainer(
