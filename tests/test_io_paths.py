@@ -191,6 +191,14 @@ def test_an_image_folder_skips_what_is_not_a_regular_file_and_says_so_once(tmp_p
     assert result.stderr.count("skipped 3 entries with an image's name") == 1, result.stderr
 
 
+def test_a_class_of_pipes_only_is_empty_and_says_why(tmp_path):
+    root = write_image_folder(tmp_path / "imgs", {"a": 1})
+    (tmp_path / "imgs" / "b").mkdir()
+    os.mkfifo(root / "b" / "x.png")
+    with pytest.raises(DataError, match=r"none in b; .*; 1 skipped, not regular files"):
+        unblocking(lambda: load_data(str(root)), root / "b" / "x.png")
+
+
 def test_an_image_read_after_the_listing_is_still_a_regular_file(tmp_path):
     """An image replaced by a named pipe after the folder was listed fails that batch in one line."""
     root = write_image_folder(tmp_path / "imgs", {"a": 2})

@@ -164,9 +164,10 @@ def image_samples(root: Path, classes: list[str]) -> tuple[list[tuple[str, int]]
         samples += found
         empty += [] if found else [name]
     if empty:
+        others = f"; {skipped} skipped, not regular files" if skipped else ""
         raise DataError(
             f"{root}: the dataset is empty, no images found in its class folders (none in {', '.join(empty[:5])}; "
-            f"extensions read: {', '.join(IMG_EXTENSIONS)})"
+            f"extensions read: {', '.join(IMG_EXTENSIONS)}{others})"
         )
     return samples, skipped
 
