@@ -352,7 +352,7 @@ def load_data(
         DataOptions(split=split, root=None if root is None else str(root), download=download, image_size=image_size),
     )
     for message in source.warnings:
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(message, AdvgradWarning, stacklevel=2)
     if getattr(source, "space", None) is not None:
         raise UsageError(
             f"{spec} is a table: pass advgrad.io.data.load.load_data({str(spec)!r}) to advgrad.evaluate as it is, "

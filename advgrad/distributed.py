@@ -254,12 +254,18 @@ def process_group(
         torch.cuda.set_device(device)
     elif not dist.is_gloo_available():
         raise UsageError("this torch build has no gloo backend, which a distributed run on CPUs needs")
-    failure = _interruptible(lambda: _join(launch, backend, device, timeout), waiting, launch, timeout)
+    notice = Notice(
+        f"distributed: waiting for the {launch.world_size} processes of the launch to join (at most {timeout:g} s: "
+        "`dist_timeout`)",
+        "dist_timeout",
+    )
+    failure = _interruptible(lambda: _join(launch, backend, device, timeout), waiting, notice)
     if isinstance(failure, (RuntimeError, ValueError)):  # torch's DistError (a timeout included) is a RuntimeError
+        reason = first_line(failure).rstrip(".")
         raise UsageError(
-            f"could not join the torchrun process group ({backend}): {first_line(failure).rstrip('.')}; every process must join "
-            f"within `dist_timeout` ({timeout:g} s): check MASTER_ADDR and MASTER_PORT, and that all "
-            f"{launch.world_size} processes start",
+            f"could not join the torchrun process group ({backend}): {reason}; every process must join within "
+            f"`dist_timeout` ({timeout:g} s): check MASTER_ADDR and MASTER_PORT, and that all {launch.world_size} "
+            "processes start",
             params="dist_timeout",
         ) from None
     if failure is not None:
@@ -284,12 +290,13 @@ def _join(launch: Launch, backend: str, device: torch.device, timeout: float) ->
 
 
 def _interruptible(
-    work: Callable[[], None], waiting: Callable[[str], None] | None, launch: Launch, timeout: float
+    work: Callable[[], None], waiting: Callable[[str], None] | None, notice: str
 ) -> BaseException | None:
     """Run ``work`` in a helper thread and wait for it here, where Ctrl-C raises KeyboardInterrupt:
     torch waits for the other ranks in C++, which would not return to Python (or hear a signal)
-    before it is done. What ``work`` raised is returned. Meanwhile the C++ log lines torch writes on
-    each failed connection (with a stack trace) are kept off stderr, which is advgrad's."""
+    before it is done. What ``work`` raised is returned; ``waiting`` hears ``notice`` when it takes
+    over :data:`NOTICE_AFTER` seconds. Meanwhile the C++ log lines torch writes on each failed
+    connection (with a stack trace) are kept off stderr, which is advgrad's."""
     outcome: list[BaseException | None] = []
 
     def run() -> None:
@@ -305,13 +312,7 @@ def _interruptible(
         helper.join(NOTICE_AFTER)
         if helper.is_alive() and waiting is not None:
             with show():
-                waiting(
-                    Notice(
-                        f"distributed: waiting for the {launch.world_size} processes of the launch to join (at most "
-                        f"{timeout:g} s: `dist_timeout`)",
-                        "dist_timeout",
-                    )
-                )
+                waiting(notice)
         helper.join()
     return outcome[0]
 
