@@ -207,6 +207,19 @@ def test_missing_extra(setup, monkeypatch):
             assert "pip install 'advgrad[onnx]'" in message and module in message, message
 
 
+def save_external(tmp_path, path, location: str):
+    """A flatten-and-matmul model at ``path`` whose 64×10 weight W keeps its data at ``location``;
+    returns W's TensorProto and the nodes, to save it again with another location."""
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[64, 10])
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(4 * 640))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["logits"])]
+    onnx.save(graph_model(tmp_path, nodes, initializers=[weight]), path)
+    return weight, nodes
+
+
 def test_external_data_outside_the_folder_is_refused(tmp_path, setup):
     inside = tmp_path / "model"
     inside.mkdir()
@@ -214,13 +227,7 @@ def test_external_data_outside_the_folder_is_refused(tmp_path, setup):
     secret.write_bytes(torch.zeros(10 * 64).numpy().tobytes())
     (inside / "link.bin").symlink_to(secret)
     for location in ("../secret.bin", str(secret), "link.bin"):
-        weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[64, 10])
-        weight.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", location), ("offset", "0"), ("length", str(4 * 640))):
-            entry = weight.external_data.add()
-            entry.key, entry.value = key, value
-        nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["logits"])]
-        onnx.save(graph_model(tmp_path, nodes, initializers=[weight]), inside / "m.onnx")
+        weight, nodes = save_external(tmp_path, inside / "m.onnx", location)
         message = assert_bad_input(run_cli("info", "--model", inside / "m.onnx", "--data", setup["data"]))
         assert "not a file inside the model's folder" in message, message
     # the same tensor beside the model loads, and its values are used
@@ -249,13 +256,7 @@ def test_external_data_that_is_no_regular_file_is_refused(tmp_path, setup):
         ("device.bin", "it leads out of the folder"),
     ):
         (inside / "folder").mkdir(exist_ok=True)
-        weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[64, 10])
-        weight.data_location = TensorProto.EXTERNAL
-        for key, value in (("location", location), ("offset", "0"), ("length", str(4 * 640))):
-            entry = weight.external_data.add()
-            entry.key, entry.value = key, value
-        nodes = [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("MatMul", ["f", "W"], ["logits"])]
-        onnx.save(graph_model(tmp_path, nodes, initializers=[weight]), inside / "m.onnx")
+        save_external(tmp_path, inside / "m.onnx", location)
         result = unblocking(
             lambda: run_cli("info", "--model", inside / "m.onnx", "--data", setup["data"]), inside / "pipe.bin"
         )
