@@ -8,7 +8,6 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-
 SHIPPED = {"docs": "*.md", "configs": "*.toml"}  # top-level folder → the files a wheel carries from it
 
 
