@@ -30,7 +30,8 @@ from advgrad.geometry import L2, LINF, get_geometry
 
 __all__ = ["METHODS", "NORMS", "BoundedModel", "UnsupportedOperation", "certified", "margin_bounds"]
 
-METHODS = ("ibp", "crown", "crown-ibp")
+ALPHA = "alpha-crown"
+METHODS = ("ibp", "crown", "crown-ibp", ALPHA)
 NORMS = (LINF, L2)  # the geometries of the norms the bounds handle (advgrad.geometry)
 
 #: a margin lower bound must exceed this, times 1 + the largest clean |logit|, to certify: float32
@@ -72,16 +73,68 @@ class BoundedModel:
         ``fixed`` (indices into each flattened sample) held at x; column y is +inf."""
         norm = str(norm)
         _check(eps, norm, method, lower, upper)
+        self._check_batch(x, y)
+        classes = self.graph.shapes[self.graph.output][0]
+        if len(x) == 0:
+            return x.new_zeros((0, classes))
+        with torch.no_grad():
+            inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper), tuple(fixed))
+            if method == ALPHA:
+                from advgrad.bounds.alpha import AlphaParams, margin_lower_alpha
+
+                target = CERTIFY_SLACK * (1 + self.logits(x).abs().amax(dim=1))
+                return margin_lower_alpha(self.relu_graph, inputs, y.to(x.device).long(), target, AlphaParams())
+            return margin_lower(self.graph, inputs, y.to(x.device).long(), method)
+
+    def verify(
+        self,
+        x: Tensor,
+        y: Tensor,
+        eps: float,
+        *,
+        norm: str = "inf",
+        lower=0.0,
+        upper=1.0,
+        fixed: tuple[int, ...] = (),
+        params=None,
+        generator: torch.Generator | None = None,
+    ):
+        """A verdict per sample by branch and bound (:mod:`advgrad.bounds.bab`): verified (the
+        prediction y holds on the whole ε-ball ∩ box, with margins above :data:`CERTIFY_SLACK`),
+        falsified (with a counterexample a forward pass confirmed) or unknown (out of time or of
+        domains). ``params``: a :class:`~advgrad.bounds.bab.BabParams`."""
+        from advgrad.bounds.bab import BabParams, Verdicts, verify
+        from advgrad.gradient import frozen
+
+        norm = str(norm)
+        _check(eps, norm, METHODS[0], lower, upper)
+        self._check_batch(x, y)
+        if len(x) == 0:
+            return Verdicts.start(x)
+        model = self.model.module() if isinstance(self.model, torch.export.ExportedProgram) else self.model
+        with frozen(model), torch.no_grad():
+            inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper), tuple(fixed))
+            target = CERTIFY_SLACK * (1 + model(x).abs().amax(dim=1))
+            return verify(
+                self.relu_graph, model, inputs, y.to(x.device).long(), target, params or BabParams(), generator
+            )
+
+    @property
+    def relu_graph(self) -> BoundGraph:
+        """The graph α-CROWN and branch and bound read: max-pools as trees of ReLUs
+        (:mod:`advgrad.bounds.rewrite`), the same function with free slopes and splittable neurons."""
+        if getattr(self, "_relu_graph", None) is None:
+            from advgrad.bounds.rewrite import max_pools_as_relus
+
+            self._relu_graph = max_pools_as_relus(self.graph)
+        return self._relu_graph
+
+    def _check_batch(self, x: Tensor, y: Tensor) -> None:
         if tuple(x.shape[1:]) != self.graph.input_shape:
             raise UsageError(f"inputs of shape {tuple(x.shape[1:])} do not fit the model's {self.graph.input_shape}")
         classes = self.graph.shapes[self.graph.output][0]
         if y.shape != (x.shape[0],) or (len(y) and not (0 <= int(y.min()) and int(y.max()) < classes)):
             raise UsageError(f"labels must be {x.shape[0]} class indices in [0, {classes}), got shape {tuple(y.shape)}")
-        if len(x) == 0:
-            return x.new_zeros((0, classes))
-        with torch.no_grad():
-            inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper), tuple(fixed))
-            return margin_lower(self.graph, inputs, y.to(x.device).long(), method)
 
     def logits(self, x: Tensor) -> Tensor:
         """The clean logits (N, C), computed in eval mode (every module's mode is restored)."""

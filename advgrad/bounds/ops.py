@@ -260,6 +260,25 @@ class Identity(Reshape):
         super().__init__(in_shape, in_shape)
 
 
+class StridedPick(NonNegativeLinear):
+    """One element of every pooling window: z[c, i, j] = x[c, p + i·sh, q + j·sw] (a max-pool's
+    element (p, q), for :mod:`advgrad.bounds.rewrite`)."""
+
+    def __init__(self, in_shape, out_shape, offset: tuple[int, int], stride: tuple[int, int]):
+        self.out_shape = tuple(out_shape)
+        self.offset, self.stride = offset, stride
+        super().__init__([in_shape], lambda xs: xs[0][(..., *self._where())])
+
+    def _where(self) -> tuple[slice, slice]:
+        (p, q), (sh, sw), (ho, wo) = self.offset, self.stride, self.out_shape[-2:]
+        return slice(p, p + sh * (ho - 1) + 1, sh), slice(q, q + sw * (wo - 1) + 1, sw)
+
+    def transpose(self, a):
+        out = a.new_zeros(*a.shape[:2], *self.in_shapes[0])
+        out[(..., *self._where())] = a
+        return [out]
+
+
 class Cat(NonNegativeLinear):
     """Concatenation of bounded tensors along a non-batch dimension."""
 
@@ -329,6 +348,37 @@ class LeakyReLU(Elementwise):
         au = torch.where(pos_side, torch.ones_like(lo), torch.where(neg_side, torch.full_like(lo, s), chord))
         bu = torch.where(pos_side | neg_side, torch.zeros_like(lo), chord_b)
         return al, torch.zeros_like(lo), au, bu
+
+    def slope_range(self) -> tuple[float, float] | None:
+        """The slopes a lower line α·x through 0 may take and stay below the function on every
+        interval (α-CROWN's free parameter): [s, 1] in the convex case; None when concave."""
+        return (self.slope, 1.0) if self.slope <= 1 else None
+
+    def backward_with_slope(self, a: Tensor, bounds: Sequence[Interval], slope: Tensor) -> tuple[list[Tensor], Tensor]:
+        """:meth:`backward` with the lower line α·x on the unstable neurons, α = ``slope`` (N, S or 1,
+        *shape) clamped into :meth:`slope_range`: any such line lies below max(x, s·x), so the bound
+        is valid whatever α the optimiser chose (Xu et al. 2021, α-CROWN)."""
+        lo, hi = bounds[0]
+        al, bl, au, bu = self.relax(lo, hi)
+        al = self.with_slope(lo.unsqueeze(1), hi.unsqueeze(1), al.unsqueeze(1), slope)
+        return lines_backward(a, al, bl.unsqueeze(1), au.unsqueeze(1), bu.unsqueeze(1))
+
+    def with_slope(self, lo: Tensor, hi: Tensor, al: Tensor, slope: Tensor) -> Tensor:
+        """The lower slopes ``al`` with ``slope`` on the unstable neurons, clamped into
+        :meth:`slope_range` in value while the gradient passes as it is (torch's clamp has none on
+        the range's ends, where CROWN's own slopes 0 and 1 sit)."""
+        low, high = self.slope_range()
+        alpha = slope - (slope - slope.clamp(low, high)).detach()
+        return torch.where((lo < 0) & (hi > 0), alpha, al)
+
+
+def lines_backward(a: Tensor, al: Tensor, bl: Tensor, au: Tensor, bu: Tensor) -> tuple[list[Tensor], Tensor]:
+    """Rows a (N, S, *shape) through elementwise lines al·x + bl ≤ f(x) ≤ au·x + bu given per row
+    (each (N, S or 1, *shape)): rows ≥ 0 take the lower line, rows < 0 the upper one."""
+    pos = a.clamp(min=0)
+    a_in = a * au + pos * (al - au)
+    bias = (a * bu + pos * (bl - bu)).flatten(2).sum(-1)
+    return [a_in], bias
 
 
 def _concave_leaky(lo, hi, s):

@@ -147,25 +147,40 @@ def conv_chain_bounds(
     inputs,
     samples: slice,
     channels: slice,
+    slopes: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """CROWN lower and upper bounds (N', C', Ho·Wo) of the output channels ``channels`` of
     ``chain[0]`` (a convolution or a scaling of one) for the samples ``samples``, over the input set ``inputs``
-    (an :class:`~advgrad.bounds.propagate.InputSet`)."""
+    (an :class:`~advgrad.bounds.propagate.InputSet`). ``slopes`` (α-CROWN): per ReLU-like node of
+    the chain, lower slopes (N, 2, *shape) for the unstable neurons, the first for the rows of the
+    lower bounds, the second for those of the upper bounds (shared by all the neurons bounded)."""
+    if slopes is None:
+        low = _chain_rows(chain, graph, bounds, inputs, samples, channels, (1.0, -1.0), None)
+        r = low.shape[1] // 2
+        return low[:, :r], -low[:, r:]
+    down, up = ({name: t[samples, i] for name, t in slopes.items()} for i in (0, 1))
+    low = _chain_rows(chain, graph, bounds, inputs, samples, channels, (1.0,), down)
+    return low, -_chain_rows(chain, graph, bounds, inputs, samples, channels, (-1.0,), up)
+
+
+def _chain_rows(chain, graph, bounds, inputs, samples, channels, signs, slopes) -> Tensor:
+    """Lower bounds (N', len(signs)·C', Ho·Wo) of ±z for the output channels ``channels`` of
+    ``chain[0]``, one block per sign; ``slopes``: lower slopes (N', *shape) per ReLU-like node."""
     conv = chain[0]
     c_out, ho, wo = graph.shapes[conv.name]
     hw = (ho, wo)
     box_lo, box_hi = (t[samples] for t in inputs.box())
     like = box_lo
     cs = range(c_out)[channels]
-    r = len(cs)
+    r = len(cs) * len(signs)
     # the rows start as ± the one-hot rows of the chosen channels, on a 1×1 window per position;
     # until the first activation they are the same for every sample (batch dimension 1)
-    start = torch.zeros(2 * r, c_out, 1, 1, dtype=like.dtype, device=like.device)
-    for i, c in enumerate(cs):
-        start[i, c] = 1.0
-        start[r + i, c] = -1.0
-    a = start.reshape(1, 2 * r, 1, c_out, 1, 1).expand(1, 2 * r, ho * wo, c_out, 1, 1)
-    bias = like.new_zeros(1, 2 * r, ho * wo)
+    start = torch.zeros(r, c_out, 1, 1, dtype=like.dtype, device=like.device)
+    for block, sign in enumerate(signs):
+        for i, c in enumerate(cs):
+            start[block * len(cs) + i, c] = sign
+    a = start.reshape(1, r, 1, c_out, 1, 1).expand(1, r, ho * wo, c_out, 1, 1)
+    bias = like.new_zeros(1, r, ho * wo)
     k, stride, pad = 1, 1, 0
     i = 0
     while i < len(chain):
@@ -180,7 +195,10 @@ def conv_chain_bounds(
             a = a * _inside(shape, k, stride, pad, hw, like).unsqueeze(1)
         elif isinstance(op, ops.Elementwise):
             lo, hi = (t[samples] for t in bounds[node.inputs[0]])
-            al, bl, au, bu = (_windows(t, k, stride, pad, hw) for t in op.relax(lo, hi))
+            lines = op.relax(lo, hi)
+            if slopes is not None and node.name in slopes:
+                lines = (op.with_slope(lo, hi, lines[0], slopes[node.name]), *lines[1:])
+            al, bl, au, bu = (_windows(t, k, stride, pad, hw) for t in lines)
             pos = a.clamp(min=0)
             if a.shape[0] == 1:
                 # shared rows: the constant terms are one batched product per window position
@@ -226,8 +244,7 @@ def conv_chain_bounds(
 
         x0 = inputs.x0[samples]
         low = bias + inputs.minimise_l2(flat, win(x0), win(box_lo), win(box_hi)).reshape(n, rows, positions)
-    low = low.expand(n, -1, -1)
-    return low[:, :r], -low[:, r:]
+    return low.expand(n, -1, -1)
 
 
 def _inside(shape, k, stride, pad, hw, like) -> Tensor:

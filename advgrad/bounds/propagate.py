@@ -9,6 +9,7 @@ come from IBP. Every interval is the intersection of all sound bounds known for 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -126,20 +127,43 @@ def backward_lower(
     return _propagate(graph, inputs, {start: rows}, rows.new_zeros(rows.shape[:2]), bounds)
 
 
-def _propagate(
-    graph: BoundGraph, inputs: InputSet, pending: dict[str, Tensor], bias: Tensor, bounds: dict[str, Interval]
-) -> Tensor:
-    """Push the rows ``pending`` (node → (N, S, *shape)) back to the input and minimise."""
+#: a node's own backward map in place of its operator's: (rows on its output, its input bounds) →
+#: (rows on each input, constant term); α-CROWN passes its optimised slopes this way
+Hook = Callable[[Tensor, list[Interval]], tuple[list[Tensor], Tensor]]
+
+
+def backward_rows(
+    graph: BoundGraph,
+    pending: dict[str, Tensor],
+    bias: Tensor,
+    bounds: dict[str, Interval],
+    hooks: Mapping[str, Hook] | None = None,
+) -> tuple[Tensor | None, Tensor]:
+    """Push the rows ``pending`` (node → (N, S, *shape)) back to the input: the rows on the input
+    (None when none reach it) and the constant term, so that Σ rows·z ≥ a_x·x + bias."""
     for node in reversed(graph.nodes):
         a = pending.pop(node.name, None)
         if a is None:
             continue
         in_bounds = [bounds[i] for i in node.inputs] if node.op.needs_input_bounds else []
-        a_ins, b = node.op.backward(a, in_bounds)
+        hook = hooks.get(node.name) if hooks else None
+        a_ins, b = node.op.backward(a, in_bounds) if hook is None else hook(a, in_bounds)
         bias = bias + b
         for name, a_in in zip(node.inputs, a_ins, strict=True):
             pending[name] = pending[name] + a_in if name in pending else a_in
-    a_x = pending.pop(graph.input, None)
+    return pending.pop(graph.input, None), bias
+
+
+def _propagate(
+    graph: BoundGraph,
+    inputs: InputSet,
+    pending: dict[str, Tensor],
+    bias: Tensor,
+    bounds: dict[str, Interval],
+    hooks: Mapping[str, Hook] | None = None,
+) -> Tensor:
+    """Push the rows ``pending`` (node → (N, S, *shape)) back to the input and minimise."""
+    a_x, bias = backward_rows(graph, pending, bias, bounds, hooks)
     if a_x is not None:
         bias = bias + inputs.minimise(a_x)
     return bias
@@ -156,12 +180,7 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
     n = lo.shape[0]
     lo_f, hi_f = lo.flatten(1), hi.flatten(1)
     m = lo_f.shape[1]
-    if which == EVERY:
-        wanted = torch.ones_like(lo_f, dtype=torch.bool)
-    elif which == UNSTABLE:
-        wanted = (lo_f < 0) & (hi_f > 0)
-    else:
-        wanted = (hi_f > 0) & ((lo_f < 0) | _read_by_pools(graph, name, bounds).flatten(1))
+    wanted = wanted_neurons(graph, name, bounds, which)
     k = int(wanted.sum(1).max())
     if k == 0:
         return
@@ -201,6 +220,17 @@ def _refine(graph: BoundGraph, inputs: InputSet, name: str, bounds: dict[str, In
         new_lo.scatter_reduce_(1, idx, low[:, :r], reduce="amax")
         new_hi.scatter_reduce_(1, idx, -low[:, r:], reduce="amin")
     bounds[name] = (new_lo.reshape(lo.shape), torch.maximum(new_hi, new_lo).reshape(hi.shape))
+
+
+def wanted_neurons(graph: BoundGraph, name: str, bounds: dict[str, Interval], which: str) -> Tensor:
+    """bool (N, neurons of ``name``): those whose bounds the readers of ``name`` use, as ``which``
+    (:data:`UNSTABLE`, :data:`MAYBE_ACTIVE` or :data:`EVERY`) names them, by the current bounds."""
+    lo_f, hi_f = (t.flatten(1) for t in bounds[name])
+    if which == EVERY:
+        return torch.ones_like(lo_f, dtype=torch.bool)
+    if which == UNSTABLE:
+        return (lo_f < 0) & (hi_f > 0)
+    return (hi_f > 0) & ((lo_f < 0) | _read_by_pools(graph, name, bounds).flatten(1))
 
 
 def _refine_in_patches(graph: BoundGraph, inputs: InputSet, chain: list, bounds: dict[str, Interval]) -> None:
@@ -272,27 +302,47 @@ def _read_by_pools(graph: BoundGraph, name: str, bounds: dict[str, Interval]) ->
     return wanted
 
 
-def interval_bounds(graph: BoundGraph, inputs: InputSet, refine: bool) -> dict[str, Interval]:
-    """Intervals for every node, forward in topological order; with ``refine`` the inputs of
-    nonlinear operators that are affine outputs are tightened by CROWN first."""
-    bounds: dict[str, Interval] = {graph.input: inputs.box()}
+def refined_nodes(graph: BoundGraph) -> dict[str, str]:
+    """The nodes whose bounds CROWN tightens (affine outputs that a nonlinear operator reads), each
+    with which of its neurons need it (:func:`_refinement`)."""
+    kinds = {n.name: n for n in graph.nodes}
     to_refine: dict[str, str] = {}
-    if refine:
-        kinds = {n.name: n for n in graph.nodes}
-        for node in graph.nodes:
-            if not node.op.needs_input_bounds:
-                continue
-            for name in node.inputs:
-                source = kinds.get(name)
-                if source is not None and isinstance(source.op, ops.Affine):
-                    to_refine[name] = _refinement(graph, name)
     for node in graph.nodes:
-        lo, hi = node.op.interval([bounds[i] for i in node.inputs])
-        bounds[node.name] = (lo, hi)
+        if not node.op.needs_input_bounds:
+            continue
+        for name in node.inputs:
+            source = kinds.get(name)
+            if source is not None and isinstance(source.op, ops.Affine):
+                to_refine[name] = _refinement(graph, name)
+    return to_refine
+
+
+#: tightens ``bounds[name]`` in place, as :func:`_refine` does: (graph, inputs, name, bounds, which)
+Refiner = Callable[[BoundGraph, InputSet, str, dict[str, Interval], str], None]
+
+
+def interval_bounds(
+    graph: BoundGraph,
+    inputs: InputSet,
+    refine: bool,
+    constrain: Callable[[str, Interval], Interval] | None = None,
+    refiner: Refiner | None = None,
+) -> dict[str, Interval]:
+    """Intervals for every node, forward in topological order; with ``refine`` the inputs of
+    nonlinear operators that are affine outputs are tightened by CROWN first (by ``refiner`` when
+    given). ``constrain`` maps each node's interval, as computed, to the one kept (branch and
+    bound intersects it with what is already known and with its split constraints)."""
+    bounds: dict[str, Interval] = {graph.input: inputs.box()}
+    to_refine = refined_nodes(graph) if refine else {}
+    for node in graph.nodes:
+        interval = node.op.interval([bounds[i] for i in node.inputs])
+        bounds[node.name] = interval if constrain is None else constrain(node.name, interval)
         # one affine layer on an L∞ box: the interval is already exact, CROWN cannot tighten it
         exact = inputs.geometry.ball_is_box and node.inputs == [graph.input] and isinstance(node.op, ops.Affine)
         if node.name in to_refine and not exact:
-            _refine(graph, inputs, node.name, bounds, to_refine[node.name])
+            (refiner or _refine)(graph, inputs, node.name, bounds, to_refine[node.name])
+            if constrain is not None:
+                bounds[node.name] = constrain(node.name, bounds[node.name])
     return bounds
 
 
@@ -302,11 +352,15 @@ def margin_rows(y: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
     return eye[y].unsqueeze(1) - eye.unsqueeze(0)
 
 
-def margin_lower(graph: BoundGraph, inputs: InputSet, y: Tensor, method: str) -> Tensor:
-    """(N, classes) lower bounds of z_y − z_j; column y is +inf."""
+def margin_lower(
+    graph: BoundGraph, inputs: InputSet, y: Tensor, method: str, bounds: dict[str, Interval] | None = None
+) -> Tensor:
+    """(N, classes) lower bounds of z_y − z_j; column y is +inf. ``bounds``: the intervals of every
+    node when already computed (for ``crown``, with the refinement)."""
     classes = graph.shapes[graph.output][0]
     rows = margin_rows(y, classes, inputs.x0.dtype)
-    bounds = interval_bounds(graph, inputs, refine=method == "crown")
+    if bounds is None:
+        bounds = interval_bounds(graph, inputs, refine=method == "crown")
     if method == "ibp":
         # the specification folded into the last operator when it is affine (elision)
         last = next(n for n in graph.nodes if n.name == graph.output)
