@@ -199,6 +199,8 @@ def evaluate(
     device: torch.device | str | None = None,
     certify: str | None = None,
     corruptions: str | Sequence[str] | None = None,
+    timeout: float | None = None,
+    budget: float | None = None,
     **params: Any,
 ) -> RobustnessReport:
     """The robustness curve: clean accuracy and accuracy under each attack at each ε, with sanity checks.
@@ -222,9 +224,11 @@ def evaluate(
         batch_size: samples per batch when ``data`` is a tensor or a data source.
         early_stop: a sample leaves an attack once fooled (the result is the same; it saves time).
         device: where to run; default: the device of ``x`` (else of the model's parameters).
-        certify: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``: also certify each sample (a curve of kind
-            ``certified``, a lower bound beside the attacks' upper bounds; a sample certified yet
-            fooled raises :class:`~advgrad.errors.InternalError`). See :func:`certify`.
+        certify: ``"ibp"``, ``"crown"``, ``"crown-ibp"``, ``"alpha-crown"`` or ``"bab"``: also certify
+            each sample (a curve of kind ``certified``, a lower bound beside the attacks' upper bounds;
+            a sample certified yet fooled raises :class:`~advgrad.errors.InternalError`). ``"bab"``
+            also counts the samples it falsified (an upper bound), within ``timeout`` seconds per
+            sample and a ``budget`` of seconds for the run. See :func:`certify`.
         corruptions: ``"all"`` or names of common corruptions (Hendrycks & Dietterich 2019; see
             :func:`advgrad.corruptions.list_corruptions`): accuracy under each at severities 1 to 5 and
             their mean, in ``report.corruptions``. With corruptions, ``attacks`` may be empty (``[]``).
@@ -258,6 +262,7 @@ def evaluate(
         early_stop=early_stop,
         certify=certify,
         corruptions=corruptions,
+        bab={"timeout": timeout, "budget": budget},
     )
     space = getattr(data, "space", None)
     if space is not None:  # a table's source: the model gets raw features, the attacks the unit box
@@ -410,6 +415,9 @@ def certify(
     samples: int = 1000,
     n0: int = 100,
     alpha: float = 0.001,
+    timeout: float | None = None,
+    budget: float | None = None,
+    max_domains: int | None = None,
 ) -> RobustnessReport:
     """Certified accuracy per ε, as ``advgrad certify`` computes it: one curve of kind ``certified``.
 
@@ -420,7 +428,12 @@ def certify(
     sample counts at radius ε when the smoothed classifier (the model's vote under N(0, σ²I) noise,
     ``sigma``) returns its label with a certified radius ≥ ε, each certificate with confidence
     1 − ``alpha`` from ``n0`` + ``samples`` noisy copies; ``curve.abstained`` counts the samples it
-    abstained on. Noise is seeded by ``seed`` and the batch's index. Arguments otherwise as in
+    abstained on. Noise is seeded by ``seed`` and the batch's index. With ``"alpha-crown"`` the
+    bounds' relaxations are optimised (α-CROWN). With ``"bab"`` (branch and bound) each sample gets
+    a verdict: verified (counted), falsified (a counterexample in the ball ∩ box that a forward
+    pass confirmed; ``point.falsified`` counts them, ``report.counterexamples`` holds them) or
+    unknown, when its ``timeout`` (seconds per sample), the run's ``budget`` (seconds) or
+    ``max_domains`` (sub-domains per sample; default 100,000) runs out. Arguments otherwise as in
     :func:`evaluate`.
 
     Example:
@@ -428,7 +441,8 @@ def certify(
         >>> [p.accuracy for p in report.attacks["crown"].points]
     """
     smoothing = {"sigma": sigma, "n0": n0, "samples": samples, "alpha": alpha}
-    config = plan_certify(method, eps=eps, norm=norm, seed=seed, smoothing=smoothing)
+    bab = {"timeout": timeout, "budget": budget, "max_domains": max_domains}
+    config = plan_certify(method, eps=eps, norm=norm, seed=seed, smoothing=smoothing, bab=bab)
     report = run_sweep(
         model,
         _batches(data, y, batch_size),

@@ -49,6 +49,10 @@ class Monitor(Protocol):
     def skip(self, units: int) -> None:
         """Budget of work not run here (a batch restored by resume) that counts as done."""
 
+    def note(self, text: str) -> None:
+        """A word on the run begun last, shown beside its progress until it ends (branch and
+        bound's verdicts so far)."""
+
 
 class SilentMonitor:
     """The monitor of a sweep nobody watches: every event is ignored."""
@@ -66,6 +70,9 @@ class SilentMonitor:
         pass
 
     def skip(self, units: int) -> None:
+        pass
+
+    def note(self, text: str) -> None:
         pass
 
 
@@ -100,6 +107,7 @@ class _Run:
     started: float
     unit: str = "step"
     calls: int = 0
+    note: str = ""
 
 
 class ProgressTracker:
@@ -166,6 +174,11 @@ class ProgressTracker:
     def skip(self, units: int) -> None:
         self.done += units
 
+    def note(self, text: str) -> None:
+        if self.run is not None:
+            self.run.note = text
+            self._draw()
+
     # -- text ---------------------------------------------------------------------------------
 
     def fraction(self) -> float | None:
@@ -192,7 +205,7 @@ class ProgressTracker:
         run = self.run
         if run is not None:
             parts.append(self._what(run))
-            parts.append(f"{run.unit} {min(run.calls, run.steps):,}/{run.steps:,}")
+            parts.append(run.note or f"{run.unit} {min(run.calls, run.steps):,}/{run.steps:,}")
         parts.extend(self._tail(now))
         return " · ".join(parts)
 
@@ -202,6 +215,8 @@ class ProgressTracker:
         where = f"batch {self.batch + 1}" + (f"/{self.batches}" if self.batches else "")
         verb = "corrupted" if run.unit == CORRUPTION_UNIT else "attacked"
         head = f"{what} done ({where}, {run.samples:,} {verb}) in {now - run.started:.1f} s"
+        if run.note:
+            head += f": {run.note}"
         return " · ".join([head, *self._tail(now)])
 
     def _what(self, run: _Run) -> str:

@@ -68,6 +68,12 @@ class CurvePoint:
     max_norm: float | None = None
     robust_per_class: list[int] = field(default_factory=list)
     eps_label: str | None = None  # ε as the user wrote it (8/255); None: see default_eps_label
+    # branch and bound only (else None): clean-correct samples with a confirmed counterexample at this ε
+    falsified: int | None = None
+
+    def undecided(self, clean_correct: int) -> int | None:
+        """Branch and bound: clean-correct samples neither verified nor falsified (None otherwise)."""
+        return None if self.falsified is None else clean_correct - self.robust - self.falsified
 
 
 @dataclass
@@ -177,6 +183,20 @@ class Example:
 
 
 @dataclass
+class Counterexample:
+    """A point of the ε-ball ∩ box that branch and bound found and a forward pass confirmed:
+    ``index`` the sample's place in the run, ``eps`` the smallest ε of the sweep it was found at
+    (it lies within that ε), ``x`` the input (C×H×W CPU tensor), ``label`` and the model's
+    ``prediction`` on ``x``. Never serialised to JSON (``--counterexamples FILE`` saves them)."""
+
+    index: int
+    eps: float
+    x: Tensor
+    label: int
+    prediction: int
+
+
+@dataclass
 class RobustnessReport:
     """Clean accuracy and accuracy under each attack at each ε, with the run's context.
 
@@ -205,6 +225,7 @@ class RobustnessReport:
     gates: list[dict[str, Any]] = field(default_factory=list)
     examples: dict[str, list[Example]] = field(default_factory=dict, repr=False, compare=False)
     eps_labels: list[str] = field(default_factory=list)
+    counterexamples: list[Counterexample] = field(default_factory=list, repr=False, compare=False)
     corruptions: CorruptionResults | None = None  # eval --corruptions: accuracy per corruption and severity
 
     def eps_label(self, eps: float) -> str:
@@ -220,8 +241,8 @@ class RobustnessReport:
         return [_ratio(r, n) for r, n in zip(robust_per_class, self.class_counts, strict=False)]
 
     def to_dict(self) -> dict[str, Any]:
-        body = dataclasses.asdict(dataclasses.replace(self, examples={}))
-        del body["examples"]
+        body = dataclasses.asdict(dataclasses.replace(self, examples={}, counterexamples=[]))
+        del body["examples"], body["counterexamples"]
         if self.corruptions is None:  # an optional field: only a run with corruptions has it
             del body["corruptions"]
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
@@ -229,6 +250,8 @@ class RobustnessReport:
             raws = body["attacks"][name]["points"]
             for k, point in enumerate(curve.points):
                 raws[k] = _label_after_eps(raws[k], "eps_label")
+                if raws[k]["falsified"] is None:  # an optional field: only branch and bound counts it
+                    del raws[k]["falsified"]
                 raws[k]["accuracy_per_class"] = self.class_accuracy(point.robust_per_class)
         return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, **_label_after_eps(body, "eps_labels")}
 
@@ -259,5 +282,5 @@ def _label_after_eps(body: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "examples"}
+    names = {f.name for f in dataclasses.fields(cls) if f.name not in ("examples", "counterexamples")}
     return {k: v for k, v in data.items() if k in names}

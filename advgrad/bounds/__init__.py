@@ -98,11 +98,13 @@ class BoundedModel:
         fixed: tuple[int, ...] = (),
         params=None,
         generator: torch.Generator | None = None,
+        progress=None,
     ):
         """A verdict per sample by branch and bound (:mod:`advgrad.bounds.bab`): verified (the
         prediction y holds on the whole ε-ball ∩ box, with margins above :data:`CERTIFY_SLACK`),
         falsified (with a counterexample a forward pass confirmed) or unknown (out of time or of
-        domains). ``params``: a :class:`~advgrad.bounds.bab.BabParams`."""
+        domains). ``params``: a :class:`~advgrad.bounds.bab.BabParams`; ``progress`` hears
+        (verified, falsified, undecided) counts as the work goes."""
         from advgrad.bounds.bab import BabParams, Verdicts, verify
         from advgrad.gradient import frozen
 

@@ -53,6 +53,7 @@ from advgrad.bounds.alpha import (
 )
 from advgrad.bounds.graph import BoundGraph
 from advgrad.bounds.propagate import InputSet, Interval, interval_bounds, margin_lower, margin_rows, refined_nodes
+from advgrad.numeric import check_number
 from advgrad.threat import ThreatModel
 
 VERIFIED, UNKNOWN, FALSIFIED = 1, 0, -1
@@ -65,22 +66,38 @@ INPUT_SPLIT_FEATURES = 16
 class BabParams:
     """Limits and effort of branch and bound.
 
-    ``timeout``: seconds per sample (its share of the batched computations); ``budget``: seconds
-    for the whole call; ``max_domains``: domains bounded per sample (a limit that does not depend
-    on the machine's speed: tests use it). ``batch``: domains per batched bound computation;
-    ``iterations``: α/β steps per domain; ``root``: the α-CROWN run before branching;
-    ``attack_steps``/``attack_restarts``: the projected gradient descent before branching."""
+    ``timeout``: seconds per sample (its share of the batched computations; None: no limit);
+    ``budget``: seconds for the whole call; ``max_domains``: domains bounded per sample, a limit
+    that does not depend on the machine's speed (tests use it; None: no limit). The rest is
+    effort: ``batch`` domains per batched bound computation, ``iterations`` α/β steps per
+    domain, ``candidates`` neurons whose splits are tried before one is chosen, ``root`` the
+    α-CROWN run before branching, ``attack_steps``/``attack_restarts`` the projected gradient
+    descent before branching, ``recompute`` whether each domain's refined pre-activations are
+    bounded again by CROWN (tighter, several times slower per domain) or inherited."""
 
     timeout: float | None = None
     budget: float | None = None
-    max_domains: int | None = 20_000
+    max_domains: int | None = 100_000
     batch: int = 256
     iterations: int = 8
+    candidates: int = 8
     root: AlphaParams = field(default_factory=lambda: AlphaParams(iterations=20))
     attack_steps: int = 40
     attack_restarts: int = 4
     recompute: bool = False
-    candidates: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "budget"):
+            if getattr(self, name) is not None:
+                check_number(getattr(self, name), name, minimum=0)
+        if self.max_domains is not None:
+            check_number(self.max_domains, "max_domains", integer=True, minimum=0)
+        for name in ("batch", "candidates"):
+            check_number(getattr(self, name), name, integer=True, minimum=1)
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """The limits, as a report records them (they decide which samples end unknown)."""
+        return {"timeout": self.timeout, "budget": self.budget, "max_domains": self.max_domains}
 
 
 @dataclass
@@ -195,7 +212,9 @@ class Verifier:
         target: Tensor,
         params: BabParams,
         generator: torch.Generator | None = None,
+        progress: Callable[[int, int, int], None] | None = None,
     ):
+        self.progress = progress
         self.graph, self.forward, self.inputs, self.y = graph, forward, inputs, y
         self.target, self.params, self.generator = target, params, generator
         self.threat = ThreatModel(inputs.norm, inputs.eps, inputs.lower, inputs.upper, inputs.fixed)
@@ -392,7 +411,19 @@ class Verifier:
             self.clock.charge(self.prop_sample[parents.prop], self.clock.now() - t0)
             domains = _Domains.cat(kept)
             domains = domains.select(torch.nonzero(~self.unresolved[domains.prop]).squeeze(1))
+            self._tell(domains)
         return domains
+
+    def _tell(self, domains: _Domains) -> None:
+        """Report the verdicts so far: verified, falsified, and still open or given up."""
+        if self.progress is None:
+            return
+        status = self.verdicts.status
+        doubt = torch.zeros(len(self.y), dtype=torch.bool)
+        doubt[self.prop_sample[self.unresolved].cpu()] = True
+        doubt[self.prop_sample[domains.prop].cpu()] = True
+        falsified = status == FALSIFIED
+        self.progress(int((~doubt & ~falsified).sum()), int(falsified.sum()), int((doubt & ~falsified).sum()))
 
     def _pick(self, domains: _Domains) -> tuple[Tensor, Tensor]:
         """The domains to split now and the others: within each property the lowest bounds first,
@@ -547,11 +578,13 @@ def verify(
     target: Tensor,
     params: BabParams,
     generator: torch.Generator | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> Verdicts:
     """Branch and bound on every sample of ``inputs`` (see the module's docstring): a verdict per
     sample. ``forward``: the model's plain forward pass (the counterexamples' re-check, the
-    attack); ``target`` (N,): the margin a bound must exceed to verify (the certification slack)."""
-    return Verifier(graph, forward, inputs, y, target, params, generator).run()
+    attack); ``target`` (N,): the margin a bound must exceed to verify (the certification slack);
+    ``progress`` hears (verified, falsified, undecided) counts as the work goes."""
+    return Verifier(graph, forward, inputs, y, target, params, generator, progress).run()
 
 
 __all__ = ["FALSIFIED", "UNKNOWN", "VERIFIED", "BabParams", "Verdicts", "verify"]

@@ -3,6 +3,7 @@ or the certified accuracy of a smoothed classifier per L2 radius (randomized smo
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -26,7 +27,54 @@ from advgrad.runtime import parse_precision
 DEFAULT_METHOD = "crown"
 BOUNDS_PANEL = "Bounds"
 SMOOTHING_PANEL = "Randomized smoothing (--method smoothing)"
+BAB_PANEL = "Branch and bound (--method bab)"
 SMOOTHING = "smoothing"
+
+TimeoutOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--timeout",
+        help="bab: seconds of branch and bound per sample; a sample still undecided then counts as unknown. "
+        "(default: no limit)",
+        rich_help_panel=BAB_PANEL,
+        show_default=False,
+        metavar="SECONDS",
+    ),
+]
+BudgetOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--budget",
+        help="bab: seconds of branch and bound for the whole run (each process's, under torchrun); the samples "
+        "still undecided when it is spent count as unknown. (default: no limit)",
+        rich_help_panel=BAB_PANEL,
+        show_default=False,
+        metavar="SECONDS",
+    ),
+]
+CounterexamplesOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--counterexamples",
+        help="bab: save the counterexamples found, each with its sample's index in the run, the ε, label and "
+        "prediction, to FILE (a torch.save dict, written atomically).",
+        rich_help_panel=BAB_PANEL,
+        show_default=False,
+        metavar="FILE",
+    ),
+]
+
+
+def bab_limits(config: EvalConfig, flag: str, timeout, budget, counterexamples) -> None:
+    """Branch and bound's options apply to ``bab`` only: warn that they are ignored for another
+    method (and refuse --counterexamples, an output that would never be written)."""
+    if config.bab is not None:
+        return
+    if counterexamples is not None:
+        raise UsageError(f"--counterexamples saves what branch and bound finds: use {flag} bab")
+    given = [name for name, v in (("--timeout", timeout), ("--budget", budget)) if v is not None]
+    if given:
+        warn(f"{', '.join(given)} only apply to {flag} bab; ignored for {config.certify or 'a run without it'}")
 
 
 def check_bounds_runtime(io_options: InputOptions, flag: str, config: EvalConfig | None = None) -> None:
@@ -51,7 +99,9 @@ def certify_command(
         typer.Option(
             "--method",
             help="ibp (interval bounds, fast, loose), crown (linear relaxation, tight), crown-ibp (CROWN with IBP "
-            "intermediate bounds) or smoothing (randomized smoothing: certifies a smoothed classifier, L2 only).",
+            "intermediate bounds), alpha-crown (CROWN with optimised relaxations, tighter, slower), bab (branch and "
+            "bound: each sample verified, falsified with a counterexample, or unknown) or smoothing (randomized "
+            "smoothing: certifies a smoothed classifier, L2 only).",
             rich_help_panel=BOUNDS_PANEL,
         ),
     ] = DEFAULT_METHOD,
@@ -113,6 +163,9 @@ def certify_command(
             show_default=False,
         ),
     ] = None,
+    timeout: TimeoutOpt = None,
+    budget: BudgetOpt = None,
+    counterexamples: CounterexamplesOpt = None,
     json_out: o.JsonOpt = None,
     csv_out: r.CsvOpt = None,
     markdown: r.MarkdownOpt = None,
@@ -138,19 +191,28 @@ def certify_command(
 
     Example: advgrad certify --method crown --eps 0,0.01,0.02 --json certified.json
 
+    --method bab (branch and bound) gives each sample a verdict: verified, falsified (a counterexample
+    in the ball that a forward pass confirmed; --counterexamples FILE keeps them) or unknown (its
+    --timeout or the run's --budget ran out). The report's curve counts the verified samples and the
+    table shows the band verified ≤ true ≤ not falsified, "exact" where nothing is unknown.
+
     Example: advgrad certify --method smoothing --sigma 0.25 --samples 1000 --eps 0,0.25,0.5
+
+    Example: advgrad certify --method bab --eps 0.02,0.03 --timeout 60 --counterexamples found.pt
 
     Example: advgrad eval --attack pgd --certify crown --eps 0,0.01,0.02 --plot sandwich.png
     """
     smoothing = {"sigma": sigma, "samples": samples, "n0": n0, "alpha": alpha}
-    config = plan_certify(method, eps=eps, norm=norm, seed=io_options.seed, smoothing=smoothing)
+    bab = {"timeout": timeout, "budget": budget}
+    config = plan_certify(method, eps=eps, norm=norm, seed=io_options.seed, smoothing=smoothing, bab=bab)
     if config.smoothing is None and any(v is not None for v in smoothing.values()):
         unused = ", ".join(f"--{k}" for k, v in smoothing.items() if v is not None)
         warn(f"{unused} only apply to --method smoothing; ignored for {config.certify}")
+    bab_limits(config, "--method", timeout, budget, counterexamples)
     check_bounds_runtime(io_options, "advgrad certify", config)
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [config.certify, CERTIFIED], config.eps)
-    outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, plot=plot)
+    outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, plot=plot, counterexamples=counterexamples)
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options, dist_timeout) as process, sigterm_as_interrupt():
         inputs = open_and_describe(io_options, process.device)

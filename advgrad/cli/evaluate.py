@@ -8,7 +8,7 @@ import typer
 
 from advgrad.cli import options as o
 from advgrad.cli import report_options as r
-from advgrad.cli.certify import check_bounds_runtime
+from advgrad.cli.certify import BudgetOpt, CounterexamplesOpt, TimeoutOpt, bab_limits, check_bounds_runtime
 from advgrad.cli.common import announce_cost, attacks_from, hold_fixed, open_and_describe, warn_large_eps, warn_unused
 from advgrad.cli.config_file import META_KEY
 from advgrad.cli.console import handle_errors
@@ -78,9 +78,10 @@ def eval_command(
         Optional[str],
         typer.Option(
             "--certify",
-            help="Also certify each sample with a bound method (ibp, crown, crown-ibp; see `advgrad certify`): the "
-            "report gets a curve of kind certified, a lower bound under the attacks' upper bounds. A sample "
-            "certified yet fooled is an internal error (exit 3).",
+            help="Also certify each sample with a bound method (ibp, crown, crown-ibp, alpha-crown, or bab: branch "
+            "and bound; see `advgrad certify`): the report gets a curve of kind certified, a lower bound under the "
+            "attacks' upper bounds (bab also counts the samples it falsified). A sample certified yet fooled is an "
+            "internal error (exit 3).",
             rich_help_panel=o.ATTACK_PANEL,
             show_default=False,
         ),
@@ -98,6 +99,9 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    timeout: TimeoutOpt = None,
+    budget: BudgetOpt = None,
+    counterexamples: CounterexamplesOpt = None,
     verbose: o.VerboseOpt = False,
     dist_timeout: o.DistTimeoutOpt = JOIN_TIMEOUT,
     io_options: InputOptions = InputOptions(),
@@ -134,13 +138,17 @@ def eval_command(
         certify=certify,
         corruptions=corruptions,
         predictions=predictions,
+        bab={"timeout": timeout, "budget": budget},
     )
     if config.certify is not None:
         check_bounds_runtime(io_options, "--certify", config)
+    bab_limits(config, "--certify", timeout, budget, counterexamples)
     gates = parse_gates(fail_under)
     curves = [a.name for a in attacks] + ([] if config.certify is None else [config.certify, "certified"])
     check_gates_apply(gates, curves, config.eps, corruptions=bool(config.corruptions))
-    outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
+    outputs = Outputs(
+        json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot, counterexamples=counterexamples
+    )
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options, dist_timeout) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)

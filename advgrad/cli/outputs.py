@@ -34,13 +34,15 @@ class Outputs:
     markdown: Path | None = None
     junit: Path | None = None
     plot: Path | None = None
+    counterexamples: Path | None = None
 
     def __post_init__(self) -> None:
         to_stdout = [name for name, path in self.to_dict().items() if path == STDOUT]
         if len(to_stdout) > 1:
             raise UsageError(f"only one output can go to stdout ('-'), got --{' and --'.join(to_stdout)}")
-        if self.plot is not None and str(self.plot) == STDOUT:
-            raise UsageError("--plot needs a file name")
+        for name in ("plot", "counterexamples"):
+            if getattr(self, name) is not None and str(getattr(self, name)) == STDOUT:
+                raise UsageError(f"--{name} needs a file name")
         for name, path in self.to_dict().items():  # found before the run, not after it
             if path not in (None, STDOUT) and Path(path).is_dir():
                 raise UsageError(f"--{name} {path} is a directory; give a file name")
@@ -78,8 +80,33 @@ def write_outputs(report: RobustnessReport, outputs: Outputs, *, strict: bool) -
     if outputs.plot is not None:
         plot_report(report, outputs.plot)
         info(f"wrote {outputs.plot}")
+    if outputs.counterexamples is not None:
+        write_counterexamples(outputs.counterexamples, report)
+        info(f"wrote {outputs.counterexamples} ({len(report.counterexamples)} counterexamples)")
     if not outputs.uses_stdout:
         print_terminal(report)
+
+
+def write_counterexamples(path: Path, report: RobustnessReport) -> None:
+    """Branch and bound's counterexamples, atomically, as a ``torch.save`` dict (loadable with
+    ``weights_only=True``): ``index`` (K,) the samples' places in the run, ``eps`` (K,) the smallest ε
+    each was found at, ``x`` (K, *input) the inputs, ``label`` and ``prediction`` (K,)."""
+    import torch
+
+    from advgrad.io.files import write_tensors
+
+    found = sorted(report.counterexamples, key=lambda c: c.index)
+    shape = tuple(found[0].x.shape) if found else ()
+    write_tensors(
+        path,
+        {
+            "index": torch.tensor([c.index for c in found], dtype=torch.int64),
+            "eps": torch.tensor([c.eps for c in found], dtype=torch.float64),
+            "x": torch.stack([c.x for c in found]) if found else torch.zeros(0, *shape),
+            "label": torch.tensor([c.label for c in found], dtype=torch.int64),
+            "prediction": torch.tensor([c.prediction for c in found], dtype=torch.int64),
+        },
+    )
 
 
 def print_terminal(report: RobustnessReport) -> None:

@@ -66,6 +66,7 @@ def _points(tally: AttackTally, config: EvalConfig, n: int, clean_correct: int, 
             max_norm=float32_decimal(tally.norm_max[j]) if norms and tally.norm_count[j] else None,
             robust_per_class=list(tally.robust_per_class[j]),
             eps_label=eps.label,
+            falsified=None if tally.falsified is None else tally.falsified[j],
         )
         for j, eps in enumerate(config.eps)
     ]
@@ -95,7 +96,11 @@ def assemble_report(
         curves[config.certify] = AttackCurve(
             attack=config.certify,
             norm=config.norm,
-            params={"method": config.certify, **({} if smoothing is None else smoothing.to_dict())},
+            params={
+                "method": config.certify,
+                **({} if smoothing is None else smoothing.to_dict()),
+                **({} if config.bab is None else config.bab.to_dict()),
+            },
             target=None,
             points=_points(tally, config, n, clean_correct, norms=False),
             seconds=round(tally.seconds, 4),
@@ -142,4 +147,5 @@ def assemble_report(
             attack.name: tally.examples[: config.examples]  # the first ones by batch order
             for attack, tally in zip(attacks, total.attacks, strict=True)
         },
+        counterexamples=[] if total.certified is None else list(total.certified.counterexamples),
     )

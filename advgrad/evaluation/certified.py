@@ -1,14 +1,19 @@
-"""The certified part of a batch: IBP/CROWN bounds, or randomized smoothing, at each ε of the run."""
+"""The certified part of a batch: IBP/CROWN/α-CROWN bounds, branch and bound's verdicts, or randomized
+smoothing, at each ε of the run."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from advgrad.evaluation.eval_config import EvalConfig
+from advgrad.evaluation.eval_config import BAB, EvalConfig
 from advgrad.progress import Monitor
+from advgrad.results import Counterexample
 from advgrad.seeding import generator_for
 
 
@@ -70,3 +75,70 @@ def smoothed_batch(
     radius = torch.tensor(config.eps, dtype=torch.float64)[:, None]
     certified = (hit[None, :] & (result.radius[None, :] >= radius)).to(y.device)
     return certified, int((result.prediction == ABSTAIN).sum())
+
+
+@dataclass
+class BatchVerdicts:
+    """Branch and bound on one batch: bool (len(eps), N) ``verified`` and ``falsified`` (a clean-correct
+    sample with a confirmed counterexample within that ε; it stays falsified at every larger ε), and
+    one :class:`~advgrad.results.Counterexample` per falsified sample, at the smallest ε it was found."""
+
+    verified: Tensor
+    falsified: Tensor
+    counterexamples: list[Counterexample]
+
+
+def verify_batch(
+    bounded: Any,
+    x: Tensor,
+    y: Tensor,
+    correct: Tensor,
+    config: EvalConfig,
+    monitor: Monitor,
+    *,
+    batch_index: int,
+    first: int,
+    deadline: float | None,
+) -> BatchVerdicts:
+    """Branch and bound (:meth:`advgrad.bounds.BoundedModel.verify`) at each ε, in increasing order, on
+    the clean-correct samples not falsified at a smaller ε. ``first``: the run's index of the batch's
+    first sample (the counterexamples' indices); ``deadline``: when the run's budget ends
+    (:func:`time.perf_counter`), None without one. The attack's random starts are seeded by the run's
+    seed, the batch and the ε."""
+    from advgrad.bounds.bab import FALSIFIED, VERIFIED
+
+    params = config.bab
+    n = x.shape[0]
+    verified = torch.zeros(len(config.eps), n, dtype=torch.bool, device=x.device)
+    falsified = torch.zeros_like(verified)
+    found: list[Counterexample] = []
+    gone = ~correct  # not worth verifying: misclassified, or falsified at a smaller ε
+    for j, eps in enumerate(config.eps):
+        todo = (~gone).nonzero().squeeze(1)
+        monitor.begin(BAB, eps, 1, int(todo.numel()), n, "sample")
+        if todo.numel():
+            left = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            budget = left if params.budget is None or left is None else min(left, params.budget)
+            verdicts = bounded.verify(
+                x[todo],
+                y[todo],
+                float(eps),
+                norm=str(config.norm),
+                fixed=config.fixed,
+                params=dataclasses.replace(params, budget=budget),
+                generator=generator_for(x.device, config.seed, batch_index, BAB, j),
+                progress=lambda v, f, u: monitor.note(f"verified {v} · falsified {f} · undecided {u}"),
+            )
+            status = verdicts.status.to(x.device)
+            verified[j, todo] = status == VERIFIED
+            new = todo[status == FALSIFIED]
+            points = verdicts.counterexample[(status == FALSIFIED).cpu()]
+            with torch.no_grad():
+                pred = bounded.logits(points.to(x.device)).argmax(dim=1) if len(points) else new
+            for i, point, p in zip(new.tolist(), points, pred.tolist(), strict=True):
+                found.append(Counterexample(first + i, float(eps), point, int(y[i]), int(p)))
+            gone[new] = True
+        falsified[j] = gone & correct
+        monitor.on_pass()
+        monitor.end()
+    return BatchVerdicts(verified, falsified, found)

@@ -22,8 +22,10 @@ from advgrad.numeric import check_number
 from advgrad.targets import parse_target
 from advgrad.threat import Norm, ThreatModel, parse_norm
 
-#: what ``certify`` may name: a bound method of :mod:`advgrad.bounds`, or randomized smoothing
-CERTIFY_METHODS = ("ibp", "crown", "crown-ibp", SMOOTHING)
+#: branch and bound (:mod:`advgrad.bounds.bab`): a verdict per sample, verified, falsified or unknown
+BAB = "bab"
+#: what ``certify`` may name: a bound method of :mod:`advgrad.bounds`, branch and bound, or randomized smoothing
+CERTIFY_METHODS = ("ibp", "crown", "crown-ibp", "alpha-crown", BAB, SMOOTHING)
 
 EXAMPLES_KEPT = 8  # adversarial examples per attack a report keeps for its image grid
 
@@ -65,6 +67,7 @@ class EvalConfig:
     extra: dict = field(default_factory=dict)
     certify: str | None = None  # a method of CERTIFY_METHODS: add its certified curve to the report
     smoothing: Any = None  # certify == "smoothing": its SmoothingParams (the defaults when None)
+    bab: Any = None  # certify == "bab": its BabParams (timeout, budget; the defaults when None)
     predictions: int | None = None
     corruptions: list[str] = field(
         default_factory=list
@@ -95,6 +98,10 @@ class EvalConfig:
                 self.smoothing = SmoothingParams() if self.smoothing is None else self.smoothing
             elif get_geometry(self.norm) not in NORMS:
                 raise UsageError(f"certified bounds support the norms inf and 2, not {self.norm}", params="norm")
+            if self.certify == BAB and self.bab is None:
+                from advgrad.bounds.bab import BabParams
+
+                self.bab = BabParams()
         given: dict[float, Eps] = {}
         for e in self.eps:  # sorted and without repeats; the first label of a value wins
             value = Eps.of(e)
@@ -132,13 +139,15 @@ def plan_eval(
     corruptions: str | Sequence[str] | None = None,
     predictions: int | None = None,
     examples: int = EXAMPLES_KEPT,
+    bab: Mapping[str, Any] | None = None,
 ) -> tuple[list[EvalAttack], EvalConfig]:
     """The attacks and the config of an evaluation, as ``advgrad eval``, :func:`advgrad.evaluate` and
     ``advgrad train``'s closing report ask for one: each attack of ``specs`` with the ``params`` it
     takes (the caller has dealt with those no attack takes), checked against the norm; ``eps`` as in
     :func:`_eps_given`; ``certify`` a bound method (IBP, CROWN, CROWN-IBP: a lower bound under the
     attacks' upper bounds; randomized smoothing certifies another classifier and is refused here);
-    ``corruptions`` ``"all"`` or names."""
+    ``corruptions`` ``"all"`` or names; ``bab`` the limits of branch and bound (timeout, budget,
+    max_domains; those not given take their defaults) when ``certify`` is ``"bab"``."""
     threat_norm = parse_norm(norm)
     for spec in specs:
         spec.check_norm(threat_norm)
@@ -167,8 +176,19 @@ def plan_eval(
         certify=method,
         predictions=predictions,
         corruptions=chosen,
+        bab=_bab_params(method, bab),
     )
     return [EvalAttack(spec, spec.make_params(**params)) for spec in specs], config
+
+
+def _bab_params(method: str | None, limits: Mapping[str, Any] | None) -> Any:
+    """Branch and bound's parameters for ``method`` ``"bab"`` (those of ``limits`` not None
+    given, the rest default); None for any other method."""
+    if method != BAB:
+        return None
+    from advgrad.bounds.bab import BabParams
+
+    return BabParams(**{k: v for k, v in (limits or {}).items() if v is not None})
 
 
 def plan_certify(
@@ -178,11 +198,13 @@ def plan_certify(
     norm: str | int | None = None,
     seed: int = 0,
     smoothing: Mapping[str, Any] | None = None,
+    bab: Mapping[str, Any] | None = None,
 ) -> EvalConfig:
     """The config of a certification run, as ``advgrad certify`` and :func:`advgrad.certify` ask for
     one: ``method`` one of :data:`CERTIFY_METHODS`; the norm L∞ by default, L2 for randomized
     smoothing (which certifies L2 radii only), whose parameters (sigma, samples, n0, alpha; those
-    not given take their defaults) come in ``smoothing``."""
+    not given take their defaults) come in ``smoothing``; branch and bound's limits (timeout,
+    budget, max_domains) in ``bab``."""
     from advgrad.bounds.smoothing import SmoothingParams
 
     method = str(method).strip().lower()
@@ -201,4 +223,5 @@ def plan_certify(
         gradient_evidence=False,
         certify=method,
         smoothing=params,
+        bab=_bab_params(method, bab),
     )

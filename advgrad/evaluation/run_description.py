@@ -88,6 +88,8 @@ class RunDescription:
             described["certify"] = config.certify
             if config.smoothing is not None:
                 described["smoothing"] = config.smoothing.to_dict()
+            if config.bab is not None:  # its limits decide which samples end unknown
+                described["bab"] = config.bab.to_dict()
         if config.corruptions:  # part of the identity: a resumed run keeps its corruption counts
             described["corruptions"] = list(config.corruptions)
         if config.predictions is not None:  # part of the identity: it decides who counts as correct

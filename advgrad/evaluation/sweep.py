@@ -34,7 +34,7 @@ from advgrad.distributed import LocalExchange
 from advgrad.errors import UsageError
 from advgrad.evaluation.assemble import assemble_report
 from advgrad.evaluation.attack_sweep import AttackSweep, CleanBatch
-from advgrad.evaluation.certified import certify_batch, smoothed_batch
+from advgrad.evaluation.certified import certify_batch, smoothed_batch, verify_batch
 from advgrad.evaluation.corrupted import corrupted_batch, corruption_passes
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
@@ -86,6 +86,7 @@ def _run_batch(
     done: BatchTally | None,
     monitor: Monitor,
     bounds: Callable[[Tensor], Any] | None = None,
+    deadline: float | None = None,
 ) -> BatchTally:
     """Clean predictions, the checks' evidence and every attack's sweep on one batch.
 
@@ -120,6 +121,13 @@ def _run_batch(
         part.certified = AttackTally.empty(len(config.eps), classes)
         if config.smoothing is not None:
             certified, part.certified.abstained = smoothed_batch(counted, x, y, batch_index, config, monitor)
+        elif config.bab is not None:
+            found = verify_batch(
+                bounds(x), x, y, correct, config, monitor, batch_index=batch_index, first=before, deadline=deadline
+            )
+            certified = found.verified
+            part.certified.falsified = found.falsified.sum(dim=1).tolist()
+            part.certified.counterexamples = found.counterexamples
         else:
             certified = certify_batch(bounds(x), x, y, logits, correct, config, monitor)
         for j in range(len(config.eps)):
@@ -184,6 +192,8 @@ def evaluate(
     total: BatchTally | None = None
     resumed = 0
     started = time.perf_counter()
+    # branch and bound's budget is the whole run's (this process's share of it, in a distributed run)
+    deadline = None if config.bab is None or config.bab.budget is None else started + config.bab.budget
     bounded: list[Any] = []  # the model read once into a graph of bounded operators (first batch run)
 
     def bounds(x: Tensor) -> Any:
@@ -224,6 +234,7 @@ def evaluate(
                     total,
                     monitor,
                     bounds if config.certify is not None else None,
+                    deadline,
                 )
                 if state is not None:
                     state.save(b, part)

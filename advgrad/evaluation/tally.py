@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from advgrad.evaluation.evidence import Evidence
-from advgrad.results import Example
+from advgrad.results import Counterexample, Example
 
 
 def _add(a: list, b: list) -> list:
@@ -42,6 +42,8 @@ class AttackTally:
     nonfinite: list[int] = field(default_factory=list)  # per ε: inputs tried with NaN/Inf logits ([] = none)
     nonfinite_search: int = 0  # minimal attacks: the same, during the unbounded search
     abstained: int = 0  # randomized smoothing: samples the smoothed classifier abstained on
+    falsified: list[int] | None = None  # branch and bound, per ε: clean-correct samples with a counterexample
+    counterexamples: list[Counterexample] = field(default_factory=list)  # branch and bound: one per falsified sample
 
     @classmethod
     def empty(cls, n_eps: int, classes: int) -> AttackTally:
@@ -98,6 +100,9 @@ class AttackTally:
         self.nonfinite = _add(self.nonfinite or zeros, other.nonfinite or zeros)
         self.nonfinite_search += other.nonfinite_search
         self.abstained += other.abstained
+        if self.falsified is not None or other.falsified is not None:
+            self.falsified = _add(self.falsified or zeros, other.falsified or zeros)
+        self.counterexamples.extend(other.counterexamples)
 
     def median_norm(self) -> float | None:
         """Median minimal norm over the attacked samples, a sample the attack could not fool counting
@@ -110,15 +115,18 @@ class AttackTally:
         return float(value) if math.isfinite(value) else None
 
     def to_state(self) -> dict[str, Any]:
-        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "examples"}
+        kept = ("examples", "counterexamples")
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in kept}
         body["examples"] = [dataclasses.asdict(e) for e in self.examples]
+        body["counterexamples"] = [dataclasses.asdict(c) for c in self.counterexamples]
         return body
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> AttackTally:
         body = dict(data)
         examples = [Example(**e) for e in body.pop("examples", [])]
-        return cls(**body, examples=examples)
+        found = [Counterexample(**c) for c in body.pop("counterexamples", [])]
+        return cls(**body, examples=examples, counterexamples=found)
 
 
 @dataclass

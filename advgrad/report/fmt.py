@@ -28,3 +28,14 @@ def pct(value: float | None) -> str:
 
 def num(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else f"{value:.{digits}g}"
+
+
+def accuracy_cell(point, n_samples: int, clean_correct: int) -> str:
+    """A curve's accuracy at one ε as tables show it. Branch and bound's points (``falsified``
+    counted) show the band verified–not falsified in which the true robust accuracy lies, or
+    ``exact`` where no sample is undecided and the two meet."""
+    if point.falsified is None:
+        return pct(point.accuracy)
+    if point.undecided(clean_correct) == 0:
+        return f"{pct(point.accuracy)} exact"
+    return f"{pct(point.accuracy)}–{pct((clean_correct - point.falsified) / n_samples)}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from advgrad.report.fmt import num, pct
+from advgrad.report.fmt import accuracy_cell, num, pct
 from advgrad.report.table import norm_symbol
 from advgrad.results import RobustnessReport
 from advgrad.text import printable
@@ -54,7 +54,8 @@ def _attack_sections(report: RobustnessReport) -> list[str]:
     """The accuracy table of the attacks (and certified curves) at each ε, and what each cost."""
     lines = ["", "### Accuracy under attack", ""]
     rows = [
-        [report.eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()]
+        [report.eps_label(e)]
+        + [accuracy_cell(c.points[j], report.n_samples, report.clean_correct) for c in report.attacks.values()]
         for j, e in enumerate(report.eps)
     ]
     lines += _table(["ε"] + list(report.attacks), rows)

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advgrad.evaluation.generate import AttackSummary
-from advgrad.report.fmt import eps_label, norm_sub, norm_symbol, num, pct
+from advgrad.report.fmt import accuracy_cell, eps_label, norm_sub, norm_symbol, num, pct
 from advgrad.results import RobustnessReport
 from advgrad.text import printable
 
@@ -52,7 +52,7 @@ def report_table(report: RobustnessReport) -> Table:
     for j, eps in enumerate(report.eps):
         row = [report.eps_label(eps)]
         for curve in report.attacks.values():
-            row.append(pct(curve.points[j].accuracy))
+            row.append(accuracy_cell(curve.points[j], report.n_samples, report.clean_correct))
         table.add_row(*row)
     minimal = [curve.kind == "minimal" for curve in report.attacks.values()]  # as the report says
     if any(minimal):
