@@ -91,8 +91,11 @@ def _affine_layer(prog: _Program, w: np.ndarray, b: np.ndarray, xs: np.ndarray, 
     return zs, z_lo, z_hi
 
 
-def _relu(prog: _Program, ps: np.ndarray, lo: np.ndarray, hi: np.ndarray, slope: float):
-    """h = max(p, s·p) for 0 ≤ s < 1, exactly (a binary per unstable neuron)."""
+def _relu(prog: _Program, ps: np.ndarray, lo: np.ndarray, hi: np.ndarray, slope: float, split: dict | None = None):
+    """h = max(p, s·p) for 0 ≤ s < 1, exactly (a binary per unstable neuron); ``split`` maps
+    neurons to +1 (p ≥ 0 required) or −1 (p ≤ 0 required)."""
+    for k, sign in (split or {}).items():
+        prog.row({int(ps[k]): float(sign)}, 0.0, np.inf)
     h_lo, h_hi = np.maximum(lo, slope * lo), np.maximum(hi, slope * hi)
     hs = prog.add(np.minimum(h_lo, 0) - 1e-9, h_hi + 1e-9)
     for k in range(len(ps)):
@@ -142,13 +145,18 @@ def _maxpool(prog: _Program, layer: nn.MaxPool2d, shape, xs, lo, hi):
     return ms, np.array(out_lo), np.array(out_hi), (c, side, side)
 
 
-def encode(model: nn.Sequential, x0: torch.Tensor, eps: float) -> tuple[_Program, np.ndarray, np.ndarray]:
-    """The network on the L∞ ball ∩ [0, 1] around ``x0`` (one sample): the program, the input's
-    variables and the logits' variables."""
+def encode(
+    model: nn.Sequential, x0: torch.Tensor, eps: float, fixed: tuple[int, ...] = (), splits: dict | None = None
+) -> tuple[_Program, np.ndarray, np.ndarray]:
+    """The network on the L∞ ball ∩ [0, 1] around ``x0`` (one sample), the coordinates ``fixed`` held
+    at x0, the pre-activations of the k-th ReLU-like layer constrained by ``splits[k]`` (neuron →
+    ±1): the program, the input's variables and the logits' variables."""
     flat = x0.double().reshape(-1).numpy()
     prog = _Program()
     lo, hi = np.clip(flat - eps, 0, 1), np.clip(flat + eps, 0, 1)
+    lo[list(fixed)], hi[list(fixed)] = flat[list(fixed)], flat[list(fixed)]
     xs = prog.add(lo, hi)
+    relus = 0
     vs, v_lo, v_hi, cur = xs, lo, hi, tuple(x0.shape)
     for layer in model:
         if isinstance(layer, nn.Linear | nn.Conv2d):
@@ -157,7 +165,8 @@ def encode(model: nn.Sequential, x0: torch.Tensor, eps: float) -> tuple[_Program
             cur = cur_out
         elif isinstance(layer, nn.ReLU | nn.LeakyReLU):
             slope = layer.negative_slope if isinstance(layer, nn.LeakyReLU) else 0.0
-            vs, v_lo, v_hi = _relu(prog, vs, v_lo, v_hi, slope)
+            vs, v_lo, v_hi = _relu(prog, vs, v_lo, v_hi, slope, (splits or {}).get(relus))
+            relus += 1
         elif isinstance(layer, nn.MaxPool2d):
             vs, v_lo, v_hi, cur = _maxpool(prog, layer, cur, vs, v_lo, v_hi)
         elif isinstance(layer, nn.Flatten):
@@ -167,12 +176,23 @@ def encode(model: nn.Sequential, x0: torch.Tensor, eps: float) -> tuple[_Program
     return prog, xs, vs
 
 
-def min_margin(model: nn.Sequential, x0: torch.Tensor, y: int, eps: float) -> tuple[float, np.ndarray]:
-    """min over the L∞ ball ∩ [0, 1] of min_{j ≠ y} z_y − z_j, and a minimiser (flattened input)."""
-    prog, xs, outs = encode(model, x0, eps)
+def min_margin(
+    model: nn.Sequential,
+    x0: torch.Tensor,
+    y: int,
+    eps: float,
+    *,
+    fixed: tuple[int, ...] = (),
+    only: int | None = None,
+    splits: dict | None = None,
+) -> tuple[float, np.ndarray]:
+    """min over the L∞ ball ∩ [0, 1] (``fixed`` coordinates held, ``splits`` as in :func:`encode`) of
+    min_{j ≠ y} z_y − z_j (only j = ``only`` when given), and a minimiser (flattened input).
+    Raises RuntimeError when the constraints leave no point."""
+    prog, xs, outs = encode(model, x0, eps, fixed, splits)
     best, point = np.inf, None
     for j in range(len(outs)):
-        if j == y:
+        if j == y or (only is not None and j != only):
             continue
         objective = np.zeros(len(prog.lo))
         objective[outs[y]], objective[outs[j]] = 1.0, -1.0

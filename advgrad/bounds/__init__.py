@@ -82,8 +82,12 @@ class BoundedModel:
             if method == ALPHA:
                 from advgrad.bounds.alpha import AlphaParams, margin_lower_alpha
 
+                labels = y.to(x.device).long()
                 target = CERTIFY_SLACK * (1 + self.logits(x).abs().amax(dim=1))
-                return margin_lower_alpha(self.relu_graph, inputs, y.to(x.device).long(), target, AlphaParams())
+                # CROWN on the graph as read (max-pools relaxed as such) first: α-CROWN on the graph with
+                # max-pools as ReLUs then only works on the rows that bound leaves open, and never loosens it
+                crown = margin_lower(self.graph, inputs, labels, "crown")
+                return margin_lower_alpha(self.relu_graph, inputs, labels, target, AlphaParams(), floor=crown)
             return margin_lower(self.graph, inputs, y.to(x.device).long(), method)
 
     def verify(

@@ -346,14 +346,18 @@ def take_bounds(bounds: Mapping[str, Interval], index: Tensor) -> dict[str, Inte
     return {k: (lo[index], hi[index]) for k, (lo, hi) in bounds.items()}
 
 
-def margin_lower_alpha(graph: BoundGraph, inputs: InputSet, y: Tensor, target: Tensor, params: AlphaParams) -> Tensor:
-    """(N, classes) lower bounds of z_y − z_j by α-CROWN; column y is +inf. Rows that CROWN already
-    puts above ``target`` (N,) keep CROWN's bound; the others are optimised as properties
-    (sample, j), in chunks of properties within :data:`GRAPH_BUDGET`."""
+def margin_lower_alpha(
+    graph: BoundGraph, inputs: InputSet, y: Tensor, target: Tensor, params: AlphaParams, floor: Tensor | None = None
+) -> Tensor:
+    """(N, classes) lower bounds of z_y − z_j by α-CROWN; column y is +inf. Rows that CROWN (or
+    ``floor``, bounds known otherwise) already puts above ``target`` (N,) keep that bound; the
+    others are optimised as properties (sample, j), in chunks within :data:`GRAPH_BUDGET`."""
     from advgrad.bounds.propagate import margin_lower, margin_rows
 
     bounds = interval_bounds(graph, inputs, refine=True)
     low = margin_lower(graph, inputs, y, "crown", bounds=bounds)
+    if floor is not None:
+        low = torch.maximum(low, floor)
     sample, cls = (low <= target[:, None]).nonzero(as_tuple=True)
     if sample.numel() == 0:
         return low

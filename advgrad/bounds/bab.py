@@ -45,6 +45,7 @@ from torch import Tensor
 from advgrad.bounds.alpha import (
     AlphaParams,
     Optimised,
+    known_and_split,
     optimise,
     property_chunk,
     sloped_nodes,
@@ -52,6 +53,7 @@ from advgrad.bounds.alpha import (
     take_bounds,
 )
 from advgrad.bounds.graph import BoundGraph
+from advgrad.bounds.leaf import leaves_are_linear, solve_leaves
 from advgrad.bounds.propagate import InputSet, Interval, interval_bounds, margin_lower, margin_rows, refined_nodes
 from advgrad.numeric import check_number
 from advgrad.threat import ThreatModel
@@ -60,6 +62,8 @@ VERIFIED, UNKNOWN, FALSIFIED = 1, 0, -1
 
 #: inputs with at most this many movable coordinates are split on the input, not on neurons
 INPUT_SPLIT_FEATURES = 16
+#: networks with at most this many ReLU-like neurons recompute each domain's intermediate bounds
+RECOMPUTE_NEURONS = 1024
 
 
 @dataclass
@@ -73,7 +77,9 @@ class BabParams:
     domain, ``candidates`` neurons whose splits are tried before one is chosen, ``root`` the
     α-CROWN run before branching, ``attack_steps``/``attack_restarts`` the projected gradient
     descent before branching, ``recompute`` whether each domain's refined pre-activations are
-    bounded again by CROWN (tighter, several times slower per domain) or inherited."""
+    bounded again by CROWN (tighter, several times slower per domain on a large network) or
+    inherited from its parent (None: recompute for networks of at most :data:`RECOMPUTE_NEURONS`
+    ReLU-like neurons)."""
 
     timeout: float | None = None
     budget: float | None = None
@@ -84,7 +90,7 @@ class BabParams:
     root: AlphaParams = field(default_factory=lambda: AlphaParams(iterations=20))
     attack_steps: int = 40
     attack_restarts: int = 4
-    recompute: bool = False
+    recompute: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "budget"):
@@ -227,6 +233,9 @@ class Verifier:
         self.refined = list(refined_nodes(graph))
         movable = inputs.x0[0].numel() - len(inputs.fixed)
         self.split_inputs = movable <= INPUT_SPLIT_FEATURES or not self.sloped
+        self.linear_leaves = leaves_are_linear(graph, inputs)
+        neurons = sum(math.prod(graph.shapes[name]) for name in self.sloped)
+        self.recompute = neurons <= RECOMPUTE_NEURONS if params.recompute is None else params.recompute
 
     # ------------------------------------------------------------------ the whole run
     def run(self) -> Verdicts:
@@ -402,7 +411,7 @@ class Verifier:
             parents = domains.select(pick)
             t0 = self.clock.now()
             children, leaves = self._children(parents)
-            self.unresolved[parents.prop[leaves]] = True  # split no further and still open
+            self._settle_leaves(parents.select(torch.nonzero(leaves).squeeze(1)))
             kept = [domains.select(rest)]
             if children is not None:
                 children = self._bound(children)
@@ -424,6 +433,24 @@ class Verifier:
         doubt[self.prop_sample[domains.prop].cpu()] = True
         falsified = status == FALSIFIED
         self.progress(int((~doubt & ~falsified).sum()), int(falsified.sum()), int((doubt & ~falsified).sum()))
+
+    def _settle_leaves(self, leaves: _Domains) -> None:
+        """Domains that can be split no further: each an exact linear program where the network is
+        linear on it (:mod:`advgrad.bounds.leaf`), closed or falsified by its minimiser; a leaf that
+        stays open leaves its property unresolved."""
+        if not len(leaves):
+            return
+        if self.linear_leaves:
+            inputs = self._props_inputs(leaves.prop, leaves.box)
+            bounds = interval_bounds(
+                self.graph, inputs, refine=False, constrain=known_and_split(leaves.known, leaves.splits)
+            )
+            target = self.target[self.prop_sample[leaves.prop]]
+            result = solve_leaves(self.graph, inputs, self._rows(leaves.prop), bounds, leaves.splits, target)
+            found = ~result.closed.to(leaves.prop.device)
+            self._falsify(self.prop_sample[leaves.prop[found]], result.point[found])
+            leaves = leaves.select(torch.nonzero(found).squeeze(1))
+        self.unresolved[leaves.prop] = True
 
     def _pick(self, domains: _Domains) -> tuple[Tensor, Tensor]:
         """The domains to split now and the others: within each property the lowest bounds first,
@@ -539,8 +566,6 @@ class Verifier:
     def _bound(self, children: _Domains) -> _Domains:
         """Bounds of each child on its domain: CROWN's intervals for the refined pre-activations
         (intersected with the parent's, clamped by the splits), then α/β optimisation of its row."""
-        from advgrad.bounds.alpha import known_and_split
-
         parts = []
         step = max(1, self.params.batch)
         for s in range(0, len(children), step):
@@ -548,7 +573,7 @@ class Verifier:
             inputs = self._props_inputs(part.prop, part.box)
             splits = part.splits if not self.split_inputs else None
             bounds = interval_bounds(
-                self.graph, inputs, refine=self.params.recompute, constrain=known_and_split(part.known, splits)
+                self.graph, inputs, refine=self.recompute, constrain=known_and_split(part.known, splits)
             )
             params = AlphaParams(iterations=self.params.iterations, lr=0.1, beta_lr=0.05, intermediate=False)
             result = optimise(
