@@ -82,8 +82,15 @@ def initial_slopes(graph: BoundGraph, bounds: Mapping[str, Interval], rows: int)
     return out
 
 
-def _hooks(graph: BoundGraph, slopes: Mapping[str, Tensor], seen: dict[str, Tensor] | None = None) -> dict[str, Hook]:
-    """Backward maps with the slopes ``slopes``; ``seen`` collects the rows reaching each node."""
+def _hooks(
+    graph: BoundGraph,
+    slopes: Mapping[str, Tensor],
+    seen: dict[str, Tensor] | None = None,
+    lines: Mapping[str, tuple[Tensor, ...]] | None = None,
+) -> dict[str, Hook]:
+    """Backward maps with the slopes ``slopes``; ``seen`` collects the rows reaching each node.
+    ``lines``: each node's relaxation (:func:`_lines`), when the intervals stay the same over many
+    bound computations."""
     sloped = sloped_nodes(graph)
     hooks: dict[str, Hook] = {}
     for name, alpha in slopes.items():
@@ -91,10 +98,23 @@ def _hooks(graph: BoundGraph, slopes: Mapping[str, Tensor], seen: dict[str, Tens
         def hook(a, in_bounds, op=sloped[name], alpha=alpha, name=name):
             if seen is not None:
                 seen[name] = a
-            return op.backward_with_slope(a, in_bounds, alpha)
+            if lines is None:
+                return op.backward_with_slope(a, in_bounds, alpha)
+            lo, hi, al, bl, au, bu = lines[name]
+            return ops.lines_backward(a, op.with_slope(lo, hi, al, alpha), bl, au, bu)
 
         hooks[name] = hook
     return hooks
+
+
+def _lines(graph: BoundGraph, bounds: Mapping[str, Interval]) -> dict[str, tuple[Tensor, ...]]:
+    """Per ReLU-like node: its input's interval and CROWN's lines on it, each (P, 1, *shape)."""
+    nodes = {n.name: n for n in graph.nodes}
+    out = {}
+    for name, op in sloped_nodes(graph).items():
+        lo, hi = bounds[nodes[name].inputs[0]]
+        out[name] = tuple(t.unsqueeze(1) for t in (lo, hi, *op.relax(lo, hi)))
+    return out
 
 
 def split_terms(graph: BoundGraph, splits: Mapping[str, Tensor], betas: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -233,15 +253,22 @@ class Optimised:
     point: Tensor | None = None
 
 
-def _evaluate(graph, inputs, rows, known, splits, plan, slopes, betas, seen=None):
-    """One bound computation with the given parameters: (lower (P, S), rows on the input, bounds)."""
-    bounds = interval_bounds(
-        graph, inputs, refine=bool(plan), constrain=known_and_split(known, splits), refiner=_refiner(plan)
-    )
+def _evaluate(graph, inputs, rows, known, splits, plan, slopes, betas, seen=None, fixed=None):
+    """One bound computation with the given parameters: (lower (P, S), rows on the input, bounds).
+    ``fixed``: the intervals of every node and the relaxations on them (:func:`_lines`), when no
+    intermediate bound is optimised (computed once)."""
+    if fixed is None:
+        bounds = interval_bounds(
+            graph, inputs, refine=bool(plan), constrain=known_and_split(known, splits), refiner=_refiner(plan)
+        )
+        lines = None
+    else:
+        bounds, lines = fixed
     pending = {graph.output: rows}
     if splits and betas:
         pending.update(split_terms(graph, splits, betas))
-    a_x, bias = backward_rows(graph, pending, rows.new_zeros(rows.shape[:2]), bounds, _hooks(graph, slopes, seen))
+    hooks = _hooks(graph, slopes, seen, lines)
+    a_x, bias = backward_rows(graph, pending, rows.new_zeros(rows.shape[:2]), bounds, hooks)
     low = bias if a_x is None else bias + inputs.minimise(a_x)
     return low, a_x, bounds
 
@@ -281,12 +308,17 @@ def optimise(
     best_slopes = {k: v.detach().clone() for k, v in slopes.items()}
     best_betas = {k: v.detach().clone() for k, v in betas.items()}
     target = torch.as_tensor(target, dtype=rows.dtype, device=rows.device)
+    fixed = None
+    if not plan:  # the intervals do not depend on the parameters: computed once
+        with torch.no_grad():
+            bounds = interval_bounds(graph, inputs, refine=False, constrain=known_and_split(known, splits))
+            fixed = (bounds, _lines(graph, bounds))
     if params.iterations > 0:
         adam = torch.optim.Adam(groups)
         schedule = torch.optim.lr_scheduler.ExponentialLR(adam, params.decay)
         with torch.enable_grad():
             for _ in range(params.iterations):
-                low = _evaluate(graph, inputs, rows, known, splits, plan, slopes, betas)[0]
+                low = _evaluate(graph, inputs, rows, known, splits, plan, slopes, betas, fixed=fixed)[0]
                 improved = low.detach() > best
                 _keep(best_slopes, slopes, improved)
                 _keep(best_betas, betas, improved)
@@ -301,7 +333,7 @@ def optimise(
                 _project(graph, slopes, plan, betas)
     with torch.no_grad():
         seen: dict[str, Tensor] = {}
-        low, a_x, bounds = _evaluate(graph, inputs, rows, known, splits, plan, best_slopes, best_betas, seen)
+        low, a_x, bounds = _evaluate(graph, inputs, rows, known, splits, plan, best_slopes, best_betas, seen, fixed)
         best = torch.maximum(best, low)
     return Optimised(
         lower=best,
@@ -385,3 +417,58 @@ def property_chunk(graph: BoundGraph, properties: int, fixed: bool = False) -> i
         m = math.prod(graph.shapes[name])
         per_property += 2 * m * (layers if chain is None else patches.window_cost(chain, graph))
     return max(1, min(properties, GRAPH_BUDGET // max(3 * per_property, 1)))
+
+
+def split_estimates(
+    graph: BoundGraph,
+    inputs: InputSet,
+    rows: Tensor,
+    known: Mapping[str, Interval],
+    splits: Mapping[str, Tensor],
+    slopes: Mapping[str, Tensor],
+    betas: Mapping[str, Tensor],
+    where: Tensor,
+) -> Tensor:
+    """The bounds of the children of each domain if it were split on each candidate neuron
+    ``where`` (P, k: indices into the ReLU-like nodes' neurons, concatenated in graph order), with
+    the domain's slopes, multipliers and intervals: (P, 2, k), the z ≥ 0 children first. One
+    backward pass with 2k rows per domain, each row with its candidate's relaxation made exact;
+    the intervals of later layers are not tightened (an estimate for choosing, never a bound
+    that closes a domain)."""
+    n, k = where.shape
+    with torch.no_grad():
+        bounds = interval_bounds(graph, inputs, refine=False, constrain=known_and_split(known, splits))
+        lines = {}
+        offset = 0
+        sign = torch.cat([torch.ones(k), -torch.ones(k)]).to(rows)  # (2k,)
+        both = torch.cat([where, where], dim=1)  # (P, 2k)
+        for name, (lo, hi, al, bl, au, bu) in _lines(graph, bounds).items():
+            size = lo[0, 0].numel()
+            mine = (both >= offset) & (both < offset + size)
+            index = (both - offset).clamp(0, size - 1).unsqueeze(2)
+            per_row = []
+            for t, active, inactive in (
+                (lo, 0.0, None),
+                (hi, None, 0.0),
+                (al, 1.0, 0.0),
+                (au, 1.0, 0.0),
+                (bu, 0.0, 0.0),
+            ):
+                t = t.expand(n, 2 * k, *t.shape[2:]).flatten(2).clone()
+                value = t.gather(2, index)[..., 0]
+                if active is not None:
+                    value = torch.where(sign > 0, torch.full_like(value, active), value)
+                if inactive is not None:
+                    value = torch.where(sign < 0, torch.full_like(value, inactive), value)
+                t.scatter_(2, index, torch.where(mine, value, t.gather(2, index)[..., 0]).unsqueeze(2))
+                per_row.append(t.reshape(n, 2 * k, *lo.shape[2:]))
+            lo_r, hi_r, al_r, au_r, bu_r = per_row
+            lines[name] = (lo_r, hi_r, al_r, bl, au_r, bu_r)
+            offset += size
+        wide = rows.expand(n, 2 * k, rows.shape[-1])
+        pending = {graph.output: wide}
+        if splits and betas:
+            pending.update(split_terms(graph, splits, betas))
+        a_x, bias = backward_rows(graph, pending, wide.new_zeros(n, 2 * k), bounds, _hooks(graph, slopes, None, lines))
+        low = bias if a_x is None else bias + inputs.minimise(a_x)
+    return low.reshape(n, 2, k)

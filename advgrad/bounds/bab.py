@@ -49,6 +49,7 @@ from advgrad.bounds.alpha import (
     optimise,
     property_chunk,
     sloped_nodes,
+    split_estimates,
     take,
     take_bounds,
 )
@@ -64,6 +65,8 @@ VERIFIED, UNKNOWN, FALSIFIED = 1, 0, -1
 INPUT_SPLIT_FEATURES = 16
 #: networks with at most this many ReLU-like neurons recompute each domain's intermediate bounds
 RECOMPUTE_NEURONS = 1024
+#: bytes the open domains may hold; beyond, the properties with the most domains are given up (unknown)
+DOMAIN_BUDGET = 2 * 2**30
 
 
 @dataclass
@@ -146,6 +149,13 @@ class _Domains:
 
     def __len__(self) -> int:
         return self.prop.shape[0]
+
+    def nbytes(self) -> int:
+        """Memory the domains hold."""
+        tensors = [self.prop, self.lower, self.input_rows, *self.splits.values(), *self.slopes.values()]
+        tensors += [*self.betas.values(), *self.relu_rows.values(), *(t for pair in self.known.values() for t in pair)]
+        tensors += list(self.box or ())
+        return sum(t.numel() * t.element_size() for t in tensors)
 
     def select(self, index: Tensor) -> _Domains:
         pick = lambda d: {k: v[index] for k, v in d.items()}  # noqa: E731
@@ -418,7 +428,7 @@ class Verifier:
                 self.verdicts.domains += torch.bincount(self.prop_sample[children.prop].cpu(), minlength=len(self.y))
                 kept.append(self._open(children))
             self.clock.charge(self.prop_sample[parents.prop], self.clock.now() - t0)
-            domains = _Domains.cat(kept)
+            domains = self._within_memory(_Domains.cat(kept))
             domains = domains.select(torch.nonzero(~self.unresolved[domains.prop]).squeeze(1))
             self._tell(domains)
         return domains
@@ -433,6 +443,17 @@ class Verifier:
         doubt[self.prop_sample[domains.prop].cpu()] = True
         falsified = status == FALSIFIED
         self.progress(int((~doubt & ~falsified).sum()), int(falsified.sum()), int((doubt & ~falsified).sum()))
+
+    def _within_memory(self, domains: _Domains) -> _Domains:
+        """The open domains, less those of the properties with the most of them while together they
+        would hold more than :data:`DOMAIN_BUDGET` bytes (those properties end unresolved)."""
+        size = domains.nbytes() // max(len(domains), 1)
+        while len(domains) * size > DOMAIN_BUDGET:
+            counts = torch.bincount(domains.prop, minlength=len(self.unresolved))
+            worst = int(counts.argmax())
+            self.unresolved[worst] = True
+            domains = domains.select(torch.nonzero(domains.prop != worst).squeeze(1))
+        return domains
 
     def _settle_leaves(self, leaves: _Domains) -> None:
         """Domains that can be split no further: each an exact linear program where the network is
@@ -480,11 +501,12 @@ class Verifier:
             return None, leaves
         parents, score, where = parents.select(keep), score[keep], where[keep]
         if where.shape[1] > 1:
-            n, k = where.shape
-            probe = self._split_at(
-                parents.select(torch.arange(n, device=keep.device).repeat_interleave(k)), where.flatten()
+            inputs = self._props_inputs(parents.prop, None)
+            rows = self._rows(parents.prop)
+            estimate = split_estimates(
+                self.graph, inputs, rows, parents.known, parents.splits, parents.slopes, parents.betas, where
             )
-            low = self._estimate(probe).reshape(2, n, k).min(dim=0).values
+            low = estimate.min(dim=1).values
             best = torch.where(score > 0, low, torch.full_like(low, -math.inf)).argmax(dim=1)
             where = where.gather(1, best.unsqueeze(1))
         return self._split_at(parents, where[:, 0]), leaves
@@ -507,22 +529,6 @@ class Verifier:
                 children.splits[pre] = flat_split.reshape(children.splits[pre].shape)
             offset += size
         return children
-
-    def _estimate(self, children: _Domains) -> Tensor:
-        """The children's bounds with their parents' slopes and intervals (clamped by the new
-        splits), β = 0 for the new split: one bound computation, no optimisation."""
-        inputs = self._props_inputs(children.prop, None)
-        result = optimise(
-            self.graph,
-            inputs,
-            self._rows(children.prop),
-            children.known,
-            AlphaParams(iterations=0, intermediate=False),
-            splits=children.splits,
-            slopes=children.slopes,
-            betas=children.betas,
-        )
-        return result.lower[:, 0]
 
     def _neuron_scores(self, parents: _Domains) -> dict[str, Tensor]:
         """BaBSR-like scores (Bunel et al. 2020): for an unstable, unsplit neuron with bounds [l, u]

@@ -340,13 +340,14 @@ class LeakyReLU(Elementwise):
             return _concave_leaky(lo, hi, s)
         neg_side = hi <= 0
         pos_side = lo >= 0
-        width = (hi - lo).clamp(min=1e-12)
-        chord = (hi - s * lo) / width
-        chord_b = hi - chord * hi
-        adaptive = torch.where(hi >= -lo, torch.ones_like(lo), torch.full_like(lo, s))
-        al = torch.where(pos_side, torch.ones_like(lo), torch.where(neg_side, torch.full_like(lo, s), adaptive))
-        au = torch.where(pos_side, torch.ones_like(lo), torch.where(neg_side, torch.full_like(lo, s), chord))
-        bu = torch.where(pos_side | neg_side, torch.zeros_like(lo), chord_b)
+        chord = (hi - s * lo) / (hi - lo).clamp(min=1e-12)
+        # stable: slope 1 (active) or s (inactive) and no intercept; unstable: the chord above, and
+        # below slope 1 when u ≥ −l, else s
+        stable_slope = torch.where(pos_side, 1.0, s)
+        unstable = ~(pos_side | neg_side)
+        al = torch.where(unstable, torch.where(hi >= -lo, 1.0, s), stable_slope)
+        au = torch.where(unstable, chord, stable_slope)
+        bu = torch.where(unstable, hi - chord * hi, 0.0)
         return al, torch.zeros_like(lo), au, bu
 
     def slope_range(self) -> tuple[float, float] | None:
