@@ -1,7 +1,17 @@
-"""Seconds, certified accuracy and peak memory of IBP, CROWN-IBP and CROWN.
+"""Seconds, certified accuracy and peak memory of IBP, CROWN-IBP, CROWN and α-CROWN; branch and bound's
+verdicts; auto_LiRPA's α-CROWN on the same network when it is importable.
 
     python benchmarks/bench_certify.py [--samples 450] [--eps 0.02] [--norm inf] [--threads 1]
+                                       [--methods ibp,crown-ibp,crown,alpha-crown]
                                        [--cifar-samples 2] [--cifar-width 8]   (0 samples: skip that model)
+    python benchmarks/bench_certify.py --bab [--eps 0.02] [--timeout 60] [--budget 1800]
+    python benchmarks/bench_certify.py --auto-lirpa [--eps 0.02]     (needs auto_LiRPA installed)
+
+* ``--bab``: branch and bound (``advgrad.bounds.BoundedModel.verify``) on the default model, all
+  ``--samples`` in one call: verified, falsified and unknown shares, decided = verified + falsified,
+  and the whole call's seconds (attack, CROWN, α-CROWN and branching included).
+* ``--auto-lirpa``: auto_LiRPA's ``CROWN-Optimized`` (α-CROWN) bound of the margins z_y − z_j on the
+  default model, for comparison with advgrad's ``alpha-crown`` row (same samples, ε and box).
 
 * ``default``: the embedded digits CNN on the first ``--samples`` embedded test digits (the issue's
   figure: a reference CROWN took 20–28 s per ε for 450 samples on a 2-core machine).
@@ -19,6 +29,7 @@ and not included.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,7 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-METHODS = ("ibp", "crown-ibp", "crown")
+METHODS = "ibp,crown-ibp,crown,alpha-crown"
 
 
 def child(kind: str, method: str, samples: int, eps: float, norm: str, width: int) -> None:
@@ -60,13 +71,48 @@ def child(kind: str, method: str, samples: int, eps: float, norm: str, width: in
     BoundedModel(model, x[:1])  # torch.export's one-time start-up cost in a fresh process
     first = time.perf_counter() - start
     start = time.perf_counter()
-    ok = certified(model, x, y, [eps], norm=norm, method=method)[0]
+    if method == "bab":
+        result = _bab(model, x, y, eps, norm)
+    elif method == "auto-lirpa":
+        result = {"certified": _auto_lirpa(model, x, y, eps)}
+    else:
+        result = {"certified": certified(model, x, y, [eps], norm=norm, method=method)[0].float().mean().item()}
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "first": first, "certified": ok.float().mean().item(), "samples": len(y)}))
+    print(json.dumps({"seconds": seconds, "first": first, "samples": len(y), **result}))
+
+
+def _bab(model, x, y, eps: float, norm: str) -> dict:
+    """Branch and bound's shares of verified, falsified and unknown samples."""
+    from advgrad.bounds import BoundedModel
+    from advgrad.bounds.bab import BabParams
+
+    limits = json.loads(os.environ["BENCH_BAB"])
+    verdicts = BoundedModel(model, x[:1]).verify(x, y, eps, norm=norm, params=BabParams(**limits))
+    share = lambda v: (verdicts.status == v).float().mean().item()  # noqa: E731
+    return {"certified": share(1), "falsified": share(-1), "unknown": share(0), "domains": int(verdicts.domains.sum())}
+
+
+def _auto_lirpa(model, x, y, eps: float) -> float:
+    """auto_LiRPA's α-CROWN: the share of samples classified correctly with every margin bound > 0."""
+    import torch
+    from auto_LiRPA import BoundedModule, BoundedTensor
+    from auto_LiRPA.perturbations import PerturbationLpNorm
+
+    classes = 10
+    bounded = BoundedModule(model.eval(), torch.zeros_like(x[:1]))
+    eye = torch.eye(classes)
+    c = eye[y].unsqueeze(1) - eye.unsqueeze(0)  # (N, classes, classes): row j = e_y − e_j (row y is zero)
+    ptb = PerturbationLpNorm(eps=eps, norm=float("inf"), x_L=(x - eps).clamp(0, 1), x_U=(x + eps).clamp(0, 1))
+    lower, _ = bounded.compute_bounds(x=(BoundedTensor(x, ptb),), C=c, method="CROWN-Optimized", bound_upper=False)
+    lower = lower.scatter(1, y[:, None], float("inf"))
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+    return (correct & (lower > 0).all(1)).float().mean().item()
 
 
 def run(kind: str, method: str, args) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+    env["BENCH_BAB"] = json.dumps({"timeout": args.timeout, "budget": args.budget, "max_domains": args.max_domains})
     samples = args.samples if kind == "default" else args.cifar_samples
     eps = args.eps if kind == "default" else 1 / 255
     cmd = [sys.executable, __file__, "--child", kind, method, str(samples), str(eps), args.norm, str(args.cifar_width)]
@@ -92,8 +138,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cifar-samples", type=int, default=2)
     parser.add_argument("--cifar-width", type=int, default=8)
+    parser.add_argument("--methods", default=METHODS)
+    parser.add_argument("--bab", action="store_true", help="branch and bound's verdicts on the default model")
+    parser.add_argument("--timeout", type=float, default=None, help="--bab: seconds per sample")
+    parser.add_argument("--budget", type=float, default=None, help="--bab: seconds for the whole run")
+    parser.add_argument("--max-domains", type=int, default=100_000, help="--bab: sub-domains per sample")
+    parser.add_argument("--auto-lirpa", action="store_true", help="auto_LiRPA's α-CROWN on the default model")
     args = parser.parse_args()
     print(f"threads={args.threads} norm={args.norm}")
+    if args.bab or args.auto_lirpa:
+        method = "bab" if args.bab else "auto-lirpa"
+        if method == "auto-lirpa" and importlib.util.find_spec("auto_LiRPA") is None:
+            raise SystemExit("auto_LiRPA is not importable here: install it (from source for current torch)")
+        r = run("default", method, args)
+        extra = f" falsified {r['falsified']:.1%} unknown {r['unknown']:.1%}" if method == "bab" else ""
+        decided = f" decided {r['certified'] + r['falsified']:.1%}" if method == "bab" else ""
+        limits = f" timeout={args.timeout} budget={args.budget} max_domains={args.max_domains}" if args.bab else ""
+        print(
+            f"default {method} samples={r['samples']} eps={args.eps}{limits}: verified {r['certified']:.1%}{extra}"
+            f"{decided} in {r['seconds']:.1f} s (peak RSS {r['peak_rss_mib']:.0f} MiB)",
+            flush=True,
+        )
+        return
     print(
         f"{'model':<9} {'method':<10} {'samples':>7} {'eps':>8} {'seconds':>8} {'certified':>9} "
         f"{'peak RSS MiB':>12} {'first trace s':>13}"
@@ -101,7 +167,7 @@ def main() -> None:
     for kind in ("default", "cifar"):
         if (args.samples if kind == "default" else args.cifar_samples) <= 0:
             continue  # --cifar-samples 0: the default model only
-        for method in METHODS:
+        for method in args.methods.split(","):
             r = run(kind, method, args)
             eps = args.eps if kind == "default" else 1 / 255
             print(

@@ -182,12 +182,14 @@ def _plan_intermediate(graph: BoundGraph, inputs: InputSet, bounds: Mapping[str,
         if (inputs.geometry.ball_is_box and nodes[name].inputs == [graph.input]) or not before:
             continue  # one affine layer on an L∞ box is exact; without a slope before it, CROWN's bound stays
         chain = None if inputs.fixed else patches.conv_chain(graph, name)
-        if chain is not None:
-            plan[name] = _Refined(None, chain, before)
-            continue
         wanted = wanted_neurons(graph, name, dict(bounds), which)
         k = int(wanted.sum(1).max()) if wanted.numel() else 0
-        if k:
+        # patches bound every neuron, dense rows only the wanted ones: the cheaper, as CROWN chooses
+        if chain is not None and wanted.shape[1] * patches.window_cost(chain, graph) < k * patches.dense_cost(
+            chain, graph
+        ):
+            plan[name] = _Refined(None, chain, before)
+        elif k:
             order = torch.sort(wanted.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :k]
             plan[name] = _Refined(order, None, before)
     return plan
@@ -395,7 +397,7 @@ def margin_lower_alpha(
         return low
     classes = low.shape[1]
     rows = margin_rows(y[sample], classes, inputs.x0.dtype)[torch.arange(len(cls)), cls].unsqueeze(1)
-    step = property_chunk(graph, len(sample), bool(inputs.fixed))
+    step = property_chunk(graph, bounds, len(sample), bool(inputs.fixed))
     found = []
     for s in range(0, len(sample), step):
         part = slice(s, s + step)
@@ -406,16 +408,20 @@ def margin_lower_alpha(
     return low.index_put((sample, cls), better)
 
 
-def property_chunk(graph: BoundGraph, properties: int, fixed: bool = False) -> int:
+def property_chunk(graph: BoundGraph, bounds: Mapping[str, Interval], properties: int, fixed: bool = False) -> int:
     """How many properties one optimisation may carry within :data:`GRAPH_BUDGET`: the numbers its
-    rows hold on every layer they cross (each refined neuron in patches on its windows, or dense
-    over whole layers; the final row), three times for what autograd keeps."""
+    rows hold on every layer they cross (each neuron of a convolution in patches on its windows;
+    the neurons a dense refinement needs, as many as the most any sample has, over whole layers;
+    the final row), three times for what autograd keeps."""
     layers = sum(math.prod(shape) for shape in graph.shapes.values())
     per_property = layers
-    for name in refined_nodes(graph):
+    for name, which in refined_nodes(graph).items():
         chain = None if fixed else patches.conv_chain(graph, name)
-        m = math.prod(graph.shapes[name])
-        per_property += 2 * m * (layers if chain is None else patches.window_cost(chain, graph))
+        if chain is not None:
+            per_property += 2 * math.prod(graph.shapes[name]) * patches.window_cost(chain, graph)
+        else:
+            wanted = wanted_neurons(graph, name, dict(bounds), which)
+            per_property += 2 * (int(wanted.sum(1).max()) if wanted.numel() else 0) * layers
     return max(1, min(properties, GRAPH_BUDGET // max(3 * per_property, 1)))
 
 

@@ -367,7 +367,7 @@ class Verifier:
         if props.numel() == 0:
             return None
         parts = []
-        step = property_chunk(self.graph, len(props), bool(self.inputs.fixed))
+        step = property_chunk(self.graph, bounds, len(props), bool(self.inputs.fixed))
         for s in range(0, len(props), step):
             part = props[s : s + step]
             t0 = self.clock.now()
