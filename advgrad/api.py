@@ -26,17 +26,17 @@ from torch import Tensor, nn
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.attacks.options import collect_options
-from advgrad.eps import parse_eps
-from advgrad.errors import AdvgradWarning, UsageError
+from advgrad.core.eps import parse_eps
+from advgrad.core.errors import AdvgradWarning, UsageError
+from advgrad.core.gradient import frozen
+from advgrad.core.results import RobustnessReport
+from advgrad.core.targets import parse_target
+from advgrad.core.threat import ThreatModel, parse_norm
 from advgrad.evaluation.eval_config import plan_certify, plan_eval
 from advgrad.evaluation.generate import attack_batch
 from advgrad.evaluation.run import run_sweep
 from advgrad.evaluation.run_description import RunDescription
-from advgrad.gradient import frozen
 from advgrad.io.data.sources import check_at_least
-from advgrad.results import RobustnessReport
-from advgrad.targets import parse_target
-from advgrad.threat import ThreatModel, parse_norm
 
 Eps = float | str
 
@@ -164,7 +164,7 @@ def _batches(data: Any, y: Tensor | None, batch_size: int) -> Iterable[tuple[Ten
         return zip(data.split(batch_size), y.split(batch_size), strict=True)
     if y is not None:
         raise TypeError("y is given with the inputs tensor only; batches and data sources carry their labels")
-    if hasattr(data, "batches"):  # a DataSource (advgrad.io.data.load.load_data)
+    if hasattr(data, "batches"):  # a DataSource (advgrad.io.data.load_data.load_data)
         return data.batches(batch_size)
     return data  # an iterable of (x, y) batches, e.g. a torch DataLoader
 
@@ -211,7 +211,7 @@ def evaluate(
     Args:
         model: a classifier returning logits, taking pixels in [0, 1].
         data: inputs ``x`` (N, ...) with ``y``; or an iterable of ``(x, y)`` batches such as a
-            ``torch.utils.data.DataLoader``; or a data source from :func:`advgrad.io.data.load.load_data`.
+            ``torch.utils.data.DataLoader``; or a data source from :func:`advgrad.io.data.load_data.load_data`.
         y: labels (N,) when ``data`` is a tensor.
         attacks: attack names, a list or ``"fgsm,pgd"``.
         eps: the ε values (numbers or fractions such as ``"8/255"``), a list or one value; default:
@@ -224,7 +224,7 @@ def evaluate(
         device: where to run; default: the device of ``x`` (else of the model's parameters).
         certify: ``"ibp"``, ``"crown"`` or ``"crown-ibp"``: also certify each sample (a curve of kind
             ``certified``, a lower bound beside the attacks' upper bounds; a sample certified yet
-            fooled raises :class:`~advgrad.errors.InternalError`). See :func:`certify`.
+            fooled raises :class:`~advgrad.core.errors.InternalError`). See :func:`certify`.
         corruptions: ``"all"`` or names of common corruptions (Hendrycks & Dietterich 2019; see
             :func:`advgrad.corruptions.list_corruptions`): accuracy under each at severities 1 to 5 and
             their mean, in ``report.corruptions``. With corruptions, ``attacks`` may be empty (``[]``).
@@ -232,7 +232,7 @@ def evaluate(
             it has, and one that no chosen attack takes is an error.
 
     Returns:
-        A :class:`~advgrad.results.RobustnessReport`: ``report.attacks["pgd"].points[j].accuracy`` at
+        A :class:`~advgrad.core.results.RobustnessReport`: ``report.attacks["pgd"].points[j].accuracy`` at
         ``report.eps[j]``, ``report.clean_accuracy``, ``report.checks``; ``report.to_dict()`` is the
         JSON of ``advgrad eval --json`` and :func:`advgrad.write_report` writes any of its formats.
 
@@ -302,9 +302,9 @@ def load_model(
         >>> model = advgrad.load_model("torchvision:resnet18", weights="resnet18.pth",
         ...                            mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
     """
-    from advgrad.device import resolve_device
-    from advgrad.io.model.load import ModelOptions
-    from advgrad.io.model.load import load_model as _load
+    from advgrad.execution.device import resolve_device
+    from advgrad.io.model.load_model import ModelOptions
+    from advgrad.io.model.load_model import load_model as _load
 
     options = ModelOptions(
         device=resolve_device(str(device)),
@@ -338,14 +338,14 @@ def load_data(
     ``.safetensors`` file holding x and y, an image folder (one sub-folder per class), or ``mnist``,
     ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn`` (from ``root``; ``download=True`` fetches
     them). ``limit`` keeps the first N samples (of a ``seed``-ed shuffle with ``shuffle=True``).
-    For data too large to hold at once, :func:`advgrad.io.data.load.load_data` gives a source to pass
+    For data too large to hold at once, :func:`advgrad.io.data.load_data.load_data` gives a source to pass
     to :func:`advgrad.evaluate` as it is.
 
     Example:
         >>> x, y = advgrad.load_data("cifar10", root="data", limit=500)
     """
-    from advgrad.io.data.load import DataOptions
-    from advgrad.io.data.load import load_data as _load
+    from advgrad.io.data.load_data import DataOptions
+    from advgrad.io.data.load_data import load_data as _load
 
     source = _load(
         None if spec is None else str(spec),
@@ -355,7 +355,7 @@ def load_data(
         warnings.warn(message, AdvgradWarning, stacklevel=2)
     if getattr(source, "space", None) is not None:
         raise UsageError(
-            f"{spec} is a table: pass advgrad.io.data.load.load_data({str(spec)!r}) to advgrad.evaluate as it is, "
+            f"{spec} is a table: pass advgrad.io.data.load_data.load_data({str(spec)!r}) to advgrad.evaluate as it is, "
             "which puts the per-feature scaling in front of the model"
         )
     return source.fetch(source.select(limit=limit, shuffle=shuffle, seed=seed))

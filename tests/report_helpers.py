@@ -11,12 +11,12 @@ from torch import Tensor, nn
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.core.losses import margin
+from advgrad.core.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.sweep import evaluate
-from advgrad.io.data.load import load_default
-from advgrad.io.model.load import load_default_model
-from advgrad.losses import margin
-from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
+from advgrad.io.data.load_data import load_default
+from advgrad.io.model.load_model import load_default_model
 
 DIAGNOSTICS_OK = {
     "gradient_samples": 100,

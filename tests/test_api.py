@@ -15,7 +15,7 @@ import torch
 from helpers import assert_inside, invoke
 
 import advgrad
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 96

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from advgrad.attacks import get_attack, list_attacks
+from advgrad.core.threat import ThreatModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.generate import generate
 from advgrad.evaluation.sweep import evaluate
 from advgrad.io.inputs import InputOptions, open_inputs
-from advgrad.threat import ThreatModel
 
 
 def _inputs(limit: int):

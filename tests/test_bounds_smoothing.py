@@ -18,7 +18,7 @@ from advgrad.bounds.smoothing import (
     smoothed_certify,
     smoothed_predict,
 )
-from advgrad.errors import ModelError, UsageError
+from advgrad.core.errors import ModelError, UsageError
 
 stats = pytest.importorskip("scipy.stats")
 

@@ -1,4 +1,4 @@
-"""Sanity checks (advgrad/checks.py, advgrad/evaluation/evidence.py): each fires on the situation it names,
+"""Sanity checks (advgrad/verdicts/checks.py, advgrad/evaluation/evidence.py): each fires on the situation it names,
 stays quiet on the default model, and is documented in docs/checks.md."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from torch import nn
 from typer.testing import CliRunner
 
 from advgrad.attacks import get_attack, list_attacks
-from advgrad.checks import CHECK_NAMES, CHECKS, gradient_steps, large_eps_threshold, run_checks
-from advgrad.checks import check as declare_check
 from advgrad.cli import app
+from advgrad.core.results import AttackCurve
 from advgrad.evaluation.eval_config import EvalAttack
 from advgrad.evaluation.evidence import measure
-from advgrad.io.model.load import load_default_model
+from advgrad.io.model.load_model import load_default_model
 from advgrad.report.schema import report_schema
-from advgrad.results import AttackCurve
+from advgrad.verdicts.checks import CHECK_NAMES, CHECKS, gradient_steps, large_eps_threshold, run_checks
+from advgrad.verdicts.checks import check as declare_check
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 
@@ -199,7 +199,7 @@ class Softmax(nn.Module):
 
 
 def _evidence(model: nn.Module):
-    from advgrad.io.data.load import load_default
+    from advgrad.io.data.load_data import load_default
 
     data = load_default()
     x, y = data.x[:40], data.y[:40]

@@ -126,9 +126,9 @@ def test_certify_method_is_part_of_the_run_identity():
 
 
 def test_plot_band_lies_between_certified_and_attacked(sandwich):
+    from advgrad.core.results import RobustnessReport
     from advgrad.report.plot import example_blocks
     from advgrad.report.plot import sandwich as band_of
-    from advgrad.results import RobustnessReport
 
     report = RobustnessReport.from_dict(sandwich)
     xs, low, high = band_of(report)

@@ -1,4 +1,4 @@
-"""`advgrad compare` (advgrad/compare.py, advgrad/cli/compare.py) on crafted reports."""
+"""`advgrad compare` (advgrad/verdicts/regressions.py, advgrad/cli/commands/compare.py) on crafted reports."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from report_helpers import crafted
 from typer.testing import CliRunner
 
 from advgrad.cli import app
-from advgrad.compare import compare_reports, read_report
-from advgrad.errors import AdvgradError
+from advgrad.core.errors import AdvgradError
+from advgrad.verdicts.regressions import compare_reports, read_report
 
 runner = CliRunner()
 
@@ -146,7 +146,7 @@ def test_grids_that_share_only_eps_0_are_exit_2(tmp_path):
 
 
 def test_noise_tolerance_is_two_binomial_standard_errors():
-    from advgrad.compare import noise_tolerance
+    from advgrad.verdicts.regressions import noise_tolerance
 
     assert noise_tolerance(0.5, 100) == pytest.approx(0.10)  # 2·√(0.25/100)
     assert noise_tolerance(0.5, 10_000) == pytest.approx(0.01)

@@ -1,4 +1,4 @@
-"""Run configurations (advgrad/config.py, advgrad/cli/config_file.py) and the shipped configs/."""
+"""Run configurations (advgrad/io/run_config.py, advgrad/cli/config_file.py) and the shipped configs/."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from advgrad.cli import app
 from advgrad.cli.config_file import command_options
-from advgrad.config import OptionInfo, map_config, tomllib
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
+from advgrad.io.run_config import OptionInfo, map_config, tomllib
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 runner = CliRunner()

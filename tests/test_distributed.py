@@ -1,4 +1,4 @@
-"""Distributed evaluation (advgrad/distributed.py, advgrad/cli/distributed.py): several CPU
+"""Distributed evaluation (advgrad/execution/distributed.py, advgrad/cli/torchrun.py): several CPU
 processes under gloo give the report one process gives, and only rank 0 speaks."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from report_helpers import comparable, stop_after
 
 import advgrad.cli.console as console
 import advgrad.evaluation.sweep as sweep_module
-from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
-from advgrad.errors import InternalError, UsageError
+from advgrad.core.errors import InternalError, UsageError
 from advgrad.evaluation.evidence import Evidence
 from advgrad.evaluation.resume import RunState
 from advgrad.evaluation.sweep import evaluate
 from advgrad.evaluation.tally import BatchTally
+from advgrad.execution.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds; a hung collective fails the test instead of the suite

@@ -16,7 +16,7 @@ from helpers import Recorder, linear_model, tiny_net
 from torch import Tensor
 
 from advgrad.attacks import AttackSpec, FGSMParams, PGDParams, get_attack
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 from advgrad.evaluation.attack_sweep import AttackSweep, CleanBatch
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig

@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.core.threat import ThreatModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.generate import generate
 from advgrad.evaluation.sweep import evaluate
-from advgrad.threat import ThreatModel
 
 
 class Affine(nn.Module):

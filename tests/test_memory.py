@@ -14,8 +14,8 @@ from helpers import cycled_source
 from advgrad.attacks import get_attack
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.sweep import evaluate
-from advgrad.io.data.load import load_default
-from advgrad.io.model.load import load_default_model
+from advgrad.io.data.load_data import load_default
+from advgrad.io.model.load_model import load_default_model
 
 BATCH = 20
 EARLY, BATCHES = 50, 150  # measured after 50 and after 150 batches (3,000 samples)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from loading_fixtures import run_cli, save_tensors
 
-from advgrad.errors import ModelError
+from advgrad.core.errors import ModelError
 from advgrad.io.model.guard import GuardedModel
 
 MODEL = "factory_models:make_misbehaving"

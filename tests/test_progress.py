@@ -1,4 +1,4 @@
-"""Progress of a run (advgrad/progress.py and its use by eval): attack, ε, step and an ETA from the
+"""Progress of a run (advgrad/execution/progress.py and its use by eval): attack, ε, step and an ETA from the
 rate so far, redrawn at most every 0.2 s; quiet off a terminal unless --verbose asks for a line per
 finished attack × ε."""
 
@@ -10,9 +10,9 @@ from helpers import invoke
 from advgrad.attacks import PGDParams, get_attack
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.sweep import evaluate
-from advgrad.io.data.load import load_default
-from advgrad.io.model.load import load_default_model
-from advgrad.progress import MIN_INTERVAL, PassCounter, ProgressTracker, format_eta
+from advgrad.execution.progress import MIN_INTERVAL, PassCounter, ProgressTracker, format_eta
+from advgrad.io.data.load_data import load_default
+from advgrad.io.model.load_model import load_default_model
 
 
 class FakeClock:

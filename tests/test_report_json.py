@@ -14,8 +14,8 @@ from report_helpers import crafted
 from typer.testing import CliRunner
 
 from advgrad.cli import app
+from advgrad.core.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.report.schema import report_schema
-from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "report-schema.md"
 Validator = jsonschema.Draft202012Validator

@@ -5,8 +5,8 @@ from __future__ import annotations
 from markdown_it import MarkdownIt
 from report_helpers import crafted
 
-from advgrad.checks import run_checks
 from advgrad.report.markdown import render_markdown
+from advgrad.verdicts.checks import run_checks
 
 
 def tables(text: str) -> list[list[list[str]]]:

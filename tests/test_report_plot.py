@@ -38,7 +38,7 @@ def test_plot_without_examples_and_with_many_classes(tmp_path):
 def _with_examples(names, per_attack=3):
     import torch
 
-    from advgrad.results import Example
+    from advgrad.core.results import Example
 
     report = crafted({name: [95, 60, 20] for name in names}, eps=(0.0, 8 / 255, 0.1))
     report.eps_labels = ["0", "8/255", "0.1"]
@@ -103,7 +103,7 @@ def test_names_that_look_like_mathtext_or_hold_escapes_are_drawn_as_written(tmp_
     matplotlib's math parser fail when the figure was saved (exit 3); "\x1b" drew a missing glyph."""
     import torch
 
-    from advgrad.report.features import feature_bars
+    from advgrad.report.feature_bars import feature_bars
     from advgrad.report.images import adversarial_grid
 
     hostile = "a$\\frac{$\x1b[2J"

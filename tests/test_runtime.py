@@ -1,4 +1,4 @@
-"""How the model runs (advgrad/runtime.py): autocast keeps the perturbation in float32 and inside
+"""How the model runs (advgrad/execution/runtime.py): autocast keeps the perturbation in float32 and inside
 the ε-ball, channels-last changes the layout and not the numbers, torch.compile gives the eager
 adversarial examples, and every unsupported choice is one clear line."""
 
@@ -14,10 +14,10 @@ from torch import nn
 
 from advgrad.attacks import PGDParams, get_attack, run_attack
 from advgrad.cli.console import handle_errors
-from advgrad.errors import UsageError
-from advgrad.gradient import input_gradient
-from advgrad.io.model.load import load_default_model
-from advgrad.runtime import (
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import input_gradient
+from advgrad.core.threat import ThreatModel
+from advgrad.execution.runtime import (
     RuntimeModel,
     RuntimeOptions,
     check_precision,
@@ -27,13 +27,13 @@ from advgrad.runtime import (
     parse_precision,
     prepare_model,
 )
-from advgrad.threat import ThreatModel
+from advgrad.io.model.load_model import load_default_model
 
 CPU = torch.device("cpu")
 
 
 def digits(n: int = 16):
-    from advgrad.io.data.load import load_default
+    from advgrad.io.data.load_data import load_default
 
     x, y = load_default().fetch(torch.arange(n))
     return x, y
@@ -199,7 +199,7 @@ def test_compiled_model_gives_the_eager_adversarial_examples():
 
 def test_compile_unavailable_is_a_usage_error(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr("advgrad.runtime.shutil.which", lambda name: None)
+    monkeypatch.setattr("advgrad.execution.runtime.shutil.which", lambda name: None)
     reason = compile_unavailable(CPU)
     assert reason is not None and "C++ compiler" in reason
     with pytest.raises(UsageError, match="run without `compile`"):

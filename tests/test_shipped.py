@@ -1,4 +1,4 @@
-"""Configs and documentation shipped in the package (advgrad/shipped.py, advgrad/cli/shipped.py):
+"""Configs and documentation shipped in the package (advgrad/io/shipped.py, advgrad/cli/commands/config.py and docs.py):
 reachable by name after `pip install`, from any folder; docs/ci.md's workflow runs as written."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import assert_bad_input, invoke
 
-from advgrad.config import tomllib
+from advgrad.io.run_config import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"

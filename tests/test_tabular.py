@@ -17,12 +17,12 @@ from loading_fixtures import assert_bad_input, run_cli
 from torch import nn
 
 from advgrad.attacks import get_attack, list_attacks, run_attack
-from advgrad.errors import UsageError
-from advgrad.io.data.load import DataOptions, load_data
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import ThreatModel
+from advgrad.io.data.load_data import DataOptions, load_data
 from advgrad.io.data.tables import FeatureSpace
 from advgrad.io.model.features import FeatureScaled
-from advgrad.report.features import feature_bars, mean_change
-from advgrad.threat import ThreatModel
+from advgrad.report.feature_bars import feature_bars, mean_change
 
 NAMES = ["age", "income", "score", "visits"]
 LOWER = [18.0, 0.0, -4.0, 0.0]

@@ -1,4 +1,4 @@
-"""Training (advgrad/train/, advgrad/cli/train.py): each method's promise on problems whose answer
+"""Training (advgrad/train/, advgrad/cli/commands/train.py): each method's promise on problems whose answer
 is known, resume, outputs and bad input."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from train_models import margin_problem, mlp
 from advgrad.attacks import PGDParams, get_attack, run_attack
 from advgrad.bounds import certified, margin_bounds
 from advgrad.bounds.trainable import TrainableBounds
+from advgrad.core.threat import ThreatModel
 from advgrad.io.data.sources import TensorSource
-from advgrad.threat import ThreatModel
 from advgrad.train import TrainConfig, Trainer
 
 CPU = torch.device("cpu")
@@ -375,8 +375,8 @@ def test_a_config_file_sets_training_options_and_the_command_line_overrides_it(t
 
 
 def test_the_robust_default_model_resists_pgd_where_the_standard_one_does_not():
-    from advgrad.io.data.load import load_default
-    from advgrad.io.model.load import load_model
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_model
 
     x, y = load_default("test").fetch(torch.arange(150))
     robust, standard = load_model("default-robust"), load_model()

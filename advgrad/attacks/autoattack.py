@@ -26,10 +26,10 @@ from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, eot_p
 from advgrad.attacks.fab import FABTParams, fab_targeted_search
 from advgrad.attacks.square import SquareParams, square
 from advgrad.attacks.strong import cascade
-from advgrad.errors import UsageError
-from advgrad.geometry import expand
-from advgrad.gradient import frozen
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import expand
+from advgrad.core.gradient import frozen
+from advgrad.core.threat import ThreatModel
 
 REFERENCE = (
     "Croce & Hein, ICML 2020 (Reliable evaluation of adversarial robustness with an ensemble of diverse "

@@ -20,11 +20,11 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
-from advgrad.eps import parse_eps
-from advgrad.errors import UsageError
-from advgrad.losses import get_loss
-from advgrad.numeric import check_number
-from advgrad.threat import Norm, ThreatModel
+from advgrad.core.eps import parse_eps
+from advgrad.core.errors import UsageError
+from advgrad.core.losses import get_loss
+from advgrad.core.numeric import check_number
+from advgrad.core.threat import Norm, ThreatModel
 
 
 def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[[str, str], Any] | None = None) -> Any:
@@ -47,7 +47,7 @@ EOT_HELP = (
 
 def eot_param() -> Any:
     """The ``eot`` field every gradient attack declares: how many stochastic forward and backward
-    passes each of its gradients averages (:func:`advgrad.gradient.expectation`); it belongs in
+    passes each of its gradients averages (:func:`advgrad.core.gradient.expectation`); it belongs in
     ``at_least_one`` and, as a factor, in ``cost_formula``."""
     return param(1, EOT_HELP)
 
@@ -72,7 +72,7 @@ class AttackParams:
     on the threat model (see :meth:`resolve`). Fields named in ``at_least_one`` (iterations,
     restarts, queries…) must be ≥ 1; every number must be ≥ 0. A gradient attack that iterates
     names its iterations ``steps``; one without ``steps`` takes a single gradient step (the sanity
-    checks read this from the report's parameters: :func:`advgrad.checks.gradient_steps`)."""
+    checks read this from the report's parameters: :func:`advgrad.verdicts.checks.gradient_steps`)."""
 
     at_least_one: ClassVar[tuple[str, ...]] = ()
     positive: ClassVar[tuple[str, ...]] = ("initial_const",)

@@ -5,7 +5,7 @@ Each attack declares its parameters once, as fields of its :class:`AttackParams`
 ``--step-size``): the options of ``advgrad attack`` and ``advgrad eval`` are the union of every
 registered attack's fields, each with its type, the help text most attacks give it and every
 attack's default. Nothing here knows the command line's library; the CLI turns each
-:class:`AttackOption` into one option (``advgrad/cli/options.py``), so an attack registered with a
+:class:`AttackOption` into one option (``advgrad/cli/shared_options.py``), so an attack registered with a
 new parameter gets its option, its config key and its help line without an edit there.
 """
 

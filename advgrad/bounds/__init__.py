@@ -25,13 +25,13 @@ from torch import Tensor, nn
 
 from advgrad.bounds.graph import BoundGraph, UnsupportedOperation, build_graph
 from advgrad.bounds.propagate import InputSet, margin_lower
-from advgrad.errors import UsageError
-from advgrad.geometry import L2, LINF, get_geometry
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import L2, LINF, get_geometry
 
 __all__ = ["METHODS", "NORMS", "BoundedModel", "UnsupportedOperation", "certified", "margin_bounds"]
 
 METHODS = ("ibp", "crown", "crown-ibp")
-NORMS = (LINF, L2)  # the geometries of the norms the bounds handle (advgrad.geometry)
+NORMS = (LINF, L2)  # the geometries of the norms the bounds handle (advgrad.core.geometry)
 
 #: a margin lower bound must exceed this, times 1 + the largest clean |logit|, to certify: float32
 #: rounding in the bound computation is far below it, so a certificate is never an artefact of rounding

@@ -7,20 +7,21 @@ from typing import Annotated, Optional
 import typer
 
 from advgrad import __version__
-from advgrad.cli.attack import attack
-from advgrad.cli.attacks import attacks
-from advgrad.cli.certify import certify_command
-from advgrad.cli.compare import compare_command
+from advgrad.cli.commands.attack import attack
+from advgrad.cli.commands.attacks import attacks
+from advgrad.cli.commands.certify import certify_command
+from advgrad.cli.commands.compare import compare_command
+from advgrad.cli.commands.config import config_app
+from advgrad.cli.commands.docs import docs_command
+from advgrad.cli.commands.evaluate import eval_command
+from advgrad.cli.commands.grad import grad
+from advgrad.cli.commands.info import info_command
+from advgrad.cli.commands.train import train_command
 from advgrad.cli.completion import install_completion, show_completion
 from advgrad.cli.console import set_debug
-from advgrad.cli.distributed import setup_process
-from advgrad.cli.evaluate import eval_command
-from advgrad.cli.grad import grad
 from advgrad.cli.group import AdvgradGroup
 from advgrad.cli.help import HelpCommand
-from advgrad.cli.info import info_command
-from advgrad.cli.shipped import config_app, docs_command
-from advgrad.cli.train import train_command
+from advgrad.cli.torchrun import setup_process
 
 app = typer.Typer(
     name="advgrad",

@@ -10,11 +10,11 @@ import torch
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.cli.console import info, notice_text, print_json, warn
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import Norm, eps_beyond_box
 from advgrad.evaluation.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
 from advgrad.io.files import write_json
 from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
-from advgrad.threat import Norm, eps_beyond_box
 
 
 def open_and_describe(options: InputOptions, device: torch.device | None = None) -> RunInputs:

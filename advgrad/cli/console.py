@@ -15,15 +15,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from advgrad.errors import AdvgradError, AdvgradWarning, ExitCode, Notice, first_line
-from advgrad.progress import ProgressTracker
-from advgrad.runtime import compile_failed, is_compile_error
-from advgrad.text import printable
+from advgrad.core.errors import AdvgradError, AdvgradWarning, ExitCode, Notice, first_line
+from advgrad.core.text import printable
+from advgrad.execution.progress import ProgressTracker
+from advgrad.execution.runtime import compile_failed, is_compile_error
 
 
 class _Console(Console):
     """A console that shows text as written: every string it prints, alone or in a table cell,
-    has its control characters escaped (:func:`advgrad.text.printable`; a name from a file cannot
+    has its control characters escaped (:func:`advgrad.core.text.printable`; a name from a file cannot
     drive the terminal), and ``[red]`` or ``:smile:`` in it stay as they are (no markup, no emoji)."""
 
     def __init__(self, **options: Any):
@@ -66,7 +66,7 @@ def error_text(exc: AdvgradError) -> str:
 
 
 def notice_text(message: str) -> str:
-    """A warning as the CLI shows it: a :class:`~advgrad.errors.Notice` with its parameters as flags."""
+    """A warning as the CLI shows it: a :class:`~advgrad.core.errors.Notice` with its parameters as flags."""
     return message.render(flag) if isinstance(message, Notice) else message
 
 
@@ -96,7 +96,7 @@ def print_error(text: str) -> None:
 
 def info(message: str) -> None:
     """A message for people, on stderr: one line as :func:`print_error` writes one (a
-    :class:`~advgrad.errors.Notice` with its parameters as flags)."""
+    :class:`~advgrad.core.errors.Notice` with its parameters as flags)."""
     err.print(_one_line(notice_text(message)))
 
 
@@ -155,8 +155,8 @@ def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
             raise
         print_error(f"error: {error_text(exc)}")
         raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or an Interrupted run saying what it kept
+        err.print(str(exc) or "interrupted", markup=False)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except MemoryError:
         print_error("error: out of memory; lower --batch-size")

@@ -12,7 +12,7 @@ from typer import completion as typer_completion
 
 from advgrad.cli.completion import fill_shell
 from advgrad.cli.help import HelpGroup
-from advgrad.errors import ExitCode
+from advgrad.core.errors import ExitCode
 
 try:  # Typer ≥ 0.20 vendors click
     from typer._click import exceptions as click_exceptions

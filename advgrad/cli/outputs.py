@@ -8,11 +8,10 @@ from pathlib import Path
 
 import typer
 
-from advgrad.checks import fired
 from advgrad.cli.console import err, info, out, print_json, warn
-from advgrad.errors import ExitCode, UsageError
+from advgrad.core.errors import ExitCode, UsageError
+from advgrad.core.results import RobustnessReport
 from advgrad.evaluation.run_description import RunDescription, RunSettings
-from advgrad.gates import Gate, describe_gate, evaluate_gates
 from advgrad.io.files import write_json, write_text
 from advgrad.report.chart import text_chart
 from advgrad.report.csvfile import render_csv
@@ -20,7 +19,8 @@ from advgrad.report.junit import render_junit
 from advgrad.report.markdown import render_markdown
 from advgrad.report.plot import plot_report
 from advgrad.report.table import corruption_table, cost_table, report_heading, report_table
-from advgrad.results import RobustnessReport
+from advgrad.verdicts.checks import fired
+from advgrad.verdicts.gates import Gate, describe_gate, evaluate_gates
 
 STDOUT = "-"
 
@@ -130,7 +130,7 @@ def exit_on_failures(report: RobustnessReport, *, strict: bool) -> None:
 
 def check_report_paths(outputs: Outputs, io_options, config_file: str | None) -> None:
     """Refuse, before any work, report outputs that would overwrite an input or each other."""
-    from advgrad.cli.paths import check_output_paths, input_paths
+    from advgrad.io.output_paths import check_output_paths, input_paths
 
     check_output_paths(
         {f"--{name}": path for name, path in outputs.to_dict().items()},

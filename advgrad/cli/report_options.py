@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from advgrad.cli.config_file import load_config
-from advgrad.cli.options import OUTPUT_PANEL
+from advgrad.cli.shared_options import OUTPUT_PANEL
 
 RUN_PANEL = "Configuration, gates and resuming"
 

@@ -8,10 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import typer
-
-from advgrad.cli.console import err, info, sweep_progress, warn
-from advgrad.errors import ExitCode
+from advgrad.cli.console import info, sweep_progress, warn
+from advgrad.core.errors import Interrupted
 from advgrad.evaluation.run import open_run_state, run_sweep
 from advgrad.report.fmt import eps_label
 
@@ -76,6 +74,5 @@ def run_resumable(process, inputs, run, *, passes: int, state_file: Path | None,
             if state is None or not state.saved_batches()
             else f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue"
         )
-        err.print(f"interrupted: {saved}", markup=False)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        raise Interrupted(f"interrupted: {saved}") from None
     return report, state

@@ -8,10 +8,7 @@ import sys
 import torch
 
 from advgrad import __version__
-from advgrad.corruptions import SEVERITIES
-from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
-from advgrad.evaluation.tally import AttackTally, BatchTally
-from advgrad.results import (
+from advgrad.core.results import (
     AttackCurve,
     CorruptionPoint,
     CorruptionResults,
@@ -19,6 +16,9 @@ from advgrad.results import (
     RobustnessReport,
     float32_decimal,
 )
+from advgrad.corruptions import SEVERITIES
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.tally import AttackTally, BatchTally
 
 
 def versions(device: torch.device | None = None) -> dict[str, str]:

@@ -15,16 +15,16 @@ from torch import Tensor
 
 from advgrad.attacks.base import run_attack
 from advgrad.attacks.minimal import find_minimal
-from advgrad.errors import InternalError
+from advgrad.core.errors import InternalError
+from advgrad.core.losses import finite_rows
+from advgrad.core.seeding import generator_for
+from advgrad.core.targets import resolve_targets
+from advgrad.core.threat import NORM_TOLERANCE, ThreatModel
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.randomized import wrong_in_repeats
 from advgrad.evaluation.tally import AttackTally
-from advgrad.losses import finite_rows
-from advgrad.progress import Monitor, SilentMonitor
-from advgrad.seeding import generator_for
-from advgrad.targets import resolve_targets
-from advgrad.threat import NORM_TOLERANCE, ThreatModel
+from advgrad.execution.progress import Monitor, SilentMonitor
 
 
 @dataclass

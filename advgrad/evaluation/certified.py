@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advgrad.core.seeding import generator_for
 from advgrad.evaluation.eval_config import EvalConfig
-from advgrad.progress import Monitor
-from advgrad.seeding import generator_for
+from advgrad.execution.progress import Monitor
 
 
 def certify_passes(config: EvalConfig, samples: int) -> int:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import formula_text
-from advgrad.errors import Notice
+from advgrad.core.errors import Notice
 
 NOTICE_PASSES = 1_000_000  # sample-passes above which eval states the cost before it starts
 
@@ -94,7 +94,7 @@ def seconds_per_sample_pass(model: nn.Module, x: Tensor, y: Tensor) -> float:
     """Wall time of one forward and backward pass over one sample, timed on the batch ``x`` (the
     second of two passes, so one-off setup does not count). The parameters are frozen as attacks
     run them; an upper bound for forward-only queries."""
-    from advgrad.gradient import frozen
+    from advgrad.core.gradient import frozen
 
     def one() -> None:
         xv = x.detach().clone().requires_grad_(True)

@@ -1,4 +1,4 @@
-"""Cheap measurements on the clean batches that the sanity checks (:mod:`advgrad.checks`) read.
+"""Cheap measurements on the clean batches that the sanity checks (:mod:`advgrad.verdicts.checks`) read.
 
 Three things about a model can make every attack number meaningless, and each costs little to
 measure while the clean predictions are computed:
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from advgrad.gradient import input_gradient
+from advgrad.core.gradient import input_gradient
 
 GRADIENT_SAMPLES = 1024
 REPEAT_RTOL = 1e-3  # outputs differing by more than this share of the row's largest |output| changed

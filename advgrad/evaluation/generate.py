@@ -10,18 +10,18 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_draws, run_attack
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import finite_rows
+from advgrad.core.numeric import check_number
+from advgrad.core.results import float32_decimal
+from advgrad.core.seeding import generator_for
+from advgrad.core.targets import resolve_targets
+from advgrad.core.threat import ThreatModel
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.randomized import wrong_in_repeats
-from advgrad.gradient import frozen
+from advgrad.execution.progress import Monitor, PassCounter
 from advgrad.io.probe import check_logits
-from advgrad.losses import finite_rows
-from advgrad.numeric import check_number
-from advgrad.progress import Monitor, PassCounter
-from advgrad.results import float32_decimal
-from advgrad.seeding import generator_for
-from advgrad.targets import resolve_targets
-from advgrad.threat import ThreatModel
 
 
 @dataclass
@@ -98,7 +98,7 @@ def generate(
 
     Every sample is attacked (even one misclassified already) except, in a targeted attack,
     those whose label is the target: they are returned unchanged. ``progress`` is called with
-    the samples done after each batch; ``monitor`` (:mod:`advgrad.progress`) hears each batch's
+    the samples done after each batch; ``monitor`` (:mod:`advgrad.execution.progress`) hears each batch's
     attack begin and end and every model call in between. ``predictions`` (default: the attack's
     ``eot``) forward passes decide each prediction of a randomized model (:mod:`advgrad.evaluation.randomized`).
     """
@@ -206,7 +206,7 @@ def attack_batch(
     Randomness is seeded by (``seed``, ``batch_index``); a sample whose label is its target is
     returned unchanged, and so is one whose clean logits are NaN or infinite. ``monitor`` hears the
     attack begin and end and every model call in between. The caller freezes the model
-    (:func:`advgrad.gradient.frozen`).
+    (:func:`advgrad.core.gradient.frozen`).
     """
     with torch.no_grad():
         logits = model(x)

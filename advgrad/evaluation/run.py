@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from advgrad.core.results import RobustnessReport
 from advgrad.evaluation.resume import RunState, run_key, state_path
 from advgrad.evaluation.run_description import RunDescription
 from advgrad.evaluation.sweep import BatchExchange, evaluate
-from advgrad.progress import Monitor
-from advgrad.results import RobustnessReport
+from advgrad.execution.progress import Monitor
 
 
 def run_sweep(

@@ -28,10 +28,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from advgrad.checks import run_checks
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import finite_rows
+from advgrad.core.results import RobustnessReport
 from advgrad.corruptions import SEVERITIES
-from advgrad.distributed import LocalExchange
-from advgrad.errors import UsageError
 from advgrad.evaluation.assemble import assemble_report
 from advgrad.evaluation.attack_sweep import AttackSweep, CleanBatch
 from advgrad.evaluation.certified import certify_batch, smoothed_batch
@@ -41,11 +42,10 @@ from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.evidence import GRADIENT_SAMPLES, measure
 from advgrad.evaluation.randomized import prediction_passes, wrong_in_repeats
 from advgrad.evaluation.tally import AttackTally, BatchTally
-from advgrad.gradient import frozen
+from advgrad.execution.distributed import LocalExchange
+from advgrad.execution.progress import Monitor, PassCounter, SilentMonitor
 from advgrad.io.probe import check_logits
-from advgrad.losses import finite_rows
-from advgrad.progress import Monitor, PassCounter, SilentMonitor
-from advgrad.results import RobustnessReport
+from advgrad.verdicts.checks import run_checks
 
 
 class BatchStore(Protocol):
@@ -59,8 +59,8 @@ class BatchStore(Protocol):
 
 class BatchExchange(Protocol):
     """How the processes of a run share their finished batches: each runs its own batches and
-    adds everyone's to its totals in batch order (:class:`advgrad.distributed.Shard` under
-    torchrun; :class:`advgrad.distributed.LocalExchange` for a process alone)."""
+    adds everyone's to its totals in batch order (:class:`advgrad.execution.distributed.Shard` under
+    torchrun; :class:`advgrad.execution.distributed.LocalExchange` for a process alone)."""
 
     world_size: int
 
@@ -159,10 +159,10 @@ def evaluate(
     with the number of samples finished after each batch. With ``state``, each finished batch is
     saved there and a batch it already holds is not run again, so an interrupted run continues
     where it stopped (batch ``k`` must be the same samples in both runs) and gives the same report.
-    With ``shard`` (a distributed run, :mod:`advgrad.distributed`) ``batches`` are this process's
+    With ``shard`` (a distributed run, :mod:`advgrad.execution.distributed`) ``batches`` are this process's
     share of the run and the report is the whole run's, equal to a single process's (timing aside);
-    without it the process runs alone (:class:`advgrad.distributed.LocalExchange`).
-    With ``monitor`` (:mod:`advgrad.progress`) each run of an attack at one ε is announced as it
+    without it the process runs alone (:class:`advgrad.execution.distributed.LocalExchange`).
+    With ``monitor`` (:mod:`advgrad.execution.progress`) each run of an attack at one ε is announced as it
     begins and ends, and every model call in between is counted (host-side, no synchronisation).
     The model's mode and its parameters' ``requires_grad`` are restored afterwards.
     """

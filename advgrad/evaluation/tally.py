@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from advgrad.core.results import Example
 from advgrad.evaluation.evidence import Evidence
-from advgrad.results import Example
 
 
 def _add(a: list, b: list) -> list:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 from advgrad.io.paths import special_kind
 
 

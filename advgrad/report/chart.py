@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
 from advgrad.report.fmt import norm_symbol
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
 
 MARKERS = "ox+*#@%&"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import csv
 import io
 
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
 
 COLUMNS = [
     "attack",

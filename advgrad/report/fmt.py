@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from advgrad.eps import default_eps_label
-from advgrad.geometry import get_geometry
+from advgrad.core.eps import default_eps_label
+from advgrad.core.geometry import get_geometry
 
 
 def eps_label(eps: float, given: str | None = None) -> str:

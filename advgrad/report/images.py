@@ -7,12 +7,12 @@ from pathlib import Path
 
 from torch import Tensor
 
+from advgrad.core.results import Example
+from advgrad.core.threat import per_sample_norm
 from advgrad.report.fmt import norm_sub
 from advgrad.report.mpl import figure_text
 from advgrad.report.mpl import pyplot as _pyplot
 from advgrad.report.mpl import save_figure as _save
-from advgrad.results import Example
-from advgrad.threat import per_sample_norm
 
 
 def _to_display(img: Tensor):

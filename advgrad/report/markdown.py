@@ -1,15 +1,15 @@
 """The report as Markdown, ready for a CI job summary or a pull-request comment. Names that came
 from files (model descriptions, attack names of a report read back) have their control characters
-escaped (:func:`advgrad.text.printable`)."""
+escaped (:func:`advgrad.core.text.printable`)."""
 
 from __future__ import annotations
 
 import json
 
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
 from advgrad.report.fmt import num, pct
 from advgrad.report.table import norm_symbol
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
 
 STATUS = {"passed": "✅ passed", "warning": "⚠️ warning", "not-applicable": "➖ not applicable"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
+from advgrad.core.text import printable
 from advgrad.io.files import atomic_path
-from advgrad.text import printable
 
 
 def pyplot():

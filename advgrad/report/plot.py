@@ -7,11 +7,11 @@ import os
 import statistics
 import textwrap
 
-from advgrad.report.features import draw_feature_bars, example_tables
+from advgrad.core.results import Example, RobustnessReport
+from advgrad.report.feature_bars import draw_feature_bars, example_tables
 from advgrad.report.fmt import norm_symbol
 from advgrad.report.images import EXAMPLE_LEGEND, draw_examples
 from advgrad.report.mpl import figure_text, pyplot, save_figure
-from advgrad.results import Example, RobustnessReport
 
 MAX_CLASS_BARS = 20  # more classes than this are shown as a histogram of per-class accuracy
 MAX_EXAMPLES = 8  # adversarial examples shown per attack

@@ -9,15 +9,15 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
 from advgrad.evaluation.generate import AttackSummary
 from advgrad.report.fmt import eps_label, norm_sub, norm_symbol, num, pct
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
 
 
 def plain(text: object) -> Text:
     """A cell that shows ``text`` as written, whatever console prints it: control characters
-    escaped (:func:`advgrad.text.printable`), ``[red]`` not read as markup."""
+    escaped (:func:`advgrad.core.text.printable`), ``[red]`` not read as markup."""
     return Text(printable(text))
 
 
@@ -159,7 +159,7 @@ def gradient_table(rows: list[dict], limit: int = 20, saved_to: str | None = Non
 def attacks_listing(rows: list[dict]) -> Group:
     """The registry as ``advgrad attacks`` prints it, one block per attack: name, kind, threat
     models, what it does, the paper, and each parameter's option, default and meaning.
-    ``rows`` are as ``advgrad.cli.attacks.describe_attack`` gives them."""
+    ``rows`` are as ``advgrad.cli.commands.attacks.describe_attack`` gives them."""
     blocks: list[RenderableType] = []
     for row in rows:
         aliases = f" (also: {', '.join(row['aliases'])})" if row["aliases"] else ""

@@ -16,7 +16,7 @@ for every norm by a change of coordinates: the attack sees ``z_i = u_i / r_i``, 
 [0, 1/r_i] ⊂ [0, 1], and the model receives ``u_i = min(r_i·z_i, 1)``. Every point of the unit
 ε-ball in ``z`` gives a ``u`` inside the weighted ball and the feature box (clipping at 1 only
 shortens a move), and every such ``u`` is reached from ``z = u / r``. Features of weight 0 are
-held by the threat model itself (:attr:`advgrad.threat.ThreatModel.fixed`).
+held by the threat model itself (:attr:`advgrad.core.threat.ThreatModel.fixed`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advgrad.errors import DataError, UsageError, first_line
+from advgrad.core.errors import DataError, UsageError, first_line
+from advgrad.core.numeric import FLOAT32_MAX
+from advgrad.core.text import short, some_names
 from advgrad.io.data.sources import DataOptions, TensorSource, label_vector
 from advgrad.io.paths import open_regular
-from advgrad.numeric import FLOAT32_MAX
-from advgrad.text import short, some_names
 
 EXPECTED_CSV = "a .csv file with a header row and a label column"
 LABEL_COLUMN = "label"  # the label column of a CSV file unless --label-column names another

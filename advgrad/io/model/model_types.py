@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from advgrad.errors import Notice
+from advgrad.core.errors import Notice
 from advgrad.io.model.normalize import Normalization
 
 
@@ -17,12 +17,12 @@ class LoadedModel:
     """A model ready to attack, and what to say about it.
 
     ``module`` takes pixels in [0, 1] (any normalisation is inside it) and is in eval mode on
-    the requested device. ``normalization`` is what :func:`advgrad.io.model.load.load_model` put in
+    the requested device. ``normalization`` is what :func:`advgrad.io.model.load_model.load_model` put in
     front of it (a loader may propose one, e.g. pretrained weights' own); ``extra`` holds facts a
     loader found worth reporting, ``warnings`` what the user should know before trusting results.
     ``class_names``: the names of the model's outputs, when the model file carries them (a Hugging
     Face ``id2label``). ``verify``: a check the loader asks for on the probe batch (pixels in [0, 1]),
-    raising :class:`advgrad.errors.ModelError` when the model is not what the file describes (an ONNX
+    raising :class:`advgrad.core.errors.ModelError` when the model is not what the file describes (an ONNX
     model converted to torch against onnxruntime).
     """
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from advgrad.errors import ModelError, Notice, UsageError, first_line
+from advgrad.core.errors import ModelError, Notice, UsageError, first_line
 from advgrad.io.model.extras import offline, require
 from advgrad.io.model.model_types import LoadedModel, ModelOptions, random_weights_notice
 from advgrad.io.model.normalize import Normalization
