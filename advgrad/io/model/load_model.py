@@ -26,7 +26,7 @@ from advgrad.io.model.bpda import apply_bpda, parse_bpda
 from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
 from advgrad.io.model.hf_models import load_hf, processor_image_size
 from advgrad.io.model.model_files import load_model_file
-from advgrad.io.model.model_types import LoadedModel, ModelOptions, random_weights_notice
+from advgrad.io.model.model_types import LoadedModel, ModelOptions, built_architecture
 from advgrad.io.model.normalize import Normalization, Normalized
 from advgrad.io.model.timm_models import load_timm
 from advgrad.io.model.weights import load_weights
@@ -92,21 +92,18 @@ def _load_default(spec: str, options: ModelOptions) -> LoadedModel:
 
 def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
     name = spec[len(TORCHVISION) :]
-    module, extra, normalization = build_torchvision(
-        name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle
-    )
-    loaded = LoadedModel(module.to(options.device), "torchvision", spec, f"torchvision {name}", extra, normalization)
-    if options.weights is None:
-        loaded.warnings.append(random_weights_notice(spec))
-    elif normalization is None and options.mean is None:
-        loaded.warnings.append(
-            Notice(
-                f"no `mean`/`std` given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
-                "trained on normalised inputs (ImageNet: `mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225)",
-                ("mean", "std"),
-            )
+    built = build_torchvision(name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle)
+
+    def unnormalised(normalization: Normalization | None) -> Notice | None:
+        if normalization is not None:
+            return None
+        return Notice(
+            f"no `mean`/`std` given: {spec} gets pixels in [0, 1] as they are; torchvision models are usually "
+            "trained on normalised inputs (ImageNet: `mean` 0.485,0.456,0.406 `std` 0.229,0.224,0.225)",
+            ("mean", "std"),
         )
-    return loaded
+
+    return built_architecture("torchvision", spec, name, built, options, unnormalised)
 
 
 def _load_factory(spec: str, options: ModelOptions) -> LoadedModel:

@@ -75,3 +75,23 @@ class ModelOptions:
 def random_weights_notice(spec: str) -> Notice:
     """The warning of a built architecture given no ``--weights`` (torchvision, timm)."""
     return Notice(f"{spec} has random weights (no `weights` given): its results describe a random network", "weights")
+
+
+def built_architecture(
+    kind: str,
+    spec: str,
+    name: str,
+    built: tuple[nn.Module, dict, Normalization | None],
+    options: ModelOptions,
+    normalization_notice: Callable[[Normalization | None], Notice | None],
+) -> LoadedModel:
+    """An architecture built by name (``torchvision:NAME``, ``timm:NAME``) as a :class:`LoadedModel` on
+    the device: without ``--weights`` it warns that the weights are random; with them and no
+    ``--mean``, ``normalization_notice`` may say what the normalisation is (or that there is none)."""
+    module, extra, normalization = built
+    loaded = LoadedModel(module.to(options.device), kind, spec, f"{kind} {name}", extra, normalization)
+    if options.weights is None:
+        loaded.warnings.append(random_weights_notice(spec))
+    elif options.mean is None and (notice := normalization_notice(normalization)) is not None:
+        loaded.warnings.append(notice)
+    return loaded
