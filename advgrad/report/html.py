@@ -175,7 +175,9 @@ def accuracy_table(report: RobustnessReport) -> str:
         [Cell(report.eps_label(e), e)] + [percent(c.points[j].accuracy) for c in report.attacks.values()]
         for j, e in enumerate(report.eps)
     ]
-    return html_table(header, rows, caption="Accuracy under each attack (and certified accuracy) at each ε")
+    certified = any(c.kind == "certified" for c in report.attacks.values())
+    what = "Accuracy under each attack and certified accuracy" if certified else "Accuracy under each attack"
+    return html_table(header, rows, caption=f"{what} at each ε")
 
 
 def attacks_table(report: RobustnessReport) -> str:
@@ -326,14 +328,15 @@ def configuration(report: RobustnessReport) -> str:
     """Versions, seed and timing as tables; the configuration and diagnostics as JSON."""
     versions = html_table(
         ["package", "version"],
-        [[k, Cell(str(v), css="text")] for k, v in report.versions.items()],
+        [[k, str(v)] for k, v in report.versions.items()],
         caption="Versions",
         sortable=False,
+        text_columns=(0, 1),
     )
     timing = html_table(
-        ["phase", "seconds"],
-        [[k, Cell(f"{v:.2f}", v)] for k, v in report.timing.items() if isinstance(v, (int, float))],
-        caption=f"Time (seed {report.seed})",
+        ["phase", "value"],
+        [[k, Cell(f"{v:.2f}" if isinstance(v, float) else str(v), v)] for k, v in report.timing.items()],
+        caption=f"Time in seconds (seed {report.seed})",
         sortable=False,
     )
     return (

@@ -40,7 +40,7 @@ nav ul{display:flex;flex-wrap:wrap;gap:.3rem 1rem;list-style:none;padding:0;marg
 .verdict{font-weight:600;padding:.5rem .7rem;border-radius:6px;border:1px solid currentColor;margin:.8rem 0}
 .ok{color:var(--ok)}.warn{color:var(--warn)}.fail{color:var(--fail)}.na{color:var(--muted)}
 .scroll{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;margin:.3rem 0 1rem;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse;margin:.3rem 0 1rem;font-variant-numeric:tabular-nums;min-width:min(100%,26rem)}
 caption{text-align:left;color:var(--muted);font-size:.85rem;padding:.2rem 0}
 th,td{border-bottom:1px solid var(--line);padding:.25rem .6rem;text-align:right;vertical-align:top}
 th[scope=row],td.text,th.text{text-align:left}thead th{border-bottom:2px solid var(--line)}
