@@ -194,10 +194,11 @@ class Browser:
         return result["result"].get("value")
 
     def load(self, path: str | os.PathLike) -> Loaded:
-        """Open ``path`` and wait for its load event; the DOM is read after the page's script ran."""
+        """Open ``path`` and wait for its load event; the DOM is read after the page's script ran.
+        Requests count when they belong to this navigation (its ``loaderId``), not to an earlier page."""
         url = Path(path).resolve().as_uri()
         events: list[dict] = []
-        self.call("Page.navigate", {"url": url}, events)
+        navigation = self.call("Page.navigate", {"url": url}, events)
         deadline = time.monotonic() + LOAD_TIMEOUT
         while not any(e["method"] == "Page.loadEventFired" for e in events):
             if time.monotonic() > deadline:
@@ -216,7 +217,7 @@ class Browser:
                 loaded.console.append((entry.get("level", ""), entry.get("text", "")))
             elif e["method"] == "Runtime.exceptionThrown":
                 loaded.exceptions.append(json.dumps(params.get("exceptionDetails", {}))[:500])
-            elif e["method"] == "Network.requestWillBeSent":
+            elif e["method"] == "Network.requestWillBeSent" and params.get("loaderId") == navigation.get("loaderId"):
                 loaded.requests.append(params.get("request", {}).get("url", ""))
         return loaded
 

@@ -201,14 +201,15 @@ def test_markup_in_names_is_escaped():
     report.attacks = {evil if k == "pgd" else k: v for k, v in report.attacks.items()}
     report.examples = {evil: report.examples["pgd"]}
     report.model = {"description": '<b>M&M\'s "model"</b>', "class_names": ["<cat>", "a&b", '"q"'] + ["x"] * 7}
-    report.data["description"] = "data\x1b[2J<i>"
+    report.data["description"] = "data\x1b[2J<i>\ufdd0\ud800"  # a control, markup, a noncharacter, a surrogate
     page = render_html(report)
+    page.encode("utf-8")  # writable as UTF-8
     root = parse(page)
     assert len(root.findall(".//script")) == 1  # only the page's own
     assert evil not in page and "<b>" not in page and "<i>" not in page and "<cat>" not in page
     assert root.find(".//dd").text == '<b>M&M\'s "model"</b>'  # shown as written
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#x27;&quot;" in page
-    assert "data\\x1b[2J&lt;i&gt;" in page and "\x1b" not in page
+    assert "data\\x1b[2J&lt;i&gt;\\ufdd0\\ud800" in page and "\x1b" not in page
     labels = [th.text for th in root.iter("th") if th.get("scope") == "row" and th.text and "(" in th.text]
     assert "0 (<cat>)" in labels and "1 (a&b)" in labels
     assert root.find(".//figure[@class='ex']/img").get("alt") == "original, true class 8 (x)"

@@ -9,6 +9,7 @@ Text is escaped here; callers pass plain strings.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -18,10 +19,24 @@ from advgrad.text import printable
 PALETTE_SIZE = 8  # series colours s0…s7 (the page's CSS), reused in turn beyond that
 
 
+# Unicode noncharacters (U+FDD0–U+FDEF and the last two code points of planes 1–16): HTML forbids
+# them in a document, even as character references; printable() already takes U+FFFE and U+FFFF.
+_NONCHARACTERS = re.compile(
+    "[\ufdd0-\ufdef" + "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(1, 17)) + "]"
+)
+
+
+def _escape_code(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def text(value: object) -> str:
     """A string from a report, safe as SVG or HTML text and attribute value: control characters
-    escaped (:func:`advgrad.text.printable`), then ``<``, ``&`` and quotes."""
-    return escape(printable(value), quote=True)
+    escaped (:func:`advgrad.text.printable`), noncharacters written as ``\\ufdd0``, then ``<``,
+    ``&`` and quotes."""
+    shown = _NONCHARACTERS.sub(_escape_code, printable(value))
+    return escape(shown, quote=True)
 
 
 @dataclass
