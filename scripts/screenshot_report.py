@@ -10,7 +10,6 @@ writes its ``--html`` page, has headless Chromium (Debian's ``chromium``) draw t
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,35 +17,28 @@ from pathlib import Path
 
 from PIL import Image
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' driver of headless Chromium
+from browser import Browser, find_chromium  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "report.png")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "report.png")
     args = parser.parse_args()
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
+    executable = find_chromium()
+    if executable is None:
         sys.exit("no chromium on PATH: apt-get install chromium")
     with tempfile.TemporaryDirectory() as folder:
         page, shot = Path(folder) / "report.html", Path(folder) / "shot.png"
         run = [sys.executable, "-m", "advgrad", "eval", "--fail-under", "pgd@0.05=0.60", "--html", str(page)]
         subprocess.run(run, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(
-            [browser, *FLAGS, f"--user-data-dir={folder}/profile", "--window-size=1000,1250",
-             f"--screenshot={shot}", page.as_uri()],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        browser = Browser(executable)
+        try:
+            browser.load(page)
+            browser.screenshot(shot, 1000, 1250)
+        finally:
+            browser.close()
         image = Image.open(shot).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
         image.save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes)")
