@@ -114,10 +114,15 @@ def test_page_loads_clean_in_chromium(browser, pages, kind):
         assert browser.evaluate("document.querySelectorAll('tr.regressed').length") == 1
 
 
-def test_default_eval_headline_and_size(browser, pages):
+def test_default_eval_page_is_small(pages):  # no browser needed
     page, report = pages["eval"]
     assert report["n_samples"] == 450
     assert page.stat().st_size < TWO_MB
+    assert page.read_text(encoding="utf-8").count('<figure class="ex">') == 16  # the gallery: 8 per attack
+
+
+def test_default_eval_headline(browser, pages):
+    page, report = pages["eval"]
     browser.load(page)
     headline = browser.evaluate("document.querySelector('header').innerText")
     assert f"{100 * report['clean_accuracy']:.1f}%" in headline and "L∞" in headline
