@@ -363,14 +363,15 @@ def load_data(
 
 def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: str | None = None) -> Path:
     """Write ``report`` to ``path`` in the format its suffix names (or ``format``): ``json``, ``csv``,
-    ``md`` (Markdown), ``xml`` (JUnit) or ``png`` (the plot), as ``advgrad eval --json/--csv/
-    --markdown/--junit/--plot`` do; written atomically. Returns the path.
+    ``md`` (Markdown), ``xml`` (JUnit), ``html`` (one self-contained page) or ``png`` (the plot), as
+    ``advgrad eval --json/--csv/--markdown/--junit/--html/--plot`` do; written atomically. Returns the path.
 
     Example:
         >>> advgrad.write_report(report, "report.md")
     """
     from advgrad.io.files import write_json, write_text
     from advgrad.report.csvfile import render_csv
+    from advgrad.report.html import render_html
     from advgrad.report.junit import render_junit
     from advgrad.report.markdown import render_markdown
     from advgrad.report.plot import plot_report
@@ -383,6 +384,8 @@ def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: s
         "markdown": render_markdown,
         "xml": render_junit,
         "junit": render_junit,
+        "html": render_html,
+        "htm": render_html,
     }
     if kind == "json":
         write_json(path, report.to_dict())
@@ -391,7 +394,7 @@ def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: s
     elif kind == "png":
         plot_report(report, path)
     else:
-        raise UsageError(f"{path}: say which format to write (suffix or format=): json, csv, md, xml or png")
+        raise UsageError(f"{path}: say which format to write (suffix or format=): json, csv, md, xml, html or png")
     return path
 
 

@@ -165,7 +165,7 @@ def test_write_report_by_suffix(batch, model, tmp_path):
     )
     assert "fgsm" in advgrad.write_report(report, tmp_path / "r.md").read_text()
     assert advgrad.write_report(report, tmp_path / "r.csv").read_text().count("\n") >= 2
-    with pytest.raises(UsageError, match="json, csv, md, xml or png"):
+    with pytest.raises(UsageError, match="json, csv, md, xml, html or png"):
         advgrad.write_report(report, tmp_path / "r.txt")
 
 

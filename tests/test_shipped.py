@@ -143,6 +143,9 @@ def test_the_installed_package_finds_its_configs_and_docs(installed, tmp_path):
     assert re.search(r"^quick\s+\S", listing.stdout, re.M)
     docs = _run([sys.executable, "-m", "advgrad", "docs", "ci"], installed, tmp_path)
     assert docs.returncode == 0 and docs.stdout == (DOCS / "ci.md").read_text()
+    inlined = "from advgrad.report.html_page import doc_section; print(len(doc_section('checks', 'zero-gradients')))"
+    paragraphs = _run([sys.executable, "-c", inlined], installed, tmp_path)  # the HTML page inlines the docs
+    assert paragraphs.returncode == 0 and int(paragraphs.stdout) > 1, paragraphs.stderr
 
 
 def _workflow_steps(markdown: str) -> dict[str, str]:
@@ -186,4 +189,5 @@ def test_the_ci_workflow_runs_as_written_in_a_fresh_repository(installed, tmp_pa
             shutil.copy(repo / "reports" / "baselines" / "quick.json", repo / "baselines" / "quick.json")
         else:
             assert "compare: passed" in result.stderr and "baseline" in result.stdout.lower()
+    assert (repo / "reports" / "report.html").exists() and (repo / "reports" / "comparison.html").exists()
     assert (repo / "reports" / "junit.xml").exists() and "accuracy" in (tmp_path / "summary.md").read_text().lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from advgrad.cli.console import info, notice_text, print_json, warn
 from advgrad.core.errors import UsageError
 from advgrad.core.threat import Norm, eps_beyond_box
 from advgrad.evaluation.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
-from advgrad.io.files import write_json
+from advgrad.io.files import write_json, write_text
 from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
 
 
@@ -76,6 +77,17 @@ def emit_json(path: Path | None, data: Any) -> bool:
         print_json(data)
         return True
     write_json(path, data)
+    info(f"wrote {path}")
+    return False
+
+
+def emit_text(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically; ``-`` prints it on stdout. Returns True when stdout was used."""
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return True
+    write_text(path, text)
     info(f"wrote {path}")
     return False
 

@@ -100,3 +100,23 @@ PlotOpt = Annotated[
         show_default=False,
     ),
 ]
+HtmlOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--html",
+        help="Write the report as one self-contained HTML page to FILE: curves, tables, sanity checks, examples "
+        "and configuration; it opens offline (`advgrad docs ci`).",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+    ),
+]
+RobustbenchOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--robustbench-json",
+        help="Write a RobustBench leaderboard entry (model_info JSON) to FILE, filled from the run; autoattack_acc "
+        "needs --attack autoattack. advgrad.to_fill lists the fields to fill by hand.",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+    ),
+]

@@ -30,15 +30,15 @@ def _count(suite: ET.Element) -> None:
 def render_junit(report: RobustnessReport, *, strict: bool = False) -> str:
     """JUnit XML text (UTF-8) with the suites ``advgrad.verdicts.gates`` and ``advgrad.verdicts.checks``."""
     root = ET.Element("testsuites", name="advgrad")
-    gates = _suite(root, "advgrad.gates", report.timing.get("total_seconds", 0.0))
+    gates = _suite(root, "advgrad.verdicts.gates", report.timing.get("total_seconds", 0.0))
     for g in report.gates:
-        case = ET.SubElement(gates, "testcase", classname="advgrad.gates", name=g["gate"])
+        case = ET.SubElement(gates, "testcase", classname="advgrad.verdicts.gates", name=g["gate"])
         if not g["passed"]:
             ET.SubElement(case, "failure", type="gate", message=describe_gate(g))
     _count(gates)
-    checks = _suite(root, "advgrad.checks", 0.0)
+    checks = _suite(root, "advgrad.verdicts.checks", 0.0)
     for c in report.checks:
-        case = ET.SubElement(checks, "testcase", classname="advgrad.checks", name=c["name"])
+        case = ET.SubElement(checks, "testcase", classname="advgrad.verdicts.checks", name=c["name"])
         if c["status"] == "warning":
             tag = "failure" if strict else "skipped"
             element = ET.SubElement(

@@ -12,9 +12,11 @@ import typer
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import eot_draws
 from advgrad.cli import shared_options as o
-from advgrad.cli.common import emit_json, open_and_describe, warn_ignored, warn_large_eps
+from advgrad.cli.common import emit_json, emit_text, open_and_describe, warn_ignored, warn_large_eps
 from advgrad.cli.console import handle_errors, info, out, sweep_progress, warn
+from advgrad.cli.report_options import HtmlOpt
 from advgrad.core.eps import eps_text, parse_eps
+from advgrad.core.errors import UsageError
 from advgrad.core.numeric import check_number
 from advgrad.core.targets import parse_target
 from advgrad.core.threat import ThreatModel, parse_norm
@@ -23,6 +25,7 @@ from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.io.output_paths import check_output_paths, images_file, input_paths
 from advgrad.report.feature_bars import feature_bars
+from advgrad.report.html_attack import render_attack_html
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
 
@@ -74,6 +77,7 @@ def attack(
     ] = None,
     images: o.ImagesOpt = None,
     json_out: o.JsonOpt = None,
+    html: HtmlOpt = None,
     verbose: o.VerboseOpt = False,
     io_options: InputOptions = InputOptions(),
 ) -> None:
@@ -84,10 +88,12 @@ def attack(
     its result is the minimal adversarial example where that is within ε, else that example
     projected onto the ε-ball (which then usually fails).
 
-    Example: advgrad attack --method pgd --eps 8/255 --steps 40 --out adv.pt --images adv/
+    Example: advgrad attack --method pgd --eps 8/255 --steps 40 --out adv.pt --images adv/ --html attack.html
     """
+    if json_out is not None and html is not None and str(json_out) == str(html) == "-":
+        raise UsageError("only one output can go to stdout ('-'), got --json and --html")
     check_output_paths(
-        {"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
+        {"--out": out_file, "--json": json_out, "--html": html, "--images": images_file(images, IMAGES_FILE)},
         input_paths(io_options),
         {"--images": images},
     )
@@ -164,7 +170,23 @@ def attack(
     passes = predictions if predictions is not None else eot_draws(params)
     if passes > 1:  # a randomized model's predictions were judged over this many passes
         report["predictions"] = passes
-    if not emit_json(json_out, report):
+    used_stdout = emit_json(json_out, report)
+    if html is not None:
+        table = (
+            None if space is None else (space.names, saved["x"], saved["x_adv"], space.lower, space.upper, space.fixed)
+        )
+        page = render_attack_html(
+            summary,
+            result,
+            model=inputs.model.description,
+            data=inputs.data.description,
+            params=resolved,
+            seed=io_options.seed,
+            class_names=inputs.class_names,
+            table=table,
+        )
+        used_stdout = emit_text(html, page) or used_stdout
+    if not used_stdout:
         out.print(summary_table(summary))
 
 

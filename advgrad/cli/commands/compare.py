@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,14 +10,14 @@ from rich.table import Table
 
 from advgrad.cli import report_options as r
 from advgrad.cli import shared_options as o
-from advgrad.cli.common import emit_json
+from advgrad.cli.common import emit_json, emit_text
 from advgrad.cli.console import handle_errors, info, out, warn
 from advgrad.cli.outputs import STDOUT
 from advgrad.core.errors import ExitCode, UsageError
-from advgrad.io.files import write_text
 from advgrad.io.output_paths import check_output_paths
 from advgrad.report.comparison import points_change, render_comparison_markdown, verdict_line, where
 from advgrad.report.fmt import eps_label, pct
+from advgrad.report.html_compare import render_comparison_html
 from advgrad.report.table import plain
 from advgrad.verdicts.gates import parse_share
 from advgrad.verdicts.regressions import Comparison, compare_reports, read_report
@@ -66,6 +65,7 @@ def compare_command(
     ] = "auto",
     json_out: o.JsonOpt = None,
     markdown: r.MarkdownOpt = None,
+    html: r.HtmlOpt = None,
 ) -> None:
     """Compare two robustness reports; exit 1 when accuracy dropped by more than --max-drop at any
     point both hold (clean accuracy once, and each attack at each ε > 0).
@@ -77,23 +77,24 @@ def compare_command(
     Example: advgrad compare baseline.json report.json --markdown comment.md
 
     Example: advgrad compare baseline.json report.json --max-drop 2%
+
+    Example: advgrad compare baseline.json report.json --html comparison.html
     """
     drop = parse_max_drop(max_drop)
-    if json_out is not None and markdown is not None and str(json_out) == str(markdown) == STDOUT:
-        raise UsageError("only one output can go to stdout ('-'), got --json and --markdown")
-    check_output_paths({"--json": json_out, "--markdown": markdown}, {"BASELINE": baseline, "NEW": new})
-    comparison = compare_reports(read_report(baseline), read_report(new), drop, names=(str(baseline), str(new)))
+    files = {"--json": json_out, "--markdown": markdown, "--html": html}
+    to_stdout = [option for option, path in files.items() if path is not None and str(path) == STDOUT]
+    if len(to_stdout) > 1:
+        raise UsageError(f"only one output can go to stdout ('-'), got {' and '.join(to_stdout)}")
+    check_output_paths(files, {"BASELINE": baseline, "NEW": new})
+    reports = read_report(baseline), read_report(new)
+    comparison = compare_reports(*reports, drop, names=(str(baseline), str(new)))
     for message in comparison.warnings:
         warn(message)
     used_stdout = emit_json(json_out, comparison.to_dict())
     if markdown is not None:
-        text = render_comparison_markdown(comparison)
-        if str(markdown) == STDOUT:
-            sys.stdout.write(text)
-            used_stdout = True
-        else:
-            write_text(markdown, text)
-            info(f"wrote {markdown}")
+        used_stdout = emit_text(markdown, render_comparison_markdown(comparison)) or used_stdout
+    if html is not None:
+        used_stdout = emit_text(html, render_comparison_html(comparison, *reports)) or used_stdout
     if not used_stdout:
         out.print(comparison_table(comparison))
     for p in comparison.regressions:

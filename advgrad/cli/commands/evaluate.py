@@ -70,6 +70,8 @@ def eval_command(
     markdown: r.MarkdownOpt = None,
     junit: r.JunitOpt = None,
     plot: r.PlotOpt = None,
+    html: r.HtmlOpt = None,
+    robustbench_json: r.RobustbenchOpt = None,
     fail_under: r.FailUnderOpt = None,
     strict: r.StrictOpt = False,
     state_file: r.StateOpt = None,
@@ -117,7 +119,7 @@ def eval_command(
 
     Example (common corruptions only, 15 × 5 severities): advgrad eval --corruptions all --json c.json
 
-    Example: advgrad eval --config quick --junit junit.xml   (shipped configs: `advgrad config list`)
+    Example: advgrad eval --config quick --junit junit.xml --html report.html   (shipped configs: `advgrad config list`)
 
     Example (a process per GPU): torchrun --standalone --nproc_per_node 4 -m advgrad eval --config full
     """
@@ -140,7 +142,15 @@ def eval_command(
     gates = parse_gates(fail_under)
     curves = [a.name for a in attacks] + ([] if config.certify is None else [config.certify, "certified"])
     check_gates_apply(gates, curves, config.eps, corruptions=bool(config.corruptions))
-    outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, junit=junit, plot=plot)
+    outputs = Outputs(
+        json=json_out,
+        csv=csv_out,
+        markdown=markdown,
+        junit=junit,
+        plot=plot,
+        html=html,
+        robustbench_json=robustbench_json,
+    )
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options, dist_timeout) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
         inputs = open_and_describe(io_options, process.device)
