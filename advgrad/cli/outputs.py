@@ -13,6 +13,7 @@ from advgrad.core.errors import ExitCode, UsageError
 from advgrad.core.results import RobustnessReport
 from advgrad.evaluation.run_description import RunDescription, RunSettings
 from advgrad.io.files import write_json
+from advgrad.io.records_file import record_format
 from advgrad.report.chart import text_chart
 from advgrad.report.csvfile import render_csv
 from advgrad.report.html import render_html
@@ -38,15 +39,20 @@ class Outputs:
     plot: Path | None = None
     html: Path | None = None
     robustbench_json: Path | None = None
+    records: Path | None = None  # per-sample rows, written as the batches finish
+    save_adversarial: Path | None = None  # a folder for the counted adversarial examples
 
     def __post_init__(self) -> None:
         to_stdout = [option(name) for name, path in self.to_dict().items() if path == STDOUT]
         if len(to_stdout) > 1:
             raise UsageError(f"only one output can go to stdout ('-'), got {' and '.join(to_stdout)}")
-        if self.plot is not None and str(self.plot) == STDOUT:
-            raise UsageError("--plot needs a file name")
+        for name in ("plot", "records", "save_adversarial"):
+            if str(getattr(self, name)) == STDOUT:
+                raise UsageError(f"{option(name)} needs a {'folder' if name == 'save_adversarial' else 'file'} name")
+        if self.records is not None:
+            record_format(self.records)
         for name, path in self.to_dict().items():  # found before the run, not after it
-            if path not in (None, STDOUT) and Path(path).is_dir():
+            if path not in (None, STDOUT) and name != "save_adversarial" and Path(path).is_dir():
                 raise UsageError(f"{option(name)} {path} is a directory; give a file name")
 
     def to_dict(self) -> dict[str, str | None]:
@@ -143,9 +149,11 @@ def check_report_paths(outputs: Outputs, io_options, config_file: str | None) ->
     """Refuse, before any work, report outputs that would overwrite an input or each other."""
     from advgrad.io.output_paths import check_output_paths, input_paths
 
+    files = {option(name): path for name, path in outputs.to_dict().items() if name != "save_adversarial"}
     check_output_paths(
-        {option(name): path for name, path in outputs.to_dict().items()},
+        files,
         {**input_paths(io_options), "--config": config_file},
+        {"--save-adversarial": outputs.save_adversarial},
     )
 
 

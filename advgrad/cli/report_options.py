@@ -120,3 +120,27 @@ RobustbenchOpt = Annotated[
         show_default=False,
     ),
 ]
+RecordsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--records",
+        help="Write one row per sample to FILE: index, label, clean prediction and, per attack and ε, fooled, the "
+        "adversarial prediction, perturbation norm, final margin and passes spent (certified verdicts where a run "
+        "certifies). The suffix chooses the format: .jsonl, .csv, or .parquet when pyarrow is installed "
+        "(`advgrad docs records`).",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+        metavar="FILE",
+    ),
+]
+SaveAdversarialOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--save-adversarial",
+        help="Keep every adversarial example the report counts in this folder (with the clean inputs), so that "
+        "`advgrad rescore REPORT` can re-run the model on them and reproduce every accuracy.",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+        metavar="DIR",
+    ),
+]

@@ -50,11 +50,12 @@ def certify_batch(
 
 def smoothed_batch(
     model: nn.Module, x: Tensor, y: Tensor, batch_index: int, config: EvalConfig, monitor: Monitor
-) -> tuple[Tensor, int]:
+) -> tuple[Tensor, int, Tensor]:
     """Randomized smoothing's CERTIFY on one batch (noise seeded by the batch's index, so a batch
     gives the same certificates alone, resumed or in a distributed run): bool (len(eps), N), the
-    smoothed classifier returns the label with a certified L2 radius ≥ ε; and how many samples it
-    abstained on. The model sees at most as many noisy rows per call as the batch has samples."""
+    smoothed classifier returns the label with a certified L2 radius ≥ ε; how many samples it
+    abstained on; and per sample the certified L2 radius of its label (0 when it returns another class
+    or abstains). The model sees at most as many noisy rows per call as the batch has samples."""
     from advgrad.bounds.smoothing import ABSTAIN
 
     params = config.smoothing
@@ -69,4 +70,5 @@ def smoothed_batch(
     hit = result.prediction == label
     radius = torch.tensor(config.eps, dtype=torch.float64)[:, None]
     certified = (hit[None, :] & (result.radius[None, :] >= radius)).to(y.device)
-    return certified, int((result.prediction == ABSTAIN).sum())
+    radius_of_label = torch.where(hit, result.radius.double(), torch.zeros_like(result.radius, dtype=torch.float64))
+    return certified, int((result.prediction == ABSTAIN).sum()), radius_of_label

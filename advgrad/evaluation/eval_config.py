@@ -70,6 +70,7 @@ class EvalConfig:
         default_factory=list
     )  # common corruptions to run: names or "all" (advgrad.corruptions)
     fixed: tuple[int, ...] = ()  # input coordinates the threat model holds (a table's immutable features)
+    keep_adversarial: bool = False  # keep every counted adversarial example in the records (eval --save-adversarial)
 
     def __post_init__(self) -> None:
         raw = self.corruptions

@@ -41,6 +41,7 @@ from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.evidence import GRADIENT_SAMPLES, measure
 from advgrad.evaluation.randomized import prediction_passes, wrong_in_repeats
+from advgrad.evaluation.records import BatchRecords, clean_margin
 from advgrad.evaluation.tally import AttackTally, BatchTally
 from advgrad.execution.distributed import LocalExchange
 from advgrad.execution.progress import Monitor, PassCounter, SilentMonitor
@@ -114,12 +115,12 @@ def _run_batch(
         clean_seconds=time.perf_counter() - t0,
     )
     part.evidence.clean_nonfinite = int((~finite).sum())
-    certified = None
+    certified = radius = None
     if config.certify is not None and bounds is not None:
         t0, samples = time.perf_counter(), counted.samples
         part.certified = AttackTally.empty(len(config.eps), classes)
         if config.smoothing is not None:
-            certified, part.certified.abstained = smoothed_batch(counted, x, y, batch_index, config, monitor)
+            certified, part.certified.abstained, radius = smoothed_batch(counted, x, y, batch_index, config, monitor)
         else:
             certified = certify_batch(bounds(x), x, y, logits, correct, config, monitor)
         for j in range(len(config.eps)):
@@ -128,12 +129,25 @@ def _run_batch(
         part.certified.forward_samples += counted.samples - samples
     batch = CleanBatch(x, y, logits, correct, batch_index, classes, certified, before)
     kept = [0] * len(attacks) if done is None else done.examples_kept()
+    part.records = BatchRecords(
+        before,
+        y.cpu(),
+        batch.prediction.cpu(),
+        correct.cpu(),
+        clean_margin(logits, y).cpu(),
+        [],
+        certified=None if certified is None else certified.cpu(),
+        radius=radius,
+        x=x.cpu() if config.keep_adversarial else None,
+    )
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
         t0, samples = time.perf_counter(), counted.samples
-        AttackSweep(
+        sweep = AttackSweep(
             counted, attack, config, batch, a, tally, keep=max(config.examples - kept[a], 0), monitor=monitor
-        ).run()
+        )
+        sweep.run()
+        part.records.attacks.append(sweep.records.finish())
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
     if config.corruptions:
@@ -152,6 +166,7 @@ def evaluate(
     state: BatchStore | None = None,
     shard: BatchExchange | None = None,
     monitor: Monitor | None = None,
+    records: Callable[[BatchRecords], None] | None = None,
 ) -> RobustnessReport:
     """Clean accuracy and accuracy under each attack at each ε of ``config``, with sanity checks.
 
@@ -164,6 +179,8 @@ def evaluate(
     without it the process runs alone (:class:`advgrad.execution.distributed.LocalExchange`).
     With ``monitor`` (:mod:`advgrad.execution.progress`) each run of an attack at one ε is announced as it
     begins and ends, and every model call in between is counted (host-side, no synchronisation).
+    With ``records``, each batch's per-sample records (:mod:`advgrad.evaluation.records`) are handed to
+    it in batch order, resumed and distributed batches included.
     The model's mode and its parameters' ``requires_grad`` are restored afterwards.
     """
     device = torch.device(device)
@@ -206,6 +223,8 @@ def evaluate(
                     severities=len(SEVERITIES),
                 )
             total.merge(part)
+            if records is not None and part.records is not None:
+                records(part.records)
             if progress is not None:
                 progress(total.n)
 

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from advgrad.core.results import Example
 from advgrad.evaluation.evidence import Evidence
+from advgrad.evaluation.records import BatchRecords
 
 
 def _add(a: list, b: list) -> list:
@@ -153,6 +154,9 @@ class BatchTally:
     clean_seconds: float = 0.0
     certified: AttackTally | None = None  # eval --certify / certify: samples certified per ε (robust counts)
     corruptions: CorruptionTally | None = None  # eval --corruptions: correct samples per corruption and severity
+    # one batch's per-sample records: saved and exchanged with it, never merged (the rows are written in
+    # batch order as batches are added, so memory stays flat)
+    records: BatchRecords | None = None
 
     @classmethod
     def empty(
@@ -202,6 +206,7 @@ class BatchTally:
             "evidence": self.evidence.to_dict(),
             "certified": None if self.certified is None else self.certified.to_state(),
             "corruptions": None if self.corruptions is None else dataclasses.asdict(self.corruptions),
+            "records": None if self.records is None else self.records.to_state(),
         }
 
     @classmethod
@@ -211,10 +216,12 @@ class BatchTally:
         evidence = Evidence.from_dict(body.pop("evidence"))
         certified = body.pop("certified", None)
         corruptions = body.pop("corruptions", None)
+        records = body.pop("records", None)
         return cls(
             **body,
             attacks=attacks,
             evidence=evidence,
             certified=None if certified is None else AttackTally.from_state(certified),
             corruptions=None if corruptions is None else CorruptionTally(**corruptions),
+            records=None if records is None else BatchRecords.from_state(records),
         )

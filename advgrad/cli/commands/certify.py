@@ -118,6 +118,7 @@ def certify_command(
     markdown: r.MarkdownOpt = None,
     plot: r.PlotOpt = None,
     html: r.HtmlOpt = None,
+    records: r.RecordsOpt = None,
     fail_under: r.FailUnderOpt = None,
     state_file: r.StateOpt = None,
     resume: r.ResumeOpt = True,
@@ -151,7 +152,7 @@ def certify_command(
     check_bounds_runtime(io_options, "advgrad certify", config)
     gates = parse_gates(fail_under)
     check_gates_apply(gates, [config.certify, CERTIFIED], config.eps)
-    outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, plot=plot, html=html)
+    outputs = Outputs(json=json_out, csv=csv_out, markdown=markdown, plot=plot, html=html, records=records)
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options, dist_timeout) as process, sigterm_as_interrupt():
         inputs = open_and_describe(io_options, process.device)
@@ -165,6 +166,7 @@ def certify_command(
             state_file=state_file,
             resume=resume,
             verbose=verbose,
+            records=records,
         )
         if not process.is_main:
             return

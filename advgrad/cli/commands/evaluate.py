@@ -72,6 +72,8 @@ def eval_command(
     plot: r.PlotOpt = None,
     html: r.HtmlOpt = None,
     robustbench_json: r.RobustbenchOpt = None,
+    records: r.RecordsOpt = None,
+    save_adversarial: r.SaveAdversarialOpt = None,
     fail_under: r.FailUnderOpt = None,
     strict: r.StrictOpt = False,
     state_file: r.StateOpt = None,
@@ -137,6 +139,7 @@ def eval_command(
         corruptions=corruptions,
         predictions=predictions,
     )
+    config.keep_adversarial = save_adversarial is not None
     if config.certify is not None:
         check_bounds_runtime(io_options, "--certify", config)
     gates = parse_gates(fail_under)
@@ -150,6 +153,8 @@ def eval_command(
         plot=plot,
         html=html,
         robustbench_json=robustbench_json,
+        records=records,
+        save_adversarial=save_adversarial,
     )
     check_report_paths(outputs, io_options, ctx.meta.get(META_KEY))
     with join_run(io_options, dist_timeout) as process, sigterm_as_interrupt():  # `kill` stops as cleanly as Ctrl-C
@@ -162,7 +167,15 @@ def eval_command(
             estimate.passes + certify_passes(config, inputs.n_samples) + corruption_passes(config, inputs.n_samples)
         )
         report, state = run_resumable(
-            process, inputs, run, passes=passes, state_file=state_file, resume=resume, verbose=verbose
+            process,
+            inputs,
+            run,
+            passes=passes,
+            state_file=state_file,
+            resume=resume,
+            verbose=verbose,
+            records=records,
+            adversarial=save_adversarial,
         )
         if not process.is_main:  # rank 0 alone writes the report and decides the exit code
             return
