@@ -260,9 +260,7 @@ def test_same_settings_same_report(digits_model, digits_test):
 
     def run():
         report = evaluate(digits_model, _batches(x, y, 16), attacks, config).to_dict()
-        report.pop("timing")
-        for curve in report["attacks"].values():
-            curve.pop("seconds")
+        report.pop("timing")  # every measured time sits there, and nothing else that may differ
         return report
 
     assert run() == run()

@@ -56,7 +56,7 @@ def test_schema_is_valid_json_schema():
 
 def test_cli_report_validates(cli_report):
     Validator(report_schema()).validate(cli_report)
-    assert cli_report["schema"] == "advgrad.robustness-report" and cli_report["schema_version"] == 1
+    assert cli_report["schema"] == "advgrad.robustness-report" and cli_report["schema_version"] == 2
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_cli_report_validates(cli_report):
         lambda r: r["attacks"]["pgd"].update(kind="magic"),
         lambda r: r["checks"][0].update(status="fine"),
         lambda r: r["gates"][0].pop("passed"),
-        lambda r: r.update(schema_version=2),
+        lambda r: r.update(schema_version=3),
         lambda r: r["diagnostics"].pop("gradient_zero"),
     ],
 )

@@ -16,6 +16,7 @@ from advgrad.cli.commands.docs import docs_command
 from advgrad.cli.commands.evaluate import eval_command
 from advgrad.cli.commands.grad import grad
 from advgrad.cli.commands.info import info_command
+from advgrad.cli.commands.rescore import rescore_command
 from advgrad.cli.commands.train import train_command
 from advgrad.cli.completion import install_completion, show_completion
 from advgrad.cli.console import set_debug
@@ -98,6 +99,7 @@ app.command("info", cls=HelpCommand)(info_command)
 app.command("compare", cls=HelpCommand)(compare_command)
 app.command("certify", cls=HelpCommand)(certify_command)
 app.command("train", cls=HelpCommand)(train_command)
+app.command("rescore", cls=HelpCommand)(rescore_command)
 app.add_typer(config_app, name="config")
 app.command("docs", cls=HelpCommand)(docs_command)
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 SCHEMA_NAME = "advgrad.robustness-report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every time measured sits in `timing` (attacks' and corruptions' seconds moved there)
+READABLE_VERSIONS = (1, 2)
 
 EPS_RTOL = 1e-3  # ε values closer than this (relative) name the same point: 0.0314 matches 8/255
 
@@ -198,7 +199,7 @@ class RobustnessReport:
     data: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
-    timing: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     checks: list[dict[str, Any]] = field(default_factory=list)
@@ -220,10 +221,16 @@ class RobustnessReport:
         return [_ratio(r, n) for r, n in zip(robust_per_class, self.class_counts, strict=False)]
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON report. Every measured time sits in ``timing`` (``total_seconds``,
+        ``clean_seconds``, ``attack_seconds`` per curve, ``corruption_seconds``) with how the run
+        went (``resumed_batches``, ``world_size``): the rest of two runs of one command is byte-identical."""
         body = dataclasses.asdict(dataclasses.replace(self, examples={}))
         del body["examples"]
+        body["timing"] = {**body["timing"], "attack_seconds": {k: c.pop("seconds") for k, c in body["attacks"].items()}}
         if self.corruptions is None:  # an optional field: only a run with corruptions has it
             del body["corruptions"]
+        else:
+            body["timing"]["corruption_seconds"] = body["corruptions"].pop("seconds")
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
         for name, curve in self.attacks.items():
             raws = body["attacks"][name]["points"]
@@ -237,13 +244,19 @@ class RobustnessReport:
         """The report a :meth:`to_dict` produced. Derived fields are recomputed, not read, and
         fields this version does not know (added by a later one) are ignored."""
         body = _known(cls, data)
+        timing = dict(body.get("timing") or {})
+        seconds = timing.pop("attack_seconds", {})  # version 1 kept them in the curves
         attacks = {}
         for name, curve in body.pop("attacks").items():
             points = [CurvePoint(**_known(CurvePoint, p)) for p in curve["points"]]
-            attacks[name] = AttackCurve(**{**_known(AttackCurve, curve), "points": points})
+            attacks[name] = AttackCurve(
+                **{"seconds": seconds.get(name, 0.0), **_known(AttackCurve, curve), "points": points}
+            )
         corruptions = body.pop("corruptions", None)
         if corruptions is not None:
+            corruptions = {"seconds": timing.pop("corruption_seconds", 0.0), **corruptions}
             body["corruptions"] = CorruptionResults.from_dict(corruptions)
+        body["timing"] = timing
         return cls(attacks=attacks, **body)
 
 

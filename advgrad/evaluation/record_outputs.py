@@ -73,4 +73,10 @@ def adversarial_content(batch: BatchRecords, names: list[str]) -> dict[str, Any]
             "fooled_at": None if index is None else attack.fooled_at[index],
             "x_adv": attack.x_adv,
         }
-    return {"first": batch.first, "x": batch.x, "y": batch.label, "attacks": attacks}
+    return {
+        "first": batch.first,
+        "x": batch.x,
+        "y": batch.label,
+        "clean_correct": batch.clean_correct,
+        "attacks": attacks,
+    }

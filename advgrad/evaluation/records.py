@@ -158,6 +158,26 @@ class BatchRecords:
             yield row
 
 
+def attack_records(result: Any, norm: Tensor, passes: int, target: Tensor | None = None) -> BatchRecords:
+    """The records of ``advgrad attack`` (one attack, one ε) from its
+    :class:`~advgrad.evaluation.generate.AdversarialSet`: ``norm`` per sample, ``passes`` the attack's
+    cost per sample it ran on (every sample with a prediction whose label is not its target). A
+    sample counts as fooled when classified correctly and the attack succeeded on it (misclassified,
+    or classified as its target)."""
+    y, clean, adv = result.y, result.pred_clean, result.pred_adv
+    tried = clean >= 0 if target is None else (clean >= 0) & (target != y)
+    success = adv != y if target is None else adv == target
+    correct = clean == y
+    attack = AttackRecords(
+        fooled_at=torch.where(correct & tried & success, 0, -1),
+        prediction=adv[None].clone(),
+        norm=norm.double()[None],
+        margin=result.margin_adv[None].double(),
+        passes=torch.where(tried, passes, 0)[None],
+    )
+    return BatchRecords(0, y, clean, correct, result.margin_clean.double(), [attack])
+
+
 def _as_lists(records: BatchRecords) -> dict[str, Any]:
     """The tensors of ``records`` as Python lists (one conversion per tensor, not per element)."""
 

@@ -2,7 +2,8 @@
 
 ``manifest.json`` names the run (attacks, ε values and their labels, norm, batches); each batch is
 one file ``batch-NNNNNN.pt`` (``torch.save``, loadable with ``weights_only=True``) holding
-``first`` (the run's index of its first sample), the clean inputs ``x`` and labels ``y``, and per
+``first`` (the run's index of its first sample), the clean inputs ``x``, labels ``y`` and the run's
+verdict ``clean_correct``, and per
 attack the samples it counted as fooled: ``index`` (into the batch), ``fooled_at`` (the index of
 the first ε at which each counts as fooled) and ``x_adv`` (the adversarial example counted there).
 The manifest is written last, so a folder without one holds no finished run.

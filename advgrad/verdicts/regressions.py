@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from advgrad.core.errors import DataError, UsageError
-from advgrad.core.results import SCHEMA_NAME, SCHEMA_VERSION, AttackCurve, RobustnessReport
+from advgrad.core.results import READABLE_VERSIONS, SCHEMA_NAME, SCHEMA_VERSION, AttackCurve, RobustnessReport
 from advgrad.io.paths import open_regular
 
 FLOAT_SLACK = 1e-9  # a drop of exactly max_drop is not a regression, whatever the rounding
@@ -51,8 +51,8 @@ def read_report(path: str | os.PathLike) -> RobustnessReport:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_NAME:
         raise DataError(f'{path}: not an advgrad robustness report (no "schema": "{SCHEMA_NAME}")')
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise DataError(f"{path}: report schema version {version!r}; this advgrad reads version {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise DataError(f"{path}: report schema version {version!r}; this advgrad reads versions 1 to {SCHEMA_VERSION}")
     try:
         report = RobustnessReport.from_dict(data)
         _check_numbers(report)

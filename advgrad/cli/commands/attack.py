@@ -14,16 +14,18 @@ from advgrad.attacks.base import eot_draws
 from advgrad.cli import shared_options as o
 from advgrad.cli.common import emit_json, emit_text, open_and_describe, warn_ignored, warn_large_eps
 from advgrad.cli.console import handle_errors, info, out, sweep_progress, warn
-from advgrad.cli.report_options import HtmlOpt
+from advgrad.cli.report_options import HtmlOpt, RecordsOpt
 from advgrad.core.eps import eps_text, parse_eps
 from advgrad.core.errors import UsageError
 from advgrad.core.numeric import check_number
 from advgrad.core.targets import parse_target
 from advgrad.core.threat import ThreatModel, parse_norm
 from advgrad.evaluation.generate import generate
+from advgrad.evaluation.records import attack_records
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.io.output_paths import check_output_paths, images_file, input_paths
+from advgrad.io.records_file import RecordWriter, record_format
 from advgrad.report.feature_bars import feature_bars
 from advgrad.report.html_attack import render_attack_html
 from advgrad.report.images import adversarial_grid
@@ -78,6 +80,7 @@ def attack(
     images: o.ImagesOpt = None,
     json_out: o.JsonOpt = None,
     html: HtmlOpt = None,
+    records: RecordsOpt = None,
     verbose: o.VerboseOpt = False,
     io_options: InputOptions = InputOptions(),
 ) -> None:
@@ -92,8 +95,16 @@ def attack(
     """
     if json_out is not None and html is not None and str(json_out) == str(html) == "-":
         raise UsageError("only one output can go to stdout ('-'), got --json and --html")
+    if records is not None:
+        record_format(records)
     check_output_paths(
-        {"--out": out_file, "--json": json_out, "--html": html, "--images": images_file(images, IMAGES_FILE)},
+        {
+            "--out": out_file,
+            "--json": json_out,
+            "--html": html,
+            "--records": records,
+            "--images": images_file(images, IMAGES_FILE),
+        },
         input_paths(io_options),
         {"--images": images},
     )
@@ -148,9 +159,20 @@ def attack(
                 "target": result.target if result.target is not None else None,
                 "seed": io_options.seed,
                 "early_stop": early_stop,
+                "inputs": io_options.to_dict(),  # how the model was loaded: advgrad rescore loads it again
             },
         )
         info(f"wrote {out_file}")
+    if records is not None:
+        found = attack_records(
+            result,
+            threat.norm_of(result.x_adv - result.x),
+            params.passes_per_sample(inputs.probe.num_classes),
+            result.target,
+        )
+        with RecordWriter(records) as writer:
+            writer.write(found.rows([spec.name], [eps_text(eps)], None))
+        info(f"wrote {records}")
     if images is not None and space is not None:
         path = _feature_plot(spec.name, eps_text(eps), saved, space, Path(images) / IMAGES_FILE)
         info(f"wrote {path}")
