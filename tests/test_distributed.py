@@ -60,7 +60,9 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
     torch.set_num_threads(1)
     monkeypatch.setattr(sweep_module, "GRADIENT_SAMPLES", worker.GRADIENT_SAMPLES)
     inputs, attacks, config = worker.setup(limit, batch, examples)
-    single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config))
+    rows = worker.Rows(attacks, config)
+    single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config, records=rows), rows)
+    assert [r["index"] for r in rows] == list(range(limit))
     assert 0 < len(single["examples"]["pgd"]) <= examples
     assert single["report"]["diagnostics"]["gradient_samples"] < single["report"]["clean_correct"]
 
@@ -94,6 +96,7 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
     for name in ("fresh", "resumed"):
         run = torch.load(tmp_path / f"{name}.pt", weights_only=False)
         assert comparable(run["report"]) == comparable(single["report"]), name
+        assert run["records"] == single["records"], name  # per-sample records too, in the same order
         assert_same_examples(run["examples"], single["examples"])
         assert run["report"]["timing"]["world_size"] == 2
     assert torch.load(tmp_path / "resumed.pt", weights_only=False)["report"]["timing"]["resumed_batches"] == 2

@@ -12,6 +12,7 @@ from advgrad.cli.console import err, info, out, print_json, warn
 from advgrad.core.errors import ExitCode, UsageError
 from advgrad.core.results import RobustnessReport
 from advgrad.evaluation.run_description import RunDescription, RunSettings
+from advgrad.io.adversarial_dir import check_folder
 from advgrad.io.files import write_json
 from advgrad.io.records_file import record_format
 from advgrad.report.chart import text_chart
@@ -51,6 +52,8 @@ class Outputs:
                 raise UsageError(f"{option(name)} needs a {'folder' if name == 'save_adversarial' else 'file'} name")
         if self.records is not None:
             record_format(self.records)
+        if self.save_adversarial is not None:
+            check_folder(self.save_adversarial)
         for name, path in self.to_dict().items():  # found before the run, not after it
             if path not in (None, STDOUT) and name != "save_adversarial" and Path(path).is_dir():
                 raise UsageError(f"{option(name)} {path} is a directory; give a file name")

@@ -26,9 +26,9 @@ FORMAT = "advgrad.adversarial-examples"
 MANIFEST = "manifest.json"
 
 
-def prepare_folder(path: str | Path, option: str = "--save-adversarial") -> Path:
-    """``path`` ready to receive a run: created if missing; a previous run's files removed; a folder
-    holding anything else refused (so that a wrong path never mixes into or deletes other files)."""
+def check_folder(path: str | Path, option: str = "--save-adversarial") -> Path:
+    """Refuse, before any work, a ``path`` that is a file or a folder holding other files than a
+    previous run of advgrad wrote there (so that a wrong path never mixes into or deletes other files)."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{option} {folder} is not a folder; name a folder for the adversarial examples")
@@ -40,6 +40,13 @@ def prepare_folder(path: str | Path, option: str = "--save-adversarial") -> Path
             raise UsageError(
                 f"{option} {folder} holds other files ({foreign[0]}…); name an empty folder or one advgrad wrote"
             )
+    return folder
+
+
+def prepare_folder(path: str | Path, option: str = "--save-adversarial") -> Path:
+    """``path`` ready to receive a run (:func:`check_folder`): created if missing, a previous run's files removed."""
+    folder = check_folder(path, option)
+    if folder.is_dir():
         for p in folder.glob("*batch-*"):
             p.unlink()
         (folder / MANIFEST).unlink(missing_ok=True)
