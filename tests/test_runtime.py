@@ -5,6 +5,7 @@ adversarial examples, and every unsupported choice is one clear line."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -285,3 +286,18 @@ def test_runtime_options_change_the_resume_key():
         for kw in ({}, {"precision": "bf16"}, {"compile": True}, {"channels_last": True})
     }
     assert len(keys) == 4
+
+
+def test_deterministic_kernels_are_switched_on_and_noted(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    benchmark, deterministic = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    try:
+        model = nn.Linear(4, 3)
+        _, notes = prepare_model(model, RuntimeOptions(deterministic=True), torch.device("cpu"), torch.rand(2, 4))
+        assert notes == ["deterministic kernels"]
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and torch.backends.cudnn.deterministic
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, deterministic

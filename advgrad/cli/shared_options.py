@@ -246,6 +246,16 @@ CompileOpt = Annotated[
         rich_help_panel=RUNTIME_PANEL,
     ),
 ]
+DeterministicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic",
+        help="Reproducible GPU kernels: torch.use_deterministic_algorithms and CUBLAS_WORKSPACE_CONFIG, so that two "
+        "runs on one GPU give byte-identical reports (slower on some models; CPU runs are deterministic already: "
+        "`advgrad docs records`).",
+        rich_help_panel=RUNTIME_PANEL,
+    ),
+]
 ChannelsLastOpt = Annotated[
     Optional[bool],
     typer.Option(
@@ -380,6 +390,7 @@ INPUT_OPTIONS: dict[str, _Input] = {
     "compile": _Input(CompileOpt),
     "channels_last": _Input(ChannelsLastOpt),
     "threads": _Input(ThreadsOpt, convert=str),
+    "deterministic": _Input(DeterministicOpt),
 }
 _INPUT_DEFAULTS = {f.name: f.default for f in fields(InputOptions)}
 

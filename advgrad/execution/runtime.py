@@ -22,6 +22,7 @@ the attacks, which only call ``model(x)`` and differentiate with respect to ``x`
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,11 +38,13 @@ _ALIASES = {"float32": "fp32", "32": "fp32", "bfloat16": "bf16", "float16": "fp1
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """``precision`` fp32|bf16|fp16; ``compile``; ``channels_last`` (None: on for CUDA conv nets)."""
+    """``precision`` fp32|bf16|fp16; ``compile``; ``channels_last`` (None: on for CUDA conv nets);
+    ``deterministic``: deterministic kernels (:func:`use_deterministic_kernels`)."""
 
     precision: str = "fp32"
     compile: bool = False
     channels_last: bool | None = None
+    deterministic: bool = False
 
     @property
     def dtype(self) -> torch.dtype | None:
@@ -162,6 +165,22 @@ def compile_failed(exc: BaseException) -> UsageError:
     )
 
 
+CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for reproducible matrix products (CUDA ≥ 10.2)
+
+
+def use_deterministic_kernels() -> str:
+    """Make the process's GPU kernels reproducible: ``torch.use_deterministic_algorithms`` (warning,
+    not failing, where an operation has no deterministic kernel, e.g. CUDA's bincount of a few
+    integer counts, which are exact anyway), cuDNN without autotuning, and
+    ``CUBLAS_WORKSPACE_CONFIG`` (unless set already; cuBLAS reads it when it starts). On a CPU the
+    kernels are deterministic already: this changes nothing there. Returns the note for the run."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    return "deterministic kernels"
+
+
 def prepare_model(
     model: nn.Module, options: RuntimeOptions, device: torch.device, sample: Tensor
 ) -> tuple[nn.Module, list[str]]:
@@ -172,7 +191,7 @@ def prepare_model(
     handle fails here, with a message, and not in the middle of the run.
     """
     check_precision(options.precision, device)
-    notes: list[str] = []
+    notes: list[str] = [use_deterministic_kernels()] if options.deterministic else []
     dtype = options.dtype
     channels_last = options.channels_last
     if channels_last is None:

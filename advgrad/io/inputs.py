@@ -43,7 +43,8 @@ class InputOptions:
     tables ``bounds``, ``eps_scale`` and ``label_column`` (:mod:`advgrad.io.data.tables`).
         Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
         ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
-        ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
+        ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets), ``deterministic``
+        (reproducible GPU kernels); see
         :mod:`advgrad.execution.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.execution.threads`). See
         docs/loading.md for every accepted form.
     """
@@ -69,6 +70,7 @@ class InputOptions:
     compile: bool = False
     channels_last: bool | None = None
     threads: str = "auto"
+    deterministic: bool = False
     bpda: tuple[str, ...] = ()
     bounds: str | None = None
     eps_scale: str | None = None
@@ -92,7 +94,12 @@ class InputOptions:
         )
 
     def runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions(precision=self.precision, compile=self.compile, channels_last=self.channels_last)
+        return RuntimeOptions(
+            precision=self.precision,
+            compile=self.compile,
+            channels_last=self.channels_last,
+            deterministic=self.deterministic,
+        )
 
     def model_options(self, device: torch.device) -> ModelOptions:
         return ModelOptions(
