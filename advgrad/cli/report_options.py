@@ -144,3 +144,15 @@ SaveAdversarialOpt = Annotated[
         metavar="DIR",
     ),
 ]
+CheckOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--check",
+        metavar="binarization|none",
+        help="Opt-in sanity checks: binarization runs the binarization test (Zimmermann et al. 2022: do the attacks "
+        "find adversarial examples planted where they provably exist?); none turns it off. By default it runs "
+        "with an ensemble attack (strong, autoattack) when it costs at most a tenth of the run (`advgrad docs checks`).",
+        rich_help_panel=RUN_PANEL,
+        show_default=False,
+    ),
+]

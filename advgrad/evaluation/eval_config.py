@@ -71,6 +71,7 @@ class EvalConfig:
     )  # common corruptions to run: names or "all" (advgrad.corruptions)
     fixed: tuple[int, ...] = ()  # input coordinates the threat model holds (a table's immutable features)
     keep_adversarial: bool = False  # keep every counted adversarial example in the records (eval --save-adversarial)
+    binarization: bool | None = None  # the binarization test: True, False, None = by default when cheap (ensembles)
 
     def __post_init__(self) -> None:
         raw = self.corruptions

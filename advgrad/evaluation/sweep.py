@@ -32,9 +32,11 @@ from advgrad.core.errors import UsageError
 from advgrad.core.gradient import frozen
 from advgrad.core.losses import finite_rows
 from advgrad.core.results import RobustnessReport
+from advgrad.core.seeding import generator_for
 from advgrad.corruptions import SEVERITIES
 from advgrad.evaluation.assemble import assemble_report
 from advgrad.evaluation.attack_sweep import AttackSweep, CleanBatch
+from advgrad.evaluation.binarization import binarization_test, wanted
 from advgrad.evaluation.certified import certify_batch, smoothed_batch
 from advgrad.evaluation.corrupted import corrupted_batch, corruption_passes
 from advgrad.evaluation.counting import CountingModel
@@ -103,7 +105,13 @@ def _run_batch(
     if (config.predictions or 1) > 1:  # a randomized model: correct only when every prediction is
         correct &= ~wrong_in_repeats(counted, x, y, config.predictions - 1)[0]
     evidence = measure(
-        counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES
+        counted.model,
+        x,
+        y,
+        logits,
+        correct,
+        gradients=config.gradient_evidence and before < GRADIENT_SAMPLES,
+        generator=generator_for(x.device, config.seed, "evidence", batch_index),
     )
     part = BatchTally(
         n=y.shape[0],
@@ -228,8 +236,11 @@ def evaluate(
             if progress is not None:
                 progress(total.n)
 
+    first: list[tuple[Tensor, Tensor]] = []  # batch 0, for the binarization test
     with frozen(counted):
         for b, (x, y) in exchange.number(batches):
+            if b == 0:
+                first.append((x, y))
             part = state.restore(b) if state is not None else None
             if part is None:
                 part = _run_batch(
@@ -270,5 +281,11 @@ def evaluate(
         "resumed_batches": resumed,
         "world_size": exchange.world_size,
     }
+    if first and wanted(config, attacks, total.n, len(total.class_counts)):
+        t0 = time.perf_counter()
+        x, y = (t.to(device) for t in first[0])
+        with frozen(model):
+            report.diagnostics["binarization"] = binarization_test(model, x, y, attacks, config, report)
+        report.timing["binarization_seconds"] = round(time.perf_counter() - t0, 4)
     report.checks = run_checks(report)
     return report

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 from advgrad.core.eps import default_eps_label
+from advgrad.core.errors import UsageError
 from advgrad.core.geometry import get_geometry
 from advgrad.core.results import AttackCurve, RobustnessReport
 
@@ -38,6 +39,8 @@ GRADIENT_FREE_SURVIVOR_SHARE = 0.25
 ZERO_GRADIENT_SHARE = 0.01  # fire when more than this share of samples has a zero input gradient
 LARGE_EPS_ACCURACY = 0.10  # fire when accuracy stays above this at an ε that allows anything
 PROBABILITY_SHARE = 0.99  # fire when this share of output rows lies in [0, 1]
+SATURATED_SHARE = 0.5  # fire when more than this share of clean-correct samples has a cross-entropy of exactly 0
+MISMATCH_SHARE = 0.1  # fire when autograd and finite differences disagree on more than this share
 
 
 @dataclass
@@ -367,7 +370,143 @@ def nonfinite_logits(report: RobustnessReport) -> Outcome:
     return Outcome(WARNING, "; ".join(parts), details)
 
 
+def _cross_entropy_attacks(report: RobustnessReport) -> list[str]:
+    """The attacks of the run that climb the cross-entropy: a ``loss`` of ce, APGD-CE, and the
+    ensembles that start with it."""
+    return sorted(
+        name
+        for name, c in report.attacks.items()
+        if c.kind in ("gradient", "ensemble")
+        and (c.params.get("loss") == "ce" or c.attack == "apgd-ce" or (c.kind == "ensemble" and "loss" not in c.params))
+    )
+
+
+@check("loss-saturation", "the cross-entropy is saturated at the clean samples")
+def loss_saturation(report: RobustnessReport) -> Outcome:
+    """Logits so large that the cross-entropy is exactly 0 in float32 leave CE-based attacks a flat
+    loss (and gradients that underflow): the margin and DLR losses are invariant to that scale."""
+    d = report.diagnostics
+    measured, saturated = d.get("loss_samples", 0), d.get("loss_saturated", 0)
+    if not measured:
+        return Outcome(NOT_APPLICABLE, "no clean-correct sample had its loss read")
+    using = _cross_entropy_attacks(report)
+    details = {"measured": measured, "saturated": saturated, "cross_entropy_attacks": using}
+    finding = (
+        f"{saturated} of {measured} clean-correct samples ({100 * saturated / measured:.1f}%) have a cross-entropy of "
+        "exactly 0 in float32: the logits are so large that the softmax saturates"
+    )
+    if saturated <= SATURATED_SHARE * measured:
+        return Outcome(
+            PASSED, f"{measured - saturated} of {measured} clean-correct samples have a non-zero loss", details
+        )
+    if not using:
+        return Outcome(PASSED, f"{finding}; no attack of the run uses the cross-entropy", details)
+    return Outcome(
+        WARNING,
+        f"{finding}, and {', '.join(using)} climb it: run `--loss margin` or `--loss dlr` (or apgd-dlr), which do "
+        "not depend on the logits' scale",
+        details,
+    )
+
+
+@check("input-dependent-computation", "the model changes its computation with the input")
+def input_dependent_computation(report: RobustnessReport) -> Outcome:
+    """A model whose forward pass depends on its input beyond a fixed graph (test-time optimisation,
+    input-dependent iterations or branches) defeats attacks that trust one gradient: the cost of a
+    forward pass varies between samples, or autograd disagrees with finite differences."""
+    d = report.diagnostics
+    costed, low, high = d.get("cost_samples", 0), d.get("cost_min", 0), d.get("cost_max", 0)
+    compared, mismatched = d.get("consistency_samples", 0), d.get("consistency_mismatched", 0)
+    randomized = d.get("repeat_changed", 0) > 0  # finite differences of a random model say nothing
+    details = {
+        "cost_samples": costed,
+        "cost_min": low,
+        "cost_max": high,
+        "compared": compared,
+        "mismatched": mismatched,
+    }
+    if not costed and (not compared or randomized):
+        return Outcome(NOT_APPLICABLE, "no sample was measured (the gradient evidence did not run)", details)
+    found = []
+    if high > low:
+        found.append(
+            f"its forward pass ran between {low} and {high} tensor operations on single samples: its iterations or "
+            "branches depend on the input"
+        )
+    if compared and not randomized and mismatched > MISMATCH_SHARE * compared:
+        found.append(
+            f"autograd's derivative disagrees with finite differences of its outputs on {mismatched} of {compared} "
+            "samples: its gradient does not describe what it computes (test-time optimisation, a purification step "
+            "passed straight through)"
+        )
+    if found:
+        return Outcome(
+            WARNING,
+            "the model changes its computation at inference: " + "; ".join(found) + ". Attack the whole computation "
+            "(BPDA with `--bpda`, EOT, a gradient-free attack such as square) and run `--check binarization`",
+            details,
+        )
+    return Outcome(PASSED, "the model runs one fixed computation, and its gradient matches its outputs", details)
+
+
+@check("binarization", "attacks miss adversarial examples that are known to exist")
+def binarization(report: RobustnessReport) -> Outcome:
+    """The binarization test (Zimmermann et al. 2022; :mod:`advgrad.evaluation.binarization`): each
+    attack must find the adversarial example planted in a binarized copy of the model, for all but
+    a small share of the samples."""
+    found = report.diagnostics.get("binarization")
+    if not found or not found.get("attacks"):
+        return Outcome(
+            NOT_APPLICABLE,
+            "the binarization test did not run (`--check binarization`; it runs by default with an ensemble "
+            "attack when cheap, and needs an attack that left a sample robust)",
+        )
+    share = found.get("miss_share", 0.1)
+    tested = [a for a in found["attacks"] if a["samples"]]
+    failed = [a for a in tested if a["samples"] - a["found"] > share * a["samples"]]
+    details = {"attacks": found["attacks"], "miss_share": share}
+    if not tested:
+        return Outcome(NOT_APPLICABLE, "no sample admitted a binarized model (its logits near x cannot be separated)")
+    if failed:
+        worst = min(failed, key=lambda a: a["found"] / a["samples"])
+        return Outcome(
+            WARNING,
+            (
+                f"{worst['attack']} found the adversarial example that provably exists within ε="
+                f"{report.eps_label(worst['eps'])} for only {worst['found']} of {worst['samples']} binarized samples: "
+                "the attack, not the model, is failing; its accuracies overstate robustness"
+                + (f" (and {len(failed) - 1} more attacks)" if len(failed) > 1 else "")
+            ),
+            details,
+        )
+    names = ", ".join(a["attack"] for a in tested)
+    return Outcome(
+        PASSED,
+        f"{names} found the planted adversarial example on every binarized sample but at most {share:.0%}",
+        details,
+    )
+
+
 CHECK_NAMES = tuple(c.name for c in CHECKS)
+
+
+OPTIONAL_CHECKS = ("binarization",)  # checks that cost model passes: run when asked (or by their own default rule)
+
+
+def parse_optional_checks(text: str | None) -> bool | None:
+    """``check`` as given: ``binarization`` → True (run the binarization test), ``none`` → False,
+    not given → None (each check's default rule)."""
+    if text is None:
+        return None
+    names = [n.strip().lower() for n in str(text).split(",") if n.strip()]
+    unknown = [n for n in names if n not in (*OPTIONAL_CHECKS, "none")]
+    if unknown or not names:
+        raise UsageError(
+            f"unknown check {unknown[0] if unknown else text!r} for `check`: choose binarization or none "
+            "(the other checks always run)",
+            params="check",
+        )
+    return "binarization" in names
 
 
 def run_checks(report: RobustnessReport) -> list[dict[str, Any]]:

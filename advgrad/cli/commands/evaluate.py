@@ -20,6 +20,7 @@ from advgrad.evaluation.corrupted import corruption_passes
 from advgrad.evaluation.eval_config import plan_eval
 from advgrad.execution.distributed import JOIN_TIMEOUT
 from advgrad.io.inputs import InputOptions
+from advgrad.verdicts.checks import parse_optional_checks
 from advgrad.verdicts.gates import check_gates_apply, parse_gates
 
 DEFAULT_ATTACKS = "fgsm,pgd"
@@ -76,6 +77,7 @@ def eval_command(
     save_adversarial: r.SaveAdversarialOpt = None,
     fail_under: r.FailUnderOpt = None,
     strict: r.StrictOpt = False,
+    check: r.CheckOpt = None,
     state_file: r.StateOpt = None,
     resume: r.ResumeOpt = True,
     certify: Annotated[
@@ -140,6 +142,7 @@ def eval_command(
         predictions=predictions,
     )
     config.keep_adversarial = save_adversarial is not None
+    config.binarization = parse_optional_checks(check)
     if config.certify is not None:
         check_bounds_runtime(io_options, "--certify", config)
     gates = parse_gates(fail_under)
