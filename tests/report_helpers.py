@@ -28,6 +28,13 @@ DIAGNOSTICS_OK = {
     "output_rows": 100,
     "output_unit_rows": 0,
     "output_simplex_rows": 0,
+    "loss_samples": 100,
+    "loss_saturated": 0,
+    "consistency_samples": 100,
+    "consistency_mismatched": 0,
+    "cost_samples": 8,
+    "cost_min": 12,
+    "cost_max": 12,
     "input_shape": [1, 8, 8],
 }
 
@@ -149,6 +156,7 @@ def run_default(
     batch_size: int = 20,
     model: nn.Module | None = None,
     examples: int = 0,
+    binarization: bool | None = None,
     **kwargs,
 ) -> RobustnessReport:
     """evaluate() on the first ``limit`` embedded digits with the default model (or ``model``)."""
@@ -159,7 +167,7 @@ def run_default(
         ]
     data = load_default()
     net = model if model is not None else load_default_model()
-    config = EvalConfig(eps=list(eps), seed=0, examples=examples)
+    config = EvalConfig(eps=list(eps), seed=0, examples=examples, binarization=binarization)
     return evaluate(net, data.batches(batch_size, limit=limit), attacks, config, **kwargs)
 
 

@@ -88,7 +88,7 @@ def test_report_holds_what_the_issue_lists(cli_report):
     assert r["timing"]["total_seconds"] > 0
     assert r["n_samples"] == 40 and sum(r["class_counts"]) == 40
     assert r["eps"] == [0.0, 8 / 255, 0.05, 0.5]  # sorted
-    assert [c["name"] for c in r["checks"]][0] == "accuracy-rises-with-eps" and len(r["checks"]) == 8
+    assert [c["name"] for c in r["checks"]][0] == "accuracy-rises-with-eps" and len(r["checks"]) == 11
     assert [g["gate"] for g in r["gates"]] == ["pgd@0.05=0.1", "clean=0.5"]
     assert r["model"]["kind"] == "default" and r["data"]["num_classes"] == 10
 

@@ -52,7 +52,7 @@ def test_checks_fail_only_under_strict():
     assert failing == {"accuracy-rises-with-eps", "accuracy-at-large-eps"}
     skipped = {c.get("name") for c in lenient.findall("testcase") if c.find("skipped") is not None}
     assert failing <= skipped
-    assert len(strict.findall("testcase")) == 8
+    assert len(strict.findall("testcase")) == 11
     assert suites(render_junit(report))["advgrad.verdicts.gates"].get("tests") == "0"
 
 

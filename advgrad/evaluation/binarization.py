@@ -9,11 +9,12 @@ the model's robustness. 11 of 13 published defence evaluations they re-ran faile
 
 advgrad's construction, per sample x classified correctly as y and per ε:
 
-1. **Points.** A *boundary point* x_b = clip(x + ε·d), with d the steepest unit direction of the
-   norm for a random Gaussian vector (a vertex of the L∞ ball, a point of the L2 sphere, a
-   coordinate of the L1 ball) — inside the ε-ball and [0, 1], so a legitimate adversarial input.
-   *Inner points*: x and :data:`INNER_POINTS` points drawn uniformly from the ball of radius
-   :data:`INNER_RADIUS`·ε around x (within the box).
+1. **Points.** A *boundary point* x_b = clip(x + ε·d), with d the unit ascent direction of the
+   norm for a random Gaussian vector (a vertex of the L∞ ball, a point of the L2 sphere, for L1 a
+   direction spread over the coordinates the box lets move) — inside the ε-ball and [0, 1], a
+   legitimate adversarial input. *Inner points*, which stay in the sample's class: x,
+   :data:`INNER_POINTS` points drawn uniformly from the ball, and as many surface points made as
+   x_b is (so that x_b is one of many similar points, and the attack must find its side).
 2. **Features.** The model's logits z(·) at every point: the whole model, defences included,
    stays in the path (the logits are a linear function of its penultimate features, so a linear
    readout on them is a linear head on those features).
@@ -97,16 +98,23 @@ class AttackTest:
         return asdict(self)
 
 
+def _surface(x: Tensor, threat: ThreatModel, gen: torch.Generator, n: int) -> Tensor:
+    """``n`` points x + ε·d inside the ball and [0, 1], d the norm's unit ascent direction for a random
+    Gaussian vector: a vertex of the L∞ ball, a point of the L2 sphere, for L1 a direction spread
+    over the coordinates the box lets move."""
+    pull = torch.randn((n, *x.shape[1:]), generator=gen, device=gen.device, dtype=x.dtype).to(x.device)
+    base = x.expand_as(pull)
+    direction = threat.geometry.ascent_direction(pull, base, threat.lower, threat.upper, sparsity=0.0)
+    return threat.clip(base + threat.eps * direction, base)
+
+
 def _points(x: Tensor, threat: ThreatModel, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """(the points kept in the sample's class, x first; the boundary point) for one sample ``x`` (1 × …)."""
-    geometry = threat.geometry
     shape = torch.Size((INNER_POINTS, *x.shape[1:]))
-    inner = geometry.random_point(shape, INNER_RADIUS * threat.eps, gen, x.dtype).to(x.device)
-    surface = threat.eps * geometry.steepest(torch.randn(shape, generator=gen, device=gen.device, dtype=x.dtype))
-    direction = geometry.steepest(torch.randn(x.shape, generator=gen, device=gen.device, dtype=x.dtype))
-    boundary = threat.clip(x + threat.eps * direction.to(x.device), x)
-    near = torch.cat([inner, surface.to(x.device)])
-    return torch.cat([x, threat.clip(x + near, x.expand_as(near))]), boundary
+    inner = threat.geometry.random_point(shape, INNER_RADIUS * threat.eps, gen, x.dtype).to(x.device)
+    inner = threat.clip(x + inner, x.expand_as(inner))
+    boundary = _surface(x, threat, gen, 1)
+    return torch.cat([x, inner, _surface(x, threat, gen, INNER_POINTS)]), boundary
 
 
 def _readout(z_in: Tensor, z_b: Tensor) -> tuple[Tensor, float, float] | None:

@@ -168,11 +168,13 @@ def measure(
     *,
     gradients: bool = True,
     generator: torch.Generator | None = None,
+    cost: bool = True,
 ) -> Evidence:
     """Evidence from one clean batch: ``logits`` are the model's outputs on ``x`` (already
     computed), ``correct`` marks the clean-correct samples. With ``gradients`` the clean-correct
     samples also get a gradient pass (whose forward pass doubles as the repeat check) and the
-    consistency check, whose direction comes from ``generator`` (a fixed seed when None)."""
+    consistency check, whose direction comes from ``generator`` (a fixed seed when None), and with
+    ``cost`` too (the run's first batch) the first :data:`COST_SAMPLES` samples are counted in operations."""
     unit, simplex = output_scale(logits)
     evidence = Evidence(
         output_rows=logits.shape[0], output_unit_rows=unit, output_simplex_rows=simplex, input_shape=list(x.shape[1:])
@@ -197,6 +199,7 @@ def measure(
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(0)
     evidence.consistency_samples, evidence.consistency_mismatched = consistency(model, x[index], y[index], generator)
-    counts = operation_counts(model, x[:COST_SAMPLES])
-    evidence.cost_samples, evidence.cost_min, evidence.cost_max = len(counts), min(counts), max(counts)
+    if cost:
+        counts = operation_counts(model, x[:COST_SAMPLES])
+        evidence.cost_samples, evidence.cost_min, evidence.cost_max = len(counts), min(counts), max(counts)
     return evidence

@@ -112,6 +112,7 @@ def _run_batch(
         correct,
         gradients=config.gradient_evidence and before < GRADIENT_SAMPLES,
         generator=generator_for(x.device, config.seed, "evidence", batch_index),
+        cost=before == 0,
     )
     part = BatchTally(
         n=y.shape[0],

@@ -371,13 +371,12 @@ def nonfinite_logits(report: RobustnessReport) -> Outcome:
 
 
 def _cross_entropy_attacks(report: RobustnessReport) -> list[str]:
-    """The attacks of the run that climb the cross-entropy: a ``loss`` of ce, APGD-CE, and the
-    ensembles that start with it."""
+    """The attacks of the run that climb the cross-entropy: gradient attacks whose ``loss`` is ce
+    (the default of those that have one), and the ensembles (each starts with APGD-CE)."""
     return sorted(
         name
         for name, c in report.attacks.items()
-        if c.kind in ("gradient", "ensemble")
-        and (c.params.get("loss") == "ce" or c.attack == "apgd-ce" or (c.kind == "ensemble" and "loss" not in c.params))
+        if (c.kind == "gradient" and c.params.get("loss", "ce") == "ce") or c.kind == "ensemble"
     )
 
 
