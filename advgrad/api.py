@@ -199,6 +199,9 @@ def evaluate(
     device: torch.device | str | None = None,
     certify: str | None = None,
     corruptions: str | Sequence[str] | None = None,
+    records: str | os.PathLike | None = None,
+    save_adversarial: str | os.PathLike | None = None,
+    binarization: bool | None = None,
     **params: Any,
 ) -> RobustnessReport:
     """The robustness curve: clean accuracy and accuracy under each attack at each ε, with sanity checks.
@@ -228,6 +231,12 @@ def evaluate(
         corruptions: ``"all"`` or names of common corruptions (Hendrycks & Dietterich 2019; see
             :func:`advgrad.corruptions.list_corruptions`): accuracy under each at severities 1 to 5 and
             their mean, in ``report.corruptions``. With corruptions, ``attacks`` may be empty (``[]``).
+        records: a ``.jsonl``, ``.csv`` or ``.parquet`` file for one row per sample (docs/records.md):
+            every accuracy of the report is a sum of its rows.
+        save_adversarial: a folder for every counted adversarial example and the clean inputs, which
+            ``advgrad rescore`` re-runs the model on.
+        binarization: run the binarization test (Zimmermann et al. 2022) and its check: True, False,
+            or None (by default with an ensemble attack, when it costs at most a tenth of the run).
         **params: attack parameters (steps, restarts, step_size, queries…); each attack takes those
             it has, and one that no chosen attack takes is an error.
 
@@ -265,11 +274,15 @@ def evaluate(
 
         model = FeatureScaled(model, space).to(_device(model, data)).eval()
         config.fixed = space.fixed
+    config.keep_adversarial = save_adversarial is not None
+    config.binarization = binarization
     report = run_sweep(
         model,
         _batches(data, y, batch_size),
         RunDescription(chosen, config),
         device=device if device is not None else _device(model, data),
+        records=None if records is None else Path(records),
+        adversarial=None if save_adversarial is None else Path(save_adversarial),
     )
     return _described(report, model, data)
 
@@ -413,6 +426,7 @@ def certify(
     samples: int = 1000,
     n0: int = 100,
     alpha: float = 0.001,
+    records: str | os.PathLike | None = None,
 ) -> RobustnessReport:
     """Certified accuracy per ε, as ``advgrad certify`` computes it: one curve of kind ``certified``.
 
@@ -423,8 +437,8 @@ def certify(
     sample counts at radius ε when the smoothed classifier (the model's vote under N(0, σ²I) noise,
     ``sigma``) returns its label with a certified radius ≥ ε, each certificate with confidence
     1 − ``alpha`` from ``n0`` + ``samples`` noisy copies; ``curve.abstained`` counts the samples it
-    abstained on. Noise is seeded by ``seed`` and the batch's index. Arguments otherwise as in
-    :func:`evaluate`.
+    abstained on. Noise is seeded by ``seed`` and the batch's index. ``records``: one row per sample
+    with its certified verdict at each ε (docs/records.md). Arguments otherwise as in :func:`evaluate`.
 
     Example:
         >>> report = advgrad.certify(model, x, y, method="crown", eps=[0, 0.01, 0.02])
@@ -437,5 +451,6 @@ def certify(
         _batches(data, y, batch_size),
         RunDescription([], config),
         device=device if device is not None else _device(model, data),
+        records=None if records is None else Path(records),
     )
     return _described(report, model, data)

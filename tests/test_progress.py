@@ -113,7 +113,9 @@ def test_evaluate_tells_each_run_and_counts_passes_without_changing_the_report()
         ("pgd", 0.3, 5, 100, "step"),
     ] * 2
     assert [e[0] for e in recorder.events] == ["begin", "end", "begin", "end", "batch"] * 2
-    assert 0 < recorder.passes <= 2 * 2 * (5 + 2)  # a call per step, and a check per run at most
+    # a call per step and a check per run at most, and the sanity checks' evidence: per batch a gradient
+    # pass and the consistency check's three calls, and the first batch's 8 samples one at a time
+    assert 0 < recorder.passes <= 2 * 2 * (5 + 2) + 2 * 4 + 8
 
 
 def test_pass_counter_calls_the_monitor_per_call():

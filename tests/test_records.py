@@ -152,3 +152,28 @@ def test_parquet_rows_when_pyarrow_is_there(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     assert invoke(["attack", "--limit", "8", "--steps", "2", "--records", tmp_path / "r.parquet"]).exit_code == 0
     assert pq.read_table(tmp_path / "r.parquet").num_rows == 8
+
+
+def test_the_api_writes_records_and_adversarial_examples(tmp_path):
+    import advgrad
+
+    data = load_default()
+    report = advgrad.evaluate(
+        load_default_model(),
+        data.x[:30],
+        data.y[:30],
+        attacks="pgd",
+        eps=[0, 0.1],
+        steps=5,
+        batch_size=16,
+        records=tmp_path / "r.csv",
+        save_adversarial=tmp_path / "adv",
+    )
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 30
+    assert (
+        sum(r["clean_correct"] == "true" and r["pgd@0.1:fooled"] == "false" for r in rows)
+        == report.attacks["pgd"].points[1].robust
+    )
+    assert (tmp_path / "adv" / "manifest.json").exists() and (tmp_path / "adv" / "batch-000001.pt").exists()

@@ -196,6 +196,8 @@ def measure(
     evidence.repeat_samples = int(index.numel())
     evidence.repeat_changed = int((difference > REPEAT_RTOL).sum())
     evidence.repeat_max_difference = float(difference.max())
+    if evidence.repeat_changed:  # a randomized model: finite differences and counts say nothing (and would
+        return evidence  # draw from its randomness); the randomized-model check speaks for it
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(0)
     evidence.consistency_samples, evidence.consistency_mismatched = consistency(model, x[index], y[index], generator)
