@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 
 from advgrad.core.gradient import input_gradient
 from advgrad.core.losses import margin
@@ -112,14 +112,15 @@ def loss_saturation(logits: Tensor, y: Tensor, correct: Tensor) -> tuple[int, in
     return int(index.numel()), int((loss == 0).sum())
 
 
-class _OperationCounter(TorchDispatchMode):
-    """Counts the ATen operations run inside it."""
+class _OperationCounter(TorchFunctionMode):
+    """Counts the torch functions and tensor methods called inside it (at the Python level: cheap,
+    and every step of a Python loop over tensors counts)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.operations = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
         self.operations += 1
         return func(*args, **(kwargs or {}))
 
