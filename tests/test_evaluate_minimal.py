@@ -58,7 +58,9 @@ def _batches(x: Tensor, y: Tensor, size: int = 16):
     return [(x[i : i + size], y[i : i + size]) for i in range(0, x.shape[0], size)]
 
 
-@pytest.mark.parametrize("name", ["deepfool", "cw"])
+@pytest.mark.parametrize(
+    "name", ["deepfool", pytest.param("cw", marks=pytest.mark.slow)]
+)  # CW: seconds of binary search
 def test_curve_and_median_match_the_closed_form(problem, name: str) -> None:
     model, x, y, dist, grid = problem
     spec = get_attack(name)
