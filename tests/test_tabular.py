@@ -470,3 +470,25 @@ def test_l2_bounds_spend_the_radius_on_the_movable_features():
                 diff = w[y[i]] - w[j]
                 expected = float(logits[i, y[i]] - logits[i, j]) - eps * float(diff[free].norm())
                 assert float(low[i, j]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_grad_draws_bars_per_feature_for_a_table(table):
+    """``grad --images`` on a table draws the gradient per feature (it was refused). For the 2-class
+    linear model, ∂J/∂x = 2·(p₁ − y₁)·W1 on raw features, so the mean |∂J/∂x_i| the bars label is
+    mean |2(p₁ − y₁)| · |W1_i|, and the bar, with respect to the share of the range, that × (hi_i − lo_i)."""
+    from advgrad.report.feature_bars import mean_gradient
+
+    out, images = table["dir"] / "g.pt", table["dir"] / "img"
+    args = ["--data", table["csv"], "--bounds", table["bounds"], "--out", out, "--images", images]
+    result = run_cli("grad", *args, *model_args(table))
+    assert result.exit_code == 0, result.stderr
+    assert (images / "saliency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = torch.load(out, weights_only=True)
+    per_range, per_unit = mean_gradient(saved["grad"], LOWER, UPPER)
+    x = torch.tensor(table["x"], dtype=torch.float64)
+    w, mid = torch.tensor(W1, dtype=torch.float64), (torch.tensor(LOWER) + torch.tensor(UPPER)).double() / 2
+    p1 = torch.sigmoid(2 * (x - mid) @ w)
+    factor = (2 * (p1 - torch.tensor(table["y"], dtype=torch.float64))).abs().mean()
+    span = torch.tensor(UPPER, dtype=torch.float64) - torch.tensor(LOWER, dtype=torch.float64)
+    torch.testing.assert_close(per_unit, factor * w.abs(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(per_range, factor * w.abs() * span, rtol=1e-4, atol=0)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from advgrad.attacks import AttackSpec, get_attack
-from advgrad.cli.console import info, notice_text, print_json, warn
+from advgrad.cli.console import flag, info, notice_text, print_json, warn
 from advgrad.core.errors import UsageError
 from advgrad.core.threat import Norm, eps_beyond_box
 from advgrad.evaluation.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
@@ -108,7 +108,7 @@ def attacks_from(names: str) -> list[AttackSpec]:
 def warn_ignored(spec: AttackSpec, options: dict[str, Any]) -> None:
     ignored = spec.ignored_options(**options)
     if ignored:
-        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        flags = ", ".join(flag(k) for k in ignored)
         warn(f"{spec.name} does not use {flags}; ignored")
 
 
@@ -116,6 +116,6 @@ def warn_unused(specs: list[AttackSpec], options: dict[str, Any]) -> None:
     """Warn about options that none of the chosen attacks takes."""
     unused = set.intersection(*(set(spec.ignored_options(**options)) for spec in specs)) if specs else set()
     if unused:
-        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unused))
+        flags = ", ".join(flag(k) for k in sorted(unused))
         names = ", ".join(spec.name for spec in specs)
         warn(f"no chosen attack ({names}) uses {flags}; ignored")

@@ -51,8 +51,9 @@ def quiet_rank(rank: int) -> None:
 
 
 # Parameters whose flag is not "--" + the name with dashes (the library's ``model_args`` is the
-# repeatable ``--model-arg``). Every other parameter is its flag: ``batch_size`` is ``--batch-size``.
-_FLAGS = {"model_args": "--model-arg", "resume": "--resume/--no-resume"}
+# repeatable ``--model-arg``; AutoAttack's ``version`` is ``--aa-version``, its ``param(flag=...)``,
+# which tests/test_cli_app.py keeps in step). Every other parameter is its flag: ``batch_size`` is ``--batch-size``.
+_FLAGS = {"model_args": "--model-arg", "resume": "--resume/--no-resume", "version": "--aa-version"}
 
 
 def flag(param: str) -> str:

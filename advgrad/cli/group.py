@@ -13,6 +13,7 @@ from typer import completion as typer_completion
 from advgrad.cli.completion import fill_shell
 from advgrad.cli.help import HelpGroup
 from advgrad.core.errors import ExitCode
+from advgrad.io.run_config import RENAMED_OPTIONS
 
 try:  # Typer ≥ 0.20 vendors click
     from typer._click import exceptions as click_exceptions
@@ -29,9 +30,22 @@ def _long_options(command: Any) -> list[str]:
 
 
 def closest_option(name: str, command: Any) -> str | None:
-    """The long option of ``command`` closest to the misspelt ``name`` (``--atack`` → ``--attack``), if any is close."""
-    match = difflib.get_close_matches(name, _long_options(command), n=1, cutoff=0.6)
+    """The long option of ``command`` closest to the misspelt ``name`` (``--atack`` → ``--attack``), if any is
+    close; an option that ``name`` spells out (``--epsilon`` for ``--eps``) before any other."""
+    options = _long_options(command)
+    spelt_out = [o for o in options if len(o) >= 5 and name.startswith(o) and name[len(o) : len(o) + 1].isalpha()]
+    if spelt_out:
+        return max(spelt_out, key=len)
+    match = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return match[0] if match else None
+
+
+def renamed_option(name: str, command: Any) -> str | None:
+    """What to say for an option of ``command`` that was renamed (``--version`` of eval is ``--aa-version``)."""
+    new, what = RENAMED_OPTIONS.get(name, ("", ""))
+    if new not in _long_options(command):
+        return None
+    return f"{name} is now {new} ({what})"
 
 
 def usage_message(exc: Any) -> str:
@@ -39,6 +53,9 @@ def usage_message(exc: Any) -> str:
     ctx = getattr(exc, "ctx", None)
     where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
     if isinstance(exc, click_exceptions.NoSuchOption):
+        renamed = renamed_option(exc.option_name, ctx.command) if ctx is not None else None
+        if renamed:
+            return f"{renamed}{where}"
         close = closest_option(exc.option_name, ctx.command) if ctx is not None else None
         hint = f"; did you mean {close}?" if close else ""
         return f"no such option {exc.option_name}{hint}{where}"
@@ -69,8 +86,9 @@ class AdvgradGroup(HelpGroup):
         try:  # not standalone: errors come here instead of being drawn in a box
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_exceptions.ClickException as exc:
-            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
-                print_error(f"error: {usage_message(exc)}")
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `advgrad` alone: the help, on stdout, is the answer
+                sys.exit(int(ExitCode.OK))
+            print_error(f"error: {usage_message(exc)}")
             sys.exit(int(ExitCode.BAD_INPUT))
         except typer.Abort:
             err.print("interrupted")
