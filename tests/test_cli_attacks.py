@@ -61,12 +61,13 @@ def test_attacks_pattern(runner) -> None:
 
 @pytest.mark.parametrize("command", ["attack", "eval"])
 def test_every_parameter_has_a_cli_option(command) -> None:
-    """Each parameter of each attack can be set from the command line, by its own name."""
+    """Each parameter of each attack can be set from the command line, by its own name (or the flag
+    it declares, where its name would clash with a command's own option: ``--aa-version``)."""
     click_command = typer.main.get_command(app).commands[command]
     options = {p.name: p for p in click_command.params}
     for spec in ATTACKS:
         for f in dataclasses.fields(spec.params_type):
-            flag = "--" + f.name.replace("_", "-")
+            flag = "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))
             assert f.name in options, f"{spec.name}.{f.name} has no {flag} option"
             assert flag in options[f.name].opts
 
