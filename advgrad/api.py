@@ -363,13 +363,14 @@ def load_data(
 
 def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: str | None = None) -> Path:
     """Write ``report`` to ``path`` in the format its suffix names (or ``format``): ``json``, ``csv``,
-    ``md`` (Markdown), ``xml`` (JUnit), ``html`` (one self-contained page) or ``png`` (the plot), as
+    ``md`` (Markdown), ``xml`` (JUnit), ``html`` (one self-contained page) or a picture of the plot
+    (``png``, ``pdf``, ``svg``, ``eps``, ``jpg``), as
     ``advgrad eval --json/--csv/--markdown/--junit/--html/--plot`` do; written atomically. Returns the path.
 
     Example:
         >>> advgrad.write_report(report, "report.md")
     """
-    from advgrad.io.files import write_json, write_text
+    from advgrad.io.files import PICTURE_FORMATS, write_json, write_text
     from advgrad.report.csvfile import render_csv
     from advgrad.report.html import render_html
     from advgrad.report.junit import render_junit
@@ -391,10 +392,13 @@ def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: s
         write_json(path, report.to_dict())
     elif kind in text_renderers:
         write_text(path, text_renderers[kind](report))
-    elif kind == "png":
-        plot_report(report, path)
+    elif f".{kind}" in PICTURE_FORMATS:
+        plot_report(report, path, format=PICTURE_FORMATS[f".{kind}"])
     else:
-        raise UsageError(f"{path}: say which format to write (suffix or format=): json, csv, md, xml, html or png")
+        raise UsageError(
+            f"{path}: say which format to write (suffix or format=): json, csv, md, xml, html, or a picture: png, pdf, "
+            "svg, eps, jpg"
+        )
     return path
 
 

@@ -165,8 +165,10 @@ def test_write_report_by_suffix(batch, model, tmp_path):
     )
     assert "fgsm" in advgrad.write_report(report, tmp_path / "r.md").read_text()
     assert advgrad.write_report(report, tmp_path / "r.csv").read_text().count("\n") >= 2
-    with pytest.raises(UsageError, match="json, csv, md, xml, html or png"):
+    with pytest.raises(UsageError, match="png, pdf, svg, eps, jpg"):
         advgrad.write_report(report, tmp_path / "r.txt")
+    assert advgrad.write_report(report, tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+    assert advgrad.write_report(report, tmp_path / "plot", format="svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_the_readme_python_api_runs(tmp_path, monkeypatch):

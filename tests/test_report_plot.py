@@ -120,3 +120,29 @@ def test_names_that_look_like_mathtext_or_hold_escapes_are_drawn_as_written(tmp_
     report.model = {"description": f"model from {hostile}"}
     plot_report(report, tmp_path / "report.png")
     assert (tmp_path / "report.png").read_bytes()[:8] == PNG
+
+
+# Each format by its first bytes (a JPEG starts with the SOI marker, an EPS with its PostScript header).
+MAGIC = {"png": PNG, "pdf": b"%PDF-", "svg": b"<?xml", "eps": b"%!PS-Adobe", "jpg": b"\xff\xd8\xff", "jpeg": b"\xff\xd8\xff"}
+
+
+def test_plot_report_writes_the_format_the_name_asks_for(tmp_path):
+    """plot.pdf is a PDF, plot.svg an SVG (vector: its curves are paths, not one embedded bitmap),
+    plot.jpg a JPEG; not PNG data under another name."""
+    report = crafted({"pgd": [90, 40, 10]})
+    for suffix, magic in MAGIC.items():
+        path = tmp_path / f"plot.{suffix.upper() if suffix == 'jpeg' else suffix}"
+        plot_report(report, path)
+        assert path.read_bytes().startswith(magic), suffix
+    assert "<path" in (tmp_path / "plot.svg").read_text()
+
+
+def test_an_unknown_picture_suffix_is_refused_in_one_line(tmp_path):
+    import pytest
+
+    from advgrad.core.errors import UsageError
+
+    for name in ("plot.gif", "plot"):
+        with pytest.raises(UsageError, match=r"end the name with \.png, \.pdf, \.svg, \.eps, \.jpg"):
+            plot_report(crafted({"pgd": [90, 40, 10]}), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from advgrad.cli.console import err, info, out, print_json, warn
 from advgrad.core.errors import ExitCode, UsageError
 from advgrad.core.results import RobustnessReport
 from advgrad.evaluation.run_description import RunDescription, RunSettings
-from advgrad.io.files import write_json
+from advgrad.io.files import picture_format, write_json
 from advgrad.report.chart import text_chart
 from advgrad.report.csvfile import render_csv
 from advgrad.report.html import render_html
@@ -147,6 +147,8 @@ def check_report_paths(outputs: Outputs, io_options, config_file: str | None) ->
         {option(name): path for name, path in outputs.to_dict().items()},
         {**input_paths(io_options), "--config": config_file},
     )
+    if outputs.plot is not None:
+        picture_format(outputs.plot, "plot")  # plot.pdf is a PDF; plot.gif is refused before the run
 
 
 def describe_run(

@@ -335,7 +335,8 @@ ImagesOpt = Annotated[
     Optional[Path],
     typer.Option(
         "--images",
-        help="Write PNG images to this folder (for a table: bars of the mean change per feature).",
+        help="Write the pictures as PNG into this folder, or as this one file where the name ends with .png, .pdf, "
+        ".svg, .eps or .jpg (for a table: bars per feature).",
         rich_help_panel=OUTPUT_PANEL,
         show_default=False,
     ),

@@ -233,6 +233,7 @@ def report_figure(report: RobustnessReport):
     return fig
 
 
-def plot_report(report: RobustnessReport, path: str | os.PathLike) -> None:
-    """One PNG: :func:`report_figure`, written atomically."""
-    save_figure(report_figure(report), path)
+def plot_report(report: RobustnessReport, path: str | os.PathLike, *, format: str | None = None) -> None:
+    """One picture of :func:`report_figure`, written atomically in the format the name asks for
+    (``.png``, ``.pdf``, ``.svg``, ``.eps``, ``.jpg``) or ``format`` (matplotlib's name)."""
+    save_figure(report_figure(report), path, format=format)

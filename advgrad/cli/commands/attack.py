@@ -23,7 +23,7 @@ from advgrad.core.threat import ThreatModel, parse_norm
 from advgrad.evaluation.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
-from advgrad.io.output_paths import check_output_paths, images_file, input_paths
+from advgrad.io.output_paths import check_output_paths, images_file, images_folder, input_paths
 from advgrad.report.feature_bars import feature_bars
 from advgrad.report.html_attack import render_attack_html
 from advgrad.report.images import adversarial_grid
@@ -92,10 +92,11 @@ def attack(
     """
     if json_out is not None and html is not None and str(json_out) == str(html) == "-":
         raise UsageError("only one output can go to stdout ('-'), got --json and --html")
+    picture = images_file(images, IMAGES_FILE)
     check_output_paths(
-        {"--out": out_file, "--json": json_out, "--html": html, "--images": images_file(images, IMAGES_FILE)},
+        {"--out": out_file, "--json": json_out, "--html": html, "--images": picture},
         input_paths(io_options),
-        {"--images": images},
+        {"--images": images_folder(images)},
     )
     spec = get_attack(method)
     if predictions is not None:  # refused before anything is loaded
@@ -152,7 +153,7 @@ def attack(
         )
         info(f"wrote {out_file}")
     if images is not None and space is not None:
-        path = _feature_plot(spec.name, eps_text(eps), saved, space, Path(images) / IMAGES_FILE)
+        path = _feature_plot(spec.name, eps_text(eps), saved, space, picture)
         info(f"wrote {path}")
     elif images is not None:
         path = adversarial_grid(
@@ -161,7 +162,7 @@ def attack(
             result.y,
             result.pred_clean,
             result.pred_adv,
-            Path(images) / IMAGES_FILE,
+            picture,
             class_names=inputs.class_names,
             norm=threat.norm,
         )

@@ -18,7 +18,7 @@ from advgrad.core.numeric import check_number
 from advgrad.evaluation.input_gradients import gradients, sample_rows
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
-from advgrad.io.output_paths import check_output_paths, images_file, input_paths
+from advgrad.io.output_paths import check_output_paths, images_file, images_folder, input_paths
 from advgrad.report.feature_bars import gradient_bars
 from advgrad.report.images import saliency_grid
 from advgrad.report.table import gradient_table
@@ -88,10 +88,11 @@ def grad(
 
     Example: advgrad grad --limit 16 --out grad.pt --images saliency/ --check
     """
+    picture = images_file(images, IMAGES_FILE)
     check_output_paths(
-        {"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
+        {"--out": out_file, "--json": json_out, "--images": picture},
         input_paths(io_options),
-        {"--images": images},
+        {"--images": images_folder(images)},
     )
     get_loss(loss)
     check_number(coordinates, "--coordinates", integer=True, minimum=1)
@@ -105,7 +106,7 @@ def grad(
         write_tensors(out_file, {**result.to_dict(), "loss_name": loss})
         info(f"wrote {out_file}")
     if images is not None and inputs.space is not None:
-        path = _gradient_bars(result, inputs.space, Path(images) / IMAGES_FILE, loss)
+        path = _gradient_bars(result, inputs.space, picture, loss)
         info(f"wrote {path}")
     elif images is not None:
         title = f"Input gradient ∇ₓJ of the {loss} loss · {inputs.model.description}"
@@ -114,7 +115,7 @@ def grad(
             result.grad,
             result.y,
             result.pred,
-            Path(images) / IMAGES_FILE,
+            picture,
             count=show,
             signed=signed,
             title=title,
