@@ -123,7 +123,14 @@ def test_names_that_look_like_mathtext_or_hold_escapes_are_drawn_as_written(tmp_
 
 
 # Each format by its first bytes (a JPEG starts with the SOI marker, an EPS with its PostScript header).
-MAGIC = {"png": PNG, "pdf": b"%PDF-", "svg": b"<?xml", "eps": b"%!PS-Adobe", "jpg": b"\xff\xd8\xff", "jpeg": b"\xff\xd8\xff"}
+MAGIC = {
+    "png": PNG,
+    "pdf": b"%PDF-",
+    "svg": b"<?xml",
+    "eps": b"%!PS-Adobe",
+    "jpg": b"\xff\xd8\xff",
+    "jpeg": b"\xff\xd8\xff",
+}
 
 
 def test_plot_report_writes_the_format_the_name_asks_for(tmp_path):

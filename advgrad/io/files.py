@@ -27,7 +27,6 @@ import torch
 from advgrad.core.errors import UsageError
 from advgrad.io.paths import special_kind
 
-
 # A picture's format, by the suffix of its name (matplotlib's name for it): vector where the name asks
 # for one (PDF, SVG, EPS), pixels otherwise.
 PICTURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".eps": "eps", ".jpg": "jpeg", ".jpeg": "jpeg"}
