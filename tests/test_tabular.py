@@ -492,3 +492,17 @@ def test_grad_draws_bars_per_feature_for_a_table(table):
     span = torch.tensor(UPPER, dtype=torch.float64) - torch.tensor(LOWER, dtype=torch.float64)
     torch.testing.assert_close(per_unit, factor * w.abs(), rtol=1e-4, atol=0)
     torch.testing.assert_close(per_range, factor * w.abs() * span, rtol=1e-4, atol=0)
+
+
+def test_a_partial_eps_scale_file_weighs_unlisted_features_1(tmp_path):
+    x, y = make_table()
+    data = str(write_csv(tmp_path / "t.csv", x, y))
+    (tmp_path / "s.json").write_text(json.dumps({"score": 0, "income": 3}))
+    write_scale(tmp_path / "s.csv", [2.0], names=["visits"])
+    for scale, weights in (("s.json", (1.0, 3.0, 0.0, 1.0)), ("s.csv", (1.0, 1.0, 1.0, 2.0))):
+        space = load_data(data, DataOptions(eps_scale=str(tmp_path / scale))).space
+        assert space.weights == weights, scale
+    assert load_data(data, DataOptions(eps_scale=str(tmp_path / "s.json"))).space.fixed == (2,)
+    (tmp_path / "rows.csv").write_text("scale\n1\n2\n")  # bare rows name no feature: one per feature still
+    with pytest.raises(UsageError, match="2 rows; the data has 4 features"):
+        load_data(data, DataOptions(eps_scale=str(tmp_path / "rows.csv")))

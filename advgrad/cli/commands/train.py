@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from advgrad.cli import shared_options as o
 from advgrad.cli.config_file import META_KEY, load_config
 from advgrad.cli.console import err, handle_errors, info, warn
+from advgrad.cli.console import out as stdout  # `out` is the --out option here
 from advgrad.core.errors import UsageError
 from advgrad.execution.distributed import JOIN_TIMEOUT
 
@@ -345,6 +346,6 @@ def train_command(
     )
     result = train_run(options, info=info, warn=warn, progress=_progress, epoch_line=_epoch_line)
     if isinstance(result, str):
-        out.print(result, markup=False)
+        stdout.print(result, markup=False)
     elif result is not None:
         print_terminal(result)
