@@ -37,6 +37,20 @@ def test_attacks_lists_every_registered_attack(runner) -> None:
     assert "--momentum" in result.stdout and "0.75" in result.stdout  # parameters with defaults
 
 
+def test_attacks_listing_has_no_trailing_spaces(runner) -> None:
+    """Every line of the listing ends where its text ends (it was padded to the terminal's width),
+    and the text is all there: each attack's name and each of its options."""
+    result = runner.invoke(app, ["attacks"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [n for n, line in enumerate(lines) if line != line.rstrip()] == []
+    for spec in ATTACKS:
+        assert any(line.startswith(f"{spec.name} ") for line in lines), spec.name
+    assert sum("--steps" in line for line in lines) == sum(
+        any(f.name == "steps" for f in dataclasses.fields(s.params_type)) for s in ATTACKS
+    )
+
+
 def test_attacks_json(runner) -> None:
     data = _json(runner.invoke(app, ["attacks", "--json", "-"]))
     by_name = {row["name"]: row for row in data["attacks"]}

@@ -32,6 +32,20 @@ class _Console(Console):
     def render_str(self, text: str, **options: Any):
         return super().render_str(printable(text, newlines=True), **options)
 
+    def print_trimmed(self, renderable: Any) -> None:
+        """Print ``renderable`` laid out as :meth:`print` would, without the spaces that pad each line
+        to the console's width (a listing to read or to diff has no trailing spaces)."""
+        from rich.segment import Segment
+        from rich.text import Text
+
+        for line in self.render_lines(renderable, self.options, pad=False):
+            segments = [s for s in line if not s.control]
+            while segments and not segments[-1].text.strip():
+                segments.pop()
+            if segments:
+                segments[-1] = Segment(segments[-1].text.rstrip(), segments[-1].style)
+            self.print(Text.assemble(*((s.text, s.style) for s in segments)), soft_wrap=True)
+
 
 out = _Console(soft_wrap=False)
 err = _Console(stderr=True, soft_wrap=True)  # one message, one line

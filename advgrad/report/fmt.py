@@ -27,4 +27,5 @@ def pct(value: float | None) -> str:
 
 
 def num(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
+    """``value`` in ``digits`` significant digits; −0.0 (a loss of exactly 0 is −log 1) as ``0``."""
+    return "—" if value is None else f"{value + 0.0:.{digits}g}"

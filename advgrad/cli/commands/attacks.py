@@ -50,4 +50,4 @@ def attacks(
         raise UsageError(f"no attack matches {pattern!r}; run `advgrad attacks` to see them all")
     rows = [describe_attack(spec) for spec in specs]
     if not emit_json(json_out, {"attacks": rows}):
-        out.print(attacks_listing(rows))
+        out.print_trimmed(attacks_listing(rows))
