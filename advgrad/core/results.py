@@ -83,7 +83,9 @@ class AttackCurve:
     only the model's outputs), or ``certified`` for a certified curve (``advgrad certify``).
 
     ``abstained`` (randomized smoothing only, else None): the samples on which the smoothed
-    classifier abstained; they count as not certified at every radius.
+    classifier abstained; they count as not certified at every radius. ``bounds_computed`` (IBP,
+    CROWN, CROWN-IBP only, else None): the margin bounds computed, one per sample and ε: a bound's
+    cost, where an attack's is ``forward_samples``.
     """
 
     attack: str
@@ -96,6 +98,7 @@ class AttackCurve:
     kind: str = "gradient"
     median_norm: float | None = None
     abstained: int | None = None
+    bounds_computed: int | None = None
 
     def point_at(self, eps: float) -> CurvePoint | None:
         """The point whose ε is :func:`same_eps` as ``eps``, if any."""

@@ -102,6 +102,7 @@ def assemble_report(
             forward_samples=tally.forward_samples,
             kind="certified",
             abstained=None if smoothing is None else tally.abstained,
+            bounds_computed=tally.bounds if smoothing is None else None,
         )
     corruptions = None
     if total.corruptions is not None:

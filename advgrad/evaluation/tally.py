@@ -42,6 +42,7 @@ class AttackTally:
     nonfinite: list[int] = field(default_factory=list)  # per ε: inputs tried with NaN/Inf logits ([] = none)
     nonfinite_search: int = 0  # minimal attacks: the same, during the unbounded search
     abstained: int = 0  # randomized smoothing: samples the smoothed classifier abstained on
+    bounds: int = 0  # IBP, CROWN: margin bounds computed (one per sample and ε)
 
     @classmethod
     def empty(cls, n_eps: int, classes: int) -> AttackTally:
@@ -98,6 +99,7 @@ class AttackTally:
         self.nonfinite = _add(self.nonfinite or zeros, other.nonfinite or zeros)
         self.nonfinite_search += other.nonfinite_search
         self.abstained += other.abstained
+        self.bounds += other.bounds
 
     def median_norm(self) -> float | None:
         """Median minimal norm over the attacked samples, a sample the attack could not fool counting
