@@ -129,13 +129,15 @@ class CorruptionResults:
     """Accuracy under the common corruptions of Hendrycks & Dietterich (``eval --corruptions``):
     one point per corruption and severity, and ``mean_accuracy``, the mean of the points'
     accuracies (over 15 corruptions × 5 severities with ``all``: the mean corruption accuracy that
-    RobustBench reports)."""
+    RobustBench reports). ``sample``: the run's first input (C×H×W, CPU), from which the plot draws a
+    row of corrupted examples; not part of the JSON."""
 
     severities: list[int]
     points: list[CorruptionPoint]
     mean_accuracy: float
     seconds: float = 0.0
     forward_samples: int = 0
+    sample: Any = field(default=None, repr=False, compare=False)
 
     @property
     def names(self) -> list[str]:
@@ -160,7 +162,7 @@ class CorruptionResults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CorruptionResults:
-        body = _known(cls, data)
+        body = {k: v for k, v in _known(cls, data).items() if k != "sample"}
         return cls(**{**body, "points": [CorruptionPoint(**_known(CorruptionPoint, p)) for p in data["points"]]})
 
 
@@ -227,6 +229,8 @@ class RobustnessReport:
         del body["examples"]
         if self.corruptions is None:  # an optional field: only a run with corruptions has it
             del body["corruptions"]
+        else:
+            del body["corruptions"]["sample"]  # pixels for the plot, not numbers of the report
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
         for name, curve in self.attacks.items():
             raws = body["attacks"][name]["points"]

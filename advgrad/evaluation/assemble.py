@@ -118,6 +118,7 @@ def assemble_report(
             mean_accuracy=sum(p.correct for p in found) / (n * len(found)),  # the mean of the accuracies
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
+            sample=tally.sample,
         )
     return RobustnessReport(
         corruptions=corruptions,

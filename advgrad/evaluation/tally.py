@@ -131,6 +131,7 @@ class CorruptionTally:
     correct: list[list[int]]
     seconds: float = 0.0
     forward_samples: int = 0
+    sample: Tensor | None = None  # the run's first input (batch 0), for the plot's row of corrupted examples
 
     @classmethod
     def empty(cls, corruptions: int, severities: int) -> CorruptionTally:
@@ -140,6 +141,7 @@ class CorruptionTally:
         self.correct = [_add(a, b) for a, b in zip(self.correct, other.correct, strict=True)]
         self.seconds += other.seconds
         self.forward_samples += other.forward_samples
+        self.sample = self.sample if self.sample is not None else other.sample
 
 
 @dataclass

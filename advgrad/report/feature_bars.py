@@ -54,10 +54,11 @@ def draw_bars(
         ha="right",
         fontsize=7,
     )
-    if d <= MAX_LABELLED:
-        top = float(heights.max()) if d else 0.0
+    if d <= MAX_LABELLED:  # upright labels, one bar wide each: neighbours never overlap
+        top = max(float(heights.max()) if d else 0.0, 1e-12)
         for i in positions:
-            ax.text(i, float(heights[i]) + 0.01 * max(top, 1e-12), labels[i], ha="center", fontsize=6)
+            ax.text(i, float(heights[i]) + 0.02 * top, labels[i], ha="center", va="bottom", rotation=90, fontsize=6)
+        ax.set_ylim(0, top * 1.3)  # room above the tallest bar for its label
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)

@@ -147,15 +147,43 @@ def _draw_curves(ax, report: RobustnessReport) -> None:
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)  # off the data
 
 
+def corruption_style(k: int) -> dict:
+    """The k-th corruption's colour, marker and dashes: ten well-separated colours (tab10) crossed
+    with markers and line styles that change at a different period, so that all 15 differ in two ways."""
+    return {
+        "color": f"C{k % 10}",
+        "marker": MARKERS[k % len(MARKERS)],
+        "linestyle": LINESTYLES[(k // 10 + k) % len(LINESTYLES)],
+        "markersize": 4,
+    }
+
+
+CORRUPTION_SEVERITY = 3  # the severity the row of corrupted examples shows
+
+
+def _draw_corrupted_row(sub, report: RobustnessReport) -> None:
+    """The run's first input and the same input under each corruption of the run at
+    :data:`CORRUPTION_SEVERITY`, one panel each, seeded as the run seeded it."""
+    from advgrad.corruptions import corrupt
+    from advgrad.report.images import show_image
+
+    results = report.corruptions
+    names = results.names
+    axes = sub.subplots(1, len(names) + 1, squeeze=False)[0]
+    show_image(axes[0], results.sample, "clean")
+    for ax, name in zip(axes[1:], names, strict=True):
+        corrupted = corrupt(results.sample[None], name, CORRUPTION_SEVERITY, seed=report.seed, first=0)[0]
+        show_image(ax, corrupted, name.replace("_", " "), fontsize=6)
+
+
 def _draw_corruptions(ax, report: RobustnessReport) -> None:
     """Accuracy against severity for each common corruption (thin) and their mean (thick)."""
     results = report.corruptions
     if results is None:
         return
-    cmap = pyplot().get_cmap("tab20")
     for k, name in enumerate(results.names):
         ys = [100 * (results.accuracy(name, s) or 0.0) for s in results.severities]
-        ax.plot(results.severities, ys, linewidth=1, color=cmap(k % 20), label=name)
+        ax.plot(results.severities, ys, linewidth=1.2, label=name, **corruption_style(k))
     means = [100 * results.mean_at(s) for s in results.severities]
     ax.plot(results.severities, means, linewidth=3, color="black", label=f"mean ({100 * results.mean_accuracy:.1f}%)")
     ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
@@ -260,15 +288,21 @@ def report_figure(report: RobustnessReport):
     fig = plt.figure(
         figsize=(
             max(12.0 if report.corruptions is None else 17.0, 1.45 * columns),
-            top_height + block_height * len(blocks) + 0.6,
+            top_height + block_height * len(blocks) + 0.6 + (1.9 if report.corruptions is not None else 0),
         ),
         dpi=110,
         layout="constrained",
     )
     fig.suptitle(run_title(report), fontsize=10)
-    top, *rest = fig.subfigures(
-        1 + len(blocks), 1, height_ratios=[top_height] + [block_height] * len(blocks), squeeze=False
-    )[:, 0]
+    row = report.corruptions is not None and getattr(report.corruptions.sample, "dim", lambda: 0)() == 3
+    heights = [top_height] + ([1.9] if row else []) + [block_height] * len(blocks)
+    top, *rest = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
+    if row:
+        corrupted, *rest = rest
+        corrupted.suptitle(
+            f"the first sample under each corruption, severity {CORRUPTION_SEVERITY}", fontsize=9, x=0.01, ha="left"
+        )
+        _draw_corrupted_row(corrupted, report)
     if report.corruptions is None:
         curve_ax, class_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
         _draw_curves(curve_ax, report)

@@ -24,6 +24,7 @@ from advgrad.evaluation.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.io.output_paths import check_output_paths, images_file, images_folder, input_paths
+from advgrad.report.fmt import norm_symbol
 from advgrad.report.feature_bars import feature_bars
 from advgrad.report.html_attack import render_attack_html
 from advgrad.report.images import adversarial_grid
@@ -165,6 +166,8 @@ def attack(
             picture,
             class_names=inputs.class_names,
             norm=threat.norm,
+            eps_label=eps_text(eps),
+            title=f"{spec.name}, {norm_symbol(threat.norm)} ε = {eps_text(eps)} · {inputs.model.description}",
         )
         info(f"wrote {path}")
     report = {**summary.to_dict(), "params": resolved, "seed": io_options.seed, "early_stop": early_stop}
