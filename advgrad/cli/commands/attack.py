@@ -24,8 +24,8 @@ from advgrad.evaluation.generate import generate
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
 from advgrad.io.output_paths import check_output_paths, images_file, images_folder, input_paths
-from advgrad.report.fmt import norm_symbol
 from advgrad.report.feature_bars import feature_bars
+from advgrad.report.fmt import norm_symbol
 from advgrad.report.html_attack import render_attack_html
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
