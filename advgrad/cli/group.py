@@ -4,14 +4,17 @@ that take an optional shell name."""
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import sys
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import typer
 from typer import completion as typer_completion
 
+from advgrad.cli.catalog import COMMANDS, command_data, complete
 from advgrad.cli.completion import fill_shell
-from advgrad.cli.help import HelpGroup
+from advgrad.cli.help import HelpCommand, HelpGroup
 from advgrad.core.errors import ExitCode
 from advgrad.io.run_config import RENAMED_OPTIONS
 
@@ -63,9 +66,130 @@ def usage_message(exc: Any) -> str:
     return f"{text[:1].lower()}{text[1:]}{where}" if isinstance(exc, click_exceptions.UsageError) else text
 
 
+def _completer(kind: str) -> Any:
+    def completions(incomplete: str) -> list[str]:
+        return complete(kind, incomplete)
+
+    return completions
+
+
+def _completion_parameter(k: int, data: dict[str, Any]) -> inspect.Parameter:
+    """One parameter of a completion-only command: the option's flags (or the argument), and what its
+    value completes to (:func:`advgrad.cli.catalog.complete`)."""
+    kind = data["complete"]
+    auto = None if kind is None else _completer(kind)
+    if "argument" in data:
+        annotation: Any = Annotated[Optional[str], typer.Argument(autocompletion=auto, show_default=False)]
+    else:
+        decls = list(data["opts"])
+        if data["secondary"]:  # an on/off pair: --random-start/--no-random-start
+            decls = [f"{decls[0]}/{data['secondary'][0]}", *decls[1:]]
+        value: Any = Optional[bool] if data["flag"] else Optional[list[str]] if data["multiple"] else Optional[str]
+        annotation = Annotated[value, typer.Option(*decls, autocompletion=auto, hidden=data["hidden"])]
+    return inspect.Parameter(f"p{k}", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+def _never_run(**_: Any) -> None:  # pragma: no cover - completion parses, it never invokes
+    raise AssertionError("a completion-only command does not run")
+
+
+def _completion_function(data: dict[str, Any]) -> Any:
+    params = [_completion_parameter(k, p) for k, p in enumerate(data["params"])]
+    function = functools.partial(_never_run)
+    function.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    function.__annotations__ = {p.name: p.annotation for p in params}  # type: ignore[attr-defined]
+    function.__doc__ = data["help"]
+    return function
+
+
+def completion_command(name: str, data: dict[str, Any]) -> Any:
+    """A command built from its catalog entry (:mod:`advgrad.cli.catalog`) without importing its module:
+    its options, each value completing as the real one does. Shell completion walks it; it never runs."""
+    import typer.main
+
+    if "commands" in data:
+        app = typer.Typer(name=name, cls=HelpGroup, add_completion=False)
+        for sub, subdata in data["commands"].items():
+            app.command(sub, cls=HelpCommand)(_completion_function(subdata))
+    else:
+        app = typer.Typer(add_completion=False)
+        app.command(name, cls=HelpCommand)(_completion_function(data))
+    command = typer.main.get_command(app)
+    command.name = name
+    return command
+
+
+def summary_command(name: str, data: dict[str, Any]) -> Any:
+    """A command that holds only the help of the catalog's entry: what the root's help lists."""
+    return HelpCommand(name=name, help=data["help"], short_help=data["short_help"])
+
+
+def load_command(name: str) -> Any:
+    """The click command ``name`` of :data:`~advgrad.cli.catalog.COMMANDS`, imported and built."""
+    import importlib
+
+    import typer.main
+
+    entry = COMMANDS[name]
+    target = getattr(importlib.import_module(entry.module), entry.attr)
+    if not isinstance(target, typer.Typer):
+        app = typer.Typer(rich_markup_mode="markdown", add_completion=False, pretty_exceptions_enable=False)
+        app.command(name, cls=HelpCommand)(target)
+        target = app
+    command = typer.main.get_command(target)
+    command.name = name
+    return command
+
+
+class LazyCommands(dict):
+    """The root's commands by name, each imported and built when first looked up with ``[name]``."""
+
+    def __missing__(self, name: str) -> Any:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        self[name] = load_command(name)
+        return self[name]
+
+
 class AdvgradGroup(HelpGroup):
     """The root group: tidy help (:class:`HelpGroup`) and advgrad's conventions for usage errors: one line on
-    stderr, exit 2."""
+    stderr, exit 2.
+
+    Commands load lazily (:data:`advgrad.cli.catalog.COMMANDS`): a command's module, which imports torch,
+    is imported only to run the command or show its own help. The root's help and shell completion read
+    the catalog instead (:func:`summary_command`, :func:`completion_command`), so that they start in a
+    fraction of a second."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.commands = LazyCommands(self.commands)
+
+    def load(self, name: str) -> Any:
+        """The real click command ``name``, importing its module (built once per group: Typer builds the group
+        anew at each run of the app, so an attack registered since then has its options)."""
+        return self.commands[name]
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(n for n in self.commands if n not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in COMMANDS:
+            return dict.get(self.commands, cmd_name) or summary_command(cmd_name, command_data(cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
+        name = args[0] if args else None
+        if name in COMMANDS:  # completion walks the catalog; a run (or its --help) loads the command
+            if ctx.resilient_parsing:
+                return name, completion_command(name, command_data(name)), args[1:]
+            return name, self.load(name), args[1:]
+        try:
+            return super().resolve_command(ctx, args)
+        except click_exceptions.UsageError as exc:
+            close = difflib.get_close_matches(name or "", list(COMMANDS), n=1)
+            if close and "Did you mean" not in exc.message:
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {close[0]!r}?"
+            raise
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         return super().parse_args(ctx, fill_shell(list(args)))

@@ -10,13 +10,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from advgrad.cli.output_options import OUTPUT_PANEL, JsonOpt  # noqa: F401 - torch-free, shared with `attacks`
 from advgrad.io.inputs import InputOptions
 from advgrad.io.model.normalize import parse_channels
 
 IO_PANEL = "Model and data"
 RUNTIME_PANEL = "Speed and scale"
 ATTACK_PANEL = "Attack"
-OUTPUT_PANEL = "Output"
 
 ModelOpt = Annotated[
     Optional[str],
@@ -308,15 +308,6 @@ TargetOpt = Annotated[
         "--target",
         help="Targeted attack: a class index, random or least-likely. Default: untargeted.",
         rich_help_panel=ATTACK_PANEL,
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--json",
-        help="Write the results as JSON to FILE ('-' for stdout instead of the table).",
-        rich_help_panel=OUTPUT_PANEL,
         show_default=False,
     ),
 ]
