@@ -1,20 +1,19 @@
-"""The root command's click group: one-line usage errors with a suggestion, and completion flags
-that take an optional shell name."""
+"""The root command's click group: commands loaded when they run, one-line usage errors with a
+suggestion, and completion flags that take an optional shell name."""
 
 from __future__ import annotations
 
 import difflib
-import functools
-import inspect
 import sys
-from typing import Annotated, Any, Optional
+from typing import Any
 
 import typer
 from typer import completion as typer_completion
 
-from advgrad.cli.catalog import COMMANDS, command_data, complete
+from advgrad.cli.catalog import COMMANDS, command_data
 from advgrad.cli.completion import fill_shell
 from advgrad.cli.help import HelpCommand, HelpGroup
+from advgrad.cli.skeletons import completion_command, summary_command
 from advgrad.core.errors import ExitCode
 from advgrad.io.run_config import RENAMED_OPTIONS
 
@@ -64,64 +63,6 @@ def usage_message(exc: Any) -> str:
         return f"no such option {exc.option_name}{hint}{where}"
     text = " ".join(exc.format_message().split())
     return f"{text[:1].lower()}{text[1:]}{where}" if isinstance(exc, click_exceptions.UsageError) else text
-
-
-def _completer(kind: str) -> Any:
-    def completions(incomplete: str) -> list[str]:
-        return complete(kind, incomplete)
-
-    return completions
-
-
-def _completion_parameter(k: int, data: dict[str, Any]) -> inspect.Parameter:
-    """One parameter of a completion-only command: the option's flags (or the argument), and what its
-    value completes to (:func:`advgrad.cli.catalog.complete`)."""
-    kind = data["complete"]
-    auto = None if kind is None else _completer(kind)
-    if "argument" in data:
-        annotation: Any = Annotated[Optional[str], typer.Argument(autocompletion=auto, show_default=False)]
-    else:
-        decls = list(data["opts"])
-        if data["secondary"]:  # an on/off pair: --random-start/--no-random-start
-            decls = [f"{decls[0]}/{data['secondary'][0]}", *decls[1:]]
-        value: Any = Optional[bool] if data["flag"] else Optional[list[str]] if data["multiple"] else Optional[str]
-        annotation = Annotated[value, typer.Option(*decls, autocompletion=auto, hidden=data["hidden"])]
-    return inspect.Parameter(f"p{k}", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-
-
-def _never_run(**_: Any) -> None:  # pragma: no cover - completion parses, it never invokes
-    raise AssertionError("a completion-only command does not run")
-
-
-def _completion_function(data: dict[str, Any]) -> Any:
-    params = [_completion_parameter(k, p) for k, p in enumerate(data["params"])]
-    function = functools.partial(_never_run)
-    function.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    function.__annotations__ = {p.name: p.annotation for p in params}  # type: ignore[attr-defined]
-    function.__doc__ = data["help"]
-    return function
-
-
-def completion_command(name: str, data: dict[str, Any]) -> Any:
-    """A command built from its catalog entry (:mod:`advgrad.cli.catalog`) without importing its module:
-    its options, each value completing as the real one does. Shell completion walks it; it never runs."""
-    import typer.main
-
-    if "commands" in data:
-        app = typer.Typer(name=name, cls=HelpGroup, add_completion=False)
-        for sub, subdata in data["commands"].items():
-            app.command(sub, cls=HelpCommand)(_completion_function(subdata))
-    else:
-        app = typer.Typer(add_completion=False)
-        app.command(name, cls=HelpCommand)(_completion_function(data))
-    command = typer.main.get_command(app)
-    command.name = name
-    return command
-
-
-def summary_command(name: str, data: dict[str, Any]) -> Any:
-    """A command that holds only the help of the catalog's entry: what the root's help lists."""
-    return HelpCommand(name=name, help=data["help"], short_help=data["short_help"])
 
 
 def load_command(name: str) -> Any:
