@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,12 @@ from advgrad.core.errors import AdvgradWarning, UsageError
 from advgrad.core.gradient import frozen
 from advgrad.core.results import RobustnessReport
 from advgrad.core.targets import parse_target
-from advgrad.core.threat import ThreatModel, parse_norm
+from advgrad.core.threat import ThreatModel, eps_beyond_box, parse_norm
 from advgrad.evaluation.eval_config import plan_certify, plan_eval
 from advgrad.evaluation.generate import attack_batch
 from advgrad.evaluation.run import run_sweep
 from advgrad.evaluation.run_description import RunDescription
+from advgrad.execution.threads import auto_threads, parse_threads, threads_for_call
 from advgrad.io.data.sources import check_at_least
 
 Eps = float | str
@@ -84,6 +86,43 @@ def _check_batch(x: Tensor, y: Tensor) -> None:
         )
 
 
+def _warn_large_eps(norm: str, eps_values: Sequence[float], features: int | None) -> None:
+    """Warn, as the command line does, when an ε is larger than the input box (``eps=8``: did you
+    mean 8/255?); the call goes on."""
+    message = None if features is None else eps_beyond_box(norm, list(eps_values), features)
+    if message is not None:
+        warnings.warn(message, AdvgradWarning, stacklevel=3)
+
+
+def _threads(
+    threads: int | str | None, model: nn.Module, x: Tensor | None, samples: int, batch_size: int, device: Any
+) -> AbstractContextManager:
+    """torch's CPU threads for the call, chosen as ``--threads`` chooses them (``"auto"``: from the CPUs
+    available, the model's size and the neighbours' load; a number: as given) and put back as they were
+    afterwards; ``None`` leaves torch's setting alone."""
+    if threads is None:
+        return nullcontext()
+    requested = parse_threads(threads)
+    probe = x if x is not None else torch.zeros(0)
+    choice = auto_threads(requested, model, probe, samples, batch_size, torch.device(device))
+    if choice.warning:
+        warnings.warn(str(choice.warning), AdvgradWarning, stacklevel=3)
+    return threads_for_call(choice.threads)
+
+
+def _first_batch(data: Any) -> Tensor | None:
+    """Inputs of the first samples, where reading them changes nothing (no data used up, no random
+    state drawn): a tensor, a data source, a DataLoader over a TensorDataset; else None."""
+    if isinstance(data, Tensor):
+        return data
+    if hasattr(data, "batches"):
+        return next(iter(data.batches(1)), (None, None))[0]
+    dataset = getattr(data, "dataset", None)
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return dataset.tensors[0][:1]
+    return None
+
+
 def attack(
     model: nn.Module,
     x: Tensor,
@@ -95,6 +134,7 @@ def attack(
     target: int | str | Tensor | None = None,
     seed: int = 0,
     early_stop: bool = False,
+    threads: int | str | None = "auto",
     **params: Any,
 ) -> Tensor:
     """Adversarial examples for a batch: ``x_adv`` with ‖x_adv − x‖ ≤ ε and x_adv in [0, 1].
@@ -116,6 +156,10 @@ def attack(
             ``"random"`` or ``"least-likely"``.
         seed: seeds random starts and random targets; the same seed gives the same result.
         early_stop: stop attacking a sample once it is fooled (default: the full budget).
+        threads: torch's CPU threads for this call, as ``advgrad --threads``: ``"auto"`` (from the
+            CPUs this process may use, the model's size and what other processes leave idle; one
+            for a small model), a number, or ``None`` to keep torch's own setting. The setting in
+            force before the call is restored after it.
         **params: the attack's parameters (steps, step_size, restarts, random_start, loss,
             momentum, queries, eot…; ``advgrad attacks`` lists each attack's).
 
@@ -140,7 +184,8 @@ def attack(
             )
     else:
         target = parse_target(target)
-    with frozen(model):
+    _warn_large_eps(threat.norm, [threat.eps], x[0].numel() if x.shape[0] else None)
+    with _threads(threads, model, x, x.shape[0], x.shape[0], x.device), frozen(model):
         x_adv, _, _ = attack_batch(
             model,
             x,
@@ -202,6 +247,7 @@ def evaluate(
     records: str | os.PathLike | None = None,
     save_adversarial: str | os.PathLike | None = None,
     binarization: bool | None = None,
+    threads: int | str | None = "auto",
     **params: Any,
 ) -> RobustnessReport:
     """The robustness curve: clean accuracy and accuracy under each attack at each ε, with sanity checks.
@@ -237,6 +283,8 @@ def evaluate(
             ``advgrad rescore`` re-runs the model on.
         binarization: run the binarization test (Zimmermann et al. 2022) and its check: True, False,
             or None (by default with an ensemble attack, when it costs at most a tenth of the run).
+        threads: torch's CPU threads for this call, as in :func:`attack` (default ``"auto"``, as the
+            command line; restored afterwards; ``None`` keeps torch's setting).
         **params: attack parameters (steps, restarts, step_size, queries…); each attack takes those
             it has, and one that no chosen attack takes is an error.
 
@@ -276,15 +324,38 @@ def evaluate(
         config.fixed = space.fixed
     config.keep_adversarial = save_adversarial is not None
     config.binarization = binarization
-    report = run_sweep(
+    report = _run(
         model,
-        _batches(data, y, batch_size),
+        data,
+        y,
+        batch_size,
         RunDescription(chosen, config),
-        device=device if device is not None else _device(model, data),
+        device,
+        threads,
         records=None if records is None else Path(records),
         adversarial=None if save_adversarial is None else Path(save_adversarial),
     )
     return _described(report, model, data)
+
+
+def _run(
+    model: nn.Module,
+    data: Any,
+    y: Tensor | None,
+    batch_size: int,
+    run: RunDescription,
+    device: torch.device | str | None,
+    threads: int | str | None,
+    **outputs: Any,
+) -> RobustnessReport:
+    """``run`` over the data as :func:`evaluate` and :func:`certify` take it, on ``device`` (default: the
+    data's or the model's), with ``threads`` for the call; a warning when an ε exceeds the input box."""
+    device = device if device is not None else _device(model, data)
+    first = _first_batch(data)
+    _warn_large_eps(run.config.norm, run.config.eps, first[0].numel() if first is not None and first.shape[0] else None)
+    batch = getattr(data, "batch_size", None) or batch_size  # a DataLoader's own batch size
+    with _threads(threads, model, first, data.shape[0] if isinstance(data, Tensor) else batch, batch, device):
+        return run_sweep(model, _batches(data, y, batch_size), run, device=device, **outputs)
 
 
 def load_model(
@@ -376,13 +447,14 @@ def load_data(
 
 def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: str | None = None) -> Path:
     """Write ``report`` to ``path`` in the format its suffix names (or ``format``): ``json``, ``csv``,
-    ``md`` (Markdown), ``xml`` (JUnit), ``html`` (one self-contained page) or ``png`` (the plot), as
+    ``md`` (Markdown), ``xml`` (JUnit), ``html`` (one self-contained page) or a picture of the plot
+    (``png``, ``pdf``, ``svg``, ``eps``, ``jpg``), as
     ``advgrad eval --json/--csv/--markdown/--junit/--html/--plot`` do; written atomically. Returns the path.
 
     Example:
         >>> advgrad.write_report(report, "report.md")
     """
-    from advgrad.io.files import write_json, write_text
+    from advgrad.io.files import PICTURE_FORMATS, write_json, write_text
     from advgrad.report.csvfile import render_csv
     from advgrad.report.html import render_html
     from advgrad.report.junit import render_junit
@@ -404,10 +476,13 @@ def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: s
         write_json(path, report.to_dict())
     elif kind in text_renderers:
         write_text(path, text_renderers[kind](report))
-    elif kind == "png":
-        plot_report(report, path)
+    elif f".{kind}" in PICTURE_FORMATS:
+        plot_report(report, path, format=PICTURE_FORMATS[f".{kind}"])
     else:
-        raise UsageError(f"{path}: say which format to write (suffix or format=): json, csv, md, xml, html or png")
+        raise UsageError(
+            f"{path}: say which format to write (suffix or format=): json, csv, md, xml, html, or a picture: png, pdf, "
+            "svg, eps, jpg"
+        )
     return path
 
 
@@ -427,6 +502,7 @@ def certify(
     n0: int = 100,
     alpha: float = 0.001,
     records: str | os.PathLike | None = None,
+    threads: int | str | None = "auto",
 ) -> RobustnessReport:
     """Certified accuracy per ε, as ``advgrad certify`` computes it: one curve of kind ``certified``.
 
@@ -438,7 +514,8 @@ def certify(
     ``sigma``) returns its label with a certified radius ≥ ε, each certificate with confidence
     1 − ``alpha`` from ``n0`` + ``samples`` noisy copies; ``curve.abstained`` counts the samples it
     abstained on. Noise is seeded by ``seed`` and the batch's index. ``records``: one row per sample
-    with its certified verdict at each ε (docs/records.md). Arguments otherwise as in :func:`evaluate`.
+    with its certified verdict at each ε (docs/records.md). Arguments otherwise (``threads`` too) as
+    in :func:`evaluate`.
 
     Example:
         >>> report = advgrad.certify(model, x, y, method="crown", eps=[0, 0.01, 0.02])
@@ -446,11 +523,14 @@ def certify(
     """
     smoothing = {"sigma": sigma, "n0": n0, "samples": samples, "alpha": alpha}
     config = plan_certify(method, eps=eps, norm=norm, seed=seed, smoothing=smoothing)
-    report = run_sweep(
+    report = _run(
         model,
-        _batches(data, y, batch_size),
+        data,
+        y,
+        batch_size,
         RunDescription([], config),
-        device=device if device is not None else _device(model, data),
+        device,
+        threads,
         records=None if records is None else Path(records),
     )
     return _described(report, model, data)

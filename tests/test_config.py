@@ -200,3 +200,12 @@ def test_eval_config_takes_the_method_key(tmp_path):
     result = run("--config", str(config), "--json", "-")
     assert result.exit_code == 0, result.output
     assert list(json.loads(result.stdout)["attacks"]) == ["fgsm"]
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_shipped_configs_recommend_the_export_torch_maintains(name):
+    """TorchScript is deprecated by torch: the configs' headers recommend an ExportedProgram (or
+    the weights `advgrad train --out` writes), never a TorchScript export."""
+    text = (CONFIGS / f"{name}.toml").read_text()
+    assert "torchscript" not in text.lower() and "torch.jit" not in text
+    assert tomllib.loads(text)["inputs"]["model"].endswith(".pt2")

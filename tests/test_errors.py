@@ -153,7 +153,11 @@ def test_a_user_error_is_shown_with_flags(capsys):
         (["--num-workers", "-1"], "error: --num-workers must be 0 or more, got -1"),
         (["--image-size", "0"], "error: --image-size must be at least 1, got 0"),
         (["--image-size", "8"], "error: --image-size resizes image folders only"),
-        (["--weights", "w.pt"], "error: --weights apply to models built in code"),
+        (["--weights", "w.pt"], "error: --weights w.pt: no such file"),
+        (
+            ["--model-arg", "channels=8"],
+            "error: --model-arg build digits-cnn afresh, with random weights: give the --weights",
+        ),
     ],
 )
 def test_cli_messages_name_the_flags(args, needle):

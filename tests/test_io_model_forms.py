@@ -190,7 +190,7 @@ def test_weights_and_model_args_only_for_built_models(tmp_path):
     torch.jit.save(torch.jit.script(reference()), path)
     with pytest.raises(UsageError, match="`weights` apply to models built in code"):
         load_model(str(path), ModelOptions(weights="w.pt"))
-    with pytest.raises(UsageError, match="`model_args` apply"):
+    with pytest.raises(UsageError, match="`model_args` build digits-cnn afresh, with random weights"):
         load_model(None, ModelOptions(model_args={"a": 1}))
 
 

@@ -41,7 +41,7 @@ REFERENCE = (
 class AutoAttackParams(AttackParams):
     """Which version of AutoAttack runs, and its budgets (None: the version's own)."""
 
-    version: str = param("standard", "AutoAttack version (standard: APGD-CE, APGD-T, FAB-T, Square)")
+    version: str = param("standard", "AutoAttack version (standard: APGD-CE, APGD-T, FAB-T, Square)", flag="aa-version")
     steps: int | None = param(None, "iterations of APGD-CE, of APGD-T and FAB-T per target", shown="100")
     target_classes: int | None = param(
         None, "APGD-T and FAB-T: how many of the most likely wrong classes to target", shown="9"

@@ -27,7 +27,14 @@ from advgrad.core.numeric import check_number
 from advgrad.core.threat import Norm, ThreatModel
 
 
-def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[[str, str], Any] | None = None) -> Any:
+def param(
+    default: Any,
+    help: str,
+    shown: str | None = None,
+    *,
+    parse: Callable[[str, str], Any] | None = None,
+    flag: str | None = None,
+) -> Any:
     """A parameter field with its help text and, for defaults that depend on the threat model
     (``None`` until :meth:`AttackParams.resolve`), how the default is computed (``shown``).
 
@@ -35,8 +42,10 @@ def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[
     and ``advgrad eval`` take it as ``--name`` (:mod:`advgrad.attacks.options`). ``parse`` reads a
     value written as text (command line, config file) where the field's type alone does not, e.g.
     :func:`parse_step` for a step size written as a fraction; it is called as
-    ``parse(text, "name")`` and raises :class:`UsageError` naming the parameter (the CLI shows its flag)."""
-    return field(default=default, metadata={"help": help, "shown": shown, "parse": parse})
+    ``parse(text, "name")`` and raises :class:`UsageError` naming the parameter (the CLI shows its flag).
+    ``flag`` is the option's name where the field's would clash with a command's own option
+    (AutoAttack's ``version`` is ``--aa-version``: ``--version`` prints advgrad's)."""
+    return field(default=default, metadata={"help": help, "shown": shown, "parse": parse, "flag": flag})
 
 
 EOT_HELP = (
@@ -145,7 +154,7 @@ class AttackParams:
             rows.append(
                 {
                     "name": f.name,
-                    "option": "--" + f.name.replace("_", "-"),
+                    "option": "--" + (f.metadata.get("flag") or f.name.replace("_", "-")),
                     "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
                     "default": shown if shown is not None else f.default,
                     "help": f.metadata.get("help", ""),

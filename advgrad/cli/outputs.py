@@ -13,7 +13,7 @@ from advgrad.core.errors import ExitCode, UsageError
 from advgrad.core.results import RobustnessReport
 from advgrad.evaluation.run_description import RunDescription, RunSettings
 from advgrad.io.adversarial_dir import check_folder
-from advgrad.io.files import write_json
+from advgrad.io.files import picture_format, write_json
 from advgrad.io.records_file import record_format
 from advgrad.report.chart import text_chart
 from advgrad.report.csvfile import render_csv
@@ -158,6 +158,8 @@ def check_report_paths(outputs: Outputs, io_options, config_file: str | None) ->
         {**input_paths(io_options), "--config": config_file},
         {"--save-adversarial": outputs.save_adversarial},
     )
+    if outputs.plot is not None:
+        picture_format(outputs.plot, "plot")  # plot.pdf is a PDF; plot.gif is refused before the run
 
 
 def describe_run(

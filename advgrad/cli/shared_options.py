@@ -10,13 +10,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from advgrad.cli.output_options import OUTPUT_PANEL, JsonOpt  # noqa: F401 - torch-free, shared with `attacks`
 from advgrad.io.inputs import InputOptions
 from advgrad.io.model.normalize import parse_channels
 
 IO_PANEL = "Model and data"
 RUNTIME_PANEL = "Speed and scale"
 ATTACK_PANEL = "Attack"
-OUTPUT_PANEL = "Output"
 
 ModelOpt = Annotated[
     Optional[str],
@@ -321,15 +321,6 @@ TargetOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--json",
-        help="Write the results as JSON to FILE ('-' for stdout instead of the table).",
-        rich_help_panel=OUTPUT_PANEL,
-        show_default=False,
-    ),
-]
 VerboseOpt = Annotated[
     bool,
     typer.Option(
@@ -345,7 +336,8 @@ ImagesOpt = Annotated[
     Optional[Path],
     typer.Option(
         "--images",
-        help="Write PNG images to this folder (for a table: bars of the mean change per feature).",
+        help="Write the pictures as PNG into this folder, or as this one file where the name ends with .png, .pdf, "
+        ".svg, .eps or .jpg (for a table: bars per feature).",
         rich_help_panel=OUTPUT_PANEL,
         show_default=False,
     ),

@@ -84,7 +84,9 @@ class AttackCurve:
     only the model's outputs), or ``certified`` for a certified curve (``advgrad certify``).
 
     ``abstained`` (randomized smoothing only, else None): the samples on which the smoothed
-    classifier abstained; they count as not certified at every radius.
+    classifier abstained; they count as not certified at every radius. ``bounds_computed`` (IBP,
+    CROWN, CROWN-IBP only, else None): the margin bounds computed, one per sample and ε: a bound's
+    cost, where an attack's is ``forward_samples``.
     """
 
     attack: str
@@ -97,6 +99,7 @@ class AttackCurve:
     kind: str = "gradient"
     median_norm: float | None = None
     abstained: int | None = None
+    bounds_computed: int | None = None
 
     def point_at(self, eps: float) -> CurvePoint | None:
         """The point whose ε is :func:`same_eps` as ``eps``, if any."""
@@ -127,13 +130,15 @@ class CorruptionResults:
     """Accuracy under the common corruptions of Hendrycks & Dietterich (``eval --corruptions``):
     one point per corruption and severity, and ``mean_accuracy``, the mean of the points'
     accuracies (over 15 corruptions × 5 severities with ``all``: the mean corruption accuracy that
-    RobustBench reports)."""
+    RobustBench reports). ``sample``: the run's first input (C×H×W, CPU), from which the plot draws a
+    row of corrupted examples; not part of the JSON."""
 
     severities: list[int]
     points: list[CorruptionPoint]
     mean_accuracy: float
     seconds: float = 0.0
     forward_samples: int = 0
+    sample: Any = field(default=None, repr=False, compare=False)
 
     @property
     def names(self) -> list[str]:
@@ -158,7 +163,7 @@ class CorruptionResults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CorruptionResults:
-        body = _known(cls, data)
+        body = {k: v for k, v in _known(cls, data).items() if k != "sample"}
         return cls(**{**body, "points": [CorruptionPoint(**_known(CorruptionPoint, p)) for p in data["points"]]})
 
 
@@ -231,6 +236,7 @@ class RobustnessReport:
             del body["corruptions"]
         else:
             body["timing"]["corruption_seconds"] = body["corruptions"].pop("seconds")
+            del body["corruptions"]["sample"]  # pixels for the plot, not numbers of the report
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
         for name, curve in self.attacks.items():
             raws = body["attacks"][name]["points"]

@@ -102,6 +102,7 @@ def assemble_report(
             forward_samples=tally.forward_samples,
             kind="certified",
             abstained=None if smoothing is None else tally.abstained,
+            bounds_computed=tally.bounds if smoothing is None else None,
         )
     corruptions = None
     if total.corruptions is not None:
@@ -117,6 +118,7 @@ def assemble_report(
             mean_accuracy=sum(p.correct for p in found) / (n * len(found)),  # the mean of the accuracies
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
+            sample=tally.sample,
         )
     return RobustnessReport(
         corruptions=corruptions,

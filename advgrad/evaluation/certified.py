@@ -24,11 +24,11 @@ def certify_passes(config: EvalConfig, samples: int) -> int:
 
 def certify_batch(
     bounded: Any, x: Tensor, y: Tensor, logits: Tensor, correct: Tensor, config: EvalConfig, monitor: Monitor
-) -> Tensor:
+) -> tuple[Tensor, int]:
     """bool (len(eps), N): classified correctly and every margin lower bound of ``bounded``
     (:class:`advgrad.bounds.BoundedModel`) over the ε-ball ∩ [0, 1] above the rounding slack
     (:data:`advgrad.bounds.CERTIFY_SLACK` times 1 + the sample's largest clean |logit|, as
-    :func:`advgrad.bounds.certified` requires)."""
+    :func:`advgrad.bounds.certified` requires); and the bounds computed (samples × ε)."""
     from advgrad.bounds import CERTIFY_SLACK
 
     keep = correct.nonzero().squeeze(1)  # bound only the samples classified correctly
@@ -45,7 +45,7 @@ def certify_batch(
         rows.append(row)
         monitor.on_pass()
         monitor.end()
-    return torch.stack(rows)
+    return torch.stack(rows), int(keep.numel()) * len(config.eps)
 
 
 def smoothed_batch(

@@ -43,6 +43,8 @@ def corrupted_batch(
         monitor.end()
     tally.seconds += time.perf_counter() - t0
     tally.forward_samples += counted.samples - samples
+    if first == 0 and n:
+        tally.sample = x[0].detach().cpu().clone()
     return tally
 
 

@@ -60,7 +60,7 @@ def sample_rows(result: GradientSet) -> list[dict]:
             "index": i,
             "label": int(result.y[i]),
             "pred": int(result.pred[i]),
-            "loss": float32_decimal(float(result.loss[i])),
+            "loss": float32_decimal(float(result.loss[i]) + 0.0),  # + 0.0: a loss of −log 1 is −0.0
             **{k: float32_decimal(float(norms[k][i])) for k in ("l1", "l2", "linf")},
         }
         for i in range(result.y.shape[0])

@@ -131,7 +131,7 @@ def _run_batch(
         if config.smoothing is not None:
             certified, part.certified.abstained, radius = smoothed_batch(counted, x, y, batch_index, config, monitor)
         else:
-            certified = certify_batch(bounds(x), x, y, logits, correct, config, monitor)
+            certified, part.certified.bounds = certify_batch(bounds(x), x, y, logits, correct, config, monitor)
         for j in range(len(config.eps)):
             part.certified.add_point(j, certified[j], y, torch.zeros(0))
         part.certified.seconds += time.perf_counter() - t0

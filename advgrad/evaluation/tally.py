@@ -43,6 +43,7 @@ class AttackTally:
     nonfinite: list[int] = field(default_factory=list)  # per ε: inputs tried with NaN/Inf logits ([] = none)
     nonfinite_search: int = 0  # minimal attacks: the same, during the unbounded search
     abstained: int = 0  # randomized smoothing: samples the smoothed classifier abstained on
+    bounds: int = 0  # IBP, CROWN: margin bounds computed (one per sample and ε)
 
     @classmethod
     def empty(cls, n_eps: int, classes: int) -> AttackTally:
@@ -99,6 +100,7 @@ class AttackTally:
         self.nonfinite = _add(self.nonfinite or zeros, other.nonfinite or zeros)
         self.nonfinite_search += other.nonfinite_search
         self.abstained += other.abstained
+        self.bounds += other.bounds
 
     def median_norm(self) -> float | None:
         """Median minimal norm over the attacked samples, a sample the attack could not fool counting
@@ -130,6 +132,7 @@ class CorruptionTally:
     correct: list[list[int]]
     seconds: float = 0.0
     forward_samples: int = 0
+    sample: Tensor | None = None  # the run's first input (batch 0), for the plot's row of corrupted examples
 
     @classmethod
     def empty(cls, corruptions: int, severities: int) -> CorruptionTally:
@@ -139,6 +142,7 @@ class CorruptionTally:
         self.correct = [_add(a, b) for a, b in zip(self.correct, other.correct, strict=True)]
         self.seconds += other.seconds
         self.forward_samples += other.forward_samples
+        self.sample = self.sample if self.sample is not None else other.sample
 
 
 @dataclass

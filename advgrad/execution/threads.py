@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -270,3 +272,36 @@ def apply_threads(threads: int) -> None:
         torch.set_num_interop_threads(threads)
     except RuntimeError:
         pass
+
+
+def auto_threads(
+    requested: int | None, module: nn.Module, x: Tensor, samples: int, batch_size: int, device: torch.device
+) -> ThreadChoice:
+    """The threads for a run of ``module`` over ``samples`` samples in batches of ``batch_size`` (``x``:
+    a first batch): ``requested`` as given, or ``auto`` from the CPUs available, the FLOPs of a forward
+    pass over one batch (counted on one sample) and, when that asks for more than one thread, the CPUs
+    other processes leave idle. The command line and the Python API both choose this way."""
+    batch_flops = None
+    if requested is None and device.type != "cuda" and x.shape[0]:
+        per_sample = forward_flops(module, x[:1])
+        batch_flops = None if per_sample is None else per_sample * max(1, min(batch_size, samples))
+    cpus = available_cpus()
+    choice = choose_threads(requested, cpus=cpus, batch_flops=batch_flops, device_type=device.type)
+    if choice.threads > 1 and requested is None and device.type != "cuda":  # worth a look at the neighbours
+        choice = choose_threads(None, cpus=cpus, batch_flops=batch_flops, idle=idle_cpus())
+    return choice
+
+
+@contextmanager
+def threads_for_call(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block and put back as they were after it:
+    the Python API chooses threads for its call without changing the caller's setting for good
+    (inter-op threads, which torch lets be set only once, are left alone)."""
+    before = torch.get_num_threads()
+    if threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)

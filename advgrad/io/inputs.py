@@ -12,15 +12,7 @@ from advgrad.core.errors import UsageError
 from advgrad.core.numeric import check_number
 from advgrad.execution.device import resolve_device
 from advgrad.execution.runtime import RuntimeOptions, parse_precision, prepare_model
-from advgrad.execution.threads import (
-    ThreadChoice,
-    apply_threads,
-    available_cpus,
-    choose_threads,
-    forward_flops,
-    idle_cpus,
-    parse_threads,
-)
+from advgrad.execution.threads import ThreadChoice, apply_threads, auto_threads, parse_threads
 from advgrad.io.data.load_data import DataOptions, DataSource, data_format, load_data
 from advgrad.io.data.sources import check_at_least
 from advgrad.io.data.tables import FeatureSpace
@@ -280,17 +272,7 @@ def _scale_features(model: LoadedModel, data: DataSource, device: torch.device) 
 def _set_threads(
     options: InputOptions, module: torch.nn.Module, x: Tensor, samples: int, device: torch.device
 ) -> ThreadChoice:
-    """Choose and apply torch's CPU threads for the run (:mod:`advgrad.execution.threads`): ``auto`` from
-    the CPUs available, the FLOPs of a forward pass over one batch (counted on one sample) and,
-    when that asks for more than one thread, the CPUs other processes leave idle."""
-    requested = parse_threads(options.threads)
-    batch_flops = None
-    if requested is None and device.type != "cuda" and x.shape[0]:
-        per_sample = forward_flops(module, x[:1])
-        batch_flops = None if per_sample is None else per_sample * max(1, min(options.batch_size, samples))
-    cpus = available_cpus()
-    choice = choose_threads(requested, cpus=cpus, batch_flops=batch_flops, device_type=device.type)
-    if choice.threads > 1 and requested is None and device.type != "cuda":  # worth a look at the neighbours
-        choice = choose_threads(None, cpus=cpus, batch_flops=batch_flops, idle=idle_cpus())
+    """Choose (:func:`advgrad.execution.threads.auto_threads`) and apply torch's CPU threads for the run."""
+    choice = auto_threads(parse_threads(options.threads), module, x, samples, options.batch_size, device)
     apply_threads(choice.threads)
     return choice

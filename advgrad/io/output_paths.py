@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from advgrad.core.errors import UsageError
+from advgrad.io.files import PICTURE_FORMATS
 from advgrad.io.inputs import InputOptions
 
 STDOUT = "-"
@@ -102,5 +103,13 @@ def check_output_paths(
 
 
 def images_file(folder: PathLike | None, name: str) -> Path | None:
-    """The file ``--images FOLDER`` writes (``name``, e.g. ``adversarial.png``), or None without it."""
-    return None if folder is None else Path(folder) / name
+    """The file ``--images`` writes, or None without it: ``FOLDER/name`` (``adversarial.png``), or the
+    value itself when it names a picture (``adv.pdf``: :data:`~advgrad.io.files.PICTURE_FORMATS`)."""
+    if folder is None:
+        return None
+    return Path(folder) if Path(folder).suffix.lower() in PICTURE_FORMATS else Path(folder) / name
+
+
+def images_folder(value: PathLike | None) -> PathLike | None:
+    """The folder ``--images`` fills (None where it names one picture file: :func:`images_file`)."""
+    return None if value is None or Path(value).suffix.lower() in PICTURE_FORMATS else value

@@ -30,6 +30,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 SECTIONS = ("inputs", "attacks", "gates", "outputs")
+# Options that were renamed, old flag → (new flag, what it is): the command line and config files say so.
+RENAMED_OPTIONS = {"--version": ("--aa-version", "AutoAttack's version; `advgrad --version` prints advgrad's")}
 CONFIG_LIMIT = 1 << 20  # a run's options take a few hundred bytes; the limit keeps a device or a huge file out
 
 
@@ -141,6 +143,9 @@ def map_config(data: dict[str, Any], options: list[OptionInfo], path: str | os.P
     seen: dict[str, str] = {}
     for key, (where, value) in _flatten(data, path).items():
         option = by_key.get(key)
+        renamed, what = RENAMED_OPTIONS.get(f"--{key}", ("", ""))
+        if option is None and renamed.lstrip("-") in by_key:
+            raise UsageError(f"{path}: the key {where!r} is now {renamed.lstrip('-')!r} ({what})")
         if option is None:
             close = difflib.get_close_matches(key, list(by_key), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""

@@ -11,7 +11,7 @@ points carry their numbers as tooltips; images are PNG ``data:`` URIs; nothing i
 from __future__ import annotations
 
 from advgrad.core.results import AttackCurve, CurvePoint, RobustnessReport
-from advgrad.report.fmt import norm_sub, norm_symbol, num, pct
+from advgrad.report.fmt import curves_title, norm_sub, norm_symbol, num, pct
 from advgrad.report.html_gallery import class_label, gallery
 from advgrad.report.html_page import Cell, doc_section, facts, html_table, json_block, page, percent
 from advgrad.report.plot import reference_point, sandwich, tick_labels
@@ -117,7 +117,7 @@ def curve_chart(report: RobustnessReport) -> str:
         x_ticks=list(zip(report.eps, tick_labels(report), strict=True)),
         x_label=f"ε ({norm_symbol(report.norm)})",
         y_label="accuracy",
-        title="Accuracy under attack against ε",
+        title=f"{curves_title(report)[:1].upper()}{curves_title(report)[1:]} against ε",
         description=f"{len(series)} curves over {len(report.eps)} values of ε; clean accuracy "
         f"{pct(report.clean_accuracy)}.",
         band=shares,

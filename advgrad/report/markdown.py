@@ -8,7 +8,7 @@ import json
 
 from advgrad.core.results import RobustnessReport
 from advgrad.core.text import printable
-from advgrad.report.fmt import num, pct
+from advgrad.report.fmt import curve_heading, curves_title, num, pct
 from advgrad.report.table import norm_symbol
 
 STATUS = {"passed": "✅ passed", "warning": "⚠️ warning", "not-applicable": "➖ not applicable"}
@@ -52,12 +52,15 @@ def _corruptions(report: RobustnessReport) -> list[str]:
 
 def _attack_sections(report: RobustnessReport) -> list[str]:
     """The accuracy table of the attacks (and certified curves) at each ε, and what each cost."""
-    lines = ["", "### Accuracy under attack", ""]
+    title = curves_title(report)
+    lines = ["", f"### {title[:1].upper()}{title[1:]}", ""]
     rows = [
         [report.eps_label(e)] + [pct(c.points[j].accuracy) for c in report.attacks.values()]
         for j, e in enumerate(report.eps)
     ]
-    lines += _table(["ε"] + list(report.attacks), rows)
+    mixed = len({c.kind == "certified" for c in report.attacks.values()}) > 1
+    headings = [curve_heading(name, c) if mixed else name for name, c in report.attacks.items()]
+    lines += _table(["ε", *headings], rows)
     lines += ["", "### Attacks", ""]
     attack_rows = []
     for name, curve in report.attacks.items():

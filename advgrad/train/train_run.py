@@ -117,7 +117,7 @@ def train_run(
     epoch_line: Callable,
 ) -> RobustnessReport | str | None:
     """Train as ``options`` say, telling ``info``/``warn`` what happens, ``progress(epochs)`` (a context
-    giving the per-batch callback) and ``epoch_line(entry, epochs, eps_label)`` (one line per epoch).
+    giving the per-batch callback) and ``epoch_line(entry, config)`` (one line per epoch).
     Returns what to show of the result (rank 0): the eval report on the validation samples, a line
     with their clean accuracy when there is no ε, or None (no report, or another rank). Ctrl-C
     raises :class:`~advgrad.core.errors.Interrupted` saying where the finished epochs are."""
@@ -196,7 +196,7 @@ def train_run(
             info(f"resumed from {ckpt}: {trainer.epoch} of {config.epochs} epochs done")
 
         def on_epoch(entry) -> None:
-            info(epoch_line(entry, config.epochs, config.eps.label))
+            info(epoch_line(entry, config))
             if options.log is not None:
                 write_json(options.log, _log_document(options, trainer))
 

@@ -150,7 +150,7 @@ def compare_reports(
                 points.append(
                     _change(name, p.eps, p.accuracy, q.accuracy, max_drop, n, p.eps_label or baseline.eps_label(p.eps))
                 )
-        unshared = _unshared_eps(name, curve, other, names)
+        unshared = _unshared_eps(name, (curve, other), (baseline, new), names)
         if unshared:
             grids.append(unshared)
             warnings.append(f"{unshared}; not compared there")
@@ -165,13 +165,20 @@ def compare_reports(
     return Comparison(names[0], names[1], max_drop, points, warnings)
 
 
-def _unshared_eps(name: str, curve: AttackCurve, other: AttackCurve, names: tuple[str, str]) -> str | None:
-    """A message naming the ε values at which only one of the reports measured ``name``, or None."""
-    only_base = [p.eps for p in curve.points if other.point_at(p.eps) is None]
-    only_new = [q.eps for q in other.points if curve.point_at(q.eps) is None]
-    parts = [
-        f"ε = {', '.join(f'{e:.4g}' for e in values)} only in {where}"
-        for values, where in ((only_base, names[0]), (only_new, names[1]))
-        if values
-    ]
+def _unshared_eps(
+    name: str,
+    curves: tuple[AttackCurve, AttackCurve],
+    reports: tuple[RobustnessReport, RobustnessReport],
+    names: tuple[str, str],
+) -> str | None:
+    """A message naming the ε values, as each report's user wrote them (``2/255``), at which only one
+    of the reports measured ``name``, or None."""
+    parts = []
+    for curve, other, report, where in (
+        (curves[0], curves[1], reports[0], names[0]),
+        (curves[1], curves[0], reports[1], names[1]),
+    ):
+        only = [p.eps_label or report.eps_label(p.eps) for p in curve.points if other.point_at(p.eps) is None]
+        if only:
+            parts.append(f"ε = {', '.join(only)} only in {where}")
     return f"{name}: {'; '.join(parts)}" if parts else None

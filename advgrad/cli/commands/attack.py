@@ -24,9 +24,10 @@ from advgrad.evaluation.generate import generate
 from advgrad.evaluation.records import attack_records
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
-from advgrad.io.output_paths import check_output_paths, images_file, input_paths
+from advgrad.io.output_paths import check_output_paths, images_file, images_folder, input_paths
 from advgrad.io.records_file import RecordWriter, record_format
 from advgrad.report.feature_bars import feature_bars
+from advgrad.report.fmt import norm_symbol
 from advgrad.report.html_attack import render_attack_html
 from advgrad.report.images import adversarial_grid
 from advgrad.report.table import summary_table
@@ -97,16 +98,11 @@ def attack(
         raise UsageError("only one output can go to stdout ('-'), got --json and --html")
     if records is not None:
         record_format(records)
+    picture = images_file(images, IMAGES_FILE)
     check_output_paths(
-        {
-            "--out": out_file,
-            "--json": json_out,
-            "--html": html,
-            "--records": records,
-            "--images": images_file(images, IMAGES_FILE),
-        },
+        {"--out": out_file, "--json": json_out, "--html": html, "--records": records, "--images": picture},
         input_paths(io_options),
-        {"--images": images},
+        {"--images": images_folder(images)},
     )
     spec = get_attack(method)
     if predictions is not None:  # refused before anything is loaded
@@ -174,7 +170,7 @@ def attack(
             writer.write(found.rows([spec.name], [eps_text(eps)], None))
         info(f"wrote {records}")
     if images is not None and space is not None:
-        path = _feature_plot(spec.name, eps_text(eps), saved, space, Path(images) / IMAGES_FILE)
+        path = _feature_plot(spec.name, eps_text(eps), saved, space, picture)
         info(f"wrote {path}")
     elif images is not None:
         path = adversarial_grid(
@@ -183,9 +179,11 @@ def attack(
             result.y,
             result.pred_clean,
             result.pred_adv,
-            Path(images) / IMAGES_FILE,
+            picture,
             class_names=inputs.class_names,
             norm=threat.norm,
+            eps_label=eps_text(eps),
+            title=f"{spec.name}, {norm_symbol(threat.norm)} ε = {eps_text(eps)} · {inputs.model.description}",
         )
         info(f"wrote {path}")
     report = {**summary.to_dict(), "params": resolved, "seed": io_options.seed, "early_stop": early_stop}

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import fnmatch
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from advgrad.attacks import AttackSpec, list_attacks
-from advgrad.cli import shared_options as o
-from advgrad.cli.common import emit_json
-from advgrad.cli.console import handle_errors, out
+from advgrad.cli.catalog import catalog
+from advgrad.cli.console import handle_errors, out, print_json
+from advgrad.cli.output_options import JsonOpt
 from advgrad.core.errors import UsageError
-from advgrad.report.table import attacks_listing
+from advgrad.report.attack_listing import attacks_listing
+
+if TYPE_CHECKING:
+    from advgrad.attacks import AttackSpec
 
 
 def describe_attack(spec: AttackSpec) -> dict[str, Any]:
@@ -33,7 +37,7 @@ def attacks(
     pattern: Annotated[
         str, typer.Argument(help="Only attacks whose name matches this shell pattern, e.g. 'apgd*'.")
     ] = "*",
-    json_out: o.JsonOpt = None,
+    json_out: JsonOpt = None,
 ) -> None:
     """List every attack: threat models, kind, parameters with their defaults, and the paper.
 
@@ -45,9 +49,34 @@ def attacks(
 
     Example: advgrad attacks 'apgd*'   ·   advgrad attacks --json -
     """
-    specs = list_attacks(pattern)
-    if not specs:
+    rows = attack_rows(pattern)
+    if not rows:
         raise UsageError(f"no attack matches {pattern!r}; run `advgrad attacks` to see them all")
-    rows = [describe_attack(spec) for spec in specs]
-    if not emit_json(json_out, {"attacks": rows}):
-        out.print(attacks_listing(rows))
+    if json_out is None:
+        out.print_trimmed(attacks_listing(rows, norm_label))
+    elif str(json_out) == "-":
+        print_json({"attacks": rows})
+    else:
+        from advgrad.cli.common import emit_json
+
+        emit_json(json_out, {"attacks": rows})
+
+
+def attack_rows(pattern: str = "*") -> list[dict[str, Any]]:
+    """The attacks whose name matches ``pattern``, described: from the registry when it is loaded (an
+    attack registered in this process is listed), else from the catalog, which holds the same rows
+    for the shipped attacks without importing torch."""
+    if "advgrad.attacks.registry" in sys.modules:
+        from advgrad.attacks import list_attacks
+
+        return [describe_attack(spec) for spec in list_attacks(pattern)]
+    return [row for row in catalog()["attack_listing"] if fnmatch.fnmatch(row["name"], pattern)]
+
+
+def norm_label(norm: str) -> str:
+    """``inf`` → ``L∞``: geometry's label when it is loaded, else the catalog's copy of it."""
+    if "advgrad.core.geometry" in sys.modules:
+        from advgrad.core.geometry import get_geometry
+
+        return get_geometry(norm).label
+    return catalog()["norm_labels"][norm]

@@ -16,6 +16,7 @@ config_app = typer.Typer(
     cls=HelpGroup,
     help="The run configurations shipped with advgrad: list them, or print one to run or copy and edit.",
     no_args_is_help=True,
+    add_completion=False,  # the root's --show-completion/--install-completion serve every command
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

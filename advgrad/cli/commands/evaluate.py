@@ -164,7 +164,7 @@ def eval_command(
         inputs = open_and_describe(io_options, process.device)
         hold_fixed(config, inputs)  # a table's immutable features (--eps-scale weight 0)
         warn_large_eps(config.norm, config.eps, inputs)
-        estimate = announce_cost(inputs, attacks, config.eps, process.world_size, announce=process.is_main)
+        estimate = announce_cost(inputs, attacks, config, process.world_size, announce=process.is_main)
         run = describe_run(attacks, config, inputs, gates, outputs, strict=strict, config_file=ctx.meta.get(META_KEY))
         passes = (
             estimate.passes + certify_passes(config, inputs.n_samples) + corruption_passes(config, inputs.n_samples)

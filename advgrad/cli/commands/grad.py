@@ -11,18 +11,34 @@ from rich.text import Text
 from advgrad.cli import shared_options as o
 from advgrad.cli.common import emit_json, open_and_describe
 from advgrad.cli.console import handle_errors, info, out
-from advgrad.core.errors import ExitCode, UsageError
+from advgrad.core.errors import ExitCode
 from advgrad.core.gradient import finite_difference_check
 from advgrad.core.losses import get_loss
 from advgrad.core.numeric import check_number
 from advgrad.evaluation.input_gradients import gradients, sample_rows
 from advgrad.io.files import write_tensors
 from advgrad.io.inputs import InputOptions
-from advgrad.io.output_paths import check_output_paths, images_file, input_paths
+from advgrad.io.output_paths import check_output_paths, images_file, images_folder, input_paths
+from advgrad.report.feature_bars import gradient_bars
 from advgrad.report.images import saliency_grid
 from advgrad.report.table import gradient_table
 
-IMAGES_FILE = "saliency.png"  # what --images FOLDER holds
+IMAGES_FILE = "saliency.png"  # what --images FOLDER holds (for a table: bars per feature)
+
+
+def _gradient_bars(result, space, path: Path, loss: str) -> Path:
+    """A table's gradient as bars per feature: the gradient with respect to each feature as a
+    share of its range (the attacks see z = u / r, so ∂J/∂u = ∂J/∂z / r; a fixed feature has r = 1 here)."""
+    _, _, r = space.tensors()
+    return gradient_bars(
+        space.names,
+        result.grad.reshape(result.grad.shape[0], -1).float() / r,
+        space.lower,
+        space.upper,
+        path,
+        fixed=space.fixed,
+        title=f"Input gradient of the {loss} loss, mean over {result.grad.shape[0]} samples",
+    )
 
 
 @handle_errors
@@ -72,10 +88,11 @@ def grad(
 
     Example: advgrad grad --limit 16 --out grad.pt --images saliency/ --check
     """
+    picture = images_file(images, IMAGES_FILE)
     check_output_paths(
-        {"--out": out_file, "--json": json_out, "--images": images_file(images, IMAGES_FILE)},
+        {"--out": out_file, "--json": json_out, "--images": picture},
         input_paths(io_options),
-        {"--images": images},
+        {"--images": images_folder(images)},
     )
     get_loss(loss)
     check_number(coordinates, "--coordinates", integer=True, minimum=1)
@@ -83,25 +100,22 @@ def grad(
     if tolerance is not None:  # NaN would always pass the check and a negative value always fail it
         check_number(tolerance, "--tolerance", minimum=0)
     inputs = open_and_describe(io_options)
-    if images is not None and inputs.space is not None:
-        raise UsageError(
-            "`images` draws saliency maps of images; for a table, `json` or `out` keep each feature's gradient "
-            "(with respect to the feature scaled by its range)",
-            params=("images", "json", "out"),
-        )
     result = gradients(inputs.model.module, inputs.batches(), loss=loss, device=inputs.device)
     rows = sample_rows(result)
     if out_file is not None:
         write_tensors(out_file, {**result.to_dict(), "loss_name": loss})
         info(f"wrote {out_file}")
-    if images is not None:
+    if images is not None and inputs.space is not None:
+        path = _gradient_bars(result, inputs.space, picture, loss)
+        info(f"wrote {path}")
+    elif images is not None:
         title = f"Input gradient ∇ₓJ of the {loss} loss · {inputs.model.description}"
         path = saliency_grid(
             result.x,
             result.grad,
             result.y,
             result.pred,
-            Path(images) / IMAGES_FILE,
+            picture,
             count=show,
             signed=signed,
             title=title,

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from advgrad.cli import shared_options as o
 from advgrad.cli.config_file import META_KEY, load_config
 from advgrad.cli.console import err, handle_errors, info, warn
+from advgrad.cli.console import out as stdout  # `out` is the --out option here
 from advgrad.core.errors import UsageError
 from advgrad.execution.distributed import JOIN_TIMEOUT
 
@@ -71,7 +72,10 @@ def _progress(epochs: int):
         yield update
 
 
-def _epoch_line(entry, epochs: int, eps_label: str) -> str:
+def _epoch_line(entry, config) -> str:
+    """One epoch as people read it; a certified accuracy names the bound that certified it (the
+    training's own, e.g. ``ibp``)."""
+    epochs, eps_label = config.epochs, config.eps.label
     parts = [
         f"epoch {entry.epoch}/{epochs}",
         f"loss {entry.loss:.4f}",
@@ -82,7 +86,7 @@ def _epoch_line(entry, epochs: int, eps_label: str) -> str:
     if entry.val_robust_accuracy is not None:
         parts.append(f"val pgd-10@{eps_label} {100 * entry.val_robust_accuracy:.1f}%")
     if entry.val_certified_accuracy is not None:
-        parts.append(f"val certified@{eps_label} {100 * entry.val_certified_accuracy:.1f}%")
+        parts.append(f"val {config.method}-certified@{eps_label} {100 * entry.val_certified_accuracy:.1f}%")
     parts.append(f"{entry.seconds:.1f} s")
     return " · ".join(parts)
 
@@ -345,6 +349,6 @@ def train_command(
     )
     result = train_run(options, info=info, warn=warn, progress=_progress, epoch_line=_epoch_line)
     if isinstance(result, str):
-        out.print(result, markup=False)
+        stdout.print(result, markup=False)
     elif result is not None:
         print_terminal(result)

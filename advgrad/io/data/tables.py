@@ -261,8 +261,11 @@ def _read_rows(path: Path, columns: tuple[str, ...], option: str) -> list:
     return keyed if named else picked  # type: ignore[return-value]
 
 
-def per_feature(path: str | Path, names: Sequence[str], columns: tuple[str, ...], option: str) -> list[tuple]:
-    """The values of ``columns`` for every feature of ``names``, from a bounds or ε-scale file."""
+def per_feature(
+    path: str | Path, names: Sequence[str], columns: tuple[str, ...], option: str, default: tuple | None = None
+) -> list[tuple]:
+    """The values of ``columns`` for every feature of ``names``, from a bounds or ε-scale file; a
+    file that names its features may leave some out when there is a ``default`` for them."""
     path = Path(path).expanduser()
     rows = _read_rows(path, columns, option)
     if isinstance(rows, dict):
@@ -272,9 +275,9 @@ def per_feature(path: str | Path, names: Sequence[str], columns: tuple[str, ...]
                 f"`{option}` {path} names feature '{short(unknown[0])}', which the data does not have", params=option
             )
         absent = [n for n in names if n not in rows]
-        if absent:
+        if absent and default is None:
             raise UsageError(f"`{option}` {path} has no entry for feature '{short(absent[0])}'", params=option)
-        return [rows[n] for n in names]
+        return [rows.get(n, default) for n in names]
     if len(rows) != len(names):
         raise UsageError(f"`{option}` {path} has {len(rows)} rows; the data has {len(names)} features", params=option)
     return rows
@@ -292,8 +295,9 @@ def read_bounds(path: str | Path, names: Sequence[str]) -> tuple[tuple[float, ..
 
 
 def read_eps_scale(path: str | Path, names: Sequence[str]) -> tuple[float, ...]:
-    """One ε weight per feature from ``--eps-scale FILE`` (:class:`FeatureSpace` checks them)."""
-    return tuple(r[0] for r in per_feature(path, names, ("scale",), "eps_scale"))
+    """One ε weight per feature from ``--eps-scale FILE`` (:class:`FeatureSpace` checks them); a file
+    that names features may list only some: the others weigh 1."""
+    return tuple(r[0] for r in per_feature(path, names, ("scale",), "eps_scale", default=(1.0,)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -90,6 +91,38 @@ def _load_default(spec: str, options: ModelOptions) -> LoadedModel:
     )
 
 
+def _load_architecture(spec: str, options: ModelOptions) -> LoadedModel:
+    """An architecture ``advgrad train --model NAME`` builds (:data:`advgrad.models.ARCHITECTURES`),
+    with ``--weights`` (what ``train --out`` wrote) and ``--model-arg``; ``digits-cnn`` alone is the
+    embedded default. An architecture that ships no weights needs ``--weights``."""
+    from advgrad.models import ARCHITECTURES
+
+    if options.weights is None and options.model_args:
+        raise UsageError(
+            f"`model_args` build {spec} afresh, with random weights: give the `weights` trained for it too",
+            params=("model_args", "weights"),
+        )
+    if options.weights is None and spec == DEFAULT_MODEL:
+        return _load_default(spec, options)
+    if options.weights is None:
+        raise UsageError(
+            f"{spec} ships without weights: give the file `advgrad train --model {spec} --out FILE` wrote as `weights`",
+            params="weights",
+        )
+    module, extra = build_factory(
+        f"advgrad.models:{ARCHITECTURES[spec].__name__}", options.model_args, options.weights, unsafe_pickle=False
+    )
+    weights = Path(str(options.weights)).name
+    description = f"{type(module).__name__} ({spec}) with the weights of {weights}"
+    return LoadedModel(module.to(options.device), "architecture", spec, description, extra)
+
+
+def _is_architecture(spec: str) -> bool:
+    from advgrad.models import ARCHITECTURES
+
+    return spec in ARCHITECTURES
+
+
 def _load_torchvision(spec: str, options: ModelOptions) -> LoadedModel:
     name = spec[len(TORCHVISION) :]
     built = build_torchvision(name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle)
@@ -128,7 +161,7 @@ class ModelFormat:
 
 
 FORMATS: list[ModelFormat] = [
-    ModelFormat("default", lambda s: s == DEFAULT_MODEL, _load_default),
+    ModelFormat("architecture", _is_architecture, _load_architecture, builds=True),
     ModelFormat("default-robust", lambda s: s == ROBUST_MODEL, _load_robust),
     ModelFormat("torchvision", lambda s: s.startswith(TORCHVISION), _load_torchvision, builds=True),
     ModelFormat("timm", lambda s: s.startswith(TIMM), load_timm, builds=True),
