@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,18 @@ from torch import Tensor, nn
 
 from advgrad.attacks import AttackSpec, get_attack
 from advgrad.attacks.options import collect_options
-from advgrad.eps import parse_eps
-from advgrad.errors import AdvgradWarning, UsageError
+from advgrad.core.eps import parse_eps
+from advgrad.core.errors import AdvgradWarning, UsageError
+from advgrad.core.gradient import frozen
+from advgrad.core.results import RobustnessReport
+from advgrad.core.targets import parse_target
+from advgrad.core.threat import ThreatModel, eps_beyond_box, parse_norm
 from advgrad.evaluation.eval_config import plan_certify, plan_eval
 from advgrad.evaluation.generate import attack_batch
 from advgrad.evaluation.run import run_sweep
 from advgrad.evaluation.run_description import RunDescription
-from advgrad.gradient import frozen
+from advgrad.execution.threads import auto_threads, parse_threads, threads_for_call
 from advgrad.io.data.sources import check_at_least
-from advgrad.results import RobustnessReport
-from advgrad.targets import parse_target
-from advgrad.threat import ThreatModel, parse_norm
 
 Eps = float | str
 
@@ -84,6 +86,43 @@ def _check_batch(x: Tensor, y: Tensor) -> None:
         )
 
 
+def _warn_large_eps(norm: str, eps_values: Sequence[float], features: int | None) -> None:
+    """Warn, as the command line does, when an ε is larger than the input box (``eps=8``: did you
+    mean 8/255?); the call goes on."""
+    message = None if features is None else eps_beyond_box(norm, list(eps_values), features)
+    if message is not None:
+        warnings.warn(message, AdvgradWarning, stacklevel=3)
+
+
+def _threads(
+    threads: int | str | None, model: nn.Module, x: Tensor | None, samples: int, batch_size: int, device: Any
+) -> AbstractContextManager:
+    """torch's CPU threads for the call, chosen as ``--threads`` chooses them (``"auto"``: from the CPUs
+    available, the model's size and the neighbours' load; a number: as given) and put back as they were
+    afterwards; ``None`` leaves torch's setting alone."""
+    if threads is None:
+        return nullcontext()
+    requested = parse_threads(threads)
+    probe = x if x is not None else torch.zeros(0)
+    choice = auto_threads(requested, model, probe, samples, batch_size, torch.device(device))
+    if choice.warning:
+        warnings.warn(str(choice.warning), AdvgradWarning, stacklevel=3)
+    return threads_for_call(choice.threads)
+
+
+def _first_batch(data: Any) -> Tensor | None:
+    """Inputs of the first samples, where reading them changes nothing (no data used up, no random
+    state drawn): a tensor, a data source, a DataLoader over a TensorDataset; else None."""
+    if isinstance(data, Tensor):
+        return data
+    if hasattr(data, "batches"):
+        return next(iter(data.batches(1)), (None, None))[0]
+    dataset = getattr(data, "dataset", None)
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return dataset.tensors[0][:1]
+    return None
+
+
 def attack(
     model: nn.Module,
     x: Tensor,
@@ -95,6 +134,7 @@ def attack(
     target: int | str | Tensor | None = None,
     seed: int = 0,
     early_stop: bool = False,
+    threads: int | str | None = "auto",
     **params: Any,
 ) -> Tensor:
     """Adversarial examples for a batch: ``x_adv`` with ‖x_adv − x‖ ≤ ε and x_adv in [0, 1].
@@ -116,6 +156,10 @@ def attack(
             ``"random"`` or ``"least-likely"``.
         seed: seeds random starts and random targets; the same seed gives the same result.
         early_stop: stop attacking a sample once it is fooled (default: the full budget).
+        threads: torch's CPU threads for this call, as ``advgrad --threads``: ``"auto"`` (from the
+            CPUs this process may use, the model's size and what other processes leave idle; one
+            for a small model), a number, or ``None`` to keep torch's own setting. The setting in
+            force before the call is restored after it.
         **params: the attack's parameters (steps, step_size, restarts, random_start, loss,
             momentum, queries, eot…; ``advgrad attacks`` lists each attack's).
 
@@ -140,7 +184,8 @@ def attack(
             )
     else:
         target = parse_target(target)
-    with frozen(model):
+    _warn_large_eps(threat.norm, [threat.eps], x[0].numel() if x.shape[0] else None)
+    with _threads(threads, model, x, x.shape[0], x.shape[0], x.device), frozen(model):
         x_adv, _, _ = attack_batch(
             model,
             x,
@@ -164,7 +209,7 @@ def _batches(data: Any, y: Tensor | None, batch_size: int) -> Iterable[tuple[Ten
         return zip(data.split(batch_size), y.split(batch_size), strict=True)
     if y is not None:
         raise TypeError("y is given with the inputs tensor only; batches and data sources carry their labels")
-    if hasattr(data, "batches"):  # a DataSource (advgrad.io.data.load.load_data)
+    if hasattr(data, "batches"):  # a DataSource (advgrad.io.data.load_data.load_data)
         return data.batches(batch_size)
     return data  # an iterable of (x, y) batches, e.g. a torch DataLoader
 
@@ -201,6 +246,10 @@ def evaluate(
     corruptions: str | Sequence[str] | None = None,
     timeout: float | None = None,
     budget: float | None = None,
+    records: str | os.PathLike | None = None,
+    save_adversarial: str | os.PathLike | None = None,
+    binarization: bool | None = None,
+    threads: int | str | None = "auto",
     **params: Any,
 ) -> RobustnessReport:
     """The robustness curve: clean accuracy and accuracy under each attack at each ε, with sanity checks.
@@ -213,7 +262,7 @@ def evaluate(
     Args:
         model: a classifier returning logits, taking pixels in [0, 1].
         data: inputs ``x`` (N, ...) with ``y``; or an iterable of ``(x, y)`` batches such as a
-            ``torch.utils.data.DataLoader``; or a data source from :func:`advgrad.io.data.load.load_data`.
+            ``torch.utils.data.DataLoader``; or a data source from :func:`advgrad.io.data.load_data.load_data`.
         y: labels (N,) when ``data`` is a tensor.
         attacks: attack names, a list or ``"fgsm,pgd"``.
         eps: the ε values (numbers or fractions such as ``"8/255"``), a list or one value; default:
@@ -226,17 +275,25 @@ def evaluate(
         device: where to run; default: the device of ``x`` (else of the model's parameters).
         certify: ``"ibp"``, ``"crown"``, ``"crown-ibp"``, ``"alpha-crown"`` or ``"bab"``: also certify
             each sample (a curve of kind ``certified``, a lower bound beside the attacks' upper bounds;
-            a sample certified yet fooled raises :class:`~advgrad.errors.InternalError`). ``"bab"``
+            a sample certified yet fooled raises :class:`~advgrad.core.errors.InternalError`). ``"bab"``
             also counts the samples it falsified (an upper bound), within ``timeout`` seconds per
             sample and a ``budget`` of seconds for the run. See :func:`certify`.
         corruptions: ``"all"`` or names of common corruptions (Hendrycks & Dietterich 2019; see
             :func:`advgrad.corruptions.list_corruptions`): accuracy under each at severities 1 to 5 and
             their mean, in ``report.corruptions``. With corruptions, ``attacks`` may be empty (``[]``).
+        records: a ``.jsonl``, ``.csv`` or ``.parquet`` file for one row per sample (docs/records.md):
+            every accuracy of the report is a sum of its rows.
+        save_adversarial: a folder for every counted adversarial example and the clean inputs, which
+            ``advgrad rescore`` re-runs the model on.
+        binarization: run the binarization test (Zimmermann et al. 2022) and its check: True, False,
+            or None (by default with an ensemble attack, when it costs at most a tenth of the run).
+        threads: torch's CPU threads for this call, as in :func:`attack` (default ``"auto"``, as the
+            command line; restored afterwards; ``None`` keeps torch's setting).
         **params: attack parameters (steps, restarts, step_size, queries…); each attack takes those
             it has, and one that no chosen attack takes is an error.
 
     Returns:
-        A :class:`~advgrad.results.RobustnessReport`: ``report.attacks["pgd"].points[j].accuracy`` at
+        A :class:`~advgrad.core.results.RobustnessReport`: ``report.attacks["pgd"].points[j].accuracy`` at
         ``report.eps[j]``, ``report.clean_accuracy``, ``report.checks``; ``report.to_dict()`` is the
         JSON of ``advgrad eval --json`` and :func:`advgrad.write_report` writes any of its formats.
 
@@ -270,13 +327,40 @@ def evaluate(
 
         model = FeatureScaled(model, space).to(_device(model, data)).eval()
         config.fixed = space.fixed
-    report = run_sweep(
+    config.keep_adversarial = save_adversarial is not None
+    config.binarization = binarization
+    report = _run(
         model,
-        _batches(data, y, batch_size),
+        data,
+        y,
+        batch_size,
         RunDescription(chosen, config),
-        device=device if device is not None else _device(model, data),
+        device,
+        threads,
+        records=None if records is None else Path(records),
+        adversarial=None if save_adversarial is None else Path(save_adversarial),
     )
     return _described(report, model, data)
+
+
+def _run(
+    model: nn.Module,
+    data: Any,
+    y: Tensor | None,
+    batch_size: int,
+    run: RunDescription,
+    device: torch.device | str | None,
+    threads: int | str | None,
+    **outputs: Any,
+) -> RobustnessReport:
+    """``run`` over the data as :func:`evaluate` and :func:`certify` take it, on ``device`` (default: the
+    data's or the model's), with ``threads`` for the call; a warning when an ε exceeds the input box."""
+    device = device if device is not None else _device(model, data)
+    first = _first_batch(data)
+    _warn_large_eps(run.config.norm, run.config.eps, first[0].numel() if first is not None and first.shape[0] else None)
+    batch = getattr(data, "batch_size", None) or batch_size  # a DataLoader's own batch size
+    with _threads(threads, model, first, data.shape[0] if isinstance(data, Tensor) else batch, batch, device):
+        return run_sweep(model, _batches(data, y, batch_size), run, device=device, **outputs)
 
 
 def load_model(
@@ -307,9 +391,9 @@ def load_model(
         >>> model = advgrad.load_model("torchvision:resnet18", weights="resnet18.pth",
         ...                            mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
     """
-    from advgrad.device import resolve_device
-    from advgrad.io.model.load import ModelOptions
-    from advgrad.io.model.load import load_model as _load
+    from advgrad.execution.device import resolve_device
+    from advgrad.io.model.load_model import ModelOptions
+    from advgrad.io.model.load_model import load_model as _load
 
     options = ModelOptions(
         device=resolve_device(str(device)),
@@ -343,14 +427,14 @@ def load_data(
     ``.safetensors`` file holding x and y, an image folder (one sub-folder per class), or ``mnist``,
     ``fashion-mnist``, ``cifar10``, ``cifar100``, ``svhn`` (from ``root``; ``download=True`` fetches
     them). ``limit`` keeps the first N samples (of a ``seed``-ed shuffle with ``shuffle=True``).
-    For data too large to hold at once, :func:`advgrad.io.data.load.load_data` gives a source to pass
+    For data too large to hold at once, :func:`advgrad.io.data.load_data.load_data` gives a source to pass
     to :func:`advgrad.evaluate` as it is.
 
     Example:
         >>> x, y = advgrad.load_data("cifar10", root="data", limit=500)
     """
-    from advgrad.io.data.load import DataOptions
-    from advgrad.io.data.load import load_data as _load
+    from advgrad.io.data.load_data import DataOptions
+    from advgrad.io.data.load_data import load_data as _load
 
     source = _load(
         None if spec is None else str(spec),
@@ -360,7 +444,7 @@ def load_data(
         warnings.warn(message, AdvgradWarning, stacklevel=2)
     if getattr(source, "space", None) is not None:
         raise UsageError(
-            f"{spec} is a table: pass advgrad.io.data.load.load_data({str(spec)!r}) to advgrad.evaluate as it is, "
+            f"{spec} is a table: pass advgrad.io.data.load_data.load_data({str(spec)!r}) to advgrad.evaluate as it is, "
             "which puts the per-feature scaling in front of the model"
         )
     return source.fetch(source.select(limit=limit, shuffle=shuffle, seed=seed))
@@ -368,14 +452,16 @@ def load_data(
 
 def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: str | None = None) -> Path:
     """Write ``report`` to ``path`` in the format its suffix names (or ``format``): ``json``, ``csv``,
-    ``md`` (Markdown), ``xml`` (JUnit) or ``png`` (the plot), as ``advgrad eval --json/--csv/
-    --markdown/--junit/--plot`` do; written atomically. Returns the path.
+    ``md`` (Markdown), ``xml`` (JUnit), ``html`` (one self-contained page) or a picture of the plot
+    (``png``, ``pdf``, ``svg``, ``eps``, ``jpg``), as
+    ``advgrad eval --json/--csv/--markdown/--junit/--html/--plot`` do; written atomically. Returns the path.
 
     Example:
         >>> advgrad.write_report(report, "report.md")
     """
-    from advgrad.io.files import write_json, write_text
+    from advgrad.io.files import PICTURE_FORMATS, write_json, write_text
     from advgrad.report.csvfile import render_csv
+    from advgrad.report.html import render_html
     from advgrad.report.junit import render_junit
     from advgrad.report.markdown import render_markdown
     from advgrad.report.plot import plot_report
@@ -388,15 +474,20 @@ def write_report(report: RobustnessReport, path: str | os.PathLike, *, format: s
         "markdown": render_markdown,
         "xml": render_junit,
         "junit": render_junit,
+        "html": render_html,
+        "htm": render_html,
     }
     if kind == "json":
         write_json(path, report.to_dict())
     elif kind in text_renderers:
         write_text(path, text_renderers[kind](report))
-    elif kind == "png":
-        plot_report(report, path)
+    elif f".{kind}" in PICTURE_FORMATS:
+        plot_report(report, path, format=PICTURE_FORMATS[f".{kind}"])
     else:
-        raise UsageError(f"{path}: say which format to write (suffix or format=): json, csv, md, xml or png")
+        raise UsageError(
+            f"{path}: say which format to write (suffix or format=): json, csv, md, xml, html, or a picture: png, pdf, "
+            "svg, eps, jpg"
+        )
     return path
 
 
@@ -418,6 +509,8 @@ def certify(
     timeout: float | None = None,
     budget: float | None = None,
     max_domains: int | None = None,
+    records: str | os.PathLike | None = None,
+    threads: int | str | None = "auto",
 ) -> RobustnessReport:
     """Certified accuracy per ε, as ``advgrad certify`` computes it: one curve of kind ``certified``.
 
@@ -433,8 +526,9 @@ def certify(
     a verdict: verified (counted), falsified (a counterexample in the ball ∩ box that a forward
     pass confirmed; ``point.falsified`` counts them, ``report.counterexamples`` holds them) or
     unknown, when its ``timeout`` (seconds per sample), the run's ``budget`` (seconds) or
-    ``max_domains`` (sub-domains per sample; default 100,000) runs out. Arguments otherwise as in
-    :func:`evaluate`.
+    ``max_domains`` (sub-domains per sample; default 100,000) runs out. ``records``: one row per
+    sample with its certified verdict at each ε (docs/records.md). Arguments otherwise (``threads``
+    too) as in :func:`evaluate`.
 
     Example:
         >>> report = advgrad.certify(model, x, y, method="crown", eps=[0, 0.01, 0.02])
@@ -443,10 +537,14 @@ def certify(
     smoothing = {"sigma": sigma, "n0": n0, "samples": samples, "alpha": alpha}
     bab = {"timeout": timeout, "budget": budget, "max_domains": max_domains}
     config = plan_certify(method, eps=eps, norm=norm, seed=seed, smoothing=smoothing, bab=bab)
-    report = run_sweep(
+    report = _run(
         model,
-        _batches(data, y, batch_size),
+        data,
+        y,
+        batch_size,
         RunDescription([], config),
-        device=device if device is not None else _device(model, data),
+        device,
+        threads,
+        records=None if records is None else Path(records),
     )
     return _described(report, model, data)

@@ -17,8 +17,8 @@ import torch
 
 import advgrad
 from advgrad.attacks import get_attack, run_attack
-from advgrad.eps import parse_eps
-from advgrad.threat import ThreatModel
+from advgrad.core.eps import parse_eps
+from advgrad.core.threat import ThreatModel
 
 
 def main() -> None:

@@ -47,8 +47,8 @@ def child(kind: str, method: str, samples: int, eps: float, norm: str, width: in
     from advgrad.bounds import certified
 
     if kind == "default":
-        from advgrad.io.data.load import load_default
-        from advgrad.io.model.load import load_default_model
+        from advgrad.io.data.load_data import load_default
+        from advgrad.io.model.load_model import load_default_model
 
         model = load_default_model()
         x, y = load_default().fetch(torch.arange(samples))

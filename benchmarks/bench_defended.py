@@ -1,4 +1,4 @@
-"""Adaptive attacks on the two toy defences of :mod:`advgrad.models.defended`: accuracy under attack
+"""Adaptive attacks on the two toy defences of :mod:`advgrad.io.model.defended`: accuracy under attack
 without and with EOT or BPDA, the figures of the "Defended models" section of docs/attacks.md.
 
     python benchmarks/bench_defended.py [--samples 450] [--eps 0.1] [--threads 1]
@@ -13,8 +13,8 @@ without and with EOT or BPDA, the figures of the "Defended models" section of do
 
 Every figure is the accuracy at ε (L∞) on the first ``--samples`` embedded test digits, in batches
 of 256 as ``advgrad eval`` runs them; each model is seeded, so the figures repeat exactly. The same
-runs from the command line: ``advgrad eval --model advgrad.models.defended:noisy_digits --attack pgd
---eps 0,0.1 --eot 20`` and ``advgrad eval --model advgrad.models.defended:quantized_digits --bpda
+runs from the command line: ``advgrad eval --model advgrad.io.model.defended:noisy_digits --attack pgd
+--eps 0,0.1 --eot 20`` and ``advgrad eval --model advgrad.io.model.defended:quantized_digits --bpda
 quantize --attack pgd --eps 0,0.1``.
 """
 
@@ -27,9 +27,9 @@ import torch
 
 from advgrad.attacks import get_attack
 from advgrad.evaluation import EvalAttack, EvalConfig, evaluate
-from advgrad.io.data.load import load_default
+from advgrad.io.data.load_data import load_default
 from advgrad.io.model.bpda import apply_bpda, parse_bpda
-from advgrad.models.defended import noisy_digits, quantized_digits
+from advgrad.io.model.defended import noisy_digits, quantized_digits
 
 
 def _run(model, name: str, attack: EvalAttack, samples: int, eps: float, predictions: int | None) -> None:

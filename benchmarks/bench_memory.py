@@ -44,10 +44,10 @@ def child_library(n: int, device: str, steps: int, batch: int) -> None:
     from common import CycledSource  # benchmarks/ is on the path: this file runs as a script
 
     from advgrad.attacks import get_attack
-    from advgrad.eps import parse_eps_list
+    from advgrad.core.eps import parse_eps_list
     from advgrad.evaluation import EvalAttack, EvalConfig, evaluate
-    from advgrad.io.data.load import load_default
-    from advgrad.io.model.load import load_default_model
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_default_model
 
     dev = torch.device(device)
     model = load_default_model(dev)
@@ -96,7 +96,7 @@ def run_child(args: list[str], threads: int, extra_env: dict[str, str] | None = 
 def write_data(path: Path, n: int) -> None:
     import numpy as np
 
-    from advgrad.io.data.load import load_default
+    from advgrad.io.data.load_data import load_default
 
     base = load_default()
     index = np.arange(n) % len(base)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cifar_convnet, interleaved_medians  # noqa: E402
 
 from advgrad.attacks import PGDParams, get_attack, run_attack  # noqa: E402
-from advgrad.gradient import frozen  # noqa: E402
-from advgrad.threat import ThreatModel  # noqa: E402
+from advgrad.core.gradient import frozen  # noqa: E402
+from advgrad.core.threat import ThreatModel  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python benchmarks/bench_precision.py [--model digits|resnet18] [--device cpu|cuda] [--steps 20]
                                          [--eps 0,0.02,0.05,0.1,0.15,0.2,0.3] [--precisions fp32,bf16,fp16]
 
-For each precision the model runs under autocast (advgrad/runtime.py: the input, gradient and
+For each precision the model runs under autocast (advgrad/execution/runtime.py: the input, gradient and
 perturbation stay float32) and one evaluation (FGSM and PGD, the same seed) gives accuracy at each
 ε. Beside it: how far the input gradient ∇ₓJ moves from its float32 value — the share of its
 coordinates whose sign flips (FGSM and L∞ PGD step along sign(∇ₓJ)) and its cosine with the
@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fitted_resnet18, template_images  # noqa: E402
 
 from advgrad.attacks import get_attack  # noqa: E402
-from advgrad.eps import parse_eps_list  # noqa: E402
+from advgrad.core.eps import parse_eps_list  # noqa: E402
+from advgrad.core.gradient import input_gradient  # noqa: E402
 from advgrad.evaluation import EvalAttack, EvalConfig, evaluate  # noqa: E402
-from advgrad.gradient import input_gradient  # noqa: E402
-from advgrad.io.data.load import load_default  # noqa: E402
-from advgrad.io.model.load import load_default_model  # noqa: E402
-from advgrad.runtime import RuntimeModel, RuntimeOptions, check_precision  # noqa: E402
+from advgrad.execution.runtime import RuntimeModel, RuntimeOptions, check_precision  # noqa: E402
+from advgrad.io.data.load_data import load_default  # noqa: E402
+from advgrad.io.model.load_model import load_default_model  # noqa: E402
 
 
 def inputs(name: str, device: torch.device):

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_medians  # noqa: E402
 
 from advgrad.attacks import PGDParams, get_attack, run_attack  # noqa: E402
-from advgrad.eps import parse_eps_list
+from advgrad.core.eps import parse_eps_list
+from advgrad.core.seeding import generator_for  # noqa: E402
+from advgrad.core.threat import ThreatModel  # noqa: E402
 from advgrad.evaluation import EvalAttack, EvalConfig, evaluate
 from advgrad.evaluation.counting import CountingModel  # noqa: E402
-from advgrad.io.data.load import load_default  # noqa: E402
-from advgrad.io.model.load import load_default_model  # noqa: E402
-from advgrad.seeding import generator_for  # noqa: E402
-from advgrad.threat import ThreatModel  # noqa: E402
+from advgrad.io.data.load_data import load_default  # noqa: E402
+from advgrad.io.model.load_model import load_default_model  # noqa: E402
 
 
 def main() -> None:

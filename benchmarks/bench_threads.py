@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [c.strip() for c in args.counts.split(",") if c.strip()] + ["auto"]
 
-    from advgrad.threads import available_cpus
+    from advgrad.execution.threads import available_cpus
 
     print(
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, this process may use {available_cpus()}; "

@@ -20,7 +20,7 @@ torchvision's ResNet-18 with a 3×3 stem and no max-pool, made to classify a syn
 with. What early exit saves depends on how soon samples are fooled, so the evaluation is timed at
 two ε (``--eps``): 1/255, where PGD-10 leaves about a third of the samples robust and fools the
 rest at various steps, and 4/255, where every sample falls within a few steps. ``--precision``,
-``--channels-last`` and ``--compile`` apply advgrad's runtime options (advgrad/runtime.py) to the
+``--channels-last`` and ``--compile`` apply advgrad's runtime options (advgrad/execution/runtime.py) to the
 model every candidate uses.
 """
 
@@ -40,11 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fitted_resnet18, interleaved_medians, template_images  # noqa: E402
 
 from advgrad.attacks import PGDParams, get_attack, run_attack  # noqa: E402
-from advgrad.eps import parse_eps_list
+from advgrad.core.eps import parse_eps_list
+from advgrad.core.gradient import frozen  # noqa: E402
+from advgrad.core.threat import ThreatModel  # noqa: E402
 from advgrad.evaluation import EvalAttack, EvalConfig, evaluate  # noqa: E402
-from advgrad.gradient import frozen  # noqa: E402
-from advgrad.runtime import RuntimeOptions, prepare_model  # noqa: E402
-from advgrad.threat import ThreatModel  # noqa: E402
+from advgrad.execution.runtime import RuntimeOptions, prepare_model  # noqa: E402
 
 NOISE = 0.1  # the synthetic task's noise share: clean accuracy 100%
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import cifar_convnet, interleaved_medians  # noqa: E402
 
-from advgrad.gradient import frozen  # noqa: E402
+from advgrad.core.gradient import frozen  # noqa: E402
 from advgrad.io.data.sources import TensorSource  # noqa: E402
 from advgrad.train import TrainConfig, Trainer  # noqa: E402
 

@@ -17,8 +17,8 @@ import torch
 
 from advgrad.attacks import get_attack
 from advgrad.evaluation import EvalAttack, EvalConfig, evaluate
-from advgrad.io.data.load import load_default
-from advgrad.io.model.load import load_model
+from advgrad.io.data.load_data import load_default
+from advgrad.io.model.load_model import load_model
 from advgrad.report.mpl import pyplot, save_figure
 
 EPS = [0.0, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3]

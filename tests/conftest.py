@@ -27,14 +27,14 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "advgrad"))
 
 @pytest.fixture(scope="session")
 def digits_model() -> nn.Module:
-    from advgrad.io.model.load import load_default_model
+    from advgrad.io.model.load_model import load_default_model
 
     return load_default_model()
 
 
 @pytest.fixture(scope="session")
 def digits_test():
-    from advgrad.io.data.load import load_default
+    from advgrad.io.data.load_data import load_default
 
     return load_default("test")
 

@@ -143,7 +143,7 @@ def spring(marker: str) -> Tensor:  # pragma: no cover - must never run during a
 
 
 def independent_norm(delta: Tensor, norm: str) -> Tensor:
-    """Per-sample norm computed in float64 with NumPy, independently of advgrad.threat."""
+    """Per-sample norm computed in float64 with NumPy, independently of advgrad.core.threat."""
     flat = delta.detach().double().reshape(delta.shape[0], -1).cpu().numpy()
     if norm == "inf":
         return torch.from_numpy(np.abs(flat).max(axis=1))

@@ -11,12 +11,12 @@ from torch import Tensor, nn
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.core.losses import margin
+from advgrad.core.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.sweep import evaluate
-from advgrad.io.data.load import load_default
-from advgrad.io.model.load import load_default_model
-from advgrad.losses import margin
-from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
+from advgrad.io.data.load_data import load_default
+from advgrad.io.model.load_model import load_default_model
 
 DIAGNOSTICS_OK = {
     "gradient_samples": 100,
@@ -28,6 +28,13 @@ DIAGNOSTICS_OK = {
     "output_rows": 100,
     "output_unit_rows": 0,
     "output_simplex_rows": 0,
+    "loss_samples": 100,
+    "loss_saturated": 0,
+    "consistency_samples": 100,
+    "consistency_mismatched": 0,
+    "cost_samples": 8,
+    "cost_min": 12,
+    "cost_max": 12,
     "input_shape": [1, 8, 8],
 }
 
@@ -149,6 +156,7 @@ def run_default(
     batch_size: int = 20,
     model: nn.Module | None = None,
     examples: int = 0,
+    binarization: bool | None = None,
     **kwargs,
 ) -> RobustnessReport:
     """evaluate() on the first ``limit`` embedded digits with the default model (or ``model``)."""
@@ -159,18 +167,14 @@ def run_default(
         ]
     data = load_default()
     net = model if model is not None else load_default_model()
-    config = EvalConfig(eps=list(eps), seed=0, examples=examples)
+    config = EvalConfig(eps=list(eps), seed=0, examples=examples, binarization=binarization)
     return evaluate(net, data.batches(batch_size, limit=limit), attacks, config, **kwargs)
 
 
 def comparable(report: dict) -> dict:
     """A report's JSON without what may differ between equal runs: timing and where outputs went."""
     report = json.loads(json.dumps(report))
-    report.pop("timing")
-    for curve in report["attacks"].values():
-        curve.pop("seconds")
-    if report.get("corruptions") is not None:
-        report["corruptions"].pop("seconds")
+    report.pop("timing")  # every measured time sits there (schema version 2)
     report.get("config", {}).pop("outputs", None)
     return report
 

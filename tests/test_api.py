@@ -15,7 +15,7 @@ import torch
 from helpers import assert_inside, invoke
 
 import advgrad
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 96
@@ -165,8 +165,10 @@ def test_write_report_by_suffix(batch, model, tmp_path):
     )
     assert "fgsm" in advgrad.write_report(report, tmp_path / "r.md").read_text()
     assert advgrad.write_report(report, tmp_path / "r.csv").read_text().count("\n") >= 2
-    with pytest.raises(UsageError, match="json, csv, md, xml or png"):
+    with pytest.raises(UsageError, match="png, pdf, svg, eps, jpg"):
         advgrad.write_report(report, tmp_path / "r.txt")
+    assert advgrad.write_report(report, tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+    assert advgrad.write_report(report, tmp_path / "plot", format="svg").read_text().lstrip().startswith("<?xml")
 
 
 def test_the_readme_python_api_runs(tmp_path, monkeypatch):
@@ -205,3 +207,55 @@ def test_certify_with_smoothing_counts_abstentions(batch, model):
     assert [p.robust for p in again.attacks["smoothing"].points] == [p.robust for p in curve.points]
     with pytest.raises(UsageError):
         advgrad.certify(model, x[:8], y[:8], method="smoothing", sigma=0)
+
+
+class _ThreadsSeen(torch.nn.Module):
+    """The model, recording torch's intra-op threads at each forward pass."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.seen = inner, []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("call", ["attack", "evaluate"])
+def test_the_api_chooses_threads_as_the_cli_and_puts_the_callers_back(batch, model, call):
+    """auto gives the small digits CNN one thread (as `--threads auto`); the caller's setting is in force
+    again after the call; threads=None runs on the caller's setting."""
+    from advgrad.execution.threads import auto_threads
+
+    x, y = batch[0][:16], batch[1][:16]
+    expected = auto_threads(None, model, x, 16, 16, torch.device("cpu")).threads
+    assert expected == 1
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for threads, during in (("auto", expected), (None, 2), (1, 1)):
+            seen = _ThreadsSeen(model)
+            if call == "attack":
+                advgrad.attack(seen, x, y, "fgsm", eps=0.1, threads=threads)
+            else:
+                advgrad.evaluate(seen, x, y, attacks="fgsm", eps=[0, 0.1], threads=threads)
+            probe = 1 if threads == "auto" else 0  # auto counts the model's FLOPs in one pass before choosing
+            assert set(seen.seen[probe:]) == {during}, threads
+            assert torch.get_num_threads() == 2, threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_pixel_value_eps_warns_as_the_cli_does(batch, model):
+    from advgrad.core.errors import AdvgradWarning
+
+    x, y = batch[0][:4], batch[1][:4]
+    with pytest.warns(AdvgradWarning, match=r"did you mean 8/255\?"):
+        advgrad.attack(model, x, y, "fgsm", eps=8)
+    with pytest.warns(AdvgradWarning, match=r"did you mean 16/255\?"):
+        advgrad.evaluate(model, x, y, attacks="fgsm", eps=[0, 16])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AdvgradWarning)
+        advgrad.attack(model, x, y, "fgsm", eps=8 / 255)

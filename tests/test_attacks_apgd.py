@@ -8,8 +8,8 @@ from torch import nn
 
 from advgrad.attacks import APGDParams, APGDTParams, apgd, apgd_targeted
 from advgrad.attacks.apgd import checkpoints
-from advgrad.errors import UsageError
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import ThreatModel
 
 
 def test_checkpoints_for_100_iterations() -> None:

@@ -9,7 +9,7 @@ from torch import nn
 import advgrad
 from advgrad.attacks import APGDParams, APGDTParams, get_attack, run_attack
 from advgrad.attacks.apgd_l1 import sparse_direction
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 
 def test_sparse_direction_moves_the_top_share_with_unit_l1_norm() -> None:

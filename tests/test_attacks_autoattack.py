@@ -14,8 +14,8 @@ import advgrad
 from advgrad.attacks import AutoAttackParams, get_attack, run_attack
 from advgrad.attacks.autoattack import VERSIONS
 from advgrad.cli import app
-from advgrad.errors import UsageError
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import ThreatModel
 
 
 def _small_mlp() -> nn.Module:

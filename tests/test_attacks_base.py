@@ -23,8 +23,8 @@ from advgrad.attacks import (
     run_attack,
 )
 from advgrad.attacks.base import AttackParams, prepare_params
-from advgrad.errors import UsageError
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import ThreatModel
 
 CLASSES = 5
 

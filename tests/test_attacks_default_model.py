@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from advgrad.attacks import get_attack, list_attacks
+from advgrad.core.threat import ThreatModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.generate import generate
 from advgrad.evaluation.sweep import evaluate
 from advgrad.io.inputs import InputOptions, open_inputs
-from advgrad.threat import ThreatModel
 
 
 def _inputs(limit: int):
@@ -18,7 +18,7 @@ def _inputs(limit: int):
 
 
 @pytest.mark.parametrize("norm,eps", [("inf", [0.05, 0.075, 0.1, 0.125]), ("2", [0.25, 0.5, 0.75])])
-@pytest.mark.parametrize("steps", [10, 20])
+@pytest.mark.parametrize("steps", [10, pytest.param(20, marks=pytest.mark.slow)])
 def test_apgd_is_at_least_as_strong_as_pgd_with_the_same_budget(norm, eps, steps) -> None:
     inputs = _inputs(450)  # the whole test split
     attacks = [EvalAttack(get_attack(name), get_attack(name).make_params(steps=steps)) for name in ("pgd", "apgd-ce")]
@@ -33,7 +33,12 @@ def test_apgd_is_at_least_as_strong_as_pgd_with_the_same_budget(norm, eps, steps
 TARGETED = [s for s in list_attacks() if s.name != "fgsm"]
 
 
-@pytest.mark.parametrize("spec", TARGETED, ids=[s.name for s in TARGETED])
+# CW's default budget (binary search × steps) takes seconds per target kind: with the slow tests
+@pytest.mark.parametrize(
+    "spec",
+    [pytest.param(s, marks=pytest.mark.slow) if s.name == "cw" else s for s in TARGETED],
+    ids=[s.name for s in TARGETED],
+)
 @pytest.mark.parametrize("target", ["random", "least-likely", "3"])
 def test_targeted_attacks_reach_the_requested_class_at_large_eps(spec, target) -> None:
     inputs = _inputs(24)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from advgrad.attacks import FABParams, FABTParams, find_minimal, get_attack, run_attack
 from advgrad.attacks.hyperplane import PROJECTIONS
 from advgrad.cli import app
-from advgrad.geometry import L1, L2, LINF
-from advgrad.threat import ThreatModel
+from advgrad.core.geometry import L1, L2, LINF
+from advgrad.core.threat import ThreatModel
 
 NORMS = {"inf": (LINF, 1.0), "2": (L2, 2.0), "1": (L1, float("inf"))}  # norm → geometry, dual p
 
@@ -130,7 +130,7 @@ def test_fab_t_on_the_digits_is_no_worse_than_deepfool() -> None:
 
 
 def test_fab_params_are_checked() -> None:
-    from advgrad.errors import UsageError
+    from advgrad.core.errors import UsageError
 
     for bad in ({"eta": 0.5}, {"beta": 0}, {"alpha_max": 2.0}, {"steps": 0}):
         with pytest.raises(UsageError):

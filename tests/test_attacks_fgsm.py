@@ -12,8 +12,8 @@ import torch
 from helpers import linear_model, tiny_net, two_class_linear
 
 from advgrad.attacks import FGSMParams, fgsm, get_attack, run_attack
-from advgrad.errors import UsageError
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import ThreatModel
 
 SPEC = get_attack("fgsm")
 

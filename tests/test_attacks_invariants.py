@@ -2,7 +2,7 @@
 
 The attacks are enumerated from the registry, so an attack added later is covered without
 touching this file. For each attack and each norm it supports: the result lies in the ε-ball
-(norm computed here, independently of advgrad.threat) and in [0, 1]; shape and dtype are kept;
+(norm computed here, independently of advgrad.core.threat) and in [0, 1]; shape and dtype are kept;
 the model's modes (module by module), its parameters' ``requires_grad``, its buffers and the
 global RNG are unchanged; no weight gradient is left behind; the input is not modified; and the
 same explicit generator seed gives the same result.
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advgrad.attacks import list_attacks, run_attack
-from advgrad.errors import UsageError
-from advgrad.threat import NORMS, ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import NORMS, ThreatModel
 
 SUPPORTED = [(spec.name, norm) for spec in list_attacks() for norm in NORMS if norm in spec.norms]
 UNSUPPORTED = [(spec.name, norm) for spec in list_attacks() for norm in NORMS if norm not in spec.norms]

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from advgrad.attacks import FGSMParams, LoopConfig, PGDParams, fgsm, gradient_attack, pgd
 from advgrad.attacks.iterative import random_start, steepest_direction
-from advgrad.threat import NORMS, ThreatModel
+from advgrad.core.threat import NORMS, ThreatModel
 
 # ---------------------------------------------------------------- directions
 

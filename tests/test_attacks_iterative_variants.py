@@ -7,7 +7,7 @@ from torch import nn
 
 from advgrad.attacks import BIMParams, MIFGSMParams, PGDParams, bim, mifgsm, pgd
 from advgrad.attacks.iterative import movable
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 
 def _setup(seed: int = 0, low: float = 0.3, high: float = 0.7):

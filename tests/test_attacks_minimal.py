@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from advgrad.attacks import CWParams, DeepFoolParams, cw, deepfool, find_minimal, get_attack
 from advgrad.attacks.minimal import shrink, unbounded_threat
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 
 class BinaryAffine(nn.Module):
@@ -208,7 +208,7 @@ def test_shrink_keeps_only_verified_points() -> None:
 
 
 def test_deepfool_params_reject_bad_values() -> None:
-    from advgrad.errors import UsageError
+    from advgrad.core.errors import UsageError
 
     with pytest.raises(UsageError):
         DeepFoolParams(steps=0).validate()

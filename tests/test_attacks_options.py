@@ -13,8 +13,8 @@ from advgrad.attacks import AttackParams, AttackSpec, get_attack
 from advgrad.attacks.base import param, parse_step
 from advgrad.attacks.options import collect_options, read_options
 from advgrad.cli import app
-from advgrad.cli.options import INPUT_OPTIONS, input_options
-from advgrad.errors import UsageError
+from advgrad.cli.shared_options import INPUT_OPTIONS, input_options
+from advgrad.core.errors import UsageError
 from advgrad.io.inputs import InputOptions
 
 

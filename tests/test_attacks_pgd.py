@@ -12,9 +12,9 @@ import torch
 from helpers import tiny_net, two_class_linear
 
 from advgrad.attacks import PGDParams, get_attack, pgd, run_attack
-from advgrad.errors import UsageError
-from advgrad.losses import cross_entropy
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.losses import cross_entropy
+from advgrad.core.threat import ThreatModel
 
 SPEC = get_attack("pgd")
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advgrad.attacks import find_minimal, list_attacks, run_attack
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 ATTACKS = list_attacks()
 CLASSES = 5  # targeted DLR needs at least 4

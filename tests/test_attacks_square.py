@@ -9,9 +9,9 @@ from torch import Tensor, nn
 
 from advgrad.attacks import SquareParams, square
 from advgrad.attacks.square import _propose_l2, meta_pattern, square_fraction
-from advgrad.io.data.load import DataOptions, load_data
-from advgrad.io.model.load import load_model
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
+from advgrad.io.data.load_data import DataOptions, load_data
+from advgrad.io.model.load_model import load_model
 
 
 class _NoBackward(torch.autograd.Function):

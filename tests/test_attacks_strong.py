@@ -6,9 +6,9 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks import StrongParams, apgd, strong
-from advgrad.io.data.load import DataOptions, load_data
-from advgrad.io.model.load import load_model
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
+from advgrad.io.data.load_data import DataOptions, load_data
+from advgrad.io.model.load_model import load_model
 
 
 class _ZeroGradient(torch.autograd.Function):

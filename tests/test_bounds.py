@@ -300,7 +300,7 @@ def test_an_unsupported_operator_is_named(model, shape, op):
 
 
 def test_bad_method_and_norm_are_usage_errors():
-    from advgrad.errors import UsageError
+    from advgrad.core.errors import UsageError
 
     model, shape = MODELS["mlp-relu"]
     x = torch.rand((1, *shape))
@@ -371,9 +371,9 @@ def test_max_pool_linear_bounds_hold_at_points_of_the_box(kernel, stride, paddin
 
 def test_default_model_certified_samples_resist_pgd_and_crown_beats_ibp():
     from advgrad.attacks.pgd import PGDParams, pgd
-    from advgrad.io.data.load import load_default
-    from advgrad.io.model.load import load_default_model
-    from advgrad.threat import ThreatModel
+    from advgrad.core.threat import ThreatModel
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_default_model
 
     model = load_default_model()
     x, y = load_default().fetch(torch.arange(0, 450, 5))  # 90 samples
@@ -447,7 +447,7 @@ def test_l2_bound_uses_the_box_when_it_cuts_the_ball():
 
 
 def test_empty_batches_and_bad_labels():
-    from advgrad.errors import UsageError
+    from advgrad.core.errors import UsageError
 
     model, shape = MODELS["conv-bn-avgpool"]
     empty = torch.zeros((0, *shape))
@@ -551,8 +551,8 @@ def test_crown_tightens_the_active_neurons_a_max_pool_reads(monkeypatch):
     # Dense rows (the patches tighten every neuron of a convolution whatever the mode)
     import advgrad.bounds.patches as patches
     import advgrad.bounds.propagate as propagate
-    from advgrad.io.data.load import load_default
-    from advgrad.io.model.load import load_default_model
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_default_model
 
     monkeypatch.setattr(patches, "conv_chain", lambda graph, name: None)
     model = load_default_model()

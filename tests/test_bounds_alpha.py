@@ -112,8 +112,8 @@ def test_optimised_bounds_are_valid_and_tighter_than_crown():
 
 def test_alpha_crown_certifies_more_of_the_default_model_than_crown():
     from advgrad.bounds import certified
-    from advgrad.io.data.load import load_default
-    from advgrad.io.model.load import load_default_model
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_default_model
 
     model = load_default_model()
     x, y = load_default().fetch(torch.arange(60))

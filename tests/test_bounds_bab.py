@@ -14,7 +14,7 @@ from torch import nn
 from advgrad.bounds import BoundedModel
 from advgrad.bounds.bab import FALSIFIED, UNKNOWN, VERIFIED, BabParams
 from advgrad.bounds.rewrite import max_pools_as_relus
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 #: node budgets, not seconds, so that the verdicts do not depend on the machine's speed
 DECIDING = BabParams(max_domains=20_000)

@@ -18,7 +18,7 @@ from advgrad.bounds.smoothing import (
     smoothed_certify,
     smoothed_predict,
 )
-from advgrad.errors import ModelError, UsageError
+from advgrad.core.errors import ModelError, UsageError
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -236,7 +236,7 @@ def test_certified_accuracy_of_a_run_is_at_most_its_clean_accuracy(linear) -> No
     assert counts[1] >= 3  # the three far points are certified beyond 0.2 (exact radii 0.8, 0.6, 1.2)
 
 
-@pytest.mark.parametrize("n", [1, 2, 10, 100, 1000, 10_000])
+@pytest.mark.parametrize("n", [1, 2, 10, 100, 1000, pytest.param(10_000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("alpha", [1e-6, 0.001, 0.05, 0.5])
 def test_the_clopper_pearson_bound_matches_scipy(n: int, alpha: float) -> None:
     ks = torch.unique(torch.cat([torch.arange(min(n, 12) + 1), torch.linspace(0, n, 40).round().long()]))

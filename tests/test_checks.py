@@ -1,4 +1,4 @@
-"""Sanity checks (advgrad/checks.py, advgrad/evaluation/evidence.py): each fires on the situation it names,
+"""Sanity checks (advgrad/verdicts/checks.py, advgrad/evaluation/evidence.py): each fires on the situation it names,
 stays quiet on the default model, and is documented in docs/checks.md."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from torch import nn
 from typer.testing import CliRunner
 
 from advgrad.attacks import get_attack, list_attacks
-from advgrad.checks import CHECK_NAMES, CHECKS, gradient_steps, large_eps_threshold, run_checks
-from advgrad.checks import check as declare_check
 from advgrad.cli import app
+from advgrad.core.results import AttackCurve
 from advgrad.evaluation.eval_config import EvalAttack
 from advgrad.evaluation.evidence import measure
-from advgrad.io.model.load import load_default_model
+from advgrad.io.model.load_model import load_default_model, load_model
 from advgrad.report.schema import report_schema
-from advgrad.results import AttackCurve
+from advgrad.verdicts.checks import CHECK_NAMES, CHECKS, gradient_steps, large_eps_threshold, run_checks
+from advgrad.verdicts.checks import check as declare_check
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 
@@ -42,7 +42,7 @@ def fgsm_pgd(steps: int = 10) -> list[EvalAttack]:
 def test_every_check_is_named_and_documented():
     report = crafted({"pgd": [95, 50, 10]})
     names = [c["name"] for c in run_checks(report)]
-    assert names == list(CHECK_NAMES) and len(CHECKS) == 8
+    assert names == list(CHECK_NAMES) and len(CHECKS) == 11
     text = DOCS.read_text(encoding="utf-8")
     headings = re.findall(r"^## (\S+)\s*$", text, flags=re.M)
     for name in CHECK_NAMES:
@@ -65,6 +65,9 @@ def test_check_names_and_titles_are_declared_once_in_report_order():
         ("randomized-model", "outputs change between two identical forward passes"),
         ("probability-outputs", "outputs look like probabilities rather than logits"),
         ("non-finite-logits", "the model returned NaN or infinite logits"),
+        ("loss-saturation", "the cross-entropy is saturated at the clean samples"),
+        ("input-dependent-computation", "the model changes its computation with the input"),
+        ("binarization", "attacks miss adversarial examples that are known to exist"),
     ]
     assert [(c["name"], c["title"]) for c in run_checks(crafted({"pgd": [95, 50, 10]}))] == [
         (c.name, c.title) for c in CHECKS
@@ -73,7 +76,7 @@ def test_check_names_and_titles_are_declared_once_in_report_order():
     assert report_schema()["$defs"]["check"]["properties"]["name"]["enum"] == list(CHECK_NAMES)
     with pytest.raises(ValueError, match="two checks"):
         declare_check("zero-gradients", "again")(lambda report: None)
-    assert len(CHECKS) == 8  # the refused declaration was not added
+    assert len(CHECKS) == 11  # the refused declaration was not added
 
 
 # --- the checks that read only the curves, on crafted reports -------------------------------------
@@ -166,10 +169,21 @@ def test_gradient_free_beats_gradient_generically_from_the_report():
         ("output_unit_rows", 100, "probability-outputs"),
         ("clean_nonfinite", 2, "non-finite-logits"),
         ("nonfinite_logits", [{"attack": "pgd", "eps": 0.1, "inputs": 3}], "non-finite-logits"),
+        ("loss_saturated", 80, "loss-saturation"),
+        ("consistency_mismatched", 20, "input-dependent-computation"),
+        ("cost_max", 20, "input-dependent-computation"),
+        (
+            "binarization",
+            {"samples": 10, "miss_share": 0.1, "attacks": [{"attack": "pgd", "eps": 0.1, "samples": 10, "found": 8}]},
+            "binarization",
+        ),
     ],
 )
 def test_evidence_checks_fire_on_crafted_evidence(field, value, name):
     report = crafted({"pgd": [95, 40, 5]})
+    if name == "binarization":  # an active check: it did not run on a crafted report
+        assert status(report, name) == "not-applicable"
+        report.diagnostics[field] = {**value, "attacks": [{**value["attacks"][0], "found": 10}]}
     assert status(report, name) == "passed"
     report.diagnostics[field] = value
     assert status(report, name) == "warning"
@@ -199,7 +213,7 @@ class Softmax(nn.Module):
 
 
 def _evidence(model: nn.Module):
-    from advgrad.io.data.load import load_default
+    from advgrad.io.data.load_data import load_default
 
     data = load_default()
     x, y = data.x[:40], data.y[:40]
@@ -243,7 +257,96 @@ def test_default_model_fires_no_check():
     report = run_default(_with_score_attacks(steps=10), eps=(0.0, 0.1, 0.2, 0.5), limit=40)
     assert [c["name"] for c in report.checks if c["status"] == "warning"] == []
     applicable = {c["name"] for c in report.checks if c["status"] != "not-applicable"}
-    assert applicable == set(CHECK_NAMES)  # every check looked at something
+    assert applicable == set(CHECK_NAMES) - {"binarization"}  # every check looked at something; that one is asked for
+
+
+@pytest.mark.parametrize("model", ["default", "default-robust"])
+def test_default_and_pgd_trained_models_fire_no_check_with_the_binarization_test(model):
+    net = load_default_model() if model == "default" else load_model("default-robust").module
+    report = run_default(fgsm_pgd(10), model=net, eps=(0.0, 0.1, 0.2, 0.5), limit=40, binarization=True)
+    assert [c["name"] for c in report.checks if c["status"] == "warning"] == []
+    assert {c["name"] for c in report.checks if c["status"] == "not-applicable"} == {"gradient-free-beats-gradient"}
+
+
+# --- planted models: each new check fires on the failure it names -----------------------------------
+
+
+class Scaled(nn.Module):
+    """Logits multiplied by ``k``: the softmax saturates (and its gradients underflow) as k grows."""
+
+    def __init__(self, model: nn.Module, k: float):
+        super().__init__()
+        self.model, self.k = model, k
+
+    def forward(self, x):
+        return self.model(x) * self.k
+
+
+class Purified(nn.Module):
+    """Test-time optimisation: ten steps pull the input towards a grid of quarter levels under
+    no_grad, and the result is passed straight through (∂x'/∂x taken as the identity)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        with torch.no_grad():
+            p = x.clone()
+            for _ in range(10):
+                p = p - 0.5 * (p - torch.round(p * 4) / 4)
+        return self.model(x + (p - x).detach())
+
+
+class Refined(nn.Module):
+    """Input-dependent iterations: a smoothing block applied as often as the input is bright."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        rows = []
+        for xi in x:
+            for _ in range(int(xi.mean() * 20)):
+                xi = 0.9 * xi + 0.1 * xi.mean()
+            rows.append(xi)
+        return self.model(torch.stack(rows))
+
+
+def test_saturated_logits_fire_loss_saturation_and_suggest_margin_or_dlr():
+    report = run_default(fgsm_pgd(5), model=Scaled(load_default_model(), 3.0), eps=(0.0, 0.1), limit=40)
+    found = next(c for c in report.checks if c["name"] == "loss-saturation")
+    assert found["status"] == "warning" and "--loss margin" in found["message"] and "dlr" in found["message"]
+    assert found["details"]["saturated"] > found["details"]["measured"] / 2
+    margin = [EvalAttack(get_attack("pgd"), get_attack("pgd").make_params(steps=5, loss="margin"))]
+    quiet = run_default(margin, model=Scaled(load_default_model(), 3.0), eps=(0.0, 0.1), limit=40)
+    assert status(quiet, "loss-saturation") == "passed"  # saturated, but no attack climbs the cross-entropy
+
+
+def test_underflowing_gradients_count_as_zero():
+    # ×7: no gradient is exactly zero, but a tenth of them underflow to float32 denormals
+    evidence = _evidence(Scaled(load_default_model(), 7.0))
+    from advgrad.core.gradient import input_gradient
+    from advgrad.io.data.load_data import load_default
+
+    data = load_default()
+    grad, _, _ = input_gradient(Scaled(load_default_model(), 7.0), data.x[:40], data.y[:40])
+    assert int((grad.reshape(40, -1).abs().amax(dim=1) == 0).sum()) == 0
+    assert evidence.gradient_zero > 0.01 * evidence.gradient_samples  # the check fires
+
+
+@pytest.mark.parametrize("planted", ["purified", "refined"])
+def test_a_model_that_changes_its_computation_fires(planted):
+    model = (Purified if planted == "purified" else Refined)(load_default_model())
+    report = run_default(fgsm_pgd(5), model=model, eps=(0.0, 0.1), limit=40)
+    found = next(c for c in report.checks if c["name"] == "input-dependent-computation")
+    assert found["status"] == "warning"
+    if planted == "purified":  # a fixed graph whose gradient does not describe its outputs
+        assert "finite differences" in found["message"] and "tensor operations" not in found["message"]
+    else:  # its gradient is exact, but its cost depends on the input
+        assert "tensor operations" in found["message"]
+        assert found["details"]["cost_min"] < found["details"]["cost_max"]
 
 
 def test_square_attack_when_registered():

@@ -189,3 +189,14 @@ def test_out_path_that_is_a_directory(tmp_path):
     result = invoke(["attack", "--limit", "2", "--steps", "1", "--out", tmp_path])
     assert_bad_input(result, "directory", after_loading=True)
     assert listing(tmp_path) == []
+
+
+def test_images_given_a_picture_name_writes_that_file_in_its_format(tmp_path):
+    """--images adv.svg writes the grid as that one SVG file; --images DIR keeps DIR/adversarial.png."""
+    args = ["attack", "--method", "fgsm", "--eps", "0.1", "--limit", "4"]
+    result = invoke([*args, "--images", tmp_path / "adv.svg"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "adv.svg").is_file() and "<svg" in (tmp_path / "adv.svg").read_text()
+    result = invoke([*args, "--images", tmp_path / "grid"])
+    assert result.exit_code == 0, result.output
+    assert is_png(tmp_path / "grid" / "adversarial.png")

@@ -37,6 +37,20 @@ def test_attacks_lists_every_registered_attack(runner) -> None:
     assert "--momentum" in result.stdout and "0.75" in result.stdout  # parameters with defaults
 
 
+def test_attacks_listing_has_no_trailing_spaces(runner) -> None:
+    """Every line of the listing ends where its text ends (it was padded to the terminal's width),
+    and the text is all there: each attack's name and each of its options."""
+    result = runner.invoke(app, ["attacks"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [n for n, line in enumerate(lines) if line != line.rstrip()] == []
+    for spec in ATTACKS:
+        assert any(line.startswith(f"{spec.name} ") for line in lines), spec.name
+    assert sum("--steps" in line for line in lines) == sum(
+        any(f.name == "steps" for f in dataclasses.fields(s.params_type)) for s in ATTACKS
+    )
+
+
 def test_attacks_json(runner) -> None:
     data = _json(runner.invoke(app, ["attacks", "--json", "-"]))
     by_name = {row["name"]: row for row in data["attacks"]}
@@ -61,12 +75,13 @@ def test_attacks_pattern(runner) -> None:
 
 @pytest.mark.parametrize("command", ["attack", "eval"])
 def test_every_parameter_has_a_cli_option(command) -> None:
-    """Each parameter of each attack can be set from the command line, by its own name."""
+    """Each parameter of each attack can be set from the command line, by its own name (or the flag
+    it declares, where its name would clash with a command's own option: ``--aa-version``)."""
     click_command = typer.main.get_command(app).commands[command]
     options = {p.name: p for p in click_command.params}
     for spec in ATTACKS:
         for f in dataclasses.fields(spec.params_type):
-            flag = "--" + f.name.replace("_", "-")
+            flag = "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))
             assert f.name in options, f"{spec.name}.{f.name} has no {flag} option"
             assert flag in options[f.name].opts
 

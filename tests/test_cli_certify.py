@@ -98,7 +98,7 @@ def test_certified_yet_fooled_is_an_internal_error(monkeypatch):
     import advgrad.evaluation.sweep as sweep
 
     def everything(bounded, x, y, logits, correct, config, monitor):  # a broken bound: every correct sample "certified"
-        return correct.unsqueeze(0).expand(len(config.eps), -1).clone()
+        return correct.unsqueeze(0).expand(len(config.eps), -1).clone(), 0
 
     monkeypatch.setattr(sweep, "certify_batch", everything)
     result = invoke(["eval", "--attack", "pgd", "--certify", "crown", "--eps", "0,0.1", "--limit", "32"])
@@ -126,9 +126,9 @@ def test_certify_method_is_part_of_the_run_identity():
 
 
 def test_plot_band_lies_between_certified_and_attacked(sandwich):
+    from advgrad.core.results import RobustnessReport
     from advgrad.report.plot import example_blocks
     from advgrad.report.plot import sandwich as band_of
-    from advgrad.results import RobustnessReport
 
     report = RobustnessReport.from_dict(sandwich)
     xs, low, high = band_of(report)
@@ -199,3 +199,59 @@ def test_certify_short_m_is_the_model_option():
     # -m is --model in every command; certify's --method must not take it
     result = invoke(["certify", "-m", "factory_models:make_sorted", "--limit", "8", "--eps", "0"])
     assert_bad_input(result, "aten.sort", after_loading=True)
+
+
+def _rendered(renderable) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200)
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def test_certification_speaks_its_own_language(certified_reports, sandwich):
+    """A bound is a method, not an attack: its cost is the bounds it computed (one per correctly
+    classified sample and ε), not "0 forward passes"; beside attacks its column says it is a lower
+    bound; a certify-only figure is titled certified accuracy and says nothing of adversarial examples."""
+    from advgrad.core.results import RobustnessReport
+    from advgrad.report.plot import report_figure
+    from advgrad.report.table import cost_table, report_heading, report_table
+
+    crown = RobustnessReport.from_dict(certified_reports["crown"])
+    curve = crown.attacks["crown"]
+    assert curve.bounds_computed == crown.clean_correct * len(EPS) and curve.forward_samples == 0
+    cost = _rendered(cost_table(crown))
+    assert "method" in cost and "attack" not in cost and f"{curve.bounds_computed:,} bounds" in cost
+    assert "certified accuracy (a lower bound" in report_heading(crown)
+    figure = report_figure(crown)
+    assert figure.axes[0].get_title().startswith("Certified accuracy")
+    assert "under attack" not in figure.axes[0].get_title()
+    assert "No adversarial examples were found" not in figure.texts[-1].get_text()
+
+    both = RobustnessReport.from_dict(sandwich)
+    assert both.attacks["pgd"].bounds_computed is None
+    assert "crown (lower bound)" in _rendered(report_table(both)) and "pgd (lower" not in _rendered(report_table(both))
+    assert "attack / method" in _rendered(cost_table(both))
+    heading = report_heading(both)
+    assert "under attack (an upper bound)" in heading and "certified (a lower bound)" in heading
+
+
+def test_the_training_line_names_the_bound_it_certified_with():
+    from types import SimpleNamespace
+
+    from advgrad.cli.commands.train import _epoch_line
+
+    entry = SimpleNamespace(
+        epoch=3,
+        loss=0.5,
+        train_accuracy=0.9,
+        val_accuracy=0.8,
+        val_robust_accuracy=0.6,
+        val_certified_accuracy=0.4,
+        seconds=1.0,
+    )
+    config = SimpleNamespace(epochs=10, eps=SimpleNamespace(label="0.1"), method="crown-ibp")
+    line = _epoch_line(entry, config)
+    assert "val crown-ibp-certified@0.1 40.0%" in line and "val pgd-10@0.1 60.0%" in line

@@ -10,10 +10,10 @@ import pytest
 import torch
 from helpers import assert_bad_input, invoke
 
+from advgrad.core.results import Counterexample
 from advgrad.evaluation.evidence import Evidence
 from advgrad.evaluation.tally import AttackTally, BatchTally
 from advgrad.report.schema import report_schema
-from advgrad.results import Counterexample
 
 # small ε and few samples: every sample is decided quickly, so no verdict depends on the clock
 ARGS = ["--eps", "0,0.01,0.03", "--limit", "24", "--batch-size", "12"]
@@ -45,8 +45,8 @@ def test_bab_counts_verified_and_falsified_and_saves_counterexamples(bab_run):
     assert all(p["robust"] + p["falsified"] <= report["clean_correct"] for p in points)
     assert len(found["index"]) == falsified[-1]
     assert found["x"].shape == (falsified[-1], 1, 8, 8)
-    from advgrad.io.data.load import load_default
-    from advgrad.io.model.load import load_default_model
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_default_model
 
     x, y = load_default().fetch(found["index"])
     assert torch.equal(found["label"], y)
@@ -66,8 +66,8 @@ def test_bab_sandwich_in_eval_is_consistent_with_the_attack():
 
 
 def test_the_table_says_exact_where_nothing_is_undecided():
+    from advgrad.core.results import CurvePoint
     from advgrad.report.fmt import accuracy_cell
-    from advgrad.results import CurvePoint
 
     exact = CurvePoint(eps=0.02, accuracy=0.9, robust=9, success_rate=0.1, falsified=1)
     band = CurvePoint(eps=0.03, accuracy=0.7, robust=7, success_rate=0.3, falsified=1)
@@ -131,5 +131,5 @@ def test_eval_certify_bab_resumes_with_its_verdicts(tmp_path, monkeypatch):
         stopped = invoke(args)
     assert stopped.exit_code == 130, stopped.stderr
     resumed = invoke(args)
-    assert resumed.exit_code == 0 and "resuming: 1 finished batches restored" in resumed.stderr, resumed.stderr
+    assert resumed.exit_code == 0 and "resuming: 1 finished batch restored" in resumed.stderr, resumed.stderr
     assert comparable(json.loads(resumed.stdout)) == comparable(json.loads(whole.stdout))

@@ -188,7 +188,7 @@ def test_progress_counts_every_forward_pass(linear_data, monkeypatch):
     import contextlib
 
     import advgrad.cli.state as cli_state
-    from advgrad.progress import ProgressTracker
+    from advgrad.execution.progress import ProgressTracker
 
     seen = []
 

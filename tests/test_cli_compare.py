@@ -1,4 +1,4 @@
-"""`advgrad compare` (advgrad/compare.py, advgrad/cli/compare.py) on crafted reports."""
+"""`advgrad compare` (advgrad/verdicts/regressions.py, advgrad/cli/commands/compare.py) on crafted reports."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from report_helpers import crafted
 from typer.testing import CliRunner
 
 from advgrad.cli import app
-from advgrad.compare import compare_reports, read_report
-from advgrad.errors import AdvgradError
+from advgrad.core.errors import AdvgradError
+from advgrad.verdicts.regressions import compare_reports, read_report
 
 runner = CliRunner()
 
@@ -146,7 +146,7 @@ def test_grids_that_share_only_eps_0_are_exit_2(tmp_path):
 
 
 def test_noise_tolerance_is_two_binomial_standard_errors():
-    from advgrad.compare import noise_tolerance
+    from advgrad.verdicts.regressions import noise_tolerance
 
     assert noise_tolerance(0.5, 100) == pytest.approx(0.10)  # 2·√(0.25/100)
     assert noise_tolerance(0.5, 10_000) == pytest.approx(0.01)
@@ -215,3 +215,15 @@ def test_attack_names_from_the_report_files_are_shown_escaped(tmp_path):
         assert not any(c in shown for c in "\x1b\x07\r\x9b\u202e"), repr(shown)
         assert "pgd\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x9b31m\\u202e[/bold] at ε=0.1" in result.stderr
     assert "| pgd\\x1b[2J\\x1b]0;pwned\\x07\\x0d\\x9b31m\\u202e[/bold] |" in comment.stdout
+
+
+def test_eps_in_messages_are_written_as_given(tmp_path):
+    """ε values only one report measured are named as its user wrote them (2/255), not 0.007843."""
+    base = crafted(BASE, eps=(0.0, 2 / 255, 4 / 255))
+    base.eps_labels = ["0", "2/255", "4/255"]
+    new = crafted(BASE, eps=(0.0, 2 / 255, 8 / 255))
+    new.eps_labels = ["0", "2/255", "8/255"]
+    result = compare(tmp_path, base, new)
+    assert result.exit_code == 0, result.output
+    assert "ε = 4/255 only in" in result.stderr and "ε = 8/255 only in" in result.stderr
+    assert "0.0157" not in result.stderr and "0.0314" not in result.stderr

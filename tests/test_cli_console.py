@@ -13,7 +13,7 @@ from rich.table import Table
 
 import advgrad
 from advgrad.cli.console import err, out, route_warnings
-from advgrad.errors import AdvgradWarning
+from advgrad.core.errors import AdvgradWarning
 
 MODEL = "factory_models:make_misbehaving"
 
@@ -44,7 +44,7 @@ def test_advgrads_own_warnings_are_still_shown(capsys):
         )
         warnings.warn_explicit("old API", FutureWarning, "functional.py", 1, module="torch.nn.functional")
         # matplotlib and torch name their caller as the place of a warning: often advgrad
-        warnings.warn_explicit("Glyph 27 missing", UserWarning, "features.py", 1, module="advgrad.report.features")
+        warnings.warn_explicit("Glyph 27 missing", UserWarning, "features.py", 1, module="advgrad.report.feature_bars")
     assert capsys.readouterr().err.splitlines() == ["warning: discarded a saved batch"]
 
 

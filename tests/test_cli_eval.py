@@ -175,3 +175,15 @@ def test_plot_path_that_is_a_directory(tmp_path):
     result = invoke(["eval", "--attack", "fgsm", "--eps", "0.1", "--limit", "4", "--plot", tmp_path])
     assert_bad_input(result, "directory", after_loading=False)
     assert listing(tmp_path) == []
+
+
+def test_plot_writes_the_format_its_name_asks_for_and_refuses_others(tmp_path):
+    """--plot r.pdf writes a PDF (it wrote PNG data under that name); --plot r.gif is refused before
+    the run, one line, exit 2."""
+    from helpers import assert_bad_input
+
+    result = invoke(["eval", "--limit", "20", "--attack", "fgsm", "--eps", "0,0.1", "--plot", tmp_path / "r.pdf"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
+    assert_bad_input(invoke(["eval", "--plot", tmp_path / "r.gif"]), "--plot")
+    assert not (tmp_path / "r.gif").exists()

@@ -127,3 +127,29 @@ def test_saliency_draws_as_many_samples_as_asked(tmp_path):
     result = invoke(["grad", "--limit", "16", "--show", "12", "--signed", "--images", tmp_path])
     assert result.exit_code == 0, result.stderr
     assert is_png(tmp_path / "saliency.png")
+
+
+def test_a_loss_of_exactly_zero_is_never_printed_as_minus_zero():
+    """A sample classified with probability 1 in float32 has loss −log 1 = −0.0; the table and the JSON
+    say 0."""
+    import io
+    import json
+
+    import torch
+    from rich.console import Console
+
+    from advgrad.evaluation.input_gradients import GradientSet, sample_rows
+    from advgrad.report.table import gradient_table
+
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[100.0, 0.0], [-100.0, 0.0]]))
+        model.bias.zero_()
+    x, y = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    loss = torch.nn.functional.cross_entropy(model(x), y, reduction="none")
+    assert str(float(loss[0])) == "-0.0"  # the case itself
+    rows = sample_rows(GradientSet(x=x, y=y, grad=torch.zeros_like(x), loss=loss, pred=torch.tensor([0])))
+    assert "-0" not in json.dumps(rows)
+    console = Console(file=io.StringIO(), width=120)
+    console.print(gradient_table(rows))
+    assert "-0" not in console.file.getvalue()

@@ -1,4 +1,4 @@
-"""advgrad/cli/grad_backend.py: what `advgrad grad` computes, gathered over batches, and its rows."""
+"""advgrad/evaluation/input_gradients.py: what `advgrad grad` computes, gathered over batches, and its rows."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import linear_model, linear_setup
 
-from advgrad.cli.grad_backend import gradients, sample_rows
-from advgrad.errors import UsageError
-from advgrad.gradient import input_gradient
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import input_gradient
+from advgrad.evaluation.input_gradients import gradients, sample_rows
 
 
 def test_gradients_over_batches_matches_one_batch():

@@ -366,7 +366,7 @@ def test_grad_on_a_named_dataset(tmp_path):
 
 def test_same_model_in_every_file_form_gives_the_same_curve(tmp_path):
     """The embedded model, as TorchScript and as ExportedPrograms (dynamic and fixed batch)."""
-    from advgrad.io.model.load import load_default_model
+    from advgrad.io.model.load_model import load_default_model
 
     model = load_default_model()
     example = torch.rand(5, 1, 8, 8)

@@ -1,4 +1,4 @@
-"""Outputs never overwrite inputs, nor each other (advgrad/cli/paths.py), in every command that
+"""Outputs never overwrite inputs, nor each other (advgrad/io/output_paths.py), in every command that
 writes files: refused before any work, exit 2, one line naming both options."""
 
 from __future__ import annotations

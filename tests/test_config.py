@@ -1,4 +1,4 @@
-"""Run configurations (advgrad/config.py, advgrad/cli/config_file.py) and the shipped configs/."""
+"""Run configurations (advgrad/io/run_config.py, advgrad/cli/config_file.py) and the shipped configs/."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from advgrad.cli import app
 from advgrad.cli.config_file import command_options
-from advgrad.config import OptionInfo, map_config, tomllib
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
+from advgrad.io.run_config import OptionInfo, map_config, tomllib
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 runner = CliRunner()
@@ -200,3 +200,12 @@ def test_eval_config_takes_the_method_key(tmp_path):
     result = run("--config", str(config), "--json", "-")
     assert result.exit_code == 0, result.output
     assert list(json.loads(result.stdout)["attacks"]) == ["fgsm"]
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_shipped_configs_recommend_the_export_torch_maintains(name):
+    """TorchScript is deprecated by torch: the configs' headers recommend an ExportedProgram (or
+    the weights `advgrad train --out` writes), never a TorchScript export."""
+    text = (CONFIGS / f"{name}.toml").read_text()
+    assert "torchscript" not in text.lower() and "torch.jit" not in text
+    assert tomllib.loads(text)["inputs"]["model"].endswith(".pt2")

@@ -138,7 +138,7 @@ def test_gaussian_noise_has_the_published_spread():
 
 
 def test_bad_names_and_severities_are_usage_errors():
-    from advgrad.errors import UsageError
+    from advgrad.core.errors import UsageError
 
     with pytest.raises(UsageError, match="gaussian_noise"):
         corrupt(X8, "rain", 1)
@@ -193,7 +193,7 @@ def test_an_interrupted_run_resumes_to_the_same_corruption_counts(tmp_path):
     from advgrad.evaluation.eval_config import EvalConfig
     from advgrad.evaluation.resume import RunState
     from advgrad.evaluation.sweep import evaluate
-    from advgrad.io.model.load import load_default_model
+    from advgrad.io.model.load_model import load_default_model
 
     x, y = _digits(40), torch.tensor(_labels(40))
     batches = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 40, 10)]

@@ -87,3 +87,56 @@ def test_eval_states_the_cost_of_a_big_run_only():
         and "square 2,000 × 300 samples × 2 ε" in lines[0]
     )
     assert 300 * 2 * 2000 > NOTICE_PASSES
+    assert "about " in lines[0] and "measured by running the sweep on the first 32 samples" in lines[0]
+
+
+def test_the_pilot_scales_its_calls_to_the_runs_batches_and_budget(monkeypatch):
+    """seconds ≈ Σ_batches F·(Σ_calls t(r·B/k) + o): a fake sweep on a fake clock makes two gradient calls on
+    the 32 pilot rows and one forward-only call on 10, spending 1 s; PGD-40 runs 8× shorter in the pilot
+    (F = 8); t(m) = a + b·m as given; the run has batches of 256 and 194."""
+    import torch
+
+    import advgrad.evaluation.cost as cost
+    import advgrad.evaluation.sweep as sweep
+    from advgrad.evaluation.eval_config import EvalConfig
+
+    clock, seen = [100.0], {}
+
+    def fake_evaluate(model, batches, attacks, config, *, device):
+        ((x, _),) = batches
+        seen.update(steps=attacks[0].params.steps, examples=config.examples, certify=config.certify)
+        with torch.enable_grad():
+            model(x), model(x)
+        with torch.no_grad():
+            model(x[:10])
+        clock[0] += 1.0
+
+    times = cost.CallTimes(grad=(0.01, 0.001), forward=(0.002, 0.0005))
+    monkeypatch.setattr(cost.CallTimes, "measure", classmethod(lambda cls, *a, **k: times))
+    monkeypatch.setattr(cost.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(sweep, "evaluate", fake_evaluate)
+    x, y = torch.zeros(32, 4), torch.zeros(32, dtype=torch.long)
+    pgd = EvalAttack(get_attack("pgd"), PGDParams(steps=40))
+    config = EvalConfig(eps=[0.0, 0.1], certify="crown")
+    seconds = cost.pilot_seconds(torch.nn.Identity(), x, y, [pgd], config, 450, 256, torch.device("cpu"))
+    beside = 1.0 - (2 * (0.01 + 0.001 * 32) + (0.002 + 0.0005 * 10))
+
+    def batch(size: int) -> float:
+        return 2 * (0.01 + 0.001 * size) + (0.002 + 0.0005 * 10 * size / 32) + beside
+
+    assert seconds == pytest.approx(8 * (batch(256) + batch(194)))
+    assert seen == {"steps": 5, "examples": 0, "certify": None}  # 40 / 8 steps; nothing kept; no bounds
+
+
+def test_the_pilots_budgets_are_eight_times_shorter_also_where_the_default_is_the_versions():
+    from advgrad.attacks import AutoAttackParams
+    from advgrad.core.threat import ThreatModel
+    from advgrad.evaluation.cost import PILOT_SHORTER, shortened
+
+    threat = ThreatModel("inf", 0.1)
+    assert PILOT_SHORTER == 8
+    assert shortened(PGDParams(steps=40, restarts=2), 8, threat) == PGDParams(steps=5, restarts=2)
+    assert shortened(SquareParams(queries=5000), 8, threat).queries == 625
+    auto = shortened(AutoAttackParams(), 8, threat)
+    assert (auto.steps, auto.queries, auto.target_classes) == (13, 625, None)  # 100 / 8 rounded up
+    assert shortened(FGSMParams(), 8, threat) == FGSMParams()

@@ -1,4 +1,4 @@
-"""Distributed evaluation (advgrad/distributed.py, advgrad/cli/distributed.py): several CPU
+"""Distributed evaluation (advgrad/execution/distributed.py, advgrad/cli/torchrun.py): several CPU
 processes under gloo give the report one process gives, and only rank 0 speaks."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from report_helpers import comparable, stop_after
 
 import advgrad.cli.console as console
 import advgrad.evaluation.sweep as sweep_module
-from advgrad.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
-from advgrad.errors import InternalError, UsageError
+from advgrad.core.errors import InternalError, UsageError
 from advgrad.evaluation.evidence import Evidence
 from advgrad.evaluation.resume import RunState
 from advgrad.evaluation.sweep import evaluate
 from advgrad.evaluation.tally import BatchTally
+from advgrad.execution.distributed import Launch, LocalExchange, Shard, launch_from_env, process_device, process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds; a hung collective fails the test instead of the suite
@@ -60,7 +60,9 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
     torch.set_num_threads(1)
     monkeypatch.setattr(sweep_module, "GRADIENT_SAMPLES", worker.GRADIENT_SAMPLES)
     inputs, attacks, config = worker.setup(limit, batch, examples)
-    single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config))
+    rows = worker.Rows(attacks, config)
+    single = worker.saved(evaluate(inputs.model.module, inputs.batches(), attacks, config, records=rows), rows)
+    assert [r["index"] for r in rows] == list(range(limit))
     assert 0 < len(single["examples"]["pgd"]) <= examples
     assert single["report"]["diagnostics"]["gradient_samples"] < single["report"]["clean_correct"]
 
@@ -94,6 +96,7 @@ def test_two_processes_give_the_single_process_report_and_resume_a_state(tmp_pat
     for name in ("fresh", "resumed"):
         run = torch.load(tmp_path / f"{name}.pt", weights_only=False)
         assert comparable(run["report"]) == comparable(single["report"]), name
+        assert run["records"] == single["records"], name  # per-sample records too, in the same order
         assert_same_examples(run["examples"], single["examples"])
         assert run["report"]["timing"]["world_size"] == 2
     assert torch.load(tmp_path / "resumed.pt", weights_only=False)["report"]["timing"]["resumed_batches"] == 2

@@ -1,4 +1,4 @@
-"""advgrad/errors.py and the CLI's rendering of them: the library names its parameters, the
+"""advgrad/core/errors.py and the CLI's rendering of them: the library names its parameters, the
 command line names its flags; internal errors are no user errors (exit 3, not 2)."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ import typer
 from helpers import assert_bad_input, invoke
 
 from advgrad.cli.console import error_text, flag, handle_errors
-from advgrad.eps import parse_eps_list
-from advgrad.errors import AdvgradError, DataError, InternalError, ModelError, UsageError, param_label
-from advgrad.io.data.load import load_default
+from advgrad.core.eps import parse_eps_list
+from advgrad.core.errors import AdvgradError, DataError, InternalError, ModelError, UsageError, param_label
+from advgrad.core.losses import dlr, get_loss
+from advgrad.core.numeric import check_number
+from advgrad.core.targets import parse_target, resolve_targets
+from advgrad.execution.runtime import compile_failed
+from advgrad.execution.threads import parse_threads
+from advgrad.io.data.load_data import load_default
 from advgrad.io.data.sources import DataOptions, check_at_least
 from advgrad.io.model.factories import parse_model_args
 from advgrad.io.model.normalize import Normalization, parse_channels
-from advgrad.losses import dlr, get_loss
-from advgrad.numeric import check_number
-from advgrad.runtime import compile_failed
-from advgrad.targets import parse_target, resolve_targets
-from advgrad.threads import parse_threads
 
 
 def test_render_spells_only_the_named_parameters():
@@ -153,7 +153,11 @@ def test_a_user_error_is_shown_with_flags(capsys):
         (["--num-workers", "-1"], "error: --num-workers must be 0 or more, got -1"),
         (["--image-size", "0"], "error: --image-size must be at least 1, got 0"),
         (["--image-size", "8"], "error: --image-size resizes image folders only"),
-        (["--weights", "w.pt"], "error: --weights apply to models built in code"),
+        (["--weights", "w.pt"], "error: --weights w.pt: no such file"),
+        (
+            ["--model-arg", "channels=8"],
+            "error: --model-arg build digits-cnn afresh, with random weights: give the --weights",
+        ),
     ],
 )
 def test_cli_messages_name_the_flags(args, needle):
@@ -164,8 +168,8 @@ def test_cli_messages_name_the_flags(args, needle):
 
 def test_warnings_name_parameters_and_the_cli_shows_flags():
     from advgrad.cli.console import notice_text
-    from advgrad.errors import Notice
-    from advgrad.threads import choose_threads
+    from advgrad.core.errors import Notice
+    from advgrad.execution.threads import choose_threads
 
     warning = choose_threads(8, cpus=2).warning
     assert isinstance(warning, Notice) and warning.params == ("threads",) and "--" not in warning

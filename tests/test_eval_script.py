@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from advgrad.io.model.load import load_default_model
+from advgrad.io.model.load_model import load_default_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "eval-models.sh"

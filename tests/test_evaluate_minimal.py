@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import AttackParams, AttackSpec
+from advgrad.core.threat import ThreatModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.generate import generate
 from advgrad.evaluation.sweep import evaluate
-from advgrad.threat import ThreatModel
 
 
 class Affine(nn.Module):
@@ -58,7 +58,9 @@ def _batches(x: Tensor, y: Tensor, size: int = 16):
     return [(x[i : i + size], y[i : i + size]) for i in range(0, x.shape[0], size)]
 
 
-@pytest.mark.parametrize("name", ["deepfool", "cw"])
+@pytest.mark.parametrize(
+    "name", ["deepfool", pytest.param("cw", marks=pytest.mark.slow)]
+)  # CW: seconds of binary search
 def test_curve_and_median_match_the_closed_form(problem, name: str) -> None:
     model, x, y, dist, grid = problem
     spec = get_attack(name)

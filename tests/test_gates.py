@@ -1,4 +1,4 @@
-"""Gates (advgrad/gates.py and `advgrad eval --fail-under`): parsing, matching ε, exit codes."""
+"""Gates (advgrad/verdicts/gates.py and `advgrad eval --fail-under`): parsing, matching ε, exit codes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import advgrad.evaluation.run as run_module
 from advgrad.cli import app
-from advgrad.errors import UsageError
-from advgrad.gates import evaluate_gates, parse_gate, parse_gates, parse_share
+from advgrad.core.errors import UsageError
+from advgrad.verdicts.gates import evaluate_gates, parse_gate, parse_gates, parse_share
 
 runner = CliRunner()
 

@@ -7,9 +7,9 @@ import torch
 from helpers import Recorder, assert_inside, independent_norm, tiny_net
 
 from advgrad.attacks import FGSMParams, PGDParams, get_attack
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import ThreatModel
 from advgrad.evaluation.generate import generate
-from advgrad.threat import ThreatModel
 
 
 def _batches(x, y, size):

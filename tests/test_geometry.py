@@ -14,8 +14,8 @@ from torch import Tensor
 
 from advgrad.attacks import PGDParams, pgd
 from advgrad.attacks.iterative import random_start
-from advgrad.errors import UsageError
-from advgrad.geometry import (
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import (
     GEOMETRIES,
     L1,
     L2,
@@ -27,8 +27,8 @@ from advgrad.geometry import (
     register_geometry,
     unregister_geometry,
 )
+from advgrad.core.threat import NORMS, ThreatModel
 from advgrad.report.fmt import norm_sub, norm_symbol
-from advgrad.threat import NORMS, ThreatModel
 
 SLACK = 1e-9  # float64 throughout
 

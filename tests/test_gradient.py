@@ -1,4 +1,4 @@
-"""advgrad/gradient.py: ∇ₓJ against hand-derived gradients, finite differences, and `frozen`."""
+"""advgrad/core/gradient.py: ∇ₓJ against hand-derived gradients, finite differences, and `frozen`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from helpers import linear_model, linear_setup, tiny_net, torchscript
 from torch import Tensor, nn
 
-from advgrad.errors import UsageError
-from advgrad.gradient import finite_difference_check, frozen, input_gradient
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import finite_difference_check, frozen, input_gradient
 
 # ---------------------------------------------------------------- the worked example
 

@@ -9,14 +9,14 @@ import torch
 from helpers import assert_bad_input, invoke
 
 from advgrad.attacks import get_attack
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.sweep import evaluate
-from advgrad.io.data.load import load_default
+from advgrad.io.data.load_data import load_default
 from advgrad.io.model.bpda import BackwardReplaced, apply_bpda, parse_bpda
-from advgrad.models.defended import Quantize, quantized_digits
+from advgrad.io.model.defended import Quantize, quantized_digits
 
-QUANTIZED = "advgrad.models.defended:quantized_digits"
+QUANTIZED = "advgrad.io.model.defended:quantized_digits"
 
 
 def double(x):

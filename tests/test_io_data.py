@@ -1,4 +1,4 @@
-"""advgrad/io/data/load.py: the embedded digits, .pt and .npz files, and every way they can be wrong."""
+"""advgrad/io/data/load_data.py: the embedded digits, .pt and .npz files, and every way they can be wrong."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from helpers import Trap
 
-from advgrad.errors import DataError, UsageError
-from advgrad.io.data.load import TensorSource, load_data, load_default
+from advgrad.core.errors import DataError, UsageError
+from advgrad.io.data.load_data import TensorSource, load_data, load_default
 
 # ---------------------------------------------------------------- the embedded default
 

@@ -1,4 +1,4 @@
-"""Loading data (advgrad/io/data/load.py, sources.py, tensorfiles.py, datasets.py): tensor files, image
+"""Loading data (advgrad/io/data/load_data.py, sources.py, tensorfiles.py, datasets.py): tensor files, image
 folders, torchvision datasets by name, selection and streaming."""
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from safetensors.torch import save_file
 from special_files import null_device
 
 import advgrad.io.data.tensorfiles as tensorfiles
-from advgrad.errors import DataError, UsageError
+from advgrad.core.errors import DataError, UsageError
 from advgrad.io.data.datasets import DatasetSource
-from advgrad.io.data.load import DataOptions, load_data
+from advgrad.io.data.load_data import DataOptions, load_data
 from advgrad.io.data.sources import TensorSource
 
 
@@ -216,7 +216,7 @@ def test_npz_damaged_in_every_way_zipfile_knows_is_one_line(tmp_path):
 
 def test_npz_without_x_lists_a_few_of_its_arrays(tmp_path):
     """The names a file holds are listed a few at a time with their count, each cut short (issue
-    21, item 12: one helper, advgrad.text.some_names)."""
+    21, item 12: one helper, advgrad.core.text.some_names)."""
     path = tmp_path / "many.npz"
     np.savez(path, **{f"a{i}": np.zeros(1) for i in range(1000)}, **{"n" * 5000: np.zeros(1)})
     with pytest.raises(DataError, match=r"found a0, a1, a2, a3, a4, a5, a6, a7, … \(1,001 in all\)$") as caught:

@@ -14,9 +14,9 @@ import pytest
 import torch
 from loading_fixtures import assert_bad_input, run_cli, save_tensors
 
-from advgrad.errors import ModelError
+from advgrad.core.errors import ModelError
 from advgrad.io.model.exported_archive import archive_refusals, safe_sympy_expression
-from advgrad.io.model.load import ModelOptions, load_model
+from advgrad.io.model.load_model import ModelOptions, load_model
 
 X = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 

@@ -14,7 +14,7 @@ from special_files import FifoReader, is_null_device, null_device
 from typer.testing import CliRunner
 
 from advgrad.cli import app
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 from advgrad.io.files import atomic_path, write_json, write_tensors, write_text
 
 runner = CliRunner()

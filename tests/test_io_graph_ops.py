@@ -13,10 +13,10 @@ import torch
 import torchvision
 from loading_fixtures import assert_bad_input, run_cli, save_tensors
 
-from advgrad.errors import ModelError
+from advgrad.core.errors import ModelError
 from advgrad.io.model.exported_archive import archive_refusals
 from advgrad.io.model.graph_ops import fx_disallowed, torchscript_disallowed, torchscript_kind_allowed
-from advgrad.io.model.load import ModelOptions, load_model
+from advgrad.io.model.load_model import ModelOptions, load_model
 from advgrad.models.digits import DigitsCNN
 
 X = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))

@@ -18,9 +18,9 @@ from loading_fixtures import assert_bad_input, run_cli, save_tensors, write_imag
 from safetensors.torch import load_file, save_file
 from special_files import null_device
 
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 from advgrad.io.model.hf_models import PROCESSOR
-from advgrad.io.model.load import preferred_image_size
+from advgrad.io.model.load_model import preferred_image_size
 
 
 def _data(tmp_path, logits_of, n=12, shape=(3, 8, 8), seed=0):

@@ -1,4 +1,4 @@
-"""Loading models (advgrad/io/model/load.py, model_files.py, exported.py, factories.py, weights.py,
+"""Loading models (advgrad/io/model/load_model.py, model_files.py, exported.py, factories.py, weights.py,
 normalize.py): every --model form, weights and their wrappings, refusals that keep code from running."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from loading_fixtures import as_if_saved_on_gpu, rewrite_zip, truncate
 from safetensors.torch import save_file
 from special_files import null_device
 
-from advgrad.errors import ModelError, UsageError
+from advgrad.core.errors import ModelError, UsageError
 from advgrad.io.model.exported import ExportedModule
 from advgrad.io.model.factories import parse_model_args
 from advgrad.io.model.graph_ops import fx_disallowed
-from advgrad.io.model.load import ModelOptions, load_model
+from advgrad.io.model.load_model import ModelOptions, load_model
 from advgrad.io.model.normalize import Normalization, Normalized, parse_channels
 
 X = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -190,7 +190,7 @@ def test_weights_and_model_args_only_for_built_models(tmp_path):
     torch.jit.save(torch.jit.script(reference()), path)
     with pytest.raises(UsageError, match="`weights` apply to models built in code"):
         load_model(str(path), ModelOptions(weights="w.pt"))
-    with pytest.raises(UsageError, match="`model_args` apply"):
+    with pytest.raises(UsageError, match="`model_args` build digits-cnn afresh, with random weights"):
         load_model(None, ModelOptions(model_args={"a": 1}))
 
 

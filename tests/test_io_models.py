@@ -1,4 +1,4 @@
-"""advgrad/io/model/load.py and advgrad/io/probe.py: the embedded model, TorchScript files, probing."""
+"""advgrad/io/model/load_model.py and advgrad/io/probe.py: the embedded model, TorchScript files, probing."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from safetensors.torch import save_file
 from special_files import null_device
 from torch import nn
 
-import advgrad.io.model.load as load_module
-from advgrad.errors import ModelError
-from advgrad.io.model.load import ROBUST_ASSET, load_default_model, load_model, load_robust_model
+import advgrad.io.model.load_model as load_module
+from advgrad.core.errors import ModelError
+from advgrad.io.model.load_model import ROBUST_ASSET, load_default_model, load_model, load_robust_model
 from advgrad.io.probe import check_logits, probe
 from advgrad.models.digits import DigitsCNN
 

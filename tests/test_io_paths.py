@@ -18,10 +18,10 @@ import torch
 from loading_fixtures import assert_bad_input, run_cli, save_tensors, write_image_folder
 from special_files import FifoWriter, unblocking
 
-from advgrad.config import CONFIG_LIMIT, read_config
-from advgrad.errors import DataError, ModelError, UsageError
-from advgrad.io.data.load import load_data
+from advgrad.core.errors import DataError, ModelError, UsageError
+from advgrad.io.data.load_data import load_data
 from advgrad.io.paths import open_regular, read_capped, require_file, walk_files
+from advgrad.io.run_config import CONFIG_LIMIT, read_config
 
 DEVICE = "/dev/null"  # a character device that is harmless to read (and to read again, in a regression)
 

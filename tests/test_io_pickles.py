@@ -12,9 +12,9 @@ import pytest
 import torch
 from loading_fixtures import rewrite_zip
 
-from advgrad.errors import AdvgradError, DataError, ModelError
-from advgrad.io.data.load import load_data
-from advgrad.io.model.load import ModelOptions, load_model
+from advgrad.core.errors import AdvgradError, DataError, ModelError
+from advgrad.io.data.load_data import load_data
+from advgrad.io.model.load_model import ModelOptions, load_model
 from advgrad.io.pickles import pickle_damage
 
 

@@ -8,7 +8,7 @@ import torch
 from loading_fixtures import save_tensors
 from torch import nn
 
-from advgrad.errors import DataError, ModelError, UsageError
+from advgrad.core.errors import DataError, ModelError, UsageError
 from advgrad.io.inputs import InputOptions, open_inputs
 from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 from advgrad.io.probe import probe
@@ -169,7 +169,7 @@ def test_normalisation_hint_for_a_model_trained_on_standardised_inputs():
     import standardised_models as sm
     from helpers import invoke
 
-    from advgrad.io.data.load import load_default
+    from advgrad.io.data.load_data import load_default
     from advgrad.io.probe import normalisation_hint
 
     x, y = load_default().fetch(torch.arange(64))

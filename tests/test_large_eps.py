@@ -9,8 +9,8 @@ import math
 import pytest
 from loading_fixtures import run_cli
 
-from advgrad.geometry import get_geometry
-from advgrad.threat import eps_beyond_box
+from advgrad.core.geometry import get_geometry
+from advgrad.core.threat import eps_beyond_box
 
 FAST = ["--limit", "8", "--device", "cpu"]
 

@@ -1,4 +1,4 @@
-"""advgrad/losses.py: the per-sample objectives an attack maximises, checked on hand-computed logits."""
+"""advgrad/core/losses.py: the per-sample objectives an attack maximises, checked on hand-computed logits."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from advgrad.errors import UsageError
-from advgrad.losses import LOSSES, cross_entropy, dlr, get_loss, is_successful, margin
+from advgrad.core.errors import UsageError
+from advgrad.core.losses import LOSSES, cross_entropy, dlr, get_loss, is_successful, margin
 
 LOGITS = torch.tensor([[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 3.0, 1.0]], dtype=torch.float64)
 Y = torch.tensor([0, 1])

@@ -12,7 +12,7 @@ import pytest
 import torch
 from loading_fixtures import run_cli, save_tensors
 
-from advgrad.errors import ModelError
+from advgrad.core.errors import ModelError
 from advgrad.io.model.guard import GuardedModel
 
 MODEL = "factory_models:make_misbehaving"
@@ -103,12 +103,12 @@ def test_a_factory_that_calls_sys_exit(data):
 
 def test_keyboard_interrupt_in_the_model_still_means_interrupted(tmp_path, monkeypatch):
     """Ctrl-C inside the model's forward is an interruption, not the model's failure: exit 130 and
-    the finished batches kept for a resume (32 samples in batches of 8; the 30th call is in the
+    the finished batches kept for a resume (32 samples in batches of 8; the 45th call is in the
     second batch)."""
     monkeypatch.setenv("ADVGRAD_STATE_DIR", str(tmp_path / "state"))
     x = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     data = save_tensors(tmp_path / "data32.pt", x, torch.arange(32) % 10)
-    result = run("eval", data, "interrupt", 30)
+    result = run("eval", data, "interrupt", 45)
     assert result.exit_code == 130, (result.exit_code, result.stderr)
     assert "interrupted: 1 finished batches are saved" in result.stderr and "error" not in result.stderr
     assert result.stdout == ""

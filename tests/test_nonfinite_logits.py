@@ -19,9 +19,9 @@ from loading_fixtures import run_cli, save_tensors
 
 from advgrad.attacks import get_attack
 from advgrad.attacks.base import run_attack
-from advgrad.losses import is_successful
+from advgrad.core.losses import is_successful
+from advgrad.core.threat import ThreatModel
 from advgrad.report.schema import report_schema
-from advgrad.threat import ThreatModel
 
 N = 24
 
@@ -256,7 +256,7 @@ def test_the_loop_keeps_its_last_finite_candidate(early_stop):
 
 
 def test_the_probe_warns_about_some_non_finite_rows_and_refuses_all():
-    from advgrad.errors import ModelError
+    from advgrad.core.errors import ModelError
     from advgrad.io.probe import probe
 
     x, y = _grid_data(off_grid=4)

@@ -12,8 +12,8 @@ import pytest
 from loading_fixtures import run_cli
 
 from advgrad.attacks import get_attack, list_attacks
-from advgrad.errors import UsageError
-from advgrad.numeric import check_number
+from advgrad.core.errors import UsageError
+from advgrad.core.numeric import check_number
 
 FAST = ["--limit", "8", "--device", "cpu"]
 

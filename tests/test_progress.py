@@ -1,4 +1,4 @@
-"""Progress of a run (advgrad/progress.py and its use by eval): attack, ε, step and an ETA from the
+"""Progress of a run (advgrad/execution/progress.py and its use by eval): attack, ε, step and an ETA from the
 rate so far, redrawn at most every 0.2 s; quiet off a terminal unless --verbose asks for a line per
 finished attack × ε."""
 
@@ -10,9 +10,9 @@ from helpers import invoke
 from advgrad.attacks import PGDParams, get_attack
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.sweep import evaluate
-from advgrad.io.data.load import load_default
-from advgrad.io.model.load import load_default_model
-from advgrad.progress import MIN_INTERVAL, PassCounter, ProgressTracker, format_eta
+from advgrad.execution.progress import MIN_INTERVAL, PassCounter, ProgressTracker, format_eta
+from advgrad.io.data.load_data import load_default
+from advgrad.io.model.load_model import load_default_model
 
 
 class FakeClock:
@@ -113,7 +113,9 @@ def test_evaluate_tells_each_run_and_counts_passes_without_changing_the_report()
         ("pgd", 0.3, 5, 100, "step"),
     ] * 2
     assert [e[0] for e in recorder.events] == ["begin", "end", "begin", "end", "batch"] * 2
-    assert 0 < recorder.passes <= 2 * 2 * (5 + 2)  # a call per step, and a check per run at most
+    # a call per step and a check per run at most, and the sanity checks' evidence: per batch a gradient
+    # pass and the consistency check's three calls, and the first batch's 8 samples one at a time
+    assert 0 < recorder.passes <= 2 * 2 * (5 + 2) + 2 * 4 + 8
 
 
 def test_pass_counter_calls_the_monitor_per_call():

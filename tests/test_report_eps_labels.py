@@ -10,10 +10,10 @@ import pytest
 from helpers import invoke
 from report_helpers import crafted
 
-from advgrad.eps import default_eps_label, parse_eps_labelled
+from advgrad.core.eps import default_eps_label, parse_eps_labelled
+from advgrad.core.results import RobustnessReport, float32_decimal
 from advgrad.report.chart import text_chart
 from advgrad.report.markdown import render_markdown
-from advgrad.results import RobustnessReport, float32_decimal
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_an_eps_value_computes_as_its_number_and_keeps_its_label_through_pickle_
     import json
     import pickle
 
-    from advgrad.eps import Eps
+    from advgrad.core.eps import Eps
 
     e = Eps(8 / 255, "8/255")
     assert e == 8 / 255 and e > 0.03 and e * 2 == 16 / 255 and hash(e) == hash(8 / 255)

@@ -14,8 +14,8 @@ from report_helpers import crafted
 from typer.testing import CliRunner
 
 from advgrad.cli import app
+from advgrad.core.results import AttackCurve, CurvePoint, RobustnessReport
 from advgrad.report.schema import report_schema
-from advgrad.results import AttackCurve, CurvePoint, RobustnessReport
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "report-schema.md"
 Validator = jsonschema.Draft202012Validator
@@ -56,7 +56,7 @@ def test_schema_is_valid_json_schema():
 
 def test_cli_report_validates(cli_report):
     Validator(report_schema()).validate(cli_report)
-    assert cli_report["schema"] == "advgrad.robustness-report" and cli_report["schema_version"] == 1
+    assert cli_report["schema"] == "advgrad.robustness-report" and cli_report["schema_version"] == 2
 
 
 @pytest.mark.parametrize(
@@ -69,7 +69,7 @@ def test_cli_report_validates(cli_report):
         lambda r: r["attacks"]["pgd"].update(kind="magic"),
         lambda r: r["checks"][0].update(status="fine"),
         lambda r: r["gates"][0].pop("passed"),
-        lambda r: r.update(schema_version=2),
+        lambda r: r.update(schema_version=3),
         lambda r: r["diagnostics"].pop("gradient_zero"),
     ],
 )
@@ -88,7 +88,7 @@ def test_report_holds_what_the_issue_lists(cli_report):
     assert r["timing"]["total_seconds"] > 0
     assert r["n_samples"] == 40 and sum(r["class_counts"]) == 40
     assert r["eps"] == [0.0, 8 / 255, 0.05, 0.5]  # sorted
-    assert [c["name"] for c in r["checks"]][0] == "accuracy-rises-with-eps" and len(r["checks"]) == 8
+    assert [c["name"] for c in r["checks"]][0] == "accuracy-rises-with-eps" and len(r["checks"]) == 11
     assert [g["gate"] for g in r["gates"]] == ["pgd@0.05=0.1", "clean=0.5"]
     assert r["model"]["kind"] == "default" and r["data"]["num_classes"] == 10
 

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from report_helpers import crafted
 from typer.testing import CliRunner
 
-from advgrad.checks import run_checks
 from advgrad.cli import app
 from advgrad.report.junit import render_junit
+from advgrad.verdicts.checks import run_checks
 
 
 def report_with(gates, robust=None):
@@ -32,7 +32,7 @@ def test_one_test_case_per_gate():
     xml = render_junit(
         report_with([("pgd@0.1=0.4", 0.4, 0.47), ("fgsm@0.1=0.7", 0.7, 0.6), ("pgd@0.1=0.5", 0.5, 0.47)])
     )
-    gates = suites(xml)["advgrad.gates"]
+    gates = suites(xml)["advgrad.verdicts.gates"]
     cases = gates.findall("testcase")
     assert [c.get("name") for c in cases] == ["pgd@0.1=0.4", "fgsm@0.1=0.7", "pgd@0.1=0.5"]
     assert [c.find("failure") is not None for c in cases] == [False, True, True]
@@ -45,15 +45,15 @@ def test_one_test_case_per_gate():
 def test_checks_fail_only_under_strict():
     # accuracy rises from 60% to 70%, and stays at 70% at ε = 0.5: two checks fire
     report = report_with([], robust={"pgd": [95, 60, 70]})
-    lenient = suites(render_junit(report))["advgrad.checks"]
-    strict = suites(render_junit(report, strict=True))["advgrad.checks"]
+    lenient = suites(render_junit(report))["advgrad.verdicts.checks"]
+    strict = suites(render_junit(report, strict=True))["advgrad.verdicts.checks"]
     assert lenient.get("failures") == "0" and strict.get("failures") == "2"
     failing = {c.get("name") for c in strict.findall("testcase") if c.find("failure") is not None}
     assert failing == {"accuracy-rises-with-eps", "accuracy-at-large-eps"}
     skipped = {c.get("name") for c in lenient.findall("testcase") if c.find("skipped") is not None}
     assert failing <= skipped
-    assert len(strict.findall("testcase")) == 8
-    assert suites(render_junit(report))["advgrad.gates"].get("tests") == "0"
+    assert len(strict.findall("testcase")) == 11
+    assert suites(render_junit(report))["advgrad.verdicts.gates"].get("tests") == "0"
 
 
 def test_cli_writes_parsable_junit(tmp_path, monkeypatch):
@@ -78,6 +78,6 @@ def test_cli_writes_parsable_junit(tmp_path, monkeypatch):
         ],
     )
     assert result.exit_code == 1
-    gates = suites(path.read_text(encoding="utf-8"))["advgrad.gates"]
+    gates = suites(path.read_text(encoding="utf-8"))["advgrad.verdicts.gates"]
     assert [c.get("name") for c in gates.findall("testcase")] == ["fgsm@0=0.9", "fgsm@0.5=0.99"]
     assert gates.get("failures") == "1"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from markdown_it import MarkdownIt
 from report_helpers import crafted
 
-from advgrad.checks import run_checks
 from advgrad.report.markdown import render_markdown
+from advgrad.verdicts.checks import run_checks
 
 
 def tables(text: str) -> list[list[list[str]]]:
@@ -51,7 +51,7 @@ def test_markdown_parses_into_the_expected_tables():
     assert [r[0] for r in gates[1:]] == ["`pgd@8/255=0.40`", "`fgsm@0.5=0.3`"]
     assert "pass" in gates[1][3] and "FAIL" in gates[2][3]
     checks = found[3]
-    assert len(checks) == 9 and all(len(r) == 3 for r in checks)  # a header row and eight checks
+    assert len(checks) == 12 and all(len(r) == 3 for r in checks)  # a header row and eleven checks
     assert "Clean accuracy: **95.0%** (95/100)" in text
     assert "### Gates: 1 passed, 1 failed" in text
 

@@ -38,7 +38,7 @@ def test_plot_without_examples_and_with_many_classes(tmp_path):
 def _with_examples(names, per_attack=3):
     import torch
 
-    from advgrad.results import Example
+    from advgrad.core.results import Example
 
     report = crafted({name: [95, 60, 20] for name in names}, eps=(0.0, 8 / 255, 0.1))
     report.eps_labels = ["0", "8/255", "0.1"]
@@ -103,7 +103,7 @@ def test_names_that_look_like_mathtext_or_hold_escapes_are_drawn_as_written(tmp_
     matplotlib's math parser fail when the figure was saved (exit 3); "\x1b" drew a missing glyph."""
     import torch
 
-    from advgrad.report.features import feature_bars
+    from advgrad.report.feature_bars import feature_bars
     from advgrad.report.images import adversarial_grid
 
     hostile = "a$\\frac{$\x1b[2J"
@@ -120,3 +120,117 @@ def test_names_that_look_like_mathtext_or_hold_escapes_are_drawn_as_written(tmp_
     report.model = {"description": f"model from {hostile}"}
     plot_report(report, tmp_path / "report.png")
     assert (tmp_path / "report.png").read_bytes()[:8] == PNG
+
+
+# Each format by its first bytes (a JPEG starts with the SOI marker, an EPS with its PostScript header).
+MAGIC = {
+    "png": PNG,
+    "pdf": b"%PDF-",
+    "svg": b"<?xml",
+    "eps": b"%!PS-Adobe",
+    "jpg": b"\xff\xd8\xff",
+    "jpeg": b"\xff\xd8\xff",
+}
+
+
+def test_plot_report_writes_the_format_the_name_asks_for(tmp_path):
+    """plot.pdf is a PDF, plot.svg an SVG (vector: its curves are paths, not one embedded bitmap),
+    plot.jpg a JPEG; not PNG data under another name."""
+    report = crafted({"pgd": [90, 40, 10]})
+    for suffix, magic in MAGIC.items():
+        path = tmp_path / f"plot.{suffix.upper() if suffix == 'jpeg' else suffix}"
+        plot_report(report, path)
+        assert path.read_bytes().startswith(magic), suffix
+    assert "<path" in (tmp_path / "plot.svg").read_text()
+
+
+def test_an_unknown_picture_suffix_is_refused_in_one_line(tmp_path):
+    import pytest
+
+    from advgrad.core.errors import UsageError
+
+    for name in ("plot.gif", "plot"):
+        with pytest.raises(UsageError, match=r"end the name with \.png, \.pdf, \.svg, \.eps, \.jpg"):
+            plot_report(crafted({"pgd": [90, 40, 10]}), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_attack_images_are_titled_and_worded_as_evals():
+    """`attack --images`: a title naming the attack, ε and the model, wrapped at word boundaries; the
+    adversarial row titled 'ε: true→predicted' as eval's blocks are."""
+    import torch
+
+    from advgrad.report.images import adversarial_figure
+
+    x = torch.rand(3, 1, 8, 8)
+    title = "pgd, L∞ ε = 8/255 · " + "a model whose description is long enough to need wrapping " * 3
+    fig = adversarial_figure(
+        x,
+        x.clamp(0.1, 0.9),
+        torch.tensor([1, 2, 3]),
+        torch.tensor([1, 2, 0]),
+        torch.tensor([4, 2, 0]),
+        eps_label="8/255",
+        title=title,
+    )
+    heading = fig._suptitle.get_text()
+    assert heading.startswith("pgd, L∞ ε = 8/255") and "\n" in heading
+    assert all(
+        line == line.strip() and " ".join(line.split()) in " ".join(title.split()) for line in heading.split("\n")
+    )
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "true 1" and titles[2] == "true 3 (pred 0)"
+    assert titles[6:] == ["ε=8/255: 1→4", "ε=8/255: 2→2", "ε=8/255: 3→0"]
+
+
+def test_curves_that_coincide_stay_visible_and_the_band_is_readable():
+    """Each curve has its own marker and dashes, hollow and each smaller than the one before; with a
+    certified band high up the axis zooms to the data; the legend says which side each curve bounds."""
+    from advgrad.report.plot import curve_styles, report_figure, y_limits
+
+    styles = curve_styles(8)
+    assert len({(s["marker"], s["linestyle"]) for s in styles}) == 8
+    assert [s["markersize"] for s in styles] == sorted((s["markersize"] for s in styles), reverse=True)
+    assert all(s["markerfacecolor"] == "none" for s in styles)
+    report = crafted({"pgd": [95, 93, 90], "crown": [95, 90, 85]}, kinds={"crown": "certified"})
+    low, high = y_limits(report, ([0.1, 0.2], [90, 85], [93, 90]))
+    assert 70 <= low <= 83 and high > 100
+    labels = report_figure(report).axes[0].get_legend_handles_labels()[1]
+    assert "pgd: attack (upper bound)" in labels and "crown: certified (lower bound)" in labels
+    assert report_figure(report).axes[0].get_ylim()[0] > 50
+    plain = crafted({"pgd": [95, 40, 10]})
+    assert report_figure(plain).axes[0].get_ylim() == (-2, 102)
+
+
+def test_the_corruption_figure_has_a_row_of_examples_and_15_distinguishable_styles():
+    import torch
+
+    from advgrad.core.results import CorruptionPoint, CorruptionResults
+    from advgrad.corruptions import list_corruptions
+    from advgrad.report.plot import corruption_style, report_figure
+
+    styles = [corruption_style(k) for k in range(15)]
+    assert len({(s["color"], s["marker"]) for s in styles}) == 15
+    assert len({s["color"] for s in styles}) == 10  # tab10: no two shades of one hue, as tab20 pairs them
+    names = list_corruptions()
+    report = crafted({"pgd": [95, 40, 10]})
+    points = [CorruptionPoint(n, s, 0.5, 50) for n in names for s in range(1, 6)]
+    report.corruptions = CorruptionResults(list(range(1, 6)), points, 0.5, sample=torch.rand(1, 8, 8))
+    titles = [ax.get_title() for ax in report_figure(report).axes]
+    assert "clean" in titles and all(n.replace("_", " ") in titles for n in names)
+
+
+def test_bar_labels_never_overlap(tmp_path):
+    import torch
+
+    from advgrad.report.feature_bars import draw_bars
+    from advgrad.report.mpl import pyplot
+
+    fig, ax = pyplot().subplots(figsize=(8, 3))
+    values = torch.linspace(0.1, 1.0, 30)
+    draw_bars(ax, [f"f{i}" for i in range(30)], values, [f"{12345.678 * v:.6g}" for v in values.tolist()])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert len(boxes) == 30
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert all(b.y1 <= ax.get_window_extent(renderer).y1 + 1 for b in boxes)  # inside the axes

@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 import advgrad.cli.state as cli_state
 from advgrad.attacks import get_attack
 from advgrad.cli import app
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.resume import RunState, run_identity, run_key
-from advgrad.io.model.load import load_default_model
-from advgrad.progress import ProgressTracker
+from advgrad.execution.progress import ProgressTracker
+from advgrad.io.model.load_model import load_default_model
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

@@ -1,10 +1,11 @@
-"""How the model runs (advgrad/runtime.py): autocast keeps the perturbation in float32 and inside
+"""How the model runs (advgrad/execution/runtime.py): autocast keeps the perturbation in float32 and inside
 the ε-ball, channels-last changes the layout and not the numbers, torch.compile gives the eager
 adversarial examples, and every unsupported choice is one clear line."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -14,10 +15,10 @@ from torch import nn
 
 from advgrad.attacks import PGDParams, get_attack, run_attack
 from advgrad.cli.console import handle_errors
-from advgrad.errors import UsageError
-from advgrad.gradient import input_gradient
-from advgrad.io.model.load import load_default_model
-from advgrad.runtime import (
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import input_gradient
+from advgrad.core.threat import ThreatModel
+from advgrad.execution.runtime import (
     RuntimeModel,
     RuntimeOptions,
     check_precision,
@@ -27,13 +28,13 @@ from advgrad.runtime import (
     parse_precision,
     prepare_model,
 )
-from advgrad.threat import ThreatModel
+from advgrad.io.model.load_model import load_default_model
 
 CPU = torch.device("cpu")
 
 
 def digits(n: int = 16):
-    from advgrad.io.data.load import load_default
+    from advgrad.io.data.load_data import load_default
 
     x, y = load_default().fetch(torch.arange(n))
     return x, y
@@ -199,7 +200,7 @@ def test_compiled_model_gives_the_eager_adversarial_examples():
 
 def test_compile_unavailable_is_a_usage_error(monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr("advgrad.runtime.shutil.which", lambda name: None)
+    monkeypatch.setattr("advgrad.execution.runtime.shutil.which", lambda name: None)
     reason = compile_unavailable(CPU)
     assert reason is not None and "C++ compiler" in reason
     with pytest.raises(UsageError, match="run without `compile`"):
@@ -285,3 +286,18 @@ def test_runtime_options_change_the_resume_key():
         for kw in ({}, {"precision": "bf16"}, {"compile": True}, {"channels_last": True})
     }
     assert len(keys) == 4
+
+
+def test_deterministic_kernels_are_switched_on_and_noted(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    benchmark, deterministic = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    try:
+        model = nn.Linear(4, 3)
+        _, notes = prepare_model(model, RuntimeOptions(deterministic=True), torch.device("cpu"), torch.rand(2, 4))
+        assert notes == ["deterministic kernels"]
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and torch.backends.cudnn.deterministic
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, deterministic

@@ -1,4 +1,4 @@
-"""Configs and documentation shipped in the package (advgrad/shipped.py, advgrad/cli/shipped.py):
+"""Configs and documentation shipped in the package (advgrad/io/shipped.py, advgrad/cli/commands/config.py and docs.py):
 reachable by name after `pip install`, from any folder; docs/ci.md's workflow runs as written."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import assert_bad_input, invoke
 
-from advgrad.config import tomllib
+from advgrad.io.run_config import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -143,6 +143,9 @@ def test_the_installed_package_finds_its_configs_and_docs(installed, tmp_path):
     assert re.search(r"^quick\s+\S", listing.stdout, re.M)
     docs = _run([sys.executable, "-m", "advgrad", "docs", "ci"], installed, tmp_path)
     assert docs.returncode == 0 and docs.stdout == (DOCS / "ci.md").read_text()
+    inlined = "from advgrad.report.html_page import doc_section; print(len(doc_section('checks', 'zero-gradients')))"
+    paragraphs = _run([sys.executable, "-c", inlined], installed, tmp_path)  # the HTML page inlines the docs
+    assert paragraphs.returncode == 0 and int(paragraphs.stdout) > 1, paragraphs.stderr
 
 
 def _workflow_steps(markdown: str) -> dict[str, str]:
@@ -186,4 +189,15 @@ def test_the_ci_workflow_runs_as_written_in_a_fresh_repository(installed, tmp_pa
             shutil.copy(repo / "reports" / "baselines" / "quick.json", repo / "baselines" / "quick.json")
         else:
             assert "compare: passed" in result.stderr and "baseline" in result.stdout.lower()
+    assert (repo / "reports" / "report.html").exists() and (repo / "reports" / "comparison.html").exists()
     assert (repo / "reports" / "junit.xml").exists() and "accuracy" in (tmp_path / "summary.md").read_text().lower()
+
+
+def test_readme_says_how_to_install_the_cpu_build_of_torch_first():
+    """On a machine without a GPU, `pip install -e .` alone pulls the CUDA build (gigabytes): the
+    README installs the CPU build first, from PyTorch's CPU index, and says what each build costs."""
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    cpu = quick_start.index("pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu")
+    assert cpu < quick_start.index("pip install -e .\n", cpu)  # torch's CPU build first, then advgrad
+    assert "CPU build" in quick_start and "CUDA build" in quick_start and " GB" in quick_start

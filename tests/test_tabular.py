@@ -17,12 +17,12 @@ from loading_fixtures import assert_bad_input, run_cli
 from torch import nn
 
 from advgrad.attacks import get_attack, list_attacks, run_attack
-from advgrad.errors import UsageError
-from advgrad.io.data.load import DataOptions, load_data
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import ThreatModel
+from advgrad.io.data.load_data import DataOptions, load_data
 from advgrad.io.data.tables import FeatureSpace
 from advgrad.io.model.features import FeatureScaled
-from advgrad.report.features import feature_bars, mean_change
-from advgrad.threat import ThreatModel
+from advgrad.report.feature_bars import feature_bars, mean_change
 
 NAMES = ["age", "income", "score", "visits"]
 LOWER = [18.0, 0.0, -4.0, 0.0]
@@ -470,3 +470,39 @@ def test_l2_bounds_spend_the_radius_on_the_movable_features():
                 diff = w[y[i]] - w[j]
                 expected = float(logits[i, y[i]] - logits[i, j]) - eps * float(diff[free].norm())
                 assert float(low[i, j]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_grad_draws_bars_per_feature_for_a_table(table):
+    """``grad --images`` on a table draws the gradient per feature (it was refused). For the 2-class
+    linear model, ∂J/∂x = 2·(p₁ − y₁)·W1 on raw features, so the mean |∂J/∂x_i| the bars label is
+    mean |2(p₁ − y₁)| · |W1_i|, and the bar, with respect to the share of the range, that × (hi_i − lo_i)."""
+    from advgrad.report.feature_bars import mean_gradient
+
+    out, images = table["dir"] / "g.pt", table["dir"] / "img"
+    args = ["--data", table["csv"], "--bounds", table["bounds"], "--out", out, "--images", images]
+    result = run_cli("grad", *args, *model_args(table))
+    assert result.exit_code == 0, result.stderr
+    assert (images / "saliency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = torch.load(out, weights_only=True)
+    per_range, per_unit = mean_gradient(saved["grad"], LOWER, UPPER)
+    x = torch.tensor(table["x"], dtype=torch.float64)
+    w, mid = torch.tensor(W1, dtype=torch.float64), (torch.tensor(LOWER) + torch.tensor(UPPER)).double() / 2
+    p1 = torch.sigmoid(2 * (x - mid) @ w)
+    factor = (2 * (p1 - torch.tensor(table["y"], dtype=torch.float64))).abs().mean()
+    span = torch.tensor(UPPER, dtype=torch.float64) - torch.tensor(LOWER, dtype=torch.float64)
+    torch.testing.assert_close(per_unit, factor * w.abs(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(per_range, factor * w.abs() * span, rtol=1e-4, atol=0)
+
+
+def test_a_partial_eps_scale_file_weighs_unlisted_features_1(tmp_path):
+    x, y = make_table()
+    data = str(write_csv(tmp_path / "t.csv", x, y))
+    (tmp_path / "s.json").write_text(json.dumps({"score": 0, "income": 3}))
+    write_scale(tmp_path / "s.csv", [2.0], names=["visits"])
+    for scale, weights in (("s.json", (1.0, 3.0, 0.0, 1.0)), ("s.csv", (1.0, 1.0, 1.0, 2.0))):
+        space = load_data(data, DataOptions(eps_scale=str(tmp_path / scale))).space
+        assert space.weights == weights, scale
+    assert load_data(data, DataOptions(eps_scale=str(tmp_path / "s.json"))).space.fixed == (2,)
+    (tmp_path / "rows.csv").write_text("scale\n1\n2\n")  # bare rows name no feature: one per feature still
+    with pytest.raises(UsageError, match="2 rows; the data has 4 features"):
+        load_data(data, DataOptions(eps_scale=str(tmp_path / "rows.csv")))

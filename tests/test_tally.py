@@ -6,9 +6,9 @@ import pytest
 import torch
 from report_helpers import run_default
 
+from advgrad.core.results import Example
 from advgrad.evaluation.evidence import Evidence
 from advgrad.evaluation.tally import AttackTally, BatchTally
-from advgrad.results import Example
 
 
 def test_attack_tally_counts_and_merges():

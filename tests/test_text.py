@@ -1,4 +1,4 @@
-"""advgrad/text.py: names from files shown with every control character escaped, cut when long,
+"""advgrad/core/text.py: names from files shown with every control character escaped, cut when long,
 and listed a few at a time; every report renderer shows them that way (issue 21, items 12-13)."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from report_helpers import crafted
 
+from advgrad.core.text import printable, short, some_names
 from advgrad.report.chart import text_chart
 from advgrad.report.csvfile import render_csv
 from advgrad.report.junit import render_junit
 from advgrad.report.markdown import render_markdown
-from advgrad.text import printable, short, some_names
 
 # What an attacker puts in a class name, a CSV header or an operator type: clear the screen, set
 # the window title, a carriage return over what came before, the one-byte CSI, a bidirectional

@@ -1,4 +1,4 @@
-"""CPU threads (advgrad/threads.py): what ``--threads auto`` may use and what it picks."""
+"""CPU threads (advgrad/execution/threads.py): what ``--threads auto`` may use and what it picks."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from helpers import assert_bad_input, invoke
 
-from advgrad import threads as t
-from advgrad.errors import UsageError
-from advgrad.io.model.load import load_default_model
+from advgrad.core.errors import UsageError
+from advgrad.execution import threads as t
+from advgrad.io.model.load_model import load_default_model
 
 
 @pytest.fixture

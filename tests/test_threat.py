@@ -1,4 +1,4 @@
-"""advgrad/threat.py: parsing norms and ε, per-sample norms, projections, the ThreatModel."""
+"""advgrad/core/threat.py: parsing norms and ε, per-sample norms, projections, the ThreatModel."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from helpers import independent_norm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from advgrad.eps import parse_eps, parse_eps_list
-from advgrad.errors import UsageError
-from advgrad.threat import (
+from advgrad.core.eps import parse_eps, parse_eps_list
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import (
     NORMS,
     ThreatModel,
     parse_norm,

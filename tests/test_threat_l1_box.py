@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from advgrad.threat import ThreatModel, project_l1_box
+from advgrad.core.threat import ThreatModel, project_l1_box
 
 
 def brute_force_projection(v: np.ndarray, low: np.ndarray, high: np.ndarray, eps: float) -> np.ndarray:

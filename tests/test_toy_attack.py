@@ -21,7 +21,7 @@ from advgrad.attacks import AttackParams, AttackSpec, register_attack
 from advgrad.attacks.base import param, prepare_params
 from advgrad.attacks.registry import unregister_attack
 from advgrad.cli import app
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 FAST = ["--limit", "8", "--device", "cpu"]
 SEEN: list[float] = []  # the wobble each call of the toy attack received

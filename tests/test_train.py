@@ -1,4 +1,4 @@
-"""Training (advgrad/train/, advgrad/cli/train.py): each method's promise on problems whose answer
+"""Training (advgrad/train/, advgrad/cli/commands/train.py): each method's promise on problems whose answer
 is known, resume, outputs and bad input."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import safetensors.torch
 import torch
 from helpers import assert_bad_input, invoke, torchscript
 from train_models import margin_problem, mlp
@@ -13,8 +14,8 @@ from train_models import margin_problem, mlp
 from advgrad.attacks import PGDParams, get_attack, run_attack
 from advgrad.bounds import certified, margin_bounds
 from advgrad.bounds.trainable import TrainableBounds
+from advgrad.core.threat import ThreatModel
 from advgrad.io.data.sources import TensorSource
-from advgrad.threat import ThreatModel
 from advgrad.train import TrainConfig, Trainer
 
 CPU = torch.device("cpu")
@@ -375,8 +376,8 @@ def test_a_config_file_sets_training_options_and_the_command_line_overrides_it(t
 
 
 def test_the_robust_default_model_resists_pgd_where_the_standard_one_does_not():
-    from advgrad.io.data.load import load_default
-    from advgrad.io.model.load import load_model
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_model
 
     x, y = load_default("test").fetch(torch.arange(150))
     robust, standard = load_model("default-robust"), load_model()
@@ -394,3 +395,25 @@ def test_a_diverging_run_stops_with_one_line_and_writes_no_weights(tmp_path, mar
     assert result.exit_code == 2 and result.stdout == "", result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: training diverged") and "--lr" in result.stderr
     assert not out.exists()
+
+
+def test_what_train_out_wrote_is_evaluated_by_its_architecture_name(tmp_path):
+    """`train --out w.safetensors` without ε ends with a line of clean accuracy (it crashed there), and
+    `--model digits-cnn --weights w.safetensors` evaluates those weights, not the embedded ones: the
+    clean accuracy of eval equals the one of the saved module on the same samples."""
+    weights = tmp_path / "w.safetensors"
+    result = invoke(["train", "--limit", "60", "--epochs", "1", "--val-fraction", "0.5", "--out", weights])
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert "clean accuracy" in result.stdout
+    args = ["--weights", weights, "--limit", "40", "--attack", "fgsm", "--eps", "0", "--json", "-"]
+    report = json.loads(invoke(["eval", "--model", "digits-cnn", *args]).stdout)
+    from advgrad.io.data.load_data import load_default
+    from advgrad.models import DigitsCNN
+
+    module = DigitsCNN()
+    module.load_state_dict(safetensors.torch.load_file(weights))
+    x, y = next(load_default().batches(40))
+    with torch.no_grad():
+        assert report["clean_correct"] == int((module.eval()(x).argmax(1) == y).sum())
+    assert "w.safetensors" in report["model"]["description"]
+    assert_bad_input(invoke(["eval", "--model", "cifar-resnet", "--limit", "4"]), "ships without weights")

@@ -24,11 +24,11 @@ from advgrad.attacks.iterative import (
     random_start,
     steepest_direction,
 )
-from advgrad.errors import UsageError
-from advgrad.geometry import L1, expand
-from advgrad.gradient import frozen
-from advgrad.losses import is_successful, margin, ranked_other_classes
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import L1, expand
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import is_successful, margin, ranked_other_classes
+from advgrad.core.threat import ThreatModel
 
 # ρ of the paper: a checkpoint halves the step when at most this share of the steps since the
 # previous checkpoint raised the objective (≤, as AutoAttack's code; the paper writes <).

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.iterative import RunOutput, gradient_of
-from advgrad.geometry import expand, flat
-from advgrad.losses import is_successful
-from advgrad.threat import ThreatModel
+from advgrad.core.geometry import expand, flat
+from advgrad.core.losses import is_successful
+from advgrad.core.threat import ThreatModel
 
 # Iterations between two adaptations of the sparsity and the step size, as a share of the steps.
 CHECK_EVERY = 0.04

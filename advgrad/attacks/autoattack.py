@@ -26,10 +26,10 @@ from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, eot_p
 from advgrad.attacks.fab import FABTParams, fab_targeted_search
 from advgrad.attacks.square import SquareParams, square
 from advgrad.attacks.strong import cascade
-from advgrad.errors import UsageError
-from advgrad.geometry import expand
-from advgrad.gradient import frozen
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import expand
+from advgrad.core.gradient import frozen
+from advgrad.core.threat import ThreatModel
 
 REFERENCE = (
     "Croce & Hein, ICML 2020 (Reliable evaluation of adversarial robustness with an ensemble of diverse "
@@ -41,7 +41,7 @@ REFERENCE = (
 class AutoAttackParams(AttackParams):
     """Which version of AutoAttack runs, and its budgets (None: the version's own)."""
 
-    version: str = param("standard", "AutoAttack version (standard: APGD-CE, APGD-T, FAB-T, Square)")
+    version: str = param("standard", "AutoAttack version (standard: APGD-CE, APGD-T, FAB-T, Square)", flag="aa-version")
     steps: int | None = param(None, "iterations of APGD-CE, of APGD-T and FAB-T per target", shown="100")
     target_classes: int | None = param(
         None, "APGD-T and FAB-T: how many of the most likely wrong classes to target", shown="9"

@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from advgrad.attacks.apgd import APGDDLRParams, APGDParams, apgd
 from advgrad.attacks.base import EOT_HELP, AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.strong import cascade
-from advgrad.gradient import frozen
-from advgrad.threat import ThreatModel
+from advgrad.core.gradient import frozen
+from advgrad.core.threat import ThreatModel
 
 VERSION = "rand"
 

@@ -20,14 +20,21 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
-from advgrad.eps import parse_eps
-from advgrad.errors import UsageError
-from advgrad.losses import get_loss
-from advgrad.numeric import check_number
-from advgrad.threat import Norm, ThreatModel
+from advgrad.core.eps import parse_eps
+from advgrad.core.errors import UsageError
+from advgrad.core.losses import get_loss
+from advgrad.core.numeric import check_number
+from advgrad.core.threat import Norm, ThreatModel
 
 
-def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[[str, str], Any] | None = None) -> Any:
+def param(
+    default: Any,
+    help: str,
+    shown: str | None = None,
+    *,
+    parse: Callable[[str, str], Any] | None = None,
+    flag: str | None = None,
+) -> Any:
     """A parameter field with its help text and, for defaults that depend on the threat model
     (``None`` until :meth:`AttackParams.resolve`), how the default is computed (``shown``).
 
@@ -35,8 +42,10 @@ def param(default: Any, help: str, shown: str | None = None, *, parse: Callable[
     and ``advgrad eval`` take it as ``--name`` (:mod:`advgrad.attacks.options`). ``parse`` reads a
     value written as text (command line, config file) where the field's type alone does not, e.g.
     :func:`parse_step` for a step size written as a fraction; it is called as
-    ``parse(text, "name")`` and raises :class:`UsageError` naming the parameter (the CLI shows its flag)."""
-    return field(default=default, metadata={"help": help, "shown": shown, "parse": parse})
+    ``parse(text, "name")`` and raises :class:`UsageError` naming the parameter (the CLI shows its flag).
+    ``flag`` is the option's name where the field's would clash with a command's own option
+    (AutoAttack's ``version`` is ``--aa-version``: ``--version`` prints advgrad's)."""
+    return field(default=default, metadata={"help": help, "shown": shown, "parse": parse, "flag": flag})
 
 
 EOT_HELP = (
@@ -47,7 +56,7 @@ EOT_HELP = (
 
 def eot_param() -> Any:
     """The ``eot`` field every gradient attack declares: how many stochastic forward and backward
-    passes each of its gradients averages (:func:`advgrad.gradient.expectation`); it belongs in
+    passes each of its gradients averages (:func:`advgrad.core.gradient.expectation`); it belongs in
     ``at_least_one`` and, as a factor, in ``cost_formula``."""
     return param(1, EOT_HELP)
 
@@ -72,7 +81,7 @@ class AttackParams:
     on the threat model (see :meth:`resolve`). Fields named in ``at_least_one`` (iterations,
     restarts, queries…) must be ≥ 1; every number must be ≥ 0. A gradient attack that iterates
     names its iterations ``steps``; one without ``steps`` takes a single gradient step (the sanity
-    checks read this from the report's parameters: :func:`advgrad.checks.gradient_steps`)."""
+    checks read this from the report's parameters: :func:`advgrad.verdicts.checks.gradient_steps`)."""
 
     at_least_one: ClassVar[tuple[str, ...]] = ()
     positive: ClassVar[tuple[str, ...]] = ("initial_const",)
@@ -145,7 +154,7 @@ class AttackParams:
             rows.append(
                 {
                     "name": f.name,
-                    "option": "--" + f.name.replace("_", "-"),
+                    "option": "--" + (f.metadata.get("flag") or f.name.replace("_", "-")),
                     "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
                     "default": shown if shown is not None else f.default,
                     "help": f.metadata.get("help", ""),

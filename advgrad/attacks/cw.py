@@ -10,10 +10,10 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, parse_step, prepare_params
-from advgrad.errors import UsageError
-from advgrad.gradient import expectation, frozen
-from advgrad.losses import is_successful, margin
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import expectation, frozen
+from advgrad.core.losses import is_successful, margin
+from advgrad.core.threat import ThreatModel
 
 # c stops growing here: a sample still not fooled at this constant is given up.
 _MAX_CONST = 1e10

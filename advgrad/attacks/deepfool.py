@@ -9,11 +9,11 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.minimal import SHRINK_STEPS, shrink
-from advgrad.errors import UsageError
-from advgrad.geometry import TINY, NormGeometry, expand
-from advgrad.gradient import expectation, frozen
-from advgrad.losses import is_successful, ranked_other_classes
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import TINY, NormGeometry, expand
+from advgrad.core.gradient import expectation, frozen
+from advgrad.core.losses import is_successful, ranked_other_classes
+from advgrad.core.threat import ThreatModel
 
 # Classes DeepFool considers: the most likely ones at x (the paper uses 10 on ImageNet).
 CANDIDATES = 10

@@ -17,11 +17,11 @@ from torch import Tensor, nn
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.hyperplane import PROJECTIONS, project_onto_hyperplane
 from advgrad.attacks.iterative import fresh_generator
-from advgrad.errors import UsageError
-from advgrad.geometry import L1, L2, LINF, NormGeometry, expand
-from advgrad.gradient import expectation, frozen
-from advgrad.losses import finite_rows, ranked_other_classes
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import L1, L2, LINF, NormGeometry, expand
+from advgrad.core.gradient import expectation, frozen
+from advgrad.core.losses import finite_rows, ranked_other_classes
+from advgrad.core.threat import ThreatModel
 
 # Radius scale of the random starts when the threat model has no finite ε (the unbounded search of
 # ``advgrad eval``): AutoAttack's FAB defaults for [0, 1] inputs.
@@ -99,7 +99,7 @@ def _linearised(
     |f_k|/‖∇f_k‖_* to its linearised boundary (‖·‖_* the dual norm). Targeted: f = z_up − z_y, or
     with ``runner_up`` f = z_up − z_c, c the most likely class other than ``up`` at x1. With
     ``eot`` > 1 the values and gradients are means over that many passes (a randomized model's
-    expected boundary, :func:`advgrad.gradient.expectation`)."""
+    expected boundary, :func:`advgrad.core.gradient.expectation`)."""
     n = x1.shape[0]
     rows = torch.arange(n, device=x1.device)
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackSpec, eot_param, param, parse_step
 from advgrad.attacks.iterative import LoopParams, loop_attack
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 
 @dataclass

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from advgrad.geometry import L1, L2, LINF, NormGeometry, flat
+from advgrad.core.geometry import L1, L2, LINF, NormGeometry, flat
 
 Projection = Callable[[Tensor, Tensor, Tensor, float, float], Tensor]
 

@@ -24,11 +24,11 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, prepare_params
-from advgrad.geometry import L1_SPARSITY, TINY, expand
-from advgrad.geometry import movable as box_movable
-from advgrad.gradient import expectation, frozen
-from advgrad.losses import finite_rows, get_loss, is_successful
-from advgrad.threat import ThreatModel
+from advgrad.core.geometry import L1_SPARSITY, TINY, expand
+from advgrad.core.geometry import movable as box_movable
+from advgrad.core.gradient import expectation, frozen
+from advgrad.core.losses import finite_rows, get_loss, is_successful
+from advgrad.core.threat import ThreatModel
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,14 @@ def fresh_generator(device: torch.device) -> torch.Generator:
 
 def random_start(shape: torch.Size, threat: ThreatModel, generator: torch.Generator, dtype: torch.dtype) -> Tensor:
     """A perturbation drawn uniformly from the ε-ball of the threat model's norm
-    (:meth:`advgrad.geometry.NormGeometry.random_point`)."""
+    (:meth:`advgrad.core.geometry.NormGeometry.random_point`)."""
     return threat.geometry.random_point(shape, threat.eps, generator, dtype)
 
 
 def steepest_direction(grad: Tensor, threat: ThreatModel, sparsity: float = L1_SPARSITY) -> Tensor:
     """The unit-norm direction the loop steps along for a gradient ``grad``: sign(g) for L∞,
     g/‖g‖₂ for L2, for L1 sign(g_k)/k on the top (1 − ``sparsity``) share of the coordinates
-    (:meth:`advgrad.geometry.NormGeometry.ascent_direction`)."""
+    (:meth:`advgrad.core.geometry.NormGeometry.ascent_direction`)."""
     return threat.geometry.ascent_direction(grad, sparsity=sparsity)
 
 
@@ -109,7 +109,7 @@ def gradient_of(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(∇ₓJ, logits, J) at ``x_adv`` for the objective ``loss``; the caller enables grad. With
     ``eot`` > 1 each is the mean over that many forward and backward passes (expectation over
-    transformation, :func:`advgrad.gradient.expectation`): the gradient of E[J] on a randomized
+    transformation, :func:`advgrad.core.gradient.expectation`): the gradient of E[J] on a randomized
     model, and the mean logits, by which early stop judges success."""
     objective = get_loss(loss)
     x_var = x_adv.detach().requires_grad_(True)

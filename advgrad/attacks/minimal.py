@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, run_attack
-from advgrad.geometry import expand, get_geometry
-from advgrad.gradient import frozen
-from advgrad.losses import finite_rows
-from advgrad.threat import Norm, ThreatModel
+from advgrad.core.geometry import expand, get_geometry
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import finite_rows
+from advgrad.core.threat import Norm, ThreatModel
 
 # Bisection steps of :func:`shrink`: the found perturbation is shortened to within 2⁻¹² of its
 # length of the smallest multiple that still fools.
@@ -89,7 +89,7 @@ def find_minimal(
     A sample the attack cannot fool has ``fooled`` False; its norm is that of whatever it returned.
     With ``predictions`` > 1 (a randomized model, :mod:`advgrad.evaluation.randomized`) a sample is fooled when
     any of that many forward passes misclassifies it. The coordinates ``fixed`` never move
-    (:attr:`advgrad.threat.ThreatModel.fixed`).
+    (:attr:`advgrad.core.threat.ThreatModel.fixed`).
     """
     threat = unbounded_threat(norm, x, fixed=fixed)
     x_adv = run_attack(spec, model, x, y, threat=threat, params=params, target=target, generator=generator)

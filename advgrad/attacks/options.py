@@ -5,7 +5,7 @@ Each attack declares its parameters once, as fields of its :class:`AttackParams`
 ``--step-size``): the options of ``advgrad attack`` and ``advgrad eval`` are the union of every
 registered attack's fields, each with its type, the help text most attacks give it and every
 attack's default. Nothing here knows the command line's library; the CLI turns each
-:class:`AttackOption` into one option (``advgrad/cli/options.py``), so an attack registered with a
+:class:`AttackOption` into one option (``advgrad/cli/shared_options.py``), so an attack registered with a
 new parameter gets its option, its config key and its help line without an edit there.
 """
 
@@ -38,10 +38,11 @@ class AttackOption:
     defaults: tuple[tuple[str, Any], ...]
     parse: Callable[[str, str], Any] | None = None
     other_helps: tuple[tuple[str, str], ...] = ()  # (attacks, help) where an attack means something else by it
+    spelled: str | None = None  # the option's name where it is not the field's (``param(flag=...)``)
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.spelled or self.name.replace("_", "-"))
 
     def defaults_text(self) -> str:
         """Which attacks take it and their defaults, grouped by value: ``cw; default: 9`` for one
@@ -124,9 +125,10 @@ def collect_options(specs: Iterable[AttackSpec] | None = None) -> list[AttackOpt
     for name, decls in declared.items():
         types = {field_type(spec.params_type, name) for spec, _ in decls}
         parsers = {f.metadata.get("parse") for _, f in decls} - {None}
-        if len(types) > 1 or len(parsers) > 1:
+        spellings = {f.metadata.get("flag") for _, f in decls}
+        if len(types) > 1 or len(parsers) > 1 or len(spellings) > 1:
             owners = ", ".join(spec.name for spec, _ in decls)
-            raise TypeError(f"attacks {owners} declare the parameter {name!r} with different types or parsers")
+            raise TypeError(f"attacks {owners} declare the parameter {name!r} with different types, parsers or flags")
         helps = Counter(f.metadata.get("help", "") for _, f in decls)
         top = max(helps.values())
         main = next(f.metadata.get("help", "") for _, f in decls if helps[f.metadata.get("help", "")] == top)
@@ -146,6 +148,7 @@ def collect_options(specs: Iterable[AttackSpec] | None = None) -> list[AttackOpt
                     for spec, f in decls
                 ),
                 parse=parsers.pop() if parsers else None,
+                spelled=spellings.pop(),
             )
         )
     order = list(declared)

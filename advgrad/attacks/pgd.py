@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackSpec, eot_param, param, parse_step
 from advgrad.attacks.iterative import LoopParams, loop_attack
-from advgrad.threat import ThreatModel
+from advgrad.core.threat import ThreatModel
 
 
 @dataclass
@@ -49,7 +49,7 @@ def pgd(
     Threat model: L∞, L2 or L1 ball of radius ε intersected with [0, 1]. Update:
     x_{t+1} = Π(x_t + α·d(∇ₓJ(x_t))) with d = sign (L∞), g/‖g‖₂ (L2) or, for L1, the sign of g
     spread over its top 1% coordinates that the box lets move (Tramèr & Boneh 2019); Π is the
-    projection onto the ball and the box (exact for L1 and L∞: :func:`advgrad.threat.project_l1_box`),
+    projection onto the ball and the box (exact for L1 and L∞: :func:`advgrad.core.threat.project_l1_box`),
     x_0 uniform in the ball (or x). Targeted at t: J = −CE(f(x), t). With ``restarts`` > 1 the best
     of several random starts is kept per sample.
     Shapes: x (N, C, H, W) in [0, 1], y (N,) int64.

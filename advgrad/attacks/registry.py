@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 
 from advgrad.attacks.base import AttackSpec
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 
 _REGISTRY: dict[str, AttackSpec] = {}
 _ALIASES: dict[str, str] = {}

@@ -16,11 +16,11 @@ from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, param, prepare_params
 from advgrad.attacks.iterative import fresh_generator
-from advgrad.errors import UsageError
-from advgrad.geometry import L2, LINF, TINY, expand
-from advgrad.gradient import frozen
-from advgrad.losses import is_successful, margin
-from advgrad.threat import ThreatModel
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import L2, LINF, TINY, expand
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import is_successful, margin
+from advgrad.core.threat import ThreatModel
 
 # Iterations (out of 10,000 queries) after which the square's area fraction p is halved.
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

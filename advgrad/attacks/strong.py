@@ -11,9 +11,9 @@ from advgrad.attacks.apgd import APGDParams, APGDTParams, apgd, apgd_targeted
 from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.iterative import fresh_generator
 from advgrad.attacks.square import SquareParams, square
-from advgrad.gradient import frozen
-from advgrad.losses import is_successful
-from advgrad.threat import ThreatModel
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import is_successful
+from advgrad.core.threat import ThreatModel
 
 
 @dataclass
@@ -94,7 +94,7 @@ def cascade(
     """Run each ``(attack, params)`` of ``stages`` in turn on the samples that every earlier stage
     left classified correctly (or not at the target). Per sample it returns the first adversarial
     example a stage finds, confirmed by a forward pass, else the first stage's point. The caller
-    freezes the model (:func:`advgrad.gradient.frozen`)."""
+    freezes the model (:func:`advgrad.core.gradient.frozen`)."""
     generator = generator if generator is not None else fresh_generator(x.device)
     x = x.detach()
     result = x.clone()

@@ -25,14 +25,14 @@ from torch import Tensor, nn
 
 from advgrad.bounds.graph import BoundGraph, UnsupportedOperation, build_graph
 from advgrad.bounds.propagate import InputSet, margin_lower
-from advgrad.errors import UsageError
-from advgrad.geometry import L2, LINF, get_geometry
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import L2, LINF, get_geometry
 
 __all__ = ["METHODS", "NORMS", "BoundedModel", "UnsupportedOperation", "certified", "margin_bounds"]
 
 ALPHA = "alpha-crown"
 METHODS = ("ibp", "crown", "crown-ibp", ALPHA)
-NORMS = (LINF, L2)  # the geometries of the norms the bounds handle (advgrad.geometry)
+NORMS = (LINF, L2)  # the geometries of the norms the bounds handle (advgrad.core.geometry)
 
 #: a margin lower bound must exceed this, times 1 + the largest clean |logit|, to certify: float32
 #: rounding in the bound computation is far below it, so a certificate is never an artefact of rounding
@@ -110,7 +110,7 @@ class BoundedModel:
         domains). ``params``: a :class:`~advgrad.bounds.bab.BabParams`; ``progress`` hears
         (verified, falsified, undecided) counts as the work goes."""
         from advgrad.bounds.bab import BabParams, Verdicts, verify
-        from advgrad.gradient import frozen
+        from advgrad.core.gradient import frozen
 
         norm = str(norm)
         _check(eps, norm, METHODS[0], lower, upper)

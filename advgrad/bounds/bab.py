@@ -56,8 +56,8 @@ from advgrad.bounds.alpha import (
 from advgrad.bounds.graph import BoundGraph
 from advgrad.bounds.leaf import leaves_are_linear, solve_leaves
 from advgrad.bounds.propagate import InputSet, Interval, interval_bounds, margin_lower, margin_rows, refined_nodes
-from advgrad.numeric import check_number
-from advgrad.threat import ThreatModel
+from advgrad.core.numeric import check_number
+from advgrad.core.threat import ThreatModel
 
 VERIFIED, UNKNOWN, FALSIFIED = 1, 0, -1
 

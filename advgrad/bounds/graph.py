@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.bounds import ops
-from advgrad.errors import ModelError
+from advgrad.core.errors import ModelError
 
 aten = torch.ops.aten
 

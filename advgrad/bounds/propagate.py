@@ -17,7 +17,7 @@ from torch import Tensor
 
 from advgrad.bounds import ops, patches
 from advgrad.bounds.graph import BoundGraph
-from advgrad.geometry import NormGeometry, get_geometry
+from advgrad.core.geometry import NormGeometry, get_geometry
 
 Interval = ops.Interval
 
@@ -39,7 +39,7 @@ class InputSet:
 
     @property
     def geometry(self) -> NormGeometry:
-        """The norm's geometry (:mod:`advgrad.geometry`), which the bounds ask instead of its name."""
+        """The norm's geometry (:mod:`advgrad.core.geometry`), which the bounds ask instead of its name."""
         return get_geometry(self.norm)
 
     def held(self) -> Tensor | None:

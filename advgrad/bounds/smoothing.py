@@ -41,9 +41,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, UsageError
-from advgrad.gradient import frozen
-from advgrad.numeric import check_number
+from advgrad.core.errors import ModelError, UsageError
+from advgrad.core.gradient import frozen
+from advgrad.core.numeric import check_number
 
 ABSTAIN = -1
 METHOD = "smoothing"  # the certification method's name in advgrad certify and reports

@@ -1,26 +1,21 @@
-"""The ``advgrad`` command line: one Typer app, one module per command."""
+"""The ``advgrad`` command line: one Typer app, one module per command, each loaded when it runs.
+
+This module imports no command and no torch: the root group (:class:`~advgrad.cli.group.AdvgradGroup`)
+finds each command in :data:`advgrad.cli.catalog.COMMANDS` and imports its module only to run it or
+show its own help, so ``advgrad --help``, ``--version``, ``docs``, ``config`` and a TAB press start at
+once."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
 
 from advgrad import __version__
-from advgrad.cli.attack import attack
-from advgrad.cli.attacks import attacks
-from advgrad.cli.certify import certify_command
-from advgrad.cli.compare import compare_command
 from advgrad.cli.completion import install_completion, show_completion
 from advgrad.cli.console import set_debug
-from advgrad.cli.distributed import setup_process
-from advgrad.cli.evaluate import eval_command
-from advgrad.cli.grad import grad
 from advgrad.cli.group import AdvgradGroup
-from advgrad.cli.help import HelpCommand
-from advgrad.cli.info import info_command
-from advgrad.cli.shipped import config_app, docs_command
-from advgrad.cli.train import train_command
 
 app = typer.Typer(
     name="advgrad",
@@ -86,19 +81,10 @@ def root(
 ) -> None:
     """Adversarial examples and robustness evaluation for trained PyTorch classifiers."""
     set_debug(debug)
-    setup_process(ctx.invoked_subcommand)  # under torchrun: only rank 0 speaks
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:  # under torchrun: only rank 0 speaks
+        from advgrad.cli.torchrun import setup_process
 
-
-app.command("attack", cls=HelpCommand)(attack)
-app.command("attacks", cls=HelpCommand)(attacks)
-app.command("eval", cls=HelpCommand)(eval_command)
-app.command("grad", cls=HelpCommand)(grad)
-app.command("info", cls=HelpCommand)(info_command)
-app.command("compare", cls=HelpCommand)(compare_command)
-app.command("certify", cls=HelpCommand)(certify_command)
-app.command("train", cls=HelpCommand)(train_command)
-app.add_typer(config_app, name="config")
-app.command("docs", cls=HelpCommand)(docs_command)
+        setup_process(ctx.invoked_subcommand)
 
 
 def main() -> None:

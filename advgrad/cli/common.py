@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from advgrad.attacks import AttackSpec, get_attack
-from advgrad.cli.console import info, notice_text, print_json, warn
-from advgrad.errors import UsageError
-from advgrad.evaluation.cost import NOTICE_PASSES, CostEstimate, estimate_cost, seconds_per_sample_pass
-from advgrad.io.files import write_json
-from advgrad.io.inputs import PROBE_SIZE, InputOptions, RunInputs, open_inputs
-from advgrad.threat import Norm, eps_beyond_box
+from advgrad.cli.console import flag, info, notice_text, print_json, warn
+from advgrad.core.errors import UsageError
+from advgrad.core.threat import Norm, eps_beyond_box
+from advgrad.evaluation.cost import NOTICE_PASSES, PILOT_SAMPLES, CostEstimate, estimate_cost, pilot_seconds
+from advgrad.io.files import write_json, write_text
+from advgrad.io.inputs import InputOptions, RunInputs, open_inputs
 
 
 def open_and_describe(options: InputOptions, device: torch.device | None = None) -> RunInputs:
@@ -53,18 +54,26 @@ def warn_large_eps(norm: Norm, eps_values: list[float], inputs: RunInputs) -> No
         warn(message)
 
 
-def announce_cost(
-    inputs: RunInputs, attacks: list, eps: list[float], world_size: int = 1, announce: bool = True
-) -> CostEstimate:
+def announce_cost(inputs: RunInputs, attacks: list, config, world_size: int = 1, announce: bool = True) -> CostEstimate:
     """What a sweep will cost at most; said on stderr (with ``announce``) when that is above
-    :data:`advgrad.evaluation.cost.NOTICE_PASSES` model passes over one sample, with the time it may take,
-    timed on a first batch (the run shared by ``world_size`` processes)."""
-    estimate = estimate_cost(attacks, eps, inputs.n_samples, inputs.probe.num_classes)
+    :data:`advgrad.evaluation.cost.NOTICE_PASSES` model passes over one sample, with the time it should
+    take, measured by a pilot run on the first samples (:func:`advgrad.evaluation.cost.pilot_seconds`;
+    the run shared by ``world_size`` processes)."""
+    estimate = estimate_cost(attacks, config.eps, inputs.n_samples, inputs.probe.num_classes)
     if not announce or estimate.passes <= NOTICE_PASSES:
         return estimate
-    x, y = inputs.data.fetch(inputs.selection()[:PROBE_SIZE])
-    seconds = seconds_per_sample_pass(inputs.model.module, x.to(inputs.device), y.to(inputs.device))
-    info(notice_text(estimate.describe(seconds / max(1, world_size))))
+    x, y = inputs.data.fetch(inputs.selection()[:PILOT_SAMPLES])
+    seconds = pilot_seconds(
+        inputs.model.module,
+        x.to(inputs.device),
+        y.to(inputs.device),
+        attacks,
+        config,
+        inputs.n_samples,
+        inputs.options.batch_size,
+        inputs.device,
+    )
+    info(notice_text(estimate.describe(seconds / max(1, world_size), pilot=x.shape[0])))
     return estimate
 
 
@@ -76,6 +85,17 @@ def emit_json(path: Path | None, data: Any) -> bool:
         print_json(data)
         return True
     write_json(path, data)
+    info(f"wrote {path}")
+    return False
+
+
+def emit_text(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` atomically; ``-`` prints it on stdout. Returns True when stdout was used."""
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return True
+    write_text(path, text)
     info(f"wrote {path}")
     return False
 
@@ -96,7 +116,7 @@ def attacks_from(names: str) -> list[AttackSpec]:
 def warn_ignored(spec: AttackSpec, options: dict[str, Any]) -> None:
     ignored = spec.ignored_options(**options)
     if ignored:
-        flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        flags = ", ".join(flag(k) for k in ignored)
         warn(f"{spec.name} does not use {flags}; ignored")
 
 
@@ -104,6 +124,6 @@ def warn_unused(specs: list[AttackSpec], options: dict[str, Any]) -> None:
     """Warn about options that none of the chosen attacks takes."""
     unused = set.intersection(*(set(spec.ignored_options(**options)) for spec in specs)) if specs else set()
     if unused:
-        flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unused))
+        flags = ", ".join(flag(k) for k in sorted(unused))
         names = ", ".join(spec.name for spec in specs)
         warn(f"no chosen attack ({names}) uses {flags}; ignored")

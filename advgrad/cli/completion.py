@@ -15,7 +15,7 @@ from typing import Any
 import typer
 from typer import completion as typer_completion
 
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 
 PROG_NAME = "advgrad"
 COMPLETE_VAR = "_ADVGRAD_COMPLETE"
@@ -58,7 +58,7 @@ def completion_script(shell: str) -> str:
 
 def _fail(exc: UsageError) -> None:
     from advgrad.cli.console import print_error
-    from advgrad.errors import ExitCode
+    from advgrad.core.errors import ExitCode
 
     print_error(f"error: {exc}")
     raise typer.Exit(int(ExitCode.BAD_INPUT))

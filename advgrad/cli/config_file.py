@@ -14,8 +14,8 @@ from typing import Any
 import typer
 
 from advgrad.cli.console import error_text, print_error
-from advgrad.config import OptionInfo, map_config, read_config
-from advgrad.errors import AdvgradError, ExitCode, UsageError
+from advgrad.core.errors import AdvgradError, ExitCode, UsageError
+from advgrad.io.run_config import OptionInfo, map_config, read_config
 
 META_KEY = "advgrad.config_file"
 _NOT_IN_FILES = ("--config", "--help")

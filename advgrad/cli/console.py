@@ -9,21 +9,21 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from advgrad.errors import AdvgradError, AdvgradWarning, ExitCode, Notice, first_line
-from advgrad.progress import ProgressTracker
-from advgrad.runtime import compile_failed, is_compile_error
-from advgrad.text import printable
+from advgrad.core.errors import AdvgradError, AdvgradWarning, ExitCode, Notice, first_line
+from advgrad.core.text import printable
+
+if TYPE_CHECKING:  # torch-free at start-up: `advgrad --help`, `docs`, `config` and completion never load it
+    from advgrad.execution.progress import ProgressTracker
 
 
 class _Console(Console):
     """A console that shows text as written: every string it prints, alone or in a table cell,
-    has its control characters escaped (:func:`advgrad.text.printable`; a name from a file cannot
+    has its control characters escaped (:func:`advgrad.core.text.printable`; a name from a file cannot
     drive the terminal), and ``[red]`` or ``:smile:`` in it stay as they are (no markup, no emoji)."""
 
     def __init__(self, **options: Any):
@@ -31,6 +31,20 @@ class _Console(Console):
 
     def render_str(self, text: str, **options: Any):
         return super().render_str(printable(text, newlines=True), **options)
+
+    def print_trimmed(self, renderable: Any) -> None:
+        """Print ``renderable`` laid out as :meth:`print` would, without the spaces that pad each line
+        to the console's width (a listing to read or to diff has no trailing spaces)."""
+        from rich.segment import Segment
+        from rich.text import Text
+
+        for line in self.render_lines(renderable, self.options, pad=False):
+            segments = [s for s in line if not s.control]
+            while segments and not segments[-1].text.strip():
+                segments.pop()
+            if segments:
+                segments[-1] = Segment(segments[-1].text.rstrip(), segments[-1].style)
+            self.print(Text.assemble(*((s.text, s.style) for s in segments)), soft_wrap=True)
 
 
 out = _Console(soft_wrap=False)
@@ -51,8 +65,9 @@ def quiet_rank(rank: int) -> None:
 
 
 # Parameters whose flag is not "--" + the name with dashes (the library's ``model_args`` is the
-# repeatable ``--model-arg``). Every other parameter is its flag: ``batch_size`` is ``--batch-size``.
-_FLAGS = {"model_args": "--model-arg", "resume": "--resume/--no-resume"}
+# repeatable ``--model-arg``; AutoAttack's ``version`` is ``--aa-version``, its ``param(flag=...)``,
+# which tests/test_cli_app.py keeps in step). Every other parameter is its flag: ``batch_size`` is ``--batch-size``.
+_FLAGS = {"model_args": "--model-arg", "resume": "--resume/--no-resume", "version": "--aa-version"}
 
 
 def flag(param: str) -> str:
@@ -66,7 +81,7 @@ def error_text(exc: AdvgradError) -> str:
 
 
 def notice_text(message: str) -> str:
-    """A warning as the CLI shows it: a :class:`~advgrad.errors.Notice` with its parameters as flags."""
+    """A warning as the CLI shows it: a :class:`~advgrad.core.errors.Notice` with its parameters as flags."""
     return message.render(flag) if isinstance(message, Notice) else message
 
 
@@ -96,7 +111,7 @@ def print_error(text: str) -> None:
 
 def info(message: str) -> None:
     """A message for people, on stderr: one line as :func:`print_error` writes one (a
-    :class:`~advgrad.errors.Notice` with its parameters as flags)."""
+    :class:`~advgrad.core.errors.Notice` with its parameters as flags)."""
     err.print(_one_line(notice_text(message)))
 
 
@@ -155,8 +170,8 @@ def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
             raise
         print_error(f"error: {error_text(exc)}")
         raise typer.Exit(int(exc.exit_code)) from None
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except KeyboardInterrupt as exc:  # Ctrl-C, or an Interrupted run saying what it kept
+        err.print(str(exc) or "interrupted", markup=False)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except MemoryError:
         print_error("error: out of memory; lower --batch-size")
@@ -167,9 +182,12 @@ def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         if type(exc).__name__ == "OutOfMemoryError":
             print_error("error: the device ran out of memory; lower --batch-size")
             raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
-        if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
-            print_error(f"error: {error_text(compile_failed(exc))}")
-            raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
+        if "torch" in sys.modules:  # a compile error can only come from torch
+            from advgrad.execution.runtime import compile_failed, is_compile_error
+
+            if is_compile_error(exc):  # raised mid-run, e.g. when a new batch size recompiles
+                print_error(f"error: {error_text(compile_failed(exc))}")
+                raise typer.Exit(int(ExitCode.BAD_INPUT)) from None
         print_error(
             f"internal error: {type(exc).__name__}: {first_line(exc, 300)} (rerun with --debug for a traceback "
             "and please report it)"
@@ -189,6 +207,10 @@ def sweep_progress(
     ETA on stderr when it is a terminal (redrawn at most five times a second; Rich's own refresh
     keeps the elapsed time moving); with ``verbose`` one line per finished attack × ε, terminal or
     not (CI logs). Silent otherwise."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from advgrad.execution.progress import ProgressTracker
+
     options = {} if eps_text is None else {"eps_text": eps_text}
     live = err.is_terminal and not err.quiet
     if not live:

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from advgrad.checks import fired
+from advgrad.cli.common import emit_text
 from advgrad.cli.console import err, info, out, print_json, warn
-from advgrad.errors import ExitCode, UsageError
+from advgrad.core.errors import ExitCode, UsageError
+from advgrad.core.results import RobustnessReport
 from advgrad.evaluation.run_description import RunDescription, RunSettings
-from advgrad.gates import Gate, describe_gate, evaluate_gates
-from advgrad.io.files import write_json, write_text
+from advgrad.io.adversarial_dir import check_folder
+from advgrad.io.files import picture_format, write_json
+from advgrad.io.records_file import record_format
 from advgrad.report.chart import text_chart
 from advgrad.report.csvfile import render_csv
+from advgrad.report.html import render_html
 from advgrad.report.junit import render_junit
 from advgrad.report.markdown import render_markdown
 from advgrad.report.plot import plot_report
+from advgrad.report.robustbench import robustbench_entry
 from advgrad.report.table import corruption_table, cost_table, report_heading, report_table
-from advgrad.results import RobustnessReport
+from advgrad.verdicts.checks import fired
+from advgrad.verdicts.gates import Gate, describe_gate, evaluate_gates
 
 STDOUT = "-"
 
@@ -35,17 +39,25 @@ class Outputs:
     junit: Path | None = None
     plot: Path | None = None
     counterexamples: Path | None = None
+    html: Path | None = None
+    robustbench_json: Path | None = None
+    records: Path | None = None  # per-sample rows, written as the batches finish
+    save_adversarial: Path | None = None  # a folder for the counted adversarial examples
 
     def __post_init__(self) -> None:
-        to_stdout = [name for name, path in self.to_dict().items() if path == STDOUT]
+        to_stdout = [option(name) for name, path in self.to_dict().items() if path == STDOUT]
         if len(to_stdout) > 1:
-            raise UsageError(f"only one output can go to stdout ('-'), got --{' and --'.join(to_stdout)}")
-        for name in ("plot", "counterexamples"):
-            if getattr(self, name) is not None and str(getattr(self, name)) == STDOUT:
-                raise UsageError(f"--{name} needs a file name")
+            raise UsageError(f"only one output can go to stdout ('-'), got {' and '.join(to_stdout)}")
+        for name in ("plot", "records", "save_adversarial", "counterexamples"):
+            if str(getattr(self, name)) == STDOUT:
+                raise UsageError(f"{option(name)} needs a {'folder' if name == 'save_adversarial' else 'file'} name")
+        if self.records is not None:
+            record_format(self.records)
+        if self.save_adversarial is not None:
+            check_folder(self.save_adversarial)
         for name, path in self.to_dict().items():  # found before the run, not after it
-            if path not in (None, STDOUT) and Path(path).is_dir():
-                raise UsageError(f"--{name} {path} is a directory; give a file name")
+            if path not in (None, STDOUT) and name != "save_adversarial" and Path(path).is_dir():
+                raise UsageError(f"{option(name)} {path} is a directory; give a file name")
 
     def to_dict(self) -> dict[str, str | None]:
         return {k: None if v is None else str(v) for k, v in self.__dict__.items()}
@@ -55,28 +67,35 @@ class Outputs:
         return STDOUT in self.to_dict().values()
 
 
-def _emit(path: Path, text: str) -> None:
+def option(name: str) -> str:
+    """The command-line option of an :class:`Outputs` field: ``robustbench_json`` → ``--robustbench-json``."""
+    return "--" + name.replace("_", "-")
+
+
+def _emit_json(path: Path, data: dict) -> None:
     if str(path) == STDOUT:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        print_json(data)
         return
-    write_text(path, text)
+    write_json(path, data)
     info(f"wrote {path}")
 
 
 def write_outputs(report: RobustnessReport, outputs: Outputs, *, strict: bool) -> None:
     """Write every requested file (atomically) and, unless stdout is taken, the terminal view."""
     if outputs.json is not None:
-        if str(outputs.json) == STDOUT:
-            print_json(report.to_dict())
-        else:
-            write_json(outputs.json, report.to_dict())
-            info(f"wrote {outputs.json}")
-    renderers = {"csv": render_csv, "markdown": render_markdown, "junit": lambda r: render_junit(r, strict=strict)}
+        _emit_json(outputs.json, report.to_dict())
+    if outputs.robustbench_json is not None:
+        _emit_json(outputs.robustbench_json, robustbench_entry(report))
+    renderers = {
+        "csv": render_csv,
+        "markdown": render_markdown,
+        "junit": lambda r: render_junit(r, strict=strict),
+        "html": render_html,
+    }
     for name, render in renderers.items():
         path = getattr(outputs, name)
         if path is not None:
-            _emit(path, render(report))
+            emit_text(path, render(report))
     if outputs.plot is not None:
         plot_report(report, outputs.plot)
         info(f"wrote {outputs.plot}")
@@ -157,12 +176,16 @@ def exit_on_failures(report: RobustnessReport, *, strict: bool) -> None:
 
 def check_report_paths(outputs: Outputs, io_options, config_file: str | None) -> None:
     """Refuse, before any work, report outputs that would overwrite an input or each other."""
-    from advgrad.cli.paths import check_output_paths, input_paths
+    from advgrad.io.output_paths import check_output_paths, input_paths
 
+    files = {option(name): path for name, path in outputs.to_dict().items() if name != "save_adversarial"}
     check_output_paths(
-        {f"--{name}": path for name, path in outputs.to_dict().items()},
+        files,
         {**input_paths(io_options), "--config": config_file},
+        {"--save-adversarial": outputs.save_adversarial},
     )
+    if outputs.plot is not None:
+        picture_format(outputs.plot, "plot")  # plot.pdf is a PDF; plot.gif is refused before the run
 
 
 def describe_run(

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from advgrad.cli.config_file import load_config
-from advgrad.cli.options import OUTPUT_PANEL
+from advgrad.cli.shared_options import OUTPUT_PANEL
 
 RUN_PANEL = "Configuration, gates and resuming"
 
@@ -97,6 +97,62 @@ PlotOpt = Annotated[
         "--plot",
         help="Write a PNG with the accuracy-against-ε curve, per-class accuracy and a grid of adversarial examples.",
         rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+    ),
+]
+HtmlOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--html",
+        help="Write the report as one self-contained HTML page to FILE: curves, tables, sanity checks, examples "
+        "and configuration; it opens offline (`advgrad docs ci`).",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+    ),
+]
+RobustbenchOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--robustbench-json",
+        help="Write a RobustBench leaderboard entry (model_info JSON) to FILE, filled from the run; autoattack_acc "
+        "needs --attack autoattack. advgrad.to_fill lists the fields to fill by hand.",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+    ),
+]
+RecordsOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--records",
+        help="Write one row per sample to FILE: index, label, clean prediction and, per attack and ε, fooled, the "
+        "adversarial prediction, perturbation norm, final margin and passes spent (certified verdicts where a run "
+        "certifies). The suffix chooses the format: .jsonl, .csv, or .parquet when pyarrow is installed "
+        "(`advgrad docs records`).",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+        metavar="FILE",
+    ),
+]
+SaveAdversarialOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--save-adversarial",
+        help="Keep every adversarial example the report counts in this folder (with the clean inputs), so that "
+        "`advgrad rescore REPORT` can re-run the model on them and reproduce every accuracy.",
+        rich_help_panel=OUTPUT_PANEL,
+        show_default=False,
+        metavar="DIR",
+    ),
+]
+CheckOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--check",
+        metavar="binarization|none",
+        help="Opt-in sanity checks: binarization runs the binarization test (Zimmermann et al. 2022: do the attacks "
+        "find adversarial examples planted where they provably exist?); none turns it off. By default it runs "
+        "with an ensemble attack (strong, autoattack) when it costs at most a tenth of the run (`advgrad docs checks`).",
+        rich_help_panel=RUN_PANEL,
         show_default=False,
     ),
 ]

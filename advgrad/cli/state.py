@@ -8,10 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import typer
-
-from advgrad.cli.console import err, info, sweep_progress, warn
-from advgrad.errors import ExitCode
+from advgrad.cli.console import info, sweep_progress, warn
+from advgrad.core.errors import Interrupted
 from advgrad.evaluation.run import open_run_state, run_sweep
 from advgrad.report.fmt import eps_label
 
@@ -46,12 +44,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_resumable(process, inputs, run, *, passes: int, state_file: Path | None, resume: bool, verbose: bool):
+def run_resumable(
+    process,
+    inputs,
+    run,
+    *,
+    passes: int,
+    state_file: Path | None,
+    resume: bool,
+    verbose: bool,
+    records: Path | None = None,
+    adversarial: Path | None = None,
+):
     """The sweep of ``advgrad eval`` / ``advgrad certify`` for this process: finished batches are
     saved in the run's state (and restored from it with ``resume``), a progress line counts
     ``passes`` sample-passes for the whole run, and Ctrl-C or ``kill`` ends it with exit code 130
-    saying what was saved. Returns ``(report, state)``; the caller removes the state once the
-    report is written."""
+    saying what was saved. Rank 0 writes the per-sample ``records`` and the ``adversarial`` folder.
+    Returns ``(report, state)``; the caller removes the state once the report is written."""
     with process.main_first():  # rank 0 opens (and with --no-resume clears) the state folder; the others then
         # only read it: clearing it again could delete a batch rank 0 has already saved
         state = _open_state(run.identity(inputs.device), state_file, resume or not process.is_main)
@@ -69,6 +78,8 @@ def run_resumable(process, inputs, run, *, passes: int, state_file: Path | None,
                 state=state,
                 shard=process.shard,
                 monitor=monitor,
+                records=records if process.is_main else None,
+                adversarial=adversarial if process.is_main else None,
             )
     except KeyboardInterrupt:
         saved = (
@@ -76,6 +87,5 @@ def run_resumable(process, inputs, run, *, passes: int, state_file: Path | None,
             if state is None or not state.saved_batches()
             else f"{state.saved_batches()} finished batches are saved in {state.path}; run the same command again to continue"
         )
-        err.print(f"interrupted: {saved}", markup=False)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        raise Interrupted(f"interrupted: {saved}") from None
     return report, state

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from advgrad.core.errors import UsageError
 from advgrad.corruptions import blur, digital, noise, weather
 from advgrad.corruptions.draws import SampleDraws
-from advgrad.errors import UsageError
 
 SEVERITIES = (1, 2, 3, 4, 5)
 ALL = "all"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from advgrad.core.errors import UsageError
 from advgrad.corruptions.draws import SampleDraws
 from advgrad.corruptions.filters import (
     REFERENCE_SIDE,
@@ -20,7 +21,6 @@ from advgrad.corruptions.filters import (
     pixel_grid,
     sample_at,
 )
-from advgrad.errors import UsageError
 
 CONTRAST = (0.75, 0.5, 0.4, 0.3, 0.15)
 ELASTIC = (  # displacement α, its smoothing σ, affine jitter: fractions of the image side

@@ -2,7 +2,7 @@
 
 Sample ``i`` of a run (its index among all the run's samples, ``first + k`` for row ``k`` of a
 batch starting at ``first``) draws from ``generator_for(device, seed, "corruption", name, i)``
-(:mod:`advgrad.seeding`). Its corrupted image therefore depends on the seed, the corruption and
+(:mod:`advgrad.core.seeding`). Its corrupted image therefore depends on the seed, the corruption and
 the sample alone: not on the batch size, on which batches ran before (resume), or on which
 process ran it (torchrun). The severity is not part of the path: every severity of one
 corruption draws the same numbers for a sample (common random numbers), so only the published
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from advgrad.seeding import generator_for
+from advgrad.core.seeding import generator_for
 
 
 class SampleDraws:

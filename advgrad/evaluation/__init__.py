@@ -18,23 +18,7 @@
 ``evaluate`` is the low-level sweep, not :func:`advgrad.evaluate`.
 """
 
-from __future__ import annotations
+from advgrad.evaluation.eval_config import EXAMPLES_KEPT, EvalAttack, EvalConfig
+from advgrad.evaluation.sweep import evaluate
 
-import importlib as _importlib
-from typing import Any as _Any
-
-# name → module that defines it, loaded on first access (PEP 562): importing one module of the
-# package (the tally, say) does not load the sweep.
-_EXPORTS = {
-    "EXAMPLES_KEPT": "advgrad.evaluation.eval_config",
-    "EvalAttack": "advgrad.evaluation.eval_config",
-    "EvalConfig": "advgrad.evaluation.eval_config",
-    "evaluate": "advgrad.evaluation.sweep",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> _Any:
-    if name in _EXPORTS:
-        return getattr(_importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'advgrad.evaluation' has no attribute {name!r}")
+__all__ = ["EXAMPLES_KEPT", "EvalAttack", "EvalConfig", "evaluate"]

@@ -8,10 +8,7 @@ import sys
 import torch
 
 from advgrad import __version__
-from advgrad.corruptions import SEVERITIES
-from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
-from advgrad.evaluation.tally import AttackTally, BatchTally
-from advgrad.results import (
+from advgrad.core.results import (
     AttackCurve,
     CorruptionPoint,
     CorruptionResults,
@@ -19,6 +16,9 @@ from advgrad.results import (
     RobustnessReport,
     float32_decimal,
 )
+from advgrad.corruptions import SEVERITIES
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.tally import AttackTally, BatchTally
 
 
 def versions(device: torch.device | None = None) -> dict[str, str]:
@@ -107,6 +107,7 @@ def assemble_report(
             forward_samples=tally.forward_samples,
             kind="certified",
             abstained=None if smoothing is None else tally.abstained,
+            bounds_computed=tally.bounds if smoothing is None else None,
         )
     corruptions = None
     if total.corruptions is not None:
@@ -122,6 +123,7 @@ def assemble_report(
             mean_accuracy=sum(p.correct for p in found) / (n * len(found)),  # the mean of the accuracies
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
+            sample=tally.sample,
         )
     return RobustnessReport(
         corruptions=corruptions,

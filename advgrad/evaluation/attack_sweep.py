@@ -15,16 +15,17 @@ from torch import Tensor
 
 from advgrad.attacks.base import run_attack
 from advgrad.attacks.minimal import find_minimal
-from advgrad.errors import InternalError
+from advgrad.core.errors import InternalError
+from advgrad.core.losses import finite_rows
+from advgrad.core.seeding import generator_for
+from advgrad.core.targets import resolve_targets
+from advgrad.core.threat import NORM_TOLERANCE, ThreatModel
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.randomized import wrong_in_repeats
+from advgrad.evaluation.records import AttackRecords, clean_margin
 from advgrad.evaluation.tally import AttackTally
-from advgrad.losses import finite_rows
-from advgrad.progress import Monitor, SilentMonitor
-from advgrad.seeding import generator_for
-from advgrad.targets import resolve_targets
-from advgrad.threat import NORM_TOLERANCE, ThreatModel
+from advgrad.execution.progress import Monitor, SilentMonitor
 
 
 @dataclass
@@ -41,11 +42,17 @@ class CleanBatch:
     certified: Tensor | None = None  # bool (len(eps), N): certified at each ε (eval --certify)
     first: int = 0  # the run's index of the batch's first sample
 
+    @property
+    def prediction(self) -> Tensor:
+        """The clean predictions, −1 where the logits are not finite (no prediction)."""
+        return torch.where(finite_rows(self.logits), self.logits.argmax(dim=1), torch.full_like(self.y, -1))
+
 
 @dataclass
 class AttackSweep:
     """One attack over the ε values of ``config`` on one batch, filling ``tally`` (and keeping up to
-    ``keep`` adversarial examples in it); ``monitor`` hears each run of the attack begin and end.
+    ``keep`` adversarial examples in it) and its per-sample ``records`` (:mod:`advgrad.evaluation.records`);
+    ``monitor`` hears each run of the attack begin and end.
 
     The samples attacked (``active``) are those classified correctly, less those labelled as their
     target (they count as robust: ``fixed``). :meth:`run` runs a bounded attack at each ε on the
@@ -60,6 +67,7 @@ class AttackSweep:
     tally: AttackTally
     keep: int = 0
     monitor: Monitor = field(default_factory=SilentMonitor)
+    records: AttackRecords = field(init=False)
     targets: Tensor | None = field(init=False)
     active: Tensor = field(init=False)  # indices into the batch of the samples still attacked
     fixed: Tensor = field(init=False)  # 1 for a sample that counts as robust whatever the attack does
@@ -70,6 +78,7 @@ class AttackSweep:
         device = b.x.device
         self.active = b.correct.nonzero().squeeze(1)
         self.found_norm = torch.full((b.x.shape[0],), float("nan"), device=device)
+        self.records = AttackRecords.start(len(self.config.eps), b.prediction, clean_margin(b.logits, b.y))
         target_gen = generator_for(device, self.config.seed, "target", b.index, self.attack_index)
         self.targets = resolve_targets(self.config.target, b.logits, b.y, target_gen)
         if self.targets is not None:  # a sample whose label is its target cannot be attacked towards it
@@ -109,6 +118,8 @@ class AttackSweep:
         model, config = self.model, self.config
         for j, eps in enumerate(config.eps):
             nonfinite_before = model.nonfinite
+            if j:
+                self.records.carry(j)
             if eps > 0:
                 self._begin(eps)
             if eps > 0 and self.active.numel():
@@ -135,7 +146,9 @@ class AttackSweep:
                 pred = out.argmax(dim=1)
                 fooled = (pred != ya) & finite_rows(out)  # non-finite logits never count as fooled
                 fooled, pred = self._repeat(x_adv, ya, fooled, pred)
-                self._fooled(eps, threat, self.active[fooled], xa[fooled], x_adv[fooled], ya[fooled], pred[fooled])
+                self.records.point(j, self.active, pred, threat.norm_of(x_adv - xa), clean_margin(out, ya))
+                self.records.passes[j, self.active] = self.attack.params.passes_per_sample(self.batch.classes)
+                self._fooled(j, threat, self.active[fooled], xa[fooled], x_adv[fooled], ya[fooled], pred[fooled])
                 self.active = self.active[~fooled]
             if eps > 0:
                 self.monitor.end()
@@ -170,7 +183,10 @@ class AttackSweep:
             norms = result.norm.double()
             minimal = torch.where(result.fooled, norms, torch.full_like(norms, float("inf")))
             self.tally.minimal_norms.extend(minimal.cpu().tolist())
+            self.records.passes[0, active] = self.attack.params.passes_per_sample(self.batch.classes)
         for j, eps in enumerate(config.eps):
+            if j:
+                self.records.carry(j)
             near = (
                 (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
             )
@@ -186,9 +202,12 @@ class AttackSweep:
                 self.tally.nonfinite[j] += model.nonfinite - before
                 counted = near[confirmed]
                 pending[counted] = False
+                at = active[counted]
+                norms = threat.norm_of(x_eps[confirmed] - xa[counted])
+                self.records.point(j, at, pred[confirmed], norms, clean_margin(out[confirmed], ya[counted]))
                 # the confirming pass's predictions: the forward-pass count must not depend on how many
                 # examples a batch keeps (distributed runs)
-                self._fooled(eps, threat, active[counted], xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
+                self._fooled(j, threat, at, xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
             self._count(j, active[pending])
 
     def _repeat(self, x_adv: Tensor, y: Tensor, fooled: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
@@ -198,13 +217,17 @@ class AttackSweep:
         return fooled | more, torch.where(fooled, pred, torch.where(more, first, pred))
 
     def _fooled(
-        self, eps: float, threat: ThreatModel, at: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, pred: Tensor
+        self, j: int, threat: ThreatModel, at: Tensor, x: Tensor, x_adv: Tensor, y: Tensor, pred: Tensor
     ) -> None:
-        """The samples ``at`` (indices into the batch) are fooled at ``eps`` by ``x_adv``: record the
-        norms of their perturbations, and keep them as examples while the tally wants more."""
+        """The samples ``at`` (indices into the batch) are fooled at the ``j``-th ε by ``x_adv``: record
+        the norms of their perturbations, keep them as examples while the tally wants more, and as
+        evidence when the run keeps every adversarial example."""
         self.found_norm[at] = threat.norm_of(x_adv - x).float()
+        self.records.fooled(j, at)
+        if self.config.keep_adversarial and at.numel():
+            self.records.keep(at, x_adv)
         if self.keep > len(self.tally.examples) and at.numel():
-            self.tally.add_examples(self.attack.name, eps, x, x_adv, y, pred, self.keep)
+            self.tally.add_examples(self.attack.name, self.config.eps[j], x, x_adv, y, pred, self.keep)
 
     def _count(self, j: int, robust: Tensor) -> None:
         """The point at the ``j``-th ε: the samples ``robust`` (indices into the batch) and the fixed

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from advgrad.core.results import Counterexample
+from advgrad.core.seeding import generator_for
 from advgrad.evaluation.eval_config import BAB, EvalConfig
-from advgrad.progress import Monitor
-from advgrad.results import Counterexample
-from advgrad.seeding import generator_for
+from advgrad.execution.progress import Monitor
 
 
 def certify_passes(config: EvalConfig, samples: int) -> int:
@@ -29,11 +29,11 @@ def certify_passes(config: EvalConfig, samples: int) -> int:
 
 def certify_batch(
     bounded: Any, x: Tensor, y: Tensor, logits: Tensor, correct: Tensor, config: EvalConfig, monitor: Monitor
-) -> Tensor:
+) -> tuple[Tensor, int]:
     """bool (len(eps), N): classified correctly and every margin lower bound of ``bounded``
     (:class:`advgrad.bounds.BoundedModel`) over the ε-ball ∩ [0, 1] above the rounding slack
     (:data:`advgrad.bounds.CERTIFY_SLACK` times 1 + the sample's largest clean |logit|, as
-    :func:`advgrad.bounds.certified` requires)."""
+    :func:`advgrad.bounds.certified` requires); and the bounds computed (samples × ε)."""
     from advgrad.bounds import CERTIFY_SLACK
 
     keep = correct.nonzero().squeeze(1)  # bound only the samples classified correctly
@@ -50,16 +50,17 @@ def certify_batch(
         rows.append(row)
         monitor.on_pass()
         monitor.end()
-    return torch.stack(rows)
+    return torch.stack(rows), int(keep.numel()) * len(config.eps)
 
 
 def smoothed_batch(
     model: nn.Module, x: Tensor, y: Tensor, batch_index: int, config: EvalConfig, monitor: Monitor
-) -> tuple[Tensor, int]:
+) -> tuple[Tensor, int, Tensor]:
     """Randomized smoothing's CERTIFY on one batch (noise seeded by the batch's index, so a batch
     gives the same certificates alone, resumed or in a distributed run): bool (len(eps), N), the
-    smoothed classifier returns the label with a certified L2 radius ≥ ε; and how many samples it
-    abstained on. The model sees at most as many noisy rows per call as the batch has samples."""
+    smoothed classifier returns the label with a certified L2 radius ≥ ε; how many samples it
+    abstained on; and per sample the certified L2 radius of its label (0 when it returns another class
+    or abstains). The model sees at most as many noisy rows per call as the batch has samples."""
     from advgrad.bounds.smoothing import ABSTAIN
 
     params = config.smoothing
@@ -74,6 +75,8 @@ def smoothed_batch(
     hit = result.prediction == label
     radius = torch.tensor(config.eps, dtype=torch.float64)[:, None]
     certified = (hit[None, :] & (result.radius[None, :] >= radius)).to(y.device)
+    radius_of_label = torch.where(hit, result.radius.double(), torch.zeros_like(result.radius, dtype=torch.float64))
+    return certified, int((result.prediction == ABSTAIN).sum()), radius_of_label
     return certified, int((result.prediction == ABSTAIN).sum())
 
 
@@ -81,7 +84,7 @@ def smoothed_batch(
 class BatchVerdicts:
     """Branch and bound on one batch: bool (len(eps), N) ``verified`` and ``falsified`` (a clean-correct
     sample with a confirmed counterexample within that ε; it stays falsified at every larger ε), and
-    one :class:`~advgrad.results.Counterexample` per falsified sample, at the smallest ε it was found."""
+    one :class:`~advgrad.core.results.Counterexample` per falsified sample, at the smallest ε it was found."""
 
     verified: Tensor
     falsified: Tensor

@@ -7,13 +7,13 @@ import time
 import torch
 from torch import Tensor
 
+from advgrad.core.losses import finite_rows
 from advgrad.corruptions import SEVERITIES, corrupt
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.eval_config import EvalConfig
 from advgrad.evaluation.randomized import wrong_in_repeats
 from advgrad.evaluation.tally import CorruptionTally
-from advgrad.losses import finite_rows
-from advgrad.progress import CORRUPTION_UNIT, Monitor
+from advgrad.execution.progress import CORRUPTION_UNIT, Monitor
 
 
 def corrupted_batch(
@@ -43,6 +43,8 @@ def corrupted_batch(
         monitor.end()
     tally.seconds += time.perf_counter() - t0
     tally.forward_samples += counted.samples - samples
+    if first == 0 and n:
+        tally.sample = x[0].detach().cpu().clone()
     return tally
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from advgrad.losses import finite_rows
+from advgrad.core.losses import finite_rows
 
 
 class CountingModel(nn.Module):

@@ -14,13 +14,13 @@ from typing import Any
 from advgrad.attacks.base import AttackParams, AttackSpec
 from advgrad.bounds.smoothing import METHOD as SMOOTHING
 from advgrad.bounds.smoothing import SmoothingParams
+from advgrad.core.eps import Eps, parse_eps_labelled
+from advgrad.core.errors import UsageError
+from advgrad.core.geometry import L2, get_geometry
+from advgrad.core.numeric import check_number
+from advgrad.core.targets import parse_target
+from advgrad.core.threat import Norm, ThreatModel, parse_norm
 from advgrad.corruptions import list_corruptions, parse_corruptions
-from advgrad.eps import Eps, parse_eps_labelled
-from advgrad.errors import UsageError
-from advgrad.geometry import L2, get_geometry
-from advgrad.numeric import check_number
-from advgrad.targets import parse_target
-from advgrad.threat import Norm, ThreatModel, parse_norm
 
 #: branch and bound (:mod:`advgrad.bounds.bab`): a verdict per sample, verified, falsified or unknown
 BAB = "bab"
@@ -49,7 +49,7 @@ class EvalConfig:
     adversarial examples per attack to keep for the report's image grid (``examples``).
     ``gradient_evidence`` spends one extra forward and backward pass on the clean-correct samples
     of the first batches to feed the gradient sanity checks; without it those checks do not apply.
-    ``eps`` are :class:`~advgrad.eps.Eps` values (numbers are taken with their default label), each
+    ``eps`` are :class:`~advgrad.core.eps.Eps` values (numbers are taken with their default label), each
     carrying how reports print it, e.g. ``8/255``; they are kept sorted, without repeats (the first
     label of a value wins).
     ``predictions``: forward passes per deciding prediction, for randomized models
@@ -73,6 +73,8 @@ class EvalConfig:
         default_factory=list
     )  # common corruptions to run: names or "all" (advgrad.corruptions)
     fixed: tuple[int, ...] = ()  # input coordinates the threat model holds (a table's immutable features)
+    keep_adversarial: bool = False  # keep every counted adversarial example in the records (eval --save-adversarial)
+    binarization: bool | None = None  # the binarization test: True, False, None = by default when cheap (ensembles)
 
     def __post_init__(self) -> None:
         raw = self.corruptions

@@ -10,18 +10,19 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, AttackSpec, eot_draws, run_attack
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import finite_rows
+from advgrad.core.numeric import check_number
+from advgrad.core.results import float32_decimal
+from advgrad.core.seeding import generator_for
+from advgrad.core.targets import resolve_targets
+from advgrad.core.threat import ThreatModel
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.randomized import wrong_in_repeats
-from advgrad.gradient import frozen
+from advgrad.evaluation.records import clean_margin
+from advgrad.execution.progress import Monitor, PassCounter
 from advgrad.io.probe import check_logits
-from advgrad.losses import finite_rows
-from advgrad.numeric import check_number
-from advgrad.progress import Monitor, PassCounter
-from advgrad.results import float32_decimal
-from advgrad.seeding import generator_for
-from advgrad.targets import resolve_targets
-from advgrad.threat import ThreatModel
 
 
 @dataclass
@@ -71,9 +72,13 @@ class AdversarialSet:
     pred_clean: Tensor
     pred_adv: Tensor
     target: Tensor | None
+    margin_clean: Tensor | None = None  # z_y − max_{k≠y} z_k at x (NaN for non-finite logits)
+    margin_adv: Tensor | None = None  # the same at x_adv
 
     def to_dict(self) -> dict[str, Tensor]:
         out = {"x": self.x, "x_adv": self.x_adv, "y": self.y, "pred_clean": self.pred_clean, "pred_adv": self.pred_adv}
+        if self.margin_clean is not None and self.margin_adv is not None:
+            out.update(margin_clean=self.margin_clean, margin_adv=self.margin_adv)
         if self.target is not None:
             out["target"] = self.target
         return out
@@ -98,7 +103,7 @@ def generate(
 
     Every sample is attacked (even one misclassified already) except, in a targeted attack,
     those whose label is the target: they are returned unchanged. ``progress`` is called with
-    the samples done after each batch; ``monitor`` (:mod:`advgrad.progress`) hears each batch's
+    the samples done after each batch; ``monitor`` (:mod:`advgrad.execution.progress`) hears each batch's
     attack begin and end and every model call in between. ``predictions`` (default: the attack's
     ``eot``) forward passes decide each prediction of a randomized model (:mod:`advgrad.evaluation.randomized`).
     """
@@ -106,7 +111,8 @@ def generate(
     if predictions is not None:
         check_number(predictions, "predictions", integer=True, minimum=1)
     passes = predictions if predictions is not None else eot_draws(params)
-    parts: dict[str, list[Tensor]] = {k: [] for k in ("x", "x_adv", "y", "pred_clean", "pred_adv", "target")}
+    keys = ("x", "x_adv", "y", "pred_clean", "pred_adv", "target", "margin_clean", "margin_adv")
+    parts: dict[str, list[Tensor]] = {k: [] for k in keys}
     started = time.perf_counter()
     n = 0
     nonfinite = [0, 0]  # samples with non-finite clean logits; with non-finite logits at x_adv
@@ -144,6 +150,8 @@ def generate(
                 ("pred_clean", pred_clean),
                 ("pred_adv", pred_adv),
                 ("target", targets),
+                ("margin_clean", clean_margin(logits, y)),
+                ("margin_adv", clean_margin(torch.where(lost[:, None], logits, logits_adv), y)),
             ):
                 if value is not None:
                     parts[key].append(value.detach().cpu())
@@ -156,7 +164,14 @@ def generate(
         raise UsageError("no samples to attack: the data is empty")
     data = {k: torch.cat(v) for k, v in parts.items() if v}
     result = AdversarialSet(
-        data["x"], data["x_adv"], data["y"], data["pred_clean"], data["pred_adv"], data.get("target")
+        data["x"],
+        data["x_adv"],
+        data["y"],
+        data["pred_clean"],
+        data["pred_adv"],
+        data.get("target"),
+        data["margin_clean"],
+        data["margin_adv"],
     )
     summary = summarise(result, spec.name, threat, target, time.perf_counter() - started)
     summary.nonfinite_clean, summary.nonfinite_adversarial = nonfinite
@@ -206,7 +221,7 @@ def attack_batch(
     Randomness is seeded by (``seed``, ``batch_index``); a sample whose label is its target is
     returned unchanged, and so is one whose clean logits are NaN or infinite. ``monitor`` hears the
     attack begin and end and every model call in between. The caller freezes the model
-    (:func:`advgrad.gradient.frozen`).
+    (:func:`advgrad.core.gradient.frozen`).
     """
     with torch.no_grad():
         logits = model(x)

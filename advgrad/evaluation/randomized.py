@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from advgrad.attacks.base import AttackParams, eot_draws
-from advgrad.losses import finite_rows
+from advgrad.core.losses import finite_rows
 
 
 def prediction_passes(params: Iterable[AttackParams]) -> int:

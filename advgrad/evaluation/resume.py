@@ -4,7 +4,7 @@ While ``evaluate`` runs, every finished batch's tally (:class:`advgrad.evaluatio
 written to the run's state folder, atomically, after the batch. If the run is interrupted (Ctrl-C, a
 ``kill``, a lost machine) the folder keeps what was finished; running the same evaluation again
 restores those batches instead of running them and computes only the rest. Per-batch seeding
-(:mod:`advgrad.seeding`) makes each batch's result independent of what ran before, so the report
+(:mod:`advgrad.core.seeding`) makes each batch's result independent of what ran before, so the report
 is the same as an uninterrupted run's (timing aside).
 
 The folder is named from a hash of everything that decides the result (:func:`run_key` of the
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from advgrad import __version__
-from advgrad.errors import AdvgradError, AdvgradWarning, UsageError, first_line
+from advgrad.core.errors import AdvgradError, AdvgradWarning, UsageError, first_line
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.run_description import RunDescription
 from advgrad.evaluation.tally import BatchTally

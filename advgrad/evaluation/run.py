@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from advgrad.core.results import RobustnessReport
+from advgrad.evaluation.record_outputs import RecordOutputs
 from advgrad.evaluation.resume import RunState, run_key, state_path
 from advgrad.evaluation.run_description import RunDescription
 from advgrad.evaluation.sweep import BatchExchange, evaluate
-from advgrad.progress import Monitor
-from advgrad.results import RobustnessReport
+from advgrad.execution.progress import Monitor
 
 
 def run_sweep(
@@ -26,11 +27,28 @@ def run_sweep(
     state: RunState | None = None,
     shard: BatchExchange | None = None,
     monitor: Monitor | None = None,
+    records: Path | None = None,
+    adversarial: Path | None = None,
 ) -> RobustnessReport:
     """The sweep of ``run`` over ``batches`` (:func:`advgrad.evaluation.sweep.evaluate`); the report's
     ``config`` is the run's description. ``advgrad.evaluate``, ``advgrad.certify``, ``advgrad eval``,
-    ``advgrad certify`` and ``advgrad train``'s closing report all run through here."""
-    report = evaluate(model, batches, run.attacks, run.config, device=device, state=state, shard=shard, monitor=monitor)
+    ``advgrad certify`` and ``advgrad train``'s closing report all run through here. With ``records``
+    the per-sample rows are written there, with ``adversarial`` (which needs the run's
+    ``keep_adversarial``) the counted adversarial examples (:mod:`advgrad.evaluation.record_outputs`)."""
+    if adversarial is not None and not run.config.keep_adversarial:
+        raise ValueError("saving adversarial examples needs a run that keeps them (EvalConfig.keep_adversarial)")
+    with RecordOutputs(run.attacks, run.config, records, adversarial) as sink:
+        report = evaluate(
+            model,
+            batches,
+            run.attacks,
+            run.config,
+            device=device,
+            state=state,
+            shard=shard,
+            monitor=monitor,
+            records=sink if records is not None or adversarial is not None else None,
+        )
     report.config.update(run.to_dict())
     return report
 

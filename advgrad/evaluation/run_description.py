@@ -96,6 +96,8 @@ class RunDescription:
             described["predictions"] = config.predictions
         if config.fixed:  # part of the identity: the threat model holds these input coordinates
             described["fixed"] = list(config.fixed)
+        if config.keep_adversarial:  # part of the identity: saved batches must hold the examples
+            described["keep_adversarial"] = True
         if self.settings is not None:
             described.update(self.settings.to_dict())
         return described

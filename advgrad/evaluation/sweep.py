@@ -28,24 +28,27 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from advgrad.checks import run_checks
+from advgrad.core.errors import UsageError
+from advgrad.core.gradient import frozen
+from advgrad.core.losses import finite_rows
+from advgrad.core.results import RobustnessReport
+from advgrad.core.seeding import generator_for
 from advgrad.corruptions import SEVERITIES
-from advgrad.distributed import LocalExchange
-from advgrad.errors import UsageError
 from advgrad.evaluation.assemble import assemble_report
 from advgrad.evaluation.attack_sweep import AttackSweep, CleanBatch
+from advgrad.evaluation.binarization import binarization_test, wanted
 from advgrad.evaluation.certified import certify_batch, smoothed_batch, verify_batch
 from advgrad.evaluation.corrupted import corrupted_batch, corruption_passes
 from advgrad.evaluation.counting import CountingModel
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.evidence import GRADIENT_SAMPLES, measure
 from advgrad.evaluation.randomized import prediction_passes, wrong_in_repeats
+from advgrad.evaluation.records import BatchRecords, clean_margin
 from advgrad.evaluation.tally import AttackTally, BatchTally
-from advgrad.gradient import frozen
+from advgrad.execution.distributed import LocalExchange
+from advgrad.execution.progress import Monitor, PassCounter, SilentMonitor
 from advgrad.io.probe import check_logits
-from advgrad.losses import finite_rows
-from advgrad.progress import Monitor, PassCounter, SilentMonitor
-from advgrad.results import RobustnessReport
+from advgrad.verdicts.checks import run_checks
 
 
 class BatchStore(Protocol):
@@ -59,8 +62,8 @@ class BatchStore(Protocol):
 
 class BatchExchange(Protocol):
     """How the processes of a run share their finished batches: each runs its own batches and
-    adds everyone's to its totals in batch order (:class:`advgrad.distributed.Shard` under
-    torchrun; :class:`advgrad.distributed.LocalExchange` for a process alone)."""
+    adds everyone's to its totals in batch order (:class:`advgrad.execution.distributed.Shard` under
+    torchrun; :class:`advgrad.execution.distributed.LocalExchange` for a process alone)."""
 
     world_size: int
 
@@ -103,7 +106,14 @@ def _run_batch(
     if (config.predictions or 1) > 1:  # a randomized model: correct only when every prediction is
         correct &= ~wrong_in_repeats(counted, x, y, config.predictions - 1)[0]
     evidence = measure(
-        counted.model, x, y, logits, correct, gradients=config.gradient_evidence and before < GRADIENT_SAMPLES
+        counted.model,
+        x,
+        y,
+        logits,
+        correct,
+        gradients=config.gradient_evidence and before < GRADIENT_SAMPLES,
+        generator=generator_for(x.device, config.seed, "evidence", batch_index),
+        cost=before == 0,
     )
     part = BatchTally(
         n=y.shape[0],
@@ -115,12 +125,12 @@ def _run_batch(
         clean_seconds=time.perf_counter() - t0,
     )
     part.evidence.clean_nonfinite = int((~finite).sum())
-    certified = None
+    certified = radius = None
     if config.certify is not None and bounds is not None:
         t0, samples = time.perf_counter(), counted.samples
         part.certified = AttackTally.empty(len(config.eps), classes)
         if config.smoothing is not None:
-            certified, part.certified.abstained = smoothed_batch(counted, x, y, batch_index, config, monitor)
+            certified, part.certified.abstained, radius = smoothed_batch(counted, x, y, batch_index, config, monitor)
         elif config.bab is not None:
             found = verify_batch(
                 bounds(x), x, y, correct, config, monitor, batch_index=batch_index, first=before, deadline=deadline
@@ -129,19 +139,32 @@ def _run_batch(
             part.certified.falsified = found.falsified.sum(dim=1).tolist()
             part.certified.counterexamples = found.counterexamples
         else:
-            certified = certify_batch(bounds(x), x, y, logits, correct, config, monitor)
+            certified, part.certified.bounds = certify_batch(bounds(x), x, y, logits, correct, config, monitor)
         for j in range(len(config.eps)):
             part.certified.add_point(j, certified[j], y, torch.zeros(0))
         part.certified.seconds += time.perf_counter() - t0
         part.certified.forward_samples += counted.samples - samples
     batch = CleanBatch(x, y, logits, correct, batch_index, classes, certified, before)
     kept = [0] * len(attacks) if done is None else done.examples_kept()
+    part.records = BatchRecords(
+        before,
+        y.cpu(),
+        batch.prediction.cpu(),
+        correct.cpu(),
+        clean_margin(logits, y).cpu(),
+        [],
+        certified=None if certified is None else certified.cpu(),
+        radius=radius,
+        x=x.cpu() if config.keep_adversarial else None,
+    )
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
         t0, samples = time.perf_counter(), counted.samples
-        AttackSweep(
+        sweep = AttackSweep(
             counted, attack, config, batch, a, tally, keep=max(config.examples - kept[a], 0), monitor=monitor
-        ).run()
+        )
+        sweep.run()
+        part.records.attacks.append(sweep.records.finish())
         tally.seconds += time.perf_counter() - t0
         tally.forward_samples += counted.samples - samples
     if config.corruptions:
@@ -160,6 +183,7 @@ def evaluate(
     state: BatchStore | None = None,
     shard: BatchExchange | None = None,
     monitor: Monitor | None = None,
+    records: Callable[[BatchRecords], None] | None = None,
 ) -> RobustnessReport:
     """Clean accuracy and accuracy under each attack at each ε of ``config``, with sanity checks.
 
@@ -167,11 +191,13 @@ def evaluate(
     with the number of samples finished after each batch. With ``state``, each finished batch is
     saved there and a batch it already holds is not run again, so an interrupted run continues
     where it stopped (batch ``k`` must be the same samples in both runs) and gives the same report.
-    With ``shard`` (a distributed run, :mod:`advgrad.distributed`) ``batches`` are this process's
+    With ``shard`` (a distributed run, :mod:`advgrad.execution.distributed`) ``batches`` are this process's
     share of the run and the report is the whole run's, equal to a single process's (timing aside);
-    without it the process runs alone (:class:`advgrad.distributed.LocalExchange`).
-    With ``monitor`` (:mod:`advgrad.progress`) each run of an attack at one ε is announced as it
+    without it the process runs alone (:class:`advgrad.execution.distributed.LocalExchange`).
+    With ``monitor`` (:mod:`advgrad.execution.progress`) each run of an attack at one ε is announced as it
     begins and ends, and every model call in between is counted (host-side, no synchronisation).
+    With ``records``, each batch's per-sample records (:mod:`advgrad.evaluation.records`) are handed to
+    it in batch order, resumed and distributed batches included.
     The model's mode and its parameters' ``requires_grad`` are restored afterwards.
     """
     device = torch.device(device)
@@ -216,11 +242,16 @@ def evaluate(
                     severities=len(SEVERITIES),
                 )
             total.merge(part)
+            if records is not None and part.records is not None:
+                records(part.records)
             if progress is not None:
                 progress(total.n)
 
+    first: list[tuple[Tensor, Tensor]] = []  # batch 0, for the binarization test
     with frozen(counted):
         for b, (x, y) in exchange.number(batches):
+            if b == 0:
+                first.append((x, y))
             part = state.restore(b) if state is not None else None
             if part is None:
                 part = _run_batch(
@@ -262,5 +293,11 @@ def evaluate(
         "resumed_batches": resumed,
         "world_size": exchange.world_size,
     }
+    if first and wanted(config, attacks, total.n, len(total.class_counts)):
+        t0 = time.perf_counter()
+        x, y = (t.to(device) for t in first[0])
+        with frozen(model):
+            report.diagnostics["binarization"] = binarization_test(model, x, y, attacks, config, report)
+        report.timing["binarization_seconds"] = round(time.perf_counter() - t0, 4)
     report.checks = run_checks(report)
     return report

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from advgrad.core.results import Counterexample, Example
 from advgrad.evaluation.evidence import Evidence
-from advgrad.results import Counterexample, Example
+from advgrad.evaluation.records import BatchRecords
 
 
 def _add(a: list, b: list) -> list:
@@ -44,6 +45,7 @@ class AttackTally:
     abstained: int = 0  # randomized smoothing: samples the smoothed classifier abstained on
     falsified: list[int] | None = None  # branch and bound, per ε: clean-correct samples with a counterexample
     counterexamples: list[Counterexample] = field(default_factory=list)  # branch and bound: one per falsified sample
+    bounds: int = 0  # IBP, CROWN: margin bounds computed (one per sample and ε)
 
     @classmethod
     def empty(cls, n_eps: int, classes: int) -> AttackTally:
@@ -103,6 +105,7 @@ class AttackTally:
         if self.falsified is not None or other.falsified is not None:
             self.falsified = _add(self.falsified or zeros, other.falsified or zeros)
         self.counterexamples.extend(other.counterexamples)
+        self.bounds += other.bounds
 
     def median_norm(self) -> float | None:
         """Median minimal norm over the attacked samples, a sample the attack could not fool counting
@@ -137,6 +140,7 @@ class CorruptionTally:
     correct: list[list[int]]
     seconds: float = 0.0
     forward_samples: int = 0
+    sample: Tensor | None = None  # the run's first input (batch 0), for the plot's row of corrupted examples
 
     @classmethod
     def empty(cls, corruptions: int, severities: int) -> CorruptionTally:
@@ -146,6 +150,7 @@ class CorruptionTally:
         self.correct = [_add(a, b) for a, b in zip(self.correct, other.correct, strict=True)]
         self.seconds += other.seconds
         self.forward_samples += other.forward_samples
+        self.sample = self.sample if self.sample is not None else other.sample
 
 
 @dataclass
@@ -161,6 +166,9 @@ class BatchTally:
     clean_seconds: float = 0.0
     certified: AttackTally | None = None  # eval --certify / certify: samples certified per ε (robust counts)
     corruptions: CorruptionTally | None = None  # eval --corruptions: correct samples per corruption and severity
+    # one batch's per-sample records: saved and exchanged with it, never merged (the rows are written in
+    # batch order as batches are added, so memory stays flat)
+    records: BatchRecords | None = None
 
     @classmethod
     def empty(
@@ -210,6 +218,7 @@ class BatchTally:
             "evidence": self.evidence.to_dict(),
             "certified": None if self.certified is None else self.certified.to_state(),
             "corruptions": None if self.corruptions is None else dataclasses.asdict(self.corruptions),
+            "records": None if self.records is None else self.records.to_state(),
         }
 
     @classmethod
@@ -219,10 +228,12 @@ class BatchTally:
         evidence = Evidence.from_dict(body.pop("evidence"))
         certified = body.pop("certified", None)
         corruptions = body.pop("corruptions", None)
+        records = body.pop("records", None)
         return cls(
             **body,
             attacks=attacks,
             evidence=evidence,
             certified=None if certified is None else AttackTally.from_state(certified),
             corruptions=None if corruptions is None else CorruptionTally(**corruptions),
+            records=None if records is None else BatchRecords.from_state(records),
         )

@@ -24,8 +24,25 @@ from typing import Any
 
 import torch
 
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
 from advgrad.io.paths import special_kind
+
+# A picture's format, by the suffix of its name (matplotlib's name for it): vector where the name asks
+# for one (PDF, SVG, EPS), pixels otherwise.
+PICTURE_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".eps": "eps", ".jpg": "jpeg", ".jpeg": "jpeg"}
+
+
+def picture_format(path: str | os.PathLike, param: str = "path") -> str:
+    """The format a picture named ``path`` is written in (``plot.pdf`` → ``pdf``); a UsageError naming
+    ``param`` for a suffix that names no format advgrad writes."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PICTURE_FORMATS:
+        what = f"{suffix} is not a picture format advgrad writes" if suffix else "it has no suffix to say the format"
+        raise UsageError(
+            f"`{param}` {path}: {what}; end the name with {', '.join(PICTURE_FORMATS)}",
+            params=param,
+        )
+    return PICTURE_FORMATS[suffix]
 
 
 def _prepare(path: Path) -> Path:

@@ -8,28 +8,20 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import Tensor
 
-from advgrad.device import resolve_device
-from advgrad.errors import UsageError
-from advgrad.io.data.load import DataOptions, DataSource, data_format, load_data
+from advgrad.core.errors import UsageError
+from advgrad.core.numeric import check_number
+from advgrad.execution.device import resolve_device
+from advgrad.execution.runtime import RuntimeOptions, parse_precision, prepare_model
+from advgrad.execution.threads import ThreadChoice, apply_threads, auto_threads, parse_threads
+from advgrad.io.data.load_data import DataOptions, DataSource, data_format, load_data
 from advgrad.io.data.sources import check_at_least
 from advgrad.io.data.tables import FeatureSpace
 from advgrad.io.model.factories import parse_model_args
 from advgrad.io.model.features import FeatureScaled
 from advgrad.io.model.guard import GuardedModel
-from advgrad.io.model.load import LoadedModel, ModelOptions, load_model, preferred_image_size
+from advgrad.io.model.load_model import LoadedModel, ModelOptions, load_model, preferred_image_size
 from advgrad.io.model.logits import LogitsOf
 from advgrad.io.probe import ProbeResult, check_label_range, normalisation_hint, probe
-from advgrad.numeric import check_number
-from advgrad.runtime import RuntimeOptions, parse_precision, prepare_model
-from advgrad.threads import (
-    ThreadChoice,
-    apply_threads,
-    available_cpus,
-    choose_threads,
-    forward_flops,
-    idle_cpus,
-    parse_threads,
-)
 
 PROBE_SIZE = 64
 
@@ -43,8 +35,9 @@ class InputOptions:
     tables ``bounds``, ``eps_scale`` and ``label_column`` (:mod:`advgrad.io.data.tables`).
         Selection and batching: ``limit``, ``shuffle`` (seeded by ``seed``), ``batch_size``,
         ``num_workers``. How the model runs: ``device``, ``precision`` (fp32, bf16 or fp16 autocast),
-        ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets); see
-        :mod:`advgrad.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.threads`). See
+        ``compile`` (torch.compile), ``channels_last`` (None: on for CUDA conv nets), ``deterministic``
+        (reproducible GPU kernels); see
+        :mod:`advgrad.execution.runtime`; ``threads`` (``auto`` or a number: :mod:`advgrad.execution.threads`). See
         docs/loading.md for every accepted form.
     """
 
@@ -69,6 +62,7 @@ class InputOptions:
     compile: bool = False
     channels_last: bool | None = None
     threads: str = "auto"
+    deterministic: bool = False
     bpda: tuple[str, ...] = ()
     bounds: str | None = None
     eps_scale: str | None = None
@@ -92,7 +86,12 @@ class InputOptions:
         )
 
     def runtime_options(self) -> RuntimeOptions:
-        return RuntimeOptions(precision=self.precision, compile=self.compile, channels_last=self.channels_last)
+        return RuntimeOptions(
+            precision=self.precision,
+            compile=self.compile,
+            channels_last=self.channels_last,
+            deterministic=self.deterministic,
+        )
 
     def model_options(self, device: torch.device) -> ModelOptions:
         return ModelOptions(
@@ -218,7 +217,7 @@ def open_inputs(options: InputOptions, device: torch.device | None = None) -> Ru
     and model, set up how the model runs (precision, compile, channels-last) and probe them with
     the first batch.
 
-    ``options.threads`` sets torch's CPU thread count for the process (:mod:`advgrad.threads`).
+    ``options.threads`` sets torch's CPU thread count for the process (:mod:`advgrad.execution.threads`).
     Beyond the probe batch, every label the data knows cheaply is checked against the model's
     number of classes, so that a label out of range fails before the run, not in its middle.
     """
@@ -273,17 +272,7 @@ def _scale_features(model: LoadedModel, data: DataSource, device: torch.device) 
 def _set_threads(
     options: InputOptions, module: torch.nn.Module, x: Tensor, samples: int, device: torch.device
 ) -> ThreadChoice:
-    """Choose and apply torch's CPU threads for the run (:mod:`advgrad.threads`): ``auto`` from
-    the CPUs available, the FLOPs of a forward pass over one batch (counted on one sample) and,
-    when that asks for more than one thread, the CPUs other processes leave idle."""
-    requested = parse_threads(options.threads)
-    batch_flops = None
-    if requested is None and device.type != "cuda" and x.shape[0]:
-        per_sample = forward_flops(module, x[:1])
-        batch_flops = None if per_sample is None else per_sample * max(1, min(options.batch_size, samples))
-    cpus = available_cpus()
-    choice = choose_threads(requested, cpus=cpus, batch_flops=batch_flops, device_type=device.type)
-    if choice.threads > 1 and requested is None and device.type != "cuda":  # worth a look at the neighbours
-        choice = choose_threads(None, cpus=cpus, batch_flops=batch_flops, idle=idle_cpus())
+    """Choose (:func:`advgrad.execution.threads.auto_threads`) and apply torch's CPU threads for the run."""
+    choice = auto_threads(parse_threads(options.threads), module, x, samples, options.batch_size, device)
     apply_threads(choice.threads)
     return choice

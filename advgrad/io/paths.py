@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from advgrad.errors import AdvgradError
+from advgrad.core.errors import AdvgradError
 
 PathLike = str | os.PathLike
 MISSING = "missing"

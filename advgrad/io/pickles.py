@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-from advgrad.errors import first_line
+from advgrad.core.errors import first_line
 
 # Opcodes that import a name: a pickle that fails weights_only loading because of code has one.
 IMPORTING = {"GLOBAL", "STACK_GLOBAL", "INST"}

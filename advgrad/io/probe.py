@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import AdvgradError, InternalError, ModelError, Notice, first_line
+from advgrad.core.errors import AdvgradError, InternalError, ModelError, Notice, first_line
 from advgrad.io.model.guard import ModelFailure
 from advgrad.io.model.logits import LogitsOf, OutputRule, logits_rule
 

@@ -1,12 +1,12 @@
-"""A comparison of two reports (:mod:`advgrad.compare`) as words: the one-line verdict and the
+"""A comparison of two reports (:mod:`advgrad.verdicts.regressions`) as words: the one-line verdict and the
 Markdown table for a pull-request comment."""
 
 from __future__ import annotations
 
-from advgrad.compare import Comparison, PointChange
+from advgrad.core.text import printable
 from advgrad.report.fmt import eps_label, pct
 from advgrad.report.markdown import _table
-from advgrad.text import printable
+from advgrad.verdicts.regressions import Comparison, PointChange
 
 
 def points_change(value: float) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import csv
 import io
 
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
 
 COLUMNS = [
     "attack",
@@ -36,8 +36,8 @@ def render_csv(report: RobustnessReport) -> str:
             "clean",
             "",
             report.norm,
-            0,
-            report.clean_accuracy,
+            repr(0.0),  # written as every other row's ε: the shortest repr of a float
+            repr(report.clean_accuracy),
             report.clean_correct,
             report.n_samples,
             "",

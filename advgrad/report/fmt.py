@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from advgrad.eps import default_eps_label
-from advgrad.geometry import get_geometry
+from advgrad.core.eps import default_eps_label
+from advgrad.core.geometry import get_geometry
+from advgrad.core.results import AttackCurve, RobustnessReport
 
 
 def eps_label(eps: float, given: str | None = None) -> str:
@@ -27,7 +28,39 @@ def pct(value: float | None) -> str:
 
 
 def num(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None else f"{value:.{digits}g}"
+    """``value`` in ``digits`` significant digits; −0.0 (a loss of exactly 0 is −log 1) as ``0``."""
+    return "—" if value is None else f"{value + 0.0:.{digits}g}"
+
+
+def curves_title(report: RobustnessReport) -> str:
+    """What the curves are, in certification's words where it is there: accuracy under attack (an
+    upper bound on robust accuracy), certified accuracy (a lower bound), both, or the smoothed
+    classifier's certified accuracy."""
+    if not report.attacks:
+        return "common corruptions"
+    kinds = {curve.kind == "certified" for curve in report.attacks.values()}
+    if any(curve.abstained is not None for curve in report.attacks.values()):
+        return "certified accuracy of the smoothed classifier (ε is the L2 radius)"
+    if kinds == {True}:
+        if all(_decides(curve) for curve in report.attacks.values()):
+            return "robust accuracy: verified–not falsified, or exact"
+        return "certified accuracy (a lower bound on robust accuracy)"
+    if kinds == {True, False}:
+        return "accuracy under attack (an upper bound) and certified (a lower bound)"
+    return "accuracy under attack"
+
+
+def curve_heading(name: str, curve: AttackCurve) -> str:
+    """A curve's column heading: its name, and for a verified bound beside attacks ``(lower bound)`` (its
+    accuracy is a lower bound on the robust accuracy; the attacks' are upper bounds)."""
+    if curve.kind == "certified" and curve.abstained is None:
+        return f"{name} (verified–not falsified)" if _decides(curve) else f"{name} (lower bound)"
+    return name
+
+
+def _decides(curve: AttackCurve) -> bool:
+    """Branch and bound's curves count falsified samples too: a band, not a bound."""
+    return any(point.falsified is not None for point in curve.points)
 
 
 def accuracy_cell(point, n_samples: int, clean_correct: int) -> str:

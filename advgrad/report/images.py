@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 from torch import Tensor
 
+from advgrad.core.results import Example
+from advgrad.core.threat import per_sample_norm
 from advgrad.report.fmt import norm_sub
 from advgrad.report.mpl import figure_text
 from advgrad.report.mpl import pyplot as _pyplot
 from advgrad.report.mpl import save_figure as _save
-from advgrad.results import Example
-from advgrad.threat import per_sample_norm
 
 
 def _to_display(img: Tensor):
@@ -41,13 +42,18 @@ def _times(factor: float) -> str:
     return f"×{factor:.0f}" if factor >= 10 else f"×{factor:.2g}"
 
 
-def _show(ax, img: Tensor, title: str, color: str = "black", cmap: str | None = None) -> None:
+def _show(ax, img: Tensor, title: str, color: str = "black", cmap: str | None = None, fontsize: int = 7) -> None:
     """An image C×H×W in [0, 1] (or, with ``cmap``, an H×W map in [0, 1]) on bare axes."""
     arr, default_cmap = _to_display(img if cmap is None else img[None])
     ax.imshow(arr, cmap=cmap or default_cmap, vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(figure_text(title), fontsize=7, color=color)  # class names come from files
+    ax.set_title(figure_text(title), fontsize=fontsize, color=color)  # class names come from files
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def show_image(ax, img: Tensor, title: str, *, fontsize: int = 7) -> None:
+    """An image C×H×W in [0, 1] on bare axes, titled."""
+    _show(ax, img, title, fontsize=fontsize)
 
 
 def _norm_label(delta: Tensor, norm: str) -> str:
@@ -93,31 +99,63 @@ def adversarial_grid(
     count: int = 8,
     class_names: list[str] | None = None,
     norm: str = "inf",
+    eps_label: str | None = None,
+    title: str | None = None,
 ) -> Path:
-    """Three rows: originals, perturbations (amplified by one factor, named in the row label) and
-    adversarial examples, each labelled with the model's prediction (and the true label on the
-    originals)."""
+    """:func:`adversarial_figure` written to ``path`` in the format its name asks for."""
+    out = Path(path)
+    figure = adversarial_figure(
+        x,
+        x_adv,
+        y,
+        pred_clean,
+        pred_adv,
+        count=count,
+        class_names=class_names,
+        norm=norm,
+        eps_label=eps_label,
+        title=title,
+    )
+    _save(figure, out)
+    return out
+
+
+def adversarial_figure(
+    x: Tensor,
+    x_adv: Tensor,
+    y: Tensor,
+    pred_clean: Tensor,
+    pred_adv: Tensor,
+    *,
+    count: int = 8,
+    class_names: list[str] | None = None,
+    norm: str = "inf",
+    eps_label: str | None = None,
+    title: str | None = None,
+):
+    """Three rows, worded as :func:`draw_examples` words eval's blocks: originals (true class, and the
+    clean prediction where it is wrong), perturbations (amplified by one factor, named in the row
+    label) and adversarial examples titled ``ε: true→predicted`` (red when fooled); ``title`` (the
+    attack, ε and the model) above them, wrapped at word boundaries."""
     plt = _pyplot()
     count = min(count, x.shape[0])
     name = (lambda c: class_names[c]) if class_names else str
     factor = amplification(float((x_adv[:count] - x[:count]).abs().amax()) if count else 0.0)
-    fig, axes = plt.subplots(3, count, figsize=(1.6 * count, 5.2), dpi=120, squeeze=False)
+    fig, axes = plt.subplots(3, max(count, 1), figsize=(1.6 * max(count, 2), 5.6), dpi=120, squeeze=False)
     for i in range(count):
         delta = x_adv[i] - x[i]
-        panels = [
-            (x[i], f"y={name(int(y[i]))} pred={name(int(pred_clean[i]))}"),
-            (_visible(delta, factor), _norm_label(delta, norm)),
-            (x_adv[i], f"pred={name(int(pred_adv[i]))}"),
-        ]
-        for row, (img, label) in enumerate(panels):
-            fooled = row == 2 and int(pred_adv[i]) != int(y[i])
-            _show(axes[row][i], img, label, "red" if fooled else "black")
+        truth, before, after = name(int(y[i])), int(pred_clean[i]), int(pred_adv[i])
+        wrong = "" if before == int(y[i]) else f" (pred {name(before)})"
+        where = f"ε={eps_label}: " if eps_label else ""
+        _show(axes[0][i], x[i], f"true {truth}{wrong}")
+        _show(axes[1][i], _visible(delta, factor), _norm_label(delta, norm))
+        _show(axes[2][i], x_adv[i], f"{where}{truth}→{name(after)}", "red" if after != int(y[i]) else "black")
     for row, text in enumerate(("original", f"perturbation\n{_times(factor)} (grey = 0)", "adversarial")):
         axes[row][0].set_ylabel(text, fontsize=8)
+    if title:
+        fig.suptitle(figure_text("\n".join(textwrap.wrap(title, max(40, 14 * max(count, 2))))), fontsize=9)
     fig.tight_layout()
-    out = Path(path)
-    _save(fig, out)
-    return out
+    return fig
 
 
 SALIENCY_PER_ROW = 10
@@ -168,7 +206,8 @@ def saliency_figure(
         what = "∇ₓJ ÷ sample's max |∇ₓJ| (red: raises the loss)" if signed else "|∇ₓJ| ÷ sample's max |∇ₓJ|"
         bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
         bar.set_label(what, fontsize=8)
-    fig.suptitle(title or f"Input gradient ∇ₓJ of {count} samples", fontsize=10)
+    heading = title or f"Input gradient ∇ₓJ of {count} samples"
+    fig.suptitle(figure_text("\n".join(textwrap.wrap(heading, max(40, 11 * columns)))), fontsize=10)
     return fig
 
 

@@ -1,7 +1,7 @@
 """The report's gates (and sanity checks) as JUnit XML, for CI dashboards.
 
-One ``<testcase>`` per ``--fail-under`` gate in the suite ``advgrad.gates``: a failing gate is a
-``<failure>``. The sanity checks form the suite ``advgrad.checks``: a check that fired is a
+One ``<testcase>`` per ``--fail-under`` gate in the suite ``advgrad.verdicts.gates``: a failing gate is a
+``<failure>``. The sanity checks form the suite ``advgrad.verdicts.checks``: a check that fired is a
 ``<failure>`` under ``--strict`` (where it fails the run) and a ``<skipped>`` with the warning
 otherwise; a check with nothing to look at is ``<skipped>`` too.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from advgrad.gates import describe_gate
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
+from advgrad.verdicts.gates import describe_gate
 
 
 def _suite(root: ET.Element, name: str, timestamp_seconds: float) -> ET.Element:
@@ -28,17 +28,17 @@ def _count(suite: ET.Element) -> None:
 
 
 def render_junit(report: RobustnessReport, *, strict: bool = False) -> str:
-    """JUnit XML text (UTF-8) with the suites ``advgrad.gates`` and ``advgrad.checks``."""
+    """JUnit XML text (UTF-8) with the suites ``advgrad.verdicts.gates`` and ``advgrad.verdicts.checks``."""
     root = ET.Element("testsuites", name="advgrad")
-    gates = _suite(root, "advgrad.gates", report.timing.get("total_seconds", 0.0))
+    gates = _suite(root, "advgrad.verdicts.gates", report.timing.get("total_seconds", 0.0))
     for g in report.gates:
-        case = ET.SubElement(gates, "testcase", classname="advgrad.gates", name=g["gate"])
+        case = ET.SubElement(gates, "testcase", classname="advgrad.verdicts.gates", name=g["gate"])
         if not g["passed"]:
             ET.SubElement(case, "failure", type="gate", message=describe_gate(g))
     _count(gates)
-    checks = _suite(root, "advgrad.checks", 0.0)
+    checks = _suite(root, "advgrad.verdicts.checks", 0.0)
     for c in report.checks:
-        case = ET.SubElement(checks, "testcase", classname="advgrad.checks", name=c["name"])
+        case = ET.SubElement(checks, "testcase", classname="advgrad.verdicts.checks", name=c["name"])
         if c["status"] == "warning":
             tag = "failure" if strict else "skipped"
             element = ET.SubElement(

@@ -1,15 +1,15 @@
 """The report as Markdown, ready for a CI job summary or a pull-request comment. Names that came
 from files (model descriptions, attack names of a report read back) have their control characters
-escaped (:func:`advgrad.text.printable`)."""
+escaped (:func:`advgrad.core.text.printable`)."""
 
 from __future__ import annotations
 
 import json
 
-from advgrad.report.fmt import accuracy_cell, num, pct
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
+from advgrad.report.fmt import accuracy_cell, curve_heading, curves_title, num, pct
 from advgrad.report.table import norm_symbol
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
 
 STATUS = {"passed": "✅ passed", "warning": "⚠️ warning", "not-applicable": "➖ not applicable"}
 
@@ -52,13 +52,16 @@ def _corruptions(report: RobustnessReport) -> list[str]:
 
 def _attack_sections(report: RobustnessReport) -> list[str]:
     """The accuracy table of the attacks (and certified curves) at each ε, and what each cost."""
-    lines = ["", "### Accuracy under attack", ""]
+    title = curves_title(report)
+    lines = ["", f"### {title[:1].upper()}{title[1:]}", ""]
     rows = [
         [report.eps_label(e)]
         + [accuracy_cell(c.points[j], report.n_samples, report.clean_correct) for c in report.attacks.values()]
         for j, e in enumerate(report.eps)
     ]
-    lines += _table(["ε"] + list(report.attacks), rows)
+    mixed = len({c.kind == "certified" for c in report.attacks.values()}) > 1
+    headings = [curve_heading(name, c) if mixed else name for name, c in report.attacks.items()]
+    lines += _table(["ε", *headings], rows)
     lines += ["", "### Attacks", ""]
     attack_rows = []
     for name, curve in report.attacks.items():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from advgrad.io.files import atomic_path
-from advgrad.text import printable
+from advgrad.core.text import printable
+from advgrad.io.files import atomic_path, picture_format
 
 
 def pyplot():
@@ -25,8 +25,12 @@ def figure_text(text: object) -> str:
     return printable(text, newlines=True).replace("$", r"\$")
 
 
-def save_figure(fig, path: str | os.PathLike) -> None:
-    """Write ``fig`` as PNG atomically and close it."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    pyplot().close(fig)
+def save_figure(fig, path: str | os.PathLike, *, format: str | None = None) -> None:
+    """Write ``fig`` atomically in the format its name asks for (:func:`picture_format`: PNG, PDF,
+    SVG, EPS or JPEG), or ``format``, and close it."""
+    try:
+        kind = format or picture_format(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=kind)
+    finally:
+        pyplot().close(fig)

@@ -3,15 +3,16 @@ accuracy and, for every attack of the run, a block of adversarial examples."""
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import textwrap
 
-from advgrad.report.features import draw_feature_bars, example_tables
-from advgrad.report.fmt import norm_symbol
+from advgrad.core.results import AttackCurve, Example, RobustnessReport
+from advgrad.report.feature_bars import draw_feature_bars, example_tables
+from advgrad.report.fmt import curves_title, norm_symbol
 from advgrad.report.images import EXAMPLE_LEGEND, draw_examples
 from advgrad.report.mpl import figure_text, pyplot, save_figure
-from advgrad.results import Example, RobustnessReport
 
 MAX_CLASS_BARS = 20  # more classes than this are shown as a histogram of per-class accuracy
 MAX_EXAMPLES = 8  # adversarial examples shown per attack
@@ -69,25 +70,110 @@ def sandwich(report: RobustnessReport) -> tuple[list[float], list[float], list[f
     return (xs, low, high) if xs else None
 
 
+# Each curve's marker and line style, in turn: curves that coincide stay visible (hollow markers of
+# decreasing size, drawn in order, so each one rings the one below it; distinct dashes between them).
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+TITLE_WIDTH = 48  # characters of an axes title per line: longer ones wrap at word boundaries
+
+
+def axes_title(text: str) -> str:
+    """A title that fits above one panel: capitalised and wrapped at word boundaries."""
+    return "\n".join(textwrap.wrap(text[:1].upper() + text[1:], TITLE_WIDTH))
+
+
+def curve_label(name: str, curve: AttackCurve, both: bool) -> str:
+    """The legend's name for a curve; where attacks and a verified bound share the plot, which side of
+    the true robust accuracy each one gives."""
+    if curve.kind == "certified":
+        if curve.abstained is not None:
+            return f"{name}: smoothed classifier, certified"
+        return f"{name}: certified (lower bound)"
+    return f"{name}: attack (upper bound)" if both else name
+
+
+def curve_styles(count: int) -> list[dict]:
+    """Matplotlib styles for ``count`` curves (:data:`MARKERS`, :data:`LINESTYLES`): hollow markers,
+    each smaller than the one before, so that equal points show as nested rings."""
+    return [
+        {
+            "marker": MARKERS[k % len(MARKERS)],
+            "linestyle": LINESTYLES[k % len(LINESTYLES)],
+            "markersize": max(10 - 1.5 * k, 4),
+            "markerfacecolor": "none",
+            "markeredgewidth": 1.5,
+            "alpha": 0.9,
+            "zorder": 3 + k,
+        }
+        for k in range(count)
+    ]
+
+
+def y_limits(report: RobustnessReport, band) -> tuple[float, float]:
+    """0–100% on the y axis; with a certified band whose curves all sit high (above 50%), zoomed to
+    the data's range so that the band is readable."""
+    if band is None:
+        return -2, 102
+    values = [100 * p.accuracy for c in report.attacks.values() for p in c.points] + [100 * report.clean_accuracy]
+    low = min(values)
+    if low <= 50:
+        return -2, 102
+    floor = max(0.0, 5 * math.floor((low - 2) / 5))
+    return floor, 100 + max(1.0, (100 - floor) * 0.03)
+
+
 def _draw_curves(ax, report: RobustnessReport) -> None:
     band = sandwich(report)
+    both = band is not None
     if band is not None:
-        ax.fill_between(band[0], band[1], band[2], color="tab:green", alpha=0.15, label="certified … attacked")
-    for name, curve in report.attacks.items():
-        style = {"linestyle": ":", "marker": "s"} if curve.kind == "certified" else {"marker": "o"}
-        label = f"{name} (certified)" if curve.kind == "certified" else name
+        ax.fill_between(
+            band[0], band[1], band[2], color="tab:green", alpha=0.15, label="robust accuracy lies in this band"
+        )
+    for (name, curve), style in zip(report.attacks.items(), curve_styles(len(report.attacks)), strict=True):
         ax.plot(
-            [p.eps for p in curve.points], [100 * p.accuracy for p in curve.points], label=figure_text(label), **style
+            [p.eps for p in curve.points],
+            [100 * p.accuracy for p in curve.points],
+            label=figure_text(curve_label(name, curve, both)),
+            **style,
         )
     ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
     slanted = len(report.eps) > MANY_TICKS
     ax.set_xticks(report.eps, tick_labels(report), rotation=45 if slanted else 0, ha="right" if slanted else "center")
     ax.set_xlabel(f"ε ({norm_symbol(report.norm)})")
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.set_title("Accuracy under attack")
+    ax.set_ylim(*y_limits(report, band))
+    ax.set_title(axes_title(curves_title(report)), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)  # off the data
+
+
+def corruption_style(k: int) -> dict:
+    """The k-th corruption's colour, marker and dashes: ten well-separated colours (tab10) crossed
+    with markers and line styles that change at a different period, so that all 15 differ in two ways."""
+    return {
+        "color": f"C{k % 10}",
+        "marker": MARKERS[k % len(MARKERS)],
+        "linestyle": LINESTYLES[(k // 10 + k) % len(LINESTYLES)],
+        "markersize": 4,
+    }
+
+
+CORRUPTION_SEVERITY = 3  # the severity the row of corrupted examples shows
+
+
+def _draw_corrupted_row(sub, report: RobustnessReport) -> None:
+    """The run's first input and the same input under each corruption of the run at
+    :data:`CORRUPTION_SEVERITY`, one panel each, seeded as the run seeded it."""
+    from advgrad.corruptions import corrupt
+    from advgrad.report.images import show_image
+
+    results = report.corruptions
+    names = results.names
+    axes = sub.subplots(1, len(names) + 1, squeeze=False)[0]
+    show_image(axes[0], results.sample, "clean")
+    for ax, name in zip(axes[1:], names, strict=True):
+        corrupted = corrupt(results.sample[None], name, CORRUPTION_SEVERITY, seed=report.seed, first=0)[0]
+        show_image(ax, corrupted, name.replace("_", " "), fontsize=6)
 
 
 def _draw_corruptions(ax, report: RobustnessReport) -> None:
@@ -95,10 +181,9 @@ def _draw_corruptions(ax, report: RobustnessReport) -> None:
     results = report.corruptions
     if results is None:
         return
-    cmap = pyplot().get_cmap("tab20")
     for k, name in enumerate(results.names):
         ys = [100 * (results.accuracy(name, s) or 0.0) for s in results.severities]
-        ax.plot(results.severities, ys, linewidth=1, color=cmap(k % 20), label=name)
+        ax.plot(results.severities, ys, linewidth=1.2, label=name, **corruption_style(k))
     means = [100 * results.mean_at(s) for s in results.severities]
     ax.plot(results.severities, means, linewidth=3, color="black", label=f"mean ({100 * results.mean_accuracy:.1f}%)")
     ax.axhline(100 * report.clean_accuracy, color="grey", linestyle="--", linewidth=1, label="clean")
@@ -143,7 +228,8 @@ def _draw_classes(ax, report: RobustnessReport) -> None:
     if ref is not None:
         point = report.attacks[ref[0]].point_at(ref[1])
         attacked = [100 * (a or 0.0) for a in report.class_accuracy(point.robust_per_class)]
-        label = f"{ref[0]} at ε={report.eps_label(ref[1])}"
+        certified = " certified" if report.attacks[ref[0]].kind == "certified" else ""
+        label = f"{ref[0]}{certified} at ε={report.eps_label(ref[1])}"
     if len(clean) <= MAX_CLASS_BARS:
         xs = list(range(len(clean)))
         width = 0.4 if attacked else 0.8
@@ -177,6 +263,19 @@ def example_blocks(report: RobustnessReport) -> list[tuple[str, list[Example]]]:
     ]
 
 
+def certified_note(report: RobustnessReport) -> str:
+    """What a certification-only figure shows, in place of a word about adversarial examples."""
+    if any(c.abstained is not None for c in report.attacks.values()):
+        return (
+            "Randomized smoothing: a sample counts at radius ε when the smoothed classifier returns its label with a "
+            "certified L2 radius ≥ ε (each with probability 1 − α); abstentions count as not certified."
+        )
+    return (
+        "Certified accuracy: a sample counts at ε when the bound proves every margin positive over the whole ε-ball "
+        "∩ [0, 1], a lower bound on the robust accuracy; no attack ran, so no adversarial example is shown."
+    )
+
+
 def report_figure(report: RobustnessReport):
     """The figure :func:`plot_report` saves: curve and per-class accuracy on top; below, one block
     per attack (originals, perturbations with their amplification, adversarial examples)."""
@@ -189,15 +288,21 @@ def report_figure(report: RobustnessReport):
     fig = plt.figure(
         figsize=(
             max(12.0 if report.corruptions is None else 17.0, 1.45 * columns),
-            top_height + block_height * len(blocks) + 0.6,
+            top_height + block_height * len(blocks) + 0.6 + (1.9 if report.corruptions is not None else 0),
         ),
         dpi=110,
         layout="constrained",
     )
     fig.suptitle(run_title(report), fontsize=10)
-    top, *rest = fig.subfigures(
-        1 + len(blocks), 1, height_ratios=[top_height] + [block_height] * len(blocks), squeeze=False
-    )[:, 0]
+    row = report.corruptions is not None and getattr(report.corruptions.sample, "dim", lambda: 0)() == 3
+    heights = [top_height] + ([1.9] if row else []) + [block_height] * len(blocks)
+    top, *rest = fig.subfigures(len(heights), 1, height_ratios=heights, squeeze=False)[:, 0]
+    if row:
+        corrupted, *rest = rest
+        corrupted.suptitle(
+            f"the first sample under each corruption, severity {CORRUPTION_SEVERITY}", fontsize=9, x=0.01, ha="left"
+        )
+        _draw_corrupted_row(corrupted, report)
     if report.corruptions is None:
         curve_ax, class_ax = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1]})
         _draw_curves(curve_ax, report)
@@ -227,12 +332,15 @@ def report_figure(report: RobustnessReport):
     notes = [legend] if blocks else ["No adversarial examples were found."]
     if not report.attacks:
         notes = ["No attack in this run: common corruptions only."]
+    elif all(c.kind == "certified" for c in report.attacks.values()):
+        notes = [certified_note(report)]
     if blocks and empty:
         notes.append(f"No adversarial example found by: {', '.join(empty)}.")
     fig.supxlabel("\n".join(textwrap.fill(n, 150) for n in notes), fontsize=8)
     return fig
 
 
-def plot_report(report: RobustnessReport, path: str | os.PathLike) -> None:
-    """One PNG: :func:`report_figure`, written atomically."""
-    save_figure(report_figure(report), path)
+def plot_report(report: RobustnessReport, path: str | os.PathLike, *, format: str | None = None) -> None:
+    """One picture of :func:`report_figure`, written atomically in the format the name asks for
+    (``.png``, ``.pdf``, ``.svg``, ``.eps``, ``.jpg``) or ``format`` (matplotlib's name)."""
+    save_figure(report_figure(report), path, format=format)

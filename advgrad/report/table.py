@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
-from rich.console import Group, RenderableType
-from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from advgrad.core.results import RobustnessReport
+from advgrad.core.text import printable
 from advgrad.evaluation.generate import AttackSummary
-from advgrad.report.fmt import accuracy_cell, eps_label, norm_sub, norm_symbol, num, pct
-from advgrad.results import RobustnessReport
-from advgrad.text import printable
+from advgrad.report.fmt import accuracy_cell, curve_heading, curves_title, eps_label, norm_sub, norm_symbol, num, pct
 
 
 def plain(text: object) -> Text:
     """A cell that shows ``text`` as written, whatever console prints it: control characters
-    escaped (:func:`advgrad.text.printable`), ``[red]`` not read as markup."""
+    escaped (:func:`advgrad.core.text.printable`), ``[red]`` not read as markup."""
     return Text(printable(text))
 
 
@@ -25,30 +21,17 @@ def report_heading(report: RobustnessReport) -> str:
     """One line of context printed above the table."""
     clean = f"clean accuracy {pct(report.clean_accuracy)} ({report.clean_correct}/{report.n_samples})"
     if not report.attacks:  # common corruptions alone: no threat model applies
-        return f"{clean} · {_what(report)}:"
-    return f"{clean} · threat model {norm_symbol(report.norm)} · {_what(report)}:"
-
-
-def _what(report: RobustnessReport) -> str:
-    """What the table's columns are: accuracy under attack, certified accuracy (a lower bound), or both."""
-    if not report.attacks:
-        return "common corruptions"
-    kinds = {curve.kind == "certified" for curve in report.attacks.values()}
-    if any(curve.abstained is not None for curve in report.attacks.values()):
-        return "certified accuracy of the smoothed classifier (ε is the L2 radius)"
-    if kinds == {True}:
-        return "certified accuracy"
-    if kinds == {True, False}:
-        return "accuracy under attack and certified"
-    return "accuracy under attack"
+        return f"{clean} · {curves_title(report)}:"
+    return f"{clean} · threat model {norm_symbol(report.norm)} · {curves_title(report)}:"
 
 
 def report_table(report: RobustnessReport) -> Table:
     """Accuracy under each attack (columns) at each ε (rows)."""
     table = Table()
     table.add_column("ε", justify="right")
-    for name in report.attacks:
-        table.add_column(plain(name), justify="right")
+    mixed = len({curve.kind == "certified" for curve in report.attacks.values()}) > 1
+    for name, curve in report.attacks.items():
+        table.add_column(plain(curve_heading(name, curve) if mixed else name), justify="right")
     for j, eps in enumerate(report.eps):
         row = [report.eps_label(eps)]
         for curve in report.attacks.values():
@@ -94,13 +77,19 @@ def corruption_table(report: RobustnessReport) -> Table | None:
 
 
 def cost_table(report: RobustnessReport) -> Table:
-    """Time and model evaluations per attack."""
+    """Time and work per attack (model passes over samples) and per certification method (the
+    margin bounds it computed, one per sample and ε; smoothing's noisy copies are model passes)."""
+    kinds = {curve.kind == "certified" for curve in report.attacks.values()}
+    bounds = any(curve.bounds_computed is not None for curve in report.attacks.values())
+    first = {frozenset({True}): "method", frozenset({True, False}): "attack / method"}.get(frozenset(kinds), "attack")
+    work = "forward passes (samples) or bounds" if bounds else "forward passes (samples)"
     table = Table()
-    for col in ("attack", "parameters", "seconds", "forward passes (samples)"):
-        table.add_column(col, justify="left" if col in ("attack", "params") else "right")
+    for col in (first, "parameters", "seconds", work):
+        table.add_column(col, justify="left" if col in (first, "parameters") else "right")
     for name, curve in report.attacks.items():
         params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
-        table.add_row(plain(name), plain(params), f"{curve.seconds:.2f}", f"{curve.forward_samples:,}")
+        done = f"{curve.forward_samples:,}" if curve.bounds_computed is None else f"{curve.bounds_computed:,} bounds"
+        table.add_row(plain(name), plain(params), f"{curve.seconds:.2f}", done)
     if report.corruptions is not None:
         results = report.corruptions
         table.add_row(
@@ -154,39 +143,3 @@ def gradient_table(rows: list[dict], limit: int = 20, saved_to: str | None = Non
         where = f"all are in {saved_to}" if saved_to else "--out FILE or --json FILE keeps them all"
         table.caption = f"first {limit} of {len(rows)} samples; {where}"
     return table
-
-
-def attacks_listing(rows: list[dict]) -> Group:
-    """The registry as ``advgrad attacks`` prints it, one block per attack: name, kind, threat
-    models, what it does, the paper, and each parameter's option, default and meaning.
-    ``rows`` are as ``advgrad.cli.attacks.describe_attack`` gives them."""
-    blocks: list[RenderableType] = []
-    for row in rows:
-        aliases = f" (also: {', '.join(row['aliases'])})" if row["aliases"] else ""
-        norms = ", ".join(norm_symbol(n) for n in row["norms"])
-        blocks.append(Text.assemble((row["name"], "bold"), f"{aliases} · {row['kind']} · {norms}"))
-        cost = row.get("cost")
-        cost_line = (
-            ""
-            if cost is None
-            else (
-                f"\ncost per sample: {cost['formula']} model passes ({cost['default']:,} with the defaults"
-                + (f", {cost['classes']} classes)" if re.search(r"\bclasses\b", cost["formula"]) else ")")
-            )
-        )
-        blocks.append(Padding(Text(f"{row['summary']}\npaper: {row['reference']}{cost_line}"), (0, 0, 0, 2)))
-        params = Table(box=None, show_header=False, padding=(0, 2, 0, 4))
-        params.add_column("option", no_wrap=True)
-        params.add_column("default", no_wrap=True)
-        params.add_column("meaning")
-        for p in row["params"]:
-            params.add_row(p["option"], _default(p["default"]), p["help"])
-        blocks.append(params)
-        blocks.append(Text(""))
-    return Group(*blocks)
-
-
-def _default(value: object) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return str(value)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError, UsageError
+from advgrad.core.errors import ModelError, UsageError
 from advgrad.io.files import atomic_path
 from advgrad.io.model.factories import build_factory, build_torchvision, is_factory
 from advgrad.io.model.weights import load_weights

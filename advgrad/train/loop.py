@@ -4,7 +4,7 @@ torchrun.
 
 Randomness: the model's initial weights come from the caller; the order of each epoch, the
 random starts of attacks and the noise come from generators derived from (seed, epoch, batch)
-(:mod:`advgrad.seeding`), so a run resumed from the checkpoint of epoch k continues exactly as
+(:mod:`advgrad.core.seeding`), so a run resumed from the checkpoint of epoch k continues exactly as
 the uninterrupted run would (on a CPU, where kernels are deterministic). The global RNG (used
 by dropout) is saved in the checkpoint and restored.
 
@@ -28,14 +28,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from advgrad.attacks import PGDParams, get_attack, run_attack
-from advgrad.errors import UsageError
+from advgrad.core.errors import UsageError
+from advgrad.core.seeding import generator_for
+from advgrad.core.threat import ThreatModel
+from advgrad.execution.runtime import PRECISIONS
 from advgrad.io.data.sources import DataSource
 from advgrad.io.files import atomic_path
-from advgrad.runtime import PRECISIONS
-from advgrad.seeding import generator_for
-from advgrad.threat import ThreatModel
-from advgrad.train.config import TrainConfig
 from advgrad.train.methods import LOSSES, Step
+from advgrad.train.train_config import TrainConfig
 
 CHECKPOINT_FORMAT = "advgrad.train-checkpoint"
 #: PGD steps of the per-epoch validation under attack

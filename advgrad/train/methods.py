@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from advgrad.attacks import PGDParams, get_attack, run_attack
-from advgrad.gradient import frozen
-from advgrad.threat import ThreatModel
-from advgrad.train.config import TrainConfig
+from advgrad.core.gradient import frozen
+from advgrad.core.threat import ThreatModel
+from advgrad.train.train_config import TrainConfig
 
 #: TRADES starts its inner maximisation at x + this · N(0, 1) (Zhang et al. 2019)
 TRADES_START = 0.001

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from advgrad.errors import DataError, UsageError, first_line
+from advgrad.core.errors import DataError, UsageError, first_line
 from advgrad.io.data.sources import Batch, DataOptions, DataSource, TensorSource, check_pixels, label_vector
 from advgrad.io.paths import open_regular, walk_files
 

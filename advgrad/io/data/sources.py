@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advgrad.errors import DataError, UsageError
+from advgrad.core.errors import DataError, UsageError
 
 Batch = tuple[Tensor, Tensor]
 

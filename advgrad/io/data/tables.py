@@ -16,7 +16,7 @@ for every norm by a change of coordinates: the attack sees ``z_i = u_i / r_i``, 
 [0, 1/r_i] ⊂ [0, 1], and the model receives ``u_i = min(r_i·z_i, 1)``. Every point of the unit
 ε-ball in ``z`` gives a ``u`` inside the weighted ball and the feature box (clipping at 1 only
 shortens a move), and every such ``u`` is reached from ``z = u / r``. Features of weight 0 are
-held by the threat model itself (:attr:`advgrad.threat.ThreatModel.fixed`).
+held by the threat model itself (:attr:`advgrad.core.threat.ThreatModel.fixed`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advgrad.errors import DataError, UsageError, first_line
+from advgrad.core.errors import DataError, UsageError, first_line
+from advgrad.core.numeric import FLOAT32_MAX
+from advgrad.core.text import short, some_names
 from advgrad.io.data.sources import DataOptions, TensorSource, label_vector
 from advgrad.io.paths import open_regular
-from advgrad.numeric import FLOAT32_MAX
-from advgrad.text import short, some_names
 
 EXPECTED_CSV = "a .csv file with a header row and a label column"
 LABEL_COLUMN = "label"  # the label column of a CSV file unless --label-column names another
@@ -261,8 +261,11 @@ def _read_rows(path: Path, columns: tuple[str, ...], option: str) -> list:
     return keyed if named else picked  # type: ignore[return-value]
 
 
-def per_feature(path: str | Path, names: Sequence[str], columns: tuple[str, ...], option: str) -> list[tuple]:
-    """The values of ``columns`` for every feature of ``names``, from a bounds or ε-scale file."""
+def per_feature(
+    path: str | Path, names: Sequence[str], columns: tuple[str, ...], option: str, default: tuple | None = None
+) -> list[tuple]:
+    """The values of ``columns`` for every feature of ``names``, from a bounds or ε-scale file; a
+    file that names its features may leave some out when there is a ``default`` for them."""
     path = Path(path).expanduser()
     rows = _read_rows(path, columns, option)
     if isinstance(rows, dict):
@@ -272,9 +275,9 @@ def per_feature(path: str | Path, names: Sequence[str], columns: tuple[str, ...]
                 f"`{option}` {path} names feature '{short(unknown[0])}', which the data does not have", params=option
             )
         absent = [n for n in names if n not in rows]
-        if absent:
+        if absent and default is None:
             raise UsageError(f"`{option}` {path} has no entry for feature '{short(absent[0])}'", params=option)
-        return [rows[n] for n in names]
+        return [rows.get(n, default) for n in names]
     if len(rows) != len(names):
         raise UsageError(f"`{option}` {path} has {len(rows)} rows; the data has {len(names)} features", params=option)
     return rows
@@ -292,8 +295,9 @@ def read_bounds(path: str | Path, names: Sequence[str]) -> tuple[tuple[float, ..
 
 
 def read_eps_scale(path: str | Path, names: Sequence[str]) -> tuple[float, ...]:
-    """One ε weight per feature from ``--eps-scale FILE`` (:class:`FeatureSpace` checks them)."""
-    return tuple(r[0] for r in per_feature(path, names, ("scale",), "eps_scale"))
+    """One ε weight per feature from ``--eps-scale FILE`` (:class:`FeatureSpace` checks them); a file
+    that names features may list only some: the others weigh 1."""
+    return tuple(r[0] for r in per_feature(path, names, ("scale",), "eps_scale", default=(1.0,)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advgrad.errors import DataError, first_line
+from advgrad.core.errors import DataError, first_line
+from advgrad.core.text import some_names
 from advgrad.io.data.sources import DataOptions, DataSource, TensorSource
 from advgrad.io.data.tables import table_source
 from advgrad.io.paths import require_file
 from advgrad.io.pickles import unreadable
-from advgrad.text import some_names
 
 EXPECTED = "a .pt, .npz or .safetensors file holding x and y"
 FEATURE_NAMES = "feature_names"  # optional in a file whose x is a table (N×D): one name per column

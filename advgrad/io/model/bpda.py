@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, UsageError
-from advgrad.text import some_names
+from advgrad.core.errors import ModelError, UsageError
+from advgrad.core.text import some_names
 
 # The wrapper advgrad puts in front of a model for --mean/--std names the model ``model``: a name
 # copied from the wrapped module tree starts with it.

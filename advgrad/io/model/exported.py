@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, first_line
+from advgrad.core.errors import ModelError, first_line
 from advgrad.io.model.exported_archive import archive_refusals
 from advgrad.io.model.graph_ops import fx_disallowed, operator_refusal
 from advgrad.io.model.model_types import LoadedModel, ModelOptions

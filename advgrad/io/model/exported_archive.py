@@ -32,7 +32,7 @@ from pathlib import Path
 import sympy
 import torch
 
-from advgrad.errors import first_line
+from advgrad.core.errors import first_line
 
 MODELS_DIR = "models/"
 MODEL_SUFFIX = ".json"

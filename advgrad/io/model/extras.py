@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
-from advgrad.errors import ModelError
+from advgrad.core.errors import ModelError
 
 # The environment variables that keep huggingface_hub (used by transformers and timm) off the network.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError, UsageError, first_line
+from advgrad.core.errors import ModelError, UsageError, first_line
 from advgrad.io.model.normalize import Normalization
 from advgrad.io.model.weights import load_weights
 

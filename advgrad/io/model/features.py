@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError
+from advgrad.core.errors import ModelError
 from advgrad.io.data.tables import FeatureSpace
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from advgrad.text import some_names
+from advgrad.core.text import some_names
 
 # ATen operators (overload packet names), by what they do. Keep each group sorted.
 _ARITHMETIC = """

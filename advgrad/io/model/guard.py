@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from advgrad.errors import AdvgradError, InternalError, ModelError, first_line
-from advgrad.runtime import is_compile_error
+from advgrad.core.errors import AdvgradError, InternalError, ModelError, first_line
+from advgrad.execution.runtime import is_compile_error
 
 
 class ModelFailure(ModelError):

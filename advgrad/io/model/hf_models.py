@@ -32,14 +32,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, Notice, first_line
+from advgrad.core.errors import ModelError, Notice, first_line
+from advgrad.core.numeric import check_number
 from advgrad.io.data.sources import MAX_IMAGE_SIZE
 from advgrad.io.model.extras import offline, require
 from advgrad.io.model.model_types import LoadedModel, ModelOptions
 from advgrad.io.model.normalize import Normalization
 from advgrad.io.model.weights import key_mismatch
 from advgrad.io.paths import read_capped, require_file
-from advgrad.numeric import check_number
 
 PREFIX = "hf:"
 EXTRA = "hf"

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError
-from advgrad.text import some_names
+from advgrad.core.errors import ModelError
+from advgrad.core.text import some_names
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from advgrad.errors import ModelError, first_line
+from advgrad.core.errors import ModelError, first_line
 from advgrad.io.model.exported import load_exported
 from advgrad.io.model.graph_ops import operator_refusal, torchscript_disallowed
 from advgrad.io.model.model_types import LoadedModel, ModelOptions

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from advgrad.errors import Notice
+from advgrad.core.errors import Notice
 from advgrad.io.model.normalize import Normalization
 
 
@@ -17,12 +17,12 @@ class LoadedModel:
     """A model ready to attack, and what to say about it.
 
     ``module`` takes pixels in [0, 1] (any normalisation is inside it) and is in eval mode on
-    the requested device. ``normalization`` is what :func:`advgrad.io.model.load.load_model` put in
+    the requested device. ``normalization`` is what :func:`advgrad.io.model.load_model.load_model` put in
     front of it (a loader may propose one, e.g. pretrained weights' own); ``extra`` holds facts a
     loader found worth reporting, ``warnings`` what the user should know before trusting results.
     ``class_names``: the names of the model's outputs, when the model file carries them (a Hugging
     Face ``id2label``). ``verify``: a check the loader asks for on the probe batch (pixels in [0, 1]),
-    raising :class:`advgrad.errors.ModelError` when the model is not what the file describes (an ONNX
+    raising :class:`advgrad.core.errors.ModelError` when the model is not what the file describes (an ONNX
     model converted to torch against onnxruntime).
     """
 
@@ -75,3 +75,23 @@ class ModelOptions:
 def random_weights_notice(spec: str) -> Notice:
     """The warning of a built architecture given no ``--weights`` (torchvision, timm)."""
     return Notice(f"{spec} has random weights (no `weights` given): its results describe a random network", "weights")
+
+
+def built_architecture(
+    kind: str,
+    spec: str,
+    name: str,
+    built: tuple[nn.Module, dict, Normalization | None],
+    options: ModelOptions,
+    normalization_notice: Callable[[Normalization | None], Notice | None],
+) -> LoadedModel:
+    """An architecture built by name (``torchvision:NAME``, ``timm:NAME``) as a :class:`LoadedModel` on
+    the device: without ``--weights`` it warns that the weights are random; with them and no
+    ``--mean``, ``normalization_notice`` may say what the normalisation is (or that there is none)."""
+    module, extra, normalization = built
+    loaded = LoadedModel(module.to(options.device), kind, spec, f"{kind} {name}", extra, normalization)
+    if options.weights is None:
+        loaded.warnings.append(random_weights_notice(spec))
+    elif options.mean is None and (notice := normalization_notice(normalization)) is not None:
+        loaded.warnings.append(notice)
+    return loaded

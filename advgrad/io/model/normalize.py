@@ -16,14 +16,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, UsageError, param_label
+from advgrad.core.errors import ModelError, UsageError, param_label
 
 OPTIONS = "--mean/--std"  # the source of a normalisation the user gave
 
 
 def parse_channels(text: str | Sequence[float] | None, name: str) -> tuple[float, ...] | None:
     """``"0.485,0.456,0.406"`` → (0.485, 0.456, 0.406); a sequence of numbers passes through.
-    ``name``: the parameter (``mean``) errors name (:func:`advgrad.errors.param_label`)."""
+    ``name``: the parameter (``mean``) errors name (:func:`advgrad.core.errors.param_label`)."""
     label, params = param_label(name)
     if text is None:
         return None

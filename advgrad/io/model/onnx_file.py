@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, first_line
+from advgrad.core.errors import ModelError, first_line
 from advgrad.io.model.exported import ExportedModule
 from advgrad.io.model.extras import require
 from advgrad.io.model.model_types import LoadedModel, ModelOptions

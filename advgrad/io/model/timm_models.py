@@ -15,9 +15,9 @@ from collections.abc import Mapping
 
 from torch import nn
 
-from advgrad.errors import ModelError, Notice, UsageError, first_line
+from advgrad.core.errors import ModelError, Notice, UsageError, first_line
 from advgrad.io.model.extras import offline, require
-from advgrad.io.model.model_types import LoadedModel, ModelOptions, random_weights_notice
+from advgrad.io.model.model_types import LoadedModel, ModelOptions, built_architecture
 from advgrad.io.model.normalize import Normalization
 from advgrad.io.model.weights import load_weights
 
@@ -82,20 +82,17 @@ def build_timm(name: str, args: Mapping[str, object], weights: str | None, *, un
 
 def load_timm(spec: str, options: ModelOptions) -> LoadedModel:
     name = spec[len(PREFIX) :]
-    module, extra, normalization = build_timm(
-        name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle
-    )
-    loaded = LoadedModel(module.to(options.device), "timm", spec, f"timm {name}", extra, normalization)
-    if options.weights is None:
-        loaded.warnings.append(random_weights_notice(spec))
-    elif normalization is not None and options.mean is None:
-        loaded.warnings.append(
-            Notice(
-                f"no `mean`/`std` given: {spec} gets the normalisation of its timm pretrained_cfg (mean "
-                f"{','.join(f'{v:g}' for v in normalization.mean)}, std {','.join(f'{v:g}' for v in normalization.std)}"
-                "), which timm's pretrained weights were trained with; if yours were trained with another, give it "
-                "with `mean`/`std`",
-                ("mean", "std"),
-            )
+    built = build_timm(name, options.model_args, options.weights, unsafe_pickle=options.unsafe_pickle)
+
+    def from_pretrained_cfg(normalization: Normalization | None) -> Notice | None:
+        if normalization is None:
+            return None
+        return Notice(
+            f"no `mean`/`std` given: {spec} gets the normalisation of its timm pretrained_cfg (mean "
+            f"{','.join(f'{v:g}' for v in normalization.mean)}, std {','.join(f'{v:g}' for v in normalization.std)}"
+            "), which timm's pretrained weights were trained with; if yours were trained with another, give it "
+            "with `mean`/`std`",
+            ("mean", "std"),
         )
-    return loaded
+
+    return built_architecture("timm", spec, name, built, options, from_pretrained_cfg)

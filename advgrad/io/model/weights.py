@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from advgrad.errors import ModelError, first_line
+from advgrad.core.errors import ModelError, first_line
+from advgrad.core.text import some_names
 from advgrad.io.paths import require_file
 from advgrad.io.pickles import unreadable
-from advgrad.text import some_names
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 PREFIXES = ("module.", "_orig_mod.")
