@@ -385,36 +385,52 @@ def margin_lower_alpha(
 ) -> Tensor:
     """(N, classes) lower bounds of z_y − z_j by α-CROWN; column y is +inf. Rows that CROWN (or
     ``floor``, bounds known otherwise) already puts above ``target`` (N,) keep that bound; the
-    others are optimised as properties (sample, j), in chunks within :data:`GRAPH_BUDGET`."""
+    others are optimised, one property per sample holding its open rows (so the sample's
+    intermediate bounds and their slopes are optimised once for all its rows, as auto_LiRPA
+    shares them), in chunks within :data:`GRAPH_BUDGET`."""
     from advgrad.bounds.propagate import margin_lower, margin_rows
 
     bounds = interval_bounds(graph, inputs, refine=True)
     low = margin_lower(graph, inputs, y, "crown", bounds=bounds)
     if floor is not None:
         low = torch.maximum(low, floor)
-    sample, cls = (low <= target[:, None]).nonzero(as_tuple=True)
-    if sample.numel() == 0:
+    open_rows = low <= target[:, None]
+    samples = open_rows.any(dim=1).nonzero().squeeze(1)
+    if samples.numel() == 0:
         return low
     classes = low.shape[1]
-    rows = margin_rows(y[sample], classes, inputs.x0.dtype)[torch.arange(len(cls)), cls].unsqueeze(1)
-    step = property_chunk(graph, bounds, len(sample), bool(inputs.fixed))
+    # each sample's open classes first (stable order), padded with closed rows that stop counting at once
+    order = torch.sort(open_rows[samples].to(torch.int8), dim=1, descending=True, stable=True).indices
+    width = int(open_rows[samples].sum(dim=1).max())
+    cls = order[:, :width]
+    rows = margin_rows(y[samples], classes, inputs.x0.dtype).gather(
+        1, cls[:, :, None].expand(-1, -1, classes)
+    )  # (P, width, classes)
+    wanted = open_rows[samples].gather(1, cls)
+    row_target = torch.where(wanted, target[samples, None], torch.full_like(cls, -1, dtype=target.dtype) * math.inf)
+    step = property_chunk(graph, bounds, len(samples), bool(inputs.fixed), rows=width)
     found = []
-    for s in range(0, len(sample), step):
+    for s in range(0, len(samples), step):
         part = slice(s, s + step)
-        idx = sample[part]
-        result = optimise(graph, take(inputs, idx), rows[part], take_bounds(bounds, idx), params, target=target[idx])
-        found.append(result.lower[:, 0])
-    better = torch.maximum(low[sample, cls], torch.cat(found))
-    return low.index_put((sample, cls), better)
+        idx = samples[part]
+        result = optimise(
+            graph, take(inputs, idx), rows[part], take_bounds(bounds, idx), params, target=row_target[part]
+        )
+        found.append(result.lower)
+    lower = torch.cat(found)
+    better = torch.where(wanted, torch.maximum(low[samples].gather(1, cls), lower), low[samples].gather(1, cls))
+    return low.index_put((samples[:, None].expand_as(cls), cls), better)
 
 
-def property_chunk(graph: BoundGraph, bounds: Mapping[str, Interval], properties: int, fixed: bool = False) -> int:
+def property_chunk(
+    graph: BoundGraph, bounds: Mapping[str, Interval], properties: int, fixed: bool = False, rows: int = 1
+) -> int:
     """How many properties one optimisation may carry within :data:`GRAPH_BUDGET`: the numbers its
     rows hold on every layer they cross (each neuron of a convolution in patches on its windows;
     the neurons a dense refinement needs, as many as the most any sample has, over whole layers;
-    the final row), three times for what autograd keeps."""
+    the final ``rows``), three times for what autograd keeps."""
     layers = sum(math.prod(shape) for shape in graph.shapes.values())
-    per_property = layers
+    per_property = rows * layers
     for name, which in refined_nodes(graph).items():
         chain = None if fixed else patches.conv_chain(graph, name)
         if chain is not None:
