@@ -163,13 +163,19 @@ def test_torchrun_eval_equals_the_single_process_eval_and_only_rank_0_speaks(tmp
 
 
 @pytest.mark.slow
-def test_torchrun_smoothing_equals_the_single_process_certify(tmp_path):
-    # randomized smoothing seeds its noise per batch, so two processes certify exactly what one does
+@pytest.mark.parametrize("method", ["smoothing", "bab"])
+def test_torchrun_certify_equals_the_single_process_certify(tmp_path, method):
+    # randomized smoothing seeds its noise per batch, branch and bound its attacks per batch and ε
+    # (and has no time limit here), so two processes certify exactly what one does
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "ADVGRAD_STATE_DIR": str(tmp_path / "states")}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
-    args = ["certify", "--method", "smoothing", "--samples", "100", "--limit", "40", "--batch-size", "10"]
-    args += ["--eps", "0,0.25,0.5", "--device", "cpu"]
+    if method == "smoothing":
+        args = ["certify", "--method", "smoothing", "--samples", "100", "--limit", "40", "--batch-size", "10"]
+        args += ["--eps", "0,0.25,0.5", "--device", "cpu"]
+    else:
+        args = ["certify", "--method", "bab", "--limit", "24", "--batch-size", "6", "--eps", "0,0.03"]
+        args += ["--device", "cpu", "--counterexamples", str(tmp_path / "found.pt")]
     runs = {}
     for name, launcher in (
         ("single", []),
@@ -186,8 +192,14 @@ def test_torchrun_smoothing_equals_the_single_process_certify(tmp_path):
         runs[name] = json.loads((tmp_path / f"{name}.json").read_text())
     a, b = runs["single"], runs["dist"]
     assert comparable(a) == comparable(b)
-    assert a["attacks"]["smoothing"]["abstained"] == b["attacks"]["smoothing"]["abstained"]
+    assert a["attacks"][method]["abstained"] == b["attacks"][method]["abstained"]
     assert (a["timing"]["world_size"], b["timing"]["world_size"]) == (1, 2)
+    if method == "bab":  # the verdicts are the same numbers; rank 0 saved every process's counterexamples
+        assert [p["falsified"] for p in a["attacks"]["bab"]["points"]] == [
+            p["falsified"] for p in b["attacks"]["bab"]["points"]
+        ]
+        found = torch.load(tmp_path / "found.pt")
+        assert len(found["index"]) == b["attacks"]["bab"]["points"][-1]["falsified"] > 0
 
 
 @pytest.fixture

@@ -89,6 +89,7 @@ class BatchVerdicts:
     verified: Tensor
     falsified: Tensor
     counterexamples: list[Counterexample]
+    bounds: int = 0  # bound computations: one per sample and ε at the root, one per sub-domain bounded
 
 
 def verify_batch(
@@ -115,6 +116,7 @@ def verify_batch(
     verified = torch.zeros(len(config.eps), n, dtype=torch.bool, device=x.device)
     falsified = torch.zeros_like(verified)
     found: list[Counterexample] = []
+    bounds = 0
     gone = ~correct  # not worth verifying: misclassified, or falsified at a smaller ε
     for j, eps in enumerate(config.eps):
         todo = (~gone).nonzero().squeeze(1)
@@ -133,6 +135,7 @@ def verify_batch(
                 progress=lambda v, f, u: monitor.note(f"verified {v} · falsified {f} · undecided {u}"),
             )
             status = verdicts.status.to(x.device)
+            bounds += int(todo.numel()) + int(verdicts.domains.sum())
             verified[j, todo] = status == VERIFIED
             new = todo[status == FALSIFIED]
             points = verdicts.counterexample[(status == FALSIFIED).cpu()]
@@ -144,4 +147,4 @@ def verify_batch(
         falsified[j] = gone & correct
         monitor.on_pass()
         monitor.end()
-    return BatchVerdicts(verified, falsified, found)
+    return BatchVerdicts(verified, falsified, found, bounds)

@@ -138,6 +138,7 @@ def _run_batch(
             certified = found.verified
             part.certified.falsified = found.falsified.sum(dim=1).tolist()
             part.certified.counterexamples = found.counterexamples
+            part.certified.bounds = found.bounds
         else:
             certified, part.certified.bounds = certify_batch(bounds(x), x, y, logits, correct, config, monitor)
         for j in range(len(config.eps)):
