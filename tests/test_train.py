@@ -58,7 +58,7 @@ def test_pgd_training_is_far_more_robust_than_standard_training_below_the_margin
     eps = 0.08  # below the problem's L∞ margin of 0.095
     x, y = margin_problem(256, seed=7)  # fresh samples of the same problem
     standard, _ = _train("standard", epochs=20, lr=0.05)
-    robust, _ = _train("pgd", epochs=20, lr=0.05, eps=eps, warmup=5)
+    robust, _ = _train("pgd", epochs=20, lr=0.05, eps=eps, warmup=5, steps=7, eps_scale=1.0)
     with torch.no_grad():
         assert float((standard(x).argmax(1) == y).float().mean()) == 1.0
         assert float((robust(x).argmax(1) == y).float().mean()) == 1.0

@@ -35,7 +35,7 @@ from advgrad.execution.runtime import PRECISIONS
 from advgrad.io.data.sources import DataSource
 from advgrad.io.files import atomic_path
 from advgrad.train.methods import LOSSES, Step
-from advgrad.train.train_config import TrainConfig
+from advgrad.train.train_config import FAST_METHODS, TrainConfig
 
 CHECKPOINT_FORMAT = "advgrad.train-checkpoint"
 #: PGD steps of the per-epoch validation under attack
@@ -115,6 +115,40 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+#: a drop of the validation accuracy under PGD this far below its best epoch's is a collapse
+COLLAPSE_DROP = 0.2
+
+
+class CollapseGuard:
+    """Catastrophic overfitting (Wong, Rice & Kolter 2020): single-step training suddenly stops
+    being robust to multi-step attacks while it still fits its own. After each epoch the guard
+    reads the validation accuracy under PGD-10 (a held-out set: :meth:`Trainer.validate`), keeps
+    the weights of the best epoch and, when the accuracy falls more than ``COLLAPSE_DROP`` below
+    the best, puts them back and says so in one line (the run stops)."""
+
+    def __init__(self):
+        self.best: tuple[float, int, dict] | None = None
+
+    def watch(self, entry: EpochLog, module: nn.Module, config: TrainConfig) -> str | None:
+        robust = entry.val_robust_accuracy
+        if robust is None:
+            return None
+        if self.best is None or robust >= self.best[0]:
+            state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            self.best = (robust, entry.epoch, state)
+            return None
+        best, epoch, state = self.best
+        if robust >= best - COLLAPSE_DROP:
+            return None
+        module.load_state_dict(state)
+        return (
+            f"catastrophic overfitting in epoch {entry.epoch}: the validation accuracy under PGD-10 at ε = "
+            f"{config.eps.label} fell from {100 * best:.1f}% (epoch {epoch}) to {100 * robust:.1f}%; the run stopped "
+            f"and kept the weights of epoch {epoch}. Train with --method n-fgsm or gradalign (or pgd), or a smaller "
+            "--eps or --step-size"
+        )
+
+
 @dataclass
 class Distributed:
     """This process's rank among ``world_size`` under torchrun (a process group is joined)."""
@@ -147,6 +181,7 @@ class Trainer:
     ):
         if len(train_indices) == 0:
             raise UsageError("no training samples are left after the validation split; give more data")
+        config = config if config.resolved else config.resolve(len(train_indices))
         self.module = module.to(device)
         self.source, self.config, self.device = source, config, device
         self.train_indices, self.val_indices = train_indices, val_indices
@@ -159,6 +194,7 @@ class Trainer:
         self.epoch = 0  # epochs finished
         self._forward: Callable[[Tensor], Tensor] = module
         self._bounds = None
+        self.collapse: str | None = None  # the guard's line when it stopped the run
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -230,10 +266,14 @@ class Trainer:
         """Train from ``self.epoch`` to ``config.epochs``; after each epoch validate, append to
         the log, call ``on_epoch`` and (rank 0) save ``checkpoint``."""
         self._prepare()
-        while self.epoch < self.config.epochs:
+        watched = self.config.guard and self.config.method in FAST_METHODS and self.dist.world_size == 1
+        guard = CollapseGuard() if watched else None
+        while self.epoch < self.config.epochs and self.collapse is None:
             entry = self._epoch(self.epoch, on_batch)
             self.log.append(entry)
             self.epoch += 1
+            if guard is not None:
+                self.collapse = guard.watch(entry, self.module, self.config)
             if self.dist.is_main:
                 if checkpoint is not None:
                     self.save(checkpoint)
@@ -261,7 +301,7 @@ class Trainer:
             x, y = self.source.fetch(mine)
             x, y = x.to(self.device), y.to(self.device)
             ramp = c.ramp(epoch, b, len(batches))
-            eps = c.eps * ramp
+            eps = c.train_eps * ramp
             step = Step(
                 forward=self._forward,
                 module=self.module,
@@ -346,7 +386,7 @@ class Trainer:
                 if c.certified:
                     from advgrad.bounds import certified
 
-                    ok = certified(self.module, x, y, [c.eps], norm=c.norm, method=c.method)
+                    ok = certified(self.module, x, y, [c.eps], norm=c.norm, method=c.bound)
                     certified_n += int(ok.sum())
         finally:
             for m, mode in modes.items():
