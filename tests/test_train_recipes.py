@@ -155,3 +155,50 @@ def test_mtl_ibp_and_sabr_certify_the_margin_problem(method):
     low = margin_bounds(model, x, y, 0.05, method="ibp")
     certified = float((low.min(dim=1).values > 0).float().mean())
     assert certified == 1.0, certified
+
+
+@pytest.mark.slow
+def test_the_cifar_recipe_trains_a_cifar_resnet_on_random_images(tmp_path):
+    """A smoke test of the 3×32×32 recipe: SGD, step schedule, PGD-10 of ε/4 on 8 random images."""
+    g = torch.Generator().manual_seed(0)
+    data = tmp_path / "random.pt"
+    torch.save({"x": torch.rand(8, 3, 32, 32, generator=g), "y": torch.randint(0, 10, (8,), generator=g)}, data)
+    args = ["train", "--recipe", "cifar-pgd", "--eps", "8/255", "--model", "cifar-resnet", "--model-arg", "width=4"]
+    args += [
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--val-fraction",
+        "0",
+        "--device",
+        "cpu",
+        "--log",
+        tmp_path / "l.json",
+    ]
+    result = invoke(args)
+    assert result.exit_code == 0, result.stderr
+    assert "recipe cifar-pgd" in result.stderr and "sgd lr 0.1 momentum 0.9" in result.stderr
+    config = json.loads((tmp_path / "l.json").read_text())["config"]
+    assert config["method"] == "pgd" and config["step_size"] == pytest.approx(0.25 * 8 / 255)
+
+
+def test_the_weight_average_follows_its_formula():
+    """w̄ ← d·w̄ + (1 − d)·w with d = min(decay, (1 + t)/(10 + t)): 0.1 at the first step."""
+    from advgrad.train.loop import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    w0 = model.weight.detach().clone()
+    average = WeightAverage(model, 0.9)
+    model.weight.data.add_(1.0)
+    average.update(model)
+    assert torch.allclose(average.values["weight"], 0.1 * w0 + 0.9 * (w0 + 1))
+    before = average.values["weight"].clone()
+    model.weight.data.add_(1.0)
+    average.update(model)  # t = 1: d = 2/11
+    assert torch.allclose(average.values["weight"], 2 / 11 * before + 9 / 11 * (w0 + 2))
+    with average.swapped(model):
+        assert torch.equal(model.weight, average.values["weight"])
+    assert torch.equal(model.weight, w0 + 2)

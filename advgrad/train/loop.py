@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -115,6 +115,37 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+class WeightAverage:
+    """An exponential moving average of the weights (and a copy of the buffers), the model the run
+    validates and writes: w̄ ← d·w̄ + (1 − d)·w after every step, d = min(``decay``, (1 + t)/(10 + t))
+    at step t so that the first steps do not keep the initial weights (weight averaging as in Gowal
+    et al. 2020, "Uncovering the limits of adversarial training")."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay, self.steps = decay, 0
+        self.values = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def update(self, module: nn.Module) -> None:
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        self.steps += 1
+        state = module.state_dict()
+        floats = [k for k, v in self.values.items() if v.is_floating_point()]
+        torch._foreach_lerp_([self.values[k] for k in floats], [state[k].detach() for k in floats], 1 - d)
+        for k, v in self.values.items():
+            if not v.is_floating_point():
+                v.copy_(state[k])
+
+    @contextmanager
+    def swapped(self, module: nn.Module):
+        """``module`` holds the averaged weights inside the block, its own after it."""
+        own = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        module.load_state_dict(self.values)
+        try:
+            yield
+        finally:
+            module.load_state_dict(own)
+
+
 #: a drop of the validation accuracy under PGD this far below its best epoch's is a collapse
 COLLAPSE_DROP = 0.2
 
@@ -195,6 +226,7 @@ class Trainer:
         self._forward: Callable[[Tensor], Tensor] = module
         self._bounds = None
         self.collapse: str | None = None  # the guard's line when it stopped the run
+        self.average = WeightAverage(module, config.ema) if config.ema else None
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -210,6 +242,7 @@ class Trainer:
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
             "log": [e.to_dict() for e in self.log],
+            "average": None if self.average is None else {"steps": self.average.steps, "values": self.average.values},
         }
 
     def save(self, path: str | Path) -> None:
@@ -238,6 +271,9 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         self.log = [EpochLog(**e) for e in state["log"]]
         self.epoch = int(state["epoch"])
+        if self.average is not None and state.get("average"):
+            self.average.steps = int(state["average"]["steps"])
+            self.average.values = {k: v.to(self.device) for k, v in state["average"]["values"].items()}
 
     # ------------------------------------------------------------------ the loop
     def _autocast(self):
@@ -281,6 +317,8 @@ class Trainer:
                     on_epoch(entry)
             if self.dist.world_size > 1:
                 dist.barrier()
+        if self.average is not None and self.collapse is None:
+            self.module.load_state_dict(self.average.values)  # the run's result is the averaged model
         return self.log
 
     def _epoch(self, epoch: int, on_batch: BatchHook | None) -> EpochLog:
@@ -325,6 +363,8 @@ class Trainer:
             else:
                 loss.backward()
                 self.optimizer.step()
+            if self.average is not None:
+                self.average.update(self.module)
             loss_sum += per_sample.detach().double().sum()
             correct += (logits.detach().argmax(dim=1) == y).sum()
             seen += len(mine)
@@ -342,7 +382,8 @@ class Trainer:
                 f"training diverged: the loss is not finite in epoch {epoch + 1}; lower `lr` (or check the data)",
                 params="lr",
             )
-        val = self.validate(epoch) if self.dist.is_main else (None, None, None)
+        with self.average.swapped(self.module) if self.average is not None else nullcontext():
+            val = self.validate(epoch) if self.dist.is_main else (None, None, None)
         return EpochLog(
             epoch=epoch + 1,
             lr=lr,

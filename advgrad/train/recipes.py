@@ -79,6 +79,20 @@ RECIPES: dict[str, Recipe] = {
             warmup=1 / 6,
         ),  # fmt: skip
         _R(
+            "cifar-pgd",
+            "pgd",
+            "PGD training for 3×32×32 images as in Rice, Wong & Kolter 2020 and Pang et al. 2021: SGD 0.1, momentum "
+            "0.9, weight decay 5e-4, ×0.1 at 50% and 75%, 10 steps of ε/4 (2/255 at 8/255), batch 128",
+            epochs=100,
+            batch_size=128,
+            optimizer="sgd",
+            lr=0.1,
+            weight_decay=5e-4,
+            schedule="step",
+            steps=10,
+            step_size=0.25,
+        ),
+        _R(
             "trades",
             "trades",
             "Zhang et al. 2019: β = 6, 10 steps",

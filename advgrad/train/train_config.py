@@ -18,7 +18,7 @@ FAST_METHODS = ("fgsm", "fgsm-rs", "n-fgsm", "gradalign")
 #: the options a recipe fills when they are left out (None)
 RECIPE_FIELDS = (
     "epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "steps", "step_size", "eps_scale",
-    "beta", "sigma", "kappa", "alpha", "lam", "noise_radius",
+    "beta", "sigma", "kappa", "alpha", "lam", "noise_radius", "ema",
 )  # fmt: skip
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
@@ -69,6 +69,7 @@ class TrainConfig:
     alpha: float | None = None
     lam: float | None = None
     noise_radius: float | None = None
+    ema: float | None = None
     val_fraction: float = 0.1
     seed: int = 0
     precision: str = "fp32"
@@ -139,6 +140,8 @@ class TrainConfig:
         for name in ("kappa", "alpha", "lam"):
             if given(name):
                 check_number(getattr(self, name), name, minimum=0, maximum=1)
+        if given("ema"):
+            check_number(self.ema, "ema", minimum=0, maximum=0.9999)
         check_number(self.val_fraction, "val_fraction", minimum=0, maximum=0.9)
         if self.warmup is not None:
             check_number(self.warmup, "warmup", integer=True, minimum=0)
@@ -199,4 +202,4 @@ class TrainConfig:
 
 
 #: what an option a recipe does not name falls back to
-FALLBACKS = {"alpha": 0.5, "lam": 0.4, "noise_radius": 2.0}
+FALLBACKS = {"alpha": 0.5, "lam": 0.4, "noise_radius": 2.0, "ema": 0.0}

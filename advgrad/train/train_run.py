@@ -295,6 +295,8 @@ def recipe_line(given: TrainConfig, config: TrainConfig) -> str:
     ]
     if config.weight_decay:
         parts.append(f"weight decay {config.weight_decay:g}")
+    if config.ema:
+        parts.append(f"weights averaged (decay {config.ema:g})")
     if config.warmup_epochs:
         parts.append(f"ε warm-up {config.warmup_epochs} epochs")
     if float(config.eps) > 0:
@@ -312,7 +314,7 @@ def _method_parts(config: TrainConfig) -> list[str]:
     parts = []
     if method in ("pgd", "trades", "mtl-ibp", "sabr"):
         size = config.step_size if config.step_size is not None else 2.5 * config.train_eps / config.steps
-        parts.append(f"{config.steps} steps of {size:.4g}")
+        parts.append(f"{config.steps} step{'s' if config.steps > 1 else ''} of {size:.4g}")
     if method in ("fgsm", "fgsm-rs", "n-fgsm", "gradalign"):
         parts.append(f"step {config.step_size if config.step_size is not None else config.train_eps:.4g}")
     extra = {"trades": ("beta", "β"), "mtl-ibp": ("alpha", "α"), "sabr": ("lam", "λ"), "gradalign": ("lam", "λ")}

@@ -308,6 +308,15 @@ def train_command(
             show_default=False,
         ),
     ] = None,
+    ema: Annotated[
+        Optional[float],
+        typer.Option(
+            "--ema",
+            help="Decay of the moving average of the weights that is validated and written (0: off)." + FROM_RECIPE,
+            rich_help_panel=TRAIN_PANEL,
+            show_default=False,
+        ),
+    ] = None,
     guard: Annotated[
         bool,
         typer.Option(
@@ -429,6 +438,7 @@ def train_command(
         alpha=alpha,
         lam=lam,
         noise_radius=noise_radius,
+        ema=ema,
         guard=guard,
         val_fraction=val_fraction,
         seed=seed,
