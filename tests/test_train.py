@@ -417,3 +417,15 @@ def test_what_train_out_wrote_is_evaluated_by_its_architecture_name(tmp_path):
         assert report["clean_correct"] == int((module.eval()(x).argmax(1) == y).sum())
     assert "w.safetensors" in report["model"]["description"]
     assert_bad_input(invoke(["eval", "--model", "cifar-resnet", "--limit", "4"]), "ships without weights")
+
+
+def test_the_certified_default_model_is_certified_where_the_standard_one_is_not():
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_model
+
+    x, y = load_default("test").fetch(torch.arange(100))
+    model, standard = load_model("default-certified"), load_model()
+    assert "certified robustness" in model.description
+    ours = float(certified(model.module, x, y, [0.1], method="crown").float().mean())
+    theirs = float(certified(standard.module, x, y, [0.1], method="crown").float().mean())
+    assert ours >= 0.6 and theirs == 0.0, (ours, theirs)
