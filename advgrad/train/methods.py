@@ -217,7 +217,9 @@ def mtl_ibp_loss(step: Step) -> tuple[Tensor, Tensor]:
 def sabr_loss(step: Step) -> tuple[Tensor, Tensor]:
     """Müller et al. (ICLR 2023), SABR: the IBP loss over a small box of radius λ·ε (λ = ``lam``)
     centred at a PGD adversarial example moved into the ball of radius (1 − λ)·ε around x, so
-    that the box lies inside the ε-ball: a tighter, still sound-in-spirit, training signal."""
+    that the box lies inside the ε-ball. The loss bounds no point of the ball but that box (it is not
+    an upper bound of the robust loss); it is far less loose than IBP over the whole ball, which is
+    what lets the network stay accurate. Certify the result with ``advgrad certify``."""
     clean = step.forward(step.x)
     if step.eps == 0:
         return F.cross_entropy(clean.float(), step.y, reduction="none"), clean

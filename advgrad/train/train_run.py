@@ -235,7 +235,7 @@ def train_run(
 def _checkpoint_to_resume(
     ckpt: Path | None, options: TrainOptions, config: TrainConfig, identity: dict, info: Callable[[str], None]
 ) -> dict | None:
-    """Before anything is loaded: the checkpoint to continue (None: start at the first epoch), or
+    """Before the model is built: the checkpoint to continue (None: start at the first epoch), or
     a refusal.
 
     A checkpoint of this same run (:func:`~advgrad.train.loop.checkpoint_differences` finds
