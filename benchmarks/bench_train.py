@@ -52,7 +52,7 @@ def main() -> None:
             torch.manual_seed(0)
             model = cifar_convnet(args.width)
             config = TrainConfig(
-                method=method, epochs=1, batch_size=args.batch, eps=eps if method == "pgd" else 0.0, steps=args.steps,
+                method=method, epochs=1, batch_size=args.batch, eps=eps if method == "pgd" else 0.0, steps=args.steps, eps_scale=1.0,
                 val_fraction=0.0, lr=1e-3,
             )  # fmt: skip
             Trainer(

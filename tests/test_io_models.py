@@ -15,7 +15,14 @@ from torch import nn
 
 import advgrad.io.model.load_model as load_module
 from advgrad.core.errors import ModelError
-from advgrad.io.model.load_model import ROBUST_ASSET, load_default_model, load_model, load_robust_model
+from advgrad.io.model.load_model import (
+    CERTIFIED_ASSET,
+    ROBUST_ASSET,
+    load_certified_model,
+    load_default_model,
+    load_model,
+    load_robust_model,
+)
 from advgrad.io.probe import check_logits, probe
 from advgrad.models.digits import DigitsCNN
 
@@ -91,7 +98,11 @@ def test_a_model_file_that_is_a_device_is_refused_before_any_read(tmp_path):
         load_model(str(null_device(tmp_path / "model.pt")))
 
 
-@pytest.mark.parametrize("load, asset", [(load_default_model, "digits_cnn.pt"), (load_robust_model, ROBUST_ASSET)])
+@pytest.mark.parametrize(
+    "load, asset",
+    [(load_default_model, "digits_cnn.pt"), (load_robust_model, ROBUST_ASSET), (load_certified_model, CERTIFIED_ASSET)],
+    ids=["default", "robust", "certified"],
+)
 def test_shipped_weights_are_checked_as_any_weights_file(tmp_path, monkeypatch, load, asset):
     """The embedded models' assets go through the same reader: a float weight stored as integers
     (here a crafted stand-in for the asset) is refused, not cast."""

@@ -58,7 +58,7 @@ def test_pgd_training_is_far_more_robust_than_standard_training_below_the_margin
     eps = 0.08  # below the problem's L∞ margin of 0.095
     x, y = margin_problem(256, seed=7)  # fresh samples of the same problem
     standard, _ = _train("standard", epochs=20, lr=0.05)
-    robust, _ = _train("pgd", epochs=20, lr=0.05, eps=eps, warmup=5)
+    robust, _ = _train("pgd", epochs=20, lr=0.05, eps=eps, warmup=5, steps=7, eps_scale=1.0)
     with torch.no_grad():
         assert float((standard(x).argmax(1) == y).float().mean()) == 1.0
         assert float((robust(x).argmax(1) == y).float().mean()) == 1.0
@@ -417,3 +417,15 @@ def test_what_train_out_wrote_is_evaluated_by_its_architecture_name(tmp_path):
         assert report["clean_correct"] == int((module.eval()(x).argmax(1) == y).sum())
     assert "w.safetensors" in report["model"]["description"]
     assert_bad_input(invoke(["eval", "--model", "cifar-resnet", "--limit", "4"]), "ships without weights")
+
+
+def test_the_certified_default_model_is_certified_where_the_standard_one_is_not():
+    from advgrad.io.data.load_data import load_default
+    from advgrad.io.model.load_model import load_model
+
+    x, y = load_default("test").fetch(torch.arange(100))
+    model, standard = load_model("default-certified"), load_model()
+    assert "certified robustness" in model.description
+    ours = float(certified(model.module, x, y, [0.1], method="crown").float().mean())
+    theirs = float(certified(standard.module, x, y, [0.1], method="crown").float().mean())
+    assert ours >= 0.6 and theirs == 0.0, (ours, theirs)

@@ -60,18 +60,21 @@ def _refuse_file(spec: str) -> None:
     raise ModelError(f"{spec}: a model file cannot be trained; {hint}", params="model")
 
 
-def save_weights(module: nn.Module, path: str | Path) -> None:
-    """The state dict as ``.safetensors`` (tensors only: loads without running code), atomically."""
+def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """The state dict as ``.safetensors`` (tensors only: loads without running code), atomically,
+    with ``metadata`` (strings) in its header."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+        save_file(state, str(tmp), metadata=metadata)
 
 
-def export_program(module: nn.Module, example: torch.Tensor, path: str | Path) -> None:
+def export_program(
+    module: nn.Module, example: torch.Tensor, path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     """``torch.export`` the model in eval mode with a dynamic batch dimension and save it
-    atomically: ``advgrad eval --model PATH`` loads it."""
+    atomically, ``metadata`` as the archive's extra files: ``advgrad eval --model PATH`` loads it."""
     from advgrad.bounds.graph import export_model
 
     try:
@@ -79,6 +82,6 @@ def export_program(module: nn.Module, example: torch.Tensor, path: str | Path) -
     except Exception as exc:  # noqa: BLE001 -- torch.export raises many kinds; one line
         raise ModelError(f"cannot export the trained model: {str(exc).splitlines()[0]}") from None
     buffer = io.BytesIO()  # torch.export.save wants a .pt2 name or a buffer; the temporary file has neither
-    torch.export.save(program, buffer)
+    torch.export.save(program, buffer, extra_files=metadata)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getvalue())

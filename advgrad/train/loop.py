@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from advgrad.execution.runtime import PRECISIONS
 from advgrad.io.data.sources import DataSource
 from advgrad.io.files import atomic_path
 from advgrad.train.methods import LOSSES, Step
-from advgrad.train.train_config import TrainConfig
+from advgrad.train.train_config import FAST_METHODS, TrainConfig
 
 CHECKPOINT_FORMAT = "advgrad.train-checkpoint"
 #: PGD steps of the per-epoch validation under attack
@@ -115,6 +115,71 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+class WeightAverage:
+    """An exponential moving average of the weights (and a copy of the buffers), the model the run
+    validates and writes: w̄ ← d·w̄ + (1 − d)·w after every step, d = min(``decay``, (1 + t)/(10 + t))
+    at step t so that the first steps do not keep the initial weights (weight averaging as in Gowal
+    et al. 2020, "Uncovering the limits of adversarial training")."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay, self.steps = decay, 0
+        self.values = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def update(self, module: nn.Module) -> None:
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        self.steps += 1
+        state = module.state_dict()
+        floats = [k for k, v in self.values.items() if v.is_floating_point()]
+        torch._foreach_lerp_([self.values[k] for k in floats], [state[k].detach() for k in floats], 1 - d)
+        for k, v in self.values.items():
+            if not v.is_floating_point():
+                v.copy_(state[k])
+
+    @contextmanager
+    def swapped(self, module: nn.Module):
+        """``module`` holds the averaged weights inside the block, its own after it."""
+        own = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        module.load_state_dict(self.values)
+        try:
+            yield
+        finally:
+            module.load_state_dict(own)
+
+
+#: a drop of the validation accuracy under PGD this far below its best epoch's is a collapse
+COLLAPSE_DROP = 0.2
+
+
+class CollapseGuard:
+    """Catastrophic overfitting (Wong, Rice & Kolter 2020): single-step training suddenly stops
+    being robust to multi-step attacks while it still fits its own. After each epoch the guard
+    reads the validation accuracy under PGD-10 (a held-out set: :meth:`Trainer.validate`), keeps
+    the weights of the best epoch and, when the accuracy falls more than ``COLLAPSE_DROP`` below
+    the best, puts them back and says so in one line (the run stops)."""
+
+    def __init__(self):
+        self.best: tuple[float, int, dict] | None = None
+
+    def watch(self, entry: EpochLog, module: nn.Module, config: TrainConfig) -> str | None:
+        robust = entry.val_robust_accuracy
+        if robust is None:
+            return None
+        if self.best is None or robust >= self.best[0]:
+            state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            self.best = (robust, entry.epoch, state)
+            return None
+        best, epoch, state = self.best
+        if robust >= best - COLLAPSE_DROP:
+            return None
+        module.load_state_dict(state)
+        return (
+            f"catastrophic overfitting in epoch {entry.epoch}: the validation accuracy under PGD-10 at ε = "
+            f"{config.eps.label} fell from {100 * best:.1f}% (epoch {epoch}) to {100 * robust:.1f}%; the run stopped "
+            f"and kept the weights of epoch {epoch}. Train with --method n-fgsm or gradalign (or pgd), or a smaller "
+            "--eps or --step-size"
+        )
+
+
 @dataclass
 class Distributed:
     """This process's rank among ``world_size`` under torchrun (a process group is joined)."""
@@ -147,6 +212,7 @@ class Trainer:
     ):
         if len(train_indices) == 0:
             raise UsageError("no training samples are left after the validation split; give more data")
+        config = config if config.resolved else config.resolve(len(train_indices))
         self.module = module.to(device)
         self.source, self.config, self.device = source, config, device
         self.train_indices, self.val_indices = train_indices, val_indices
@@ -159,6 +225,8 @@ class Trainer:
         self.epoch = 0  # epochs finished
         self._forward: Callable[[Tensor], Tensor] = module
         self._bounds = None
+        self.collapse: str | None = None  # the guard's line when it stopped the run
+        self.average = WeightAverage(module, config.ema) if config.ema else None
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
@@ -174,6 +242,7 @@ class Trainer:
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "rng": torch.get_rng_state(),
             "log": [e.to_dict() for e in self.log],
+            "average": None if self.average is None else {"steps": self.average.steps, "values": self.average.values},
         }
 
     def save(self, path: str | Path) -> None:
@@ -202,6 +271,9 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         self.log = [EpochLog(**e) for e in state["log"]]
         self.epoch = int(state["epoch"])
+        if self.average is not None and state.get("average"):
+            self.average.steps = int(state["average"]["steps"])
+            self.average.values = {k: v.to(self.device) for k, v in state["average"]["values"].items()}
 
     # ------------------------------------------------------------------ the loop
     def _autocast(self):
@@ -230,10 +302,14 @@ class Trainer:
         """Train from ``self.epoch`` to ``config.epochs``; after each epoch validate, append to
         the log, call ``on_epoch`` and (rank 0) save ``checkpoint``."""
         self._prepare()
-        while self.epoch < self.config.epochs:
+        watched = self.config.guard and self.config.method in FAST_METHODS and self.dist.world_size == 1
+        guard = CollapseGuard() if watched else None
+        while self.epoch < self.config.epochs and self.collapse is None:
             entry = self._epoch(self.epoch, on_batch)
             self.log.append(entry)
             self.epoch += 1
+            if guard is not None:
+                self.collapse = guard.watch(entry, self.module, self.config)
             if self.dist.is_main:
                 if checkpoint is not None:
                     self.save(checkpoint)
@@ -241,6 +317,8 @@ class Trainer:
                     on_epoch(entry)
             if self.dist.world_size > 1:
                 dist.barrier()
+        if self.average is not None and self.collapse is None:
+            self.module.load_state_dict(self.average.values)  # the run's result is the averaged model
         return self.log
 
     def _epoch(self, epoch: int, on_batch: BatchHook | None) -> EpochLog:
@@ -261,7 +339,7 @@ class Trainer:
             x, y = self.source.fetch(mine)
             x, y = x.to(self.device), y.to(self.device)
             ramp = c.ramp(epoch, b, len(batches))
-            eps = c.eps * ramp
+            eps = c.train_eps * ramp
             step = Step(
                 forward=self._forward,
                 module=self.module,
@@ -285,6 +363,8 @@ class Trainer:
             else:
                 loss.backward()
                 self.optimizer.step()
+            if self.average is not None:
+                self.average.update(self.module)
             loss_sum += per_sample.detach().double().sum()
             correct += (logits.detach().argmax(dim=1) == y).sum()
             seen += len(mine)
@@ -302,7 +382,8 @@ class Trainer:
                 f"training diverged: the loss is not finite in epoch {epoch + 1}; lower `lr` (or check the data)",
                 params="lr",
             )
-        val = self.validate(epoch) if self.dist.is_main else (None, None, None)
+        with self.average.swapped(self.module) if self.average is not None else nullcontext():
+            val = self.validate(epoch) if self.dist.is_main else (None, None, None)
         return EpochLog(
             epoch=epoch + 1,
             lr=lr,
@@ -346,7 +427,7 @@ class Trainer:
                 if c.certified:
                     from advgrad.bounds import certified
 
-                    ok = certified(self.module, x, y, [c.eps], norm=c.norm, method=c.method)
+                    ok = certified(self.module, x, y, [c.eps], norm=c.norm, method=c.bound)
                     certified_n += int(ok.sum())
         finally:
             for m, mode in modes.items():

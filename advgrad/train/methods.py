@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advgrad.attacks import PGDParams, get_attack, run_attack
+from advgrad.attacks import FGSMParams, PGDParams, get_attack, run_attack
 from advgrad.core.gradient import frozen
 from advgrad.core.threat import ThreatModel
 from advgrad.train.train_config import TrainConfig
@@ -59,6 +59,72 @@ def pgd_loss(step: Step) -> tuple[Tensor, Tensor]:
     )
     logits = step.forward(x_adv)
     return F.cross_entropy(logits.float(), step.y, reduction="none"), logits
+
+
+def _ce_at(step: Step, x_adv: Tensor) -> tuple[Tensor, Tensor]:
+    logits = step.forward(x_adv)
+    return F.cross_entropy(logits.float(), step.y, reduction="none"), logits
+
+
+def _fgsm_point(step: Step, *, random_start: bool) -> Tensor:
+    """One signed-gradient step of ``step_size`` (default ε) from x or from a uniform point of the
+    ε-ball, through :func:`run_attack` (projected onto the ball and [0, 1])."""
+    params = FGSMParams(step_size=step.config.step_size, random_start=random_start)
+    return run_attack(
+        get_attack("fgsm"), step.module, step.x, step.y, threat=_threat(step), params=params, generator=step.generator
+    )
+
+
+def fgsm_loss(step: Step) -> tuple[Tensor, Tensor]:
+    """Goodfellow et al. (ICLR 2015): CE at the FGSM point x + ε·sign(∇ₓCE) (single-step training
+    that is prone to catastrophic overfitting at larger ε)."""
+    return _ce_at(step, _fgsm_point(step, random_start=False))
+
+
+def fgsm_rs_loss(step: Step) -> tuple[Tensor, Tensor]:
+    """Wong, Rice & Kolter (ICLR 2020), "Fast is better than free": FGSM from a uniform random point
+    of the ε-ball, step α = 1.25·ε (the recipe's), projected back onto the ball."""
+    return _ce_at(step, _fgsm_point(step, random_start=True))
+
+
+def n_fgsm_loss(step: Step) -> tuple[Tensor, Tensor]:
+    """de Jorge et al. (NeurIPS 2022), N-FGSM: x' = x + η + α·sign(∇ₓCE(x + η)) with η uniform in
+    the ball of radius ``noise_radius``·ε (2 in the paper) and α = ε, not projected back onto the
+    ε-ball (only onto [0, 1]): the stronger noise, not a clipped step, avoids the collapse."""
+    c, threat = step.config, _threat(step)
+    size = c.step_size if c.step_size is not None else step.eps
+    start = threat.geometry.random_point(step.x.shape, c.noise_radius * step.eps, step.generator, step.x.dtype)
+    x_noisy = (step.x + start.to(step.x.device)).clamp(threat.lower, threat.upper)
+    with frozen(step.module), torch.enable_grad():
+        x_var = x_noisy.detach().requires_grad_(True)
+        loss = F.cross_entropy(step.module(x_var).float(), step.y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x_var)
+    direction = threat.geometry.ascent_direction(grad, x_noisy, threat.lower, threat.upper)
+    x_adv = (x_noisy + size * direction).clamp(threat.lower, threat.upper)
+    return _ce_at(step, x_adv.detach())
+
+
+def _input_gradient(step: Step, x: Tensor) -> Tensor:
+    """∇ₓ CE(f(x), y) per sample, kept in the graph of the weights (for GradAlign's second derivative)."""
+    x_var = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(step.forward(x_var).float(), step.y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x_var, create_graph=True)
+    return grad.flatten(1)
+
+
+def gradalign_loss(step: Step) -> tuple[Tensor, Tensor]:
+    """Andriushchenko & Flammarion (NeurIPS 2020), GradAlign: CE at the FGSM point plus
+    λ·(1 − cos(∇ₓCE(x), ∇ₓCE(x + η))), η uniform in the ε-ball; the regulariser keeps the loss
+    locally linear, which is what single-step training needs not to collapse (λ = ``lam``)."""
+    loss, logits = _ce_at(step, _fgsm_point(step, random_start=False))
+    if step.eps == 0:
+        return loss, logits
+    threat = _threat(step)
+    eta = threat.geometry.random_point(step.x.shape, step.eps, step.generator, step.x.dtype).to(step.x.device)
+    g_clean = _input_gradient(step, step.x)
+    g_noisy = _input_gradient(step, (step.x + eta).clamp(threat.lower, threat.upper))
+    cosine = F.cosine_similarity(g_clean, g_noisy, dim=1, eps=1e-12)
+    return loss + step.config.lam * (1 - cosine), logits
 
 
 def _kl(log_p_clean: Tensor, log_p_adv: Tensor) -> Tensor:
@@ -127,6 +193,46 @@ def certified_loss(step: Step) -> tuple[Tensor, Tensor]:
     return step.kappa * loss + (1 - step.kappa) * robust, clean
 
 
+def _ibp_ce(step: Step, centre: Tensor, radius: float) -> Tensor:
+    """CE(−m, y) with m the IBP margin lower bounds over the ball of ``radius`` around ``centre``."""
+    low = step.bounds.margin_lower(centre, step.y, radius, norm=step.config.norm, method="ibp")
+    return F.cross_entropy(worst_case_logits(low.float(), step.y), step.y, reduction="none")
+
+
+def mtl_ibp_loss(step: Step) -> tuple[Tensor, Tensor]:
+    """De Palma et al. (ICLR 2024), MTL-IBP: (1 − α)·CE(f(x'), y) + α·CE(−m_IBP, y), x' an
+    adversarial example of ``steps`` PGD steps (1 in the recipe: FGSM from a random start) and α =
+    ``alpha``: a convex combination of a lower and an upper bound of the robust loss."""
+    if step.eps == 0:
+        return standard_loss(step)
+    c = step.config
+    params = PGDParams(steps=c.steps, step_size=c.step_size, random_start=True, restarts=1)
+    x_adv = run_attack(
+        get_attack("pgd"), step.module, step.x, step.y, threat=_threat(step), params=params, generator=step.generator
+    )
+    adv, logits = _ce_at(step, x_adv)
+    return (1 - c.alpha) * adv + c.alpha * _ibp_ce(step, step.x, step.eps), logits
+
+
+def sabr_loss(step: Step) -> tuple[Tensor, Tensor]:
+    """Müller et al. (ICLR 2023), SABR: the IBP loss over a small box of radius λ·ε (λ = ``lam``)
+    centred at a PGD adversarial example moved into the ball of radius (1 − λ)·ε around x, so
+    that the box lies inside the ε-ball. The loss bounds no point of the ball but that box (it is not
+    an upper bound of the robust loss); it is far less loose than IBP over the whole ball, which is
+    what lets the network stay accurate. Certify the result with ``advgrad certify``."""
+    clean = step.forward(step.x)
+    if step.eps == 0:
+        return F.cross_entropy(clean.float(), step.y, reduction="none"), clean
+    c, lam = step.config, step.config.lam
+    params = PGDParams(steps=c.steps, step_size=c.step_size, random_start=True, restarts=1)
+    x_adv = run_attack(
+        get_attack("pgd"), step.module, step.x, step.y, threat=_threat(step), params=params, generator=step.generator
+    )
+    inner = ThreatModel(c.norm, (1 - lam) * step.eps)
+    centre = inner.clip(x_adv, step.x).detach()
+    return _ibp_ce(step, centre, lam * step.eps), clean
+
+
 LOSSES: dict[str, Callable[[Step], tuple[Tensor, Tensor]]] = {
     "standard": standard_loss,
     "pgd": pgd_loss,
@@ -134,4 +240,10 @@ LOSSES: dict[str, Callable[[Step], tuple[Tensor, Tensor]]] = {
     "noise": noise_loss,
     "ibp": certified_loss,
     "crown-ibp": certified_loss,
+    "fgsm": fgsm_loss,
+    "fgsm-rs": fgsm_rs_loss,
+    "n-fgsm": n_fgsm_loss,
+    "gradalign": gradalign_loss,
+    "mtl-ibp": mtl_ibp_loss,
+    "sabr": sabr_loss,
 }

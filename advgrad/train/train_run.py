@@ -13,7 +13,7 @@ import torch
 from advgrad.core.errors import Interrupted, UsageError, first_line
 from advgrad.core.results import RobustnessReport
 from advgrad.execution.distributed import JOIN_TIMEOUT
-from advgrad.train.train_config import TrainConfig
+from advgrad.train.train_config import RECIPE_FIELDS, TrainConfig
 
 LOG_FORMAT = "advgrad.train-log"
 
@@ -138,7 +138,6 @@ def train_run(
     launch = launch_from_env()
     world = 1 if launch is None else launch.world_size
     identity = options.identity(world)
-    resumed = _checkpoint_to_resume(ckpt, options, config, identity, info)
     device = process_device(options.device, launch) if launch is not None else resolve_device(options.device)
     source = load_data(
         options.data,
@@ -155,6 +154,8 @@ def train_run(
     check_at_least(limit=(options.limit, 1))
     selection = source.select(limit=options.limit, seed=config.seed)
     train_idx, val_idx = split_indices(selection, config.val_fraction, config.seed)
+    config = config.resolve(len(train_idx))
+    resumed = _checkpoint_to_resume(ckpt, options, config, identity, info)
     torch.manual_seed(config.seed)  # the initial weights of a fresh architecture
     module, description = build_model(options.model, model_args, options.weights)
     module = module.to(device)
@@ -178,6 +179,7 @@ def train_run(
         + f" · device: {device}"
         + ("" if device.type == "cuda" else f", {threads} thread{'s' if threads > 1 else ''}")
     )
+    info(recipe_line(options.config, config))
     with process_group(launch, device, options.dist_timeout, waiting=info) if launch is not None else _nothing():
         if launch is not None:
             info(f"distributed: {world} processes, each a slice of every batch of {config.batch_size}; rank 0 writes")
@@ -215,13 +217,15 @@ def train_run(
         if launch is not None and not launch.is_main:
             return None
         module.eval()
+        if trainer.collapse is not None:
+            warn(trainer.collapse)
         if options.log is not None and trainer.log:
             write_json(options.log, _log_document(options, trainer))
         if options.out is not None:
-            save_weights(module, options.out)
+            save_weights(module, options.out, metadata=_metadata(trainer))
             info(f"wrote {options.out}")
         if options.export is not None:
-            export_program(module, x, options.export)
+            export_program(module, x, options.export, metadata=_metadata(trainer))
             info(f"wrote {options.export}")
         if ckpt is not None:
             info(f"checkpoint: {ckpt}")
@@ -231,7 +235,7 @@ def train_run(
 def _checkpoint_to_resume(
     ckpt: Path | None, options: TrainOptions, config: TrainConfig, identity: dict, info: Callable[[str], None]
 ) -> dict | None:
-    """Before anything is loaded: the checkpoint to continue (None: start at the first epoch), or
+    """Before the model is built: the checkpoint to continue (None: start at the first epoch), or
     a refusal.
 
     A checkpoint of this same run (:func:`~advgrad.train.loop.checkpoint_differences` finds
@@ -276,10 +280,69 @@ def _nothing():
     return nullcontext()
 
 
+def recipe_line(given: TrainConfig, config: TrainConfig) -> str:
+    """``recipe madry-digits (Madry et al. …): adam, lr 0.002, …; given: lr`` — what the run trains
+    with, and which of it the user gave."""
+    from advgrad.train.recipes import RECIPES
+
+    recipe = RECIPES[config.recipe]
+    parts = [
+        f"{config.epochs} epochs",
+        f"batch {config.batch_size}",
+        f"{config.optimizer} lr {config.lr:g}"
+        + (f" momentum {config.momentum:g}" if config.optimizer == "sgd" else ""),
+        f"{config.schedule} schedule",
+    ]
+    if config.weight_decay:
+        parts.append(f"weight decay {config.weight_decay:g}")
+    if config.ema:
+        parts.append(f"weights averaged (decay {config.ema:g})")
+    if config.warmup_epochs:
+        parts.append(f"ε warm-up {config.warmup_epochs} epochs")
+    if float(config.eps) > 0:
+        if config.eps_scale != 1:
+            parts.append(f"trained at ε = {config.train_eps:g} ({config.eps_scale:g}·ε)")
+        parts.extend(_method_parts(config))
+    given_names = [n for n in ("epochs", "warmup", *RECIPE_FIELDS) if getattr(given, n) is not None]
+    return f"recipe {recipe.name} ({recipe.source}): {', '.join(parts)}" + (
+        f"; given: {', '.join(dict.fromkeys(given_names))}" if given_names else ""
+    )
+
+
+def _method_parts(config: TrainConfig) -> list[str]:
+    method = config.method
+    parts = []
+    if method in ("pgd", "trades", "mtl-ibp", "sabr"):
+        size = config.step_size if config.step_size is not None else 2.5 * config.train_eps / config.steps
+        parts.append(f"{config.steps} step{'s' if config.steps > 1 else ''} of {size:.4g}")
+    if method in ("fgsm", "fgsm-rs", "n-fgsm", "gradalign"):
+        parts.append(f"step {config.step_size if config.step_size is not None else config.train_eps:.4g}")
+    extra = {"trades": ("beta", "β"), "mtl-ibp": ("alpha", "α"), "sabr": ("lam", "λ"), "gradalign": ("lam", "λ")}
+    if method in extra:
+        name, symbol = extra[method]
+        parts.append(f"{symbol} = {getattr(config, name):g}")
+    if method == "n-fgsm":
+        parts.append(f"noise {config.noise_radius:g}·ε")
+    if method in ("ibp", "crown-ibp"):
+        parts.append(f"κ 1 → {config.kappa:g}")
+    return parts
+
+
+def _metadata(trainer) -> dict:
+    """What the written model keeps of how it was trained: the resolved configuration (recipe included)."""
+    import json
+
+    return {"advgrad.train": json.dumps({"config": trainer.config.to_dict(), "run": trainer.identity})}
+
+
 def _log_document(options: TrainOptions, trainer) -> dict:
+    from advgrad.train.recipes import RECIPES
+
     return {
         "schema": LOG_FORMAT,
         "schema_version": 1,
+        "recipe": RECIPES[trainer.config.recipe].to_dict(),
+        "collapse": trainer.collapse,
         "config": trainer.config.to_dict(),
         "run": trainer.identity,
         "epochs": [e.to_dict() for e in trainer.log],

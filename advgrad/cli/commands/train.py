@@ -20,15 +20,19 @@ TRAIN_PANEL = "Training"
 ROBUST_PANEL = "Robust and certified training"
 
 MethodOpt = Annotated[
-    str,
+    Optional[str],
     typer.Option(
         "--method",
         help="standard, pgd (Madry et al. 2018), trades (Zhang et al. 2019; --beta), noise (Gaussian augmentation "
-        "for randomized smoothing, Cohen et al. 2019; --sigma), ibp (Gowal et al. 2018) or crown-ibp (Zhang et al. "
-        "2020): certified training with an ε ramp and a κ schedule.",
+        "for randomized smoothing, Cohen et al. 2019; --sigma); single-step fgsm, fgsm-rs (Wong et al. 2020), n-fgsm "
+        "(de Jorge et al. 2022; --noise-radius), gradalign (Andriushchenko & Flammarion 2020; --lam), watched for "
+        "catastrophic overfitting; certified ibp (Gowal et al. 2018), crown-ibp (Zhang et al. 2020), mtl-ibp (De "
+        "Palma et al. 2024; --alpha) or sabr (Müller et al. 2023; --lam). Default: standard, or --recipe's method.",
         rich_help_panel=TRAIN_PANEL,
+        show_default=False,
     ),
 ]
+FROM_RECIPE = " Default: the recipe's."
 
 
 def _parse_eps(text: str):
@@ -86,7 +90,7 @@ def _epoch_line(entry, config) -> str:
     if entry.val_robust_accuracy is not None:
         parts.append(f"val pgd-10@{eps_label} {100 * entry.val_robust_accuracy:.1f}%")
     if entry.val_certified_accuracy is not None:
-        parts.append(f"val {config.method}-certified@{eps_label} {100 * entry.val_certified_accuracy:.1f}%")
+        parts.append(f"val {config.bound}-certified@{eps_label} {100 * entry.val_certified_accuracy:.1f}%")
     parts.append(f"{entry.seconds:.1f} s")
     return " · ".join(parts)
 
@@ -107,7 +111,19 @@ def train_command(
             show_default=False,
         ),
     ] = None,
-    method: MethodOpt = "standard",
+    method: MethodOpt = None,
+    recipe: Annotated[
+        Optional[str],
+        typer.Option(
+            "--recipe",
+            help="The published recipe that sets every training option you leave out (optimiser, schedule, lr, "
+            "ε warm-up, steps, step size, epochs scaled to the data): default the method's own (advgrad docs train "
+            "lists them); an option you give overrides its field. The recipe in force is printed, logged and kept "
+            "in the written model's metadata.",
+            rich_help_panel=TRAIN_PANEL,
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         Optional[str],
         typer.Option(
@@ -144,33 +160,56 @@ def train_command(
         ),
     ] = 0.1,
     epochs: Annotated[
-        int, typer.Option("--epochs", help="Passes over the training samples.", rich_help_panel=TRAIN_PANEL)
-    ] = 10,
+        Optional[int],
+        typer.Option(
+            "--epochs",
+            help="Passes over the training samples." + FROM_RECIPE,
+            show_default=False,
+            rich_help_panel=TRAIN_PANEL,
+        ),
+    ] = None,
     batch_size: Annotated[
-        int,
+        Optional[int],
         typer.Option(
             "--batch-size",
             "-b",
-            help="Samples per step (the global batch under torchrun).",
+            help="Samples per step (the global batch under torchrun)." + FROM_RECIPE,
+            show_default=False,
             rich_help_panel=TRAIN_PANEL,
         ),
-    ] = 128,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate.", rich_help_panel=TRAIN_PANEL)] = 1e-3,
+    ] = None,
+    lr: Annotated[
+        Optional[float],
+        typer.Option("--lr", help="Learning rate." + FROM_RECIPE, show_default=False, rich_help_panel=TRAIN_PANEL),
+    ] = None,
     optimizer: Annotated[
-        str, typer.Option("--optimizer", help="adam or sgd (with --momentum).", rich_help_panel=TRAIN_PANEL)
-    ] = "adam",
-    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum.", rich_help_panel=TRAIN_PANEL)] = 0.9,
+        Optional[str],
+        typer.Option(
+            "--optimizer",
+            help="adam or sgd (with --momentum)." + FROM_RECIPE,
+            show_default=False,
+            rich_help_panel=TRAIN_PANEL,
+        ),
+    ] = None,
+    momentum: Annotated[
+        Optional[float],
+        typer.Option("--momentum", help="SGD momentum." + FROM_RECIPE, show_default=False, rich_help_panel=TRAIN_PANEL),
+    ] = None,
     weight_decay: Annotated[
-        float, typer.Option("--weight-decay", help="L2 weight decay.", rich_help_panel=TRAIN_PANEL)
-    ] = 0.0,
+        Optional[float],
+        typer.Option(
+            "--weight-decay", help="L2 weight decay." + FROM_RECIPE, show_default=False, rich_help_panel=TRAIN_PANEL
+        ),
+    ] = None,
     schedule: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--schedule",
-            help="Learning-rate schedule: cosine (to 0), step (×0.1 at 50% and 75%) or constant.",
+            help="Learning-rate schedule: cosine (to 0), step (×0.1 at 50% and 75%) or constant." + FROM_RECIPE,
+            show_default=False,
             rich_help_panel=TRAIN_PANEL,
         ),
-    ] = "cosine",
+    ] = None,
     eps: Annotated[
         str,
         typer.Option(
@@ -183,36 +222,110 @@ def train_command(
     ] = "0",
     norm: Annotated[str, typer.Option("--norm", help="Threat model: inf or 2.", rich_help_panel=ROBUST_PANEL)] = "inf",
     warmup: Annotated[
-        str,
+        Optional[str],
         typer.Option(
             "--warmup",
             help="Epochs over which ε grows linearly from 0 (and κ from 1 to --kappa; crown-ibp moves from CROWN-IBP to "
-            "IBP bounds); auto: half the epochs for ibp and crown-ibp, none otherwise.",
+            "IBP bounds); auto or left out: the recipe's share of the epochs.",
             rich_help_panel=ROBUST_PANEL,
         ),
-    ] = "auto",
-    steps: Annotated[int, typer.Option("--steps", help="PGD / TRADES inner steps.", rich_help_panel=ROBUST_PANEL)] = 7,
+    ] = None,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--steps", help="PGD / TRADES inner steps." + FROM_RECIPE, show_default=False, rich_help_panel=ROBUST_PANEL
+        ),
+    ] = None,
     step_size: Annotated[
         Optional[float],
         typer.Option(
             "--step-size",
-            help="Inner step size (default 2.5·ε/steps).",
+            help="Inner step size (default: the recipe's, else 2.5·ε/steps for pgd, trades and ε for fgsm).",
             rich_help_panel=ROBUST_PANEL,
             show_default=False,
         ),
     ] = None,
     beta: Annotated[
-        float, typer.Option("--beta", help="TRADES weight β of the KL term.", rich_help_panel=ROBUST_PANEL)
-    ] = 6.0,
-    sigma: Annotated[
-        float, typer.Option("--sigma", help="Noise standard deviation σ (noise).", rich_help_panel=ROBUST_PANEL)
-    ] = 0.25,
-    kappa: Annotated[
-        float,
+        Optional[float],
         typer.Option(
-            "--kappa", help="Final weight κ of the clean loss in certified training.", rich_help_panel=ROBUST_PANEL
+            "--beta",
+            help="TRADES weight β of the KL term." + FROM_RECIPE,
+            show_default=False,
+            rich_help_panel=ROBUST_PANEL,
         ),
-    ] = 0.5,
+    ] = None,
+    sigma: Annotated[
+        Optional[float],
+        typer.Option(
+            "--sigma",
+            help="Noise standard deviation σ (noise)." + FROM_RECIPE,
+            show_default=False,
+            rich_help_panel=ROBUST_PANEL,
+        ),
+    ] = None,
+    kappa: Annotated[
+        Optional[float],
+        typer.Option(
+            "--kappa",
+            help="Final weight κ of the clean loss in certified training." + FROM_RECIPE,
+            show_default=False,
+            rich_help_panel=ROBUST_PANEL,
+        ),
+    ] = None,
+    eps_scale: Annotated[
+        Optional[float],
+        typer.Option(
+            "--eps-scale",
+            help="Train at this multiple of --eps (validation and the report stay at --eps)." + FROM_RECIPE,
+            rich_help_panel=ROBUST_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    alpha: Annotated[
+        Optional[float],
+        typer.Option(
+            "--alpha",
+            help="mtl-ibp: weight α of the IBP loss against the adversarial one." + FROM_RECIPE,
+            rich_help_panel=ROBUST_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    lam: Annotated[
+        Optional[float],
+        typer.Option(
+            "--lam",
+            help="sabr: the small box's radius as a share λ of ε; gradalign: the regulariser's weight λ." + FROM_RECIPE,
+            rich_help_panel=ROBUST_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    noise_radius: Annotated[
+        Optional[float],
+        typer.Option(
+            "--noise-radius",
+            help="n-fgsm: the uniform noise's radius as a multiple of ε." + FROM_RECIPE,
+            rich_help_panel=ROBUST_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    ema: Annotated[
+        Optional[float],
+        typer.Option(
+            "--ema",
+            help="Decay of the moving average of the weights that is validated and written (0: off)." + FROM_RECIPE,
+            rich_help_panel=TRAIN_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    guard: Annotated[
+        bool,
+        typer.Option(
+            "--guard/--no-guard",
+            help="Single-step methods: stop at catastrophic overfitting (validation accuracy under PGD-10 more than "
+            "20 points below its best) and keep the best epoch's weights.",
+            rich_help_panel=ROBUST_PANEL,
+        ),
+    ] = True,
     seed: o.SeedOpt = 0,
     device: o.DeviceOpt = "auto",
     precision: o.PrecisionOpt = "fp32",
@@ -305,6 +418,7 @@ def train_command(
 
     config = TrainConfig(
         method=method,
+        recipe=recipe,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -314,12 +428,18 @@ def train_command(
         schedule=schedule,
         eps=_parse_eps(eps),
         norm=norm,
-        warmup=_parse_warmup(warmup),
+        warmup=None if warmup is None else _parse_warmup(warmup),
         steps=steps,
         step_size=step_size,
         beta=beta,
         sigma=sigma,
         kappa=kappa,
+        eps_scale=eps_scale,
+        alpha=alpha,
+        lam=lam,
+        noise_radius=noise_radius,
+        ema=ema,
+        guard=guard,
         val_fraction=val_fraction,
         seed=seed,
         precision=precision,

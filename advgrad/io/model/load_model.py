@@ -1,10 +1,11 @@
 """Loading the model under attack: a ``--model`` value → a :class:`LoadedModel`.
 
-Accepted: the embedded digits CNN (default, or ``digits-cnn``) and its adversarially trained twin
-(``default-robust``); a model file (TorchScript, ExportedProgram ``.pt2``, ONNX, or a whole pickle
-with ``--unsafe-pickle``: :mod:`advgrad.io.model.model_files`); ``torchvision:NAME`` and
-``package.module:callable`` (:mod:`advgrad.io.model.factories`); ``timm:NAME``
-(:mod:`advgrad.io.model.timm_models`) and ``hf:DIR`` (:mod:`advgrad.io.model.hf_models`). Every loader
+Accepted: the embedded digits CNN (default, or ``digits-cnn``), its adversarially trained twin
+(``default-robust``) and its certifiably trained one (``default-certified``); a model file
+(TorchScript, ExportedProgram ``.pt2``, ONNX, or a whole pickle with ``--unsafe-pickle``:
+:mod:`advgrad.io.model.model_files`); ``torchvision:NAME`` and ``package.module:callable``
+(:mod:`advgrad.io.model.factories`); ``timm:NAME`` (:mod:`advgrad.io.model.timm_models`) and
+``hf:DIR`` (:mod:`advgrad.io.model.hf_models`). Every loader
 returns a module in eval mode on the requested device; ``--mean``/``--std`` (or the
 normalisation of torchvision's pretrained weights) is put in front of it, so that it takes
 pixels in [0, 1]; ``--bpda`` replaces the backward pass of named submodules before that
@@ -42,12 +43,15 @@ __all__ = [
     "load_default_model",
     "load_model",
     "load_robust_model",
+    "load_certified_model",
     "preferred_image_size",
 ]
 
 DEFAULT_MODEL = "digits-cnn"
 ROBUST_MODEL = "default-robust"
 ROBUST_ASSET = "digits_cnn_robust.safetensors"
+CERTIFIED_MODEL = "default-certified"
+CERTIFIED_ASSET = "digits_cnn_certified.safetensors"
 TORCHVISION = "torchvision:"
 TIMM = "timm:"
 HF = "hf:"
@@ -61,11 +65,19 @@ def load_default_model(device: torch.device | str = "cpu") -> nn.Module:
 
 
 def load_robust_model(device: torch.device | str = "cpu") -> nn.Module:
-    """The embedded DigitsCNN adversarially trained (PGD, L∞ ε = 0.1) by scripts/train_robust_digits.py,
+    """The embedded DigitsCNN adversarially trained (TRADES, L∞ ε = 0.1) by scripts/train_robust_digits.py,
     in eval mode."""
     from advgrad.models.digits import DigitsCNN
 
     return _embedded(DigitsCNN(), ROBUST_ASSET, device)
+
+
+def load_certified_model(device: torch.device | str = "cpu") -> nn.Module:
+    """The embedded DigitsCNN trained for certified robustness (SABR, L∞ ε = 0.1) by
+    scripts/train_certified_digits.py, in eval mode."""
+    from advgrad.models.digits import DigitsCNN
+
+    return _embedded(DigitsCNN(), CERTIFIED_ASSET, device)
 
 
 def _embedded(model: nn.Module, asset: str, device: torch.device | str) -> nn.Module:
@@ -80,7 +92,16 @@ def _load_robust(spec: str, options: ModelOptions) -> LoadedModel:
         load_robust_model(options.device),
         "default",
         ROBUST_MODEL,
-        "embedded DigitsCNN adversarially trained on the UCI digits (PGD, L∞ ε = 0.1)",
+        "embedded DigitsCNN adversarially trained on the UCI digits (TRADES, L∞ ε = 0.1)",
+    )
+
+
+def _load_certified(spec: str, options: ModelOptions) -> LoadedModel:
+    return LoadedModel(
+        load_certified_model(options.device),
+        "default",
+        CERTIFIED_MODEL,
+        "embedded DigitsCNN trained for certified robustness on the UCI digits (SABR, L∞ ε = 0.1)",
     )
 
 
@@ -163,6 +184,7 @@ class ModelFormat:
 FORMATS: list[ModelFormat] = [
     ModelFormat("architecture", _is_architecture, _load_architecture, builds=True),
     ModelFormat("default-robust", lambda s: s == ROBUST_MODEL, _load_robust),
+    ModelFormat("default-certified", lambda s: s == CERTIFIED_MODEL, _load_certified),
     ModelFormat("torchvision", lambda s: s.startswith(TORCHVISION), _load_torchvision, builds=True),
     ModelFormat("timm", lambda s: s.startswith(TIMM), load_timm, builds=True),
     ModelFormat("hf", lambda s: s.startswith(HF), load_hf, image_size=processor_image_size),
