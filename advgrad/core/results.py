@@ -69,6 +69,8 @@ class CurvePoint:
     max_norm: float | None = None
     robust_per_class: list[int] = field(default_factory=list)
     eps_label: str | None = None  # ε as the user wrote it (8/255); None: see default_eps_label
+    forward_samples: int = 0  # the curve's sample-passes spent at this ε (a minimal search: at the first ε)
+    backward_samples: int = 0
 
 
 @dataclass
@@ -86,7 +88,9 @@ class AttackCurve:
     ``abstained`` (randomized smoothing only, else None): the samples on which the smoothed
     classifier abstained; they count as not certified at every radius. ``bounds_computed`` (IBP,
     CROWN, CROWN-IBP only, else None): the margin bounds computed, one per sample and ε: a bound's
-    cost, where an attack's is ``forward_samples``.
+    cost, where an attack's is ``forward_samples``. ``forward_samples`` and ``backward_samples``: the
+    samples passed forward through the model and back from its output by this curve, in all (each
+    point holds its ε's share).
     """
 
     attack: str
@@ -100,6 +104,7 @@ class AttackCurve:
     median_norm: float | None = None
     abstained: int | None = None
     bounds_computed: int | None = None
+    backward_samples: int = 0
 
     def point_at(self, eps: float) -> CurvePoint | None:
         """The point whose ε is :func:`same_eps` as ``eps``, if any."""
@@ -212,6 +217,9 @@ class RobustnessReport:
     examples: dict[str, list[Example]] = field(default_factory=dict, repr=False, compare=False)
     eps_labels: list[str] = field(default_factory=list)
     corruptions: CorruptionResults | None = None  # eval --corruptions: accuracy per corruption and severity
+    # the run's sample-passes: forward_samples, backward_samples, and the clean predictions' and checks' share
+    # (clean_forward_samples, clean_backward_samples); empty in a report read from before they were counted
+    passes: dict[str, int] = field(default_factory=dict)
 
     def eps_label(self, eps: float) -> str:
         """How ``eps`` is printed: as the user wrote it (``8/255``) when the report knows that,
@@ -232,6 +240,8 @@ class RobustnessReport:
         body = dataclasses.asdict(dataclasses.replace(self, examples={}))
         del body["examples"]
         body["timing"] = {**body["timing"], "attack_seconds": {k: c.pop("seconds") for k, c in body["attacks"].items()}}
+        if not self.passes:  # an optional field: a report read from before passes were counted has none
+            del body["passes"]
         if self.corruptions is None:  # an optional field: only a run with corruptions has it
             del body["corruptions"]
         else:

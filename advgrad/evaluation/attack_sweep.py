@@ -117,7 +117,7 @@ class AttackSweep:
         """A bounded attack at each ε > 0, on the samples not fooled at a smaller ε."""
         model, config = self.model, self.config
         for j, eps in enumerate(config.eps):
-            nonfinite_before = model.nonfinite
+            nonfinite_before, passes_before = model.nonfinite, model.passes
             if j:
                 self.records.carry(j)
             if eps > 0:
@@ -154,6 +154,7 @@ class AttackSweep:
                 self.monitor.end()
             self._count(j, self.active)
             self.tally.nonfinite[j] += model.nonfinite - nonfinite_before
+            self._charge(j, passes_before)
 
     def _minimal(self) -> None:
         """One unbounded run of a minimal attack on the active samples gives every ε of the curve.
@@ -163,6 +164,7 @@ class AttackSweep:
         ball and box, and confirmed again by a forward pass before they count as fooled."""
         model, config, active = self.model, self.config, self.active
         pending = torch.ones_like(active, dtype=torch.bool)  # per active sample: not yet counted as fooled
+        passes_before = model.passes
         if active.numel():
             xa, ya, ta = self._inputs(active)
             gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, "minimal")
@@ -187,6 +189,7 @@ class AttackSweep:
         for j, eps in enumerate(config.eps):
             if j:
                 self.records.carry(j)
+                passes_before = model.passes
             near = (
                 (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
             )
@@ -209,6 +212,12 @@ class AttackSweep:
                 # examples a batch keeps (distributed runs)
                 self._fooled(j, threat, at, xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
             self._count(j, active[pending])
+            self._charge(j, passes_before)  # the search is charged to the first ε, with its confirmations
+
+    def _charge(self, j: int, before: tuple[int, int]) -> None:
+        """Charge the sample-passes the model made since it stood at ``before`` to the ``j``-th ε."""
+        forward, backward = self.model.passes
+        self.tally.add_passes(j, forward - before[0], backward - before[1])
 
     def _repeat(self, x_adv: Tensor, y: Tensor, fooled: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
         """``fooled`` and ``pred`` from one confirming pass, updated by the run's further predictions

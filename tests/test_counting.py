@@ -1,0 +1,122 @@
+"""advgrad/evaluation/counting.py: the report's forward and backward sample-passes equal the passes an
+independent wrapper counts around the model, in all, per attack and per ε, with and without early stop.
+
+The oracle counts forward samples in its ``forward`` and backward samples in the backward of an
+identity autograd Function on the output (a different mechanism from the counter's tensor hook)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from advgrad.attacks import get_attack
+from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
+from advgrad.evaluation.sweep import evaluate
+
+N, CLASSES = 12, 4
+EPS = [0.05, 0.2]
+
+
+class _Backward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, out: Tensor, oracle: Oracle) -> Tensor:
+        ctx.oracle = oracle
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        ctx.oracle.backward += grad.shape[0]
+        return grad, None
+
+
+class Oracle(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.forward_count, self.backward = model, 0, 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.forward_count += x.shape[0]
+        out = self.model(x)
+        return _Backward.apply(out, self) if out.requires_grad else out
+
+
+def _model_and_data():
+    gen = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, CLASSES)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.rand(N, 1, 4, 4, generator=gen)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:2] = (y[:2] + 1) % CLASSES  # two samples misclassified cleanly: never attacked
+    return model, x, y
+
+
+ATTACKS = {
+    "fgsm": {},
+    "pgd": {"steps": 4},
+    "apgd-ce": {"steps": 5},
+    "square": {"queries": 20},
+    "deepfool": {"steps": 5},
+    "strong": {"steps": 4, "target_classes": 2, "queries": 10},
+}
+
+
+def _run(name: str, eps: list[float], early_stop: bool, gradient_evidence: bool = False):
+    model, x, y = _model_and_data()
+    spec = get_attack(name)
+    oracle = Oracle(model)
+    config = EvalConfig(eps=eps, early_stop=early_stop, gradient_evidence=gradient_evidence)
+    batches = [(x[:7], y[:7]), (x[7:], y[7:])]
+    report = evaluate(oracle, batches, [EvalAttack(spec, spec.params_type(**ATTACKS[name]))], config)
+    return report, oracle
+
+
+@pytest.mark.parametrize("early_stop", [False, True], ids=["full", "early-stop"])
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_report_counts_equal_the_wrapped_model(name: str, early_stop: bool) -> None:
+    both, oracle = _run(name, EPS, early_stop)
+    curve = both.attacks[get_attack(name).name]
+    passes = both.passes
+    assert (passes["forward_samples"], passes["backward_samples"]) == (oracle.forward_count, oracle.backward)
+    assert passes["forward_samples"] == passes["clean_forward_samples"] + curve.forward_samples
+    assert passes["backward_samples"] == passes["clean_backward_samples"] + curve.backward_samples
+    assert passes["clean_forward_samples"] == N and passes["clean_backward_samples"] == 0
+    # the first ε alone spends what the sweep charges to its first ε (same seeds), measured from outside
+    first, oracle_first = _run(name, EPS[:1], early_stop)
+    point = curve.points[0]
+    assert point.forward_samples == oracle_first.forward_count - N
+    assert point.backward_samples == oracle_first.backward
+    assert curve.points[1].forward_samples == curve.forward_samples - point.forward_samples
+    assert curve.points[1].backward_samples == curve.backward_samples - point.backward_samples
+    gradient = get_attack(name).kind != "score"
+    assert (curve.backward_samples > 0) == gradient
+
+
+def test_checks_passes_are_counted() -> None:
+    report, oracle = _run("fgsm", EPS, False, gradient_evidence=True)
+    passes = report.passes
+    assert (passes["forward_samples"], passes["backward_samples"]) == (oracle.forward_count, oracle.backward)
+    assert passes["clean_backward_samples"] > 0 and passes["clean_forward_samples"] > N
+
+
+def test_rendered_reports_carry_the_counts() -> None:
+    from advgrad.core.results import RobustnessReport
+    from advgrad.report.markdown import render_markdown
+
+    report, _ = _run("pgd", EPS, False)
+    data = report.to_dict()
+    assert data["passes"] == report.passes
+    assert data["attacks"]["pgd"]["points"][1]["backward_samples"] == report.attacks["pgd"].points[1].backward_samples
+    again = RobustnessReport.from_dict(data)
+    assert (
+        again.passes == report.passes
+        and again.attacks["pgd"].backward_samples == report.attacks["pgd"].backward_samples
+    )
+    markdown = render_markdown(report)
+    assert (
+        f"| **run total** | — | {report.passes['forward_samples']:,} | {report.passes['backward_samples']:,} |"
+        in markdown
+    )
