@@ -60,7 +60,7 @@ ATTACKS = {
     "apgd-ce": {"steps": 5},
     "square": {"queries": 20},
     "deepfool": {"steps": 5},
-    "strong": {"steps": 4, "target_classes": 2, "queries": 10},
+    "strong": {"steps": 4, "target_classes": 2, "survivor_queries": 5, "queries": 10},
 }
 
 
@@ -120,3 +120,19 @@ def test_rendered_reports_carry_the_counts() -> None:
         f"| **run total** | — | {report.passes['forward_samples']:,} | {report.passes['backward_samples']:,} |"
         in markdown
     )
+
+
+def test_a_cascade_reports_each_stage() -> None:
+    """Every backward pass of ``strong`` happens inside a stage; the stages' forward passes leave out only
+    the sweep's confirming passes and the one-sample probe of the class count; the stages' fooled
+    samples are the curve's."""
+    report, _ = _run("strong", EPS, True)
+    curve = report.attacks["strong"]
+    stages = curve.stages
+    assert [s["name"] for s in stages][:2] == ["apgd-ce", "apgd-t-malt"]
+    assert sum(s["backward_samples"] for s in stages) == curve.backward_samples
+    assert sum(s["forward_samples"] for s in stages) < curve.forward_samples
+    assert sum(s["fooled"] for s in stages) == report.clean_correct - curve.points[-1].robust
+    assert report.to_dict()["attacks"]["strong"]["stages"] == stages
+    plain, _ = _run("pgd", EPS, True)
+    assert plain.attacks["pgd"].stages is None and "stages" not in plain.to_dict()["attacks"]["pgd"]

@@ -105,6 +105,8 @@ class AttackCurve:
     abstained: int | None = None
     bounds_computed: int | None = None
     backward_samples: int = 0
+    # a cascade (strong): per stage in order, {name, forward_samples, backward_samples, fooled} over every ε
+    stages: list[dict[str, Any]] | None = None
 
     def point_at(self, eps: float) -> CurvePoint | None:
         """The point whose ε is :func:`same_eps` as ``eps``, if any."""
@@ -249,6 +251,8 @@ class RobustnessReport:
             del body["corruptions"]["sample"]  # pixels for the plot, not numbers of the report
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
         for name, curve in self.attacks.items():
+            if curve.stages is None:  # an optional field: only a cascade has stages
+                del body["attacks"][name]["stages"]
             raws = body["attacks"][name]["points"]
             for k, point in enumerate(curve.points):
                 raws[k] = _label_after_eps(raws[k], "eps_label")

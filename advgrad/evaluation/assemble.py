@@ -103,6 +103,11 @@ def assemble_report(
             backward_samples=tally.backward_samples,
             kind=attack.spec.kind,
             median_norm=float32_decimal(tally.median_norm()),
+            stages=[
+                {"name": name, "forward_samples": f, "backward_samples": b, "fooled": fooled}
+                for name, (f, b, fooled) in tally.stages.items()
+            ]
+            or None,
         )
     if total.certified is not None and config.certify is not None:
         tally = total.certified

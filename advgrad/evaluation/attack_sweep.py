@@ -15,6 +15,7 @@ from torch import Tensor
 
 from advgrad.attacks.base import run_attack
 from advgrad.attacks.minimal import find_minimal
+from advgrad.attacks.strong import observe_stages
 from advgrad.core.errors import InternalError
 from advgrad.core.losses import finite_rows
 from advgrad.core.seeding import generator_for
@@ -46,6 +47,22 @@ class CleanBatch:
     def prediction(self) -> Tensor:
         """The clean predictions, −1 where the logits are not finite (no prediction)."""
         return torch.where(finite_rows(self.logits), self.logits.argmax(dim=1), torch.full_like(self.y, -1))
+
+
+class _StageCounter:
+    """Charges each stage of a cascade the sample-passes ``model`` made while it ran, and the samples it
+    fooled, in ``tally.stages``."""
+
+    def __init__(self, model: CountingModel, tally: AttackTally):
+        self.model, self.tally, self.start = model, tally, (0, 0)
+
+    def begin(self, name: str) -> None:
+        self.start = self.model.passes
+
+    def end(self, name: str, fooled: int) -> None:
+        forward, backward = self.model.passes
+        done = [forward - self.start[0], backward - self.start[1], fooled]
+        self.tally.stages[name] = [a + b for a, b in zip(self.tally.stages.get(name, [0, 0, 0]), done, strict=True)]
 
 
 @dataclass
@@ -126,17 +143,8 @@ class AttackSweep:
                 threat = ThreatModel(config.norm, eps, fixed=config.fixed)
                 gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, j)
                 xa, ya, ta = self._inputs(self.active)
-                x_adv = run_attack(
-                    self.attack.spec,
-                    model,
-                    xa,
-                    ya,
-                    threat=threat,
-                    params=self.attack.params,
-                    target=ta,
-                    generator=gen,
-                    early_stop=config.early_stop,
-                )
+                with observe_stages(_StageCounter(model, self.tally)):
+                    x_adv = self._run_attack(threat, gen, xa, ya, ta)
                 if not bool(threat.contains(x_adv, xa).all()):
                     raise InternalError(  # run_attack clips every result, so this is a bug, never data
                         f"internal check failed: {self.attack.name} returned points outside the ε-ball at ε={eps}"
@@ -213,6 +221,22 @@ class AttackSweep:
                 self._fooled(j, threat, at, xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
             self._count(j, active[pending])
             self._charge(j, passes_before)  # the search is charged to the first ε, with its confirmations
+
+    def _run_attack(
+        self, threat: ThreatModel, gen: torch.Generator, xa: Tensor, ya: Tensor, ta: Tensor | None
+    ) -> Tensor:
+        """The bounded attack at one ε on the samples ``xa``."""
+        return run_attack(
+            self.attack.spec,
+            self.model,
+            xa,
+            ya,
+            threat=threat,
+            params=self.attack.params,
+            target=ta,
+            generator=gen,
+            early_stop=self.config.early_stop,
+        )
 
     def _charge(self, j: int, before: tuple[int, int]) -> None:
         """Charge the sample-passes the model made since it stood at ``before`` to the ``j``-th ε."""

@@ -43,6 +43,8 @@ class AttackTally:
     backward_samples: int = 0
     forward_per_eps: list[int] = field(default_factory=list)  # per ε ([] = a state saved before they were counted)
     backward_per_eps: list[int] = field(default_factory=list)
+    # a cascade: per stage name (in order), [forward samples, backward samples, samples it fooled], over every ε
+    stages: dict[str, list[int]] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     minimal_norms: list[float] = field(default_factory=list)  # minimal attacks: per attacked sample, inf if not fooled
     nonfinite: list[int] = field(default_factory=list)  # per ε: inputs tried with NaN/Inf logits ([] = none)
@@ -109,6 +111,8 @@ class AttackTally:
         self.seconds += other.seconds
         self.forward_samples += other.forward_samples
         self.backward_samples += other.backward_samples
+        for name, counts in other.stages.items():
+            self.stages[name] = _add(self.stages.get(name, [0, 0, 0]), counts)
         self.examples.extend(other.examples)
         self.minimal_norms.extend(other.minimal_norms)
         zeros = [0] * len(self.robust)  # a state saved before these counts existed holds none

@@ -98,10 +98,17 @@ def _cost_section(report: RobustnessReport) -> list[str]:
         for name, curve in report.attacks.items()
         for p in curve.points
     ]
-    rows += [
-        [f"`{name}`", "all", f"{curve.forward_samples:,}", f"{curve.backward_samples:,}"]
-        for name, curve in report.attacks.items()
-    ]
+    for name, curve in report.attacks.items():
+        rows.append([f"`{name}`", "all", f"{curve.forward_samples:,}", f"{curve.backward_samples:,}"])
+        rows += [
+            [
+                f"`{name}` stage `{stage['name']}` (fooled {stage['fooled']:,})",
+                "all",
+                f"{stage['forward_samples']:,}",
+                f"{stage['backward_samples']:,}",
+            ]
+            for stage in curve.stages or []
+        ]
     if report.passes:
         p = report.passes
         rows.append(

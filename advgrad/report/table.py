@@ -91,6 +91,14 @@ def cost_table(report: RobustnessReport) -> Table:
         params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
         done = f"{curve.forward_samples:,}" if curve.bounds_computed is None else f"{curve.bounds_computed:,} bounds"
         table.add_row(plain(name), plain(params), f"{curve.seconds:.2f}", done, f"{curve.backward_samples:,}")
+        for stage in curve.stages or []:
+            table.add_row(
+                f"  stage {plain(stage['name'])}",
+                f"fooled {stage['fooled']:,}",
+                "",
+                f"{stage['forward_samples']:,}",
+                f"{stage['backward_samples']:,}",
+            )
         if len(curve.points) > 1 and curve.bounds_computed is None:
             for point in curve.points:
                 label = f"  at ε={plain(report.eps_label(point.eps))}"
