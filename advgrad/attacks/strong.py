@@ -294,4 +294,5 @@ SPEC = AttackSpec(
     kind="ensemble",
     summary="APGD-CE, APGD-T towards the MALT-nearest classes, Square where gradients could not move a sample",
     reference="Croce & Hein, ICML 2020 (APGD); Melamed et al., 2024 (MALT); Liu et al., CVPR 2022 (A3)",
+    sweep_once=True,
 )

@@ -49,6 +49,21 @@ class CleanBatch:
         return torch.where(finite_rows(self.logits), self.logits.argmax(dim=1), torch.full_like(self.y, -1))
 
 
+@dataclass
+class _Found:
+    """What a sweep from the largest ε down measured at one ε: the samples ``at`` (sorted indices into
+    the batch), those the attack ran on, and per sample of ``at`` its point, whether it fools, the
+    prediction there, the perturbation's norm and the margin."""
+
+    at: Tensor
+    attacked: Tensor
+    x_adv: Tensor
+    fooled: Tensor
+    pred: Tensor
+    norm: Tensor
+    margin: Tensor
+
+
 class _StageCounter:
     """Charges each stage of a cascade the sample-passes ``model`` made while it ran, and the samples it
     fooled, in ``tally.stages``."""
@@ -110,8 +125,83 @@ class AttackSweep:
             self._begin(None)
             self._minimal()
             self.monitor.end()
+        elif self.attack.spec.sweep_once:
+            self._once()
         else:
             self._bounded()
+
+    def _once(self) -> None:
+        """A bounded attack from the largest ε down (:attr:`~advgrad.attacks.base.AttackSpec.sweep_once`):
+        at each smaller ε only the samples fooled at the next larger one are tried, first with their
+        example there projected into the smaller ball (one confirming pass), then, where that no longer
+        fools, with the attack. A sample the attack leaves robust at ε_k counts as robust at every
+        smaller ε, so each sample pays a whole run of the attack at most once. The points are then
+        recorded from the smallest ε up, as :meth:`_bounded` records them."""
+        eps_list = self.config.eps
+        found: list[_Found | None] = [None] * len(eps_list)
+        candidates, previous = self.active, None
+        for j in reversed(range(len(eps_list))):
+            passes_before, nonfinite_before = self.model.passes, self.model.nonfinite
+            if eps_list[j] > 0:
+                self._begin(eps_list[j])
+                if candidates.numel():
+                    found[j] = self._attack_once(j, candidates, previous)
+                    candidates, previous = candidates[found[j].fooled], found[j]
+                self.monitor.end()
+            else:
+                candidates = candidates[:0]
+            self.tally.nonfinite[j] += self.model.nonfinite - nonfinite_before
+            self._charge(j, passes_before)
+        robust = self.active
+        for j, eps in enumerate(eps_list):
+            if j:
+                self.records.carry(j)
+            done = found[j]
+            if done is not None:
+                threat = ThreatModel(self.config.norm, eps, fixed=self.config.fixed)
+                self.records.point(j, done.at, done.pred, done.norm, done.margin)
+                self.records.passes[j, done.attacked] = self.attack.params.passes_per_sample(self.batch.classes)
+                new = done.fooled & torch.isin(done.at, robust)
+                at = done.at[new]
+                xa, ya, _ = self._inputs(at)
+                self._fooled(j, threat, at, xa, done.x_adv[new], ya, done.pred[new])
+                robust = robust[~torch.isin(robust, done.at[done.fooled])]
+            self._count(j, robust)
+
+    def _attack_once(self, j: int, at: Tensor, previous: _Found | None) -> _Found:
+        """The samples ``at`` at the ``j``-th ε: each one's example at the next larger ε (``previous``)
+        projected into this ball, and the attack on those it no longer fools; every result confirmed."""
+        threat = ThreatModel(self.config.norm, self.config.eps[j], fixed=self.config.fixed)
+        xa, ya, ta = self._inputs(at)
+        if previous is None:
+            x_adv, attacked = xa.clone(), at
+            todo = torch.ones_like(at, dtype=torch.bool)
+        else:
+            rows = torch.searchsorted(previous.at, at)
+            x_adv = threat.clip(previous.x_adv[rows], xa)
+            todo = ~self._confirm(x_adv, ya)[0]
+            attacked = at[todo]
+        if bool(todo.any()):
+            # seeded by ε's value, not its place in the sweep: the largest ε runs as a run at that ε alone
+            eps_key = f"eps={float(self.config.eps[j])!r}"
+            gen = generator_for(self.batch.x.device, self.config.seed, self.batch.index, self.attack_index, eps_key)
+            t = None if ta is None else ta[todo]
+            with observe_stages(_StageCounter(self.model, self.tally)):
+                x_adv[todo] = self._run_attack(threat, gen, xa[todo], ya[todo], t)
+        if not bool(threat.contains(x_adv, xa).all()):
+            raise InternalError(
+                f"internal check failed: {self.attack.name} returned points outside the ε-ball at ε={self.config.eps[j]}"
+            )
+        fooled, pred, out = self._confirm(x_adv, ya)
+        return _Found(at, attacked, x_adv, fooled, pred, threat.norm_of(x_adv - xa), clean_margin(out, ya))
+
+    def _confirm(self, x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One confirming forward pass (and a randomized model's further ones): fooled, prediction, logits."""
+        with torch.no_grad():
+            out = self.model(x_adv)
+        pred = out.argmax(dim=1)
+        fooled, pred = self._repeat(x_adv, y, (pred != y) & finite_rows(out), pred)
+        return fooled, pred, out
 
     def _begin(self, eps: float | None) -> None:
         """Announce a run: model calls of one run (the formula with one class: DeepFool's gradients
