@@ -35,7 +35,11 @@ from advgrad.evaluation.eval_config import EvalAttack
         (CWParams(steps=100, binary_steps=5), 10, 500),
         (DeepFoolParams(steps=50), 100, 51 * 10 + 13),  # ten candidate classes at most
         (DeepFoolParams(steps=50), 3, 51 * 3 + 13),
-        (StrongParams(steps=10, restarts=1, target_classes=3, queries=100), 10, 10 + 30 + 100),
+        (
+            StrongParams(steps=10, restarts=1, target_classes=3, survivor_queries=50, queries=100),
+            10,
+            10 + 10 + 30 + 50 + 100,
+        ),
     ],
 )
 def test_passes_per_sample(params, classes, passes):

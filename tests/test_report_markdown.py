@@ -43,14 +43,17 @@ def sample_report():
 def test_markdown_parses_into_the_expected_tables():
     text = render_markdown(sample_report())
     found = tables(text)
-    assert len(found) == 4  # accuracy, attacks, gates, checks
+    assert len(found) == 5  # accuracy, attacks, model passes, gates, checks
     accuracy = found[0]
     assert accuracy[0] == ["ε", "fgsm", "pgd"]
     assert accuracy[1:] == [["0", "95.0%", "95.0%"], ["8/255", "60.0%", "47.0%"], ["0.5", "20.0%", "0.0%"]]
-    gates = found[2]
+    passes = found[2]
+    assert passes[0] == ["curve", "ε", "forward", "backward"]
+    assert [r[:2] for r in passes[1:4]] == [["`fgsm`", "0"], ["`fgsm`", "8/255"], ["`fgsm`", "0.5"]]
+    gates = found[3]
     assert [r[0] for r in gates[1:]] == ["`pgd@8/255=0.40`", "`fgsm@0.5=0.3`"]
     assert "pass" in gates[1][3] and "FAIL" in gates[2][3]
-    checks = found[3]
+    checks = found[4]
     assert len(checks) == 12 and all(len(r) == 3 for r in checks)  # a header row and eleven checks
     assert "Clean accuracy: **95.0%** (95/100)" in text
     assert "### Gates: 1 passed, 1 failed" in text

@@ -327,26 +327,41 @@ def apgd_targeted(
             generator=generator,
             early_stop=early_stop,
         )
-    generator = generator if generator is not None else fresh_generator(x.device)
     x = x.detach()
     with frozen(model), torch.enable_grad():
         with torch.no_grad():
             logits = model(x).float()
-        classes = logits.shape[1]
-        if classes < 2:
+        if logits.shape[1] < 2:
             raise UsageError("apgd-t needs a model with at least 2 classes")
-        ranked = ranked_other_classes(logits, y)
-        n_targets = min(params.target_classes, classes - 1)
+        return apgd_towards(model, x, y, ranked_other_classes(logits, y), threat, params, generator, early_stop)
 
-        def run(k: int, idx: Tensor, score: bool) -> RunOutput:
-            t = ranked[idx, k % n_targets]
-            adv, success, _ = _run_start(model, x[idx], y[idx], threat, params, t, None, generator, early_stop)
-            with torch.no_grad():
-                value = margin(model(adv).float(), y[idx])
-            return adv, success, torch.where(success, torch.full_like(value, float("inf")), value)
 
-        runs = n_targets * params.restarts
-        return keep_best(run, x.shape[0], runs, only_unbroken=True, device=x.device).x_adv
+def apgd_towards(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    ranked: Tensor,
+    threat: ThreatModel,
+    params: APGDTParams,
+    generator: torch.Generator | None,
+    early_stop: bool,
+) -> Tensor:
+    """APGD-T's loop: towards the first ``params.target_classes`` classes of each row of ``ranked``
+    (N, ≥ 1 wrong classes, best first) in turn, on the samples no earlier target has fooled; per
+    sample the first adversarial example, else the iterate with the highest untargeted margin. The
+    caller freezes the model and enables gradients."""
+    generator = generator if generator is not None else fresh_generator(x.device)
+    n_targets = min(params.target_classes, ranked.shape[1])
+
+    def run(k: int, idx: Tensor, score: bool) -> RunOutput:
+        t = ranked[idx, k % n_targets]
+        adv, success, _ = _run_start(model, x[idx], y[idx], threat, params, t, None, generator, early_stop)
+        with torch.no_grad():
+            value = margin(model(adv).float(), y[idx])
+        return adv, success, torch.where(success, torch.full_like(value, float("inf")), value)
+
+    runs = n_targets * params.restarts
+    return keep_best(run, x.shape[0], runs, only_unbroken=True, device=x.device).x_adv
 
 
 _REFERENCE = "Croce & Hein, ICML 2020 (Reliable evaluation of adversarial robustness…)"

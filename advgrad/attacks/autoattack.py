@@ -25,7 +25,7 @@ from advgrad.attacks.apgd import APGDParams, APGDTParams, apgd, apgd_targeted
 from advgrad.attacks.base import AttackFunction, AttackParams, AttackSpec, eot_param, param, prepare_params
 from advgrad.attacks.fab import FABTParams, fab_targeted_search
 from advgrad.attacks.square import SquareParams, square
-from advgrad.attacks.strong import cascade
+from advgrad.attacks.strong import CascadeStage, cascade
 from advgrad.core.errors import UsageError
 from advgrad.core.geometry import expand
 from advgrad.core.gradient import frozen
@@ -198,7 +198,9 @@ def autoattack(
     with frozen(model):
         with torch.no_grad():
             classes = model(x[:1]).shape[1] if x.shape[0] else 0
-        stages = [(_stage_function(stage), stage.params(params, classes)) for stage in version.stages]
+        stages = [
+            CascadeStage(stage.name, _stage_function(stage), stage.params(params, classes)) for stage in version.stages
+        ]
         # every stage stops on a sample once it is fooled: the same samples end up fooled, sooner
         return cascade(model, x, y, stages, threat=threat, target=target, generator=generator, early_stop=True)
 

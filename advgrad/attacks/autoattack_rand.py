@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from advgrad.attacks.apgd import APGDDLRParams, APGDParams, apgd
 from advgrad.attacks.base import EOT_HELP, AttackParams, AttackSpec, param, prepare_params
-from advgrad.attacks.strong import cascade
+from advgrad.attacks.strong import CascadeStage, cascade
 from advgrad.core.gradient import frozen
 from advgrad.core.threat import ThreatModel
 
@@ -68,7 +68,10 @@ def autoattack_rand(
         dlr_needs = 3 if target is None else 4
         second_loss = "dlr" if classes >= dlr_needs else "margin"
         budget = {"steps": params.steps, "restarts": params.restarts, "eot": params.eot}
-        stages = [(apgd, APGDParams(loss="ce", **budget)), (apgd, APGDDLRParams(loss=second_loss, **budget))]
+        stages = [
+            CascadeStage("apgd-ce", apgd, APGDParams(loss="ce", **budget)),
+            CascadeStage("apgd-dlr", apgd, APGDDLRParams(loss=second_loss, **budget)),
+        ]
         return cascade(model, x, y, stages, threat=threat, target=target, generator=generator, early_stop=early_stop)
 
 

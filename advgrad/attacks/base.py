@@ -250,6 +250,10 @@ class AttackSpec:
     summary: str
     reference: str
     aliases: tuple[str, ...] = field(default=())
+    # an ε sweep runs it from the largest ε down, each smaller ε only on the samples fooled at the next
+    # larger one, from their example there projected into the smaller ball (docs/cost.md): each sample
+    # pays a whole run at most once. For attacks whose failure in a ball predicts failure in the balls inside it.
+    sweep_once: bool = False
 
     def make_params(self, **options: Any) -> AttackParams:
         """Parameters from keyword options; ``None`` values and options this attack does not take

@@ -71,6 +71,8 @@ class CurvePoint:
     eps_label: str | None = None  # ε as the user wrote it (8/255); None: see default_eps_label
     # branch and bound only (else None): clean-correct samples with a confirmed counterexample at this ε
     falsified: int | None = None
+    forward_samples: int = 0  # the curve's sample-passes spent at this ε (a minimal search: at the first ε)
+    backward_samples: int = 0
 
     def undecided(self, clean_correct: int) -> int | None:
         """Branch and bound: clean-correct samples neither verified nor falsified (None otherwise)."""
@@ -92,7 +94,9 @@ class AttackCurve:
     ``abstained`` (randomized smoothing only, else None): the samples on which the smoothed
     classifier abstained; they count as not certified at every radius. ``bounds_computed`` (IBP,
     CROWN, CROWN-IBP only, else None): the margin bounds computed, one per sample and ε: a bound's
-    cost, where an attack's is ``forward_samples``.
+    cost, where an attack's is ``forward_samples``. ``forward_samples`` and ``backward_samples``: the
+    samples passed forward through the model and back from its output by this curve, in all (each
+    point holds its ε's share).
     """
 
     attack: str
@@ -106,6 +110,9 @@ class AttackCurve:
     median_norm: float | None = None
     abstained: int | None = None
     bounds_computed: int | None = None
+    backward_samples: int = 0
+    # a cascade (strong): per stage in order, {name, forward_samples, backward_samples, fooled} over every ε
+    stages: list[dict[str, Any]] | None = None
 
     def point_at(self, eps: float) -> CurvePoint | None:
         """The point whose ε is :func:`same_eps` as ``eps``, if any."""
@@ -233,6 +240,9 @@ class RobustnessReport:
     eps_labels: list[str] = field(default_factory=list)
     counterexamples: list[Counterexample] = field(default_factory=list, repr=False, compare=False)
     corruptions: CorruptionResults | None = None  # eval --corruptions: accuracy per corruption and severity
+    # the run's sample-passes: forward_samples, backward_samples, and the clean predictions' and checks' share
+    # (clean_forward_samples, clean_backward_samples); empty in a report read from before they were counted
+    passes: dict[str, int] = field(default_factory=dict)
 
     def eps_label(self, eps: float) -> str:
         """How ``eps`` is printed: as the user wrote it (``8/255``) when the report knows that,
@@ -253,6 +263,8 @@ class RobustnessReport:
         body = dataclasses.asdict(dataclasses.replace(self, examples={}, counterexamples=[]))
         del body["examples"], body["counterexamples"]
         body["timing"] = {**body["timing"], "attack_seconds": {k: c.pop("seconds") for k, c in body["attacks"].items()}}
+        if not self.passes:  # an optional field: a report read from before passes were counted has none
+            del body["passes"]
         if self.corruptions is None:  # an optional field: only a run with corruptions has it
             del body["corruptions"]
         else:
@@ -260,6 +272,8 @@ class RobustnessReport:
             del body["corruptions"]["sample"]  # pixels for the plot, not numbers of the report
         body["clean_accuracy_per_class"] = self.class_accuracy(self.clean_correct_per_class)
         for name, curve in self.attacks.items():
+            if curve.stages is None:  # an optional field: only a cascade has stages
+                del body["attacks"][name]["stages"]
             raws = body["attacks"][name]["points"]
             for k, point in enumerate(curve.points):
                 raws[k] = _label_after_eps(raws[k], "eps_label")

@@ -67,9 +67,23 @@ def _points(tally: AttackTally, config: EvalConfig, n: int, clean_correct: int, 
             robust_per_class=list(tally.robust_per_class[j]),
             eps_label=eps.label,
             falsified=None if tally.falsified is None else tally.falsified[j],
+            forward_samples=tally.forward_per_eps[j] if tally.forward_per_eps else 0,
+            backward_samples=tally.backward_per_eps[j] if tally.backward_per_eps else 0,
         )
         for j, eps in enumerate(config.eps)
     ]
+
+
+def _run_passes(total: BatchTally) -> dict[str, int]:
+    """The run's sample-passes: the clean predictions and the checks, every curve, the corruptions."""
+    curves = [*total.attacks, *([] if total.certified is None else [total.certified])]
+    corrupted = 0 if total.corruptions is None else total.corruptions.forward_samples
+    return {
+        "forward_samples": total.clean_forward + sum(t.forward_samples for t in curves) + corrupted,
+        "backward_samples": total.clean_backward + sum(t.backward_samples for t in curves),
+        "clean_forward_samples": total.clean_forward,
+        "clean_backward_samples": total.clean_backward,
+    }
 
 
 def assemble_report(
@@ -87,8 +101,14 @@ def assemble_report(
             points=_points(tally, config, n, clean_correct, norms=True),
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
+            backward_samples=tally.backward_samples,
             kind=attack.spec.kind,
             median_norm=float32_decimal(tally.median_norm()),
+            stages=[
+                {"name": name, "forward_samples": f, "backward_samples": b, "fooled": fooled}
+                for name, (f, b, fooled) in tally.stages.items()
+            ]
+            or None,
         )
     if total.certified is not None and config.certify is not None:
         tally = total.certified
@@ -105,6 +125,7 @@ def assemble_report(
             points=_points(tally, config, n, clean_correct, norms=False),
             seconds=round(tally.seconds, 4),
             forward_samples=tally.forward_samples,
+            backward_samples=tally.backward_samples,
             kind="certified",
             abstained=None if smoothing is None else tally.abstained,
             bounds_computed=tally.bounds if smoothing is None else None,
@@ -126,6 +147,7 @@ def assemble_report(
             sample=tally.sample,
         )
     return RobustnessReport(
+        passes=_run_passes(total),
         corruptions=corruptions,
         n_samples=n,
         clean_correct=clean_correct,

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from advgrad.attacks.base import run_attack
 from advgrad.attacks.minimal import find_minimal
+from advgrad.attacks.strong import observe_stages
 from advgrad.core.errors import InternalError
 from advgrad.core.losses import finite_rows
 from advgrad.core.seeding import generator_for
@@ -46,6 +47,37 @@ class CleanBatch:
     def prediction(self) -> Tensor:
         """The clean predictions, −1 where the logits are not finite (no prediction)."""
         return torch.where(finite_rows(self.logits), self.logits.argmax(dim=1), torch.full_like(self.y, -1))
+
+
+@dataclass
+class _Found:
+    """What a sweep from the largest ε down measured at one ε: the samples ``at`` (sorted indices into
+    the batch), those the attack ran on, and per sample of ``at`` its point, whether it fools, the
+    prediction there, the perturbation's norm and the margin."""
+
+    at: Tensor
+    attacked: Tensor
+    x_adv: Tensor
+    fooled: Tensor
+    pred: Tensor
+    norm: Tensor
+    margin: Tensor
+
+
+class _StageCounter:
+    """Charges each stage of a cascade the sample-passes ``model`` made while it ran, and the samples it
+    fooled, in ``tally.stages``."""
+
+    def __init__(self, model: CountingModel, tally: AttackTally):
+        self.model, self.tally, self.start = model, tally, (0, 0)
+
+    def begin(self, name: str) -> None:
+        self.start = self.model.passes
+
+    def end(self, name: str, fooled: int) -> None:
+        forward, backward = self.model.passes
+        done = [forward - self.start[0], backward - self.start[1], fooled]
+        self.tally.stages[name] = [a + b for a, b in zip(self.tally.stages.get(name, [0, 0, 0]), done, strict=True)]
 
 
 @dataclass
@@ -93,8 +125,83 @@ class AttackSweep:
             self._begin(None)
             self._minimal()
             self.monitor.end()
+        elif self.attack.spec.sweep_once:
+            self._once()
         else:
             self._bounded()
+
+    def _once(self) -> None:
+        """A bounded attack from the largest ε down (:attr:`~advgrad.attacks.base.AttackSpec.sweep_once`):
+        at each smaller ε only the samples fooled at the next larger one are tried, first with their
+        example there projected into the smaller ball (one confirming pass), then, where that no longer
+        fools, with the attack. A sample the attack leaves robust at ε_k counts as robust at every
+        smaller ε, so each sample pays a whole run of the attack at most once. The points are then
+        recorded from the smallest ε up, as :meth:`_bounded` records them."""
+        eps_list = self.config.eps
+        found: list[_Found | None] = [None] * len(eps_list)
+        candidates, previous = self.active, None
+        for j in reversed(range(len(eps_list))):
+            passes_before, nonfinite_before = self.model.passes, self.model.nonfinite
+            if eps_list[j] > 0:
+                self._begin(eps_list[j])
+                if candidates.numel():
+                    found[j] = self._attack_once(j, candidates, previous)
+                    candidates, previous = candidates[found[j].fooled], found[j]
+                self.monitor.end()
+            else:
+                candidates = candidates[:0]
+            self.tally.nonfinite[j] += self.model.nonfinite - nonfinite_before
+            self._charge(j, passes_before)
+        robust = self.active
+        for j, eps in enumerate(eps_list):
+            if j:
+                self.records.carry(j)
+            done = found[j]
+            if done is not None:
+                threat = ThreatModel(self.config.norm, eps, fixed=self.config.fixed)
+                self.records.point(j, done.at, done.pred, done.norm, done.margin)
+                self.records.passes[j, done.attacked] = self.attack.params.passes_per_sample(self.batch.classes)
+                new = done.fooled & torch.isin(done.at, robust)
+                at = done.at[new]
+                xa, ya, _ = self._inputs(at)
+                self._fooled(j, threat, at, xa, done.x_adv[new], ya, done.pred[new])
+                robust = robust[~torch.isin(robust, done.at[done.fooled])]
+            self._count(j, robust)
+
+    def _attack_once(self, j: int, at: Tensor, previous: _Found | None) -> _Found:
+        """The samples ``at`` at the ``j``-th ε: each one's example at the next larger ε (``previous``)
+        projected into this ball, and the attack on those it no longer fools; every result confirmed."""
+        threat = ThreatModel(self.config.norm, self.config.eps[j], fixed=self.config.fixed)
+        xa, ya, ta = self._inputs(at)
+        if previous is None:
+            x_adv, attacked = xa.clone(), at
+            todo = torch.ones_like(at, dtype=torch.bool)
+        else:
+            rows = torch.searchsorted(previous.at, at)
+            x_adv = threat.clip(previous.x_adv[rows], xa)
+            todo = ~self._confirm(x_adv, ya)[0]
+            attacked = at[todo]
+        if bool(todo.any()):
+            # seeded by ε's value, not its place in the sweep: the largest ε runs as a run at that ε alone
+            eps_key = f"eps={float(self.config.eps[j])!r}"
+            gen = generator_for(self.batch.x.device, self.config.seed, self.batch.index, self.attack_index, eps_key)
+            t = None if ta is None else ta[todo]
+            with observe_stages(_StageCounter(self.model, self.tally)):
+                x_adv[todo] = self._run_attack(threat, gen, xa[todo], ya[todo], t)
+        if not bool(threat.contains(x_adv, xa).all()):
+            raise InternalError(
+                f"internal check failed: {self.attack.name} returned points outside the ε-ball at ε={self.config.eps[j]}"
+            )
+        fooled, pred, out = self._confirm(x_adv, ya)
+        return _Found(at, attacked, x_adv, fooled, pred, threat.norm_of(x_adv - xa), clean_margin(out, ya))
+
+    def _confirm(self, x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One confirming forward pass (and a randomized model's further ones): fooled, prediction, logits."""
+        with torch.no_grad():
+            out = self.model(x_adv)
+        pred = out.argmax(dim=1)
+        fooled, pred = self._repeat(x_adv, y, (pred != y) & finite_rows(out), pred)
+        return fooled, pred, out
 
     def _begin(self, eps: float | None) -> None:
         """Announce a run: model calls of one run (the formula with one class: DeepFool's gradients
@@ -117,7 +224,7 @@ class AttackSweep:
         """A bounded attack at each ε > 0, on the samples not fooled at a smaller ε."""
         model, config = self.model, self.config
         for j, eps in enumerate(config.eps):
-            nonfinite_before = model.nonfinite
+            nonfinite_before, passes_before = model.nonfinite, model.passes
             if j:
                 self.records.carry(j)
             if eps > 0:
@@ -126,17 +233,8 @@ class AttackSweep:
                 threat = ThreatModel(config.norm, eps, fixed=config.fixed)
                 gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, j)
                 xa, ya, ta = self._inputs(self.active)
-                x_adv = run_attack(
-                    self.attack.spec,
-                    model,
-                    xa,
-                    ya,
-                    threat=threat,
-                    params=self.attack.params,
-                    target=ta,
-                    generator=gen,
-                    early_stop=config.early_stop,
-                )
+                with observe_stages(_StageCounter(model, self.tally)):
+                    x_adv = self._run_attack(threat, gen, xa, ya, ta)
                 if not bool(threat.contains(x_adv, xa).all()):
                     raise InternalError(  # run_attack clips every result, so this is a bug, never data
                         f"internal check failed: {self.attack.name} returned points outside the ε-ball at ε={eps}"
@@ -154,6 +252,7 @@ class AttackSweep:
                 self.monitor.end()
             self._count(j, self.active)
             self.tally.nonfinite[j] += model.nonfinite - nonfinite_before
+            self._charge(j, passes_before)
 
     def _minimal(self) -> None:
         """One unbounded run of a minimal attack on the active samples gives every ε of the curve.
@@ -163,6 +262,7 @@ class AttackSweep:
         ball and box, and confirmed again by a forward pass before they count as fooled."""
         model, config, active = self.model, self.config, self.active
         pending = torch.ones_like(active, dtype=torch.bool)  # per active sample: not yet counted as fooled
+        passes_before = model.passes
         if active.numel():
             xa, ya, ta = self._inputs(active)
             gen = generator_for(self.batch.x.device, config.seed, self.batch.index, self.attack_index, "minimal")
@@ -187,6 +287,7 @@ class AttackSweep:
         for j, eps in enumerate(config.eps):
             if j:
                 self.records.carry(j)
+                passes_before = model.passes
             near = (
                 (pending & (minimal <= eps * (1 + NORM_TOLERANCE))).nonzero().squeeze(1) if active.numel() else active
             )
@@ -209,6 +310,28 @@ class AttackSweep:
                 # examples a batch keeps (distributed runs)
                 self._fooled(j, threat, at, xa[counted], x_eps[confirmed], ya[counted], pred[confirmed])
             self._count(j, active[pending])
+            self._charge(j, passes_before)  # the search is charged to the first ε, with its confirmations
+
+    def _run_attack(
+        self, threat: ThreatModel, gen: torch.Generator, xa: Tensor, ya: Tensor, ta: Tensor | None
+    ) -> Tensor:
+        """The bounded attack at one ε on the samples ``xa``."""
+        return run_attack(
+            self.attack.spec,
+            self.model,
+            xa,
+            ya,
+            threat=threat,
+            params=self.attack.params,
+            target=ta,
+            generator=gen,
+            early_stop=self.config.early_stop,
+        )
+
+    def _charge(self, j: int, before: tuple[int, int]) -> None:
+        """Charge the sample-passes the model made since it stood at ``before`` to the ``j``-th ε."""
+        forward, backward = self.model.passes
+        self.tally.add_passes(j, forward - before[0], backward - before[1])
 
     def _repeat(self, x_adv: Tensor, y: Tensor, fooled: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
         """``fooled`` and ``pred`` from one confirming pass, updated by the run's further predictions

@@ -36,6 +36,7 @@ from torch.overrides import TorchFunctionMode
 
 from advgrad.core.gradient import input_gradient
 from advgrad.core.losses import margin
+from advgrad.evaluation.counting import SampleCounter
 
 GRADIENT_SAMPLES = 1024
 REPEAT_RTOL = 1e-3  # outputs differing by more than this share of the row's largest |output| changed
@@ -125,6 +126,16 @@ class _OperationCounter(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+def _uncounted(model: nn.Module, samples: int) -> nn.Module:
+    """The model inside a :class:`~advgrad.evaluation.counting.SampleCounter`, which is charged the
+    ``samples`` forward passes about to be made on the model alone (a counter's own bookkeeping is no
+    operation of the model and must not be counted as one); any other model itself."""
+    if not isinstance(model, SampleCounter):
+        return model
+    model.samples += samples
+    return model.model
+
+
 def operation_counts(model: nn.Module, x: Tensor) -> list[int]:
     """The tensor operations of one forward pass of ``model`` on each sample of ``x`` alone."""
     counts = []
@@ -203,6 +214,7 @@ def measure(
         generator = torch.Generator(device=x.device).manual_seed(0)
     evidence.consistency_samples, evidence.consistency_mismatched = consistency(model, x[index], y[index], generator)
     if cost:
-        counts = operation_counts(model, x[:COST_SAMPLES])
+        sample = x[:COST_SAMPLES]
+        counts = operation_counts(_uncounted(model, sample.shape[0]), sample)
         evidence.cost_samples, evidence.cost_min, evidence.cost_max = len(counts), min(counts), max(counts)
     return evidence

@@ -39,7 +39,7 @@ from advgrad.evaluation.attack_sweep import AttackSweep, CleanBatch
 from advgrad.evaluation.binarization import binarization_test, wanted
 from advgrad.evaluation.certified import certify_batch, smoothed_batch, verify_batch
 from advgrad.evaluation.corrupted import corrupted_batch, corruption_passes
-from advgrad.evaluation.counting import CountingModel
+from advgrad.evaluation.counting import CountingModel, SampleCounter
 from advgrad.evaluation.eval_config import EvalAttack, EvalConfig
 from advgrad.evaluation.evidence import GRADIENT_SAMPLES, measure
 from advgrad.evaluation.randomized import prediction_passes, wrong_in_repeats
@@ -78,6 +78,11 @@ class BatchExchange(Protocol):
     def total(self, value: int) -> int: ...
 
 
+def _since(counted: SampleCounter, before: tuple[int, int]) -> tuple[int, int]:
+    """The forward and backward sample-passes ``counted`` has made since it stood at ``before``."""
+    return counted.samples - before[0], counted.backward_samples - before[1]
+
+
 def _run_batch(
     counted: CountingModel,
     attacks: list[EvalAttack],
@@ -97,7 +102,7 @@ def _run_batch(
     the checks. ``done`` holds batches before this one (in a distributed run, those finished so
     far): the examples they kept decide how many this batch still keeps (at least as many as the
     report takes from it; the report keeps the first ones by batch order)."""
-    t0 = time.perf_counter()
+    t0, clean_passes = time.perf_counter(), counted.passes
     with torch.no_grad():
         logits = counted(x)
     classes = check_logits(logits, y, allow_nonfinite=True)
@@ -105,8 +110,9 @@ def _run_batch(
     correct = (logits.argmax(dim=1) == y) & finite
     if (config.predictions or 1) > 1:  # a randomized model: correct only when every prediction is
         correct &= ~wrong_in_repeats(counted, x, y, config.predictions - 1)[0]
+    checks = SampleCounter(counted.model)  # the checks' passes, without counting their non-finite outputs
     evidence = measure(
-        counted.model,
+        checks,
         x,
         y,
         logits,
@@ -123,11 +129,13 @@ def _run_batch(
         attacks=[AttackTally.empty(len(config.eps), classes) for _ in attacks],
         evidence=evidence,
         clean_seconds=time.perf_counter() - t0,
+        clean_forward=counted.samples - clean_passes[0] + checks.samples,
+        clean_backward=counted.backward_samples - clean_passes[1] + checks.backward_samples,
     )
     part.evidence.clean_nonfinite = int((~finite).sum())
     certified = radius = None
     if config.certify is not None and bounds is not None:
-        t0, samples = time.perf_counter(), counted.samples
+        t0, before_passes = time.perf_counter(), counted.passes
         part.certified = AttackTally.empty(len(config.eps), classes)
         if config.smoothing is not None:
             certified, part.certified.abstained, radius = smoothed_batch(counted, x, y, batch_index, config, monitor)
@@ -144,7 +152,7 @@ def _run_batch(
         for j in range(len(config.eps)):
             part.certified.add_point(j, certified[j], y, torch.zeros(0))
         part.certified.seconds += time.perf_counter() - t0
-        part.certified.forward_samples += counted.samples - samples
+        part.certified.add_passes(0, *_since(counted, before_passes))  # one computation serves every ε
     batch = CleanBatch(x, y, logits, correct, batch_index, classes, certified, before)
     kept = [0] * len(attacks) if done is None else done.examples_kept()
     part.records = BatchRecords(
@@ -160,14 +168,13 @@ def _run_batch(
     )
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
-        t0, samples = time.perf_counter(), counted.samples
+        t0 = time.perf_counter()
         sweep = AttackSweep(
             counted, attack, config, batch, a, tally, keep=max(config.examples - kept[a], 0), monitor=monitor
         )
         sweep.run()
         part.records.attacks.append(sweep.records.finish())
         tally.seconds += time.perf_counter() - t0
-        tally.forward_samples += counted.samples - samples
     if config.corruptions:
         part.corruptions = corrupted_batch(counted, x, y, before, config, monitor)
     return part

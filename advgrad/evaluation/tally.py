@@ -28,8 +28,10 @@ def _add(a: list, b: list) -> list:
 
 @dataclass
 class AttackTally:
-    """Counts for one attack, per ε: samples still correct (overall and per class), and the sum,
-    maximum and count of the norms of the adversarial examples counted at that ε."""
+    """Counts for one attack, per ε: samples still correct (overall and per class), the sum,
+    maximum and count of the norms of the adversarial examples counted at that ε, and the forward and
+    backward sample-passes spent there (a minimal attack's one search is spent at the first ε); the
+    run's totals of both in ``forward_samples`` and ``backward_samples``."""
 
     robust: list[int]
     robust_per_class: list[list[int]]
@@ -38,6 +40,11 @@ class AttackTally:
     norm_count: list[int]
     seconds: float = 0.0
     forward_samples: int = 0
+    backward_samples: int = 0
+    forward_per_eps: list[int] = field(default_factory=list)  # per ε ([] = a state saved before they were counted)
+    backward_per_eps: list[int] = field(default_factory=list)
+    # a cascade: per stage name (in order), [forward samples, backward samples, samples it fooled], over every ε
+    stages: dict[str, list[int]] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     minimal_norms: list[float] = field(default_factory=list)  # minimal attacks: per attacked sample, inf if not fooled
     nonfinite: list[int] = field(default_factory=list)  # per ε: inputs tried with NaN/Inf logits ([] = none)
@@ -56,7 +63,16 @@ class AttackTally:
             norm_max=[float("-inf")] * n_eps,
             norm_count=[0] * n_eps,
             nonfinite=[0] * n_eps,
+            forward_per_eps=[0] * n_eps,
+            backward_per_eps=[0] * n_eps,
         )
+
+    def add_passes(self, j: int, forward: int, backward: int) -> None:
+        """Charge ``forward`` and ``backward`` sample-passes to ε number ``j`` and to the totals."""
+        self.forward_per_eps[j] += forward
+        self.backward_per_eps[j] += backward
+        self.forward_samples += forward
+        self.backward_samples += backward
 
     def add_point(self, j: int, still: Tensor, y: Tensor, norms: Tensor) -> None:
         """Record ε number ``j``: ``still`` marks the samples still correct, ``norms`` are the
@@ -96,9 +112,14 @@ class AttackTally:
         self.norm_count = _add(self.norm_count, other.norm_count)
         self.seconds += other.seconds
         self.forward_samples += other.forward_samples
+        self.backward_samples += other.backward_samples
+        for name, counts in other.stages.items():
+            self.stages[name] = _add(self.stages.get(name, [0, 0, 0]), counts)
         self.examples.extend(other.examples)
         self.minimal_norms.extend(other.minimal_norms)
         zeros = [0] * len(self.robust)  # a state saved before these counts existed holds none
+        self.forward_per_eps = _add(self.forward_per_eps or zeros, other.forward_per_eps or zeros)
+        self.backward_per_eps = _add(self.backward_per_eps or zeros, other.backward_per_eps or zeros)
         self.nonfinite = _add(self.nonfinite or zeros, other.nonfinite or zeros)
         self.nonfinite_search += other.nonfinite_search
         self.abstained += other.abstained
@@ -164,6 +185,8 @@ class BatchTally:
     attacks: list[AttackTally]
     evidence: Evidence
     clean_seconds: float = 0.0
+    clean_forward: int = 0  # sample-passes of the clean predictions and the checks' measurements
+    clean_backward: int = 0
     certified: AttackTally | None = None  # eval --certify / certify: samples certified per ε (robust counts)
     corruptions: CorruptionTally | None = None  # eval --corruptions: correct samples per corruption and severity
     # one batch's per-sample records: saved and exchanged with it, never merged (the rows are written in
@@ -195,6 +218,8 @@ class BatchTally:
             mine.merge(theirs)
         self.evidence.merge(other.evidence)
         self.clean_seconds += other.clean_seconds
+        self.clean_forward += other.clean_forward
+        self.clean_backward += other.clean_backward
         if (self.certified is None) != (other.certified is None):
             raise ValueError("cannot add a batch with certified counts to one without")
         if self.certified is not None and other.certified is not None:
@@ -214,6 +239,8 @@ class BatchTally:
             "class_counts": self.class_counts,
             "clean_per_class": self.clean_per_class,
             "clean_seconds": self.clean_seconds,
+            "clean_forward": self.clean_forward,
+            "clean_backward": self.clean_backward,
             "attacks": [a.to_state() for a in self.attacks],
             "evidence": self.evidence.to_dict(),
             "certified": None if self.certified is None else self.certified.to_state(),

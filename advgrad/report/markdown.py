@@ -89,7 +89,35 @@ def _attack_sections(report: RobustnessReport) -> list[str]:
         attack_rows,
         align="lllrrr",
     )
-    return lines
+    return lines + _cost_section(report)
+
+
+def _cost_section(report: RobustnessReport) -> list[str]:
+    """Forward and backward sample-passes per curve and ε, and the run's totals."""
+    rows = [
+        [f"`{name}`", report.eps_label(p.eps), f"{p.forward_samples:,}", f"{p.backward_samples:,}"]
+        for name, curve in report.attacks.items()
+        for p in curve.points
+    ]
+    for name, curve in report.attacks.items():
+        rows.append([f"`{name}`", "all", f"{curve.forward_samples:,}", f"{curve.backward_samples:,}"])
+        rows += [
+            [
+                f"`{name}` stage `{stage['name']}` (fooled {stage['fooled']:,})",
+                "all",
+                f"{stage['forward_samples']:,}",
+                f"{stage['backward_samples']:,}",
+            ]
+            for stage in curve.stages or []
+        ]
+    if report.passes:
+        p = report.passes
+        rows.append(
+            ["clean pass and checks", "—", f"{p['clean_forward_samples']:,}", f"{p['clean_backward_samples']:,}"]
+        )
+        rows.append(["**run total**", "—", f"{p['forward_samples']:,}", f"{p['backward_samples']:,}"])
+    heading = ["", "### Model passes (samples)", ""]
+    return heading + _table(["curve", "ε", "forward", "backward"], rows, align="llrr")
 
 
 def render_markdown(report: RobustnessReport, *, title: str = "advgrad robustness report") -> str:

@@ -77,19 +77,32 @@ def corruption_table(report: RobustnessReport) -> Table | None:
 
 
 def cost_table(report: RobustnessReport) -> Table:
-    """Time and work per attack (model passes over samples) and per certification method (the
-    margin bounds it computed, one per sample and ε; smoothing's noisy copies are model passes)."""
+    """Time and work per attack (forward and backward model passes over samples, in all and at each ε
+    when there are several) and per certification method (the margin bounds it computed, one per
+    sample and ε; smoothing's noisy copies are model passes), and the run's totals."""
     kinds = {curve.kind == "certified" for curve in report.attacks.values()}
     bounds = any(curve.bounds_computed is not None for curve in report.attacks.values())
     first = {frozenset({True}): "method", frozenset({True, False}): "attack / method"}.get(frozenset(kinds), "attack")
     work = "forward passes (samples) or bounds" if bounds else "forward passes (samples)"
     table = Table()
-    for col in (first, "parameters", "seconds", work):
+    for col in (first, "parameters", "seconds", work, "backward passes (samples)"):
         table.add_column(col, justify="left" if col in (first, "parameters") else "right")
     for name, curve in report.attacks.items():
         params = ", ".join(f"{k}={v}" for k, v in curve.params.items() if v is not None)
         done = f"{curve.forward_samples:,}" if curve.bounds_computed is None else f"{curve.bounds_computed:,} bounds"
-        table.add_row(plain(name), plain(params), f"{curve.seconds:.2f}", done)
+        table.add_row(plain(name), plain(params), f"{curve.seconds:.2f}", done, f"{curve.backward_samples:,}")
+        for stage in curve.stages or []:
+            table.add_row(
+                f"  stage {plain(stage['name'])}",
+                f"fooled {stage['fooled']:,}",
+                "",
+                f"{stage['forward_samples']:,}",
+                f"{stage['backward_samples']:,}",
+            )
+        if len(curve.points) > 1 and curve.bounds_computed is None:
+            for point in curve.points:
+                label = f"  at ε={plain(report.eps_label(point.eps))}"
+                table.add_row(label, "", "", f"{point.forward_samples:,}", f"{point.backward_samples:,}")
     if report.corruptions is not None:
         results = report.corruptions
         table.add_row(
@@ -97,7 +110,14 @@ def cost_table(report: RobustnessReport) -> Table:
             f"{len(results.names)} × {len(results.severities)} severities",
             f"{results.seconds:.2f}",
             f"{results.forward_samples:,}",
+            "0",
         )
+    if report.passes:
+        p = report.passes
+        table.add_row(
+            "clean pass and checks", "", "", f"{p['clean_forward_samples']:,}", f"{p['clean_backward_samples']:,}"
+        )
+        table.add_row("run total", "", "", f"{p['forward_samples']:,}", f"{p['backward_samples']:,}")
     return table
 
 
