@@ -177,6 +177,7 @@ def test_train_writes_weights_program_log_and_checkpoint_and_prints_the_report(t
     out, program, log = tmp_path / "w.safetensors", tmp_path / "m.pt2", tmp_path / "log.json"
     args = ["train", "--model", "train_models:mlp", "--data", margin_file, "--method", "pgd", "--eps", "0.05"]
     args += ["--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--steps", "3", "--device", "cpu"]
+    args += ["--val-fraction", "0.1"]  # pgd's recipe holds out nothing
     result = invoke([*args, "--out", out, "--export", program, "--log", log])
     assert result.exit_code == 0, (result.stderr, result.exception)
     assert "epoch 2/2" in result.stderr and "val pgd-10@0.05" in result.stderr

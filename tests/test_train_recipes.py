@@ -49,6 +49,15 @@ def test_epochs_scale_with_the_data_as_the_recipe_says(samples):
     assert config.warmup == round(recipe.warmup * expected)
 
 
+def test_the_held_out_share_is_the_recipes_unless_given():
+    assert TrainConfig(method="pgd", eps=0.1).held_out == RECIPES["madry-digits"].val_fraction == 0.0
+    assert TrainConfig(method="pgd", eps=0.1).resolve(1000).val_fraction == 0.0
+    assert TrainConfig(method="pgd", eps=0.1, val_fraction=0.2).resolve(1000).val_fraction == 0.2
+    assert TrainConfig(method="pgd", eps=0.1, recipe="pgd-7").held_out == RECIPES["pgd-7"].val_fraction
+    for method in ("fgsm", "fgsm-rs", "n-fgsm", "gradalign"):  # the guard needs validation samples
+        assert TrainConfig(method=method, eps=0.1).held_out > 0, method
+
+
 def test_an_explicit_option_overrides_its_field_and_the_rest_stays_the_recipes():
     recipe = RECIPES["madry-digits"]
     config = TrainConfig(method="pgd", eps=0.1, lr=0.5, steps=3, epochs=4, warmup=1).resolve(1000)

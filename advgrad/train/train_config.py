@@ -44,7 +44,7 @@ class TrainConfig:
     training ε (``eps_scale``·``eps``), κ from 1 to ``kappa`` and, for crown-ibp, the weight of the
     CROWN-IBP bound against plain IBP from 1 to 0. The learning rate follows ``schedule`` per epoch
     (cosine to 0; step: ×0.1 at 50% and 75% of the epochs). ``val_fraction`` of the training samples
-    are held out (seeded) for the per-epoch validation, which also guards single-step training
+    (default: the recipe's) are held out (seeded) for the per-epoch validation, which also guards single-step training
     against catastrophic overfitting (``guard``).
     """
 
@@ -70,7 +70,7 @@ class TrainConfig:
     lam: float | None = None
     noise_radius: float | None = None
     ema: float | None = None
-    val_fraction: float = 0.1
+    val_fraction: float | None = None
     seed: int = 0
     precision: str = "fp32"
     guard: bool = True
@@ -142,7 +142,8 @@ class TrainConfig:
                 check_number(getattr(self, name), name, minimum=0, maximum=1)
         if given("ema"):
             check_number(self.ema, "ema", minimum=0, maximum=0.9999)
-        check_number(self.val_fraction, "val_fraction", minimum=0, maximum=0.9)
+        if self.val_fraction is not None:
+            check_number(self.val_fraction, "val_fraction", minimum=0, maximum=0.9)
         if self.warmup is not None:
             check_number(self.warmup, "warmup", integer=True, minimum=0)
 
@@ -162,8 +163,17 @@ class TrainConfig:
         if self.step_size is None and recipe.step_size is not None:  # the recipe's is a multiple of the training ε
             values["step_size"] = recipe.step_size * float(self.eps) * values["eps_scale"]
         warmup = self.warmup if self.warmup is not None else round(recipe.warmup * values["epochs"])
-        fields = {k: getattr(self, k) for k in ("method", "eps", "norm", "val_fraction", "seed", "precision", "guard")}
-        return TrainConfig(**fields, **values, recipe=recipe.name, warmup=min(warmup, values["epochs"]))
+        fields = {k: getattr(self, k) for k in ("method", "eps", "norm", "seed", "precision", "guard")}
+        return TrainConfig(
+            **fields, **values, recipe=recipe.name, warmup=min(warmup, values["epochs"]), val_fraction=self.held_out
+        )
+
+    @property
+    def held_out(self) -> float:
+        """The share of the training samples held out for validation: given, else the recipe's."""
+        from advgrad.train.recipes import get_recipe
+
+        return self.val_fraction if self.val_fraction is not None else get_recipe(self.recipe, self.method).val_fraction
 
     @property
     def resolved(self) -> bool:

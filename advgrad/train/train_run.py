@@ -153,7 +153,7 @@ def train_run(
         warn(message)
     check_at_least(limit=(options.limit, 1))
     selection = source.select(limit=options.limit, seed=config.seed)
-    train_idx, val_idx = split_indices(selection, config.val_fraction, config.seed)
+    train_idx, val_idx = split_indices(selection, config.held_out, config.seed)
     config = config.resolve(len(train_idx))
     resumed = _checkpoint_to_resume(ckpt, options, config, identity, info)
     torch.manual_seed(config.seed)  # the initial weights of a fresh architecture
@@ -360,7 +360,10 @@ def _final_report(
     from advgrad.evaluation.run_description import RunDescription
 
     if len(val_idx) == 0:
-        info("no validation samples (--val-fraction 0): evaluate the result with `advgrad eval`")
+        info(
+            f"no validation samples (--val-fraction {config.val_fraction:g}; --val-fraction 0.1 holds some out): "
+            "evaluate the result with `advgrad eval`"
+        )
         return None
     if config.eps == 0 and not config.certified:
         with torch.no_grad():

@@ -152,13 +152,14 @@ def train_command(
     image_size: o.ImageSizeOpt = None,
     limit: o.LimitOpt = None,
     val_fraction: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             "--val-fraction",
-            help="Share of the training samples held out (seeded) for validation after each epoch and the final report.",
+            help="Share of the training samples held out (seeded) for validation after each epoch and the final "
+            "report. Default: the recipe's (0.1; 0 for pgd's madry-digits, which trains on every sample).",
             rich_help_panel=o.IO_PANEL,
         ),
-    ] = 0.1,
+    ] = None,
     epochs: Annotated[
         Optional[int],
         typer.Option(
