@@ -53,6 +53,7 @@ def cases(draw, norm: str):
         "step_size": draw(st.one_of(st.none(), st.floats(0.0, 2 * max(eps, 1e-3)))),
         # budgets of the slower attacks, kept small: these tests check invariants, not strength
         "queries": draw(st.integers(1, 30)),
+        "survivor_queries": draw(st.integers(1, 30)),
         "target_classes": draw(st.integers(1, 2)),
         "binary_steps": draw(st.integers(1, 3)),
         "eot": draw(st.integers(1, 2)),

@@ -110,6 +110,7 @@ def test_optimised_bounds_are_valid_and_tighter_than_crown():
     assert improved > 0
 
 
+@pytest.mark.slow
 def test_alpha_crown_certifies_more_of_the_default_model_than_crown():
     from advgrad.bounds import certified
     from advgrad.io.data.load_data import load_default

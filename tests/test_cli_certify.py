@@ -252,6 +252,8 @@ def test_the_training_line_names_the_bound_it_certified_with():
         val_certified_accuracy=0.4,
         seconds=1.0,
     )
-    config = SimpleNamespace(epochs=10, eps=SimpleNamespace(label="0.1"), method="crown-ibp")
+    config = SimpleNamespace(epochs=10, eps=SimpleNamespace(label="0.1"), method="crown-ibp", bound="crown-ibp")
     line = _epoch_line(entry, config)
     assert "val crown-ibp-certified@0.1 40.0%" in line and "val pgd-10@0.1 60.0%" in line
+    config.method, config.bound = "sabr", "ibp"  # SABR and MTL-IBP validate with plain IBP
+    assert "val ibp-certified@0.1 40.0%" in _epoch_line(entry, config)
