@@ -23,7 +23,15 @@ from advgrad.core.threat import ThreatModel
 ATTACKS = list_attacks()
 CLASSES = 5  # targeted DLR needs at least 4
 # The smallest budgets that still run every code path (restarts and several targets included).
-FAST = {"steps": 3, "queries": 12, "survivor_queries": 6, "binary_steps": 2, "target_classes": 2, "restarts": 2, "eot": 2}
+FAST = {
+    "steps": 3,
+    "queries": 12,
+    "survivor_queries": 6,
+    "binary_steps": 2,
+    "target_classes": 2,
+    "restarts": 2,
+    "eot": 2,
+}
 
 
 class Tiny(nn.Module):

@@ -15,7 +15,20 @@ from advgrad.cli import app
 
 ATTACKS = list_attacks()
 # Small budgets so that every attack runs in a blink; each attack takes the ones it knows.
-FAST = ["--steps", "3", "--queries", "20", "--survivor-queries", "10", "--binary-steps", "2", "--target-classes", "2", "--limit", "12"]
+FAST = [
+    "--steps",
+    "3",
+    "--queries",
+    "20",
+    "--survivor-queries",
+    "10",
+    "--binary-steps",
+    "2",
+    "--target-classes",
+    "2",
+    "--limit",
+    "12",
+]
 
 
 @pytest.fixture
