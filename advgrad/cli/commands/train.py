@@ -277,6 +277,7 @@ def train_command(
         Optional[float],
         typer.Option(
             "--eps-scale",
+            metavar="NUMBER",  # eval's --eps-scale is a file of per-feature scales
             help="Train at this multiple of --eps (validation and the report stay at --eps)." + FROM_RECIPE,
             rich_help_panel=ROBUST_PANEL,
             show_default=False,
