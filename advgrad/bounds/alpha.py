@@ -407,7 +407,7 @@ def margin_lower_alpha(
         1, cls[:, :, None].expand(-1, -1, classes)
     )  # (P, width, classes)
     wanted = open_rows[samples].gather(1, cls)
-    row_target = torch.where(wanted, target[samples, None], torch.full_like(cls, -1, dtype=target.dtype) * math.inf)
+    row_target = target[samples, None].expand(cls.shape).masked_fill(~wanted, -math.inf)
     step = property_chunk(graph, bounds, len(samples), bool(inputs.fixed), rows=width)
     found = []
     for s in range(0, len(samples), step):
@@ -417,8 +417,8 @@ def margin_lower_alpha(
             graph, take(inputs, idx), rows[part], take_bounds(bounds, idx), params, target=row_target[part]
         )
         found.append(result.lower)
-    lower = torch.cat(found)
-    better = torch.where(wanted, torch.maximum(low[samples].gather(1, cls), lower), low[samples].gather(1, cls))
+    before = low[samples].gather(1, cls)
+    better = torch.where(wanted, torch.maximum(before, torch.cat(found)), before)
     return low.index_put((samples[:, None].expand_as(cls), cls), better)
 
 
