@@ -111,7 +111,8 @@ def _auto_lirpa(model, x, y, eps: float) -> float:
 
 
 def run(kind: str, method: str, args) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # keep the caller's (auto_LiRPA from source)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": path}
     env["BENCH_BAB"] = json.dumps({"timeout": args.timeout, "budget": args.budget, "max_domains": args.max_domains})
     samples = args.samples if kind == "default" else args.cifar_samples
     eps = args.eps if kind == "default" else 1 / 255

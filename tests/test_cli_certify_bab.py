@@ -28,14 +28,17 @@ def _json(result) -> dict:
 
 @pytest.fixture(scope="module")
 def bab_run(tmp_path_factory) -> tuple[dict, dict]:
-    found = tmp_path_factory.mktemp("bab") / "found.pt"
-    report = _json(invoke(["certify", "--method", "bab", *ARGS, "--counterexamples", str(found), "--json", "-"]))
-    return report, torch.load(found, weights_only=True)
+    folder = tmp_path_factory.mktemp("bab")
+    found, records = folder / "found.pt", folder / "records.jsonl"
+    args = ["--counterexamples", str(found), "--records", str(records), "--json", "-"]
+    report = _json(invoke(["certify", "--method", "bab", *ARGS, *args]))
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    return report, torch.load(found, weights_only=True), rows
 
 
 @pytest.mark.slow
 def test_bab_counts_verified_and_falsified_and_saves_counterexamples(bab_run):
-    report, found = bab_run
+    report, found, _ = bab_run
     curve = report["attacks"]["bab"]
     assert curve["kind"] == "certified" and curve["params"]["method"] == "bab"
     points = curve["points"]
@@ -55,6 +58,22 @@ def test_bab_counts_verified_and_falsified_and_saves_counterexamples(bab_run):
     assert torch.equal(pred, found["prediction"]) and (pred != y).all()
     assert ((found["x"] - x).abs().flatten(1).amax(1) <= found["eps"] + 1e-6).all()
     assert found["x"].min() >= 0 and found["x"].max() <= 1
+
+
+@pytest.mark.slow
+def test_the_records_carry_each_samples_verdict(bab_run):
+    report, found, rows = bab_run
+    assert [row["index"] for row in rows] == list(range(24))
+    for point, eps in zip(report["attacks"]["bab"]["points"], ("0", "0.01", "0.03"), strict=True):
+        verdicts = [row[f"bab@{eps}:verdict"] for row in rows]
+        assert verdicts.count("verified") == point["robust"]
+        assert verdicts.count("falsified") == point["falsified"]
+        assert verdicts.count(None) == 24 - report["clean_correct"]
+        for row, verdict in zip(rows, verdicts, strict=True):
+            assert (verdict is None) == (not row["clean_correct"])
+            assert row[f"bab@{eps}:certified"] == (verdict == "verified")
+    falsified = {row["index"] for row in rows if row["bab@0.03:verdict"] == "falsified"}
+    assert falsified == set(found["index"].tolist())  # every falsified sample has its counterexample
 
 
 @pytest.mark.slow

@@ -105,8 +105,9 @@ class AttackRecords:
 class BatchRecords:
     """The records of one batch (see the module docstring). ``first`` is the run's index of its first
         sample; ``clean_correct`` is the sweep's verdict (a randomized model's sample is correct only when
-    every prediction is); ``certified`` (bool, ε × N) where the run certified, ``radius`` (N) where it used
-        randomized smoothing; ``x`` (the clean inputs) where adversarial examples are kept."""
+    every prediction is); ``certified`` (bool, ε × N) where the run certified, ``falsified`` (bool, ε × N)
+    where it ran branch and bound (a counterexample was found), ``radius`` (N) where it used randomized
+    smoothing; ``x`` (the clean inputs) where adversarial examples are kept."""
 
     first: int
     label: Tensor
@@ -117,6 +118,7 @@ class BatchRecords:
     certified: Tensor | None = None
     radius: Tensor | None = None
     x: Tensor | None = None
+    falsified: Tensor | None = None
 
     def to_state(self) -> dict[str, Any]:
         body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -131,7 +133,8 @@ class BatchRecords:
     def rows(self, names: Sequence[str], eps_labels: Sequence[str], certify: str | None) -> Iterator[dict[str, Any]]:
         """One dict per sample, columns in a fixed order: ``index``, ``label``, ``clean_prediction``
         (None for non-finite logits), ``clean_correct``, ``clean_margin``, then per attack and ε
-        ``ATTACK@EPS:fooled|prediction|norm|margin|passes``, then ``METHOD@EPS:certified``."""
+        ``ATTACK@EPS:fooled|prediction|norm|margin|passes``, then ``METHOD@EPS:certified`` and, for branch
+        and bound, ``METHOD@EPS:verdict`` (verified, falsified or unknown; None for a misclassified sample)."""
         lists = _as_lists(self)
         for i in range(self.label.shape[0]):
             correct = lists["correct"][i]
@@ -153,9 +156,20 @@ class BatchRecords:
             if lists["certified"] is not None and certify is not None:
                 for j, eps in enumerate(eps_labels):
                     row[f"{certify}@{eps}:certified"] = lists["certified"][j][i]
+                    if lists["falsified"] is not None:
+                        row[f"{certify}@{eps}:verdict"] = _verdict(correct, lists, j, i)
             if lists["radius"] is not None and certify is not None:
                 row[f"{certify}:radius"] = _number(lists["radius"][i])
             yield row
+
+
+def _verdict(correct: bool, lists: dict[str, Any], j: int, i: int) -> str | None:
+    """Branch and bound's verdict on sample ``i`` at the ``j``-th ε (None: misclassified, nothing to decide)."""
+    if not correct:
+        return None
+    if lists["certified"][j][i]:
+        return "verified"
+    return "falsified" if lists["falsified"][j][i] else "unknown"
 
 
 def attack_records(result: Any, norm: Tensor, passes: int, target: Tensor | None = None) -> BatchRecords:
@@ -191,6 +205,7 @@ def _as_lists(records: BatchRecords) -> dict[str, Any]:
         "clean_margin": listed(records.clean_margin),
         "certified": listed(records.certified),
         "radius": listed(records.radius),
+        "falsified": listed(records.falsified),
         "attacks": [
             {k: listed(getattr(a, k)) for k in ("fooled_at", "prediction", "norm", "margin", "passes")}
             for a in records.attacks

@@ -133,7 +133,7 @@ def _run_batch(
         clean_backward=counted.backward_samples - clean_passes[1] + checks.backward_samples,
     )
     part.evidence.clean_nonfinite = int((~finite).sum())
-    certified = radius = None
+    certified = radius = falsified = None
     if config.certify is not None and bounds is not None:
         t0, before_passes = time.perf_counter(), counted.passes
         part.certified = AttackTally.empty(len(config.eps), classes)
@@ -143,7 +143,7 @@ def _run_batch(
             found = verify_batch(
                 bounds(x), x, y, correct, config, monitor, batch_index=batch_index, first=before, deadline=deadline
             )
-            certified = found.verified
+            certified, falsified = found.verified, found.falsified
             part.certified.falsified = found.falsified.sum(dim=1).tolist()
             part.certified.counterexamples = found.counterexamples
             part.certified.bounds = found.bounds
@@ -165,6 +165,7 @@ def _run_batch(
         certified=None if certified is None else certified.cpu(),
         radius=radius,
         x=x.cpu() if config.keep_adversarial else None,
+        falsified=None if falsified is None else falsified.cpu(),
     )
     for a, attack in enumerate(attacks):
         tally = part.attacks[a]
