@@ -5,13 +5,15 @@ verdicts; auto_LiRPA's α-CROWN on the same network when it is importable.
                                        [--methods ibp,crown-ibp,crown,alpha-crown]
                                        [--cifar-samples 2] [--cifar-width 8]   (0 samples: skip that model)
     python benchmarks/bench_certify.py --bab [--eps 0.02] [--timeout 60] [--budget 1800]
-    python benchmarks/bench_certify.py --auto-lirpa [--eps 0.02]     (needs auto_LiRPA installed)
+    python benchmarks/bench_certify.py --auto-lirpa [--eps 0.02] [--lirpa-method CROWN-Optimized|CROWN]
+                                       (needs auto_LiRPA: PYTHONPATH=its source tree works on torch 2.14)
 
 * ``--bab``: branch and bound (``advgrad.bounds.BoundedModel.verify``) on the default model, all
   ``--samples`` in one call: verified, falsified and unknown shares, decided = verified + falsified,
   and the whole call's seconds (attack, CROWN, α-CROWN and branching included).
-* ``--auto-lirpa``: auto_LiRPA's ``CROWN-Optimized`` (α-CROWN) bound of the margins z_y − z_j on the
-  default model, for comparison with advgrad's ``alpha-crown`` row (same samples, ε and box).
+* ``--auto-lirpa``: auto_LiRPA's ``CROWN-Optimized`` (α-CROWN, its default 20 iterations) bound of the
+  margins z_y − z_j on the default model, for comparison with advgrad's ``alpha-crown`` row (same
+  samples, ε and box); ``--lirpa-method CROWN`` its plain CROWN, beside advgrad's ``crown``.
 
 * ``default``: the embedded digits CNN on the first ``--samples`` embedded test digits (the issue's
   figure: a reference CROWN took 20–28 s per ε for 450 samples on a 2-core machine).
@@ -74,7 +76,7 @@ def child(kind: str, method: str, samples: int, eps: float, norm: str, width: in
     if method == "bab":
         result = _bab(model, x, y, eps, norm)
     elif method == "auto-lirpa":
-        result = {"certified": _auto_lirpa(model, x, y, eps)}
+        result = {"certified": _auto_lirpa(model, x, y, eps, os.environ.get("BENCH_LIRPA", "CROWN-Optimized"))}
     else:
         result = {"certified": certified(model, x, y, [eps], norm=norm, method=method)[0].float().mean().item()}
     seconds = time.perf_counter() - start
@@ -92,8 +94,8 @@ def _bab(model, x, y, eps: float, norm: str) -> dict:
     return {"certified": share(1), "falsified": share(-1), "unknown": share(0), "domains": int(verdicts.domains.sum())}
 
 
-def _auto_lirpa(model, x, y, eps: float) -> float:
-    """auto_LiRPA's α-CROWN: the share of samples classified correctly with every margin bound > 0."""
+def _auto_lirpa(model, x, y, eps: float, method: str) -> float:
+    """auto_LiRPA's bound ``method``: the share of samples classified correctly with every margin bound > 0."""
     import torch
     from auto_LiRPA import BoundedModule, BoundedTensor
     from auto_LiRPA.perturbations import PerturbationLpNorm
@@ -103,7 +105,7 @@ def _auto_lirpa(model, x, y, eps: float) -> float:
     eye = torch.eye(classes)
     c = eye[y].unsqueeze(1) - eye.unsqueeze(0)  # (N, classes, classes): row j = e_y − e_j (row y is zero)
     ptb = PerturbationLpNorm(eps=eps, norm=float("inf"), x_L=(x - eps).clamp(0, 1), x_U=(x + eps).clamp(0, 1))
-    lower, _ = bounded.compute_bounds(x=(BoundedTensor(x, ptb),), C=c, method="CROWN-Optimized", bound_upper=False)
+    lower, _ = bounded.compute_bounds(x=(BoundedTensor(x, ptb),), C=c, method=method, bound_upper=False)
     lower = lower.scatter(1, y[:, None], float("inf"))
     with torch.no_grad():
         correct = model(x).argmax(1) == y
@@ -111,8 +113,11 @@ def _auto_lirpa(model, x, y, eps: float) -> float:
 
 
 def run(kind: str, method: str, args) -> dict:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)  # keep the caller's (auto_LiRPA from source)
+    path = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )  # keep the caller's (auto_LiRPA from source)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": path}
+    env["BENCH_LIRPA"] = args.lirpa_method
     env["BENCH_BAB"] = json.dumps({"timeout": args.timeout, "budget": args.budget, "max_domains": args.max_domains})
     samples = args.samples if kind == "default" else args.cifar_samples
     eps = args.eps if kind == "default" else 1 / 255
@@ -145,13 +150,14 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=None, help="--bab: seconds for the whole run")
     parser.add_argument("--max-domains", type=int, default=100_000, help="--bab: sub-domains per sample")
     parser.add_argument("--auto-lirpa", action="store_true", help="auto_LiRPA's α-CROWN on the default model")
+    parser.add_argument("--lirpa-method", default="CROWN-Optimized", help="--auto-lirpa: its bound method")
     args = parser.parse_args()
     print(f"threads={args.threads} norm={args.norm}")
     if args.bab or args.auto_lirpa:
-        method = "bab" if args.bab else "auto-lirpa"
-        if method == "auto-lirpa" and importlib.util.find_spec("auto_LiRPA") is None:
+        method = "bab" if args.bab else f"auto-lirpa {args.lirpa_method}"
+        if args.auto_lirpa and importlib.util.find_spec("auto_LiRPA") is None:
             raise SystemExit("auto_LiRPA is not importable here: install it (from source for current torch)")
-        r = run("default", method, args)
+        r = run("default", "bab" if args.bab else "auto-lirpa", args)
         extra = f" falsified {r['falsified']:.1%} unknown {r['unknown']:.1%}" if method == "bab" else ""
         decided = f" decided {r['certified'] + r['falsified']:.1%}" if method == "bab" else ""
         limits = f" timeout={args.timeout} budget={args.budget} max_domains={args.max_domains}" if args.bab else ""
