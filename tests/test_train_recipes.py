@@ -16,7 +16,7 @@ from advgrad.bounds import margin_bounds
 from advgrad.core.threat import ThreatModel
 from advgrad.io.data.sources import TensorSource
 from advgrad.train import TrainConfig, Trainer
-from advgrad.train.loop import COLLAPSE_DROP, CollapseGuard, EpochLog
+from advgrad.train.loop import COLLAPSE_DROP, COLLAPSE_GAP, CollapseGuard, EpochLog
 from advgrad.train.recipes import DEFAULT_RECIPE, RECIPES
 from advgrad.train.train_config import METHODS, RECIPE_FIELDS
 
@@ -110,8 +110,8 @@ def test_bad_recipes_exit_2_with_one_line(extra, message, tmp_path, monkeypatch)
     assert message in text, text
 
 
-def _entry(epoch: int, robust: float) -> EpochLog:
-    return EpochLog(epoch, 0.1, 0.1, 1.0, 0.5, 0.9, robust, None, 0.0, 10)
+def _entry(epoch: int, robust: float, fgsm: float | None = None) -> EpochLog:
+    return EpochLog(epoch, 0.1, 0.1, 1.0, 0.5, 0.9, robust, None, 0.0, 10, val_fgsm_accuracy=fgsm)
 
 
 def test_the_guard_rolls_back_to_the_best_epoch_at_a_collapse_and_says_what_to_change():
@@ -127,6 +127,28 @@ def test_the_guard_rolls_back_to_the_best_epoch_at_a_collapse_and_says_what_to_c
     assert line is not None and "catastrophic overfitting in epoch 4" in line and "epoch 2" in line
     assert "n-fgsm" in line and "\n" not in line
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+
+
+def test_the_guard_calls_a_gap_between_fgsm_and_pgd_a_collapse_after_the_warm_up_even_if_pgd_never_fell():
+    """FGSM accuracy more than COLLAPSE_GAP above PGD-10's: robust to its own single step only. The
+    best epoch is the best by PGD-10 among the epochs without the gap."""
+    model, guard = mlp(), CollapseGuard()
+    config = TrainConfig(method="fgsm", eps=0.1, warmup=2, epochs=10)
+    assert guard.watch(_entry(1, 0.10, 0.10 + COLLAPSE_GAP + 0.05), model, config) is None  # in the warm-up
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    assert guard.watch(_entry(2, 0.20, 0.20 + COLLAPSE_GAP - 0.01), model, config) is None  # under the threshold
+    for p in model.parameters():
+        p.data.add_(1.0)
+    line = guard.watch(_entry(3, 0.25, 0.25 + COLLAPSE_GAP + 0.01), model, config)  # PGD-10 rose, yet a collapse
+    assert line is not None and "catastrophic overfitting in epoch 3" in line and "epoch 2" in line
+    assert f"more than {100 * COLLAPSE_GAP:.0f} points apart" in line and "\n" not in line
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+
+
+def test_a_gap_in_the_first_epoch_keeps_the_weights_and_says_there_was_nothing_to_go_back_to():
+    model, guard = mlp(), CollapseGuard()
+    line = guard.watch(_entry(1, 0.0, COLLAPSE_GAP + 0.1), model, TrainConfig(method="fgsm", eps=0.1, warmup=0))
+    assert line is not None and "no earlier epoch" in line
 
 
 def _fit(method: str, **options):

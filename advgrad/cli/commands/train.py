@@ -89,6 +89,8 @@ def _epoch_line(entry, config) -> str:
         parts.append(f"val clean {100 * entry.val_accuracy:.1f}%")
     if entry.val_robust_accuracy is not None:
         parts.append(f"val pgd-10@{eps_label} {100 * entry.val_robust_accuracy:.1f}%")
+    if entry.val_fgsm_accuracy is not None:
+        parts.append(f"val fgsm@{eps_label} {100 * entry.val_fgsm_accuracy:.1f}%")
     if entry.val_certified_accuracy is not None:
         parts.append(f"val {config.bound}-certified@{eps_label} {100 * entry.val_certified_accuracy:.1f}%")
     parts.append(f"{entry.seconds:.1f} s")
