@@ -156,6 +156,7 @@ def _fit(method: str, **options):
     source = TensorSource(x, y, name="margin", description="margin problem")
     torch.manual_seed(0)
     model = mlp()
+    options.setdefault("schedule", "cosine")  # the rate 0.05 is tuned for it (fgsm-rs's recipe is cyclic)
     config = TrainConfig(method=method, eps=0.05, epochs=12, batch_size=32, lr=0.05, val_fraction=0.25, **options)
     trainer = Trainer(
         model, source, config, device=CPU, train_indices=torch.arange(96), val_indices=torch.arange(96, 128)
@@ -233,3 +234,47 @@ def test_the_weight_average_follows_its_formula():
     with average.swapped(model):
         assert torch.equal(model.weight, average.values["weight"])
     assert torch.equal(model.weight, w0 + 2)
+
+
+def _upsampled_digits_run(method: str, epochs: int):
+    """``method`` at ε = 0.2 on the embedded digits' train split upsampled to 16×16 (bilinear, as
+    scripts/upsample_digits.py writes them), the digits CNN for that size, Adam with a cyclic rate
+    peaking at 5e-3, guard on; returns the trainer and each epoch's weights as on_epoch saw them."""
+    import torch.nn.functional as F
+
+    from advgrad.io.data.load_data import load_default
+    from advgrad.models import DigitsCNN
+    from advgrad.train.loop import split_indices
+
+    digits = load_default("train")
+    x = F.interpolate(digits.x, size=(16, 16), mode="bilinear", align_corners=False).clamp(0, 1)
+    source = TensorSource(x, digits.y, name="digits16", description="digits at 16×16")
+    train, val = split_indices(torch.arange(len(source)), 0.1, 0)
+    torch.manual_seed(0)
+    model = DigitsCNN(size=16)
+    config = TrainConfig(
+        method=method, eps=0.2, epochs=epochs, batch_size=64, lr=5e-3, schedule="cyclic", warmup=0, val_fraction=0.1
+    )
+    trainer = Trainer(model, source, config, device=CPU, train_indices=train, val_indices=val)
+    weights = {}
+    trainer.run(on_epoch=lambda e: weights.setdefault(e.epoch, {k: v.clone() for k, v in model.state_dict().items()}))
+    return trainer, weights
+
+
+@pytest.mark.slow
+def test_fgsm_collapses_on_the_upsampled_digits_and_the_guard_keeps_the_best_epoch_while_n_fgsm_does_not():
+    """A real catastrophic overfitting (docs/train.md): plain FGSM at ε = 0.2 on 16×16 digits becomes
+    robust to its own step and not to PGD-10; the guard stops it and puts back the best epoch's
+    weights. N-FGSM with the same ε, epochs, rate and model runs to the end and stays more robust."""
+    fgsm, weights = _upsampled_digits_run("fgsm", 16)
+    assert fgsm.collapse is not None and "catastrophic overfitting" in fgsm.collapse, fgsm.log[-1]
+    last = fgsm.log[-1]
+    assert last.epoch < 16 and last.val_fgsm_accuracy - last.val_robust_accuracy > COLLAPSE_GAP
+    healthy = [e for e in fgsm.log[:-1] if e.val_fgsm_accuracy - e.val_robust_accuracy <= COLLAPSE_GAP]
+    best = max(healthy, key=lambda e: (e.val_robust_accuracy, e.epoch))  # the guard keeps the latest of ties
+    assert f"kept the weights of epoch {best.epoch}" in fgsm.collapse
+    assert all(torch.equal(v, weights[best.epoch][k]) for k, v in fgsm.module.state_dict().items())
+    assert fgsm.validate(0)[1] == best.val_robust_accuracy  # the kept weights validate as that epoch did
+    n_fgsm, _ = _upsampled_digits_run("n-fgsm", 16)
+    assert n_fgsm.collapse is None and len(n_fgsm.log) == 16
+    assert n_fgsm.log[-1].val_robust_accuracy >= last.val_robust_accuracy + 0.1, (n_fgsm.log[-1], last)

@@ -35,7 +35,7 @@ from advgrad.execution.runtime import PRECISIONS
 from advgrad.io.data.sources import DataSource
 from advgrad.io.files import atomic_path
 from advgrad.train.methods import LOSSES, Step
-from advgrad.train.train_config import FAST_METHODS, TrainConfig
+from advgrad.train.train_config import CYCLIC_PEAK, FAST_METHODS, TrainConfig
 
 CHECKPOINT_FORMAT = "advgrad.train-checkpoint"
 #: PGD steps of the per-epoch validation under attack
@@ -108,7 +108,19 @@ def make_optimizer(module: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+def cyclic_factor(update: int, updates: int) -> float:
+    """The one-cycle schedule's share of the peak rate at ``update`` (0-based) of ``updates``: linear
+    from 0 to 1 over the first ``CYCLIC_PEAK`` of the updates, then linear to 0 at the end."""
+    rise = CYCLIC_PEAK * updates
+    return update / rise if update < rise else max(0.0, (updates - update) / (updates - rise))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, batches: int):
+    """The learning-rate schedule, stepped once per epoch, or per batch for ``cyclic``
+    (``batches`` per epoch)."""
+    if config.schedule == "cyclic":
+        updates = config.epochs * batches
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: cyclic_factor(t, updates))
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
     if config.schedule == "step":
@@ -246,7 +258,7 @@ class Trainer:
         self.identity = identity or {}
         self.dist = dist_info or Distributed()
         self.optimizer = make_optimizer(module, config)
-        self.scheduler = make_scheduler(self.optimizer, config)
+        self.scheduler = make_scheduler(self.optimizer, config, math.ceil(len(train_indices) / config.batch_size))
         self.scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
         self.log: list[EpochLog] = []
         self.epoch = 0  # epochs finished
@@ -392,12 +404,15 @@ class Trainer:
                 self.optimizer.step()
             if self.average is not None:
                 self.average.update(self.module)
+            if c.schedule == "cyclic":
+                self.scheduler.step()
             loss_sum += per_sample.detach().double().sum()
             correct += (logits.detach().argmax(dim=1) == y).sum()
             seen += len(mine)
             if on_batch is not None and self.dist.is_main:
                 on_batch(epoch, b + 1, len(batches), float(loss_sum) / max(seen, 1), int(correct) / max(seen, 1))
-        self.scheduler.step()
+        if c.schedule != "cyclic":
+            self.scheduler.step()
         totals = torch.stack(
             [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=self.device)]
         )

@@ -208,7 +208,9 @@ def train_command(
         Optional[str],
         typer.Option(
             "--schedule",
-            help="Learning-rate schedule: cosine (to 0), step (×0.1 at 50% and 75%) or constant." + FROM_RECIPE,
+            help="Learning-rate schedule: cosine (to 0), step (×0.1 at 50% and 75%), constant, or cyclic (per batch: "
+            "linear from 0 up to --lr over the first 40% of the updates, then down to 0; Wong et al. 2020)."
+            + FROM_RECIPE,
             show_default=False,
             rich_help_panel=TRAIN_PANEL,
         ),
