@@ -328,7 +328,8 @@ def train_command(
         typer.Option(
             "--guard/--no-guard",
             help="Single-step methods: stop at catastrophic overfitting (validation accuracy under PGD-10 more than "
-            "20 points below its best) and keep the best epoch's weights.",
+            "20 points below its best, or more than 40 points below that under FGSM) and keep the best epoch's "
+            "weights.",
             rich_help_panel=ROBUST_PANEL,
         ),
     ] = True,
