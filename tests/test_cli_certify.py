@@ -250,6 +250,7 @@ def test_the_training_line_names_the_bound_it_certified_with():
         val_accuracy=0.8,
         val_robust_accuracy=0.6,
         val_certified_accuracy=0.4,
+        val_fgsm_accuracy=None,
         seconds=1.0,
     )
     config = SimpleNamespace(epochs=10, eps=SimpleNamespace(label="0.1"), method="crown-ibp", bound="crown-ibp")

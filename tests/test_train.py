@@ -128,8 +128,9 @@ def test_trainable_bounds_equal_the_certifying_bounds_and_carry_weight_gradients
             assert abs((up - down) / (2 * h) - grad[i, j]) <= 1e-5 * (1 + abs(grad[i, j])), (i, j)
 
 
-def test_resumed_training_equals_the_uninterrupted_run(tmp_path):
-    kwargs = dict(epochs=3, lr=0.02, eps=0.05)
+@pytest.mark.parametrize("schedule", ["cosine", "cyclic"])
+def test_resumed_training_equals_the_uninterrupted_run(tmp_path, schedule):
+    kwargs = dict(epochs=3, lr=0.02, eps=0.05, schedule=schedule)
     x, y = margin_problem(96, 0)
     source = TensorSource(x, y, name="margin", description="margin problem")
 
@@ -158,6 +159,21 @@ def test_resumed_training_equals_the_uninterrupted_run(tmp_path):
     for a, b in zip(whole.module.state_dict().values(), resumed.module.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert [e.loss for e in whole.log] == [e.loss for e in resumed.log]
+    assert [e.lr for e in whole.log] == [e.lr for e in resumed.log]
+
+
+def test_the_cyclic_rate_rises_linearly_to_the_peak_at_two_fifths_and_falls_to_zero_per_batch():
+    """Wong et al. 2020: lr(t) = peak · t/(0.4·T) up to 0.4·T, then peak · (T − t)/(0.6·T)."""
+    x, y = margin_problem(40, 0)
+    source = TensorSource(x, y, name="margin", description="margin problem")
+    cfg = TrainConfig(method="standard", epochs=5, batch_size=10, lr=0.1, schedule="cyclic", val_fraction=0.0)
+    trainer = Trainer(mlp(), source, cfg, device=CPU, train_indices=torch.arange(40), val_indices=torch.arange(0))
+    seen = []
+    trainer.run(on_batch=lambda *_: seen.append(trainer.optimizer.param_groups[0]["lr"]))
+    updates = 5 * 4  # the rate after update t (1-based) is the one update t + 1 uses
+    expected = [0.1 * min(t / (0.4 * updates), (updates - t) / (0.6 * updates)) for t in range(1, updates + 1)]
+    assert seen == pytest.approx(expected, abs=1e-12)
+    assert [e.lr for e in trainer.log] == pytest.approx([expected[4 * k - 1] if k else 0.0 for k in range(5)])
 
 
 # ------------------------------------------------------------------------ the command line

@@ -16,7 +16,7 @@ from advgrad.bounds import margin_bounds
 from advgrad.core.threat import ThreatModel
 from advgrad.io.data.sources import TensorSource
 from advgrad.train import TrainConfig, Trainer
-from advgrad.train.loop import COLLAPSE_DROP, CollapseGuard, EpochLog
+from advgrad.train.loop import COLLAPSE_DROP, COLLAPSE_GAP, CollapseGuard, EpochLog
 from advgrad.train.recipes import DEFAULT_RECIPE, RECIPES
 from advgrad.train.train_config import METHODS, RECIPE_FIELDS
 
@@ -110,8 +110,8 @@ def test_bad_recipes_exit_2_with_one_line(extra, message, tmp_path, monkeypatch)
     assert message in text, text
 
 
-def _entry(epoch: int, robust: float) -> EpochLog:
-    return EpochLog(epoch, 0.1, 0.1, 1.0, 0.5, 0.9, robust, None, 0.0, 10)
+def _entry(epoch: int, robust: float, fgsm: float | None = None) -> EpochLog:
+    return EpochLog(epoch, 0.1, 0.1, 1.0, 0.5, 0.9, robust, None, 0.0, 10, val_fgsm_accuracy=fgsm)
 
 
 def test_the_guard_rolls_back_to_the_best_epoch_at_a_collapse_and_says_what_to_change():
@@ -129,11 +129,34 @@ def test_the_guard_rolls_back_to_the_best_epoch_at_a_collapse_and_says_what_to_c
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
 
 
+def test_the_guard_calls_a_gap_between_fgsm_and_pgd_a_collapse_after_the_warm_up_even_if_pgd_never_fell():
+    """FGSM accuracy more than COLLAPSE_GAP above PGD-10's: robust to its own single step only. The
+    best epoch is the best by PGD-10 among the epochs without the gap."""
+    model, guard = mlp(), CollapseGuard()
+    config = TrainConfig(method="fgsm", eps=0.1, warmup=2, epochs=10)
+    assert guard.watch(_entry(1, 0.10, 0.10 + COLLAPSE_GAP + 0.05), model, config) is None  # in the warm-up
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    assert guard.watch(_entry(2, 0.20, 0.20 + COLLAPSE_GAP - 0.01), model, config) is None  # under the threshold
+    for p in model.parameters():
+        p.data.add_(1.0)
+    line = guard.watch(_entry(3, 0.25, 0.25 + COLLAPSE_GAP + 0.01), model, config)  # PGD-10 rose, yet a collapse
+    assert line is not None and "catastrophic overfitting in epoch 3" in line and "epoch 2" in line
+    assert f"more than {100 * COLLAPSE_GAP:.0f} points apart" in line and "\n" not in line
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+
+
+def test_a_gap_in_the_first_epoch_keeps_the_weights_and_says_there_was_nothing_to_go_back_to():
+    model, guard = mlp(), CollapseGuard()
+    line = guard.watch(_entry(1, 0.0, COLLAPSE_GAP + 0.1), model, TrainConfig(method="fgsm", eps=0.1, warmup=0))
+    assert line is not None and "no earlier epoch" in line
+
+
 def _fit(method: str, **options):
     x, y = margin_problem(128, 0)
     source = TensorSource(x, y, name="margin", description="margin problem")
     torch.manual_seed(0)
     model = mlp()
+    options.setdefault("schedule", "cosine")  # the rate 0.05 is tuned for it (fgsm-rs's recipe is cyclic)
     config = TrainConfig(method=method, eps=0.05, epochs=12, batch_size=32, lr=0.05, val_fraction=0.25, **options)
     trainer = Trainer(
         model, source, config, device=CPU, train_indices=torch.arange(96), val_indices=torch.arange(96, 128)
@@ -211,3 +234,47 @@ def test_the_weight_average_follows_its_formula():
     with average.swapped(model):
         assert torch.equal(model.weight, average.values["weight"])
     assert torch.equal(model.weight, w0 + 2)
+
+
+def _upsampled_digits_run(method: str, epochs: int):
+    """``method`` at ε = 0.2 on the embedded digits' train split upsampled to 16×16 (bilinear, as
+    scripts/upsample_digits.py writes them), the digits CNN for that size, Adam with a cyclic rate
+    peaking at 5e-3, guard on; returns the trainer and each epoch's weights as on_epoch saw them."""
+    import torch.nn.functional as F
+
+    from advgrad.io.data.load_data import load_default
+    from advgrad.models import DigitsCNN
+    from advgrad.train.loop import split_indices
+
+    digits = load_default("train")
+    x = F.interpolate(digits.x, size=(16, 16), mode="bilinear", align_corners=False).clamp(0, 1)
+    source = TensorSource(x, digits.y, name="digits16", description="digits at 16×16")
+    train, val = split_indices(torch.arange(len(source)), 0.1, 0)
+    torch.manual_seed(0)
+    model = DigitsCNN(size=16)
+    config = TrainConfig(
+        method=method, eps=0.2, epochs=epochs, batch_size=64, lr=5e-3, schedule="cyclic", warmup=0, val_fraction=0.1
+    )
+    trainer = Trainer(model, source, config, device=CPU, train_indices=train, val_indices=val)
+    weights = {}
+    trainer.run(on_epoch=lambda e: weights.setdefault(e.epoch, {k: v.clone() for k, v in model.state_dict().items()}))
+    return trainer, weights
+
+
+@pytest.mark.slow
+def test_fgsm_collapses_on_the_upsampled_digits_and_the_guard_keeps_the_best_epoch_while_n_fgsm_does_not():
+    """A real catastrophic overfitting (docs/train.md): plain FGSM at ε = 0.2 on 16×16 digits becomes
+    robust to its own step and not to PGD-10; the guard stops it and puts back the best epoch's
+    weights. N-FGSM with the same ε, epochs, rate and model runs to the end and stays more robust."""
+    fgsm, weights = _upsampled_digits_run("fgsm", 16)
+    assert fgsm.collapse is not None and "catastrophic overfitting" in fgsm.collapse, fgsm.log[-1]
+    last = fgsm.log[-1]
+    assert last.epoch < 16 and last.val_fgsm_accuracy - last.val_robust_accuracy > COLLAPSE_GAP
+    healthy = [e for e in fgsm.log[:-1] if e.val_fgsm_accuracy - e.val_robust_accuracy <= COLLAPSE_GAP]
+    best = max(healthy, key=lambda e: (e.val_robust_accuracy, e.epoch))  # the guard keeps the latest of ties
+    assert f"kept the weights of epoch {best.epoch}" in fgsm.collapse
+    assert all(torch.equal(v, weights[best.epoch][k]) for k, v in fgsm.module.state_dict().items())
+    assert fgsm.validate(0)[1] == best.val_robust_accuracy  # the kept weights validate as that epoch did
+    n_fgsm, _ = _upsampled_digits_run("n-fgsm", 16)
+    assert n_fgsm.collapse is None and len(n_fgsm.log) == 16
+    assert n_fgsm.log[-1].val_robust_accuracy >= last.val_robust_accuracy + 0.1, (n_fgsm.log[-1], last)

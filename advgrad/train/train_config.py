@@ -21,7 +21,9 @@ RECIPE_FIELDS = (
     "beta", "sigma", "kappa", "alpha", "lam", "noise_radius", "ema",
 )  # fmt: skip
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "constant", "cyclic")
+#: the share of the updates over which the cyclic schedule rises to its peak (Wong et al. 2020: 2/5)
+CYCLIC_PEAK = 0.4
 NORMS = (LINF, L2)  # the geometries training supports (advgrad.core.geometry)
 
 
@@ -43,9 +45,11 @@ class TrainConfig:
     option given explicitly wins. ``warmup`` epochs ramp ε linearly (per batch) from 0 to the
     training ε (``eps_scale``·``eps``), κ from 1 to ``kappa`` and, for crown-ibp, the weight of the
     CROWN-IBP bound against plain IBP from 1 to 0. The learning rate follows ``schedule`` per epoch
-    (cosine to 0; step: ×0.1 at 50% and 75% of the epochs). ``val_fraction`` of the training samples
-    (default: the recipe's) are held out (seeded) for the per-epoch validation, which also guards single-step training
-    against catastrophic overfitting (``guard``).
+    (cosine to 0; step: ×0.1 at 50% and 75% of the epochs) or, for ``cyclic``, per batch (linear from 0
+    to ``lr`` over the first 40% of the updates, then linear to 0: Wong, Rice & Kolter 2020).
+    ``val_fraction`` of the training samples (default: the recipe's) are held out (seeded) for the
+    per-epoch validation, which also guards single-step training against catastrophic overfitting
+    (``guard``).
     """
 
     method: str | None = None

@@ -89,6 +89,8 @@ def _epoch_line(entry, config) -> str:
         parts.append(f"val clean {100 * entry.val_accuracy:.1f}%")
     if entry.val_robust_accuracy is not None:
         parts.append(f"val pgd-10@{eps_label} {100 * entry.val_robust_accuracy:.1f}%")
+    if entry.val_fgsm_accuracy is not None:
+        parts.append(f"val fgsm@{eps_label} {100 * entry.val_fgsm_accuracy:.1f}%")
     if entry.val_certified_accuracy is not None:
         parts.append(f"val {config.bound}-certified@{eps_label} {100 * entry.val_certified_accuracy:.1f}%")
     parts.append(f"{entry.seconds:.1f} s")
@@ -206,7 +208,9 @@ def train_command(
         Optional[str],
         typer.Option(
             "--schedule",
-            help="Learning-rate schedule: cosine (to 0), step (×0.1 at 50% and 75%) or constant." + FROM_RECIPE,
+            help="Learning-rate schedule: cosine (to 0), step (×0.1 at 50% and 75%), constant, or cyclic (per batch: "
+            "linear from 0 up to --lr over the first 40% of the updates, then down to 0; Wong et al. 2020)."
+            + FROM_RECIPE,
             show_default=False,
             rich_help_panel=TRAIN_PANEL,
         ),
@@ -324,7 +328,8 @@ def train_command(
         typer.Option(
             "--guard/--no-guard",
             help="Single-step methods: stop at catastrophic overfitting (validation accuracy under PGD-10 more than "
-            "20 points below its best) and keep the best epoch's weights.",
+            "20 points below its best, or more than 40 points below that under FGSM) and keep the best epoch's "
+            "weights.",
             rich_help_panel=ROBUST_PANEL,
         ),
     ] = True,
