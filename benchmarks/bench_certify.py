@@ -5,7 +5,7 @@ verdicts; auto_LiRPA's α-CROWN on the same network when it is importable.
                                        [--methods ibp,crown-ibp,crown,alpha-crown]
                                        [--cifar-samples 2] [--cifar-width 8]   (0 samples: skip that model)
     python benchmarks/bench_certify.py --bab [--eps 0.02] [--timeout 60] [--budget 1800]
-    python benchmarks/bench_certify.py --auto-lirpa [--eps 0.02] [--lirpa-method CROWN-Optimized|CROWN]
+    python benchmarks/bench_certify.py --auto-lirpa [--model default|mlp] [--eps 0.02] [--lirpa-method CROWN-Optimized|CROWN]
                                        (needs auto_LiRPA: PYTHONPATH=its source tree works on torch 2.14)
 
 * ``--bab``: branch and bound (``advgrad.bounds.BoundedModel.verify``) on the default model, all
@@ -48,11 +48,11 @@ def child(kind: str, method: str, samples: int, eps: float, norm: str, width: in
 
     from advgrad.bounds import certified
 
-    if kind == "default":
+    if kind in ("default", "mlp"):
         from advgrad.io.data.load_data import load_default
         from advgrad.io.model.load_model import load_default_model
 
-        model = load_default_model()
+        model = load_default_model() if kind == "default" else _mlp()
         x, y = load_default().fetch(torch.arange(samples))
     else:
         sys.path.insert(0, str(ROOT))
@@ -81,6 +81,27 @@ def child(kind: str, method: str, samples: int, eps: float, norm: str, width: in
         result = {"certified": certified(model, x, y, [eps], norm=norm, method=method)[0].float().mean().item()}
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "first": first, "samples": len(y), **result}))
+
+
+def _mlp():
+    """A max-pool-free comparison: a 64-128-128-10 ReLU MLP trained (seed 0, 20 epochs of Adam, plain
+    cross-entropy) on the embedded digits' training split, so that only the ReLU relaxations differ."""
+    import torch
+
+    from advgrad.io.data.load_data import load_default
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU()]
+    model = torch.nn.Sequential(torch.nn.Flatten(), *layers, torch.nn.Linear(128, 10))
+    data = load_default(split="train")
+    x, y = data.fetch(torch.arange(len(data)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(20):
+        for idx in torch.randperm(len(y)).split(64):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimizer.step()
+    return model.eval()
 
 
 def _bab(model, x, y, eps: float, norm: str) -> dict:
@@ -119,8 +140,8 @@ def run(kind: str, method: str, args) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": path}
     env["BENCH_LIRPA"] = args.lirpa_method
     env["BENCH_BAB"] = json.dumps({"timeout": args.timeout, "budget": args.budget, "max_domains": args.max_domains})
-    samples = args.samples if kind == "default" else args.cifar_samples
-    eps = args.eps if kind == "default" else 1 / 255
+    samples = args.samples if kind != "cifar" else args.cifar_samples
+    eps = args.eps if kind != "cifar" else 1 / 255
     cmd = [sys.executable, __file__, "--child", kind, method, str(samples), str(eps), args.norm, str(args.cifar_width)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
     out = proc.stdout.read()
@@ -139,6 +160,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=450)
+    parser.add_argument("--model", default="default", choices=["default", "mlp"], help="mlp: a max-pool-free MLP")
     parser.add_argument("--eps", type=float, default=0.02)
     parser.add_argument("--norm", default="inf", choices=["inf", "2"])
     parser.add_argument("--threads", type=int, default=1)
@@ -157,12 +179,12 @@ def main() -> None:
         method = "bab" if args.bab else f"auto-lirpa {args.lirpa_method}"
         if args.auto_lirpa and importlib.util.find_spec("auto_LiRPA") is None:
             raise SystemExit("auto_LiRPA is not importable here: install it (from source for current torch)")
-        r = run("default", "bab" if args.bab else "auto-lirpa", args)
+        r = run(args.model, "bab" if args.bab else "auto-lirpa", args)
         extra = f" falsified {r['falsified']:.1%} unknown {r['unknown']:.1%}" if method == "bab" else ""
         decided = f" decided {r['certified'] + r['falsified']:.1%}" if method == "bab" else ""
         limits = f" timeout={args.timeout} budget={args.budget} max_domains={args.max_domains}" if args.bab else ""
         print(
-            f"default {method} samples={r['samples']} eps={args.eps}{limits}: verified {r['certified']:.1%}{extra}"
+            f"{args.model} {method} samples={r['samples']} eps={args.eps}{limits}: verified {r['certified']:.1%}{extra}"
             f"{decided} in {r['seconds']:.1f} s (peak RSS {r['peak_rss_mib']:.0f} MiB)",
             flush=True,
         )
@@ -171,12 +193,12 @@ def main() -> None:
         f"{'model':<9} {'method':<10} {'samples':>7} {'eps':>8} {'seconds':>8} {'certified':>9} "
         f"{'peak RSS MiB':>12} {'first trace s':>13}"
     )
-    for kind in ("default", "cifar"):
-        if (args.samples if kind == "default" else args.cifar_samples) <= 0:
+    for kind in (args.model, "cifar"):
+        if (args.samples if kind != "cifar" else args.cifar_samples) <= 0:
             continue  # --cifar-samples 0: the default model only
         for method in args.methods.split(","):
             r = run(kind, method, args)
-            eps = args.eps if kind == "default" else 1 / 255
+            eps = args.eps if kind != "cifar" else 1 / 255
             print(
                 f"{kind:<9} {method:<10} {r['samples']:>7} {eps:>8.4f} {r['seconds']:>8.2f} "
                 f"{r['certified']:>9.1%} {r['peak_rss_mib']:>12.0f} {r['first']:>13.2f}",
