@@ -3,7 +3,7 @@
     python scripts/train_robust_digits.py
 
 PGD training (Madry et al. 2018) with the default ``madry-digits`` recipe, nothing else given: L∞
-ε = 0.1, trained at 1.5·ε with 10 steps, ε ramped over the first 12 of 120 epochs, Adam 2e-3 with a
+ε = 0.1, trained at 1.5·ε with 10 steps, ε ramped over the first 16 of 160 epochs, Adam 2e-3 with a
 cosine schedule, batch 64, every sample of the embedded train split (no validation split), seed 0,
 one CPU thread: the command ``advgrad train --method pgd --eps 0.1`` a user types. Writes
 advgrad/assets/digits_cnn_robust.safetensors, then measures it on the held-out test split with

@@ -64,7 +64,7 @@ RECIPES: dict[str, Recipe] = {
             "PGD training, Madry et al. 2018, with Adam, a cosine schedule and a 10% ε warm-up; 10 steps of "
             "2.5·ε′/10 at ε′ = 1.5·ε (above the evaluated ε, as Gowal et al. 2018 do), on every training sample "
             "(no validation split), tuned on the digits",
-            epochs=120,
+            epochs=160,
             batch_size=64,
             lr=2e-3,
             warmup=0.1,
