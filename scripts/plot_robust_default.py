@@ -2,7 +2,7 @@
 
     python scripts/plot_robust_default.py [--out docs/robust-default.png]
 
-Evaluates ``digits-cnn`` (standard training) and ``default-robust`` (TRADES training,
+Evaluates ``digits-cnn`` (standard training) and ``default-robust`` (PGD training at 1.5·ε,
 scripts/train_robust_digits.py) on the 450 embedded test digits with PGD-20 and APGD-CE under L∞
 at ε = 0…0.3 (advgrad's own sweep, seed 0), prints the figures and draws both models' curves in
 one plot.
@@ -22,7 +22,7 @@ from advgrad.io.model.load_model import load_model
 from advgrad.report.mpl import pyplot, save_figure
 
 EPS = [0.0, 0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3]
-MODELS = {"digits-cnn": "standard training (digits-cnn)", "default-robust": "TRADES training, ε = 0.1 (default-robust)"}
+MODELS = {"digits-cnn": "standard training (digits-cnn)", "default-robust": "PGD training, ε = 0.1 (default-robust)"}
 ATTACKS = ("pgd", "apgd-ce")
 
 

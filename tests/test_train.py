@@ -396,11 +396,13 @@ def test_the_robust_default_model_resists_pgd_where_the_standard_one_does_not():
     from advgrad.io.data.load_data import load_default
     from advgrad.io.model.load_model import load_model
 
-    x, y = load_default("test").fetch(torch.arange(150))
+    test = load_default("test")
+    x, y = test.fetch(torch.arange(len(test)))
     robust, standard = load_model("default-robust"), load_model()
     assert "adversarially trained" in robust.description
-    with torch.no_grad():
-        assert float((robust.module(x).argmax(1) == y).float().mean()) >= 0.97
+    with torch.no_grad():  # the target: clean ≥ 99% of the 450 test digits
+        assert float((robust.module(x).argmax(1) == y).float().mean()) >= 0.99
+    x, y = x[:150], y[:150]
     robust_pgd, standard_pgd = _robust_accuracy(robust.module, x, y, 0.1), _robust_accuracy(standard.module, x, y, 0.1)
     assert robust_pgd >= 0.8 and standard_pgd <= 0.5, (robust_pgd, standard_pgd)
 

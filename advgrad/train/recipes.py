@@ -62,14 +62,14 @@ RECIPES: dict[str, Recipe] = {
             "madry-digits",
             "pgd",
             "PGD training, Madry et al. 2018, with Adam, a cosine schedule and a 10% ε warm-up; 10 steps of "
-            "2.5·ε′/10 at ε′ = 1.25·ε (above the evaluated ε, as Gowal et al. 2018 do), on every training sample "
+            "2.5·ε′/10 at ε′ = 1.5·ε (above the evaluated ε, as Gowal et al. 2018 do), on every training sample "
             "(no validation split), tuned on the digits",
-            epochs=120,
+            epochs=160,
             batch_size=64,
             lr=2e-3,
             warmup=0.1,
             steps=10,
-            eps_scale=1.25,
+            eps_scale=1.5,
             val_fraction=0.0,
         ),
         _R(

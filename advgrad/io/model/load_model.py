@@ -65,7 +65,7 @@ def load_default_model(device: torch.device | str = "cpu") -> nn.Module:
 
 
 def load_robust_model(device: torch.device | str = "cpu") -> nn.Module:
-    """The embedded DigitsCNN adversarially trained (TRADES, L∞ ε = 0.1) by scripts/train_robust_digits.py,
+    """The embedded DigitsCNN adversarially trained (PGD, L∞ ε = 0.1) by scripts/train_robust_digits.py,
     in eval mode."""
     from advgrad.models.digits import DigitsCNN
 
@@ -92,7 +92,7 @@ def _load_robust(spec: str, options: ModelOptions) -> LoadedModel:
         load_robust_model(options.device),
         "default",
         ROBUST_MODEL,
-        "embedded DigitsCNN adversarially trained on the UCI digits (TRADES, L∞ ε = 0.1)",
+        "embedded DigitsCNN adversarially trained on the UCI digits (PGD, L∞ ε = 0.1)",
     )
 
 
