@@ -5,7 +5,8 @@ verdicts; auto_LiRPA's α-CROWN on the same network when it is importable.
                                        [--methods ibp,crown-ibp,crown,alpha-crown]
                                        [--cifar-samples 2] [--cifar-width 8]   (0 samples: skip that model)
     python benchmarks/bench_certify.py --bab [--eps 0.02] [--timeout 60] [--budget 1800]
-    python benchmarks/bench_certify.py --auto-lirpa [--model default|mlp] [--eps 0.02] [--lirpa-method CROWN-Optimized|CROWN]
+    python benchmarks/bench_certify.py --auto-lirpa [--model default|mlp] [--eps 0.02]
+                                       [--lirpa-method CROWN-Optimized|CROWN]
                                        (needs auto_LiRPA: PYTHONPATH=its source tree works on torch 2.14)
 
 * ``--bab``: branch and bound (``advgrad.bounds.BoundedModel.verify``) on the default model, all
