@@ -448,3 +448,14 @@ def test_the_certified_default_model_is_certified_where_the_standard_one_is_not(
     ours = float(certified(model.module, x, y, [0.1], method="crown").float().mean())
     theirs = float(certified(standard.module, x, y, [0.1], method="crown").float().mean())
     assert ours >= 0.6 and theirs == 0.0, (ours, theirs)
+
+
+def test_a_model_argument_the_architecture_refuses_is_one_line():
+    result = invoke(["train", "--model", "digits-cnn", "--model-arg", "size=7", "--epochs", "1", "--no-report"])
+    assert "size must be an even number" in assert_bad_input(result)
+
+
+def test_data_of_a_shape_the_model_does_not_take_is_one_line():
+    # a DigitsCNN for 16×16 inputs against the embedded 8×8 digits
+    result = invoke(["train", "--model", "digits-cnn", "--model-arg", "size=16", "--epochs", "1", "--no-report"])
+    assert "the model failed on inputs of shape 8×1×8×8" in assert_bad_input(result)

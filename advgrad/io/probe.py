@@ -124,6 +124,12 @@ def _forward(model: nn.Module, x: Tensor, explain=_explain_failure):
         raise explain(exc, x) from None
 
 
+def forward_or_explain(model: nn.Module, x: Tensor):
+    """``model(x)`` without gradients; a failure (inputs of a shape the model does not take, …) is
+    one :class:`ModelError` naming the inputs' shape."""
+    return _forward(model, x)
+
+
 def _close(a: Tensor, b: Tensor) -> bool:
     finite = a[torch.isfinite(a)]
     scale = float(finite.abs().max()) if finite.numel() else 0.0

@@ -26,7 +26,7 @@ def build_model(spec: str | None, model_args: dict, weights: str | None) -> tupl
     if spec in ARCHITECTURES:
         try:
             module = ARCHITECTURES[spec](**model_args)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise UsageError(f"`model_args` do not fit {spec}: {exc}", params="model_args") from None
         if weights is not None:
             load_weights(module, weights, spec)

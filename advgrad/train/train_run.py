@@ -127,7 +127,7 @@ def train_run(
     from advgrad.io.data.load_data import DataOptions, load_data
     from advgrad.io.files import write_json
     from advgrad.io.model.factories import parse_model_args
-    from advgrad.io.probe import check_label_range
+    from advgrad.io.probe import check_label_range, forward_or_explain
     from advgrad.train.build import build_model, export_program, save_weights
     from advgrad.train.loop import Distributed, Trainer, split_indices
 
@@ -161,9 +161,8 @@ def train_run(
     module = module.to(device)
     x, y = source.fetch(train_idx[: min(len(train_idx), 8)])
     x = x.to(device)
-    with torch.no_grad():
-        module.eval()
-        logits = module(x)
+    module.eval()
+    logits = forward_or_explain(module, x)
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise UsageError(f"the model must return (N, classes) logits to be trained, got {type(logits).__name__}")
     labels = source.labels()
