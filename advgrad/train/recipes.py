@@ -199,6 +199,19 @@ RECIPES: dict[str, Recipe] = {
             steps=8,
             extra={"lam": 0.4},
         ),  # fmt: skip
+        _R(
+            "staps",
+            "staps",
+            "Mao et al. 2023: SABR's box (λ = 0.4, 8 PGD steps), IBP through the feature extractor, 8 PGD steps "
+            "in the latent box on the head",
+            epochs=60,
+            updates=1200,
+            batch_size=64,
+            lr=2e-3,
+            warmup=0.33,
+            steps=8,
+            extra={"lam": 0.4},
+        ),  # fmt: skip
     )
 }
 
