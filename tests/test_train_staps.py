@@ -54,7 +54,7 @@ def test_the_latent_box_holds_the_features_of_every_point_of_the_input_box():
     x = torch.rand(4, 1, 8, 8, generator=g)
     extractor, _ = checked_split(model, x)
     with torch.no_grad():
-        low, high = LatentBounds(extractor, x).box(x, 0.05)
+        low, high = LatentBounds(model, extractor, x).box(x, 0.05)
         corners = torch.randint(0, 2, (64, *x.shape), generator=g).float() * 2 - 1
         inside = torch.rand(64, *x.shape, generator=g) * 2 - 1
         for delta in (corners, inside):
@@ -71,7 +71,7 @@ def test_latent_points_stay_in_the_box_and_are_never_looser_than_ibp():
     x, y = torch.rand(5, 1, 8, 8, generator=g), torch.randint(0, 10, (5,), generator=g)
     extractor, head = checked_split(model, x)
     with torch.no_grad():
-        low, high = LatentBounds(extractor, x).box(x, 0.1)
+        low, high = LatentBounds(model, extractor, x).box(x, 0.1)
     z = latent_attack(head, low, high, y, 10, 8, torch.Generator().manual_seed(0))
     lo, hi = low.repeat_interleave(10, 0), high.repeat_interleave(10, 0)
     assert ((z >= lo) & (z <= hi)).all()
@@ -177,3 +177,29 @@ def test_a_staps_run_on_the_digits(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "recipe staps (Mao et al. 2023" in result.stderr and "λ = 0.4" in result.stderr
     assert (tmp_path / "w.safetensors").exists()
+
+
+def test_on_a_linear_head_the_loss_is_the_square_of_the_ibp_loss():
+    """With a one-layer head the latent attack reaches IBP's margins exactly, so L_TAPS = L_IBP and
+    the loss L_TAPS · L_IBP is L_IBP²; its gradient is (5 + 1)·L_IBP·∇L_IBP (the expansion)."""
+    from advgrad.train.methods import Step, _ibp_ce, _small_box_centre, staps_loss
+
+    torch.manual_seed(5)
+    model = mlp(hidden=6, classes=3)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(4, 1, 1, 2, generator=g), torch.tensor([0, 1, 2, 1])
+    assert len(checked_split(model, x)[1]) == 1
+    config = TrainConfig(method="staps", eps=0.1).resolve(100)
+    bounds = LatentBounds(model, checked_split(model, x)[0], x)
+
+    def step() -> Step:
+        generator = torch.Generator().manual_seed(0)
+        return Step(model, model, x, y, config, 0.1, 1.0, 0.0, generator, bounds)
+
+    loss, _ = staps_loss(step())
+    ibp = _ibp_ce(step(), _small_box_centre(step()), config.lam * 0.1)
+    assert torch.allclose(loss, ibp**2, rtol=1e-5)
+    weight = model[-1].weight
+    (expected,) = torch.autograd.grad(6 * (ibp.detach() * ibp).sum(), weight)
+    (got,) = torch.autograd.grad(staps_loss(step())[0].sum(), weight)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6)

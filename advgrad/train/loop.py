@@ -333,7 +333,7 @@ class Trainer:
             if self.config.method == "staps":  # the bounds of the feature extractor's output
                 from advgrad.train.staps import LatentBounds, checked_split
 
-                self._bounds = LatentBounds(checked_split(self.module, x)[0], x)
+                self._bounds = LatentBounds(self.module, checked_split(self.module, x)[0], x)
             else:
                 self._bounds = TrainableBounds(self.module, x)
 

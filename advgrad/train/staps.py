@@ -20,6 +20,9 @@ from advgrad.core.gradient import frozen
 #: the connector's width c: 0.5 sends each coordinate's gradient wholly to the nearer end of its
 #: interval (the paper's binary connector); c < 0.5 splits it linearly where z is within (c, 1 − c)
 CONNECTOR_WIDTH = 0.5
+#: the factor STAPS multiplies the gradient of its latent-attack loss by before the product with the IBP loss
+#: (the paper's gradient expansion; 5 in the authors' MNIST and CIFAR-10 scripts)
+GRADIENT_EXPANSION = 5.0
 #: a latent PGD step is this share of the interval's width, over ``steps`` steps (as PGD's 2.5·ε/steps)
 LATENT_STEP = 1.25
 
@@ -66,14 +69,16 @@ def checked_split(model: nn.Module, x: Tensor) -> tuple[nn.Module, nn.Module]:
 
 class LatentBounds:
     """IBP bounds of the feature extractor's output over an input box, differentiable in its weights
-    (:class:`~advgrad.bounds.trainable.TrainableBounds` of the extractor, flattened for the graph)."""
+    (:class:`~advgrad.bounds.trainable.TrainableBounds` of the extractor, flattened for the graph),
+    and the whole model's margin bounds (:meth:`margin_lower`)."""
 
-    def __init__(self, extractor: nn.Module, example: Tensor):
+    def __init__(self, model: nn.Module, extractor: nn.Module, example: Tensor):
         from advgrad.bounds.trainable import TrainableBounds
 
         with torch.no_grad():
             self.shape = tuple(extractor(example[:1]).shape[1:])
         self.bounds = TrainableBounds(nn.Sequential(extractor, nn.Flatten()), example[:1])
+        self.margin_lower = TrainableBounds(model, example[:1]).margin_lower
 
     def box(self, centre: Tensor, radius: float, norm: str = "inf") -> tuple[Tensor, Tensor]:
         """(l, u), each (N, *latent shape): l ≤ extractor(x′) ≤ u for x′ in the ball ∩ [0, 1]."""
@@ -117,6 +122,11 @@ def lower_share(z: Tensor, low: Tensor, high: Tensor, width: float = CONNECTOR_W
     else:
         share = ((1 - width - t) / (1 - 2 * width)).clamp(0, 1)
     return torch.where(span > 0, share, torch.full_like(share, 0.5)).detach()
+
+
+def expand(loss: Tensor, factor: float = GRADIENT_EXPANSION) -> Tensor:
+    """``loss``'s value with its gradient multiplied by ``factor``."""
+    return factor * loss - (factor - 1) * loss.detach()
 
 
 def connect(z: Tensor, low: Tensor, high: Tensor, width: float = CONNECTOR_WIDTH) -> Tensor:
