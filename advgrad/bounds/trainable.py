@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from advgrad.bounds import _check
 from advgrad.bounds.graph import build_graph, export_model
-from advgrad.bounds.propagate import InputSet, margin_lower
+from advgrad.bounds.propagate import InputSet, interval_bounds, margin_lower
 
 __all__ = ["TrainableBounds"]
 
@@ -33,13 +33,27 @@ class TrainableBounds:
         self.model = model
         self.program = export_model(model, example)
 
+    def _graph(self, x: Tensor):
+        values = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+        return build_graph(self.program, x, values)
+
+    def output_interval(
+        self, x: Tensor, eps: float, *, norm: str = "inf", lower=0.0, upper=1.0
+    ) -> tuple[Tensor, Tensor]:
+        """IBP bounds (lo, hi) of the model's output over the ε-ball ∩ [lower, upper]: for every x′
+        there, lo ≤ model(x′) ≤ hi elementwise (STAPS bounds its feature extractor with them)."""
+        norm = str(norm)
+        _check(eps, norm, "ibp", lower, upper)
+        graph = self._graph(x)
+        inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper))
+        return interval_bounds(graph, inputs, refine=False)[graph.output]
+
     def margin_lower(
         self, x: Tensor, y: Tensor, eps: float, *, norm: str = "inf", method: str = "ibp", lower=0.0, upper=1.0
     ) -> Tensor:
         norm = str(norm)
         _check(eps, norm, method, lower, upper)
-        values = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
-        graph = build_graph(self.program, x, values)
+        graph = self._graph(x)
         if len(x) == 0:
             return x.new_zeros((0, graph.shapes[graph.output][0]))
         inputs = InputSet(x.detach(), float(eps), norm, float(lower), float(upper))

@@ -329,7 +329,13 @@ class Trainer:
             from advgrad.bounds.trainable import TrainableBounds
 
             x, _ = self.source.fetch(self.train_indices[:1])
-            self._bounds = TrainableBounds(self.module, x.to(self.device))
+            x = x.to(self.device)
+            if self.config.method == "staps":  # the bounds of the feature extractor's output
+                from advgrad.train.staps import LatentBounds, checked_split
+
+                self._bounds = LatentBounds(self.module, checked_split(self.module, x)[0], x)
+            else:
+                self._bounds = TrainableBounds(self.module, x)
 
     def run(
         self,

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from advgrad.attacks import FGSMParams, PGDParams, get_attack, run_attack
 from advgrad.core.gradient import frozen
 from advgrad.core.threat import ThreatModel
+from advgrad.train.staps import connect, expand, head_margins, latent_attack, split_model
 from advgrad.train.train_config import TrainConfig
 
 #: TRADES starts its inner maximisation at x + this · N(0, 1) (Zhang et al. 2019)
@@ -223,14 +224,39 @@ def sabr_loss(step: Step) -> tuple[Tensor, Tensor]:
     clean = step.forward(step.x)
     if step.eps == 0:
         return F.cross_entropy(clean.float(), step.y, reduction="none"), clean
-    c, lam = step.config, step.config.lam
+    return _ibp_ce(step, _small_box_centre(step), step.config.lam * step.eps), clean
+
+
+def _small_box_centre(step: Step) -> Tensor:
+    """SABR's box centre: a PGD adversarial example moved into the ball of radius (1 − λ)·ε around x."""
+    c = step.config
     params = PGDParams(steps=c.steps, step_size=c.step_size, random_start=True, restarts=1)
     x_adv = run_attack(
         get_attack("pgd"), step.module, step.x, step.y, threat=_threat(step), params=params, generator=step.generator
     )
-    inner = ThreatModel(c.norm, (1 - lam) * step.eps)
-    centre = inner.clip(x_adv, step.x).detach()
-    return _ibp_ce(step, centre, lam * step.eps), clean
+    return ThreatModel(c.norm, (1 - c.lam) * step.eps).clip(x_adv, step.x).detach()
+
+
+def staps_loss(step: Step) -> tuple[Tensor, Tensor]:
+    """Mao, Müller, Fischer & Vechev (NeurIPS 2023), STAPS: SABR's small box, bounded by IBP through
+    the feature extractor only (``step.bounds`` bounds it); in the latent box [l, u] PGD on the head
+    finds, for each class j, a point z_j of small margin h(z_j)_y − h(z_j)_j; L_TAPS is CE of the
+    worst-case logits those margins give, its gradient sent to l and u by TAPS's connector
+    (:mod:`advgrad.train.staps`). The loss is L_TAPS · L_IBP, L_IBP the IBP loss over the same box and
+    L_TAPS's gradient expanded 5-fold, as the paper trains. Like SABR's, it is not an upper bound of
+    the robust loss."""
+    clean = step.forward(step.x)
+    if step.eps == 0:
+        return F.cross_entropy(clean.float(), step.y, reduction="none"), clean
+    c, classes = step.config, clean.shape[1]
+    _, head = split_model(step.module)
+    centre, radius = _small_box_centre(step), c.lam * step.eps
+    low, high = step.bounds.box(centre, radius, norm=c.norm)
+    z = latent_attack(head, low, high, step.y, classes, c.steps, step.generator)
+    z = connect(z, low.repeat_interleave(classes, dim=0), high.repeat_interleave(classes, dim=0))
+    margins = head_margins(head, z, step.y, classes)
+    taps = F.cross_entropy(worst_case_logits(margins, step.y), step.y, reduction="none")
+    return expand(taps) * _ibp_ce(step, centre, radius), clean
 
 
 LOSSES: dict[str, Callable[[Step], tuple[Tensor, Tensor]]] = {
@@ -246,4 +272,5 @@ LOSSES: dict[str, Callable[[Step], tuple[Tensor, Tensor]]] = {
     "gradalign": gradalign_loss,
     "mtl-ibp": mtl_ibp_loss,
     "sabr": sabr_loss,
+    "staps": staps_loss,
 }

@@ -11,8 +11,9 @@ from advgrad.core.numeric import check_number
 
 METHODS = (
     "standard", "pgd", "trades", "noise", "fgsm", "fgsm-rs", "n-fgsm", "gradalign", "ibp", "crown-ibp", "mtl-ibp", "sabr",
+    "staps",
 )  # fmt: skip
-CERTIFIED_METHODS = ("ibp", "crown-ibp", "mtl-ibp", "sabr")
+CERTIFIED_METHODS = ("ibp", "crown-ibp", "mtl-ibp", "sabr", "staps")
 #: single-step methods, watched for catastrophic overfitting (Wong et al. 2020)
 FAST_METHODS = ("fgsm", "fgsm-rs", "n-fgsm", "gradalign")
 #: the options a recipe fills when they are left out (None)
@@ -37,8 +38,8 @@ class TrainConfig:
     cross-entropy at x + N(0, ``sigma``²)), the single-step ``fgsm``, ``fgsm-rs`` (Wong et al. 2020),
     ``n-fgsm`` (de Jorge et al. 2022) and ``gradalign`` (Andriushchenko & Flammarion 2020), and the
     certified ``ibp`` (Gowal et al. 2018), ``crown-ibp`` (Zhang et al. 2020): κ·CE(f(x), y) + (1 − κ)·CE(−m(x,
-    ε), y) with m the certified margin lower bounds, ``mtl-ibp`` (De Palma et al. 2024) and ``sabr``
-    (Müller et al. 2023).
+    ε), y) with m the certified margin lower bounds, ``mtl-ibp`` (De Palma et al. 2024), ``sabr``
+    (Müller et al. 2023) and ``staps`` (Mao et al. 2023).
 
     Every option left ``None`` comes from the ``recipe`` (default: the method's own, see
     :mod:`advgrad.train.recipes`) when :meth:`resolve` is given the number of training samples; an
@@ -193,7 +194,7 @@ class TrainConfig:
 
     @property
     def bound(self) -> str:
-        """The bound the per-epoch validation certifies with: the training's own (IBP for mtl-ibp, sabr)."""
+        """The bound the per-epoch validation certifies with: the training's own (IBP for mtl-ibp, sabr, staps)."""
         return self.method if self.method in ("ibp", "crown-ibp") else "ibp"
 
     @property

@@ -168,6 +168,10 @@ def train_run(
     labels = source.labels()
     if labels is not None and len(selection):
         check_label_range(int(labels[selection].max()), logits.shape[1])
+    if config.method == "staps":  # refused before the run starts: the model must cut into extractor and head
+        from advgrad.train.staps import checked_split
+
+        checked_split(module, x)
     threads = _choose_threads(options.threads, module, x, config.batch_size, device)
     if options.out is None and options.export is None:
         warn("neither --out nor --export is given: the trained weights will not be saved")
@@ -311,12 +315,18 @@ def recipe_line(given: TrainConfig, config: TrainConfig) -> str:
 def _method_parts(config: TrainConfig) -> list[str]:
     method = config.method
     parts = []
-    if method in ("pgd", "trades", "mtl-ibp", "sabr"):
+    if method in ("pgd", "trades", "mtl-ibp", "sabr", "staps"):
         size = config.step_size if config.step_size is not None else 2.5 * config.train_eps / config.steps
         parts.append(f"{config.steps} step{'s' if config.steps > 1 else ''} of {size:.4g}")
     if method in ("fgsm", "fgsm-rs", "n-fgsm", "gradalign"):
         parts.append(f"step {config.step_size if config.step_size is not None else config.train_eps:.4g}")
-    extra = {"trades": ("beta", "β"), "mtl-ibp": ("alpha", "α"), "sabr": ("lam", "λ"), "gradalign": ("lam", "λ")}
+    extra = {
+        "trades": ("beta", "β"),
+        "mtl-ibp": ("alpha", "α"),
+        "sabr": ("lam", "λ"),
+        "staps": ("lam", "λ"),
+        "gradalign": ("lam", "λ"),
+    }
     if method in extra:
         name, symbol = extra[method]
         parts.append(f"{symbol} = {getattr(config, name):g}")

@@ -27,7 +27,8 @@ MethodOpt = Annotated[
         "for randomized smoothing, Cohen et al. 2019; --sigma); single-step fgsm, fgsm-rs (Wong et al. 2020), n-fgsm "
         "(de Jorge et al. 2022; --noise-radius), gradalign (Andriushchenko & Flammarion 2020; --lam), watched for "
         "catastrophic overfitting; certified ibp (Gowal et al. 2018), crown-ibp (Zhang et al. 2020), mtl-ibp (De "
-        "Palma et al. 2024; --alpha) or sabr (Müller et al. 2023; --lam). Default: standard, or --recipe's method.",
+        "Palma et al. 2024; --alpha), sabr (Müller et al. 2023; --lam) or staps (Mao et al. 2023; --lam; the model "
+        "must split into features and a classifier). Default: standard, or --recipe's method.",
         rich_help_panel=TRAIN_PANEL,
         show_default=False,
     ),
@@ -300,7 +301,8 @@ def train_command(
         Optional[float],
         typer.Option(
             "--lam",
-            help="sabr: the small box's radius as a share λ of ε; gradalign: the regulariser's weight λ." + FROM_RECIPE,
+            help="sabr, staps: the small box's radius as a share λ of ε; gradalign: the regulariser's weight λ."
+            + FROM_RECIPE,
             rich_help_panel=ROBUST_PANEL,
             show_default=False,
         ),
