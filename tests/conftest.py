@@ -25,6 +25,15 @@ settings.register_profile("advgrad", max_examples=10, deadline=None, suppress_he
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "advgrad"))
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (the training tests: their runs are those of one thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def digits_model() -> nn.Module:
     from advgrad.io.model.load_model import load_default_model

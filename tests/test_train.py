@@ -21,12 +21,7 @@ from advgrad.train import TrainConfig, Trainer
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # training on one thread (conftest)
 
 
 def _train(method: str, n: int = 256, seed: int = 0, model=None, **config) -> tuple[torch.nn.Module, list]:

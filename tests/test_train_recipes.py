@@ -23,12 +23,7 @@ from advgrad.train.train_config import METHODS, RECIPE_FIELDS
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # training on one thread (conftest)
 
 
 def test_every_method_has_a_recipe_and_resolving_fills_every_option():

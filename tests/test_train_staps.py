@@ -18,12 +18,7 @@ from advgrad.train.staps import LatentBounds, checked_split, connect, head_margi
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # training on one thread (conftest)
 
 
 def _cnn() -> DigitsCNN:

@@ -195,7 +195,7 @@ class CollapseGuard:
         what = (
             f"fell from {100 * self.best[0]:.1f}% (epoch {self.best[1]}) to {100 * robust:.1f}%"
             if gap is None
-            else f"is {100 * robust:.1f}% while under FGSM (the single step) it is {100 * (robust + gap):.1f}%, "
+            else f"is {100 * robust:.1f}% while under FGSM (the single step) it is {100 * entry.val_fgsm_accuracy:.1f}%, "
             f"more than {100 * COLLAPSE_GAP:.0f} points apart"
         )
         return (
